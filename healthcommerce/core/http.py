@@ -1,0 +1,46 @@
+"""The one outbound HTTP client: every request has a (connect, read) timeout and goes through TLS
+unless the target is loopback (the sandbox EHR and tests).
+
+Source: RELIABILITY.md (encrypted channels), SMART App Launch 2.2 best practices (send tokens only to
+the server that issued them).
+"""
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+
+from healthcommerce.core.errors import OutboundRefused
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def check_url(url: str) -> None:
+    """Raise ``OutboundRefused`` unless ``url`` is https, or http to a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return
+    raise OutboundRefused("Only https URLs (or http on this machine) may be contacted.")
+
+
+class OutboundSession(requests.Session):
+    """``requests.Session`` with the project's default timeout and URL check on every request."""
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        """Send a request; ``timeout`` defaults to ``settings.HTTP_TIMEOUT`` (seconds).
+
+        Raises ``OutboundRefused`` for a disallowed URL and ``requests.RequestException`` on failure.
+        """
+        check_url(url if isinstance(url, str) else url.decode())
+        kwargs.setdefault("timeout", settings.HTTP_TIMEOUT)
+        return super().request(method, url, *args, **kwargs)
+
+
+def outbound_session() -> OutboundSession:
+    """Return a new outbound session with a ``User-Agent`` naming the app."""
+    session = OutboundSession()
+    session.headers["User-Agent"] = "healthcommerce/1.0"
+    return session

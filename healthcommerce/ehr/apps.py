@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class EhrConfig(AppConfig):
+    name = "healthcommerce.ehr"
+    label = "ehr"
+    default_auto_field = "django.db.models.BigAutoField"

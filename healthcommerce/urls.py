@@ -1,0 +1,20 @@
+"""Root URLs. The sandbox EHR is mounted only when ``SANDBOX_ENABLED`` is true."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("smart/", include("healthcommerce.ehr.urls")),
+    path("o/", include("healthcommerce.orders.urls")),
+    path("p/", include("healthcommerce.purchaselinks.urls")),
+    path("", include("healthcommerce.core.urls")),
+]
+if settings.SANDBOX_ENABLED:
+    urlpatterns.insert(0, path("sandbox/", include("healthcommerce.sandbox.urls")))
+
+handler400 = "healthcommerce.core.views.bad_request"
+handler403 = "healthcommerce.core.views.permission_denied"
+handler404 = "healthcommerce.core.views.page_not_found"
+handler500 = "healthcommerce.core.views.server_error"
