@@ -1,0 +1,86 @@
+"""EHR sites (per-site configuration) and SMART launches (server-side launch state and tokens)."""
+
+from django.db import models
+
+from healthcommerce.core.models import BaseModel
+
+DEFAULT_SCOPES = (
+    "launch openid fhirUser patient/Patient.rs patient/DeviceRequest.rs patient/ServiceRequest.rs "
+    "patient/Coverage.rs user/Practitioner.rs"
+)
+
+
+class EHRSite(BaseModel):
+    """One registered EHR (one health system's FHIR server), keyed by its FHIR base URL, ``iss``.
+
+    Everything that differs between health systems lives here: the FHIR base, the client id and how the
+    client authenticates (SMART App Launch 2.2 "Client Authentication"), the scopes to ask for, quirks,
+    and the cached discovery document.
+    """
+
+    class AuthMethod(models.TextChoices):
+        PUBLIC = "none", "Public client (no secret)"
+        CLIENT_SECRET_BASIC = "client_secret_basic", "Confidential symmetric (client_secret_basic)"
+        PRIVATE_KEY_JWT = "private_key_jwt", "Confidential asymmetric (private_key_jwt)"
+
+    name = models.CharField(max_length=200)
+    iss = models.URLField(max_length=500, unique=True, help_text="FHIR base URL exactly as the EHR sends it in `iss`.")
+    client_id = models.CharField(max_length=200)
+    auth_method = models.CharField(max_length=40, choices=AuthMethod.choices, default=AuthMethod.PUBLIC)
+    client_secret = models.CharField(max_length=500, blank=True)
+    private_key_pem = models.TextField(blank=True, help_text="PEM private key for private_key_jwt.")
+    key_id = models.CharField(max_length=200, blank=True, help_text="`kid` of the signing key in our JWKS.")
+    signing_alg = models.CharField(max_length=10, default="RS384", choices=[("RS384", "RS384"), ("ES384", "ES384")])
+    scopes = models.TextField(default=DEFAULT_SCOPES)
+    quirks = models.JSONField(default=dict, blank=True, help_text='e.g. {"epic_client_id_header": true}')
+    is_active = models.BooleanField(default=True)
+    discovery = models.JSONField(default=dict, blank=True, editable=False)
+    discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "EHR site"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.iss})"
+
+
+class Launch(BaseModel):
+    """One SMART EHR launch, from ``/smart/launch`` to the clinician's order pages.
+
+    The ``id`` (UUID) is carried in the clinician's URLs so several launches in one browser do not mix;
+    ``state`` and the PKCE verifier are server-side and single use (SMART App Launch 2.2 "App Protection").
+    Tokens never leave the server.
+    """
+
+    class Status(models.TextChoices):
+        AUTHORIZING = "authorizing"
+        ACTIVE = "active"
+        FAILED = "failed"
+
+    site = models.ForeignKey(EHRSite, on_delete=models.CASCADE, related_name="launches")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AUTHORIZING)
+    browser_key = models.CharField(max_length=64, help_text="SHA-256 of the browser binding kept in the session.")
+    state = models.CharField(max_length=100, unique=True)
+    state_used_at = models.DateTimeField(null=True, blank=True)
+    code_verifier = models.CharField(max_length=128)
+    nonce = models.CharField(max_length=100)
+    launch_token = models.TextField()
+    expires_at = models.DateTimeField()
+    error_code = models.CharField(max_length=80, blank=True)
+    # Filled by the callback (SMART App Launch 2.2 "Launch context arrives with your access_token").
+    access_token = models.TextField(blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    scope_granted = models.TextField(blank=True)
+    patient_id = models.CharField(max_length=200, blank=True)
+    encounter_id = models.CharField(max_length=200, blank=True)
+    fhir_user = models.CharField(max_length=500, blank=True)
+    fhir_context = models.JSONField(default=list, blank=True)
+    need_patient_banner = models.BooleanField(default=True)
+    smart_style_url = models.URLField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"Launch {self.id} at {self.site.name} ({self.status})"

@@ -1,0 +1,86 @@
+"""Orders: the pre-filled Standard Written Order a clinician signs, and its timeline."""
+
+import secrets
+
+from django.db import models
+
+from healthcommerce.catalog.models import Product
+from healthcommerce.core.models import BaseModel
+from healthcommerce.ehr.models import EHRSite, Launch
+
+
+def new_reference() -> str:
+    """Return an opaque order reference such as ``HC-7K3M9QXW2D`` (no PHI, ~50 bits)."""
+    alphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+    return "HC-" + "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+class Order(BaseModel):
+    """One order for one product for one patient.
+
+    Status moves ``draft -> signed -> submitted -> fulfilled``, or to ``failed``/``cancelled``; it never
+    goes back (see ``orders.services.order_transition``). Once signed, the content is immutable and
+    ``content_hash`` is the SHA-256 of its canonical JSON.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        SIGNED = "signed"
+        SUBMITTED = "submitted"
+        FULFILLED = "fulfilled"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    reference = models.CharField(max_length=20, unique=True, default=new_reference, editable=False)
+    site = models.ForeignKey(EHRSite, on_delete=models.PROTECT, related_name="orders")
+    launch = models.ForeignKey(Launch, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    version = models.PositiveIntegerField(default=1)
+    # What the EHR asked for.
+    patient_fhir_id = models.CharField(max_length=200)
+    request_reference = models.CharField(max_length=300, blank=True, help_text="e.g. DeviceRequest/devreq021")
+    request_system = models.CharField(max_length=200, blank=True)
+    request_code = models.CharField(max_length=64, blank=True)
+    request_display = models.CharField(max_length=300, blank=True)
+    # Standard Written Order elements (CMS SWO: beneficiary name, order date, item, quantity, practitioner, NPI).
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    quantity = models.PositiveIntegerField(default=1)
+    order_date = models.DateField()
+    patient_name = models.CharField(max_length=300)
+    patient_birth_date = models.DateField(null=True, blank=True)
+    practitioner_reference = models.CharField(max_length=500, blank=True)
+    practitioner_name = models.CharField(max_length=300, blank=True)
+    practitioner_npi = models.CharField(max_length=20, blank=True)
+    # Fulfillment: ship-to, contact, payer.
+    ship_to = models.JSONField(default=dict, blank=True)
+    contact_email = models.EmailField(blank=True)
+    contact_phone = models.CharField(max_length=40, blank=True)
+    payer_name = models.CharField(max_length=300, blank=True)
+    payer_member_id = models.CharField(max_length=100, blank=True)
+    # Sign-off.
+    signed_by = models.CharField(max_length=500, blank=True)
+    signed_at = models.DateTimeField(null=True, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.status})"
+
+
+class OrderEvent(BaseModel):
+    """One entry on an order's timeline: a status change or a fulfillment event (shipped, delivered)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    actor = models.CharField(max_length=300, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.order.reference} {self.kind}"

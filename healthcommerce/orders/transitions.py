@@ -1,0 +1,48 @@
+"""The order state machine: ``draft -> signed -> submitted -> fulfilled``, plus ``failed`` and ``cancelled``.
+
+A later status never goes back (ARCHITECTURE.md "Order status").
+"""
+
+from typing import Any
+
+from django.db import transaction
+
+from healthcommerce.orders.errors import InvalidTransition
+from healthcommerce.orders.models import Order, OrderEvent
+
+S = Order.Status
+ALLOWED: dict[str, set[str]] = {
+    S.DRAFT: {S.SIGNED, S.CANCELLED},
+    S.SIGNED: {S.SUBMITTED, S.FAILED, S.CANCELLED},
+    S.SUBMITTED: {S.FULFILLED, S.FAILED, S.CANCELLED},
+    S.FAILED: {S.SUBMITTED},  # an admin may re-drive a dead-lettered order; it still moves forward
+    S.FULFILLED: set(),
+    S.CANCELLED: set(),
+}
+
+
+@transaction.atomic
+def order_transition(*, order_id: Any, to_status: str, actor: str, detail: dict[str, Any] | None = None) -> Order:
+    """Move the order to ``to_status`` with a conditional update and record an ``OrderEvent``.
+
+    Idempotent: asking for the status the order already has returns it unchanged. Raises
+    ``InvalidTransition`` for any move the state machine does not allow (never backwards).
+    """
+    order = Order.objects.select_for_update().get(pk=order_id)
+    if order.status == to_status:
+        return order
+    if to_status not in ALLOWED[order.status]:
+        raise InvalidTransition(f"An order that is {order.status} cannot become {to_status}.")
+    updated = Order.objects.filter(pk=order.pk, status=order.status).update(status=to_status)
+    if updated != 1:
+        raise InvalidTransition("The order changed meanwhile; reload and try again.")
+    OrderEvent.objects.create(
+        order=order, kind="status", from_status=order.status, to_status=to_status, actor=actor, detail=detail or {}
+    )
+    order.status = to_status
+    return order
+
+
+def order_event_add(*, order: Order, kind: str, actor: str, detail: dict[str, Any] | None = None) -> OrderEvent:
+    """Record a fulfillment event (``shipped``, ``delivered``, ``link_sent``...) on the order's timeline."""
+    return OrderEvent.objects.create(order=order, kind=kind, actor=actor, detail=detail or {})
