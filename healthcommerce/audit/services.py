@@ -6,9 +6,20 @@ from healthcommerce.audit.models import AuditEvent
 
 
 def audit_record(
-    *, actor: str, action: str, target: str = "", where: str = "", outcome: str = "success", detail: dict[str, Any] | None = None
+    *,
+    actor: str,
+    action: str,
+    target: str = "",
+    where: str = "",
+    outcome: str = "success",
+    detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Insert and return one ``AuditEvent``. ``detail`` must hold no PHI (ids, counts, status codes only)."""
     return AuditEvent.objects.create(
-        actor=actor[:300], action=action, target=target[:300], where=where[:300], outcome=outcome[:80], detail=detail or {}
+        actor=actor[:300],
+        action=action,
+        target=target[:300],
+        where=where[:300],
+        outcome=outcome[:80],
+        detail=detail or {},
     )

@@ -26,21 +26,39 @@ def check_url(url: str) -> None:
     raise OutboundRefused("Only https URLs (or http on this machine) may be contacted.")
 
 
+def origin(url: str) -> str:
+    """Return ``scheme://host[:port]`` of ``url``, lower-cased."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 class OutboundSession(requests.Session):
-    """``requests.Session`` with the project's default timeout and URL check on every request."""
+    """``requests.Session`` with the project's default timeout and URL check on every request.
+
+    With ``only_origin`` set, every request must go to that origin: a bearer token is sent only to the
+    server it was issued for (SMART App Launch 2.2 "Best practices"), even when a Bundle's ``next`` link
+    points elsewhere.
+    """
+
+    def __init__(self, only_origin: str | None = None) -> None:
+        super().__init__()
+        self.only_origin = origin(only_origin) if only_origin else None
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         """Send a request; ``timeout`` defaults to ``settings.HTTP_TIMEOUT`` (seconds).
 
         Raises ``OutboundRefused`` for a disallowed URL and ``requests.RequestException`` on failure.
         """
-        check_url(url if isinstance(url, str) else url.decode())
+        target = url if isinstance(url, str) else url.decode()
+        check_url(target)
+        if self.only_origin and origin(target) != self.only_origin:
+            raise OutboundRefused("Refusing to send a request to another server.")
         kwargs.setdefault("timeout", settings.HTTP_TIMEOUT)
         return super().request(method, url, *args, **kwargs)
 
 
-def outbound_session() -> OutboundSession:
-    """Return a new outbound session with a ``User-Agent`` naming the app."""
-    session = OutboundSession()
+def outbound_session(*, only_origin: str | None = None) -> OutboundSession:
+    """Return a new outbound session with a ``User-Agent`` naming the app, optionally pinned to one origin."""
+    session = OutboundSession(only_origin)
     session.headers["User-Agent"] = "healthcommerce/1.0"
     return session

@@ -6,9 +6,13 @@ from django.shortcuts import render
 from healthcommerce.core.errors import HealthcommerceError
 
 
-def render_error(request: HttpRequest, error: HealthcommerceError, *, title: str = "We could not continue") -> HttpResponse:
+def render_error(
+    request: HttpRequest, error: HealthcommerceError, *, title: str = "We could not continue"
+) -> HttpResponse:
     """Render ``error.html`` with the error's user-safe message and its HTTP status."""
-    return render(request, "error.html", {"title": title, "message": error.message, "code": error.code}, status=error.status)
+    return render(
+        request, "error.html", {"title": title, "message": error.message, "code": error.code}, status=error.status
+    )
 
 
 def _page(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:

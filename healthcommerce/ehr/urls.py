@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from healthcommerce.ehr import views
+
+app_name = "ehr"
+urlpatterns = [
+    path("launch", views.launch, name="launch"),
+    path("callback", views.callback, name="callback"),
+]

@@ -1,0 +1,111 @@
+"""FHIR R4 reads for a launch, through fhirclient's models and server over the project's outbound session.
+
+Sources: FHIR R4 RESTful API (read, search, ``_elements``; HTTP status codes), SMART App Launch 2.2
+"Best practices" (send the access token only to the FHIR server it was issued for).
+Reads run without touching the database so several can run concurrently; callers write the audit rows.
+"""
+
+import logging
+from typing import Any, TypeVar
+
+import requests
+from fhirclient.auth import FHIROAuth2Auth
+from fhirclient.models.fhirabstractbase import FHIRValidationError
+from fhirclient.models.fhirabstractresource import FHIRAbstractResource
+from fhirclient.server import (
+    FHIRNotFoundException,
+    FHIRPermissionDeniedException,
+    FHIRServer,
+    FHIRUnauthorizedException,
+)
+
+from healthcommerce.core.errors import OutboundRefused
+from healthcommerce.core.http import outbound_session
+from healthcommerce.ehr.errors import FHIRError
+
+logger = logging.getLogger(__name__)
+R = TypeVar("R", bound=FHIRAbstractResource)
+MAX_PAGES = 5
+
+MESSAGES = {
+    "unauthorized": "The EHR session has expired or was refused. Please launch the app again.",
+    "forbidden": "The EHR did not allow access to this information.",
+    "not_found": "The EHR has no such record.",
+    "server_error": "The EHR had an error answering. Please try again in a moment.",
+    "timeout": "The EHR took too long to answer.",
+    "unreachable": "The EHR could not be reached.",
+    "malformed": "The EHR sent a record this app cannot read.",
+}
+
+
+def fhir_error(code: str) -> FHIRError:
+    """Return a ``FHIRError`` with ``code`` (a key of ``MESSAGES``) and its user-safe message."""
+    return FHIRError(MESSAGES[code], code=code)
+
+
+class FHIRReader:
+    """Read-only FHIR access with one bearer token against one FHIR base (``iss``).
+
+    ``read`` and ``search`` return fhirclient model instances and raise ``FHIRError`` whose ``code`` is one of
+    ``unauthorized`` (401), ``forbidden`` (403), ``not_found`` (404), ``server_error`` (5xx and other
+    statuses), ``timeout``, ``unreachable`` or ``malformed`` (not JSON, wrong type, fails the model).
+    """
+
+    def __init__(self, *, iss: str, access_token: str) -> None:
+        self.server = FHIRServer(None, base_uri=iss)
+        self.server.session = outbound_session(only_origin=iss)
+        auth = FHIROAuth2Auth()
+        auth.access_token = access_token
+        self.server.auth = auth
+
+    def read(self, model: type[R], resource_id: str, *, elements: str = "") -> R:
+        """Return ``GET [base]/{type}/{id}[?_elements=...]`` as an instance of ``model``."""
+        path = f"{model.resource_type}/{resource_id}" + (f"?_elements={elements}" if elements else "")
+        data = self._call(self.server.request_json, path)
+        return self._parse(model, data)
+
+    def search(self, model: type[R], params: dict[str, str], *, elements: str = "") -> list[R]:
+        """Return the resources of a search (following ``next`` links up to ``MAX_PAGES`` pages)."""
+        struct = dict(params) | ({"_elements": elements} if elements else {})
+        query = model.where(struct).construct()
+        found: list[R] = []
+        path: str | None = query
+        for _ in range(MAX_PAGES):
+            if not path:
+                break
+            bundle = self._call(self.server.request_json, path)
+            if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                raise fhir_error("malformed")
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and resource.get("resourceType") == model.resource_type:
+                    found.append(self._parse(model, resource))
+            path = next((link.get("url") for link in bundle.get("link") or [] if link.get("relation") == "next"), None)
+        return found
+
+    def _call(self, fn: Any, path: str) -> Any:
+        try:
+            return fn(path)
+        except FHIRUnauthorizedException as exc:
+            raise fhir_error("unauthorized") from exc
+        except FHIRPermissionDeniedException as exc:
+            raise fhir_error("forbidden") from exc
+        except FHIRNotFoundException as exc:
+            raise fhir_error("not_found") from exc
+        except requests.Timeout as exc:
+            raise fhir_error("timeout") from exc
+        except (requests.ConnectionError, OutboundRefused) as exc:
+            raise fhir_error("unreachable") from exc
+        except requests.HTTPError as exc:
+            raise fhir_error("server_error") from exc
+        except (ValueError, requests.RequestException) as exc:
+            raise fhir_error("malformed") from exc
+
+    @staticmethod
+    def _parse(model: type[R], data: Any) -> R:
+        if not isinstance(data, dict) or data.get("resourceType") != model.resource_type:
+            raise fhir_error("malformed")
+        try:
+            return model(data, strict=True)
+        except (FHIRValidationError, TypeError, ValueError, AttributeError) as exc:
+            raise fhir_error("malformed") from exc

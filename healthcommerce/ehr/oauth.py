@@ -1,0 +1,94 @@
+"""OAuth2 client pieces for SMART App Launch 2.2, built on authlib.
+
+Sources: SMART App Launch 2.2 "Client Authentication: Asymmetric" (client_assertion JWT: ``iss = sub =
+client_id``, ``aud`` = token URL, ``exp`` at most 5 minutes ahead, unique ``jti``) and "Symmetric"
+(HTTP Basic over ``urlencode(client_id):urlencode(secret)``, RFC 6749 section 2.3.1).
+"""
+
+import base64
+import time
+from typing import Any
+from urllib.parse import quote
+
+from authlib.common.security import generate_token
+from authlib.common.urls import add_params_to_qs
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from authlib.oauth2.rfc7523.assertion import sign_jwt_bearer_assertion
+from django.conf import settings
+from joserfc.jwk import import_key
+
+from healthcommerce.ehr.models import EHRSite
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME = 300  # seconds; SMART caps exp at 5 minutes
+
+
+def encode_client_secret_basic(client: Any, method: str, uri: str, headers: dict[str, str], body: str) -> tuple:
+    """Add ``Authorization: Basic`` with the URL-encoded id and secret (RFC 6749 section 2.3.1).
+
+    authlib's built-in ``client_secret_basic`` does not URL-encode; secrets with ``:`` or ``%`` break.
+    """
+    text = f"{quote(client.client_id, safe='')}:{quote(client.client_secret or '', safe='')}"
+    headers["Authorization"] = "Basic " + base64.b64encode(text.encode()).decode()
+    return uri, headers, body
+
+
+class SmartPrivateKeyJWT(PrivateKeyJWT):
+    """``private_key_jwt`` with a fresh ``jti`` and a <= 300 s ``exp`` per assertion, ``kid`` and ``typ`` set.
+
+    authlib's default reuses the ``claims`` dict (so the ``jti`` repeats) and signs for an hour.
+    """
+
+    def __init__(self, *, alg: str, kid: str, token_endpoint: str | None = None) -> None:
+        super().__init__(token_endpoint=token_endpoint, alg=alg)
+        self.kid = kid
+
+    def sign(self, auth: Any, token_endpoint: str) -> str:
+        """Return a signed client assertion JWT for ``token_endpoint``."""
+        now = int(time.time())
+        header = {"alg": self.alg, "typ": "JWT"} | ({"kid": self.kid} if self.kid else {})
+        return sign_jwt_bearer_assertion(
+            key=import_key(auth.client_secret, "EC" if self.alg.startswith("ES") else "RSA"),
+            issuer=auth.client_id,
+            audience=token_endpoint,
+            subject=auth.client_id,
+            issued_at=now,
+            expires_at=now + ASSERTION_LIFETIME,
+            claims={"jti": generate_token(48)},
+            header=header,
+        )
+
+    def __call__(self, auth: Any, method: str, uri: str, headers: dict[str, str], body: str) -> tuple:
+        """Add ``client_assertion_type`` and ``client_assertion`` to the form body."""
+        assertion = self.sign(auth, self.token_endpoint or uri)
+        body = add_params_to_qs(
+            body or "", [("client_assertion_type", ASSERTION_TYPE), ("client_assertion", assertion)]
+        )
+        return uri, headers, body
+
+
+def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None) -> OAuth2Session:
+    """Return an authlib ``OAuth2Session`` set up with the site's client authentication and PKCE S256.
+
+    Public clients send ``client_id`` in the body; confidential ones authenticate per ``site.auth_method``.
+    """
+    method = site.auth_method
+    secret: str | None = None
+    auth_method: Any = "none"
+    if method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC:
+        secret, auth_method = site.client_secret, encode_client_secret_basic
+    elif method == EHRSite.AuthMethod.PRIVATE_KEY_JWT:
+        secret = site.private_key_pem
+        auth_method = SmartPrivateKeyJWT(alg=site.signing_alg, kid=site.key_id)
+    session = OAuth2Session(
+        client_id=site.client_id,
+        client_secret=secret,
+        token_endpoint_auth_method=auth_method,
+        scope=scope,
+        redirect_uri=redirect_uri,
+        code_challenge_method="S256",
+        default_timeout=settings.HTTP_TIMEOUT,
+    )
+    session.headers["User-Agent"] = "healthcommerce/1.0"
+    return session

@@ -1,0 +1,212 @@
+"""SMART EHR launch: ``launch_start`` (``/smart/launch``) and ``launch_complete`` (``/smart/callback``).
+
+Source: SMART App Launch 2.2 "App Launch: Launch and Authorization" steps 1-5 (EHR launch, discovery,
+authorization request with PKCE S256 and ``aud``, state validation, token exchange) and "Best practices".
+"""
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from authlib.common.security import generate_token
+from authlib.integrations.base_client import OAuthError
+from django.conf import settings
+from django.utils import timezone
+from requests import RequestException
+
+from healthcommerce.audit.services import audit_record
+from healthcommerce.core.errors import NotFound
+from healthcommerce.ehr.discovery import discover
+from healthcommerce.ehr.errors import AuthorizationFailed, LaunchInvalid, UnknownIssuer
+from healthcommerce.ehr.idtoken import id_token_validate
+from healthcommerce.ehr.models import EHRSite, Launch
+from healthcommerce.ehr.oauth import oauth_session
+
+logger = logging.getLogger(__name__)
+
+SESSION_BROWSER_KEY = "hc_browser"
+SESSION_LAUNCHES = "hc_launches"
+MAX_LAUNCH_TOKEN = 4096
+# Error codes an authorization server may send back (RFC 6749 4.1.2.1); anything else shows as "error".
+OAUTH_ERRORS = {
+    "invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type", "invalid_scope",
+    "server_error", "temporarily_unavailable", "invalid_launch_token", "login_required", "consent_required",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """Where to send the browser: ``url`` for GET, or ``endpoint`` + ``params`` for an auto-submitted POST."""
+
+    url: str
+    endpoint: str
+    params: dict[str, str]
+    method: str
+
+
+def redirect_uri() -> str:
+    """Return the registered redirect URI, ``{APP_BASE_URL}/smart/callback``."""
+    return settings.APP_BASE_URL.rstrip("/") + "/smart/callback"
+
+
+def site_for_iss(iss: str) -> EHRSite:
+    """Return the active site registered for ``iss`` (trailing slash ignored); ``UnknownIssuer`` otherwise.
+
+    Makes no outbound request (SMART App Launch 2.2: an unknown ``iss`` must not be contacted).
+    """
+    if not iss or len(iss) > 500:
+        raise UnknownIssuer()
+    base = iss.rstrip("/")
+    site = EHRSite.objects.filter(iss__in=[base, base + "/"], is_active=True).first()
+    if site is None:
+        raise UnknownIssuer()
+    return site
+
+
+def _browser_key(session: Any) -> str:
+    if SESSION_BROWSER_KEY not in session:
+        session[SESSION_BROWSER_KEY] = secrets.token_urlsafe(32)
+    return hashlib.sha256(session[SESSION_BROWSER_KEY].encode()).hexdigest()
+
+
+def launch_start(*, iss: str, launch: str, session: Any) -> tuple[Launch, AuthorizeRequest]:
+    """Begin an EHR launch: check ``iss``, discover, store state + PKCE server-side, build the authorize request.
+
+    ``session`` is the Django session (the browser binding lives there). Raises ``UnknownIssuer``,
+    ``LaunchInvalid`` (missing/oversized ``launch``) or ``DiscoveryFailed``.
+    """
+    site = site_for_iss(iss)
+    if not launch or len(launch) > MAX_LAUNCH_TOKEN:
+        raise LaunchInvalid("The EHR did not send a launch context. Please launch the app from the EHR.")
+    config = discover(site)
+    record = Launch.objects.create(
+        site=site,
+        browser_key=_browser_key(session),
+        state=secrets.token_urlsafe(32),  # 256 bits
+        code_verifier=generate_token(64),
+        nonce=secrets.token_urlsafe(24),
+        launch_token=launch,
+        expires_at=timezone.now() + timedelta(seconds=settings.LAUNCH_TTL),
+    )
+    client = oauth_session(site, redirect_uri=redirect_uri(), scope=site.scopes)
+    params = {"launch": launch, "aud": site.iss, "nonce": record.nonce}
+    url, _ = client.create_authorization_url(
+        config["authorization_endpoint"], state=record.state, code_verifier=record.code_verifier, **params
+    )
+    method = "POST" if site.quirks.get("authorize_post") else "GET"
+    query = dict(parse_qsl(urlsplit(url).query))
+    return record, AuthorizeRequest(url=url, endpoint=config["authorization_endpoint"], params=query, method=method)
+
+
+def _claim_state(state: str, session: Any) -> Launch:
+    if not state or len(state) > 100:
+        raise LaunchInvalid(code="state_missing")
+    record = Launch.objects.select_related("site").filter(state=state).first()
+    if record is None:
+        raise LaunchInvalid(code="state_unknown")
+    if not secrets.compare_digest(record.browser_key, _browser_key(session)):
+        raise LaunchInvalid(code="state_foreign")
+    claimed = Launch.objects.filter(pk=record.pk, state_used_at__isnull=True).update(state_used_at=timezone.now())
+    if claimed != 1:
+        raise LaunchInvalid(code="state_replayed")
+    if record.expires_at <= timezone.now():
+        raise LaunchInvalid(code="launch_expired")
+    return record
+
+
+def _fail(record: Launch, code: str) -> None:
+    record.status, record.error_code = Launch.Status.FAILED, code[:80]
+    record.save(update_fields=["status", "error_code", "updated_at"])
+
+
+def _exchange(record: Launch, code: str) -> dict[str, Any]:
+    site = record.site
+    config = discover(site)
+    client = oauth_session(site, redirect_uri=redirect_uri())
+    try:
+        token = client.fetch_token(
+            config["token_endpoint"], grant_type="authorization_code", code=code, code_verifier=record.code_verifier
+        )
+    except OAuthError as exc:
+        known = exc.error in OAUTH_ERRORS | {"invalid_grant", "invalid_client"}
+        raise AuthorizationFailed(code=f"token_{exc.error}" if known else "token_error") from exc
+    except (RequestException, ValueError) as exc:
+        message = "The EHR's token service could not be reached. Please launch again."
+        raise AuthorizationFailed(message, code="token_unreachable") from exc
+    return dict(token)
+
+
+def _apply_token(record: Launch, token: dict[str, Any]) -> None:
+    if not token.get("access_token") or str(token.get("token_type", "")).lower() != "bearer":
+        raise AuthorizationFailed(code="token_malformed")
+    if not token.get("patient"):
+        raise AuthorizationFailed("The EHR did not share a patient with this launch.", code="no_patient_context")
+    claims: dict[str, Any] = {}
+    if token.get("id_token"):
+        claims = id_token_validate(record.site, token["id_token"], nonce=record.nonce)
+    record.access_token = token["access_token"]
+    expires_in = int(token.get("expires_in") or 3600)
+    record.token_expires_at = timezone.now() + timedelta(seconds=expires_in)
+    record.scope_granted = str(token.get("scope", ""))
+    record.patient_id = str(token["patient"])
+    record.encounter_id = str(token.get("encounter") or "")
+    record.fhir_user = str(claims.get("fhirUser") or token.get("fhirUser") or "")
+    context = token.get("fhirContext") or []
+    record.fhir_context = [c for c in context if isinstance(c, dict)] if isinstance(context, list) else []
+    record.need_patient_banner = str(token.get("need_patient_banner", True)).lower() != "false"
+    record.smart_style_url = str(token.get("smart_style_url") or "")[:500]
+    record.status = Launch.Status.ACTIVE
+
+
+def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
+    """Finish the launch at the redirect URI: validate ``state``, exchange the code, validate the id_token.
+
+    ``params`` is the callback's query. Returns the active ``Launch`` and records it in the session.
+    Raises ``LaunchInvalid`` (state missing, unknown, foreign, replayed, expired) or ``AuthorizationFailed``
+    (an ``error`` from the EHR, a failed exchange, an invalid id_token, no patient context).
+    """
+    record = _claim_state(params.get("state", ""), session)
+    try:
+        if params.get("error"):
+            error = params["error"] if params["error"] in OAUTH_ERRORS else "error"
+            raise AuthorizationFailed(code=f"authorize_{error}")
+        if not params.get("code"):
+            raise AuthorizationFailed(code="code_missing")
+        _apply_token(record, _exchange(record, params["code"]))
+    except AuthorizationFailed as exc:
+        _fail(record, exc.code)
+        audit_record(
+            actor="unknown",
+            action="smart.launch",
+            target=f"Launch/{record.pk}",
+            where=record.site.iss,
+            outcome=exc.code,
+        )
+        raise
+    record.save()
+    session[SESSION_LAUNCHES] = [*session.get(SESSION_LAUNCHES, [])[-19:], str(record.pk)]
+    audit_record(
+        actor=record.fhir_user or "unknown",
+        action="smart.launch",
+        target=f"Patient/{record.patient_id}",
+        where=record.site.iss,
+    )
+    return record
+
+
+def launch_access(*, launch_id: Any, session: Any) -> Launch:
+    """Return the active, unexpired launch ``launch_id`` if this browser session owns it.
+
+    The one access helper for clinician pages (Zulip's ``access_*`` pattern): missing, foreign, failed and
+    expired launches all raise ``NotFound`` with the same message.
+    """
+    if str(launch_id) not in session.get(SESSION_LAUNCHES, []):
+        raise NotFound("This launch is not available. Please launch the app again from the EHR.")
+    record = Launch.objects.select_related("site").filter(pk=launch_id, status=Launch.Status.ACTIVE).first()
+    if record is None or record.expires_at <= timezone.now():
+        raise NotFound("This launch has ended. Please launch the app again from the EHR.")
+    return record

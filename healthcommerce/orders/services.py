@@ -1,0 +1,185 @@
+"""Order services: draft orders from pre-fill, clinician edits, and sign-off.
+
+Sign-off writes the order and its outbox row in one transaction (RELIABILITY.md "No signed order is lost").
+"""
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from healthcommerce.audit.services import audit_record
+from healthcommerce.catalog.models import Product
+from healthcommerce.catalog.selectors import mapping_for_codes
+from healthcommerce.ehr.models import Launch
+from healthcommerce.fulfillment.services import outbox_enqueue
+from healthcommerce.orders.errors import OrderImmutable, OrderIncomplete
+from healthcommerce.orders.extract import RequestInfo
+from healthcommerce.orders.models import Order
+from healthcommerce.orders.prefill import Prefill
+from healthcommerce.orders.transitions import order_transition
+
+EDITABLE = (
+    "product", "quantity", "patient_name", "patient_birth_date", "ship_to", "contact_email", "contact_phone",
+    "payer_name", "payer_member_id",
+)  # fmt: skip
+SHIP_TO_REQUIRED = ("line", "city", "state", "postal_code")
+
+
+def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None) -> dict[str, Any]:
+    patient, coverage, practitioner = found.patient, found.coverage, found.practitioner
+    fields: dict[str, Any] = {
+        "patient_name": patient.name if patient else "",
+        "patient_birth_date": patient.birth_date if patient else None,
+        "ship_to": patient.address if patient else {},
+        "contact_email": patient.email if patient else "",
+        "contact_phone": patient.phone if patient else "",
+        "payer_name": coverage.payer_name if coverage else "",
+        "payer_member_id": coverage.member_id if coverage else "",
+        "practitioner_reference": launch.fhir_user,
+        "practitioner_name": practitioner.name if practitioner else "",
+        "practitioner_npi": practitioner.npi if practitioner else "",
+    }
+    if request is not None:
+        system, code, _ = request.codings[0] if request.codings else ("", "", "")
+        mapping = mapping_for_codes(site=launch.site, codings=[(s, c) for s, c, _ in request.codings])
+        fields |= {
+            "request_reference": request.reference,
+            "request_system": system,
+            "request_code": code,
+            "request_display": request.display[:300],
+            "product": mapping.product if mapping else None,
+            "quantity": request.quantity if request.quantity > 1 or not mapping else mapping.default_quantity,
+        }
+    return fields
+
+
+@transaction.atomic
+def order_drafts_create(*, launch: Launch, found: Prefill) -> list[Order]:
+    """Create (or refresh) one draft order per pending request found; one blank draft when none was found.
+
+    A request that already has a signed (or later) order at this site gets no new draft. Returns the
+    drafts of this launch, oldest first.
+    """
+    requests: Iterable[RequestInfo | None] = found.requests or [None]
+    for request in requests:
+        reference = request.reference if request else ""
+        existing = Order.objects.filter(
+            site=launch.site, patient_fhir_id=launch.patient_id, request_reference=reference
+        ).exclude(status=Order.Status.CANCELLED)
+        if reference and existing.exclude(status=Order.Status.DRAFT).exists():
+            continue
+        fields = _draft_fields(launch, found, request)
+        draft = existing.filter(status=Order.Status.DRAFT, launch=launch).first()
+        if draft is None:
+            Order.objects.create(
+                site=launch.site,
+                launch=launch,
+                patient_fhir_id=launch.patient_id,
+                order_date=timezone.localdate(),
+                **fields,
+            )
+        else:
+            for name, value in fields.items():
+                setattr(draft, name, value)
+            draft.save(update_fields=[*fields, "updated_at"])
+    return list(Order.objects.filter(launch=launch, status=Order.Status.DRAFT).order_by("created_at"))
+
+
+def order_missing(order: Order) -> list[str]:
+    """Return what the order still needs before it can be signed (user-facing labels, empty when complete)."""
+    missing = []
+    if order.product_id is None:
+        missing.append("a product (the requested code is not in the catalog: pick one)")
+    if not order.patient_name:
+        missing.append("the patient's name")
+    if order.patient_birth_date is None:
+        missing.append("the patient's date of birth")
+    if not all(order.ship_to.get(key) for key in SHIP_TO_REQUIRED):
+        missing.append("a complete ship-to address")
+    if not order.contact_email:
+        missing.append("the patient's email for the purchase link")
+    if not order.practitioner_reference or not order.practitioner_name:
+        missing.append("the signing practitioner (launch as a practitioner)")
+    if order.quantity < 1:
+        missing.append("a quantity of at least 1")
+    return missing
+
+
+@transaction.atomic
+def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any]) -> Order:
+    """Apply the clinician's edits (keys from ``EDITABLE``) to a draft. Raises ``OrderImmutable`` once signed."""
+    locked = Order.objects.select_for_update().get(pk=order.pk)
+    if locked.status != Order.Status.DRAFT:
+        raise OrderImmutable()
+    fields = [name for name in changes if name in EDITABLE]
+    for name in fields:
+        setattr(locked, name, changes[name])
+    locked.save(update_fields=[*fields, "updated_at"])
+    return locked
+
+
+def order_content(order: Order) -> dict[str, Any]:
+    """Return the canonical content a signature covers (JSON-ready dict, keys sorted when hashed)."""
+    product: Product | None = order.product
+    return {
+        "reference": order.reference,
+        "version": order.version,
+        "site": order.site.iss,
+        "patient": {
+            "fhir_id": order.patient_fhir_id,
+            "name": order.patient_name,
+            "birth_date": str(order.patient_birth_date),
+        },
+        "request": {"reference": order.request_reference, "system": order.request_system, "code": order.request_code},
+        "item": {
+            "sku": product.sku if product else "",
+            "hcpcs": product.hcpcs_code if product else "",
+            "quantity": order.quantity,
+        },
+        "order_date": order.order_date.isoformat(),
+        "practitioner": {
+            "reference": order.practitioner_reference,
+            "name": order.practitioner_name,
+            "npi": order.practitioner_npi,
+        },
+        "ship_to": order.ship_to,
+        "contact": {"email": order.contact_email, "phone": order.contact_phone},
+        "payer": {"name": order.payer_name, "member_id": order.payer_member_id},
+    }
+
+
+def content_hash(order: Order) -> str:
+    """Return the SHA-256 hex digest of the canonical JSON (sorted keys, no spaces, UTF-8) of ``order_content``."""
+    canonical = json.dumps(order_content(order), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@transaction.atomic
+def order_sign(*, order: Order, launch: Launch) -> Order:
+    """Sign a complete draft as the launch's practitioner (``fhirUser``); enqueue fulfillment in the same transaction.
+
+    Records who (fhirUser), when and the SHA-256 of the content; the order is immutable afterwards.
+    Raises ``OrderIncomplete`` (listing what is missing) or ``OrderImmutable`` when it is not a draft.
+    """
+    locked = Order.objects.select_for_update().select_related("product", "site").get(pk=order.pk)
+    if locked.status != Order.Status.DRAFT:
+        raise OrderImmutable()
+    if locked.practitioner_reference != launch.fhir_user:
+        raise OrderIncomplete("Only the practitioner who launched the app can sign this order.", code="wrong_signer")
+    missing = order_missing(locked)
+    if missing:
+        raise OrderIncomplete("Before signing, add " + "; ".join(missing) + ".")
+    locked.signed_by, locked.signed_at = launch.fhir_user, timezone.now()
+    locked.content_hash = content_hash(locked)
+    locked.save(update_fields=["signed_by", "signed_at", "content_hash", "updated_at"])
+    order_transition(
+        order_id=locked.pk, to_status=Order.Status.SIGNED, actor=launch.fhir_user, detail={"hash": locked.content_hash}
+    )
+    locked.status = Order.Status.SIGNED
+    outbox_enqueue(order=locked)
+    audit_record(actor=launch.fhir_user, action="order.sign", target=f"Order/{locked.pk}", where=launch.site.iss)
+    return locked
