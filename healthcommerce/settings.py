@@ -118,7 +118,7 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 
 # --- Celery (healthcommerce.celery) ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-_BROKER_DIR = VAR_DIR / "broker"
+_BROKER_DIR = Path(env.str("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed"):
         (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
@@ -144,6 +144,7 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "healthcommerce.fulfillment.tasks.outbox_relay", "schedule": 5.0},
 }

@@ -78,6 +78,10 @@ class Launch(BaseModel):
     fhir_context = models.JSONField(default=list, blank=True)
     need_patient_banner = models.BooleanField(default=True)
     smart_style_url = models.URLField(max_length=500, blank=True)
+    # Pre-fill ran once for this launch: when, how long (seconds) and each read's outcome (label -> code).
+    prefilled_at = models.DateTimeField(null=True, blank=True)
+    prefill_seconds = models.FloatField(null=True, blank=True)
+    prefill_outcomes = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["expires_at"])]

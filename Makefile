@@ -1,0 +1,36 @@
+# healthcommerce: `make demo` runs the app with the sandbox EHR; `make test` runs the whole suite.
+# Needs only Python 3.11+: the venv, SQLite and a broker-less Celery setup are the defaults.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+
+.PHONY: setup demo demo-setup test lint bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo-setup: setup
+	SANDBOX_ENABLED=true $(BIN)/python manage.py migrate --noinput
+	SANDBOX_ENABLED=true $(BIN)/python manage.py sandbox_load
+	SANDBOX_ENABLED=true $(BIN)/python manage.py demo_setup
+
+demo: demo-setup
+	SANDBOX_ENABLED=true bash scripts/demo.sh
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy healthcommerce
+	SANDBOX_ENABLED=true $(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf var $(VENV)

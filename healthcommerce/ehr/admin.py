@@ -1,0 +1,27 @@
+from django.contrib import admin
+
+from healthcommerce.ehr.models import EHRSite, Launch
+
+
+@admin.register(EHRSite)
+class EHRSiteAdmin(admin.ModelAdmin):
+    """Per-site configuration; secrets are write-only in the list."""
+
+    list_display = ["name", "iss", "client_id", "auth_method", "is_active", "discovered_at"]
+    list_filter = ["auth_method", "is_active"]
+    search_fields = ["name", "iss", "client_id"]
+    readonly_fields = ["discovery", "discovered_at", "created_at", "updated_at"]
+
+
+@admin.register(Launch)
+class LaunchAdmin(admin.ModelAdmin):
+    """Launches for troubleshooting; tokens, state and PKCE values are never shown."""
+
+    list_display = ["id", "site", "status", "error_code", "created_at", "prefill_seconds"]
+    list_filter = ["status", "site"]
+    fields = ["site", "status", "error_code", "scope_granted", "fhir_user", "encounter_id", "prefill_outcomes",
+              "prefill_seconds", "created_at", "expires_at"]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: object) -> bool:
+        return False

@@ -1,0 +1,40 @@
+from django.contrib import admin
+from django.http import HttpRequest
+
+from healthcommerce.audit.services import audit_record
+from healthcommerce.orders.models import Order, OrderEvent
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "from_status", "to_status", "actor", "detail"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    """Orders with their timeline; read-only (status moves only through services). Viewing one is audited."""
+
+    list_display = ["reference", "status", "site", "product", "quantity", "signed_at", "created_at"]
+    list_filter = ["status", "site"]
+    search_fields = ["reference"]
+    inlines = [OrderEventInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
+        return [f.name for f in Order._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None):  # type: ignore[no-untyped-def]
+        audit_record(actor=f"admin:{request.user}", action="admin.phi.view", target=f"Order/{object_id}",
+                     where=request.META.get("REMOTE_ADDR", ""))  # fmt: skip
+        return super().change_view(request, object_id, form_url, extra_context)
