@@ -118,14 +118,14 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 
 # --- Celery (healthcommerce.celery) ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-_BROKER_DIR = Path(env.str("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
+FILESYSTEM_BROKER_DIR = Path(env.str("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed"):
-        (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+        (FILESYSTEM_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_BROKER_DIR / "queue"),
-        "data_folder_out": str(_BROKER_DIR / "queue"),
-        "processed_folder": str(_BROKER_DIR / "processed"),
+        "data_folder_in": str(FILESYSTEM_BROKER_DIR / "queue"),
+        "data_folder_out": str(FILESYSTEM_BROKER_DIR / "queue"),
+        "processed_folder": str(FILESYSTEM_BROKER_DIR / "processed"),
         "store_processed": False,
     }
 else:
@@ -157,6 +157,10 @@ PURCHASE_LINK_TTL_DAYS = env.int("PURCHASE_LINK_TTL_DAYS", default=14)
 PURCHASE_LINK_MAX_FAILURES = 5
 
 # --- Sandbox EHR ---
+# Where the sandbox's EHR launch sends the browser (default: /smart/launch on the sandbox's own host).
+SANDBOX_APP_LAUNCH_URL = env.str("SANDBOX_APP_LAUNCH_URL", default="")
+# Seconds the sandbox's injected "timeout" fault sleeps before answering.
+SANDBOX_TIMEOUT_SLEEP = env.int("SANDBOX_TIMEOUT_SLEEP", default=15)
 FHIR_FIXTURES_DIR = Path(env.str("FHIR_FIXTURES_DIR", default=str(BASE_DIR.parent / "shared" / "fixtures" / "fhir")))
 
 # --- django-axes (admin login lockout) ---

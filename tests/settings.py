@@ -1,10 +1,13 @@
 """Test settings: the sandbox EHR is on; everything else comes from the environment like production."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("SANDBOX_ENABLED", "true")
+# Tests and their worker process use their own filesystem-broker folder, never the demo's.
+os.environ.setdefault("CELERY_BROKER_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test-broker"))
 
-from healthcommerce.settings import *  # noqa: E402, F403
+from healthcommerce.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -1,0 +1,230 @@
+"""HTTP endpoints of the sandbox EHR: the EHR page and launch, SMART discovery, OAuth and the FHIR API.
+
+Views parse input and call ``authserver``, ``fhirapi``, ``selectors`` and ``services``; every absolute URL comes
+from the incoming request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from healthcommerce.sandbox import authserver, discovery, fhirapi, keys, selectors
+from healthcommerce.sandbox.errors import FhirBadRequest, FhirError, FhirFault, LaunchError
+from healthcommerce.sandbox.models import FaultKind
+from healthcommerce.sandbox.services import sandbox_fault_take, sandbox_launch_create
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+DEFAULT_PRACTITIONER = "pra1234"
+SMART_STYLE = {
+    "color_background": "#f6f7f9",
+    "color_error": "#b3261e",
+    "color_highlight": "#1f6feb",
+    "color_modal_backdrop": "rgba(0, 0, 0, 0.4)",
+    "color_success": "#1a7f37",
+    "color_text": "#1f2328",
+    "dim_border_radius": "6px",
+    "dim_font_size": "14px",
+    "dim_spacing_size": "16px",
+    "font_family_body": "system-ui, -apple-system, 'Segoe UI', sans-serif",
+    "font_family_heading": "system-ui, -apple-system, 'Segoe UI', sans-serif",
+}
+
+
+def _json(data: Any, *, status: int = 200, content_type: str = "application/json") -> HttpResponse:
+    return HttpResponse(json.dumps(data), status=status, content_type=content_type)
+
+
+def _error_page(request: HttpRequest, title: str, message: str, status: int = 400) -> HttpResponse:
+    return render(request, "sandbox/error.html", {"title": title, "message": message}, status=status)
+
+
+# --- EHR page and launch -------------------------------------------------------------------------------------
+
+
+@require_GET
+def ehr(request: HttpRequest) -> HttpResponse:
+    """Show the EHR page: patients (pending orders first), a practitioner picker and launch buttons."""
+    practitioners = selectors.practitioners()
+    known = {pid for pid, _ in practitioners}
+    chosen = request.GET.get("practitioner", DEFAULT_PRACTITIONER)
+    if chosen not in known:
+        chosen = DEFAULT_PRACTITIONER if DEFAULT_PRACTITIONER in known else next(iter(sorted(known)), "")
+    context = {"patients": selectors.ehr_patients(), "practitioners": practitioners, "practitioner": chosen}
+    return render(request, "sandbox/ehr.html", context)
+
+
+def _app_launch_url(request: HttpRequest, urls: discovery.SandboxUrls) -> str:
+    """Return the app's launch URL: ``?app=`` on this host, else ``SANDBOX_APP_LAUNCH_URL``, else
+    ``{origin}/smart/launch``. Raises ``LaunchError`` for an ``app`` URL on another host (no open redirect)."""
+    app = request.GET.get("app", "")
+    if app:
+        parts = urlsplit(app)
+        if parts.scheme not in ("http", "https") or parts.netloc != request.get_host():
+            raise LaunchError("The app launch URL must be on this host.")
+        return app
+    return str(getattr(settings, "SANDBOX_APP_LAUNCH_URL", "") or f"{urls.origin}/smart/launch")
+
+
+@require_GET
+def launch(request: HttpRequest) -> HttpResponse:
+    """Create a one-time launch for ``?patient=&practitioner=[&request=Type/id]`` and redirect to the app with
+    ``iss`` and ``launch`` (SMART 2.2 "EHR Launch"). Answers 400 with an error page for a bad context."""
+    urls = discovery.SandboxUrls.from_request(request)
+    try:
+        app_url = _app_launch_url(request, urls)
+        created = sandbox_launch_create(
+            patient_id=request.GET.get("patient", ""),
+            practitioner_id=request.GET.get("practitioner", DEFAULT_PRACTITIONER),
+            request_ref=request.GET.get("request", ""),
+        )
+    except LaunchError as error:
+        return _error_page(request, "Launch refused", error.message)
+    separator = "&" if urlsplit(app_url).query else "?"
+    return HttpResponseRedirect(f"{app_url}{separator}{urlencode({'iss': urls.fhir_base, 'launch': created.value})}")
+
+
+@require_GET
+def smart_style(request: HttpRequest) -> HttpResponse:
+    """Serve the ``smart_style_url`` document (SMART 2.2 "Styling")."""
+    return _json(SMART_STYLE)
+
+
+# --- Discovery and OAuth -------------------------------------------------------------------------------------
+
+
+@require_GET
+def smart_configuration(request: HttpRequest) -> HttpResponse:
+    """Serve ``.well-known/smart-configuration`` (SMART 2.2 "Conformance")."""
+    return _json(discovery.smart_configuration(discovery.SandboxUrls.from_request(request)))
+
+
+@require_GET
+def openid_configuration(request: HttpRequest) -> HttpResponse:
+    """Serve ``.well-known/openid-configuration`` (OpenID Connect Discovery 1.0 section 4)."""
+    return _json(discovery.openid_configuration(discovery.SandboxUrls.from_request(request)))
+
+
+@require_GET
+def jwks(request: HttpRequest) -> HttpResponse:
+    """Serve the sandbox's public signing keys as a JWK Set."""
+    return _json(keys.public_jwks())
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def authorize(request: HttpRequest) -> HttpResponse:
+    """Authorization endpoint (GET or POST, SMART 2.2 "authorize-post"); see ``authserver.authorization_response``.
+
+    Errors that cannot go back to a registered redirect URI show an error page (RFC 6749 section 4.1.2.1).
+    """
+    try:
+        return authserver.authorization_response(request)
+    except OAuth2Error as error:
+        return _error_page(request, "Authorization refused", error.description or error.error or "Invalid request.")
+
+
+@csrf_exempt
+@require_POST
+def token(request: HttpRequest) -> HttpResponse:
+    """Token endpoint; see ``authserver.token_response``."""
+    return authserver.token_response(request)
+
+
+# --- FHIR API ------------------------------------------------------------------------------------------------
+
+
+def _fhir(data: dict[str, Any], status: int = 200) -> HttpResponse:
+    return _json(data, status=status, content_type=FHIR_JSON)
+
+
+def _fhir_error(error: FhirError) -> HttpResponse:
+    response = _fhir(fhirapi.operation_outcome(error), error.status)
+    if error.status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="sandbox", error="invalid_token"'
+    return response
+
+
+def fhir_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answer GET only, and turn a ``FhirError`` into its OperationOutcome response."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except FhirError as error:
+            return _fhir_error(error)
+
+    return require_GET(wrapper)
+
+
+def _fault(resource_type: str, *, search: bool, wildcard: bool = True) -> HttpResponse | None:
+    """Apply an active ``SandboxFault``: return a broken response, raise ``FhirFault``, or sleep and go on."""
+    kind = sandbox_fault_take(resource_type=resource_type, include_wildcard=wildcard)
+    if kind is None:
+        return None
+    log.info("sandbox fault %s on %s", kind, resource_type)
+    if kind == FaultKind.TIMEOUT:
+        time.sleep(float(getattr(settings, "SANDBOX_TIMEOUT_SLEEP", 15)))
+        return None
+    if kind == FaultKind.MALFORMED:
+        return _fhir(fhirapi.malformed_body(resource_type, search=search))
+    if kind == FaultKind.TRUNCATED:
+        return HttpResponse(f'{{"resourceType": "{resource_type}", "id": "', content_type=FHIR_JSON)
+    raise FhirFault(int(kind))
+
+
+@fhir_endpoint
+def fhir_root(request: HttpRequest) -> HttpResponse:
+    """The FHIR base itself: system-level interactions are not supported."""
+    raise FhirBadRequest("Use GET {base}/metadata or a resource type.")
+
+
+@fhir_endpoint
+def fhir_metadata(request: HttpRequest) -> HttpResponse:
+    """Serve the CapabilityStatement without authentication (FHIR R4 "capabilities"); faults apply only when set
+    for ``CapabilityStatement`` explicitly."""
+    broken = _fault("CapabilityStatement", search=False, wildcard=False)
+    if broken is not None:
+        return broken
+    urls = discovery.SandboxUrls.from_request(request)
+    return _fhir(discovery.capability_statement(urls, fhirapi.stored_resource_types()))
+
+
+@fhir_endpoint
+def fhir_type(request: HttpRequest, resource_type: str) -> HttpResponse:
+    """Search ``GET {base}/{type}?...`` (see ``fhirapi.fhir_search``)."""
+    fhirapi.check_resource_type(resource_type)
+    broken = _fault(resource_type, search=True)
+    if broken is not None:
+        return broken
+    caller = fhirapi.caller_for(request.headers.get("Authorization", ""))
+    params = {name: request.GET.getlist(name) for name in request.GET}
+    fhir_base = discovery.SandboxUrls.from_request(request).fhir_base
+    return _fhir(fhirapi.fhir_search(caller=caller, resource_type=resource_type, params=params, fhir_base=fhir_base))
+
+
+@fhir_endpoint
+def fhir_instance(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
+    """Read ``GET {base}/{type}/{id}`` (see ``fhirapi.fhir_read``)."""
+    fhirapi.check_resource_type(resource_type)
+    broken = _fault(resource_type, search=False)
+    if broken is not None:
+        return broken
+    caller = fhirapi.caller_for(request.headers.get("Authorization", ""))
+    elements = request.GET.getlist(fhirapi.ELEMENTS_PARAM)
+    return _fhir(fhirapi.fhir_read(caller=caller, resource_type=resource_type, fhir_id=fhir_id, elements=elements))

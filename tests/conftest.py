@@ -1,0 +1,192 @@
+"""Shared fixtures.
+
+The sandbox EHR runs as its own server process with its own database (like a real EHR, reached only over
+HTTP); the app under test uses the test database. Outside CI a missing browser skips the browser test; with
+``CI`` set it fails (so does a missing PostgreSQL or Redis, see tests/test_ci_services.py).
+"""
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from django.conf import settings
+
+from healthcommerce.ehr.models import EHRSite
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = bool(os.environ.get("CI"))
+
+
+def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+@dataclass
+class SandboxEHR:
+    """A running sandbox EHR process: ``base`` is ``http://127.0.0.1:<port>``, ``env`` its environment."""
+
+    base: str
+    env: dict[str, str]
+    proc: subprocess.Popen
+
+    @property
+    def fhir_base(self) -> str:
+        return f"{self.base}/sandbox/fhir"
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against the sandbox's own database; return its stdout."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=False
+        )
+        if done.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
+        return done.stdout
+
+    def fault(self, resource_type: str, kind: str) -> None:
+        """Make the sandbox's FHIR API fail for ``resource_type`` (``*`` for all) with ``kind``."""
+        self.manage("sandbox_fault", "set", "--type", resource_type, "--kind", kind)
+
+    def clear_faults(self) -> None:
+        self.manage("sandbox_fault", "clear")
+
+
+def _sandbox_db() -> Path:
+    """A SQLite file per fixture/migration content, so a warm run skips loading (it only reads it)."""
+    digest = hashlib.sha256()
+    sources = [settings.FHIR_FIXTURES_DIR, ROOT / "tests/fixtures/fhir", ROOT / "healthcommerce"]
+    for base in sources:
+        for path in sorted(Path(base).rglob("*")):
+            if path.suffix in (".json", ".py") and (
+                "migrations" in path.parts or path.suffix == ".json" or "sandbox" in path.parts
+            ):
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
+    return settings.VAR_DIR / f"sandbox-ehr-{digest.hexdigest()[:16]}.sqlite3"
+
+
+def _sandbox_env(db: Path, port: int) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")
+    }
+    return env | {
+        "DJANGO_SETTINGS_MODULE": "healthcommerce.settings",
+        "SANDBOX_ENABLED": "true",
+        "DATABASE_URL": f"sqlite:///{db}",
+        "APP_BASE_URL": f"http://127.0.0.1:{port}",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        "SANDBOX_TIMEOUT_SLEEP": "3",
+    }
+
+
+def _sandbox_database() -> Path:
+    """Return the sandbox's SQLite file, migrated and loaded with the fixtures the first time."""
+    db = _sandbox_db()
+    if not db.exists():
+        tmp = db.with_suffix(".loading")
+        tmp.unlink(missing_ok=True)
+        loader = SandboxEHR(base="", env=_sandbox_env(tmp, 0), proc=None)  # type: ignore[arg-type]
+        loader.manage("migrate", "--noinput", "-v0")
+        loader.manage("sandbox_load")
+        tmp.rename(db)
+    return db
+
+
+@contextmanager
+def sandbox_server(**extra_env: str) -> Iterator[SandboxEHR]:
+    """Run the sandbox EHR (``runserver``) on a free port over its own database until the block ends."""
+    port = free_port()
+    env = _sandbox_env(_sandbox_database(), port) | extra_env
+    cmd = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sandbox = SandboxEHR(base=f"http://127.0.0.1:{port}", env=env, proc=proc)
+    try:
+        _wait_http(f"{sandbox.base}/sandbox/fhir/metadata", proc)
+        yield sandbox
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def sandbox_ehr() -> Iterator[SandboxEHR]:
+    """The sandbox EHR for the whole session, with no faults injected at the start."""
+    with sandbox_server() as sandbox:
+        sandbox.clear_faults()
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox_faults(sandbox_ehr: SandboxEHR) -> Iterator[SandboxEHR]:
+    """The sandbox, with every injected fault cleared after the test."""
+    yield sandbox_ehr
+    sandbox_ehr.clear_faults()
+
+
+@pytest.fixture
+def ehr_site(db: None, sandbox_ehr: SandboxEHR, settings) -> EHRSite:  # type: ignore[no-untyped-def]
+    """An EHR site for the sandbox, registered on both sides as the public client ``test-app``."""
+    settings.APP_BASE_URL = "http://testserver"
+    sandbox_ehr.manage(
+        "sandbox_client", "add", "--client-id", "test-app", "--redirect-uri", "http://testserver/smart/callback"
+    )
+    return EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id="test-app")
+
+
+@dataclass
+class LaunchResult:
+    """Where a test-client launch ended: the last response and the launch id (when it got that far)."""
+
+    response: object
+    launch_id: str | None
+
+
+def sandbox_launch(
+    sandbox: SandboxEHR, *, patient: str, practitioner: str = "pra1234", request: str = ""
+) -> dict[str, str]:
+    """Ask the sandbox EHR for a launch; return the ``iss`` and ``launch`` it sends to the app."""
+    params = {"patient": patient, "practitioner": practitioner} | ({"request": request} if request else {})
+    response = requests.get(f"{sandbox.base}/sandbox/launch", params=params, allow_redirects=False, timeout=10)
+    assert response.status_code == 302, response.text[:500]
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    return {"iss": query["iss"][0], "launch": query["launch"][0]}
+
+
+def complete_launch(client, sandbox: SandboxEHR, **kwargs: str) -> LaunchResult:  # type: ignore[no-untyped-def]
+    """Run a whole EHR launch with Django's test client as the browser and the real sandbox as the EHR."""
+    response = client.get("/smart/launch", sandbox_launch(sandbox, **kwargs))
+    if response.status_code != 302:
+        return LaunchResult(response, None)
+    authorize = requests.get(response["Location"], allow_redirects=False, timeout=10)
+    assert authorize.status_code == 302, authorize.text[:500]
+    callback = urlsplit(authorize.headers["Location"])
+    response = client.get("/smart/callback?" + callback.query)
+    if response.status_code != 302:
+        return LaunchResult(response, None)
+    launch_id = response["Location"].strip("/").split("/")[-1]
+    return LaunchResult(response, launch_id)

@@ -1,0 +1,39 @@
+"""``manage.py ehr_site``: registering a site from the command line."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from healthcommerce.ehr.models import EHRSite
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_registers_a_confidential_symmetric_site(capsys):
+    call_command("ehr_site", "add", "--name", "Test", "--iss", "https://fhir.example.org/api/FHIR/R4/",
+                 "--client-id", "abc", "--client-secret", "s3:cr%t")  # fmt: skip
+    site = EHRSite.objects.get()
+    assert site.iss == "https://fhir.example.org/api/FHIR/R4"
+    assert site.auth_method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC
+    assert "Registered" in capsys.readouterr().out
+
+
+def test_it_registers_an_asymmetric_epic_site(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    call_command("ehr_site", "add", "--name", "Epic", "--iss", "https://epic.example.org/FHIR/api/FHIR/R4",
+                 "--client-id", "abc", "--private-key", str(pem), "--key-id", "k1", "--epic")  # fmt: skip
+    site = EHRSite.objects.get()
+    assert site.auth_method == EHRSite.AuthMethod.PRIVATE_KEY_JWT
+    assert site.quirks["epic_client_id_header"] is True
+
+
+def test_it_refuses_a_plain_http_iss():
+    with pytest.raises(CommandError):
+        call_command("ehr_site", "add", "--name", "X", "--iss", "http://fhir.example.org/r4", "--client-id", "abc")
