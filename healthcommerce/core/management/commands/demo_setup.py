@@ -1,0 +1,60 @@
+"""``manage.py demo_setup``: register the app with the sandbox EHR (as Epic recommends: private_key_jwt)
+and the sandbox as an EHR site, and create an admin user. Idempotent; used by ``make demo``."""
+
+import json
+import secrets
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from joserfc.jwk import RSAKey
+
+from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.services import redirect_uri
+
+CLIENT_ID = "healthcommerce-demo"
+KEY_ID = "demo-1"
+
+
+class Command(BaseCommand):
+    help = "Set up the demo: sandbox client + EHR site (private_key_jwt, RS384) and an admin user."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.SANDBOX_ENABLED:
+            raise CommandError("Set SANDBOX_ENABLED=true: the demo needs the sandbox EHR.")
+        key_path = settings.VAR_DIR / "demo-client-key.pem"
+        if not key_path.exists():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            key_path.write_bytes(pem)
+            key_path.chmod(0o600)
+        pem_text = key_path.read_text()
+        public = RSAKey.import_key(pem_text).as_dict(private=False) | {"kid": KEY_ID, "alg": "RS384", "use": "sig"}
+        call_command("sandbox_client", "add", "--client-id", CLIENT_ID, "--redirect-uri", redirect_uri(),
+                     "--jwks-json", json.dumps({"keys": [public]}), "--name", "healthcommerce demo")  # fmt: skip
+        iss = settings.APP_BASE_URL.rstrip("/") + "/sandbox/fhir"
+        EHRSite.objects.update_or_create(
+            iss=iss,
+            defaults={
+                "name": "Sandbox EHR",
+                "client_id": CLIENT_ID,
+                "auth_method": EHRSite.AuthMethod.PRIVATE_KEY_JWT,
+                "private_key_pem": pem_text,
+                "key_id": KEY_ID,
+                "signing_alg": "RS384",
+            },  # fmt: skip
+        )
+        password = secrets.token_urlsafe(12)
+        user, _ = get_user_model().objects.get_or_create(
+            username="admin", defaults={"is_staff": True, "is_superuser": True}
+        )
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        self.stdout.write(f"EHR site registered: {iss} (client {CLIENT_ID}, private_key_jwt RS384)")
+        self.stdout.write(f"Admin: http://127.0.0.1:8000/admin/  user admin  password {password}")
