@@ -1,4 +1,4 @@
-"""The outbox, fulfillments (one per order version, keyed by an idempotency key) and the local backend's orders."""
+"""The outbox (one message per order version, keyed by an idempotency key) and the local backend's orders."""
 
 from django.db import models
 
@@ -26,7 +26,10 @@ class OutboxMessage(BaseModel):
     attempts = models.PositiveIntegerField(default=0)
     available_at = models.DateTimeField()
     published_at = models.DateTimeField(null=True, blank=True)
+    # Set by the worker that claimed the row (conditional UPDATE); another worker may claim it only after this.
+    locked_until = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
+    external_id = models.CharField(max_length=200, blank=True, help_text="The backend's id for the order, once done.")
 
     class Meta:
         indexes = [models.Index(fields=["status", "available_at"])]
@@ -38,11 +41,13 @@ class OutboxMessage(BaseModel):
 class LocalCommerceOrder(BaseModel):
     """An order as the default ``local`` commerce backend holds it: only the minimized ``CommerceOrder``.
 
-    An admin marks it shipped, then delivered.
+    Status moves ``received -> confirmed`` (the patient completed the purchase link) ``-> shipped ->
+    delivered``; an admin marks it shipped, then delivered. It never goes back.
     """
 
     class Status(models.TextChoices):
         RECEIVED = "received"
+        CONFIRMED = "confirmed"
         SHIPPED = "shipped"
         DELIVERED = "delivered"
 
@@ -51,6 +56,12 @@ class LocalCommerceOrder(BaseModel):
     payload = models.JSONField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)
     tracking_number = models.CharField(max_length=100, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.order_reference} ({self.status})"

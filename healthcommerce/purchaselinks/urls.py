@@ -1,3 +1,12 @@
-from django.urls import path  # noqa: F401
+"""Patient pages, mounted under ``/p/``; the token in the path is the capability, and no PHI is in the URL."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from healthcommerce.purchaselinks import views
+
+app_name = "purchaselinks"
+
+urlpatterns = [
+    path("<str:token>/", views.link_start, name="start"),
+    path("<str:token>/confirm/", views.link_confirm, name="confirm"),
+]

@@ -1,0 +1,57 @@
+"""The commerce backend interface and its errors; every error says whether it is temporary (STYLE.md 4, 6)."""
+
+from dataclasses import dataclass
+
+from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.fulfillment.commerce import CommerceOrder
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What a backend answers for an accepted order: its own id for it."""
+
+    external_id: str
+
+
+class BackendError(HealthcommerceError):
+    """A commerce backend refused or failed an operation. ``code`` is a stable slug, never PHI."""
+
+    code = "backend_error"
+    status = 502
+    message = "The commerce platform could not take the order."
+
+
+class TemporaryBackendError(BackendError):
+    """Retrying later may succeed: 5xx, 429, timeouts, connection errors (RELIABILITY.md "Retries").
+
+    ``retry_after`` (seconds) carries the backend's ``Retry-After`` when it sent one.
+    """
+
+    code = "backend_unavailable"
+    temporary = True
+
+    def __init__(
+        self, message: str | None = None, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentBackendError(BackendError):
+    """Retrying cannot help: 400/401/403/404/422 and reuse of an idempotency key with another payload."""
+
+    code = "backend_rejected"
+
+
+class CommerceBackend:
+    """Base class of every commerce backend. Subclasses set ``name`` and implement the methods."""
+
+    name = "base"
+
+    def submit(self, order: CommerceOrder) -> SubmitResult:
+        """Create ``order`` on the commerce side, idempotently on ``order.idempotency_key``.
+
+        Submitting the same key twice returns the same ``SubmitResult`` (a 409 with a matching key is
+        success, RELIABILITY.md). Raises ``TemporaryBackendError`` or ``PermanentBackendError``.
+        """
+        raise NotImplementedError

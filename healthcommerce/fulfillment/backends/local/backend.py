@@ -1,0 +1,34 @@
+"""The default backend: store the ``CommerceOrder`` as a ``LocalCommerceOrder``, idempotent on its key."""
+
+from django.db import IntegrityError, transaction
+
+from healthcommerce.fulfillment.backends.base import CommerceBackend, PermanentBackendError, SubmitResult
+from healthcommerce.fulfillment.commerce import CommerceOrder
+from healthcommerce.fulfillment.models import LocalCommerceOrder
+
+
+class LocalCommerceBackend(CommerceBackend):
+    """Keep orders in ``LocalCommerceOrder``; an admin ships and delivers them."""
+
+    name = "local"
+
+    def submit(self, order: CommerceOrder) -> SubmitResult:
+        """Insert the order, or return the row already stored under the same idempotency key.
+
+        Raises ``PermanentBackendError("idempotency_key_reused")`` when the key is known with a different
+        payload (IETF Idempotency-Key header draft, "Error Scenarios": 422 for a key reused with another payload).
+        """
+        payload = order.to_dict()
+        try:
+            with transaction.atomic():
+                row, _ = LocalCommerceOrder.objects.get_or_create(
+                    idempotency_key=order.idempotency_key,
+                    defaults={"order_reference": order.order_reference, "payload": payload},
+                )
+        except IntegrityError:  # a concurrent insert won the unique key; read its row
+            row = LocalCommerceOrder.objects.get(idempotency_key=order.idempotency_key)
+        if row.payload != payload:
+            raise PermanentBackendError(
+                "The idempotency key was used for another order.", code="idempotency_key_reused"
+            )
+        return SubmitResult(external_id=str(row.id))

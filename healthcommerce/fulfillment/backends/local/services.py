@@ -1,0 +1,91 @@
+"""Services for the local backend's orders: patient confirmation and the admin's shipped/delivered marks.
+
+``LocalCommerceOrder`` moves ``received -> confirmed -> shipped -> delivered`` and never back
+(ARCHITECTURE.md "Order status": fulfillment details hang off the order as events).
+"""
+
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from healthcommerce.audit.services import audit_record
+from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.fulfillment.backends.registry import backend_name
+from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.orders.models import Order
+from healthcommerce.orders.transitions import order_event_add, order_transition
+
+LS = LocalCommerceOrder.Status
+_RANK: dict[str, int] = {LS.RECEIVED: 0, LS.CONFIRMED: 1, LS.SHIPPED: 2, LS.DELIVERED: 3}
+
+
+class LocalOrderTransitionError(HealthcommerceError):
+    """A mark that would move a local order backwards, or skip shipping before delivery."""
+
+    code = "local_order_transition"
+    status = 409
+    message = "This order cannot change to that status."
+
+
+@transaction.atomic
+def local_order_confirm(*, order_reference: str) -> LocalCommerceOrder | None:
+    """Mark the newest local order for ``order_reference`` ``confirmed`` (the patient completed the link).
+
+    Return the row, or ``None`` when the configured backend is not ``local`` or it holds no such order.
+    Idempotent; a row already confirmed, shipped or delivered is returned unchanged.
+    """
+    if backend_name() != "local":
+        return None
+    row = (
+        LocalCommerceOrder.objects.select_for_update()
+        .filter(order_reference=order_reference)
+        .order_by("-created_at")
+        .first()
+    )
+    if row is None or _RANK[row.status] >= _RANK[LS.CONFIRMED]:
+        return row
+    row.status = LS.CONFIRMED
+    row.confirmed_at = timezone.now()
+    row.save(update_fields=["status", "confirmed_at", "updated_at"])
+    return row
+
+
+@transaction.atomic
+def local_order_mark(
+    *, local_order_id: UUID | str, status: str, actor: str, tracking_number: str = ""
+) -> LocalCommerceOrder:
+    """Mark a local order ``shipped`` or ``delivered`` and record it on the order's timeline.
+
+    ``shipped`` moves the ``Order`` to ``fulfilled`` (``order_transition``) and adds a ``shipped``
+    ``OrderEvent`` with ``tracking_number``; ``delivered`` (only after ``shipped``) adds a ``delivered``
+    event. Marking the status the row already has is a no-op. Raises ``LocalOrderTransitionError`` for any
+    other status, a backwards move or delivery before shipping, and ``InvalidTransition`` if the order
+    itself cannot become ``fulfilled`` (e.g. it was cancelled).
+    """
+    if status not in (LS.SHIPPED, LS.DELIVERED):
+        raise LocalOrderTransitionError("Only shipped or delivered can be marked.", code="local_order_status_unknown")
+    row = LocalCommerceOrder.objects.select_for_update().get(pk=local_order_id)
+    if row.status == status:
+        return row
+    if _RANK[status] < _RANK[row.status]:
+        raise LocalOrderTransitionError(f"A {row.status} order cannot become {status}.", code="local_order_backwards")
+    if status == LS.DELIVERED and row.status != LS.SHIPPED:
+        raise LocalOrderTransitionError("Mark the order shipped first.", code="local_order_not_shipped")
+    order = Order.objects.get(reference=row.order_reference)
+    now = timezone.now()
+    detail = {"local_order_id": str(row.pk)}
+    if status == LS.SHIPPED:
+        row.tracking_number = tracking_number.strip()[:100]
+        row.shipped_at = now
+        order_transition(order_id=order.pk, to_status=Order.Status.FULFILLED, actor=actor, detail=detail)
+        order_event_add(
+            order=order, kind="shipped", actor=actor, detail={**detail, "tracking_number": row.tracking_number}
+        )
+    else:
+        row.delivered_at = now
+        order_event_add(order=order, kind="delivered", actor=actor, detail=detail)
+    row.status = status
+    row.save(update_fields=["status", "tracking_number", "shipped_at", "delivered_at", "updated_at"])
+    audit_record(actor=actor, action=f"local_order.{status}", target=f"Order/{order.pk}", where="admin", detail=detail)
+    return row

@@ -1,0 +1,97 @@
+"""``CommerceOrder``: the one allowlisted payload that crosses the integration boundary (ARCHITECTURE.md).
+
+The commerce side receives an opaque order reference, the idempotency key, SKU/name/quantity, ship-to and
+contact. Never a diagnosis, note, clinical code (HCPCS/LOINC request code), FHIR id, date of birth or payer:
+the fields below are the allowlist, and ``tests/fulfillment/test_commerce.py`` proves nothing else crosses.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from healthcommerce.orders.errors import OrderIncomplete
+from healthcommerce.orders.models import Order
+
+
+@dataclass(frozen=True)
+class CommerceItem:
+    """One line: the catalog SKU, its display name and a quantity (units, >= 1)."""
+
+    sku: str
+    name: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class ShipTo:
+    """A postal address; ``country`` is ISO 3166-1 alpha-2 (e.g. ``US``)."""
+
+    name: str
+    line1: str
+    line2: str
+    city: str
+    state: str
+    postal_code: str
+    country: str
+
+
+@dataclass(frozen=True)
+class Contact:
+    """How the commerce side reaches the recipient; either may be empty."""
+
+    email: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class CommerceOrder:
+    """The minimized order sent to a commerce backend."""
+
+    order_reference: str
+    idempotency_key: str
+    items: tuple[CommerceItem, ...]
+    ship_to: ShipTo
+    contact: Contact
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict: ``{"order_reference", "idempotency_key", "items": [{"sku", "name",
+        "quantity"}], "ship_to": {...}, "contact": {"email", "phone"}}``."""
+        data = asdict(self)
+        data["items"] = [dict(item) for item in data["items"]]
+        return data
+
+
+def _ship_to_build(order: Order) -> ShipTo:
+    """Map ``Order.ship_to`` (FHIR-Address-like: ``line`` list, ``city``, ``state``, ``postal_code``, ``country``)."""
+    raw = order.ship_to or {}
+    lines = [str(line).strip() for line in raw.get("line") or [] if str(line).strip()]
+    ship_to = ShipTo(
+        name=order.patient_name.strip(),
+        line1=lines[0] if lines else "",
+        line2=", ".join(lines[1:]),
+        city=str(raw.get("city") or "").strip(),
+        state=str(raw.get("state") or "").strip(),
+        postal_code=str(raw.get("postal_code") or "").strip(),
+        country=str(raw.get("country") or "US").strip().upper(),
+    )
+    if not (ship_to.name and ship_to.line1 and ship_to.city and ship_to.postal_code):
+        raise OrderIncomplete("The order has no complete ship-to address.", code="ship_to_incomplete")
+    return ship_to
+
+
+def commerce_order_build(*, order: Order, idempotency_key: str) -> CommerceOrder:
+    """Return the minimized ``CommerceOrder`` for ``order``, built field by field from the allowlist.
+
+    Raises ``OrderIncomplete`` (a permanent error) when the order has no product, a quantity below 1 or no
+    usable ship-to address.
+    """
+    if order.product is None:
+        raise OrderIncomplete("The order has no product.", code="product_missing")
+    if order.quantity < 1:
+        raise OrderIncomplete("The order quantity must be at least 1.", code="quantity_invalid")
+    return CommerceOrder(
+        order_reference=order.reference,
+        idempotency_key=idempotency_key,
+        items=(CommerceItem(sku=order.product.sku, name=order.product.name, quantity=order.quantity),),
+        ship_to=_ship_to_build(order),
+        contact=Contact(email=order.contact_email.strip(), phone=order.contact_phone.strip()),
+    )

@@ -1,0 +1,22 @@
+"""Celery tasks: thin wrappers that pass ids to services (STYLE.md 3).
+
+No ``autoretry_for``: retries are driven by the outbox row (``available_at``, ``attempts``), so a broker
+message that is lost, or a worker that dies, costs a delay but never the work (RELIABILITY.md).
+``acks_late``, ``reject_on_worker_lost`` and the time limits come from settings.
+"""
+
+from celery import shared_task
+
+from healthcommerce.fulfillment import services
+
+
+@shared_task(name="healthcommerce.fulfillment.tasks.submit_order")
+def submit_order(message_id: str) -> None:
+    """Fulfil outbox message ``message_id`` (a UUID string); idempotent."""
+    services.fulfillment_submit(message_id=message_id)
+
+
+@shared_task(name="healthcommerce.fulfillment.tasks.outbox_relay")
+def outbox_relay() -> int:
+    """Publish due outbox rows (run by beat every few seconds); return how many were published."""
+    return services.outbox_relay()

@@ -1,0 +1,61 @@
+"""Admin for purchase links: no token (only its hash exists, and it is not shown); revoke or re-issue."""
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from healthcommerce.fulfillment.admin import ServiceOnlyAdmin
+from healthcommerce.purchaselinks.models import PurchaseLink
+from healthcommerce.purchaselinks.services import purchase_link_reissue, purchase_link_revoke
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"
+
+
+@admin.register(PurchaseLink)
+class PurchaseLinkAdmin(ServiceOnlyAdmin):
+    """Links are created by fulfillment; admins see their state and may revoke or replace them."""
+
+    list_display = ["order_reference", "expires_at", "failed_attempts", "locked", "completed", "revoked", "sent_at"]
+    list_filter = [
+        ("completed_at", admin.EmptyFieldListFilter),
+        ("revoked_at", admin.EmptyFieldListFilter),
+        ("locked_at", admin.EmptyFieldListFilter),
+    ]
+    search_fields = ["order__reference"]
+    list_select_related = ["order"]
+    ordering = ["-created_at"]
+    actions = ["revoke", "reissue"]
+    fields = readonly_fields = (
+        "order_reference", "expires_at", "failed_attempts", "locked_at", "verified_at", "completed_at",
+        "revoked_at", "sent_at", "created_at",
+    )  # fmt: skip
+
+    @admin.display(description="Order", ordering="order__reference")
+    def order_reference(self, obj: PurchaseLink) -> str:
+        return obj.order.reference
+
+    @admin.display(boolean=True, description="Locked")
+    def locked(self, obj: PurchaseLink) -> bool:
+        return obj.locked_at is not None
+
+    @admin.display(boolean=True, description="Completed")
+    def completed(self, obj: PurchaseLink) -> bool:
+        return obj.completed_at is not None
+
+    @admin.display(boolean=True, description="Revoked")
+    def revoked(self, obj: PurchaseLink) -> bool:
+        return obj.revoked_at is not None
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[PurchaseLink]) -> None:
+        for link in queryset.select_related("order"):
+            purchase_link_revoke(link=link, actor=_actor(request))
+        self.message_user(request, f"{queryset.count()} link(s) revoked.")
+
+    @admin.action(description="Revoke and send a new link", permissions=["change"])
+    def reissue(self, request: HttpRequest, queryset: QuerySet[PurchaseLink]) -> None:
+        orders = {link.order_id: link.order for link in queryset.select_related("order")}
+        sent = sum(purchase_link_reissue(order=order, actor=_actor(request)) for order in orders.values())
+        self.message_user(request, f"{len(orders)} new link(s) issued, {sent} emailed (see each order's timeline).")

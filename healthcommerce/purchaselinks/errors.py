@@ -1,0 +1,36 @@
+"""Errors raised by purchase-link services; their messages are shown to patients and carry no PHI."""
+
+from typing import TYPE_CHECKING
+
+from healthcommerce.core.errors import HealthcommerceError
+
+if TYPE_CHECKING:
+    from healthcommerce.purchaselinks.models import PurchaseLink
+
+UNAVAILABLE_MESSAGE = "This link has expired or is no longer valid. Please contact your clinic."
+
+
+class LinkUnavailable(HealthcommerceError):
+    """The link is unknown, tampered, expired, revoked, locked or already used: all answer the same.
+
+    ``reason`` (``unknown``, ``expired``, ``revoked``, ``locked``, ``completed``, ``order_<status>``...)
+    is for the audit row only, never for the patient (STYLE.md 5: same error for missing and forbidden);
+    ``link`` is the link when the token was known, for the audit row's actor.
+    """
+
+    code = "link_unavailable"
+    status = 404
+    message = UNAVAILABLE_MESSAGE
+
+    def __init__(self, reason: str, *, link: "PurchaseLink | None" = None) -> None:
+        super().__init__()
+        self.reason = reason
+        self.link = link
+
+
+class TooManyAttempts(HealthcommerceError):
+    """Too many wrong dates of birth from one client address within the hour."""
+
+    code = "too_many_attempts"
+    status = 429
+    message = "Too many attempts from your network. Please try again in an hour or contact your clinic."

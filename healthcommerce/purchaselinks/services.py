@@ -1,0 +1,294 @@
+"""Purchase links: issue, send, access, verify, complete, revoke (RELIABILITY.md "Purchase links").
+
+A link is ``{APP_BASE_URL}/p/<token>/`` with a 256-bit random token of which only the SHA-256 is stored. It
+expires after ``PURCHASE_LINK_TTL_DAYS``, locks after ``PURCHASE_LINK_MAX_FAILURES`` wrong dates of birth,
+is single use once completed, and revocable. Every open, verify and complete writes one audit row
+(actor ``patient-link:<link id>``, target ``Order/<id>``, where = client IP). Rows recording a refusal are
+written outside the refused transaction so they survive its rollback.
+"""
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import smtplib
+import time
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+
+from healthcommerce.audit.services import audit_record
+from healthcommerce.fulfillment.backends.local.services import local_order_confirm
+from healthcommerce.orders.models import Order
+from healthcommerce.orders.transitions import order_event_add
+from healthcommerce.purchaselinks.errors import LinkUnavailable, TooManyAttempts
+from healthcommerce.purchaselinks.models import PurchaseLink
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "system:purchaselinks"
+TOKEN_BYTES = 32  # 256 bits (RELIABILITY.md: >= 256-bit random token)
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
+# Per client address: at most this many wrong dates of birth per fixed one-hour window (OWASP ASVS V6).
+IP_FAILURE_LIMIT = 20
+IP_WINDOW_SECONDS = 3600
+_ORDER_CLOSED = {Order.Status.CANCELLED, Order.Status.FAILED}
+
+
+def token_hash(token: str) -> str:
+    """Return the SHA-256 hex digest (64 chars) under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def purchase_link_url(token: str) -> str:
+    """Return the absolute patient URL ``{APP_BASE_URL}/p/<token>/``."""
+    return settings.APP_BASE_URL.rstrip("/") + reverse("purchaselinks:start", kwargs={"token": token})
+
+
+def _actor(link: PurchaseLink | None) -> str:
+    return f"patient-link:{link.pk}" if link is not None else "patient-link:unknown"
+
+
+def _audit(link: PurchaseLink | None, *, action: str, ip: str, outcome: str = "success", **detail: object) -> None:
+    target = f"Order/{link.order_id}" if link is not None else ""
+    audit_record(actor=_actor(link), action=action, target=target, where=ip, outcome=outcome, detail=detail)
+
+
+@transaction.atomic
+def purchase_link_issue(*, order: Order, actor: str = "system:fulfillment") -> tuple[PurchaseLink, str]:
+    """Create a link for ``order`` and return ``(link, raw token)``; the raw token exists only in this return.
+
+    Idempotent per order: when an unrevoked, unexpired link exists (even locked or completed) it is
+    returned with an empty token, because a stored hash cannot be turned back into a URL to re-send; use
+    ``purchase_link_reissue`` to replace it. ``expires_at`` = now + ``PURCHASE_LINK_TTL_DAYS`` days.
+    """
+    list(Order.objects.select_for_update().filter(pk=order.pk).values_list("pk", flat=True))  # serialize per order
+    now = timezone.now()
+    existing = (
+        PurchaseLink.objects.filter(order_id=order.pk, revoked_at__isnull=True, expires_at__gt=now)
+        .order_by("-created_at")
+        .first()
+    )
+    if existing is not None:
+        return existing, ""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    link = PurchaseLink.objects.create(
+        order=order, token_hash=token_hash(token), expires_at=now + timedelta(days=settings.PURCHASE_LINK_TTL_DAYS)
+    )
+    audit_record(
+        actor=actor, action="purchase_link.issue", target=f"Order/{order.pk}", detail={"link_id": str(link.pk)}
+    )
+    return link, token
+
+
+def _expiry_text(link: PurchaseLink) -> str:
+    day = timezone.localdate(link.expires_at)
+    return f"{day:%B} {day.day}, {day.year}"
+
+
+@transaction.atomic
+def _link_not_sent(link: PurchaseLink, reason: str) -> bool:
+    order_event_add(
+        order=link.order, kind="link_not_sent", actor=SYSTEM_ACTOR, detail={"reason": reason, "link_id": str(link.pk)}
+    )
+    logger.info("purchase link not sent order=%s link=%s reason=%s", link.order.reference, link.pk, reason)
+    return False
+
+
+def purchase_link_send(*, link: PurchaseLink, token: str) -> bool:
+    """Email the link to ``order.contact_email`` through Django's email backend; return whether it was sent.
+
+    Subject ``"Your order HC-XXXX is ready"``; the body holds the URL and the expiry date and no clinical
+    details (not even the product). Records ``sent_to``/``sent_at`` and a ``link_sent`` OrderEvent. Without a
+    contact email (or a date of birth to verify against) it records ``link_not_sent`` with the reason
+    (``no_contact_email``, ``no_birth_date``); an SMTP failure records ``email_error`` and logs an ERROR.
+    """
+    order = link.order
+    if not order.contact_email:
+        return _link_not_sent(link, "no_contact_email")
+    if order.patient_birth_date is None:
+        return _link_not_sent(link, "no_birth_date")
+    body = (
+        f"Hello,\n\nYour order {order.reference} is ready. Please open your personal link to review and confirm "
+        f"the shipping details:\n\n{purchase_link_url(token)}\n\nYou will be asked for your date of birth. "
+        f"The link expires on {_expiry_text(link)}.\n\n"
+        "If you did not expect this message, please contact your clinic.\n"
+    )
+    try:
+        send_mail(f"Your order {order.reference} is ready", body, settings.DEFAULT_FROM_EMAIL, [order.contact_email])
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.error(
+            "purchase link email failed order=%s link=%s error=%s", order.reference, link.pk, type(exc).__name__
+        )
+        return _link_not_sent(link, "email_error")
+    with transaction.atomic():
+        link.sent_to = order.contact_email
+        link.sent_at = timezone.now()
+        link.save(update_fields=["sent_to", "sent_at", "updated_at"])
+        order_event_add(order=order, kind="link_sent", actor=SYSTEM_ACTOR, detail={"link_id": str(link.pk)})
+    return True
+
+
+def _unavailable_reason(link: PurchaseLink) -> str:
+    """Return why ``link`` cannot be used now, or ``""``."""
+    if link.revoked_at is not None:
+        return "revoked"
+    if link.completed_at is not None:
+        return "completed"
+    if link.locked_at is not None:
+        return "locked"
+    if link.expires_at <= timezone.now():
+        return "expired"
+    if link.order.status in _ORDER_CLOSED:
+        return f"order_{link.order.status}"
+    if link.order.patient_birth_date is None:
+        return "no_birth_date"
+    return ""
+
+
+def purchase_link_access(*, token: str) -> PurchaseLink:
+    """Return the usable link for a raw ``token`` (with its order and product loaded).
+
+    The one access helper: raises ``LinkUnavailable`` with the same patient-facing message for an unknown
+    or tampered token, an expired, revoked, locked or completed link, or a cancelled/failed order; the
+    ``reason`` attribute tells which, and ``link`` is set when the token was known (for the audit row).
+    """
+    if not _TOKEN_RE.fullmatch(token or ""):
+        raise LinkUnavailable("malformed")
+    link = PurchaseLink.objects.select_related("order", "order__product").filter(token_hash=token_hash(token)).first()
+    if link is None:
+        raise LinkUnavailable("unknown")
+    reason = _unavailable_reason(link)
+    if reason:
+        raise LinkUnavailable(reason, link=link)
+    return link
+
+
+def purchase_link_open(
+    *, token: str, ip: str, action: str = "purchase_link.open", audit_success: bool = True
+) -> PurchaseLink:
+    """``purchase_link_access`` plus its audit row under ``action`` (``purchase_link.open``, ``.view``...).
+
+    A refusal is always audited with its reason; pass ``audit_success=False`` when the service called next
+    (verify, complete) writes the success row itself. Raises ``LinkUnavailable``.
+    """
+    try:
+        link = purchase_link_access(token=token)
+    except LinkUnavailable as exc:
+        _audit(exc.link, action=action, ip=ip, outcome=exc.reason)
+        raise
+    if audit_success:
+        _audit(link, action=action, ip=ip)
+    return link
+
+
+def _ip_key(ip: str) -> str:
+    window = int(time.time() // IP_WINDOW_SECONDS)
+    return f"purchaselinks:ipfail:{hashlib.sha256(ip.encode()).hexdigest()[:32]}:{window}"
+
+
+def _ip_failure_add(ip: str) -> None:
+    key = _ip_key(ip)
+    cache.add(key, 0, timeout=IP_WINDOW_SECONDS)
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=IP_WINDOW_SECONDS)
+
+
+def purchase_link_verify(*, link: PurchaseLink, birth_date: date, ip: str) -> bool:
+    """Check the patient's date of birth; return ``True`` and set ``verified_at`` when it matches.
+
+    A wrong date increments ``failed_attempts`` with a conditional UPDATE and locks the link at
+    ``PURCHASE_LINK_MAX_FAILURES``. Raises ``TooManyAttempts`` after ``IP_FAILURE_LIMIT`` wrong dates from
+    ``ip`` within the hour, and ``LinkUnavailable`` if the link became unusable meanwhile. Audited.
+    """
+    if (cache.get(_ip_key(ip)) or 0) >= IP_FAILURE_LIMIT:
+        _audit(link, action="purchase_link.verify", ip=ip, outcome="ip_rate_limited")
+        raise TooManyAttempts()
+    now = timezone.now()
+    expected = link.order.patient_birth_date
+    usable = PurchaseLink.objects.filter(
+        pk=link.pk, locked_at__isnull=True, revoked_at__isnull=True, completed_at__isnull=True, expires_at__gt=now
+    )
+    if expected is not None and hmac.compare_digest(birth_date.isoformat(), expected.isoformat()):
+        with transaction.atomic():
+            if usable.update(verified_at=now) == 1:
+                link.verified_at = now
+                _audit(link, action="purchase_link.verify", ip=ip)
+                return True
+        link.refresh_from_db()
+        reason = _unavailable_reason(link) or "unavailable"
+        _audit(link, action="purchase_link.verify", ip=ip, outcome=reason)
+        raise LinkUnavailable(reason, link=link)
+    max_failures = settings.PURCHASE_LINK_MAX_FAILURES
+    with transaction.atomic():
+        usable.filter(failed_attempts__lt=max_failures).update(failed_attempts=F("failed_attempts") + 1)
+        PurchaseLink.objects.filter(pk=link.pk, locked_at__isnull=True, failed_attempts__gte=max_failures).update(
+            locked_at=now
+        )
+        link.refresh_from_db(fields=["failed_attempts", "locked_at"])
+        outcome = "locked" if link.locked_at is not None else "wrong_birth_date"
+        _audit(link, action="purchase_link.verify", ip=ip, outcome=outcome, failed_attempts=link.failed_attempts)
+    _ip_failure_add(ip)
+    return False
+
+
+def purchase_link_complete(*, link: PurchaseLink, actor_ip: str) -> PurchaseLink:
+    """Record the patient's confirmation: set ``completed_at`` (single use from now on), mark the local
+    backend's order ``confirmed`` (``local_order_confirm``) and add a ``patient_confirmed`` OrderEvent.
+
+    Requires a verified, usable link; otherwise raises ``LinkUnavailable``. Audited either way.
+    """
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            updated = PurchaseLink.objects.filter(
+                pk=link.pk, completed_at__isnull=True, revoked_at__isnull=True, locked_at__isnull=True,
+                verified_at__isnull=False, expires_at__gt=now,
+            ).update(completed_at=now)  # fmt: skip
+            if updated != 1:
+                raise LinkUnavailable("not_completable", link=link)
+            order = Order.objects.select_for_update().get(pk=link.order_id)
+            if order.status in _ORDER_CLOSED:
+                raise LinkUnavailable(f"order_{order.status}", link=link)
+            local = local_order_confirm(order_reference=order.reference)
+            detail = {"link_id": str(link.pk), "local_order_id": str(local.pk) if local else ""}
+            order_event_add(order=order, kind="patient_confirmed", actor=_actor(link), detail=detail)
+            _audit(link, action="purchase_link.complete", ip=actor_ip)
+    except LinkUnavailable as exc:
+        _audit(link, action="purchase_link.complete", ip=actor_ip, outcome=exc.reason)
+        raise
+    link.completed_at = now
+    return link
+
+
+@transaction.atomic
+def purchase_link_revoke(*, link: PurchaseLink, actor: str) -> PurchaseLink:
+    """Revoke ``link`` (idempotent); record a ``link_revoked`` OrderEvent and an audit row."""
+    now = timezone.now()
+    if PurchaseLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(revoked_at=now) == 1:
+        detail = {"link_id": str(link.pk)}
+        order_event_add(order=link.order, kind="link_revoked", actor=actor, detail=detail)
+        audit_record(actor=actor, action="purchase_link.revoke", target=f"Order/{link.order_id}", detail=detail)
+    link.refresh_from_db(fields=["revoked_at"])
+    return link
+
+
+def purchase_link_reissue(*, order: Order, actor: str) -> bool:
+    """Revoke the order's live links, issue a new one and send it; return whether the email went out.
+
+    For an admin when the first email was lost or the patient locked the link.
+    """
+    with transaction.atomic():
+        for link in PurchaseLink.objects.select_for_update().filter(order_id=order.pk, revoked_at__isnull=True):
+            purchase_link_revoke(link=link, actor=actor)
+        link, token = purchase_link_issue(order=order, actor=actor)
+    return purchase_link_send(link=link, token=token)

@@ -1,0 +1,66 @@
+"""Confidential clients complete the launch against the sandbox (SMART App Launch 2.2 "Client Authentication")."""
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc.jwk import ECKey, RSAKey
+
+from healthcommerce.ehr.models import EHRSite, Launch
+from tests.conftest import complete_launch
+
+pytestmark = pytest.mark.django_db
+REDIRECT = "http://testserver/smart/callback"
+
+
+def _pem(key) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.mark.parametrize("alg", ["RS384", "ES384"])
+def test_it_launches_as_an_asymmetric_client(client, sandbox_ehr, settings, alg):
+    settings.APP_BASE_URL = "http://testserver"
+    if alg == "RS384":
+        pem = _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        public = RSAKey.import_key(pem).as_dict(private=False)
+    else:
+        pem = _pem(ec.generate_private_key(ec.SECP384R1()))
+        public = ECKey.import_key(pem).as_dict(private=False)
+    client_id = f"jwt-{alg.lower()}"
+    jwks = {"keys": [public | {"kid": "k1", "alg": alg}]}
+    sandbox_ehr.manage(
+        "sandbox_client", "add", "--client-id", client_id, "--redirect-uri", REDIRECT, "--jwks-json", json.dumps(jwks)
+    )
+    EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id=client_id, signing_alg=alg,
+                           auth_method=EHRSite.AuthMethod.PRIVATE_KEY_JWT, private_key_pem=pem, key_id="k1")  # fmt: skip
+    result = complete_launch(client, sandbox_ehr, patient="pat014")
+    assert result.launch_id, result.response.content[:300]
+    assert Launch.objects.get(pk=result.launch_id).status == Launch.Status.ACTIVE
+
+
+def test_it_launches_as_a_symmetric_client_with_an_awkward_secret(client, sandbox_ehr, settings):
+    settings.APP_BASE_URL = "http://testserver"
+    secret = "s3:cr%t+/="
+    sandbox_ehr.manage(
+        "sandbox_client", "add", "--client-id", "basic-app", "--redirect-uri", REDIRECT, "--client-secret", secret
+    )
+    EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id="basic-app",
+                           auth_method=EHRSite.AuthMethod.CLIENT_SECRET_BASIC, client_secret=secret)  # fmt: skip
+    result = complete_launch(client, sandbox_ehr, patient="pat014")
+    assert result.launch_id, result.response.content[:300]
+
+
+def test_a_wrong_secret_ends_in_a_clear_page_not_a_500(client, sandbox_ehr, settings):
+    settings.APP_BASE_URL = "http://testserver"
+    sandbox_ehr.manage(
+        "sandbox_client", "add", "--client-id", "basic-app2", "--redirect-uri", REDIRECT, "--client-secret", "right"
+    )
+    EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id="basic-app2",
+                           auth_method=EHRSite.AuthMethod.CLIENT_SECRET_BASIC, client_secret="wrong")  # fmt: skip
+    result = complete_launch(client, sandbox_ehr, patient="pat014")
+    assert result.launch_id is None
+    assert result.response.status_code == 400
+    assert b"did not authorize" in result.response.content

@@ -1,0 +1,111 @@
+"""Fixtures for fulfillment tests: an EHR site, a product, a signed order, its outbox message, and a
+recorder in place of the broker (no test publishes to a real queue)."""
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from healthcommerce.catalog.models import HCPCS, Product
+from healthcommerce.ehr.models import EHRSite
+from healthcommerce.fulfillment import tasks
+from healthcommerce.fulfillment.backends import registry
+from healthcommerce.fulfillment.models import OutboxMessage
+from healthcommerce.fulfillment.services import outbox_enqueue
+from healthcommerce.orders.models import Order
+from tests.fulfillment.fakes import FAKE_BACKENDS, RecordingBackend
+
+PATIENT_NAME = "Camila Lopez"
+BIRTH_DATE = date(1987, 9, 12)
+SHIP_TO = {
+    "line": ["7525 Colshire Dr", "Suite 200"],
+    "city": "McLean",
+    "state": "VA",
+    "postal_code": "22102",
+    "country": "US",
+}
+
+
+@pytest.fixture
+def ful_site(db: None) -> EHRSite:
+    return EHRSite.objects.create(
+        name="Test clinic", iss="https://fhir.clinic.example/api/FHIR/R4", client_id="hc-test"
+    )
+
+
+@pytest.fixture
+def ful_product(db: None) -> Product:
+    return Product.objects.create(
+        sku="CGM-STARTER-1", name="Glucose monitor starter kit", kind=Product.Kind.DEVICE, hcpcs_code="E2103"
+    )
+
+
+@pytest.fixture
+def make_order(ful_site: EHRSite, ful_product: Product) -> Callable[..., Order]:
+    def make(**overrides: Any) -> Order:
+        fields: dict[str, Any] = {
+            "site": ful_site,
+            "status": Order.Status.SIGNED,
+            "patient_fhir_id": "erXuFYUfucBZaryVksYEcMg3",
+            "request_reference": "DeviceRequest/devreq021",
+            "request_system": HCPCS,
+            "request_code": "K0553",
+            "request_display": "Supply allowance for therapeutic continuous glucose monitor",
+            "product": ful_product,
+            "quantity": 2,
+            "order_date": date(2026, 11, 20),
+            "patient_name": PATIENT_NAME,
+            "patient_birth_date": BIRTH_DATE,
+            "practitioner_reference": "Practitioner/pra1234",
+            "practitioner_name": "Dr. Ann Hale",
+            "practitioner_npi": "1234567893",
+            "ship_to": SHIP_TO,
+            "contact_email": "camila.lopez@example.org",
+            "contact_phone": "+1 703 555 0100",
+            "payer_name": "Blue Ridge Health Plan",
+            "payer_member_id": "BRH987654321",
+            "signed_by": "Practitioner/pra1234",
+            "signed_at": timezone.now(),
+            "content_hash": "a" * 64,
+        }
+        fields.update(overrides)
+        return Order.objects.create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def order(make_order: Callable[..., Order]) -> Order:
+    return make_order()
+
+
+@pytest.fixture
+def message(order: Order) -> OutboxMessage:
+    """The order's outbox row, as ``order_sign`` writes it (tests run inside a transaction)."""
+    return outbox_enqueue(order=order)
+
+
+@pytest.fixture(autouse=True)
+def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record ``submit_order`` publications instead of sending them to a broker; returns the message ids."""
+    sent: list[str] = []
+
+    def apply_async(args: tuple[str], **options: Any) -> None:
+        sent.append(args[0])
+
+    monkeypatch.setattr(tasks.submit_order, "apply_async", apply_async)
+    return sent
+
+
+@pytest.fixture
+def use_backend(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Callable[[str], None]:
+    """Switch ``COMMERCE_BACKEND`` to one of the fake backends (``flaky``, ``rejecting``...)."""
+    monkeypatch.setattr(registry, "BACKENDS", {**registry.BACKENDS, **FAKE_BACKENDS})
+    RecordingBackend.received = []
+
+    def use(name: str) -> None:
+        settings.COMMERCE_BACKEND = name
+
+    return use

@@ -1,0 +1,92 @@
+"""The local backend's orders move received -> confirmed -> shipped -> delivered, and never back."""
+
+from collections.abc import Callable
+
+import pytest
+
+from healthcommerce.audit.models import AuditEvent
+from healthcommerce.fulfillment.backends.local.services import LocalOrderTransitionError
+from healthcommerce.fulfillment.models import LocalCommerceOrder, OutboxMessage
+from healthcommerce.fulfillment.services import fulfillment_submit, local_order_confirm, local_order_mark
+from healthcommerce.orders.errors import InvalidTransition
+from healthcommerce.orders.models import Order, OrderEvent
+from healthcommerce.orders.transitions import order_transition
+
+LS = LocalCommerceOrder.Status
+
+
+@pytest.fixture
+def local(message: OutboxMessage) -> LocalCommerceOrder:
+    fulfillment_submit(message_id=message.id)
+    return LocalCommerceOrder.objects.get()
+
+
+def test_the_patient_confirmation_marks_the_local_order_confirmed(local: LocalCommerceOrder, order: Order) -> None:
+    confirmed = local_order_confirm(order_reference=order.reference)
+    assert confirmed is not None
+    assert (confirmed.status, confirmed.confirmed_at is not None) == (LS.CONFIRMED, True)
+
+
+def test_confirmation_is_a_no_op_with_another_backend(
+    local: LocalCommerceOrder, order: Order, use_backend: Callable[[str], None]
+) -> None:
+    use_backend("recording")
+    assert local_order_confirm(order_reference=order.reference) is None
+    local.refresh_from_db()
+    assert local.status == LS.RECEIVED
+
+
+def test_marking_shipped_fulfils_the_order_and_records_the_tracking_number(
+    local: LocalCommerceOrder, order: Order
+) -> None:
+    local_order_mark(
+        local_order_id=local.id, status=LS.SHIPPED, actor="admin:ops", tracking_number=" 1Z999AA10123456784 "
+    )
+    local.refresh_from_db()
+    order.refresh_from_db()
+    assert (local.status, local.tracking_number) == (LS.SHIPPED, "1Z999AA10123456784")
+    assert order.status == Order.Status.FULFILLED
+    shipped = OrderEvent.objects.get(order=order, kind="shipped")
+    assert shipped.detail["tracking_number"] == "1Z999AA10123456784"
+    assert shipped.actor == "admin:ops"
+    assert AuditEvent.objects.filter(action="local_order.shipped", target=f"Order/{order.id}").exists()
+
+
+def test_marking_delivered_adds_a_delivered_event(local: LocalCommerceOrder, order: Order) -> None:
+    local_order_mark(local_order_id=local.id, status=LS.SHIPPED, actor="admin:ops")
+    local_order_mark(local_order_id=local.id, status=LS.DELIVERED, actor="admin:ops")
+    local.refresh_from_db()
+    assert local.status == LS.DELIVERED
+    assert OrderEvent.objects.filter(order=order, kind="delivered").count() == 1
+
+
+def test_delivery_before_shipping_is_refused(local: LocalCommerceOrder) -> None:
+    with pytest.raises(LocalOrderTransitionError):
+        local_order_mark(local_order_id=local.id, status=LS.DELIVERED, actor="admin:ops")
+
+
+def test_state_never_goes_backwards(local: LocalCommerceOrder, order: Order) -> None:
+    local_order_mark(local_order_id=local.id, status=LS.SHIPPED, actor="admin:ops", tracking_number="T1")
+    local_order_mark(local_order_id=local.id, status=LS.DELIVERED, actor="admin:ops")
+
+    with pytest.raises(LocalOrderTransitionError):
+        local_order_mark(local_order_id=local.id, status=LS.SHIPPED, actor="admin:ops")
+    assert local_order_confirm(order_reference=order.reference).status == LS.DELIVERED  # type: ignore[union-attr]
+    with pytest.raises(LocalOrderTransitionError):
+        local_order_mark(local_order_id=local.id, status=LS.RECEIVED, actor="admin:ops")
+    for earlier in (Order.Status.SUBMITTED, Order.Status.SIGNED, Order.Status.DRAFT, Order.Status.FAILED):
+        with pytest.raises(InvalidTransition):
+            order_transition(order_id=order.id, to_status=earlier, actor="admin:ops")
+    # A duplicate submit of the same message cannot pull the order back to submitted either.
+    fulfillment_submit(message_id=OutboxMessage.objects.get().id)
+    order.refresh_from_db()
+    local.refresh_from_db()
+    assert (order.status, local.status) == (Order.Status.FULFILLED, LS.DELIVERED)
+
+
+def test_marking_the_same_status_twice_records_one_event(local: LocalCommerceOrder, order: Order) -> None:
+    local_order_mark(local_order_id=local.id, status=LS.SHIPPED, actor="admin:ops", tracking_number="T1")
+    local_order_mark(local_order_id=local.id, status=LS.SHIPPED, actor="admin:ops", tracking_number="T2")
+    assert OrderEvent.objects.filter(order=order, kind="shipped").count() == 1
+    local.refresh_from_db()
+    assert local.tracking_number == "T1"

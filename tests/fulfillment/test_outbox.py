@@ -1,0 +1,134 @@
+"""The transactional outbox: enqueue inside the sign-off transaction, fast path on commit, relay later."""
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import kombu.exceptions
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from healthcommerce.fulfillment import tasks
+from healthcommerce.fulfillment.models import OutboxMessage
+from healthcommerce.fulfillment.services import RELAY_LEASE_SECONDS, outbox_enqueue, outbox_relay
+from healthcommerce.orders.models import Order
+
+
+@pytest.fixture
+def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    def apply_async(*args: Any, **kwargs: Any) -> None:
+        raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.submit_order, "apply_async", apply_async)
+
+
+def test_enqueue_writes_one_pending_row_keyed_by_order_and_version(order: Order) -> None:
+    message = outbox_enqueue(order=order)
+    assert message.topic == "order.submit"
+    assert message.idempotency_key == f"{order.id}:v{order.version}"
+    assert message.status == OutboxMessage.Status.PENDING
+    assert message.available_at <= timezone.now()
+    assert outbox_enqueue(order=order) == message
+    assert OutboxMessage.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_refuses_to_run_outside_a_transaction(order: Order) -> None:
+    with pytest.raises(RuntimeError):
+        outbox_enqueue(order=order)
+    assert not OutboxMessage.objects.exists()
+
+
+def test_the_fast_path_publishes_only_after_commit(
+    order: Order, published: list[str], django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        message = outbox_enqueue(order=order)
+        assert published == []
+    assert len(callbacks) == 1
+    assert published == [str(message.id)]
+    message.refresh_from_db()
+    assert message.published_at is not None
+    assert message.available_at > timezone.now() + timedelta(seconds=RELAY_LEASE_SECONDS - 5)
+
+
+def test_a_rolled_back_sign_off_publishes_nothing(
+    order: Order, published: list[str], django_capture_on_commit_callbacks
+) -> None:
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(ZeroDivisionError),
+        transaction.atomic(),
+    ):
+        outbox_enqueue(order=order)
+        1 / 0  # noqa: B018
+    assert callbacks == []
+    assert published == []
+    assert not OutboxMessage.objects.exists()
+
+
+def test_a_broker_failure_on_the_fast_path_is_logged_and_left_to_the_relay(
+    order: Order, broker_down: None, django_capture_on_commit_callbacks, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING), django_capture_on_commit_callbacks(execute=True):
+        message = outbox_enqueue(order=order)
+    message.refresh_from_db()
+    assert message.status == OutboxMessage.Status.PENDING
+    assert message.published_at is None
+    assert message.available_at <= timezone.now()
+    assert "relay will publish" in caplog.text
+
+
+def test_the_relay_publishes_due_pending_rows_only(make_order: Callable[..., Order], published: list[str]) -> None:
+    now = timezone.now()
+    due = outbox_enqueue(order=make_order())
+    later = outbox_enqueue(order=make_order())
+    OutboxMessage.objects.filter(pk=later.pk).update(available_at=now + timedelta(minutes=5))
+    done = outbox_enqueue(order=make_order())
+    OutboxMessage.objects.filter(pk=done.pk).update(status=OutboxMessage.Status.DONE)
+    dead = outbox_enqueue(order=make_order())
+    OutboxMessage.objects.filter(pk=dead.pk).update(status=OutboxMessage.Status.DEAD)
+
+    assert outbox_relay() == 1
+    assert published == [str(due.id)]
+
+
+def test_the_relay_does_not_republish_a_row_within_its_lease(message: OutboxMessage, published: list[str]) -> None:
+    assert outbox_relay() == 1
+    assert outbox_relay() == 0
+    assert published == [str(message.id)]
+    message.refresh_from_db()
+    assert message.published_at is not None
+    assert message.available_at > timezone.now()
+
+
+def test_the_relay_republishes_after_the_lease_when_no_worker_took_the_row(
+    message: OutboxMessage, published: list[str]
+) -> None:
+    outbox_relay()
+    OutboxMessage.objects.filter(pk=message.pk).update(available_at=timezone.now() - timedelta(seconds=1))
+    assert outbox_relay() == 1
+    assert published == [str(message.id), str(message.id)]
+
+
+def test_the_relay_honours_its_limit(make_order: Callable[..., Order], published: list[str]) -> None:
+    for _ in range(3):
+        outbox_enqueue(order=make_order())
+    assert outbox_relay(limit=2) == 2
+    assert outbox_relay(limit=2) == 1
+
+
+def test_the_relay_leaves_rows_for_next_time_when_the_broker_is_down(message: OutboxMessage, broker_down: None) -> None:
+    before = OutboxMessage.objects.get(pk=message.pk).available_at
+    assert outbox_relay() == 0
+    message.refresh_from_db()
+    assert message.status == OutboxMessage.Status.PENDING
+    assert message.available_at == before
+    assert message.published_at is None
+
+
+def test_the_relay_task_runs_the_relay_service(message: OutboxMessage, published: list[str]) -> None:
+    assert tasks.outbox_relay() == 1
+    assert published == [str(message.id)]

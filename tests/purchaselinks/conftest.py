@@ -1,0 +1,76 @@
+"""Fixtures for purchase-link tests: a submitted order and a freshly issued link (with its raw token)."""
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from healthcommerce.catalog.models import HCPCS, Product
+from healthcommerce.ehr.models import EHRSite
+from healthcommerce.fulfillment import tasks
+from healthcommerce.orders.models import Order
+from healthcommerce.purchaselinks.models import PurchaseLink
+from healthcommerce.purchaselinks.services import purchase_link_issue
+
+PATIENT_NAME = "Mateo Okafor"
+BIRTH_DATE = date(1961, 4, 3)
+SHIP_TO = {
+    "line": ["12 Harbor View Rd", "Apt 4B"],
+    "city": "Portland",
+    "state": "ME",
+    "postal_code": "04101",
+    "country": "US",
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test publishes to a real broker; the per-IP counters start empty."""
+    monkeypatch.setattr(tasks.submit_order, "apply_async", lambda *args, **kwargs: None)
+    cache.clear()
+
+
+@pytest.fixture
+def make_order(db: None) -> Callable[..., Order]:
+    site = EHRSite.objects.create(name="Harbor clinic", iss="https://ehr.harbor.example/fhir/r4", client_id="hc-links")
+    product = Product.objects.create(sku="SLEEP-KIT-9", name="Home sleep test kit", kind=Product.Kind.KIT)
+
+    def make(**overrides: Any) -> Order:
+        fields: dict[str, Any] = {
+            "site": site,
+            "status": Order.Status.SUBMITTED,
+            "patient_fhir_id": "eq081-VQEgP8drUUqCWzHfw3",
+            "request_reference": "ServiceRequest/sr-442",
+            "request_system": HCPCS,
+            "request_code": "G0399",
+            "request_display": "Home sleep test, type III portable monitor",
+            "product": product,
+            "quantity": 1,
+            "order_date": date(2026, 11, 20),
+            "patient_name": PATIENT_NAME,
+            "patient_birth_date": BIRTH_DATE,
+            "ship_to": SHIP_TO,
+            "contact_email": "mateo.okafor@example.net",
+            "payer_name": "Casco Bay Medicaid",
+            "payer_member_id": "CBM-55501",
+            "signed_by": "Practitioner/pra77",
+            "signed_at": timezone.now(),
+        }
+        fields.update(overrides)
+        return Order.objects.create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def order(make_order: Callable[..., Order]) -> Order:
+    return make_order()
+
+
+@pytest.fixture
+def issued(order: Order) -> tuple[PurchaseLink, str]:
+    """A new link for ``order`` and its raw token."""
+    return purchase_link_issue(order=order)
