@@ -1,7 +1,8 @@
 """Patient pages: date-of-birth check, order confirmation, thank-you (RELIABILITY.md "Purchase links").
 
-Every response is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` (the token is in the
-URL). Unusable links answer 404 with one message and no PHI. A verified link id lives in the session for
+Every response is ``Cache-Control: no-store`` and ``Referrer-Policy: same-origin``: the token is in the URL
+and must not leave this origin (``no-referrer`` would make browsers send ``Origin: null`` on the form posts,
+which Django's CSRF check refuses). Unusable links answer 404 with one message and no PHI. A verified link id lives in the session for
 ``VERIFIED_TTL_SECONDS``.
 """
 
@@ -57,7 +58,7 @@ def patient_page(view: View) -> View:
                 title = "Link not available" if exc.status == 404 else "Please try again later"
                 response = _unavailable(request, message=exc.message, status=exc.status, title=title)
         response["Cache-Control"] = "no-store"
-        response["Referrer-Policy"] = "no-referrer"
+        response["Referrer-Policy"] = "same-origin"
         response["X-Robots-Tag"] = "noindex, nofollow"
         return response
 

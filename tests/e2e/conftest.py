@@ -31,6 +31,9 @@ def browser() -> Iterator[object]:
         pytest.skip("chromium is not installed (apt-get install chromium); CI runs this test")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API keeps an event loop on this thread; Django's ORM (test code only) is still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield instance

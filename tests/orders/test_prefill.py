@@ -22,7 +22,7 @@ def test_it_prefills_the_cpap_order_for_pat014(client, ehr_site, sandbox_ehr):
     html = page.content.decode()
     order = Order.objects.get(launch_id=launch_id)
     assert order.request_code == "E0601"
-    assert order.product.sku == "DME-CPAP-E0601"
+    assert order.product.sku == "DME-CPAP-STD"
     assert "E0601" in html and "CPAP" in html
     assert order.patient_name == "Theodor Alan Roosevelt"
     assert str(order.patient_birth_date) == "1946-07-04"

@@ -105,7 +105,7 @@ def test_every_page_forbids_caching_and_referrers(issued: Issued) -> None:
     ]
     for response in responses:
         assert response["Cache-Control"] == "no-store"
-        assert response["Referrer-Policy"] == "no-referrer"
+        assert response["Referrer-Policy"] == "same-origin"
 
 
 def test_an_expired_link_shows_the_generic_page_without_phi(issued: Issued) -> None:

@@ -8,11 +8,11 @@ CPT = "http://www.ama-assn.org/go/cpt"
 
 PRODUCTS = [
     # sku, name, kind, HCPCS (level II for DME, level I = CPT for lab kits), price (cents), [(system, code)]
-    ("DME-O2-E0424", "Stationary compressed gaseous oxygen system (rental)", "device", "E0424", 18900, [(HCPCS, "E0424")]),
-    ("DME-CPAP-E0601", "CPAP device with humidifier and mask", "device", "E0601", 69900, [(HCPCS, "E0601")]),
-    ("DME-RAD-E0470", "Bi-level respiratory assist device (no backup rate)", "device", "E0470", 149900, [(HCPCS, "E0470")]),
-    ("DME-BED-E0250", "Hospital bed, fixed height, with side rails and mattress", "device", "E0250", 129900, [(HCPCS, "E0250")]),
-    ("DME-BGM-E0607", "Home blood glucose monitor", "device", "E0607", 4900, [(HCPCS, "E0607")]),
+    ("DME-O2-STAT", "Stationary compressed gaseous oxygen system (rental)", "device", "E0424", 18900, [(HCPCS, "E0424")]),
+    ("DME-CPAP-STD", "CPAP device with humidifier and mask", "device", "E0601", 69900, [(HCPCS, "E0601")]),
+    ("DME-RAD-BILEVEL", "Bi-level respiratory assist device (no backup rate)", "device", "E0470", 149900, [(HCPCS, "E0470")]),
+    ("DME-BED-FIXED", "Hospital bed, fixed height, with side rails and mattress", "device", "E0250", 129900, [(HCPCS, "E0250")]),
+    ("DME-BGM-HOME", "Home blood glucose monitor", "device", "E0607", 4900, [(HCPCS, "E0607")]),
     ("KIT-FIT", "FIT colorectal cancer screening kit (stool, immunochemical)", "kit", "82274", 2500,
      [(LOINC, "29771-3"), (LOINC, "57905-2"), (CPT, "82274")]),
     ("KIT-HBA1C", "HbA1c home collection kit (dried blood spot)", "kit", "83036", 3900, [(LOINC, "4548-4"), (CPT, "83036")]),

@@ -1,0 +1,85 @@
+"""End to end in a real browser: sandbox EHR launch -> pre-filled form -> sign -> real Celery worker ->
+purchase link email -> patient confirms. Runs against PostgreSQL and Redis in CI (.ci/run)."""
+
+import re
+import time
+
+import pytest
+
+from healthcommerce.ehr.models import EHRSite
+from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.orders.models import Order
+from healthcommerce.purchaselinks.models import PurchaseLink
+from tests.conftest import sandbox_server
+from tests.e2e.conftest import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _purchase_link(mail_dir, base_url: str) -> str:
+    for path in sorted(mail_dir.glob("*.log")) if mail_dir.exists() else []:
+        found = re.search(re.escape(base_url) + r"/p/[A-Za-z0-9_\-]+/", path.read_text())
+        if found:
+            return found.group(0)
+    return ""
+
+
+def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_the_link(
+    live_server, browser, celery_worker_process, settings, tmp_path
+):
+    settings.APP_BASE_URL = live_server.url
+    with sandbox_server(SANDBOX_APP_LAUNCH_URL=f"{live_server.url}/smart/launch") as ehr:
+        ehr.manage(
+            "sandbox_client", "add", "--client-id", "e2e-app", "--redirect-uri", f"{live_server.url}/smart/callback"
+        )
+        EHRSite.objects.create(name="Sandbox EHR", iss=ehr.fhir_base, client_id="e2e-app")
+        page = browser.new_page()
+
+        # The clinician, signed in to the EHR as pra1234, launches the app on pat014's CPAP request.
+        page.goto(f"{ehr.base}/sandbox/?practitioner=pra1234")
+        started = time.monotonic()
+        page.click("a.ehr-launch[href*='devreq021']")
+        page.wait_for_selector("button#sign")
+        launch_to_form = time.monotonic() - started
+        body = page.inner_text("body")
+        assert "E0601" in body and "Theodor Alan Roosevelt" in body
+        assert page.input_value("#id_city") == "McLean" and page.input_value("#id_line1") == "7525 Colshire Dr"
+        assert page.input_value("#id_payer_name") == "Medicare Part B"
+        assert "1122334455" in body  # practitioner NPI
+        page.screenshot(path=str(tmp_path / "order-form.png"), full_page=True)
+
+        # The chart has no email: the clinician adds it and signs in one click.
+        page.fill("#id_contact_email", "theodor@example.org")
+        page.click("button#sign")
+        page.wait_for_selector("#order-status")
+        order = Order.objects.get()
+        assert order.signed_by.endswith("Practitioner/pra1234") and len(order.content_hash) == 64
+
+        # A real worker hands the minimized order to the local backend and emails the purchase link.
+        wait_for(lambda: Order.objects.get().status == Order.Status.SUBMITTED, seconds=90)
+        link_url = wait_for(lambda: _purchase_link(celery_worker_process, live_server.url), seconds=30)
+        local = LocalCommerceOrder.objects.get()
+        assert local.order_reference == order.reference
+        assert "Roosevelt" in str(local.payload) and "E0601" not in str(local.payload)
+
+        # The patient opens the link, gets the birth date wrong once, then right, and confirms.
+        patient = browser.new_page()
+        patient.goto(link_url)
+        patient.fill("input[type=date]", "1950-01-01")
+        patient.click("button[type=submit]")
+        assert "does not match" in patient.inner_text("body")
+        patient.fill("input[type=date]", "1946-07-04")
+        patient.click("button[type=submit]")
+        patient.wait_for_selector("text=Confirm your order")
+        assert "7525 Colshire Dr" in patient.inner_text("body")
+        patient.click("button[type=submit]")
+        patient.wait_for_selector("text=Thank you")
+        assert PurchaseLink.objects.get().completed_at is not None
+        assert LocalCommerceOrder.objects.get().status == LocalCommerceOrder.Status.CONFIRMED
+
+        # Relaunching shows the clinician the order's status.
+        page.goto(f"{ehr.base}/sandbox/?practitioner=pra1234")
+        page.click("a.ehr-launch[href*='devreq021']")
+        page.wait_for_selector(f"text={order.reference}")
+        assert "Submitted" in page.inner_text("body")
+        print(f"\nlaunch-to-form: {launch_to_form:.2f} s")
