@@ -19,9 +19,20 @@ class LaunchAdmin(admin.ModelAdmin):
 
     list_display = ["id", "site", "status", "error_code", "created_at", "prefill_seconds"]
     list_filter = ["status", "site"]
-    fields = ["site", "status", "error_code", "scope_granted", "fhir_user", "encounter_id", "prefill_outcomes",
-              "prefill_seconds", "created_at", "expires_at"]  # fmt: skip
-    readonly_fields = fields
+    _shown = (
+        "site",
+        "status",
+        "error_code",
+        "scope_granted",
+        "fhir_user",
+        "encounter_id",
+        "prefill_outcomes",
+        "prefill_seconds",
+        "created_at",
+        "expires_at",
+    )
+    fields = _shown
+    readonly_fields = _shown
 
     def has_add_permission(self, request: object) -> bool:
         return False

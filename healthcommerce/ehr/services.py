@@ -33,9 +33,17 @@ SESSION_LAUNCHES = "hc_launches"
 MAX_LAUNCH_TOKEN = 4096
 # Error codes an authorization server may send back (RFC 6749 4.1.2.1); anything else shows as "error".
 OAUTH_ERRORS = {
-    "invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type", "invalid_scope",
-    "server_error", "temporarily_unavailable", "invalid_launch_token", "login_required", "consent_required",
-}  # fmt: skip
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "invalid_launch_token",
+    "login_required",
+    "consent_required",
+}
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,16 @@ class LocalCommerceOrderAdmin(ServiceOnlyAdmin):
     actions = ["mark_shipped", "mark_delivered"]
     exclude = ["payload"]
     readonly_fields = [
-        "order_reference", "idempotency_key", "status", "tracking_number", "payload_pretty",
-        "confirmed_at", "shipped_at", "delivered_at", "created_at",
-    ]  # fmt: skip
+        "order_reference",
+        "idempotency_key",
+        "status",
+        "tracking_number",
+        "payload_pretty",
+        "confirmed_at",
+        "shipped_at",
+        "delivered_at",
+        "created_at",
+    ]
 
     @admin.display(description="Payload")
     def payload_pretty(self, obj: LocalCommerceOrder) -> str:

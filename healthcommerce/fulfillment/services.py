@@ -256,8 +256,14 @@ def _message_retry_later(message: OutboxMessage, *, code: str, backend: str, ret
     )
     logger.warning(
         "fulfillment retry order=%s message=%s backend=%s error=%s attempt=%d/%d delay=%.0fs",
-        message.order.reference, message.pk, backend, code, message.attempts, max_attempts, delay,
-    )  # fmt: skip
+        message.order.reference,
+        message.pk,
+        backend,
+        code,
+        message.attempts,
+        max_attempts,
+        delay,
+    )
 
 
 @transaction.atomic
@@ -284,8 +290,12 @@ def _message_dead_letter(message: OutboxMessage, *, code: str, backend: str) -> 
     )
     logger.error(
         "fulfillment dead-lettered order=%s backend=%s error=%s attempts=%d message=%s",
-        order.reference, backend, code, message.attempts, message.pk,
-    )  # fmt: skip
+        order.reference,
+        backend,
+        code,
+        message.attempts,
+        message.pk,
+    )
 
 
 @transaction.atomic

@@ -9,8 +9,9 @@ class OrderEventInline(admin.TabularInline):
     model = OrderEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "from_status", "to_status", "actor", "detail"]
-    readonly_fields = fields
+    _shown = ("created_at", "kind", "from_status", "to_status", "actor", "detail")
+    fields = _shown
+    readonly_fields = _shown
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -35,6 +36,10 @@ class OrderAdmin(admin.ModelAdmin):
         return False
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None):  # type: ignore[no-untyped-def]
-        audit_record(actor=f"admin:{request.user}", action="admin.phi.view", target=f"Order/{object_id}",
-                     where=request.META.get("REMOTE_ADDR", ""))  # fmt: skip
+        audit_record(
+            actor=f"admin:{request.user}",
+            action="admin.phi.view",
+            target=f"Order/{object_id}",
+            where=request.META.get("REMOTE_ADDR", ""),
+        )
         return super().change_view(request, object_id, form_url, extra_context)

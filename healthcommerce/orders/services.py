@@ -23,9 +23,16 @@ from healthcommerce.orders.prefill import Prefill
 from healthcommerce.orders.transitions import order_transition
 
 EDITABLE = (
-    "product", "quantity", "patient_name", "patient_birth_date", "ship_to", "contact_email", "contact_phone",
-    "payer_name", "payer_member_id",
-)  # fmt: skip
+    "product",
+    "quantity",
+    "patient_name",
+    "patient_birth_date",
+    "ship_to",
+    "contact_email",
+    "contact_phone",
+    "payer_name",
+    "payer_member_id",
+)
 SHIP_TO_REQUIRED = ("line", "city", "state", "postal_code")
 
 

@@ -28,9 +28,16 @@ class PurchaseLinkAdmin(ServiceOnlyAdmin):
     ordering = ["-created_at"]
     actions = ["revoke", "reissue"]
     fields = readonly_fields = (
-        "order_reference", "expires_at", "failed_attempts", "locked_at", "verified_at", "completed_at",
-        "revoked_at", "sent_at", "created_at",
-    )  # fmt: skip
+        "order_reference",
+        "expires_at",
+        "failed_attempts",
+        "locked_at",
+        "verified_at",
+        "completed_at",
+        "revoked_at",
+        "sent_at",
+        "created_at",
+    )
 
     @admin.display(description="Order", ordering="order__reference")
     def order_reference(self, obj: PurchaseLink) -> str:

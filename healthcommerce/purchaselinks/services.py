@@ -251,9 +251,13 @@ def purchase_link_complete(*, link: PurchaseLink, actor_ip: str) -> PurchaseLink
     try:
         with transaction.atomic():
             updated = PurchaseLink.objects.filter(
-                pk=link.pk, completed_at__isnull=True, revoked_at__isnull=True, locked_at__isnull=True,
-                verified_at__isnull=False, expires_at__gt=now,
-            ).update(completed_at=now)  # fmt: skip
+                pk=link.pk,
+                completed_at__isnull=True,
+                revoked_at__isnull=True,
+                locked_at__isnull=True,
+                verified_at__isnull=False,
+                expires_at__gt=now,
+            ).update(completed_at=now)
             if updated != 1:
                 raise LinkUnavailable("not_completable", link=link)
             order = Order.objects.select_for_update().get(pk=link.order_id)

@@ -2,8 +2,8 @@
 
 Every response is ``Cache-Control: no-store`` and ``Referrer-Policy: same-origin``: the token is in the URL
 and must not leave this origin (``no-referrer`` would make browsers send ``Origin: null`` on the form posts,
-which Django's CSRF check refuses). Unusable links answer 404 with one message and no PHI. A verified link id lives in the session for
-``VERIFIED_TTL_SECONDS``.
+which Django's CSRF check refuses). Unusable links answer 404 with one message and no PHI. A verified link
+id lives in the session for ``VERIFIED_TTL_SECONDS``.
 """
 
 import logging

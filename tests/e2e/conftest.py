@@ -17,9 +17,14 @@ from tests.conftest import IN_CI, ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +69,19 @@ def celery_worker_process(live_server, tmp_path) -> Iterator[Path]:  # type: ign
         "EMAIL_FILE_PATH": str(mail_dir),
         "HC_VAR_DIR": str(tmp_path / "worker-var"),
     }
-    cmd = [sys.executable, "-m", "celery", "-A", "healthcommerce", "worker", "--beat", "--loglevel=INFO",
-           "--concurrency=1", "--schedule", str(tmp_path / "beat-schedule")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "healthcommerce",
+        "worker",
+        "--beat",
+        "--loglevel=INFO",
+        "--concurrency=1",
+        "--schedule",
+        str(tmp_path / "beat-schedule"),
+    ]
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

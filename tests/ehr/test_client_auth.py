@@ -34,8 +34,15 @@ def test_it_launches_as_an_asymmetric_client(client, sandbox_ehr, settings, alg)
     sandbox_ehr.manage(
         "sandbox_client", "add", "--client-id", client_id, "--redirect-uri", REDIRECT, "--jwks-json", json.dumps(jwks)
     )
-    EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id=client_id, signing_alg=alg,
-                           auth_method=EHRSite.AuthMethod.PRIVATE_KEY_JWT, private_key_pem=pem, key_id="k1")  # fmt: skip
+    EHRSite.objects.create(
+        name="Sandbox",
+        iss=sandbox_ehr.fhir_base,
+        client_id=client_id,
+        signing_alg=alg,
+        auth_method=EHRSite.AuthMethod.PRIVATE_KEY_JWT,
+        private_key_pem=pem,
+        key_id="k1",
+    )
     result = complete_launch(client, sandbox_ehr, patient="pat014")
     assert result.launch_id, result.response.content[:300]
     assert Launch.objects.get(pk=result.launch_id).status == Launch.Status.ACTIVE
@@ -47,8 +54,13 @@ def test_it_launches_as_a_symmetric_client_with_an_awkward_secret(client, sandbo
     sandbox_ehr.manage(
         "sandbox_client", "add", "--client-id", "basic-app", "--redirect-uri", REDIRECT, "--client-secret", secret
     )
-    EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id="basic-app",
-                           auth_method=EHRSite.AuthMethod.CLIENT_SECRET_BASIC, client_secret=secret)  # fmt: skip
+    EHRSite.objects.create(
+        name="Sandbox",
+        iss=sandbox_ehr.fhir_base,
+        client_id="basic-app",
+        auth_method=EHRSite.AuthMethod.CLIENT_SECRET_BASIC,
+        client_secret=secret,
+    )
     result = complete_launch(client, sandbox_ehr, patient="pat014")
     assert result.launch_id, result.response.content[:300]
 
@@ -58,8 +70,13 @@ def test_a_wrong_secret_ends_in_a_clear_page_not_a_500(client, sandbox_ehr, sett
     sandbox_ehr.manage(
         "sandbox_client", "add", "--client-id", "basic-app2", "--redirect-uri", REDIRECT, "--client-secret", "right"
     )
-    EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id="basic-app2",
-                           auth_method=EHRSite.AuthMethod.CLIENT_SECRET_BASIC, client_secret="wrong")  # fmt: skip
+    EHRSite.objects.create(
+        name="Sandbox",
+        iss=sandbox_ehr.fhir_base,
+        client_id="basic-app2",
+        auth_method=EHRSite.AuthMethod.CLIENT_SECRET_BASIC,
+        client_secret="wrong",
+    )
     result = complete_launch(client, sandbox_ehr, patient="pat014")
     assert result.launch_id is None
     assert result.response.status_code == 400

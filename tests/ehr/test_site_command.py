@@ -10,8 +10,18 @@ pytestmark = pytest.mark.django_db
 
 
 def test_it_registers_a_confidential_symmetric_site(capsys):
-    call_command("ehr_site", "add", "--name", "Test", "--iss", "https://fhir.example.org/api/FHIR/R4/",
-                 "--client-id", "abc", "--client-secret", "s3:cr%t")  # fmt: skip
+    call_command(
+        "ehr_site",
+        "add",
+        "--name",
+        "Test",
+        "--iss",
+        "https://fhir.example.org/api/FHIR/R4/",
+        "--client-id",
+        "abc",
+        "--client-secret",
+        "s3:cr%t",
+    )
     site = EHRSite.objects.get()
     assert site.iss == "https://fhir.example.org/api/FHIR/R4"
     assert site.auth_method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC
@@ -27,8 +37,21 @@ def test_it_registers_an_asymmetric_epic_site(tmp_path):
     pem.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    call_command("ehr_site", "add", "--name", "Epic", "--iss", "https://epic.example.org/FHIR/api/FHIR/R4",
-                 "--client-id", "abc", "--private-key", str(pem), "--key-id", "k1", "--epic")  # fmt: skip
+    call_command(
+        "ehr_site",
+        "add",
+        "--name",
+        "Epic",
+        "--iss",
+        "https://epic.example.org/FHIR/api/FHIR/R4",
+        "--client-id",
+        "abc",
+        "--private-key",
+        str(pem),
+        "--key-id",
+        "k1",
+        "--epic",
+    )
     site = EHRSite.objects.get()
     assert site.auth_method == EHRSite.AuthMethod.PRIVATE_KEY_JWT
     assert site.quirks["epic_client_id_header"] is True

@@ -62,8 +62,13 @@ def test_without_a_named_request_it_offers_every_pending_request(client, ehr_sit
 
 
 def test_an_unmapped_kit_code_is_shown_plainly_and_cannot_be_signed(client, ehr_site, sandbox_ehr):
-    launch_id, page = open_form(client, sandbox_ehr, patient="0b779465-6db2-4931-bc13-5f6ff8e8c4d4",
-                                practitioner="pra1234", request="ServiceRequest/kit-sr-fit-goldner-unmapped")  # fmt: skip
+    launch_id, page = open_form(
+        client,
+        sandbox_ehr,
+        patient="0b779465-6db2-4931-bc13-5f6ff8e8c4d4",
+        practitioner="pra1234",
+        request="ServiceRequest/kit-sr-fit-goldner-unmapped",
+    )
     order = Order.objects.get(launch_id=launch_id)
     assert order.product is None and order.request_code == "2335-8"
     assert b"is not in this site&#x27;s catalog" in page.content or b"is not in this site's catalog" in page.content
@@ -74,8 +79,12 @@ def test_an_unmapped_kit_code_is_shown_plainly_and_cannot_be_signed(client, ehr_
 
 
 def test_a_mapped_loinc_kit_request_prefills_the_kit(client, ehr_site, sandbox_ehr):
-    launch_id, _ = open_form(client, sandbox_ehr, patient="0b779465-6db2-4931-bc13-5f6ff8e8c4d4",
-                             request="ServiceRequest/kit-sr-hba1c-goldner")  # fmt: skip
+    launch_id, _ = open_form(
+        client,
+        sandbox_ehr,
+        patient="0b779465-6db2-4931-bc13-5f6ff8e8c4d4",
+        request="ServiceRequest/kit-sr-hba1c-goldner",
+    )
     assert Order.objects.get(launch_id=launch_id).product.sku == "KIT-HBA1C"
 
 

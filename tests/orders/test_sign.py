@@ -13,11 +13,19 @@ from tests.conftest import complete_launch
 pytestmark = pytest.mark.django_db
 
 FORM = {
-    "quantity": "1", "patient_name": "Theodor Alan Roosevelt", "patient_birth_date": "1946-07-04",
-    "line1": "7525 Colshire Dr", "line2": "", "city": "McLean", "state": "VA", "postal_code": "22102",
-    "contact_email": "teddy@example.org", "contact_phone": "", "payer_name": "Medicare Part B",
+    "quantity": "1",
+    "patient_name": "Theodor Alan Roosevelt",
+    "patient_birth_date": "1946-07-04",
+    "line1": "7525 Colshire Dr",
+    "line2": "",
+    "city": "McLean",
+    "state": "VA",
+    "postal_code": "22102",
+    "contact_email": "teddy@example.org",
+    "contact_phone": "",
+    "payer_name": "Medicare Part B",
     "payer_member_id": "10A3D58WH1600",
-}  # fmt: skip
+}
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ PRODUCTS = [
     ("KIT-HBA1C", "HbA1c home collection kit (dried blood spot)", "kit", "83036", 3900, [(LOINC, "4548-4"), (CPT, "83036")]),
     ("KIT-LIPID", "Lipid panel home collection kit (dried blood spot)", "kit", "80061", 4900,
      [(LOINC, "57698-3"), (LOINC, "24331-1"), (CPT, "80061")]),
-]  # fmt: skip
+]
 
 
 def seed(apps, schema_editor):

@@ -36,8 +36,18 @@ class Command(BaseCommand):
             key_path.chmod(0o600)
         pem_text = key_path.read_text()
         public = RSAKey.import_key(pem_text).as_dict(private=False) | {"kid": KEY_ID, "alg": "RS384", "use": "sig"}
-        call_command("sandbox_client", "add", "--client-id", CLIENT_ID, "--redirect-uri", redirect_uri(),
-                     "--jwks-json", json.dumps({"keys": [public]}), "--name", "healthcommerce demo")  # fmt: skip
+        call_command(
+            "sandbox_client",
+            "add",
+            "--client-id",
+            CLIENT_ID,
+            "--redirect-uri",
+            redirect_uri(),
+            "--jwks-json",
+            json.dumps({"keys": [public]}),
+            "--name",
+            "healthcommerce demo",
+        )
         iss = settings.APP_BASE_URL.rstrip("/") + "/sandbox/fhir"
         EHRSite.objects.update_or_create(
             iss=iss,
@@ -48,7 +58,7 @@ class Command(BaseCommand):
                 "private_key_pem": pem_text,
                 "key_id": KEY_ID,
                 "signing_alg": "RS384",
-            },  # fmt: skip
+            },
         )
         password = secrets.token_urlsafe(12)
         user, _ = get_user_model().objects.get_or_create(
