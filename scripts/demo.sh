@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export SANDBOX_ENABLED="${SANDBOX_ENABLED:-true}"
 
-$BIN/celery -A healthcommerce worker --beat --loglevel=INFO --concurrency=2 &
+$BIN/celery -A healthcommerce worker --beat --loglevel=WARNING --concurrency=2 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 

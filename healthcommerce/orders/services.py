@@ -68,8 +68,9 @@ def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None) -
 def order_drafts_create(*, launch: Launch, found: Prefill) -> list[Order]:
     """Create (or refresh) one draft order per pending request found; one blank draft when none was found.
 
-    A request that already has a signed (or later) order at this site gets no new draft. Returns the
-    drafts of this launch, oldest first.
+    A request that already has a signed (or later) order at this site gets no new draft; a draft from an
+    earlier launch for the same request is refreshed and moved to this launch. Returns the drafts of this
+    launch, oldest first.
     """
     requests: Iterable[RequestInfo | None] = found.requests or [None]
     for request in requests:
@@ -80,7 +81,8 @@ def order_drafts_create(*, launch: Launch, found: Prefill) -> list[Order]:
         if reference and existing.exclude(status=Order.Status.DRAFT).exists():
             continue
         fields = _draft_fields(launch, found, request)
-        draft = existing.filter(status=Order.Status.DRAFT, launch=launch).first()
+        # A draft left by an earlier launch for the same request moves to this launch instead of doubling.
+        draft = existing.filter(status=Order.Status.DRAFT).first() if reference else None
         if draft is None:
             Order.objects.create(
                 site=launch.site,
@@ -90,6 +92,7 @@ def order_drafts_create(*, launch: Launch, found: Prefill) -> list[Order]:
                 **fields,
             )
         else:
+            fields["launch"] = launch
             for name, value in fields.items():
                 setattr(draft, name, value)
             draft.save(update_fields=[*fields, "updated_at"])
@@ -172,7 +175,7 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
     Records who (fhirUser), when and the SHA-256 of the content; the order is immutable afterwards.
     Raises ``OrderIncomplete`` (listing what is missing) or ``OrderImmutable`` when it is not a draft.
     """
-    locked = Order.objects.select_for_update().select_related("product", "site").get(pk=order.pk)
+    locked = Order.objects.select_for_update(of=("self",)).select_related("product", "site").get(pk=order.pk)
     if locked.status != Order.Status.DRAFT:
         raise OrderImmutable()
     if locked.practitioner_reference != launch.fhir_user:
