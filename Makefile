@@ -32,5 +32,8 @@ lint: setup
 	$(BIN)/mypy healthcommerce
 	SANDBOX_ENABLED=true $(BIN)/python manage.py makemigrations --check --dry-run
 
+bench: setup
+	$(BIN)/python -m pytest benchmarks -q -s
+
 clean:
 	rm -rf var $(VENV)

@@ -1,0 +1,3 @@
+"""Benchmarks reuse the test fixtures (sandbox EHR process, EHR site)."""
+
+pytest_plugins = ["tests.conftest"]
