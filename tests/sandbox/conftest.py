@@ -19,11 +19,6 @@ from healthcommerce.sandbox.services import sandbox_client_register
 from tests.sandbox.helpers import REDIRECT_URI, SmartApp
 
 
-@pytest.fixture(autouse=True)
-def _sandbox_urlconf(settings: Any) -> None:
-    settings.ROOT_URLCONF = "tests.sandbox.urls"
-
-
 @pytest.fixture(scope="session")
 def sandbox_loaded(django_db_setup: None, django_db_blocker: Any) -> Iterator[dict[str, int]]:
     """Load every fixture once per test database (committed), and remove it when the session ends."""
