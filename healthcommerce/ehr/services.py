@@ -148,6 +148,12 @@ def _exchange(record: Launch, code: str) -> dict[str, Any]:
     return dict(token)
 
 
+TOKEN_FIELDS = (
+    "access_token", "token_expires_at", "scope_granted", "patient_id", "encounter_id", "fhir_user", "fhir_context",
+    "need_patient_banner", "smart_style_url", "status",
+)  # fmt: skip
+
+
 def _apply_token(record: Launch, token: dict[str, Any]) -> None:
     if not token.get("access_token") or str(token.get("token_type", "")).lower() != "bearer":
         raise AuthorizationFailed(code="token_malformed")
@@ -195,15 +201,38 @@ def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
             outcome=exc.code,
         )
         raise
-    record.save()
+    record.save(update_fields=[*TOKEN_FIELDS, "updated_at"])
     session[SESSION_LAUNCHES] = [*session.get(SESSION_LAUNCHES, [])[-19:], str(record.pk)]
+    missing = scopes_missing(requested=record.site.scopes, granted=record.scope_granted)
+    if missing:
+        logger.warning("Launch %s: site %s did not grant %s", record.pk, record.site.pk, " ".join(missing))
     audit_record(
         actor=record.fhir_user or "unknown",
         action="smart.launch",
         target=f"Patient/{record.patient_id}",
         where=record.site.iss,
+        detail={"scopes_not_granted": missing} if missing else None,
     )
     return record
+
+
+def _scope_key(scope: str) -> str:
+    """Normalize a scope for comparison: lower case, v1 ``.read`` equals v2 ``.rs`` (SMART 2.2 section 3.1)."""
+    scope = scope.lower()
+    for v1, v2 in ((".read", ".rs"), (".write", ".cud"), (".*", ".cruds")):
+        if scope.endswith(v1):
+            return scope[: -len(v1)] + v2
+    return scope
+
+
+def scopes_missing(*, requested: str, granted: str) -> list[str]:
+    """Return the requested scopes the token response did not grant (Epic mixes case and v1/v2 syntax).
+
+    A granted ``patient/*.read`` covers every requested ``patient/<Type>.rs``.
+    """
+    have = {_scope_key(s) for s in granted.split()}
+    wildcard = {s.split("/")[0] for s in have if "/*." in s}
+    return [s for s in requested.split() if _scope_key(s) not in have and _scope_key(s).split("/")[0] not in wildcard]
 
 
 def launch_access(*, launch_id: Any, session: Any) -> Launch:

@@ -103,3 +103,14 @@ def test_a_launch_id_is_useless_in_another_browser(client, ehr_site, sandbox_ehr
 
     result = complete_launch(client, sandbox_ehr, patient="pat014", request="DeviceRequest/devreq021")
     assert Client().get(f"/o/{result.launch_id}/").status_code == 404
+
+
+def test_it_compares_granted_scopes_with_requested_ones_across_case_and_versions():
+    from healthcommerce.ehr.services import scopes_missing
+
+    requested = "launch openid fhirUser patient/Patient.rs patient/Coverage.rs user/Practitioner.rs"
+    granted = "launch openid fhirUser patient/Patient.Read user/Practitioner.read"
+    assert scopes_missing(requested=requested, granted=granted) == ["patient/Coverage.rs"]
+    assert (
+        scopes_missing(requested=requested, granted="launch openid fhirUser patient/*.read user/Practitioner.rs") == []
+    )
