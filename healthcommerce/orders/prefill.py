@@ -20,7 +20,7 @@ from fhirclient.models.servicerequest import ServiceRequest
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.ehr.errors import FHIRError
-from healthcommerce.ehr.fhir import FHIRReader, fhir_error
+from healthcommerce.ehr.fhir import FHIRReader
 from healthcommerce.ehr.models import Launch
 from healthcommerce.orders import extract
 
@@ -47,11 +47,6 @@ class Prefill:
     practitioner: extract.PractitionerInfo | None = None
     outcomes: dict[str, str] = field(default_factory=dict)  # read label -> "success" or FHIRError code
     seconds: float = 0.0
-
-    @property
-    def warnings(self) -> list[str]:
-        """Return one user-safe sentence per failed read."""
-        return [f"{label}: {fhir_error(code).message}" for label, code in self.outcomes.items() if code != "success"]
 
 
 def _context_requests(launch: Launch) -> list[tuple[str, str]]:
