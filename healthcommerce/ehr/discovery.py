@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from healthcommerce.core.errors import OutboundRefused
-from healthcommerce.core.http import outbound_session
+from healthcommerce.core.http import check_url, outbound_session
 from healthcommerce.ehr.errors import DiscoveryFailed
 from healthcommerce.ehr.models import EHRSite
 
@@ -65,7 +65,8 @@ def discover(site: EHRSite, *, force: bool = False) -> dict[str, Any]:
     """Return the site's SMART configuration dict with absolute ``authorization_endpoint`` and ``token_endpoint``.
 
     Cached on the site for ``SMART_DISCOVERY_TTL`` seconds. Raises ``DiscoveryFailed`` when neither
-    source answers with both endpoints (network errors, non-JSON, 4xx/5xx).
+    source answers with both endpoints (network errors, non-JSON, 4xx/5xx) or an endpoint is not https
+    (http only on loopback), since the token exchange runs on authlib's session, not ``OutboundSession``.
     """
     fresh = site.discovered_at and timezone.now() - site.discovered_at < timedelta(seconds=settings.SMART_DISCOVERY_TTL)
     if site.discovery and fresh and not force:
@@ -82,6 +83,11 @@ def discover(site: EHRSite, *, force: bool = False) -> dict[str, Any]:
     for key in (*REQUIRED, "jwks_uri"):
         if isinstance(config.get(key), str):
             config[key] = urljoin(_base(site.iss), config[key])
+            try:
+                check_url(config[key])  # the OAuth session is authlib's, so its endpoints are checked here
+            except OutboundRefused as exc:
+                logger.warning("SMART discovery for site %s gave a non-https %s", site.pk, key)
+                raise DiscoveryFailed() from exc
     site.discovery, site.discovered_at = config, timezone.now()
     site.save(update_fields=["discovery", "discovered_at", "updated_at"])
     return config
