@@ -1,12 +1,17 @@
-"""Settings for healthcommerce, read from the environment (django-environ).
+"""Settings for healthcommerce, read from the environment (django-environ); every variable: docs/deploy.md.
 
-Embedded defaults need nothing but Python: SQLite and kombu's filesystem broker. ``DATABASE_URL``
-(PostgreSQL via psycopg 3) and ``CELERY_BROKER_URL`` (Redis) switch to the production services.
+Embedded mode (``SANDBOX_ENABLED`` or ``DEBUG`` on: ``make demo``, the tests) needs nothing but Python:
+SQLite, kombu's filesystem broker, a per-process cache. Production (``DEBUG`` off, no sandbox) runs on
+PostgreSQL (``DATABASE_URL``, psycopg 3), Redis (``CELERY_BROKER_URL``, and the shared cache) and a mail relay,
+behind TLS, and refuses to start without them (``healthcommerce.core.deploy``, ADR 0003).
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+
+from healthcommerce.core.deploy import ProductionConfig, production_problems, redis_cache_url, refuse_to_start
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("HC_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -15,15 +20,18 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 env = environ.Env(
     DEBUG=(bool, False),
     SANDBOX_ENABLED=(bool, False),
-    ALLOWED_HOSTS=(list, ["127.0.0.1", "localhost"]),
 )
 
 DEBUG = env("DEBUG")
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-only-change-me")
-ALLOWED_HOSTS = env("ALLOWED_HOSTS")
 SANDBOX_ENABLED = env("SANDBOX_ENABLED")
+# Production unless this is the demo or a test run (the sandbox EHR is mounted) or DEBUG is on.
+PRODUCTION = not DEBUG and not SANDBOX_ENABLED
+SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-only-change-me")
 # Public base URL of this app, used to build the SMART redirect_uri and patient links.
 APP_BASE_URL = env.str("APP_BASE_URL", default="http://127.0.0.1:8000")
+_APP_HOST = urlsplit(APP_BASE_URL).hostname or "localhost"
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[_APP_HOST] if PRODUCTION else ["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = [f"{urlsplit(APP_BASE_URL).scheme}://{urlsplit(APP_BASE_URL).netloc}"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -46,6 +54,7 @@ if SANDBOX_ENABLED:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -82,6 +91,8 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Seconds a connection is kept between requests (0: one per request). Each gunicorn thread holds its own.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker is a separate process: share one file and wait for the write lock.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
@@ -96,13 +107,51 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
+# whitenoise serves static files from gunicorn. Production serves the hashed, compressed files that
+# ``collectstatic`` writes (``make release``); embedded mode serves straight from the source folders.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
+
+# --- HTTPS (Django's deployment checklist; on by default in production) ---
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+# The load balancer's health check may come over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
+# "HEADER,value" set by the TLS-terminating proxy (which must overwrite it); empty: TLS ends at gunicorn.
+_PROXY_SSL = env.list("SECURE_PROXY_SSL_HEADER", default=["HTTP_X_FORWARDED_PROTO", "https"] if PRODUCTION else [])
+SECURE_PROXY_SSL_HEADER = (_PROXY_SSL[0], _PROXY_SSL[1]) if len(_PROXY_SSL) == 2 else None
+# Addresses or CIDR networks of the proxies whose X-Forwarded-For is believed (healthcommerce.core.clientip).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+if SESSION_COOKIE_SECURE:
+    # __Host- cookies are https-only, host-only and path=/ (RFC 6265bis 4.1.3.2).
+    SESSION_COOKIE_NAME = "__Host-hc_session"
+    CSRF_COOKIE_NAME = "__Host-hc_csrf"
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# EMAIL_URL (smtp+tls://user:password@host:587) sets the SMTP backend, host, port, credentials and TLS.
+_EMAIL = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_EMAIL["EMAIL_BACKEND"])
+EMAIL_HOST = _EMAIL.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _EMAIL.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _EMAIL.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _EMAIL.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_EMAIL.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_EMAIL.get("EMAIL_USE_SSL"))
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="orders@healthcommerce.invalid")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
@@ -115,22 +164,22 @@ SMART_DISCOVERY_TTL = env.int("SMART_DISCOVERY_TTL", default=3600)
 # A launch (its tokens and pre-fill) lives this long, seconds.
 LAUNCH_TTL = env.int("LAUNCH_TTL", default=3600)
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 # --- Celery (healthcommerce.celery) ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 FILESYSTEM_BROKER_DIR = Path(env.str("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (FILESYSTEM_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(FILESYSTEM_BROKER_DIR / "queue"),
         "data_folder_out": str(FILESYSTEM_BROKER_DIR / "queue"),
         "processed_folder": str(FILESYSTEM_BROKER_DIR / "processed"),
+        # kombu's exchange tables (celery.exchange, celery.pidbox.exchange); the default is ./control.
+        "control_folder": str(FILESYSTEM_BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:
-    # RELIABILITY.md: visibility timeout > task time limit + longest backoff; publishing must not hang.
+    # docs/reliability.md: visibility timeout > task time limit + longest backoff; publishing must not hang.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": 3600,
         "socket_timeout": 5,
@@ -153,6 +202,14 @@ CELERY_BEAT_SCHEDULE = {
 FULFILLMENT_MAX_ATTEMPTS = env.int("FULFILLMENT_MAX_ATTEMPTS", default=8)
 COMMERCE_BACKEND = env.str("COMMERCE_BACKEND", default="local")
 
+# --- Cache: shared on Redis (rate limits, discovery and JWKS) whenever Redis is there ---
+# CACHE_URL, else the broker's Redis server on the next database number; per process only in embedded mode.
+CACHE_URL = env.str("CACHE_URL", default="") or redis_cache_url(CELERY_BROKER_URL)
+if CACHE_URL:
+    CACHES = {"default": environ.Env.cache_url_config(CACHE_URL) | {"KEY_PREFIX": "hc"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- Purchase links ---
 PURCHASE_LINK_TTL_DAYS = env.int("PURCHASE_LINK_TTL_DAYS", default=14)
 PURCHASE_LINK_MAX_FAILURES = 5
@@ -162,11 +219,13 @@ PURCHASE_LINK_MAX_FAILURES = 5
 SANDBOX_APP_LAUNCH_URL = env.str("SANDBOX_APP_LAUNCH_URL", default="")
 # Seconds the sandbox's injected "timeout" fault sleeps before answering.
 SANDBOX_TIMEOUT_SLEEP = env.int("SANDBOX_TIMEOUT_SLEEP", default=15)
-FHIR_FIXTURES_DIR = Path(env.str("FHIR_FIXTURES_DIR", default=str(BASE_DIR.parent / "shared" / "fixtures" / "fhir")))
+# The synthetic FHIR data the sandbox serves; kept in the repository (its README names sources and licences).
+FHIR_FIXTURES_DIR = Path(env.str("FHIR_FIXTURES_DIR", default=str(BASE_DIR / "healthcommerce/sandbox/fixtures")))
 
 # --- django-axes (admin login lockout) ---
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = 1  # hours
+AXES_CLIENT_IP_CALLABLE = "healthcommerce.core.clientip.client_ip"
 
 LOGGING = {
     "version": 1,
@@ -175,3 +234,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+if PRODUCTION:
+    _problems = production_problems(
+        ProductionConfig(
+            secret_key=SECRET_KEY,
+            app_base_url=APP_BASE_URL,
+            email_backend=EMAIL_BACKEND,
+            database_engine=DATABASES["default"]["ENGINE"],
+            broker_url=CELERY_BROKER_URL,
+            cache_backend=CACHES["default"]["BACKEND"],
+        )
+    )
+    if _problems:
+        refuse_to_start(_problems)

@@ -79,14 +79,10 @@ class SandboxEHR:
 def _sandbox_db() -> Path:
     """A SQLite file per fixture/migration content, so a warm run skips loading (it only reads it)."""
     digest = hashlib.sha256()
-    sources = [settings.FHIR_FIXTURES_DIR, ROOT / "tests/fixtures/fhir", ROOT / "healthcommerce"]
-    for base in sources:
-        for path in sorted(Path(base).rglob("*")):
-            if path.suffix in (".json", ".py") and (
-                "migrations" in path.parts or path.suffix == ".json" or "sandbox" in path.parts
-            ):
-                digest.update(path.name.encode())
-                digest.update(path.read_bytes())
+    for path in sorted((ROOT / "healthcommerce").rglob("*")):
+        if path.suffix in (".json", ".py") and ("migrations" in path.parts or "sandbox" in path.parts):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
     return settings.VAR_DIR / f"sandbox-ehr-{digest.hexdigest()[:16]}.sqlite3"
 
 

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from healthcommerce.audit.services import audit_record
+from healthcommerce.core.clientip import client_ip
 from healthcommerce.orders.models import Order, OrderEvent
 
 
@@ -40,6 +41,6 @@ class OrderAdmin(admin.ModelAdmin):
             actor=f"admin:{request.user}",
             action="admin.phi.view",
             target=f"Order/{object_id}",
-            where=request.META.get("REMOTE_ADDR", ""),
+            where=client_ip(request),
         )
         return super().change_view(request, object_id, form_url, extra_context)

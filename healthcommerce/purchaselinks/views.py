@@ -15,6 +15,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 
+from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE
 from healthcommerce.purchaselinks.forms import BirthDateForm
@@ -31,11 +32,6 @@ SESSION_KEY = "purchaselinks_verified"
 VERIFIED_TTL_SECONDS = 30 * 60
 
 View = Callable[[HttpRequest, str], HttpResponse]
-
-
-def _client_ip(request: HttpRequest) -> str:
-    """Return the client address (``REMOTE_ADDR``; a proxy in front must set it from the real client)."""
-    return str(request.META.get("REMOTE_ADDR", ""))[:100]
 
 
 def _unavailable(
@@ -81,7 +77,7 @@ def _verify_page(request: HttpRequest, link: PurchaseLink, form: BirthDateForm, 
 @patient_page
 def link_start(request: HttpRequest, token: str) -> HttpResponse:
     """GET: the date-of-birth form. POST: verify; on success remember the link in the session and go on."""
-    ip = _client_ip(request)
+    ip = client_ip(request)
     if request.method == "GET":
         link = purchase_link_open(token=token, ip=ip)
         return _verify_page(request, link, BirthDateForm())
@@ -116,7 +112,7 @@ def link_confirm(request: HttpRequest, token: str) -> HttpResponse:
     verified_id = _verified_link_id(request)
     if verified_id is None:
         return redirect("purchaselinks:start", token=token)
-    ip = _client_ip(request)
+    ip = client_ip(request)
     if request.method == "GET":
         link = purchase_link_open(token=token, ip=ip, action="purchase_link.view")
     else:

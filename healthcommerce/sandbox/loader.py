@@ -32,12 +32,9 @@ class FixtureError(HealthcommerceError):
 
 
 def default_fixture_dirs() -> list[Path]:
-    """Return ``settings.FHIR_FIXTURES_DIR`` plus ``BASE_DIR/tests/fixtures/fhir`` when that folder exists."""
-    dirs = [Path(settings.FHIR_FIXTURES_DIR)]
-    authored = Path(settings.BASE_DIR) / "tests" / "fixtures" / "fhir"
-    if authored.is_dir():
-        dirs.append(authored)
-    return dirs
+    """Return ``[settings.FHIR_FIXTURES_DIR]``: by default the repository's ``healthcommerce/sandbox/fixtures``
+    (Da Vinci, Synthea and project-authored data; see its README for sources and licences)."""
+    return [Path(settings.FHIR_FIXTURES_DIR)]
 
 
 def fixture_files(dirs: Iterable[Path]) -> list[Path]:

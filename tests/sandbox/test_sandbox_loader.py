@@ -4,34 +4,42 @@ import io
 import json
 from pathlib import Path
 
-import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from healthcommerce.sandbox.loader import sandbox_resources_load
+from healthcommerce.sandbox.loader import default_fixture_dirs, sandbox_resources_load
 from healthcommerce.sandbox.models import FhirResource, SandboxClient
 
-SYNTHEA = Path(settings.FHIR_FIXTURES_DIR) / "synthea-r4"
-DAVINCI = Path(settings.FHIR_FIXTURES_DIR) / "davinci"
+FIXTURES = Path(settings.FHIR_FIXTURES_DIR)
+SYNTHEA = FIXTURES / "synthea-r4"
+DAVINCI = FIXTURES / "davinci"
+AUTHORED = FIXTURES / "authored"
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_it_counts_every_resource_of_the_shared_fixtures(sandbox_data: dict[str, int]) -> None:
-    counts = sandbox_resources_load(dirs=[Path(settings.FHIR_FIXTURES_DIR)])
+def test_the_default_fixtures_live_inside_the_repository() -> None:
+    assert default_fixture_dirs() == [FIXTURES]
+    assert FIXTURES.resolve().is_relative_to(REPO)
+    assert (DAVINCI / "LICENSE.txt").is_file() and (SYNTHEA / "LICENSE.txt").is_file()
+    assert (FIXTURES / "README.md").is_file()
 
-    assert counts["Patient"] == 24
+
+def test_it_counts_every_resource_of_the_repository_fixtures(sandbox_data: dict[str, int]) -> None:
+    counts = sandbox_resources_load(dirs=[FIXTURES])
+
+    assert counts["Patient"] == 12
     assert counts["DeviceRequest"] == 12
-    assert counts["ServiceRequest"] == 3
+    assert counts["ServiceRequest"] == 7
     assert counts["Practitioner"] == 107
-    assert counts["Observation"] == 1960
+    assert counts["Observation"] == 614
 
 
-def test_it_loads_the_project_authored_fixtures_too(sandbox_data: dict[str, int]) -> None:
-    authored = Path(settings.BASE_DIR) / "tests" / "fixtures" / "fhir"
-    if not authored.is_dir():
-        pytest.skip("no project-authored fixtures yet")
-    shared = sandbox_resources_load(dirs=[Path(settings.FHIR_FIXTURES_DIR)])
+def test_it_loads_every_da_vinci_patient_and_the_authored_kits(sandbox_data: dict[str, int]) -> None:
+    for patient in ("pat013", "pat014", "pat015", "pat1234"):
+        assert FhirResource.objects.filter(resource_type="Patient", fhir_id=patient).exists()
+    authored = sandbox_resources_load(dirs=[AUTHORED])
 
-    assert sum(sandbox_data.values()) > sum(shared.values())
+    assert authored == {"ServiceRequest": 4}
 
 
 def test_it_is_idempotent(sandbox_data: dict[str, int]) -> None:

@@ -14,7 +14,7 @@ from healthcommerce.sandbox.services import sandbox_default_client_ensure
 class Command(BaseCommand):
     help = (
         "Load FHIR R4 fixtures (single resources or Bundles) into the sandbox EHR, idempotently, and make sure the "
-        "default OAuth client exists. Without --dir: FHIR_FIXTURES_DIR plus tests/fixtures/fhir."
+        "default OAuth client exists. Without --dir: FHIR_FIXTURES_DIR (the fixtures kept in this repository)."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
