@@ -1,11 +1,12 @@
 # healthcommerce: `make demo` runs the app with the sandbox EHR; `make test` runs the whole suite.
 # Needs only Python 3.11+: the venv, SQLite and a broker-less Celery setup are the defaults.
+# `make serve` runs it as a hospital would (docs/deploy.md): PostgreSQL, Redis, gunicorn, worker and beat.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo demo-setup test lint bench clean
+.PHONY: setup demo demo-setup test lint bench clean release serve deploy-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,18 @@ demo-setup: setup
 
 demo: demo-setup
 	SANDBOX_ENABLED=true bash scripts/demo.sh
+
+# Production: the environment names PostgreSQL, Redis, a mail relay and an https APP_BASE_URL (docs/deploy.md);
+# the app refuses to start without them. `release` runs once per deploy, before the new processes start.
+deploy-check: setup
+	$(BIN)/python manage.py check --deploy --fail-level WARNING
+
+release: deploy-check
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v0
+
+serve: release
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Run the web app and a real Celery worker (with the outbox relay schedule) on 127.0.0.1:8000.
-# Called by `make demo` after migrate + sandbox_load + demo_setup. Ctrl-C stops both.
+# Run the demo the way production runs (gunicorn, a Celery worker, Celery beat: the Procfile), on the embedded
+# defaults (SQLite, the filesystem broker, console email) with the sandbox EHR mounted. Listens on the host and
+# port of APP_BASE_URL (default http://127.0.0.1:8000). Called by `make demo` after demo-setup; Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+export PATH="$PWD/$BIN:$PATH"
 export SANDBOX_ENABLED="${SANDBOX_ENABLED:-true}"
-
-$BIN/celery -A healthcommerce worker --beat --loglevel=WARNING --concurrency=2 &
-WORKER=$!
-trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
+export APP_BASE_URL="${APP_BASE_URL:-http://127.0.0.1:8000}"
+WEB_BIND="$(python -c 'import os, urllib.parse as u; p = u.urlsplit(os.environ["APP_BASE_URL"]); print(p.hostname, p.port or {"https": 443}.get(p.scheme, 80), sep=":")')"
+export WEB_BIND
+export CELERY_LOG_LEVEL="${CELERY_LOG_LEVEL:-WARNING}"
+BASE="${APP_BASE_URL%/}"
 
 cat <<TXT
 
-  healthcommerce demo
-  -------------------
-  Sandbox EHR (start here):  http://127.0.0.1:8000/sandbox/
-  Admin:                     http://127.0.0.1:8000/admin/   (user: admin, password: printed by demo_setup above)
-  Patient purchase links are printed below by the console email backend.
+  healthcommerce demo (web, worker and beat from the Procfile; Ctrl-C stops them)
+  -----------------------------------------------------------------------------
+  Sandbox EHR (start here):  $BASE/sandbox/
+  Admin:                     $BASE/admin/   (user: admin, password: printed by demo_setup above)
+  Patient purchase links are printed below by the console email backend (worker lines).
 
 TXT
-$BIN/python manage.py runserver 127.0.0.1:8000 --noreload --insecure
+exec honcho --no-colour start

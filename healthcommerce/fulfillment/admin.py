@@ -76,7 +76,15 @@ class OutboxMessageAdmin(ServiceOnlyAdmin):
 class LocalCommerceOrderAdmin(ServiceOnlyAdmin):
     """The local backend's orders: the minimized payload is read-only; ship and deliver with the actions."""
 
-    list_display = ["order_reference", "status", "tracking_number", "created_at", "shipped_at", "delivered_at"]
+    list_display = [
+        "order_reference",
+        "status",
+        "tracking_number",
+        "submit_count",
+        "created_at",
+        "shipped_at",
+        "delivered_at",
+    ]
     list_filter = ["status"]
     search_fields = ["order_reference", "tracking_number"]
     actions = ["mark_shipped", "mark_delivered"]
@@ -84,6 +92,7 @@ class LocalCommerceOrderAdmin(ServiceOnlyAdmin):
     readonly_fields = [
         "order_reference",
         "idempotency_key",
+        "submit_count",
         "status",
         "tracking_number",
         "payload_pretty",

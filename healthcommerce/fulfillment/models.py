@@ -52,6 +52,8 @@ class LocalCommerceOrder(BaseModel):
         DELIVERED = "delivered"
 
     idempotency_key = models.CharField(max_length=100, unique=True)
+    # Every submit with this key counts, replays included: more than one means the pipeline sent it again.
+    submit_count = models.PositiveIntegerField(default=0, help_text="Submit calls received with this idempotency key.")
     order_reference = models.CharField(max_length=20, db_index=True)
     payload = models.JSONField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)

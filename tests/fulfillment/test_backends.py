@@ -45,6 +45,7 @@ def test_submitting_the_same_key_twice_stores_one_order(order: Order) -> None:
     assert str(row.id) == first.external_id
     assert row.payload == payload.to_dict()
     assert row.status == LocalCommerceOrder.Status.RECEIVED
+    assert row.submit_count == 2
 
 
 def test_reusing_a_key_for_another_payload_is_a_permanent_error(order: Order) -> None:

@@ -67,4 +67,5 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save(update_fields=["password"])
         self.stdout.write(f"EHR site registered: {iss} (client {CLIENT_ID}, private_key_jwt RS384)")
-        self.stdout.write(f"Admin: http://127.0.0.1:8000/admin/  user admin  password {password}")
+        admin_url = settings.APP_BASE_URL.rstrip("/") + "/admin/"
+        self.stdout.write(f"Admin: {admin_url}  user admin  password {password}")

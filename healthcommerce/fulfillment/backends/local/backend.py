@@ -1,6 +1,7 @@
 """The default backend: store the ``CommerceOrder`` as a ``LocalCommerceOrder``, idempotent on its key."""
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from healthcommerce.fulfillment.backends.base import CommerceBackend, PermanentBackendError, SubmitResult
 from healthcommerce.fulfillment.commerce import CommerceOrder
@@ -15,6 +16,7 @@ class LocalCommerceBackend(CommerceBackend):
     def submit(self, order: CommerceOrder) -> SubmitResult:
         """Insert the order, or return the row already stored under the same idempotency key.
 
+        Counts every call per key in ``submit_count`` (a replay answers like the first call but is counted).
         Raises ``PermanentBackendError("idempotency_key_reused")`` when the key is known with a different
         payload (IETF Idempotency-Key header draft, "Error Scenarios": 422 for a key reused with another payload).
         """
@@ -27,6 +29,7 @@ class LocalCommerceBackend(CommerceBackend):
                 )
         except IntegrityError:  # a concurrent insert won the unique key; read its row
             row = LocalCommerceOrder.objects.get(idempotency_key=order.idempotency_key)
+        LocalCommerceOrder.objects.filter(pk=row.pk).update(submit_count=F("submit_count") + 1)
         if row.payload != payload:
             raise PermanentBackendError(
                 "The idempotency key was used for another order.", code="idempotency_key_reused"

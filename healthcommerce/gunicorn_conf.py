@@ -1,0 +1,49 @@
+"""gunicorn settings for the web process (``gunicorn -c healthcommerce/gunicorn_conf.py healthcommerce.wsgi``).
+
+Read from the environment (docs/deploy.md):
+- ``WEB_BIND``: ``host:port`` to listen on (default ``127.0.0.1:8000``; a proxy in front terminates TLS);
+- ``WEB_CONCURRENCY``: worker processes (default 2); ``WEB_THREADS``: threads per worker (default 8);
+- ``TRUSTED_PROXIES``: the proxies whose ``X-Forwarded-*`` headers gunicorn believes (as in Django settings).
+
+Threads, not more processes: a launch waits on the EHR (token exchange, four concurrent FHIR reads), so each
+request mostly sleeps on the network. With the sandbox EHR mounted in the same server (``make demo``) a
+launch also calls this server back, which a single-threaded worker would deadlock on.
+"""
+
+import os
+import re
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+_TOKEN_PATH = re.compile(r"^/p/[^/]+")
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, with a patient link's token cut out of the logged path (``/p/<token>/...``)."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        """Return gunicorn's log atoms with ``U`` (the path) redacted."""
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        atoms["U"] = _TOKEN_PATH.sub("/p/<token>", str(atoms.get("U") or ""))
+        return atoms
+
+
+bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "8"))
+# Seconds: a request longer than this is killed (the EHR read timeout is 10 s).
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then, so a slow leak cannot grow without bound.
+max_requests = 2000
+max_requests_jitter = 200
+forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES", "127.0.0.1,::1") or "127.0.0.1,::1"
+logger_class = AccessLogger
+accesslog = "-"
+# The path without its query string: callback codes and state never reach the access log; no link tokens.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
