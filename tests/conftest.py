@@ -7,10 +7,9 @@ HTTP); the app under test uses the test database. Outside CI a missing browser s
 
 import hashlib
 import os
-import socket
+import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,29 +21,11 @@ import requests
 from django.conf import settings
 
 from healthcommerce.ehr.models import EHRSite
+from tests.servers import ROOT, base_env, free_port, gunicorn_command, running, web_env
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["ROOT", "free_port"]
+
 IN_CI = bool(os.environ.get("CI"))
-
-
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
 @dataclass
@@ -87,17 +68,15 @@ def _sandbox_db() -> Path:
 
 
 def _sandbox_env(db: Path, port: int) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")
-    }
-    return env | {
-        "DJANGO_SETTINGS_MODULE": "healthcommerce.settings",
-        "SANDBOX_ENABLED": "true",
-        "DATABASE_URL": f"sqlite:///{db}",
-        "APP_BASE_URL": f"http://127.0.0.1:{port}",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-        "SANDBOX_TIMEOUT_SLEEP": "3",
-    }
+    return base_env(
+        **{
+            "SANDBOX_ENABLED": "true",
+            "DATABASE_URL": f"sqlite:///{db}",
+            "APP_BASE_URL": f"http://127.0.0.1:{port}",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+            "SANDBOX_TIMEOUT_SLEEP": "3",
+        }
+    )
 
 
 def _sandbox_database() -> Path:
@@ -114,19 +93,24 @@ def _sandbox_database() -> Path:
 
 
 @contextmanager
-def sandbox_server(**extra_env: str) -> Iterator[SandboxEHR]:
-    """Run the sandbox EHR (``runserver``) on a free port over its own database until the block ends."""
+def sandbox_server(*, database: Path | None = None, **extra_env: str) -> Iterator[SandboxEHR]:
+    """Run the sandbox EHR (gunicorn, like production) on a free port over its own SQLite database
+    (``database``, default the shared loaded one) until the block ends."""
     port = free_port()
-    env = _sandbox_env(_sandbox_database(), port) | extra_env
-    cmd = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sandbox = SandboxEHR(base=f"http://127.0.0.1:{port}", env=env, proc=proc)
-    try:
-        _wait_http(f"{sandbox.base}/sandbox/fhir/metadata", proc)
-        yield sandbox
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    env = _sandbox_env(database or _sandbox_database(), port) | extra_env
+    base = f"http://127.0.0.1:{port}"
+    ready = f"{base}/sandbox/fhir/metadata"
+    with running(gunicorn_command(), web_env(env, port=port, threads=16), ready_url=ready) as proc:
+        yield SandboxEHR(base=base, env=env, proc=proc)
+
+
+def sandbox_database_copy(target: Path, *extra_dirs: Path) -> Path:
+    """Copy the loaded sandbox database to ``target`` and load the FHIR files in ``extra_dirs`` into the copy."""
+    shutil.copyfile(_sandbox_database(), target)
+    loader = SandboxEHR(base="", env=_sandbox_env(target, 0), proc=None)  # type: ignore[arg-type]
+    for folder in extra_dirs:
+        loader.manage("sandbox_load", "--dir", str(folder), "--no-client")
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,16 @@
-"""Browser end-to-end fixtures: Debian's chromium through Playwright, the app on pytest-django's live server,
-the sandbox EHR as its own process, and a real Celery worker process on the test database."""
+"""Browser end-to-end fixtures: Debian's chromium through Playwright. The app runs as production runs it
+(gunicorn, a Celery worker and beat: ``tests.servers.app_cluster``) on the test database, and the sandbox EHR
+as its own process."""
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
-from tests.conftest import IN_CI, ROOT
+from tests.conftest import IN_CI
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,58 +40,6 @@ def browser() -> Iterator[object]:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
-
-
-def _test_database_url() -> str:
-    info = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{info['NAME']}"
-    user = info.get("USER") or "postgres"
-    password = f":{info['PASSWORD']}" if info.get("PASSWORD") else ""
-    return f"postgres://{user}{password}@{info.get('HOST') or '127.0.0.1'}:{info.get('PORT') or 5432}/{info['NAME']}"
-
-
-@pytest.fixture
-def celery_worker_process(live_server, tmp_path) -> Iterator[Path]:  # type: ignore[no-untyped-def]
-    """Start a real worker (with beat, for the outbox relay) on the test database; yield the mail folder."""
-    mail_dir = tmp_path / "mail"
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "healthcommerce.settings",
-        "DATABASE_URL": _test_database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_BROKER_DIR": str(settings.FILESYSTEM_BROKER_DIR),
-        "APP_BASE_URL": live_server.url,
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(mail_dir),
-        "HC_VAR_DIR": str(tmp_path / "worker-var"),
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "healthcommerce",
-        "worker",
-        "--beat",
-        "--loglevel=INFO",
-        "--concurrency=1",
-        "--schedule",
-        str(tmp_path / "beat-schedule"),
-    ]
-    log = (tmp_path / "worker.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield mail_dir
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        if os.environ.get("E2E_SHOW_WORKER_LOG"):
-            sys.stderr.write((tmp_path / "worker.log").read_text())
 
 
 def wait_for(predicate, seconds: float = 60, interval: float = 0.25):  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
 """End to end in a real browser: sandbox EHR launch -> pre-filled form -> sign -> real Celery worker ->
-purchase link email -> patient confirms. Runs against PostgreSQL and Redis in CI (.ci/run)."""
+purchase link email -> patient confirms. The app runs under gunicorn with a worker and beat, as in production;
+against PostgreSQL and Redis in CI (.ci/run)."""
 
 import re
 import time
@@ -12,6 +13,7 @@ from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.conftest import sandbox_server
 from tests.e2e.conftest import wait_for
+from tests.servers import app_cluster, free_port, isolated_broker_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,14 +26,14 @@ def _purchase_link(mail_dir, base_url: str) -> str:
     return ""
 
 
-def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_the_link(
-    live_server, browser, celery_worker_process, settings, tmp_path
-):
-    settings.APP_BASE_URL = live_server.url
-    with sandbox_server(SANDBOX_APP_LAUNCH_URL=f"{live_server.url}/smart/launch") as ehr:
-        ehr.manage(
-            "sandbox_client", "add", "--client-id", "e2e-app", "--redirect-uri", f"{live_server.url}/smart/callback"
-        )
+def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_the_link(browser, tmp_path):
+    port = free_port()
+    app_url = f"http://127.0.0.1:{port}"
+    with (
+        sandbox_server(SANDBOX_APP_LAUNCH_URL=f"{app_url}/smart/launch") as ehr,
+        app_cluster(tmp_path, ports=[port], broker_url=isolated_broker_url(2)) as app,
+    ):
+        ehr.manage("sandbox_client", "add", "--client-id", "e2e-app", "--redirect-uri", f"{app_url}/smart/callback")
         EHRSite.objects.create(name="Sandbox EHR", iss=ehr.fhir_base, client_id="e2e-app")
         page = browser.new_page()
 
@@ -57,7 +59,7 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
 
         # A real worker hands the minimized order to the local backend and emails the purchase link.
         wait_for(lambda: Order.objects.get().status == Order.Status.SUBMITTED, seconds=90)
-        link_url = wait_for(lambda: _purchase_link(celery_worker_process, live_server.url), seconds=30)
+        link_url = wait_for(lambda: _purchase_link(app.mail_dir, app_url), seconds=30)
         local = LocalCommerceOrder.objects.get()
         assert local.order_reference == order.reference
         assert "Roosevelt" in str(local.payload) and "E0601" not in str(local.payload)

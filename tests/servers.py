@@ -1,0 +1,179 @@
+"""Real processes for tests: gunicorn (the Procfile's ``web``), Celery workers and beat, on free loopback ports.
+
+The commands are the Procfile's, run with this interpreter, so a test exercises what ``make serve`` runs.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+# What a child process must not inherit from the test run: it gets its own settings module and services.
+PRIVATE_ENV = ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE", "CELERY_BROKER_DIR")
+
+
+def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """Return this process's environment without ``PRIVATE_ENV``, with ``healthcommerce.settings`` and ``overrides``."""
+    env = {key: value for key, value in os.environ.items() if key not in PRIVATE_ENV}
+    return env | {"DJANGO_SETTINGS_MODULE": "healthcommerce.settings"} | overrides
+
+
+def current_database_url() -> str:
+    """Return a ``DATABASE_URL`` for the database pytest-django is using now (SQLite file or PostgreSQL)."""
+    info = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{info['NAME']}"
+    user = info.get("USER") or "postgres"
+    password = f":{info['PASSWORD']}" if info.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{info.get('HOST') or '127.0.0.1'}:{info.get('PORT') or 5432}/{info['NAME']}"
+
+
+def gunicorn_command() -> list[str]:
+    """The Procfile's ``web`` command; bind, workers and threads come from ``WEB_*`` in the environment."""
+    return [sys.executable, "-m", "gunicorn", "-c", "healthcommerce/gunicorn_conf.py", "healthcommerce.wsgi"]
+
+
+def celery_command(kind: str, *args: str) -> list[str]:
+    """The Procfile's ``worker`` or ``beat`` command with ``args`` appended."""
+    return [sys.executable, "-m", "celery", "-A", "healthcommerce", kind, "--loglevel=INFO", *args]
+
+
+def wait_http(url: str, proc: subprocess.Popen, *, seconds: float = 60, log: Path | None = None) -> None:
+    """Poll ``url`` until it answers; raise ``RuntimeError`` (with the log's tail) if ``proc`` exits or times out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+@contextmanager
+def running(
+    cmd: list[str], env: Mapping[str, str], *, log: Path | None = None, ready_url: str | None = None
+) -> Iterator[subprocess.Popen]:
+    """Run ``cmd`` in the repo with ``env`` until the block ends (SIGTERM, then SIGKILL after 20 s).
+
+    Output goes to ``log`` (or nowhere). With ``ready_url`` the block starts once that URL answers.
+    """
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        if ready_url:
+            wait_http(ready_url, proc, log=log)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def web_env(env: Mapping[str, str], *, port: int, workers: int = 1, threads: int = 8) -> dict[str, str]:
+    """Return ``env`` with gunicorn listening on ``127.0.0.1:port`` with ``workers`` x ``threads``."""
+    return dict(env) | {
+        "WEB_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": str(workers),
+        "WEB_THREADS": str(threads),
+    }
+
+
+@dataclass
+class AppCluster:
+    """The app as production runs it: gunicorn instances at ``urls``, Celery workers and one beat.
+
+    ``env`` is what every process got; ``mail_dir`` holds the emails the file backend wrote; ``logs`` the
+    processes' output (``web-N.log``, ``worker-N.log``, ``beat.log``).
+    """
+
+    urls: list[str]
+    env: dict[str, str]
+    mail_dir: Path
+    logs: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """Return the end of every process log, for a failure message."""
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-chars:]}" for p in sorted(self.logs.glob("*.log")))
+
+
+@contextmanager
+def app_cluster(
+    tmp: Path, *, ports: list[int], workers: int = 1, broker_url: str = "", threads: int = 8, **extra_env: str
+) -> Iterator[AppCluster]:
+    """Run gunicorn on each of ``ports``, ``workers`` Celery workers and one beat on the test database.
+
+    ``broker_url`` empty: a filesystem broker in ``tmp/broker`` of its own. ``APP_BASE_URL`` is the first
+    instance (as behind a load balancer, every instance has the same public URL). Stops everything on exit.
+    """
+    logs, mail_dir = tmp / "logs", tmp / "mail"
+    logs.mkdir(parents=True, exist_ok=True)
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    env = base_env(
+        SANDBOX_ENABLED="true",
+        DATABASE_URL=current_database_url(),
+        CELERY_BROKER_URL=broker_url or "filesystem://",
+        CELERY_BROKER_DIR=str(tmp / "broker"),
+        HC_VAR_DIR=str(tmp / "var"),
+        APP_BASE_URL=urls[0],
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(mail_dir),
+        **extra_env,
+    )
+    with ExitStack() as stack:
+        for number, (port, url) in enumerate(zip(ports, urls, strict=True), 1):
+            stack.enter_context(
+                running(
+                    gunicorn_command(),
+                    web_env(env, port=port, threads=threads),
+                    log=logs / f"web-{number}.log",
+                    ready_url=f"{url}/healthz",
+                )
+            )
+        for number in range(1, workers + 1):
+            worker = celery_command("worker", "--concurrency=2", "-n", f"worker-{number}@%h")
+            stack.enter_context(running(worker, env, log=logs / f"worker-{number}.log"))
+        beat = celery_command("beat", "--schedule", str(tmp / "beat-schedule"))
+        stack.enter_context(running(beat, env, log=logs / "beat.log"))
+        yield AppCluster(urls=urls, env=env, mail_dir=mail_dir, logs=logs)
+
+
+def isolated_broker_url(db: int) -> str:
+    """Return the test run's Redis server with database ``db`` (emptied first), or ``""`` when the run has no Redis.
+
+    Processes started by a test get a broker database of their own (and the cache the next one), so they never
+    consume tasks that other tests published, and nothing they queue outlives the test.
+    """
+    if not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        return ""
+    import redis
+
+    url = urlunsplit(urlsplit(settings.CELERY_BROKER_URL)._replace(path=f"/{db}"))
+    redis.Redis.from_url(url, socket_timeout=5).flushdb()
+    return url
