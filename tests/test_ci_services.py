@@ -22,3 +22,21 @@ def test_ci_runs_against_redis():
 
     assert settings.CELERY_BROKER_URL.startswith("redis://"), "CI must set CELERY_BROKER_URL to Redis"
     assert redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=3).ping()
+
+
+def test_ci_shares_the_cache_across_processes_on_redis():
+    import secrets
+    import subprocess
+    import sys
+
+    from django.core.cache import cache
+
+    from tests.servers import ROOT
+
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    key, value = f"ci-probe-{secrets.token_hex(8)}", secrets.token_hex(8)
+    cache.set(key, value, 60)
+    read = f"import django; django.setup(); from django.core.cache import cache; print(cache.get({key!r}))"
+    done = subprocess.run([sys.executable, "-c", read], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert done.stdout.strip() == value

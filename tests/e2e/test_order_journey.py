@@ -15,7 +15,7 @@ from tests.conftest import sandbox_server
 from tests.e2e.conftest import wait_for
 from tests.servers import app_cluster, free_port, isolated_broker_url
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 def _purchase_link(mail_dir, base_url: str) -> str:

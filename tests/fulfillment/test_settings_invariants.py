@@ -1,4 +1,5 @@
-"""Settings invariants from RELIABILITY.md, checked against the production settings module."""
+"""Settings invariants from docs/reliability.md "Celery and broker settings", checked against the production
+settings module."""
 
 import importlib.util
 from pathlib import Path

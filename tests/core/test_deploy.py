@@ -1,0 +1,108 @@
+"""Production mode: the app refuses unsafe settings with one line each, and passes Django's deploy check when
+configured like a hospital would (docs/deploy.md)."""
+
+import secrets
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from healthcommerce.core.deploy import EX_CONFIG, ProductionConfig, production_problems, redis_cache_url
+from tests.servers import ROOT, base_env
+
+PRODUCTION_ENV = {
+    "DEBUG": "false",
+    "SANDBOX_ENABLED": "false",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "APP_BASE_URL": "https://healthcommerce.example-health.org",
+    "DATABASE_URL": "postgres://healthcommerce@db.internal:5432/healthcommerce",
+    "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
+    "EMAIL_URL": "smtp+tls://mailer:secret@relay.example-health.org:587",
+}
+FIT = ProductionConfig(
+    secret_key="k" * 60,
+    app_base_url="https://hc.example.org",
+    email_backend="django.core.mail.backends.smtp.EmailBackend",
+    database_engine="django.db.backends.postgresql",
+    broker_url="redis://r:6379/0",
+    cache_backend="django.core.cache.backends.redis.RedisCache",
+)
+
+
+def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=base_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_production_environment_passes_the_deploy_check_at_warning_level() -> None:
+    done = _manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("SECRET_KEY", "insecure-dev-only-change-me"),
+        ("APP_BASE_URL", "http://healthcommerce.example-health.org"),
+        ("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
+        ("DATABASE_URL", "sqlite:///var/db.sqlite3"),
+        ("CELERY_BROKER_URL", "filesystem://"),
+    ],
+)
+def test_with_debug_off_it_refuses_to_start_with_one_line_naming_the_setting(setting: str, value: str) -> None:
+    done = _manage("check", **(PRODUCTION_ENV | {setting: value}))
+
+    assert done.returncode == EX_CONFIG
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("healthcommerce refuses to start (DEBUG is off): " + setting)
+    assert "Traceback" not in done.stderr
+
+
+def test_the_embedded_defaults_are_refused_all_at_once_with_debug_off() -> None:
+    done = _manage("check", DEBUG="false", SANDBOX_ENABLED="false")
+
+    named = [line.split(": ", 1)[1].split(" ", 1)[0] for line in done.stderr.strip().splitlines()]
+    assert done.returncode == EX_CONFIG
+    assert named == ["SECRET_KEY", "APP_BASE_URL", "EMAIL_BACKEND", "DATABASE_URL", "CELERY_BROKER_URL"]
+
+
+def test_a_fit_configuration_has_no_problems() -> None:
+    assert production_problems(FIT) == []
+
+
+def test_a_short_secret_key_or_a_per_process_cache_is_a_problem() -> None:
+    short = production_problems(ProductionConfig(**(FIT.__dict__ | {"secret_key": "short"})))
+    amqp = ProductionConfig(
+        **(FIT.__dict__ | {"broker_url": "amqp://mq", "cache_backend": "django.core.cache.backends.locmem.LocMemCache"})
+    )
+
+    assert [p.split(" ")[0] for p in short] == ["SECRET_KEY"]
+    assert [p.split(" ")[0] for p in production_problems(amqp)] == ["CACHE_URL"]
+
+
+def test_the_cache_shares_the_brokers_redis_server_on_the_next_database() -> None:
+    assert redis_cache_url("redis://redis.internal:6379/0") == "redis://redis.internal:6379/1"
+    assert redis_cache_url("rediss://:pw@redis.internal:6380") == "rediss://:pw@redis.internal:6380/1"
+    assert redis_cache_url("redis://r:6379/15") == "redis://r:6379/0"
+    assert redis_cache_url("filesystem://") == ""
+
+
+def test_the_filesystem_broker_keeps_every_folder_under_var() -> None:
+    if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        pytest.skip("this run uses Redis")
+    folders = [value for key, value in settings.CELERY_BROKER_TRANSPORT_OPTIONS.items() if key.endswith("folder")]
+
+    assert {key for key in settings.CELERY_BROKER_TRANSPORT_OPTIONS if key.endswith("folder")} >= {"control_folder"}
+    assert all(str(folder).startswith(str(settings.FILESYSTEM_BROKER_DIR)) for folder in folders)
+    assert not (ROOT / "control").exists()

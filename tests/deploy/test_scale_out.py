@@ -1,0 +1,251 @@
+"""Scale-out with real processes on PostgreSQL and Redis: two gunicorn instances on two ports (as behind a load
+balancer), two Celery workers and one beat, against the sandbox EHR.
+
+- A launch started on instance A completes its callback and sign-off on instance B: all launch state is
+  server-side (database sessions, launch rows, the shared Redis cache).
+- 200 orders, each from its own launch, are signed concurrently through both instances; each is handed to the
+  commerce backend exactly once (the local backend counts the submits per idempotency key) and none is lost.
+
+Needs PostgreSQL and Redis (``DATABASE_URL``, ``CELERY_BROKER_URL``): skipped without them outside CI, a
+failure in CI. Prints the figures (orders, duplicates, lost, time to drain).
+"""
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+from django.db.models import Sum
+
+from healthcommerce.ehr.models import EHRSite
+from healthcommerce.fulfillment.models import LocalCommerceOrder, OutboxMessage
+from healthcommerce.orders.models import Order
+from healthcommerce.purchaselinks.models import PurchaseLink
+from tests.conftest import IN_CI, SandboxEHR, sandbox_database_copy, sandbox_server
+from tests.servers import AppCluster, app_cluster, free_port, isolated_broker_url
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+ORDERS = 200
+PREPARE_THREADS = 12
+SIGN_THREADS = 50
+DRAIN_SECONDS = 240
+CLIENT_ID = "scale-app"
+TEMPLATE = Path(settings.FHIR_FIXTURES_DIR) / "davinci" / "o2teddy_05_device-request-cpap-e0601.json"
+
+
+@dataclass
+class Cluster:
+    """The sandbox EHR and the app: instance A is ``app.urls[0]``, B is ``app.urls[1]``."""
+
+    ehr: SandboxEHR
+    app: AppCluster
+
+    @property
+    def a(self) -> str:
+        return self.app.urls[0]
+
+    @property
+    def b(self) -> str:
+        return self.app.urls[1]
+
+
+def _require_services() -> None:
+    ready = connection.vendor == "postgresql" and settings.CELERY_BROKER_URL.startswith("redis")
+    if not ready:
+        message = "needs PostgreSQL (DATABASE_URL) and Redis (CELERY_BROKER_URL)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message + "; CI runs it")
+
+
+def _device_requests(folder: Path) -> Path:
+    """Write a collection Bundle of ``ORDERS`` copies of pat014's CPAP DeviceRequest, ids ``scale-001``..."""
+    template = json.loads(TEMPLATE.read_text())
+    entries = [{"resource": template | {"id": f"scale-{n:03d}"}} for n in range(1, ORDERS + 1)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "scale-device-requests.json").write_text(
+        json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+    """Start the sandbox EHR (with the extra DeviceRequests), two gunicorn instances, two workers and beat."""
+    _require_services()
+    tmp = tmp_path_factory.mktemp("scale-out")
+    ports = [free_port(), free_port()]
+    database = sandbox_database_copy(tmp / "sandbox.sqlite3", _device_requests(tmp / "fhir"))
+    with django_db_blocker.unblock():
+        broker = isolated_broker_url(4)
+        with (
+            sandbox_server(
+                database=database, SANDBOX_APP_LAUNCH_URL=f"http://127.0.0.1:{ports[0]}/smart/launch"
+            ) as ehr,
+            app_cluster(tmp, ports=ports, workers=2, broker_url=broker, threads=8) as app,
+        ):
+            ehr.manage(
+                "sandbox_client", "add", "--client-id", CLIENT_ID, "--redirect-uri", f"{app.urls[0]}/smart/callback"
+            )
+            yield Cluster(ehr=ehr, app=app)
+
+
+@pytest.fixture
+def site(cluster: Cluster) -> EHRSite:
+    return EHRSite.objects.create(name="Sandbox EHR", iss=cluster.ehr.fhir_base, client_id=CLIENT_ID)
+
+
+class _FormFields(HTMLParser):
+    """Collect the values a browser would submit from the first ``<form method="post">`` of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._select: str | None = None
+        self._in_form = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and a.get("method", "").lower() == "post":
+            self._in_form = True
+        elif not self._in_form or (not a.get("name") and tag != "option"):
+            return
+        elif tag == "input" and a.get("type") not in ("submit", "button"):
+            self.fields[a["name"]] = a.get("value", "")
+        elif tag == "select":
+            self._select = a["name"]
+            self.fields.setdefault(a["name"], "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.fields[self._select] = a.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "form":
+            self._in_form = False
+
+
+def _form_fields(html: str) -> dict[str, str]:
+    parser = _FormFields()
+    parser.feed(html)
+    return parser.fields
+
+
+@dataclass
+class Draft:
+    """A launch that reached its pre-filled order: the browser session, the order URL path and the form."""
+
+    session: requests.Session
+    path: str
+    fields: dict[str, str]
+
+
+def _launch_on_a_callback_on_b(cluster: Cluster, request_id: str) -> Draft:
+    """Run one EHR launch: ``/smart/launch`` on A, the EHR's authorize, the callback on B, pre-fill on A,
+    the order form on B. Returns the draft ready to sign."""
+    browser = requests.Session()
+    ehr_launch = requests.get(
+        f"{cluster.ehr.base}/sandbox/launch",
+        params={"patient": "pat014", "practitioner": "pra1234", "request": f"DeviceRequest/{request_id}"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    query = parse_qs(urlsplit(ehr_launch.headers["Location"]).query)
+    started = browser.get(
+        f"{cluster.a}/smart/launch", params={k: v[0] for k, v in query.items()}, allow_redirects=False, timeout=30
+    )
+    assert started.status_code == 302, started.text[:300]
+    authorize = requests.get(started.headers["Location"], allow_redirects=False, timeout=30)
+    assert authorize.status_code == 302, authorize.text[:300]
+    callback = urlsplit(authorize.headers["Location"])
+    assert callback.path == "/smart/callback"
+    done = browser.get(f"{cluster.b}/smart/callback?{callback.query}", allow_redirects=False, timeout=30)
+    assert done.status_code == 302, done.text[:300]
+    home = browser.get(f"{cluster.a}{done.headers['Location']}", timeout=60)
+    assert home.status_code == 200, home.text[:300]
+    path = urlsplit(home.url).path
+    if "/orders/" not in path:
+        path = re.findall(r'href="(/o/[0-9a-f-]+/orders/[0-9a-f-]+/)"', home.text)[0]
+    form = browser.get(f"{cluster.b}{path}", timeout=30)
+    fields = _form_fields(form.text)
+    fields["contact_email"] = fields.get("contact_email") or "theodor@example.org"
+    return Draft(session=browser, path=path, fields=fields)
+
+
+def _sign(draft: Draft, base: str) -> int:
+    response = draft.session.post(
+        f"{base}{draft.path}", data=draft.fields | {"action": "sign"}, allow_redirects=False, timeout=60
+    )
+    return response.status_code
+
+
+def test_a_launch_started_on_a_completes_its_callback_and_sign_off_on_b(cluster: Cluster, site: EHRSite) -> None:
+    draft = _launch_on_a_callback_on_b(cluster, "scale-001")
+
+    assert _sign(draft, cluster.b) == 302
+    page = draft.session.get(f"{cluster.b}{draft.path}", timeout=30)
+
+    assert "Sign order" not in page.text and 'id="order-status"' in page.text
+    order = Order.objects.get(request_reference="DeviceRequest/scale-001")
+    assert order.signed_by.endswith("Practitioner/pra1234") and len(order.content_hash) == 64
+    assert OutboxMessage.objects.filter(order=order).count() == 1
+    deadline = time.monotonic() + 60
+    while Order.objects.get(pk=order.pk).status != Order.Status.SUBMITTED and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert LocalCommerceOrder.objects.get().submit_count == 1, cluster.app.log_tail()
+
+
+def test_200_orders_signed_through_both_instances_are_each_fulfilled_exactly_once(
+    cluster: Cluster, site: EHRSite
+) -> None:
+    ids = [f"scale-{n:03d}" for n in range(1, ORDERS + 1)]
+    with ThreadPoolExecutor(PREPARE_THREADS) as pool:
+        drafts = list(pool.map(lambda request_id: _launch_on_a_callback_on_b(cluster, request_id), ids))
+    assert all(d.fields.get("product") for d in drafts)
+
+    gate = threading.Barrier(SIGN_THREADS)
+
+    def sign(numbered: tuple[int, Draft]) -> int:
+        number, draft = numbered
+        if number < SIGN_THREADS:
+            gate.wait(30)  # the first wave leaves together
+        return _sign(draft, cluster.app.urls[number % 2])
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(SIGN_THREADS) as pool:
+        statuses = list(pool.map(sign, enumerate(drafts)))
+    signed_in = time.monotonic() - started
+    assert statuses == [302] * ORDERS
+
+    deadline = started + DRAIN_SECONDS
+    while Order.objects.filter(status=Order.Status.SUBMITTED).count() < ORDERS and time.monotonic() < deadline:
+        time.sleep(0.5)
+    drained_in = time.monotonic() - started
+
+    submitted = Order.objects.filter(status=Order.Status.SUBMITTED).count()
+    keys_seen = LocalCommerceOrder.objects.count()
+    calls = LocalCommerceOrder.objects.aggregate(total=Sum("submit_count"))["total"] or 0
+    lost = ORDERS - submitted
+    print(
+        f"\nscale-out: {ORDERS} orders signed through 2 gunicorn instances in {signed_in:.1f} s; "
+        f"2 workers + beat drained them in {drained_in:.1f} s; backend saw {keys_seen} idempotency keys "
+        f"in {calls} submit calls; duplicates {calls - keys_seen}; lost {lost}"
+    )
+    assert submitted == ORDERS, cluster.app.log_tail()
+    assert keys_seen == ORDERS and calls == ORDERS
+    assert set(LocalCommerceOrder.objects.values_list("idempotency_key", flat=True)) == {
+        f"{pk}:v1" for pk in Order.objects.values_list("pk", flat=True)
+    }
+    assert OutboxMessage.objects.filter(status=OutboxMessage.Status.DONE).count() == ORDERS
+    assert PurchaseLink.objects.count() == ORDERS
