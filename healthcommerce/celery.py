@@ -14,7 +14,10 @@ app.autodiscover_tasks()
 
 @task_prerun.connect
 def _close_stale_connections(**_: object) -> None:
-    """Drop database connections that died (e.g. a PostgreSQL restart) before each task (RELIABILITY.md)."""
+    """Drop database connections that died (e.g. a PostgreSQL restart) before each task.
+
+    See docs/reliability.md "Database connections".
+    """
     from django.db import close_old_connections
 
     close_old_connections()

@@ -1,4 +1,4 @@
-"""Writing audit rows; call these inside the service that does the audited action (RELIABILITY.md)."""
+"""Writing audit rows; call these inside the service that does the audited action (docs/reliability.md "Audit")."""
 
 from typing import Any
 

@@ -1,4 +1,4 @@
-"""One error base class with a code and an HTTP status (STYLE.md 6, after Zulip's ``JsonableError``)."""
+"""One error base class with a code and an HTTP status (docs/style.md 6, after Zulip's ``JsonableError``)."""
 
 
 class HealthcommerceError(Exception):
@@ -23,7 +23,7 @@ class HealthcommerceError(Exception):
 
 
 class NotFound(HealthcommerceError):
-    """The object is missing or belongs to someone else; both answer the same (STYLE.md 5)."""
+    """The object is missing or belongs to someone else; both answer the same (docs/style.md 5)."""
 
     code = "not_found"
     status = 404

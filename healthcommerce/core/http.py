@@ -1,7 +1,7 @@
 """The one outbound HTTP client: every request has a (connect, read) timeout and goes through TLS
 unless the target is loopback (the sandbox EHR and tests).
 
-Source: RELIABILITY.md (encrypted channels), SMART App Launch 2.2 best practices (send tokens only to
+Source: docs/reliability.md "Outbound HTTP", SMART App Launch 2.2 best practices (send tokens only to
 the server that issued them).
 """
 

@@ -1,4 +1,4 @@
-"""Base model for everything a URL or another system sees (STYLE.md 12)."""
+"""Base model for everything a URL or another system sees (docs/style.md 11)."""
 
 import uuid
 

@@ -1,4 +1,5 @@
-"""``CommerceOrder``: the one allowlisted payload that crosses the integration boundary (ARCHITECTURE.md).
+"""``CommerceOrder``: the one allowlisted payload that crosses the integration boundary (docs/architecture.md
+"The commerce boundary").
 
 The commerce side receives an opaque order reference, the idempotency key, SKU/name/quantity, ship-to and
 contact. Never a diagnosis, note, clinical code (HCPCS/LOINC request code), FHIR id, date of birth or payer:

@@ -1,5 +1,5 @@
-"""The order pipeline: transactional outbox, relay, and the idempotent submit (RELIABILITY.md "No signed order
-is lost, none is fulfilled twice").
+"""The order pipeline: transactional outbox, relay, and the idempotent submit (docs/reliability.md "No signed
+order is lost" and "None is fulfilled twice").
 
 Flow: ``outbox_enqueue`` (inside the sign-off transaction) -> on commit, or later ``outbox_relay`` -> Celery
 ``submit_order`` -> ``fulfillment_submit``: claim with a conditional UPDATE, send the minimized
@@ -76,7 +76,7 @@ def backoff_seconds(*, attempt: int, retry_after: float | None = None) -> float:
     """Return the delay in seconds before try ``attempt + 1``, in ``[0, BACKOFF_CAP_SECONDS]``.
 
     Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"); a
-    backend's ``Retry-After`` (seconds) is a lower bound (RELIABILITY.md "Retries"), still capped.
+    backend's ``Retry-After`` (seconds) is a lower bound (docs/reliability.md "Retries and dead letters"), still capped.
     """
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(max(attempt - 1, 0), 32))
     delay = random.uniform(0, ceiling)
@@ -116,8 +116,9 @@ def outbox_enqueue(*, order: Order) -> OutboxMessage:
 
     The idempotency key is ``"<order id>:v<version>"`` (unique), so enqueueing the same version twice
     returns the existing row. On commit the task is published at once (fast path); if that fails, or the
-    process dies first, ``outbox_relay`` publishes it later (RELIABILITY.md: ``on_commit`` alone loses
-    tasks). Raises ``RuntimeError`` outside a transaction: the row must commit with the sign-off.
+    process dies first, ``outbox_relay`` publishes it later (docs/reliability.md "No signed order is lost":
+    ``on_commit`` alone loses tasks). Raises ``RuntimeError`` outside a transaction: the row must commit with
+    the sign-off.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_enqueue must run inside the transaction that signs the order.")

@@ -1,7 +1,8 @@
-"""Celery tasks: thin wrappers that pass ids to services (STYLE.md 3).
+"""Celery tasks: thin wrappers that pass ids to services (docs/style.md 3).
 
 No ``autoretry_for``: retries are driven by the outbox row (``available_at``, ``attempts``), so a broker
-message that is lost, or a worker that dies, costs a delay but never the work (RELIABILITY.md).
+message that is lost, or a worker that dies, costs a delay but never the work (docs/reliability.md "Retries
+and dead letters").
 ``acks_late``, ``reject_on_worker_lost`` and the time limits come from settings.
 """
 

@@ -1,6 +1,6 @@
 """Order services: draft orders from pre-fill, clinician edits, and sign-off.
 
-Sign-off writes the order and its outbox row in one transaction (RELIABILITY.md "No signed order is lost").
+Sign-off writes the order and its outbox row in one transaction (docs/reliability.md "No signed order is lost").
 """
 
 import hashlib

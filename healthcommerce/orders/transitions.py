@@ -1,6 +1,6 @@
 """The order state machine: ``draft -> signed -> submitted -> fulfilled``, plus ``failed`` and ``cancelled``.
 
-A later status never goes back (ARCHITECTURE.md "Order status").
+A later status never goes back (docs/architecture.md "Order status").
 """
 
 from typing import Any

@@ -14,7 +14,7 @@ class LinkUnavailable(HealthcommerceError):
     """The link is unknown, tampered, expired, revoked, locked or already used: all answer the same.
 
     ``reason`` (``unknown``, ``expired``, ``revoked``, ``locked``, ``completed``, ``order_<status>``...)
-    is for the audit row only, never for the patient (STYLE.md 5: same error for missing and forbidden);
+    is for the audit row only, never for the patient (docs/style.md 5: same error for missing and forbidden);
     ``link`` is the link when the token was known, for the audit row's actor.
     """
 

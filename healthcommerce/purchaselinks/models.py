@@ -7,7 +7,8 @@ from healthcommerce.orders.models import Order
 
 
 class PurchaseLink(BaseModel):
-    """A link ``/p/<token>/``; only the SHA-256 of the >= 256-bit token is stored (RELIABILITY.md).
+    """A link ``/p/<token>/``; only the SHA-256 of the >= 256-bit token is stored (docs/reliability.md
+    "Purchase links").
 
     Expires at ``expires_at``; locked after ``PURCHASE_LINK_MAX_FAILURES`` wrong dates of birth;
     single use once ``completed_at`` is set; revocable.

@@ -1,4 +1,4 @@
-"""Purchase links: issue, send, access, verify, complete, revoke (RELIABILITY.md "Purchase links").
+"""Purchase links: issue, send, access, verify, complete, revoke (docs/reliability.md "Purchase links").
 
 A link is ``{APP_BASE_URL}/p/<token>/`` with a 256-bit random token of which only the SHA-256 is stored. It
 expires after ``PURCHASE_LINK_TTL_DAYS``, locks after ``PURCHASE_LINK_MAX_FAILURES`` wrong dates of birth,
@@ -34,7 +34,7 @@ from healthcommerce.purchaselinks.models import PurchaseLink
 logger = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "system:purchaselinks"
-TOKEN_BYTES = 32  # 256 bits (RELIABILITY.md: >= 256-bit random token)
+TOKEN_BYTES = 32  # 256 bits (docs/reliability.md "Purchase links": >= 256-bit random token)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 # Per client address: at most this many wrong dates of birth per fixed one-hour window (OWASP ASVS V6).
 IP_FAILURE_LIMIT = 20

@@ -1,4 +1,4 @@
-"""Patient pages: date-of-birth check, order confirmation, thank-you (RELIABILITY.md "Purchase links").
+"""Patient pages: date-of-birth check, order confirmation, thank-you (docs/reliability.md "Purchase links").
 
 Every response is ``Cache-Control: no-store`` and ``Referrer-Policy: same-origin``: the token is in the URL
 and must not leave this origin (``no-referrer`` would make browsers send ``Origin: null`` on the form posts,

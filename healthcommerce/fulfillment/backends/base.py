@@ -1,4 +1,4 @@
-"""The commerce backend interface and its errors; every error says whether it is temporary (STYLE.md 4, 6)."""
+"""The commerce backend interface and its errors; every error says whether it is temporary (docs/style.md 4, 6)."""
 
 from dataclasses import dataclass
 
@@ -22,7 +22,8 @@ class BackendError(HealthcommerceError):
 
 
 class TemporaryBackendError(BackendError):
-    """Retrying later may succeed: 5xx, 429, timeouts, connection errors (RELIABILITY.md "Retries").
+    """Retrying later may succeed: 5xx, 429, timeouts, connection errors (docs/reliability.md "Retries and
+    dead letters").
 
     ``retry_after`` (seconds) carries the backend's ``Retry-After`` when it sent one.
     """
@@ -52,6 +53,7 @@ class CommerceBackend:
         """Create ``order`` on the commerce side, idempotently on ``order.idempotency_key``.
 
         Submitting the same key twice returns the same ``SubmitResult`` (a 409 with a matching key is
-        success, RELIABILITY.md). Raises ``TemporaryBackendError`` or ``PermanentBackendError``.
+        success, docs/reliability.md "None is fulfilled twice"). Raises ``TemporaryBackendError`` or
+        ``PermanentBackendError``.
         """
         raise NotImplementedError

@@ -1,4 +1,7 @@
-"""Commerce backends by name; ``settings.COMMERCE_BACKEND`` picks the default (ARCHITECTURE.md "adapters")."""
+"""Commerce backends by name; ``settings.COMMERCE_BACKEND`` picks the default.
+
+See docs/architecture.md "Commerce backends".
+"""
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured

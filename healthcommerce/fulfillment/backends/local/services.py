@@ -1,7 +1,7 @@
 """Services for the local backend's orders: patient confirmation and the admin's shipped/delivered marks.
 
 ``LocalCommerceOrder`` moves ``received -> confirmed -> shipped -> delivered`` and never back
-(ARCHITECTURE.md "Order status": fulfillment details hang off the order as events).
+(docs/architecture.md "Order status": fulfillment details hang off the order as events).
 """
 
 from uuid import UUID
