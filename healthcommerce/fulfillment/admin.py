@@ -109,7 +109,7 @@ class LocalCommerceOrderAdmin(ServiceOnlyAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        """Show the order; the payload holds a name and address, so the view is audited (docs/reliability.md "Audit")."""
+        """Show the order; its payload holds a name and address, so the view is audited (docs/reliability.md)."""
         audit_record(
             actor=_actor(request), action="admin.view", target=f"LocalCommerceOrder/{object_id}", where="admin"
         )
