@@ -37,10 +37,14 @@ threads = int(os.environ.get("WEB_THREADS", "8"))
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
-# Recycle workers now and then, so a slow leak cannot grow without bound.
-max_requests = 2000
-max_requests_jitter = 200
+# Recycling workers after N requests (WEB_MAX_REQUESTS) is off by default: gthread workers reset connections
+# in flight while they recycle (gunicorn issue #3038), which a POSTed sign-off would not survive.
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES", "127.0.0.1,::1") or "127.0.0.1,::1"
+# gunicorn's control socket has one default path per user, which several instances on a host would fight over;
+# manage the process with signals (HUP reloads, TERM stops) or the process supervisor instead.
+control_socket_disable = True
 logger_class = AccessLogger
 accesslog = "-"
 # The path without its query string: callback codes and state never reach the access log; no link tokens.

@@ -20,7 +20,14 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a child process must not inherit from the test run: it gets its own settings module and services.
-PRIVATE_ENV = ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE", "CELERY_BROKER_DIR")
+PRIVATE_ENV = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CACHE_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "CELERY_BROKER_DIR",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",  # the browser test's, for its own thread only
+)
 
 
 def free_port() -> int:

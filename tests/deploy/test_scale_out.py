@@ -26,6 +26,8 @@ import requests
 from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.fulfillment.models import LocalCommerceOrder, OutboxMessage
@@ -81,24 +83,25 @@ def _device_requests(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
-    """Start the sandbox EHR (with the extra DeviceRequests), two gunicorn instances, two workers and beat."""
+def scale_ehr_database(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """The sandbox EHR's database with ``ORDERS`` extra DeviceRequests loaded (once per module)."""
     _require_services()
-    tmp = tmp_path_factory.mktemp("scale-out")
+    tmp = tmp_path_factory.mktemp("scale-ehr")
+    return sandbox_database_copy(tmp / "sandbox.sqlite3", _device_requests(tmp / "fhir"))
+
+
+@pytest.fixture
+def cluster(transactional_db, scale_ehr_database: Path, tmp_path: Path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+    """Start the sandbox EHR, two gunicorn instances, two workers and beat; stop them all before the test's
+    database is flushed (this fixture depends on ``transactional_db``, so it is torn down first)."""
     ports = [free_port(), free_port()]
-    database = sandbox_database_copy(tmp / "sandbox.sqlite3", _device_requests(tmp / "fhir"))
-    with django_db_blocker.unblock():
-        broker = isolated_broker_url(4)
-        with (
-            sandbox_server(
-                database=database, SANDBOX_APP_LAUNCH_URL=f"http://127.0.0.1:{ports[0]}/smart/launch"
-            ) as ehr,
-            app_cluster(tmp, ports=ports, workers=2, broker_url=broker, threads=8) as app,
-        ):
-            ehr.manage(
-                "sandbox_client", "add", "--client-id", CLIENT_ID, "--redirect-uri", f"{app.urls[0]}/smart/callback"
-            )
-            yield Cluster(ehr=ehr, app=app)
+    app_a = f"http://127.0.0.1:{ports[0]}"
+    with (
+        sandbox_server(database=scale_ehr_database, SANDBOX_APP_LAUNCH_URL=f"{app_a}/smart/launch") as ehr,
+        app_cluster(tmp_path, ports=ports, workers=2, broker_url=isolated_broker_url(4), threads=8) as app,
+    ):
+        ehr.manage("sandbox_client", "add", "--client-id", CLIENT_ID, "--redirect-uri", f"{app_a}/smart/callback")
+        yield Cluster(ehr=ehr, app=app)
 
 
 @pytest.fixture
@@ -154,7 +157,7 @@ class Draft:
 def _launch_on_a_callback_on_b(cluster: Cluster, request_id: str) -> Draft:
     """Run one EHR launch: ``/smart/launch`` on A, the EHR's authorize, the callback on B, pre-fill on A,
     the order form on B. Returns the draft ready to sign."""
-    browser = requests.Session()
+    browser = _browser()
     ehr_launch = requests.get(
         f"{cluster.ehr.base}/sandbox/launch",
         params={"patient": "pat014", "practitioner": "pra1234", "request": f"DeviceRequest/{request_id}"},
@@ -183,7 +186,16 @@ def _launch_on_a_callback_on_b(cluster: Cluster, request_id: str) -> Draft:
     return Draft(session=browser, path=path, fields=fields)
 
 
+def _browser() -> requests.Session:
+    """A client that, like a browser, retries an idempotent request whose reused keep-alive connection the
+    server had just closed (gunicorn issue #1698); a POST is never retried."""
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=Retry(total=3, connect=3, read=3, status=0)))
+    return session
+
+
 def _sign(draft: Draft, base: str) -> int:
+    draft.session.close()  # the POST goes on a new connection: no idle keep-alive socket to race with
     response = draft.session.post(
         f"{base}{draft.path}", data=draft.fields | {"action": "sign"}, allow_redirects=False, timeout=60
     )

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from tests.conftest import IN_CI
 
@@ -24,9 +25,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    """A headless Debian chromium; skipped outside CI when it is not installed, a failure in CI."""
+@pytest.fixture
+def browser(transactional_db) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """A headless Debian chromium; skipped outside CI when it is not installed, a failure in CI.
+
+    Started after the test database is ready (it depends on ``transactional_db``) and stopped before it is
+    flushed: while Playwright's event loop runs on this thread, Django keeps database connections per asyncio
+    context, so a restore before it or a connection left open after it would go astray.
+    """
     if not Path(CHROMIUM).exists():
         if IN_CI:
             pytest.fail("chromium is not installed (apt-get install chromium)")
@@ -39,6 +45,7 @@ def browser() -> Iterator[object]:
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield instance
+        connections.close_all()  # the connections the test opened inside Playwright's context
         instance.close()
 
 

@@ -53,7 +53,10 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         # The chart has no email: the clinician adds it and signs in one click.
         page.fill("#id_contact_email", "theodor@example.org")
         page.click("button#sign")
-        page.wait_for_selector("#order-status")
+        try:
+            page.wait_for_selector("#order-status")
+        except Exception:  # show what the clinician saw, and what the processes logged
+            raise AssertionError(page.inner_text("body")[:2000] + "\n" + app.log_tail()) from None
         order = Order.objects.get()
         assert order.signed_by.endswith("Practitioner/pra1234") and len(order.content_hash) == 64
 
