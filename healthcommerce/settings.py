@@ -11,7 +11,13 @@ from urllib.parse import urlsplit
 
 import environ
 
-from healthcommerce.core.deploy import ProductionConfig, production_problems, redis_cache_url, refuse_to_start
+from healthcommerce.core.deploy import (
+    DEV_SECRET_KEY,
+    ProductionConfig,
+    production_problems,
+    redis_cache_url,
+    refuse_to_start,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("HC_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -26,7 +32,7 @@ DEBUG = env("DEBUG")
 SANDBOX_ENABLED = env("SANDBOX_ENABLED")
 # Production unless this is the demo or a test run (the sandbox EHR is mounted) or DEBUG is on.
 PRODUCTION = not DEBUG and not SANDBOX_ENABLED
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-only-change-me")
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 # Public base URL of this app, used to build the SMART redirect_uri and patient links.
 APP_BASE_URL = env.str("APP_BASE_URL", default="http://127.0.0.1:8000")
 _APP_HOST = urlsplit(APP_BASE_URL).hostname or "localhost"

@@ -1,6 +1,7 @@
-"""Real processes for tests: gunicorn (the Procfile's ``web``), Celery workers and beat, on free loopback ports.
+"""Real processes for tests: gunicorn, Celery workers and beat, on free loopback ports.
 
-The commands are the Procfile's, run with this interpreter, so a test exercises what ``make serve`` runs.
+The commands are the Procfile's own lines, run by bash as honcho runs them with this virtualenv first on
+``PATH``, so a test exercises exactly what ``make serve`` and ``make demo`` run.
 """
 
 import os
@@ -38,9 +39,11 @@ def free_port() -> int:
 
 
 def base_env(**overrides: str) -> dict[str, str]:
-    """Return this process's environment without ``PRIVATE_ENV``, with ``healthcommerce.settings`` and ``overrides``."""
+    """Return this process's environment without ``PRIVATE_ENV``, with ``healthcommerce.settings``, this
+    interpreter's folder first on ``PATH`` (gunicorn, celery), and ``overrides``."""
     env = {key: value for key, value in os.environ.items() if key not in PRIVATE_ENV}
-    return env | {"DJANGO_SETTINGS_MODULE": "healthcommerce.settings"} | overrides
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env | {"DJANGO_SETTINGS_MODULE": "healthcommerce.settings", "PATH": path} | overrides
 
 
 def current_database_url() -> str:
@@ -53,14 +56,21 @@ def current_database_url() -> str:
     return f"postgres://{user}{password}@{info.get('HOST') or '127.0.0.1'}:{info.get('PORT') or 5432}/{info['NAME']}"
 
 
+def procfile_command(process: str) -> list[str]:
+    """Return the Procfile's line for ``process`` (``web``, ``worker``, ``beat``) as a bash command.
+
+    Raises ``LookupError`` when the Procfile has no such process.
+    """
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, colon, command = line.partition(":")
+        if colon and not line.startswith("#") and name.strip() == process:
+            return ["bash", "-c", f"exec {command.strip()}"]  # exec: our SIGTERM reaches gunicorn or celery
+    raise LookupError(f"no {process!r} in the Procfile")
+
+
 def gunicorn_command() -> list[str]:
     """The Procfile's ``web`` command; bind, workers and threads come from ``WEB_*`` in the environment."""
-    return [sys.executable, "-m", "gunicorn", "-c", "healthcommerce/gunicorn_conf.py", "healthcommerce.wsgi"]
-
-
-def celery_command(kind: str, *args: str) -> list[str]:
-    """The Procfile's ``worker`` or ``beat`` command with ``args`` appended."""
-    return [sys.executable, "-m", "celery", "-A", "healthcommerce", kind, "--loglevel=INFO", *args]
+    return procfile_command("web")
 
 
 def wait_http(url: str, proc: subprocess.Popen, *, seconds: float = 60, log: Path | None = None) -> None:
@@ -164,10 +174,10 @@ def app_cluster(
                 )
             )
         for number in range(1, workers + 1):
-            worker = celery_command("worker", "--concurrency=2", "-n", f"worker-{number}@%h")
-            stack.enter_context(running(worker, env, log=logs / f"worker-{number}.log"))
-        beat = celery_command("beat", "--schedule", str(tmp / "beat-schedule"))
-        stack.enter_context(running(beat, env, log=logs / "beat.log"))
+            # PORT names the worker node (worker-<PORT>@host), as honcho's PORT does.
+            worker_env = env | {"PORT": str(number), "WORKER_CONCURRENCY": "2"}
+            stack.enter_context(running(procfile_command("worker"), worker_env, log=logs / f"worker-{number}.log"))
+        stack.enter_context(running(procfile_command("beat"), env, log=logs / "beat.log"))
         yield AppCluster(urls=urls, env=env, mail_dir=mail_dir, logs=logs)
 
 

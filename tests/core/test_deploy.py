@@ -1,12 +1,13 @@
 """Production mode: the app refuses unsafe settings with one line each, and passes Django's deploy check when
 configured like a hospital would (docs/deploy.md)."""
 
+import json
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from healthcommerce.core.deploy import EX_CONFIG, ProductionConfig, production_problems, redis_cache_url
 from tests.servers import ROOT, base_env
@@ -98,11 +99,17 @@ def test_the_cache_shares_the_brokers_redis_server_on_the_next_database() -> Non
     assert redis_cache_url("filesystem://") == ""
 
 
-def test_the_filesystem_broker_keeps_every_folder_under_var() -> None:
-    if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        pytest.skip("this run uses Redis")
-    folders = [value for key, value in settings.CELERY_BROKER_TRANSPORT_OPTIONS.items() if key.endswith("folder")]
+def test_the_filesystem_broker_keeps_every_folder_under_var(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    show = "import django, json; django.setup(); from django.conf import settings as s; "
+    show += "print(json.dumps(s.CELERY_BROKER_TRANSPORT_OPTIONS))"
+    env = base_env(SANDBOX_ENABLED="true", CELERY_BROKER_URL="filesystem://", HC_VAR_DIR=str(tmp_path / "var"))
+    done = subprocess.run(
+        [sys.executable, "-c", show], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    options = json.loads(done.stdout.strip().splitlines()[-1])
+    folders = {key: value for key, value in options.items() if key.endswith("folder") or key.startswith("data_folder")}
 
-    assert {key for key in settings.CELERY_BROKER_TRANSPORT_OPTIONS if key.endswith("folder")} >= {"control_folder"}
-    assert all(str(folder).startswith(str(settings.FILESYSTEM_BROKER_DIR)) for folder in folders)
+    assert set(folders) == {"data_folder_in", "data_folder_out", "processed_folder", "control_folder"}
+    assert all(Path(folder).is_relative_to(tmp_path / "var" / "broker") for folder in folders.values())
+    assert all(Path(folder).is_dir() for folder in folders.values())
     assert not (ROOT / "control").exists()

@@ -219,7 +219,7 @@ def test_a_launch_started_on_a_completes_its_callback_and_sign_off_on_b(cluster:
 
 
 def test_200_orders_signed_through_both_instances_are_each_fulfilled_exactly_once(
-    cluster: Cluster, site: EHRSite
+    cluster: Cluster, site: EHRSite, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ids = [f"scale-{n:03d}" for n in range(1, ORDERS + 1)]
     with ThreadPoolExecutor(PREPARE_THREADS) as pool:
@@ -249,11 +249,12 @@ def test_200_orders_signed_through_both_instances_are_each_fulfilled_exactly_onc
     keys_seen = LocalCommerceOrder.objects.count()
     calls = LocalCommerceOrder.objects.aggregate(total=Sum("submit_count"))["total"] or 0
     lost = ORDERS - submitted
-    print(
-        f"\nscale-out: {ORDERS} orders signed through 2 gunicorn instances in {signed_in:.1f} s; "
-        f"2 workers + beat drained them in {drained_in:.1f} s; backend saw {keys_seen} idempotency keys "
-        f"in {calls} submit calls; duplicates {calls - keys_seen}; lost {lost}"
-    )
+    with capsys.disabled():  # the figures belong in the CI log
+        print(
+            f"\nscale-out: {ORDERS} orders signed through 2 gunicorn instances in {signed_in:.1f} s; "
+            f"2 workers + beat drained them in {drained_in:.1f} s; backend saw {keys_seen} idempotency keys "
+            f"in {calls} submit calls; duplicates {calls - keys_seen}; lost {lost}"
+        )
     assert submitted == ORDERS, cluster.app.log_tail()
     assert keys_seen == ORDERS and calls == ORDERS
     assert set(LocalCommerceOrder.objects.values_list("idempotency_key", flat=True)) == {
