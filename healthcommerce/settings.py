@@ -208,7 +208,7 @@ CELERY_BEAT_SCHEDULE = {
 FULFILLMENT_MAX_ATTEMPTS = env.int("FULFILLMENT_MAX_ATTEMPTS", default=8)
 COMMERCE_BACKEND = env.str("COMMERCE_BACKEND", default="local")
 
-# --- Cache: shared on Redis (rate limits, discovery and JWKS) whenever Redis is there ---
+# --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
 # CACHE_URL, else the broker's Redis server on the next database number; per process only in embedded mode.
 CACHE_URL = env.str("CACHE_URL", default="") or redis_cache_url(CELERY_BROKER_URL)
 if CACHE_URL:

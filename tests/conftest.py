@@ -69,13 +69,11 @@ def _sandbox_db() -> Path:
 
 def _sandbox_env(db: Path, port: int) -> dict[str, str]:
     return base_env(
-        **{
-            "SANDBOX_ENABLED": "true",
-            "DATABASE_URL": f"sqlite:///{db}",
-            "APP_BASE_URL": f"http://127.0.0.1:{port}",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "SANDBOX_TIMEOUT_SLEEP": "3",
-        }
+        SANDBOX_ENABLED="true",
+        DATABASE_URL=f"sqlite:///{db}",
+        APP_BASE_URL=f"http://127.0.0.1:{port}",
+        ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
+        SANDBOX_TIMEOUT_SLEEP="3",
     )
 
 
