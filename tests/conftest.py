@@ -23,8 +23,6 @@ from django.conf import settings
 from healthcommerce.ehr.models import EHRSite
 from tests.servers import ROOT, base_env, free_port, gunicorn_command, running, web_env
 
-__all__ = ["ROOT", "free_port"]
-
 IN_CI = bool(os.environ.get("CI"))
 
 

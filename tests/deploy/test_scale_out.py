@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -33,7 +33,7 @@ from healthcommerce.ehr.models import EHRSite
 from healthcommerce.fulfillment.models import LocalCommerceOrder, OutboxMessage
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.models import PurchaseLink
-from tests.conftest import IN_CI, SandboxEHR, sandbox_database_copy, sandbox_server
+from tests.conftest import IN_CI, SandboxEHR, sandbox_database_copy, sandbox_launch, sandbox_server
 from tests.servers import AppCluster, app_cluster, free_port, isolated_broker_url
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -158,16 +158,8 @@ def _launch_on_a_callback_on_b(cluster: Cluster, request_id: str) -> Draft:
     """Run one EHR launch: ``/smart/launch`` on A, the EHR's authorize, the callback on B, pre-fill on A,
     the order form on B. Returns the draft ready to sign."""
     browser = _browser()
-    ehr_launch = requests.get(
-        f"{cluster.ehr.base}/sandbox/launch",
-        params={"patient": "pat014", "practitioner": "pra1234", "request": f"DeviceRequest/{request_id}"},
-        allow_redirects=False,
-        timeout=30,
-    )
-    query = parse_qs(urlsplit(ehr_launch.headers["Location"]).query)
-    started = browser.get(
-        f"{cluster.a}/smart/launch", params={k: v[0] for k, v in query.items()}, allow_redirects=False, timeout=30
-    )
+    params = sandbox_launch(cluster.ehr, patient="pat014", request=f"DeviceRequest/{request_id}")
+    started = browser.get(f"{cluster.a}/smart/launch", params=params, allow_redirects=False, timeout=30)
     assert started.status_code == 302, started.text[:300]
     authorize = requests.get(started.headers["Location"], allow_redirects=False, timeout=30)
     assert authorize.status_code == 302, authorize.text[:300]
