@@ -33,6 +33,11 @@ class EHRSite(BaseModel):
     signing_alg = models.CharField(max_length=10, default="RS384", choices=[("RS384", "RS384"), ("ES384", "ES384")])
     scopes = models.TextField(default=DEFAULT_SCOPES)
     quirks = models.JSONField(default=dict, blank=True, help_text='e.g. {"epic_client_id_header": true}')
+    frame_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Origins allowed to frame the app for this site (CSP frame-ancestors), e.g. ["https://epic.example.org"].',
+    )
     is_active = models.BooleanField(default=True)
     discovery = models.JSONField(default=dict, blank=True, editable=False)
     discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -70,6 +75,9 @@ class Launch(BaseModel):
     error_code = models.CharField(max_length=80, blank=True)
     # Filled by the callback (SMART App Launch 2.2 "Launch context arrives with your access_token").
     access_token = models.TextField(blank=True)
+    refresh_token = models.TextField(
+        blank=True, help_text="Single-use when the EHR rotates it; never leaves the server."
+    )
     token_expires_at = models.DateTimeField(null=True, blank=True)
     scope_granted = models.TextField(blank=True)
     patient_id = models.CharField(max_length=200, blank=True)
