@@ -6,6 +6,7 @@ authorization request with PKCE S256 and ``aud``, state validation, token exchan
 
 import hashlib
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -149,30 +150,87 @@ def _exchange(record: Launch, code: str) -> dict[str, Any]:
 
 
 TOKEN_FIELDS = (
-    "access_token", "token_expires_at", "scope_granted", "patient_id", "encounter_id", "fhir_user", "fhir_context",
-    "need_patient_banner", "smart_style_url", "status",
+    "access_token", "refresh_token", "token_expires_at", "scope_granted", "patient_id", "encounter_id", "fhir_user",
+    "fhir_context", "need_patient_banner", "smart_style_url", "status",
 )  # fmt: skip
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
+MAX_CONTEXT_ITEMS = 20
+DEFAULT_TOKEN_LIFETIME = 3600  # seconds, when the EHR omits expires_in
+
+
+def _fhir_id(value: Any, name: str, *, required: bool) -> str:
+    """Return ``value`` when it is a FHIR id string; refuse the launch otherwise (SMART 2.2 launch context)."""
+    if value is None or value == "":
+        if required:
+            raise AuthorizationFailed("The EHR did not share a patient with this launch.", code=f"no_{name}_context")
+        return ""
+    if not isinstance(value, str) or not FHIR_ID.fullmatch(value):
+        raise AuthorizationFailed(f"The EHR sent a {name} context this app cannot use.", code=f"{name}_context_invalid")
+    return value
+
+
+def _banner(value: Any) -> bool:
+    """Read ``need_patient_banner``: a JSON boolean, or the strings "true"/"false" some EHRs send; default True."""
+    if isinstance(value, bool):
+        return value
+    return not (isinstance(value, str) and value.strip().lower() == "false")
+
+
+def _lifetime(value: Any) -> int:
+    """Return ``expires_in`` (seconds) as a positive int, or the default for a missing or odd value."""
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_TOKEN_LIFETIME
+    return seconds if 0 < seconds <= 86400 else DEFAULT_TOKEN_LIFETIME
+
+
+def _fhir_context(value: Any) -> list[dict[str, str]]:
+    """Keep the ``fhirContext`` items that carry a string ``reference`` (SMART 2.2 "fhirContext"); drop the rest."""
+    if not isinstance(value, list):
+        return []
+    kept = [
+        {"reference": item["reference"][:300]}
+        for item in value[:MAX_CONTEXT_ITEMS]
+        if isinstance(item, dict) and isinstance(item.get("reference"), str)
+    ]
+    return kept
+
+
+def _identity(record: Launch, token: dict[str, Any]) -> str:
+    """Return ``fhirUser``: from the validated id_token when ``openid`` was requested (SMART 2.2 "Scopes for
+    requesting identity data"); a token response without an id_token then fails the launch."""
+    if "openid" in record.site.scopes.split():
+        if not isinstance(token.get("id_token"), str) or not token["id_token"]:
+            raise AuthorizationFailed(
+                "The EHR did not confirm who you are (no identity token). Please launch the app again.",
+                code="id_token_missing",
+            )
+        claims = id_token_validate(record.site, token["id_token"], nonce=record.nonce)
+        user = claims.get("fhirUser")
+    else:
+        user = token.get("fhirUser")
+    return user[:500] if isinstance(user, str) else ""
 
 
 def _apply_token(record: Launch, token: dict[str, Any]) -> None:
-    if not token.get("access_token") or str(token.get("token_type", "")).lower() != "bearer":
+    """Copy a token response (SMART 2.2 "Response to the access token request") onto ``record``, type-checking
+    every launch context value. Raises ``AuthorizationFailed`` for a missing or unusable token or patient."""
+    if not isinstance(token.get("access_token"), str) or str(token.get("token_type", "")).lower() != "bearer":
         raise AuthorizationFailed(code="token_malformed")
-    if not token.get("patient"):
-        raise AuthorizationFailed("The EHR did not share a patient with this launch.", code="no_patient_context")
-    claims: dict[str, Any] = {}
-    if token.get("id_token"):
-        claims = id_token_validate(record.site, token["id_token"], nonce=record.nonce)
+    record.patient_id = _fhir_id(token.get("patient"), "patient", required=True)
+    record.encounter_id = _fhir_id(token.get("encounter"), "encounter", required=False)
+    record.fhir_user = _identity(record, token)
     record.access_token = token["access_token"]
-    expires_in = int(token.get("expires_in") or 3600)
-    record.token_expires_at = timezone.now() + timedelta(seconds=expires_in)
-    record.scope_granted = str(token.get("scope", ""))
-    record.patient_id = str(token["patient"])
-    record.encounter_id = str(token.get("encounter") or "")
-    record.fhir_user = str(claims.get("fhirUser") or token.get("fhirUser") or "")
-    context = token.get("fhirContext") or []
-    record.fhir_context = [c for c in context if isinstance(c, dict)] if isinstance(context, list) else []
-    record.need_patient_banner = str(token.get("need_patient_banner", True)).lower() != "false"
-    record.smart_style_url = str(token.get("smart_style_url") or "")[:500]
+    refresh = token.get("refresh_token")
+    record.refresh_token = refresh if isinstance(refresh, str) else ""
+    record.token_expires_at = timezone.now() + timedelta(seconds=_lifetime(token.get("expires_in")))
+    scope = token.get("scope")
+    record.scope_granted = scope if isinstance(scope, str) else ""
+    record.fhir_context = _fhir_context(token.get("fhirContext"))
+    record.need_patient_banner = _banner(token.get("need_patient_banner", True))
+    style = token.get("smart_style_url")
+    record.smart_style_url = style if isinstance(style, str) and len(style) <= 500 else ""
     record.status = Launch.Status.ACTIVE
 
 
