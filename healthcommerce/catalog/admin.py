@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from healthcommerce.catalog.models import CodeMapping, Product
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, Product
 
 
 class CodeMappingInline(admin.TabularInline):
@@ -21,3 +21,12 @@ class CodeMappingAdmin(admin.ModelAdmin):
     list_display = ["system", "code", "product", "site", "default_quantity"]
     list_filter = ["system", "site"]
     search_fields = ["code", "product__sku"]
+
+
+@admin.register(OrderableRule)
+class OrderableRuleAdmin(admin.ModelAdmin):
+    """Per-site (or global) rules for requests with no catalog mapping: orderable, or listed apart with a reason."""
+
+    list_display = ["resource_type", "system", "code_prefix", "orderable", "reason", "site"]
+    list_filter = ["orderable", "resource_type", "site"]
+    search_fields = ["system", "code_prefix", "reason"]

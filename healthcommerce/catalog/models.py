@@ -55,3 +55,42 @@ class CodeMapping(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.system}|{self.code} -> {self.product.sku}"
+
+
+class OrderableRule(BaseModel):
+    """Whether requests with no catalog mapping are orderable here, by resource type, code system and code prefix.
+
+    A request whose code maps to a product (``CodeMapping``) is always orderable. For the rest the most
+    specific matching rule decides: a site's rule over a global one (``site`` null), a longer ``code_prefix``
+    over a shorter one, a rule naming the resource type over one that does not. Not orderable means the
+    request is listed apart as "not ordered through this app" with ``reason`` (for example home-health
+    visits, HCPCS G0180, or ambulance transport, HCPCS A0426); orderable means the clinician picks a product.
+    """
+
+    site = models.ForeignKey(EHRSite, null=True, blank=True, on_delete=models.CASCADE, related_name="orderable_rules")
+    resource_type = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=[("", "Any"), ("DeviceRequest", "DeviceRequest"), ("ServiceRequest", "ServiceRequest")],
+    )
+    system = models.CharField(max_length=200, blank=True, help_text="Code system URI; blank matches any system.")
+    code_prefix = models.CharField(max_length=64, blank=True, help_text="Blank matches every code of the system.")
+    orderable = models.BooleanField(default=False)
+    reason = models.CharField(max_length=200, blank=True, help_text="Shown to the clinician, e.g. 'a transport'.")
+
+    class Meta:
+        ordering = ["system", "code_prefix"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "resource_type", "system", "code_prefix"], name="uniq_orderable_rule_per_site"
+            ),
+            models.UniqueConstraint(
+                fields=["resource_type", "system", "code_prefix"],
+                condition=models.Q(site__isnull=True),
+                name="uniq_global_orderable_rule",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        verdict = "orderable" if self.orderable else "not orderable"
+        return f"{self.resource_type or 'Any'} {self.system or '*'}|{self.code_prefix}* {verdict}"

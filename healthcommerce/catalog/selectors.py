@@ -1,10 +1,11 @@
 """Catalog look-ups."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db.models import Q
 
-from healthcommerce.catalog.models import CodeMapping, Product
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, Product
 from healthcommerce.ehr.models import EHRSite
 
 
@@ -28,3 +29,45 @@ def mapping_for_codes(*, site: EHRSite, codings: Iterable[tuple[str, str]]) -> C
 def products_active() -> list[Product]:
     """Return every active product, devices first, for the clinician's manual pick."""
     return list(Product.objects.filter(is_active=True).order_by("kind", "name"))
+
+
+@dataclass(frozen=True)
+class Orderability:
+    """Whether a request can be ordered here: ``mapping`` when its code maps to a product, else the deciding
+    rule's verdict; ``reason`` is shown to the clinician when it is not orderable."""
+
+    orderable: bool
+    mapping: CodeMapping | None = None
+    reason: str = ""
+
+
+NOT_ORDERABLE_DEFAULT = "This request is not ordered through this app."
+
+
+def request_orderability(*, site: EHRSite, resource_type: str, codings: Iterable[tuple[str, str]]) -> Orderability:
+    """Decide whether a DeviceRequest/ServiceRequest with ``codings`` (``[(system, code)]``) is orderable at ``site``.
+
+    A catalog mapping makes it orderable. Otherwise the most specific ``OrderableRule`` matching any coding
+    (site over global, longer code prefix, named resource type) decides; with no rule at all, a DeviceRequest
+    is orderable (the clinician picks a product) and anything else is not.
+    """
+    codings = [(s, c) for s, c in codings if s and c]
+    mapping = mapping_for_codes(site=site, codings=codings)
+    if mapping is not None:
+        return Orderability(orderable=True, mapping=mapping)
+    rules = OrderableRule.objects.filter(Q(site=site) | Q(site__isnull=True), resource_type__in=["", resource_type])
+    best: tuple[tuple[int, int, int], OrderableRule] | None = None
+    for rule in rules:
+        matches = any(
+            (not rule.system or rule.system == system) and code.startswith(rule.code_prefix) for system, code in codings
+        ) or (not rule.system and not rule.code_prefix)
+        if not matches:
+            continue
+        rank = (rule.site_id is not None, len(rule.code_prefix) + bool(rule.system), bool(rule.resource_type))
+        if best is None or rank > best[0]:
+            best = (rank, rule)
+    if best is None:
+        orderable = resource_type == "DeviceRequest"
+        return Orderability(orderable=orderable, reason="" if orderable else NOT_ORDERABLE_DEFAULT)
+    rule = best[1]
+    return Orderability(orderable=rule.orderable, reason="" if rule.orderable else rule.reason or NOT_ORDERABLE_DEFAULT)

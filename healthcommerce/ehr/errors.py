@@ -42,3 +42,13 @@ class FHIRError(HealthcommerceError):
     status = 502
     code = "fhir_error"
     message = "The EHR could not provide this information."
+
+
+class ReauthorizationNeeded(HealthcommerceError):
+    """The access token expired and cannot be refreshed: no refresh token, or the EHR refused or did not answer
+    the refresh (SMART App Launch 2.2 "Refresh access token"). ``code`` says which (``no_refresh_token``,
+    ``refresh_invalid_grant``, ``refresh_unreachable``...). The clinician must launch again; drafts are kept."""
+
+    code = "reauthorization_needed"
+    status = 403
+    message = "Your EHR session has ended. Please launch the app again from the EHR; your draft is kept."

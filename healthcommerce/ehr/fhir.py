@@ -6,11 +6,11 @@ Reads run without touching the database so several can run concurrently; callers
 """
 
 import logging
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from fhirclient.auth import FHIROAuth2Auth
-from fhirclient.models.fhirabstractbase import FHIRValidationError
 from fhirclient.models.fhirabstractresource import FHIRAbstractResource
 from fhirclient.server import (
     FHIRNotFoundException,
@@ -24,7 +24,6 @@ from healthcommerce.core.http import outbound_session
 from healthcommerce.ehr.errors import FHIRError
 
 logger = logging.getLogger(__name__)
-R = TypeVar("R", bound=FHIRAbstractResource)
 MAX_PAGES = 5
 
 MESSAGES = {
@@ -46,7 +45,7 @@ def fhir_error(code: str) -> FHIRError:
 class FHIRReader:
     """Read-only FHIR access with one bearer token against one FHIR base (``iss``).
 
-    ``read`` and ``search`` return fhirclient model instances and raise ``FHIRError`` whose ``code`` is one of
+    ``read`` and ``search`` return JSON (dicts) and raise ``FHIRError`` whose ``code`` is one of
     ``unauthorized`` (401), ``forbidden`` (403), ``not_found`` (404), ``server_error`` (5xx and other
     statuses), ``timeout``, ``unreachable`` or ``malformed`` (not JSON, wrong type, fails the model).
     """
@@ -58,30 +57,47 @@ class FHIRReader:
         auth.access_token = access_token
         self.server.auth = auth
 
-    def read(self, model: type[R], resource_id: str, *, elements: str = "") -> R:
-        """Return ``GET [base]/{type}/{id}[?_elements=...]`` as an instance of ``model``."""
+    def read(self, model: type[FHIRAbstractResource], resource_id: str, *, elements: str = "") -> dict[str, Any]:
+        """Return ``GET [base]/{type}/{id}[?_elements=...]`` as JSON (a dict whose ``resourceType`` is the model's).
+
+        The body is not parsed into the model: callers read the elements they need leniently
+        (``orders.extract``), so one bad element elsewhere in the resource does not cost the whole resource.
+        """
         path = f"{model.resource_type}/{resource_id}" + (f"?_elements={elements}" if elements else "")
         data = self._call(self.server.request_json, path)
-        return self._parse(model, data)
+        if not isinstance(data, dict) or data.get("resourceType") != model.resource_type:
+            raise fhir_error("malformed")
+        return data
 
-    def search(self, model: type[R], params: dict[str, str], *, elements: str = "") -> list[R]:
-        """Return the resources of a search (following ``next`` links up to ``MAX_PAGES`` pages)."""
+    def search(
+        self, model: type[FHIRAbstractResource], params: dict[str, str], *, elements: str = ""
+    ) -> "SearchResult":
+        """Run a search, following ``next`` links (same origin only) up to ``MAX_PAGES`` pages.
+
+        A Bundle entry that is not an object with a ``resource`` object is skipped and counted; entries of
+        other types (``_include``d resources, OperationOutcomes) are returned apart. Raises ``FHIRError``
+        (``malformed`` when the body is not a Bundle at all).
+        """
         struct = dict(params) | ({"_elements": elements} if elements else {})
-        query = model.where(struct).construct()
-        found: list[R] = []
-        path: str | None = query
+        result = SearchResult()
+        path: str | None = model.where(struct).construct()
         for _ in range(MAX_PAGES):
             if not path:
                 break
             bundle = self._call(self.server.request_json, path)
             if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
                 raise fhir_error("malformed")
-            for entry in bundle.get("entry") or []:
+            entries = bundle.get("entry")
+            for entry in entries if isinstance(entries, list) else []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
-                if isinstance(resource, dict) and resource.get("resourceType") == model.resource_type:
-                    found.append(self._parse(model, resource))
-            path = next((link.get("url") for link in bundle.get("link") or [] if link.get("relation") == "next"), None)
-        return found
+                if not isinstance(resource, dict):
+                    result.skipped += 1
+                elif resource.get("resourceType") == model.resource_type:
+                    result.matches.append(resource)
+                else:
+                    result.included.append(resource)
+            path = _next_link(bundle.get("link"))
+        return result
 
     def _call(self, fn: Any, path: str) -> Any:
         try:
@@ -101,11 +117,21 @@ class FHIRReader:
         except (ValueError, requests.RequestException) as exc:
             raise fhir_error("malformed") from exc
 
-    @staticmethod
-    def _parse(model: type[R], data: Any) -> R:
-        if not isinstance(data, dict) or data.get("resourceType") != model.resource_type:
-            raise fhir_error("malformed")
-        try:
-            return model(data, strict=True)
-        except (FHIRValidationError, TypeError, ValueError, AttributeError) as exc:
-            raise fhir_error("malformed") from exc
+
+@dataclass
+class SearchResult:
+    """A search's resources as JSON: ``matches`` of the searched type, ``included`` others, ``skipped`` entries."""
+
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    included: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _next_link(links: Any) -> str | None:
+    """Return the ``next`` link's URL (FHIR R4 Bundle.link), ignoring links that are not objects with a string url."""
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None

@@ -90,6 +90,10 @@ class Launch(BaseModel):
     prefilled_at = models.DateTimeField(null=True, blank=True)
     prefill_seconds = models.FloatField(null=True, blank=True)
     prefill_outcomes = models.JSONField(default=dict, blank=True)
+    # What pre-fill could not use: warnings naming each dropped element, and requests listed apart
+    # ({"reference", "display", "code", "reason"}) because no product fulfils them or they are not pending.
+    prefill_warnings = models.JSONField(default=list, blank=True)
+    prefill_set_aside = models.JSONField(default=list, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["expires_at"])]

@@ -1,18 +1,160 @@
-"""Turn fhirclient models into the few plain values an order needs (data minimization at read time).
+"""Turn FHIR JSON into the few plain values an order needs, leniently (data minimization at read time).
 
-Sources: FHIR R4 Patient, DeviceRequest, ServiceRequest, Coverage, Practitioner; US Core (NPI system
-``http://hl7.org/fhir/sid/us-npi``); CMS Standard Written Order elements.
+Real EHR data is imperfect: each element the order uses is parsed on its own with fhirclient's element models
+(``HumanName``, ``Address``, ``ContactPoint``, ``CodeableConcept``, ``Coding``, ``Quantity``, ``Reference``),
+so a bad element costs only that element, with a warning that names it ("Patient: address 2 could not be
+read"). Elements the order does not use (narrative ``text``, ``note``, ``reasonCode``, extensions,
+``contained``) are never parsed and never kept. Every value is then checked against the column it will fill
+(``COLUMN_LIMITS``: length, finite numbers, quantity 1 to 99); anything out of range is dropped with a warning.
+
+Sources: FHIR R4 Patient, DeviceRequest, ServiceRequest, Coverage, Practitioner, PractitionerRole and the
+datatypes above; US Core (NPI system ``http://hl7.org/fhir/sid/us-npi``); CMS Standard Written Order elements.
 """
 
 import datetime
+import functools
+import math
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from fhirclient.models.address import Address
+from fhirclient.models.coding import Coding
+from fhirclient.models.contactpoint import ContactPoint
+from fhirclient.models.fhirabstractbase import FHIRAbstractBase, FHIRValidationError
+from fhirclient.models.humanname import HumanName
+from fhirclient.models.identifier import Identifier
+from fhirclient.models.quantity import Quantity
+from fhirclient.models.reference import Reference
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
+MIN_QUANTITY, MAX_QUANTITY = 1, 99
+EARLIEST_BIRTH = datetime.date(1900, 1, 1)
+# Column sizes the extracted values must fit (orders.models.Order and the order form's ship-to fields).
+COLUMN_LIMITS = {
+    "name": 300,
+    "address_line": 200,
+    "city": 100,
+    "state": 50,
+    "postal_code": 20,
+    "country": 2,
+    "email": 254,
+    "phone": 40,
+    "payer_name": 300,
+    "member_id": 100,
+    "system": 200,
+    "code": 64,
+    "display": 300,
+    "subject": 300,
+}
+# The sub-elements read from each datatype; the rest (period, extension, assigner ...) is never parsed.
+USED = {
+    "HumanName": {"use", "text", "family", "given", "prefix"},
+    "Address": {"use", "type", "line", "city", "state", "postalCode", "country"},
+    "ContactPoint": {"system", "value", "use", "rank"},
+    "Coding": {"system", "code", "display"},
+    "Identifier": {"system", "value"},
+    "Reference": {"reference", "display"},
+    "Quantity": {"value"},
+}
+PARSE_ERRORS = (FHIRValidationError, TypeError, ValueError, AttributeError, KeyError, IndexError)
+E = TypeVar("E", bound=FHIRAbstractBase)
 
 
 class MalformedResource(ValueError):
-    """A resource parsed but lacks what the order needs in a usable shape."""
+    """A resource lacks what makes it usable at all (not a JSON object, wrong ``resourceType``, no valid ``id``)."""
+
+
+@dataclass
+class Notes:
+    """Warnings about one resource, each prefixed with its label (``"Patient"``, ``"DeviceRequest/dr1"``)."""
+
+    label: str
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        """Record ``"{label}: {text}"``."""
+        self.warnings.append(f"{self.label}: {text}")
+
+    def element(self, model: type[E], value: Any, name: str) -> E | None:
+        """Return ``value`` parsed as fhirclient element ``model`` (strictly, only the sub-elements the order
+        uses: ``USED``), or None with a warning naming it."""
+        if value is None:
+            return None
+        try:
+            if not isinstance(value, dict):
+                raise TypeError("not a JSON object")
+            used = USED.get(model.__name__)
+            return model(known_only(model, {k: v for k, v in value.items() if used is None or k in used}), strict=True)
+        except PARSE_ERRORS:
+            self.warn(f"{name} could not be read")
+            return None
+
+    def elements(self, model: type[E], value: Any, name: str) -> list[E]:
+        """Return each item of the list ``value`` parsed as ``model``; a bad item is dropped with a warning
+        naming it (``"address 2 could not be read"``). A single object where a list belongs is accepted."""
+        if value is None:
+            return []
+        items = value if isinstance(value, list) else [value]
+        named = [(item, f"{name} {n}" if len(items) > 1 else name) for n, item in enumerate(items, 1)]
+        parsed = [self.element(model, item, label) for item, label in named]
+        return [item for item in parsed if item is not None]
+
+    def text(self, value: Any, name: str, limit: int) -> str:
+        """Return ``value`` stripped when it is a string of at most ``limit`` characters; else "" with a warning."""
+        if value is None or value == "":
+            return ""
+        if not isinstance(value, str):
+            self.warn(f"{name} is not text")
+            return ""
+        value = value.strip()
+        if len(value) > limit:
+            self.warn(f"{name} is longer than {limit} characters and was not used")
+            return ""
+        return value
+
+
+@functools.cache
+def _properties(model: Any) -> dict[str, Any]:
+    """Return ``{json name: type}`` of ``model``'s elements (fhirclient ``elementProperties``)."""
+    return {jsname: kind for _, jsname, kind, *_ in model().elementProperties()}
+
+
+def known_only(model: Any, data: Any) -> Any:
+    """Return ``data`` without the keys ``model`` does not define, recursively, and without extensions.
+
+    Unknown elements and extensions are ignored (FHIR R4 "Extensibility": an application may ignore
+    extensions it does not understand; modifier extensions on resources are reported by the caller), so they
+    cannot make an element the order needs unreadable.
+    """
+    if isinstance(data, list):
+        return [known_only(model, item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    properties = _properties(model)
+    kept = {}
+    for key, value in data.items():
+        kind = properties.get(key)
+        if kind is None or key in ("extension", "modifierExtension"):
+            continue
+        nested = isinstance(kind, type) and issubclass(kind, FHIRAbstractBase)
+        kept[key] = known_only(kind, value) if nested else value
+    return kept
+
+
+def resource_check(data: Any, resource_type: str) -> dict[str, Any]:
+    """Return ``data`` when it is a ``resource_type`` JSON object with a valid FHIR ``id``.
+
+    Raises ``MalformedResource`` otherwise: without its type and id a resource cannot be referred to.
+    """
+    if not isinstance(data, dict) or data.get("resourceType") != resource_type:
+        raise MalformedResource(f"not a {resource_type}")
+    if not isinstance(data.get("id"), str) or not FHIR_ID.fullmatch(data["id"]):
+        raise MalformedResource(f"{resource_type} without a valid id")
+    return data
 
 
 @dataclass(frozen=True)
@@ -34,12 +176,18 @@ class RequestInfo:
     status: str
     codings: list[tuple[str, str, str]] = field(default_factory=list)
     text: str = ""
-    quantity: int = 1
+    quantity: int | None = None
     subject: str = ""
+
+    @property
+    def resource_type(self) -> str:
+        """Return ``DeviceRequest`` or ``ServiceRequest``."""
+        return self.reference.partition("/")[0]
 
     def patient_matches(self, patient_id: str) -> bool:
         """Return True when the request's subject is ``Patient/<patient_id>`` (relative or absolute)."""
-        return self.subject.rstrip("/").endswith(f"Patient/{patient_id}")
+        subject = self.subject.rstrip("/")
+        return subject == f"Patient/{patient_id}" or subject.endswith(f"/Patient/{patient_id}")
 
     @property
     def display(self) -> str:
@@ -63,83 +211,177 @@ class PractitionerInfo:
     npi: str
 
 
-def human_name(names: list[Any] | None) -> str:
-    """Return ``"Given Middle Family"`` from the official/usual HumanName, else the first one."""
+def human_name(names: list[HumanName]) -> str:
+    """Return ``"Given Middle Family"`` from the official/usual HumanName, else the first one ("" for none)."""
     if not names:
         return ""
     chosen = next((n for n in names if n.use in ("official", "usual")), names[0])
     if chosen.text:
-        return str(chosen.text)
+        return str(chosen.text).strip()
     given = [g for g in (chosen.given or []) if g != chosen.family]
-    return " ".join([*(chosen.prefix or []), *given, chosen.family or ""]).strip()
+    return " ".join(part for part in [*(chosen.prefix or []), *given, chosen.family or ""] if part).strip()
 
 
-def _address(addresses: list[Any] | None) -> dict[str, Any]:
-    if not addresses:
-        return {}
+def _address(notes: Notes, value: Any) -> dict[str, Any]:
+    addresses = notes.elements(Address, value, "address")
     usable = [a for a in addresses if a.use != "old" and a.type != "postal"] or addresses
+    if not usable:
+        return {}
     chosen = next((a for a in usable if a.use == "home"), usable[0])
+    limit = COLUMN_LIMITS
+    lines = [notes.text(line, "address line", limit["address_line"]) for line in (chosen.line or [])]
+    country = notes.text(chosen.country, "address country", 60).upper()
+    if country in ("USA", "UNITED STATES", "UNITED STATES OF AMERICA"):
+        country = "US"
+    if country and not re.fullmatch(r"[A-Z]{2}", country):
+        notes.warn("address country is not a two-letter code; US assumed")
+        country = ""
     return {
-        "line": list(chosen.line or []),
-        "city": chosen.city or "",
-        "state": chosen.state or "",
-        "postal_code": chosen.postalCode or "",
-        "country": chosen.country or "US",
+        "line": [line for line in lines if line][:2],
+        "city": notes.text(chosen.city, "address city", limit["city"]),
+        "state": notes.text(chosen.state, "address state", limit["state"]),
+        "postal_code": notes.text(chosen.postalCode, "address postal code", limit["postal_code"]),
+        "country": country or "US",
     }
 
 
-def _telecom(points: list[Any] | None, system: str) -> str:
-    values = [p for p in (points or []) if p.system == system and p.value]
-    preferred = sorted(values, key=lambda p: (p.rank or 99, p.use != "mobile"))
-    return str(preferred[0].value) if preferred else ""
+def _telecom(notes: Notes, points: list[ContactPoint], system: str) -> str:
+    values = [p for p in points if p.system == system and isinstance(p.value, str) and p.value.strip()]
+    for point in sorted(values, key=lambda p: (p.rank or 99, p.use != "mobile")):
+        value = notes.text(point.value, system, COLUMN_LIMITS[system])
+        if system == "email" and value:
+            try:
+                validate_email(value)
+            except ValidationError:
+                notes.warn("email is not a valid address and was not used")
+                continue
+        if value:
+            return value
+    return ""
 
 
-def patient_info(patient: Any) -> PatientInfo:
-    """Return the order's patient fields from a fhirclient ``Patient``."""
-    birth = patient.birthDate.date if patient.birthDate else None
+def _birth_date(notes: Notes, value: Any) -> datetime.date | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?", value):
+        notes.warn("birth date could not be read")
+        return None
+    if len(value) < 10:
+        notes.warn("birth date is incomplete (year or month only)")
+        return None
+    try:
+        born = datetime.date.fromisoformat(value)
+    except ValueError:
+        notes.warn("birth date could not be read")
+        return None
+    if not EARLIEST_BIRTH <= born <= datetime.date.today():
+        notes.warn("birth date is out of range and was not used")
+        return None
+    return born
+
+
+def patient_info(data: dict[str, Any], notes: Notes) -> PatientInfo:
+    """Return the order's patient fields from Patient JSON (checked with ``resource_check``)."""
+    name = human_name(notes.elements(HumanName, data.get("name"), "name"))
+    if len(name) > COLUMN_LIMITS["name"]:
+        notes.warn(f"name is longer than {COLUMN_LIMITS['name']} characters and was not used")
+        name = ""
+    points = notes.elements(ContactPoint, data.get("telecom"), "telecom")
     return PatientInfo(
-        name=human_name(patient.name),
-        birth_date=birth if isinstance(birth, datetime.date) else None,
-        address=_address(patient.address),
-        email=_telecom(patient.telecom, "email"),
-        phone=_telecom(patient.telecom, "phone"),
+        name=name,
+        birth_date=_birth_date(notes, data.get("birthDate")),
+        address=_address(notes, data.get("address")),
+        email=_telecom(notes, points, "email"),
+        phone=_telecom(notes, points, "phone"),
     )
 
 
-def request_info(request: Any) -> RequestInfo:
-    """Return a ``RequestInfo`` from a fhirclient ``DeviceRequest`` or ``ServiceRequest``."""
-    concept = getattr(request, "codeCodeableConcept", None) or getattr(request, "code", None)
-    if concept is not None and not hasattr(concept, "coding"):
-        concept = None  # DeviceRequest.codeReference: no codes to map
-    codings = [(c.system or "", c.code or "", c.display or "") for c in (concept.coding or [])] if concept else []
-    quantity = 1
-    value = getattr(getattr(request, "quantityQuantity", None), "value", None)
-    if value is not None:
-        if value <= 0:
-            raise MalformedResource("quantity must be positive")
-        quantity = int(value)
+def _codings(notes: Notes, value: Any) -> tuple[list[tuple[str, str, str]], str]:
+    """Return ``([(system, code, display)], text)`` from a CodeableConcept, coding by coding."""
+    if value is None:
+        return [], ""
+    if not isinstance(value, dict):
+        notes.warn("code could not be read")
+        return [], ""
+    raw_text = value.get("text")
+    text = raw_text if isinstance(raw_text, str) else ""
+    found = []
+    for coding in notes.elements(Coding, value.get("coding"), "code coding"):
+        if not (coding.system and coding.code):
+            notes.warn("a coding without both a system and a code was skipped")
+            continue
+        system = notes.text(coding.system, "code system", COLUMN_LIMITS["system"])
+        code = notes.text(coding.code, "code", COLUMN_LIMITS["code"])
+        if system and code:
+            found.append((system, code, (coding.display or "").strip()[: COLUMN_LIMITS["display"]]))
+    return found, text.strip()[: COLUMN_LIMITS["display"]]
+
+
+def _quantity(notes: Notes, data: dict[str, Any]) -> int | None:
+    """Return ServiceRequest ``quantityQuantity.value`` as a whole number 1 to 99, or None (use the default)."""
+    quantity = notes.element(Quantity, data.get("quantityQuantity"), "quantity")
+    value = quantity.value if quantity is not None else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        notes.warn("quantity is not a number; the catalog default was used")
+        return None
+    if value != int(value) or not MIN_QUANTITY <= value <= MAX_QUANTITY:
+        notes.warn(f"quantity {value:g} is not a whole number from {MIN_QUANTITY} to {MAX_QUANTITY}; default used")
+        return None
+    return int(value)
+
+
+def request_info(data: dict[str, Any], notes: Notes) -> RequestInfo:
+    """Return a ``RequestInfo`` from DeviceRequest or ServiceRequest JSON (checked with ``resource_check``)."""
+    kind = data["resourceType"]
+    if kind == "DeviceRequest" and data.get("codeReference") is not None and data.get("codeCodeableConcept") is None:
+        codings: list[tuple[str, str, str]] = []
+        text = ""
+        notes.warn("the device is a reference, not a code; pick a product")
+    else:
+        codings, text = _codings(notes, data.get("codeCodeableConcept" if kind == "DeviceRequest" else "code"))
+    subject = notes.element(Reference, data.get("subject"), "subject")
+    raw_status = data.get("status")
+    status = raw_status if isinstance(raw_status, str) else ""
     return RequestInfo(
-        reference=f"{request.resource_type}/{request.id}",
-        status=request.status or "",
+        reference=f"{kind}/{data['id']}",
+        status=status[:20],
         codings=codings,
-        text=(concept.text or "") if concept else "",
-        quantity=quantity,
-        subject=(request.subject.reference or "") if request.subject else "",
+        text=text,
+        quantity=_quantity(notes, data) if kind == "ServiceRequest" else None,
+        subject=notes.text(subject.reference, "subject", COLUMN_LIMITS["subject"]) if subject else "",
     )
 
 
-def coverage_info(coverages: list[Any]) -> CoverageInfo | None:
-    """Return payer and member id from the first active Coverage, or None when there is none."""
-    active = [c for c in coverages if c.status == "active"]
+def coverage_info(coverages: list[dict[str, Any]], notes: Notes) -> CoverageInfo | None:
+    """Return payer and member id from the first active Coverage JSON, or None when there is none."""
+    active = [c for c in coverages if c.get("status") == "active"]
     if not active:
         return None
     coverage = active[0]
-    payer = next((p.display for p in (coverage.payor or []) if p.display), "")
-    plan = next((c.name or c.value for c in (coverage.class_fhir or []) if c.name or c.value), "")
-    return CoverageInfo(payer_name=payer or plan or "Coverage on file", member_id=coverage.subscriberId or "")
+    payors = notes.elements(Reference, coverage.get("payor"), "payor")
+    payer: Any = next((p.display.strip() for p in payors if isinstance(p.display, str) and p.display.strip()), "")
+    if not payer:
+        raw_classes = coverage.get("class")
+        classes = [c for c in raw_classes if isinstance(c, dict)] if isinstance(raw_classes, list) else []
+        payer = next((c.get("name") or c.get("value") for c in classes if c.get("name") or c.get("value")), "")
+    payer = notes.text(payer, "payer name", COLUMN_LIMITS["payer_name"])
+    if not payer:
+        notes.warn("payer name missing")
+    member = notes.text(coverage.get("subscriberId"), "member id", COLUMN_LIMITS["member_id"])
+    return CoverageInfo(payer_name=payer or "Coverage on file", member_id=member)
 
 
-def practitioner_info(practitioner: Any) -> PractitionerInfo:
-    """Return name and NPI from a fhirclient ``Practitioner``."""
-    npi = next((i.value for i in (practitioner.identifier or []) if i.system == NPI_SYSTEM and i.value), "")
-    return PractitionerInfo(name=human_name(practitioner.name), npi=npi or "")
+def practitioner_info(data: dict[str, Any], notes: Notes) -> PractitionerInfo:
+    """Return name and NPI (ten digits, else dropped with a warning) from Practitioner JSON."""
+    name = human_name(notes.elements(HumanName, data.get("name"), "name"))
+    if len(name) > COLUMN_LIMITS["name"]:
+        notes.warn(f"name is longer than {COLUMN_LIMITS['name']} characters and was not used")
+        name = ""
+    identifiers = notes.elements(Identifier, data.get("identifier"), "identifier")
+    npi = next((str(i.value).strip() for i in identifiers if i.system == NPI_SYSTEM and i.value), "")
+    if npi and not re.fullmatch(r"\d{10}", npi):
+        notes.warn("NPI is not ten digits and was not used")
+        npi = ""
+    return PractitionerInfo(name=name, npi=npi)

@@ -1,13 +1,17 @@
-"""Pre-fill: read what an order needs from the EHR, concurrently, and keep only the fields it needs.
+"""Pre-fill reads: everything an order needs from the EHR in one round of concurrent reads, kept as plain values.
 
-Reads (FHIR R4, with ``_elements`` so the EHR sends only what is used): Patient (name, birth date,
-address, telecom), the DeviceRequest/ServiceRequest in the launch's ``fhirContext`` or else the patient's
-``draft``/``active`` ones, Coverage, and the Practitioner named by ``fhirUser``. Each failed read becomes a
-warning; the rest of the form still fills, and the clinician enters what is missing.
+Reads (FHIR R4, with ``_elements`` so the EHR sends only what is used), all started at once after the token
+exchange: Patient (name, birth date, address, telecom), the DeviceRequest/ServiceRequest in the launch's
+``fhirContext`` or else the patient's ``draft``/``active`` ones, Coverage, and the user named by ``fhirUser``
+(a Practitioner read, or a PractitionerRole search with ``_include=PractitionerRole:practitioner``).
+A failed read becomes an outcome code; a bad element or Bundle entry becomes a warning that names it
+(``orders.extract``); the rest of the form still fills and the clinician enters what is missing.
 """
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +20,12 @@ from fhirclient.models.coverage import Coverage
 from fhirclient.models.devicerequest import DeviceRequest
 from fhirclient.models.patient import Patient
 from fhirclient.models.practitioner import Practitioner
+from fhirclient.models.practitionerrole import PractitionerRole
 from fhirclient.models.servicerequest import ServiceRequest
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.ehr.errors import FHIRError
-from healthcommerce.ehr.fhir import FHIRReader
+from healthcommerce.ehr.fhir import FHIRReader, SearchResult
 from healthcommerce.ehr.models import Launch
 from healthcommerce.orders import extract
 
@@ -35,104 +40,181 @@ ELEMENTS = {
 }
 REQUEST_MODELS: dict[str, Any] = {"DeviceRequest": DeviceRequest, "ServiceRequest": ServiceRequest}
 PENDING = "draft,active"
+SIGNER_TYPES = ("Practitioner", "PractitionerRole")
+MAX_READERS = 6
 
 
 @dataclass
 class Prefill:
-    """What pre-fill found: plain values only (no FHIR objects), plus per-read outcomes for audit and display."""
+    """What pre-fill found: plain values only (no FHIR objects), per-read outcomes, and warnings.
+
+    ``outcomes`` maps a read label (``"Patient"``, ``"DeviceRequest/dr1"``) to ``"success"`` or a
+    ``FHIRError`` code; ``warnings`` are user-facing lines naming each element that could not be used.
+    """
 
     patient: extract.PatientInfo | None = None
     requests: list[extract.RequestInfo] = field(default_factory=list)
     coverage: extract.CoverageInfo | None = None
     practitioner: extract.PractitionerInfo | None = None
-    outcomes: dict[str, str] = field(default_factory=dict)  # read label -> "success" or FHIRError code
+    outcomes: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass
+class _Read:
+    """One read to run: its audit target and a callable returning ``(value, warnings)``."""
+
+    target: str
+    run: Callable[[], tuple[Any, list[str]]]
+
+
+def user_reference(fhir_user: str) -> tuple[str, str] | None:
+    """Return ``(type, id)`` of a ``fhirUser`` URL (relative or absolute, SMART 2.2 "fhirUser"), or None."""
+    parts = fhir_user.rstrip("/").split("/")
+    if len(parts) < 2 or not extract.FHIR_ID.fullmatch(parts[-1]):
+        return None
+    return parts[-2], parts[-1]
+
+
+def can_sign(fhir_user: str) -> bool:
+    """Return True when ``fhirUser`` is a Practitioner or PractitionerRole: only they sign orders."""
+    kind = user_reference(fhir_user)
+    return kind is not None and kind[0] in SIGNER_TYPES
 
 
 def _context_requests(launch: Launch) -> list[tuple[str, str]]:
     refs = []
     for item in launch.fhir_context:
-        ref = str(item.get("reference", ""))
-        kind, _, rid = ref.partition("/")
-        if kind in REQUEST_MODELS and rid:
+        kind, _, rid = str(item.get("reference", "")).partition("/")
+        if kind in REQUEST_MODELS and extract.FHIR_ID.fullmatch(rid):
             refs.append((kind, rid))
     return refs
 
 
-def _practitioner_id(fhir_user: str) -> str | None:
-    parts = fhir_user.rstrip("/").split("/")
-    return parts[-1] if len(parts) >= 2 and parts[-2] == "Practitioner" else None
+def _one(data: dict[str, Any], kind: str, parse: Callable[..., Any]) -> tuple[Any, list[str]]:
+    """Check and parse one resource; a resource without a usable type and id is a malformed read."""
+    try:
+        extract.resource_check(data, kind)
+    except extract.MalformedResource as exc:
+        raise FHIRError(str(exc), code="malformed") from exc
+    notes = extract.Notes(f"{kind}/{data['id']}" if kind in REQUEST_MODELS else kind)
+    if data.get("modifierExtension") and kind in REQUEST_MODELS:
+        notes.warn("has a modifier extension this app does not understand: check the request in the EHR")
+    return parse(data, notes), notes.warnings
 
 
-def _jobs(launch: Launch, reader: FHIRReader) -> dict[str, tuple[str, Any]]:
-    """Return ``{label: (audit target, callable)}`` for every read pre-fill makes."""
+def _requests(result: SearchResult, kind: str) -> tuple[list[extract.RequestInfo], list[str]]:
+    """Parse each matched request on its own: a bad entry costs only that entry."""
+    found, warnings = [], []
+    if result.skipped:
+        warnings.append(f"{kind} search: {result.skipped} entries could not be read")
+    for data in result.matches:
+        try:
+            info, notes = _one(data, kind, extract.request_info)
+        except FHIRError:
+            warnings.append(f"{kind} search: an entry without a valid id was skipped")
+            continue
+        found.append(info)
+        warnings.extend(notes)
+    return found, warnings
+
+
+def _coverage(result: SearchResult) -> tuple[extract.CoverageInfo | None, list[str]]:
+    usable = [c for c in result.matches if isinstance(c.get("id"), str)]
+    notes = extract.Notes("Coverage")
+    if result.skipped:
+        notes.warn(f"{result.skipped} entries could not be read")
+    return extract.coverage_info(usable, notes), notes.warnings
+
+
+def _practitioner_role(result: SearchResult) -> tuple[extract.PractitionerInfo | None, list[str]]:
+    """Return the practitioner ``_include``d with a PractitionerRole search (FHIR R4 search ``_include``)."""
+    practitioners = [r for r in result.included if r.get("resourceType") == "Practitioner"]
+    if not practitioners:
+        return None, ["Practitioner: the EHR did not include the practitioner of your role; enter the order by hand"]
+    return _one(practitioners[0], "Practitioner", extract.practitioner_info)
+
+
+def _reads(launch: Launch, reader: FHIRReader) -> dict[str, _Read]:
+    """Return ``{label: _Read}`` for every read pre-fill makes; all of them run concurrently."""
     pid = launch.patient_id
-    jobs: dict[str, tuple[str, Any]] = {
-        "Patient": (
+    reads = {
+        "Patient": _Read(
             f"Patient/{pid}",
-            lambda: extract.patient_info(reader.read(Patient, pid, elements=ELEMENTS["Patient"])),
+            lambda: _one(reader.read(Patient, pid, elements=ELEMENTS["Patient"]), "Patient", extract.patient_info),
         ),
-        "Coverage": (
+        "Coverage": _Read(
             f"Coverage?beneficiary={pid}",
-            lambda: extract.coverage_info(reader.search(Coverage, {"beneficiary": pid}, elements=ELEMENTS["Coverage"])),
+            lambda: _coverage(reader.search(Coverage, {"beneficiary": pid}, elements=ELEMENTS["Coverage"])),
         ),
     }
     named = _context_requests(launch)
     for kind, rid in named:
-        jobs[f"{kind}/{rid}"] = (
-            f"{kind}/{rid}",
-            lambda m=REQUEST_MODELS[kind], r=rid, k=kind: [
-                extract.request_info(reader.read(m, r, elements=ELEMENTS[k]))
-            ],
-        )
-    for kind, model in [] if named else REQUEST_MODELS.items():
-        params = {"patient": pid, "status": PENDING}
-        jobs[kind] = (
-            f"{kind}?patient={pid}&status={PENDING}",
-            lambda m=model, p=params, k=kind: [
-                extract.request_info(r) for r in reader.search(m, p, elements=ELEMENTS[k])
-            ],
-        )
-    practitioner_id = _practitioner_id(launch.fhir_user)
-    if practitioner_id:
-        jobs["Practitioner"] = (
-            f"Practitioner/{practitioner_id}",
-            lambda: extract.practitioner_info(
-                reader.read(Practitioner, practitioner_id, elements=ELEMENTS["Practitioner"])
+        reads[f"{kind}/{rid}"] = _Read(f"{kind}/{rid}", functools.partial(_named_request, reader, kind, rid))
+    for kind in [] if named else REQUEST_MODELS:
+        reads[kind] = _Read(f"{kind}?patient={pid}&status={PENDING}", functools.partial(_pending, reader, kind, pid))
+    user = user_reference(launch.fhir_user)
+    if user and user[0] == "Practitioner":
+        reads["Practitioner"] = _Read(
+            f"Practitioner/{user[1]}",
+            lambda: _one(
+                reader.read(Practitioner, user[1], elements=ELEMENTS["Practitioner"]),
+                "Practitioner",
+                extract.practitioner_info,
             ),
         )
-    return jobs
+    elif user and user[0] == "PractitionerRole":
+        params = {"_id": user[1], "_include": "PractitionerRole:practitioner"}
+        reads["Practitioner"] = _Read(
+            f"PractitionerRole/{user[1]}", lambda: _practitioner_role(reader.search(PractitionerRole, params))
+        )
+    return reads
 
 
-def _run(label: str, target: str, job: Any) -> tuple[str, str, Any, str]:
+def _named_request(reader: FHIRReader, kind: str, rid: str) -> tuple[list[extract.RequestInfo], list[str]]:
+    """Read the request named in ``fhirContext``."""
+    data = reader.read(REQUEST_MODELS[kind], rid, elements=ELEMENTS[kind])
+    info, warnings = _one(data, kind, extract.request_info)
+    return [info], warnings
+
+
+def _pending(reader: FHIRReader, kind: str, pid: str) -> tuple[list[extract.RequestInfo], list[str]]:
+    """Search the patient's draft and active requests of ``kind``."""
+    params = {"patient": pid, "status": PENDING}
+    return _requests(reader.search(REQUEST_MODELS[kind], params, elements=ELEMENTS[kind]), kind)
+
+
+def _run(label: str, read: _Read) -> tuple[str, Any, list[str], str]:
     try:
-        return label, target, job(), "success"
+        value, warnings = read.run()
     except FHIRError as exc:
-        return label, target, None, exc.code
-    except extract.MalformedResource:
-        return label, target, None, "malformed"
+        return label, None, [], exc.code
+    return label, value, warnings, "success"
 
 
-def prefill_gather(*, launch: Launch) -> Prefill:
-    """Read everything the order form needs, concurrently; audit each read (one row per read).
+def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefill:
+    """Read everything the order form needs in one round of concurrent reads; audit each read (one row each).
 
-    Never raises for an EHR failure: each failed read is recorded in ``Prefill.outcomes``.
+    ``access_token`` overrides the launch's stored token (after a refresh). Never raises for an EHR failure
+    or bad data: each failed read is an outcome code, each unusable element a warning.
     """
     started = time.monotonic()
-    reader = FHIRReader(iss=launch.site.iss, access_token=launch.access_token)
-    jobs = _jobs(launch, reader)
-    with ThreadPoolExecutor(max_workers=min(6, len(jobs))) as pool:
-        results = list(pool.map(lambda item: _run(item[0], *item[1]), jobs.items()))
+    reader = FHIRReader(iss=launch.site.iss, access_token=access_token or launch.access_token)
+    reads = _reads(launch, reader)
+    with ThreadPoolExecutor(max_workers=min(MAX_READERS, len(reads))) as pool:
+        results = list(pool.map(lambda item: _run(*item), reads.items()))
     found = Prefill(seconds=time.monotonic() - started)
-    for label, target, value, outcome in results:
+    for label, value, warnings, outcome in results:
         audit_record(
             actor=launch.fhir_user or "unknown",
             action="fhir.read",
-            target=target,
+            target=reads[label].target,
             where=launch.site.iss,
             outcome=outcome,
         )
         found.outcomes[label] = outcome
+        found.warnings.extend(warnings)
         if value is None:
             continue
         if label == "Patient":
@@ -142,6 +224,16 @@ def prefill_gather(*, launch: Launch) -> Prefill:
         elif label == "Practitioner":
             found.practitioner = value
         else:
-            found.requests.extend(r for r in value if r.patient_matches(launch.patient_id))
-    logger.info("Pre-fill for launch %s took %.3f s (%d reads)", launch.pk, found.seconds, len(jobs))
+            for request in value:
+                if request.patient_matches(launch.patient_id):
+                    found.requests.append(request)
+                else:
+                    found.warnings.append(f"{request.reference}: is not for this patient and was not used")
+    logger.info(
+        "Pre-fill for launch %s took %.3f s (%d reads, %d warnings)",
+        launch.pk,
+        found.seconds,
+        len(reads),
+        len(found.warnings),
+    )
     return found

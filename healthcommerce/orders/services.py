@@ -5,7 +5,6 @@ Sign-off writes the order and its outbox row in one transaction (docs/reliabilit
 
 import hashlib
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -13,13 +12,14 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import Product
-from healthcommerce.catalog.selectors import mapping_for_codes
+from healthcommerce.catalog.selectors import request_orderability
 from healthcommerce.ehr.models import Launch
+from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
 from healthcommerce.fulfillment.services import outbox_enqueue
 from healthcommerce.orders.errors import OrderImmutable, OrderIncomplete
 from healthcommerce.orders.extract import RequestInfo
 from healthcommerce.orders.models import Order
-from healthcommerce.orders.prefill import Prefill
+from healthcommerce.orders.prefill import Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_transition
 
 EDITABLE = (
@@ -34,9 +34,10 @@ EDITABLE = (
     "payer_member_id",
 )
 SHIP_TO_REQUIRED = ("line", "city", "state", "postal_code")
+PENDING_STATUSES = ("draft", "active")
 
 
-def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None) -> dict[str, Any]:
+def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None, mapping: Any) -> dict[str, Any]:
     patient, coverage, practitioner = found.patient, found.coverage, found.practitioner
     fields: dict[str, Any] = {
         "patient_name": patient.name if patient else "",
@@ -52,35 +53,58 @@ def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None) -
     }
     if request is not None:
         system, code, _ = request.codings[0] if request.codings else ("", "", "")
-        mapping = mapping_for_codes(site=launch.site, codings=[(s, c) for s, c, _ in request.codings])
+        if mapping is not None:
+            system, code = mapping.system, mapping.code
+        default = mapping.default_quantity if mapping else 1
         fields |= {
             "request_reference": request.reference,
             "request_system": system,
             "request_code": code,
             "request_display": request.display[:300],
             "product": mapping.product if mapping else None,
-            "quantity": request.quantity if request.quantity > 1 or not mapping else mapping.default_quantity,
+            "quantity": request.quantity or default,
         }
     return fields
 
 
-@transaction.atomic
-def order_drafts_create(*, launch: Launch, found: Prefill) -> list[Order]:
-    """Create (or refresh) one draft order per pending request found; one blank draft when none was found.
+def _set_aside(request: RequestInfo, reason: str) -> dict[str, str]:
+    """Return the JSON kept on the launch for a request listed apart (``Launch.prefill_set_aside``)."""
+    code = request.codings[0][1] if request.codings else ""
+    return {"reference": request.reference, "display": request.display[:300], "code": code, "reason": reason}
 
-    A request that already has a signed (or later) order at this site gets no new draft; a draft from an
-    earlier launch for the same request is refreshed and moved to this launch. Returns the drafts of this
-    launch, oldest first.
+
+@transaction.atomic
+def order_drafts_create(*, launch: Launch, found: Prefill) -> list[dict[str, str]]:
+    """Create (or refresh) one draft order per pending, orderable request found; one blank draft when none was found.
+
+    A request that is not pending (status other than draft/active) or that no product fulfils
+    (``catalog.selectors.request_orderability``: home-health visits, transport ...) gets no draft and is
+    returned in the set-aside list (``[{"reference", "display", "code", "reason"}]``). A request that already
+    has a signed (or later) order at this site gets no new draft; a draft from an earlier launch for the same
+    request is refreshed and moved to this launch.
     """
-    requests: Iterable[RequestInfo | None] = found.requests or [None]
-    for request in requests:
+    set_aside: list[dict[str, str]] = []
+    drafts: list[tuple[RequestInfo | None, Any]] = [] if found.requests else [(None, None)]
+    for found_request in found.requests:
+        if found_request.status not in PENDING_STATUSES:
+            shown = found_request.status or "unknown"
+            reason = f"Its status in the EHR is '{shown}': there is nothing to order."
+            set_aside.append(_set_aside(found_request, reason))
+            continue
+        codings = [(s, c) for s, c, _ in found_request.codings]
+        verdict = request_orderability(site=launch.site, resource_type=found_request.resource_type, codings=codings)
+        if verdict.orderable:
+            drafts.append((found_request, verdict.mapping))
+        else:
+            set_aside.append(_set_aside(found_request, verdict.reason))
+    for request, mapping in drafts:
         reference = request.reference if request else ""
         existing = Order.objects.filter(
             site=launch.site, patient_fhir_id=launch.patient_id, request_reference=reference
         ).exclude(status=Order.Status.CANCELLED)
         if reference and existing.exclude(status=Order.Status.DRAFT).exists():
             continue
-        fields = _draft_fields(launch, found, request)
+        fields = _draft_fields(launch, found, request, mapping)
         # A draft left by an earlier launch for the same request moves to this launch instead of doubling.
         draft = existing.filter(status=Order.Status.DRAFT).first() if reference else None
         if draft is None:
@@ -96,7 +120,60 @@ def order_drafts_create(*, launch: Launch, found: Prefill) -> list[Order]:
             for name, value in fields.items():
                 setattr(draft, name, value)
             draft.save(update_fields=[*fields, "updated_at"])
-    return list(Order.objects.filter(launch=launch, status=Order.Status.DRAFT).order_by("created_at"))
+    return set_aside
+
+
+def _gather(launch: Launch) -> Prefill:
+    """Gather with a usable token; after a 401, refresh once (when the EHR granted a refresh token) and retry.
+
+    Raises ``ReauthorizationNeeded`` when the token has expired and cannot be refreshed.
+    """
+    found = prefill_gather(launch=launch, access_token=launch_access_token(launch))
+    if "unauthorized" in found.outcomes.values() and launch.refresh_token:
+        found = prefill_gather(launch=launch, access_token=launch_token_refresh(launch, force=True))
+    return found
+
+
+def _record_prefill(launch: Launch, found: Prefill, set_aside: list[dict[str, str]]) -> None:
+    launch.prefilled_at = timezone.now()
+    launch.prefill_outcomes, launch.prefill_seconds = found.outcomes, found.seconds
+    launch.prefill_warnings, launch.prefill_set_aside = found.warnings[:100], set_aside
+    fields = ["prefilled_at", "prefill_outcomes", "prefill_seconds", "prefill_warnings", "prefill_set_aside"]
+    launch.save(update_fields=[*fields, "updated_at"])
+
+
+def launch_prefill(*, launch: Launch) -> bool:
+    """Pre-fill a launch once: read the EHR (``prefill_gather``), then create the drafts and mark the launch
+    pre-filled in one transaction. Returns False when it was already pre-filled.
+
+    The reads run before the transaction (no lock is held across EHR round trips); under the launch's row lock
+    the mark is re-checked, so two concurrent first visits make one set of drafts. A failure rolls the whole
+    transaction back, leaving the launch unmarked, so the next visit retries. Raises ``ReauthorizationNeeded``.
+    """
+    if launch.prefilled_at is not None:
+        return False
+    found = _gather(launch)
+    with transaction.atomic():
+        locked = Launch.objects.select_for_update().select_related("site").get(pk=launch.pk)
+        if locked.prefilled_at is not None:
+            return False
+        _record_prefill(locked, found, order_drafts_create(launch=locked, found=found))
+    launch.refresh_from_db()
+    return True
+
+
+def launch_reread(*, launch: Launch) -> None:
+    """Read the EHR again for a launch already pre-filled ("re-read from the EHR"): refresh its drafts, warnings
+    and set-aside list from the current EHR data. Signed orders are untouched.
+
+    Refreshes an expired access token first (``ehr.tokens``); raises ``ReauthorizationNeeded`` when it cannot,
+    and the drafts stay as they are.
+    """
+    found = _gather(launch)
+    with transaction.atomic():
+        locked = Launch.objects.select_for_update().select_related("site").get(pk=launch.pk)
+        _record_prefill(locked, found, order_drafts_create(launch=locked, found=found))
+    launch.refresh_from_db()
 
 
 def order_missing(order: Order) -> list[str]:
@@ -178,6 +255,11 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
     locked = Order.objects.select_for_update(of=("self",)).select_related("product", "site").get(pk=order.pk)
     if locked.status != Order.Status.DRAFT:
         raise OrderImmutable()
+    if not can_sign(launch.fhir_user):
+        raise OrderIncomplete(
+            "Only a practitioner can sign orders: launch the app from the EHR as the ordering practitioner.",
+            code="not_a_practitioner",
+        )
     if locked.practitioner_reference != launch.fhir_user:
         raise OrderIncomplete("Only the practitioner who launched the app can sign this order.", code="wrong_signer")
     missing = order_missing(locked)

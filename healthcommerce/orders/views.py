@@ -13,7 +13,6 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -25,32 +24,37 @@ from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.services import launch_access
 from healthcommerce.orders.forms import OrderForm
 from healthcommerce.orders.models import Order
-from healthcommerce.orders.prefill import prefill_gather
+from healthcommerce.orders.prefill import can_sign
 from healthcommerce.orders.selectors import order_access, orders_for_patient
-from healthcommerce.orders.services import order_drafts_create, order_missing, order_sign, order_update_draft
+from healthcommerce.orders.services import (
+    launch_prefill,
+    launch_reread,
+    order_missing,
+    order_sign,
+    order_update_draft,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def _prefill_once(launch: Launch) -> None:
-    claimed = Launch.objects.filter(pk=launch.pk, prefilled_at__isnull=True).update(prefilled_at=timezone.now())
-    if not claimed:
-        return
-    found = prefill_gather(launch=launch)
-    order_drafts_create(launch=launch, found=found)
-    launch.prefill_outcomes, launch.prefill_seconds = found.outcomes, found.seconds
-    launch.save(update_fields=["prefill_outcomes", "prefill_seconds", "updated_at"])
-
-
 def _warnings(launch: Launch) -> list[str]:
-    return [
+    failed = [
         f"{label}: {fhir_error(code).message}" for label, code in launch.prefill_outcomes.items() if code != "success"
     ]
+    return failed + list(launch.prefill_warnings)
 
 
 def _context(launch: Launch, **extra: Any) -> dict[str, Any]:
     drafts = Order.objects.filter(launch=launch, status=Order.Status.DRAFT).select_related("product")
-    return {"launch": launch, "drafts": drafts, "warnings": _warnings(launch), "banner": _banner(launch), **extra}
+    return {
+        "launch": launch,
+        "drafts": drafts,
+        "set_aside": launch.prefill_set_aside,
+        "warnings": _warnings(launch),
+        "banner": _banner(launch),
+        "can_sign": can_sign(launch.fhir_user),
+        **extra,
+    }
 
 
 def _banner(launch: Launch) -> dict[str, Any] | None:
@@ -63,10 +67,12 @@ def _banner(launch: Launch) -> dict[str, Any] | None:
 @never_cache
 @require_http_methods(["GET"])
 def launch_home(request: HttpRequest, launch_id: UUID) -> HttpResponse:
-    """Pre-fill on the first visit, then list this launch's drafts and the patient's earlier orders with status."""
+    """Pre-fill on the first visit, then list this launch's drafts, the requests set apart (not ordered through
+    this app) and the patient's earlier orders. A single draft with nothing else to show opens directly,
+    unless ``?all=1``."""
     try:
         launch = launch_access(launch_id=launch_id, session=request.session)
-        _prefill_once(launch)
+        launch_prefill(launch=launch)
     except HealthcommerceError as exc:
         return render_error(request, exc)
     audit_record(
@@ -77,7 +83,8 @@ def launch_home(request: HttpRequest, launch_id: UUID) -> HttpResponse:
     )
     context = _context(launch, previous=orders_for_patient(launch=launch))
     drafts = list(context["drafts"])
-    if len(drafts) == 1 and not context["previous"] and not context["warnings"]:
+    alone = not (context["previous"] or context["warnings"] or context["set_aside"] or request.GET.get("all"))
+    if len(drafts) == 1 and alone:
         return HttpResponseRedirect(reverse("orders:order", kwargs={"launch_id": launch.pk, "order_id": drafts[0].pk}))
     return render(request, "orders/launch.html", context)
 
@@ -96,6 +103,8 @@ def order_page(request: HttpRequest, launch_id: UUID, order_id: UUID) -> HttpRes
     )
     if order.status != Order.Status.DRAFT:
         return render(request, "orders/detail.html", _context(launch, order=order, events=order.events.all()))
+    if request.method == "POST" and request.POST.get("action") == "reread":
+        return _reread(request, launch)
     form = OrderForm(request.POST or None, initial=OrderForm.initial_for(order))
     if request.method == "POST" and form.is_valid():
         try:
@@ -109,3 +118,14 @@ def order_page(request: HttpRequest, launch_id: UUID, order_id: UUID) -> HttpRes
         else:
             return HttpResponseRedirect(request.path)
     return render(request, "orders/form.html", _context(launch, order=order, form=form, missing=order_missing(order)))
+
+
+def _reread(request: HttpRequest, launch: Launch) -> HttpResponse:
+    """Read the EHR again (refreshing an expired token); without a way to refresh, say to relaunch, keep drafts."""
+    try:
+        launch_reread(launch=launch)
+    except HealthcommerceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Read again from the EHR.")
+    return HttpResponseRedirect(request.path)

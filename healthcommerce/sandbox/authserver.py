@@ -6,22 +6,33 @@
 - ``SandboxCodeChallenge``: PKCE with S256 only, required for every client (SMART 2.2 "Considerations for PKCE").
 - ``SandboxClientAssertion``: ``private_key_jwt`` (SMART 2.2 "Client Authentication: Asymmetric"; RFC 7523).
 - ``SandboxOpenIDCode``: RS256 ``id_token`` with ``fhirUser`` (SMART 2.2 "Scopes for requesting identity data").
+- ``SandboxRefreshGrant``: refresh token grant (RFC 6749 section 6, SMART 2.2 "Refresh access token") with
+  rotation and reuse detection (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2). A refresh token is issued only
+  when the granted scope has ``offline_access`` or ``online_access`` (SMART 2.2 "Scopes for requesting a refresh
+  token").
+
+Lifetimes, in seconds, come from the settings or the environment so tests can shorten them:
+``SANDBOX_TOKEN_TTL`` (access tokens, default 3600) and ``SANDBOX_REFRESH_TOKEN_TTL`` (a grant's refresh tokens,
+default 86400; rotation does not extend it).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from authlib.integrations.django_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
-from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidGrantError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -43,9 +54,48 @@ from healthcommerce.sandbox.scopes import has_scope
 from healthcommerce.sandbox.services import sandbox_launch_consume
 
 TOKEN_TTL = 3600
+REFRESH_TOKEN_TTL = 86400
+REFRESH_SCOPES = ("offline_access", "online_access")
 CODE_TTL = 600
 ASSERTION_MAX_LIFETIME = 300
 _UNSAFE_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _seconds(name: str, default: int) -> int:
+    """Return the positive whole seconds of setting ``name``, else of environment variable ``name``, else
+    ``default``."""
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name)
+    try:
+        seconds = int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+    return seconds if seconds > 0 else default
+
+
+def token_ttl() -> int:
+    """Return the access token lifetime in seconds (``SANDBOX_TOKEN_TTL``, default 3600)."""
+    return _seconds("SANDBOX_TOKEN_TTL", TOKEN_TTL)
+
+
+def refresh_token_ttl() -> int:
+    """Return the lifetime in seconds of a grant's refresh tokens (``SANDBOX_REFRESH_TOKEN_TTL``, default 86400)."""
+    return _seconds("SANDBOX_REFRESH_TOKEN_TTL", REFRESH_TOKEN_TTL)
+
+
+def sandbox_grant_revoke(*, grant_id: uuid.UUID) -> int:
+    """Revoke every refresh and access token of one authorization (reuse detection); return the tokens touched.
+
+    Called outside the token request's transaction (two conditional UPDATEs in autocommit), so the revocation
+    holds although the request then fails. Lives here, not in ``services``, because only the token endpoint uses it.
+    """
+    now = timezone.now()
+    refreshed = SandboxToken.objects.filter(grant_id=grant_id, refresh_revoked_at__isnull=True).update(
+        refresh_revoked_at=now
+    )
+    expired = SandboxToken.objects.filter(grant_id=grant_id, expires_at__gt=now).update(expires_at=now)
+    return refreshed + expired
 
 
 def _description(text: str) -> str:
@@ -263,6 +313,72 @@ class SandboxCodeGrant(AuthorizationCodeGrant):
         return status, token, headers
 
 
+class _RefreshTokenReused(Exception):
+    """A refresh token was presented again after it had been used (or while it was being used)."""
+
+
+class SandboxRefreshGrant(RefreshTokenGrant):
+    """Refresh token grant (RFC 6749 section 6; SMART 2.2 "Refresh access token").
+
+    Same client authentication as the code grant. The new access token keeps the launch and its context; a
+    ``scope`` parameter may narrow the scope, never widen it (authlib checks). Every refresh rotates: a new refresh
+    token is issued (when the scope still has ``offline_access``/``online_access``) and the old one is spent. A
+    spent or revoked refresh token is refused with ``invalid_grant`` and revokes every token of its grant
+    (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2).
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "private_key_jwt", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+    server: SandboxAuthorizationServer
+
+    def authenticate_refresh_token(self, refresh_token: str) -> SandboxToken | None:
+        """Return the usable token row of ``refresh_token`` issued to the authenticated client, or None.
+
+        A used or revoked refresh token of this client revokes its whole grant before None is returned.
+        """
+        if not refresh_token:
+            return None
+        token = (
+            SandboxToken.objects.select_related("launch", "client")
+            .filter(refresh_token_hash=secret_hash(refresh_token))
+            .first()
+        )
+        if token is None or not token.check_client(self.request.client):
+            return None
+        if token.is_revoked():
+            sandbox_grant_revoke(grant_id=token.grant_id)
+            return None
+        return token if token.refresh_usable else None
+
+    def authenticate_user(self, refresh_token: SandboxToken) -> EhrUser:
+        """Return the EHR user of the token's launch (the refresh keeps the launch context)."""
+        return EhrUser(launch=refresh_token.launch)
+
+    def revoke_old_credential(self, refresh_token: SandboxToken) -> None:
+        """Nothing left to do: ``create_token_response`` spent the old refresh token before issuing."""
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Spend the old refresh token and issue the new tokens in one transaction, with the launch context.
+
+        Spending is a conditional UPDATE, so of two requests with one refresh token only one wins; the other is
+        treated as reuse (``invalid_grant``, grant revoked).
+        """
+        old: SandboxToken = self.request.refresh_token
+        try:
+            with transaction.atomic():
+                spent = SandboxToken.objects.filter(pk=old.pk, refresh_revoked_at__isnull=True).update(
+                    refresh_revoked_at=timezone.now()
+                )
+                if spent != 1:
+                    raise _RefreshTokenReused()
+                status, token, headers = super().create_token_response()
+        except _RefreshTokenReused:
+            sandbox_grant_revoke(grant_id=old.grant_id)
+            raise InvalidGrantError("The refresh token was already used.") from None
+        token.update(launch_context(old.launch, token.get("scope", ""), self.server.urls))
+        return status, token, headers
+
+
 class SandboxAuthorizationServer(AuthorizationServer):
     """authlib's Django authorization server for one request's URLs (issuer, token URL)."""
 
@@ -270,20 +386,56 @@ class SandboxAuthorizationServer(AuthorizationServer):
         self.urls = urls
         super().__init__(SandboxClient, SandboxToken)
         self.register_grant(SandboxCodeGrant, [SandboxCodeChallenge(required=True), SandboxOpenIDCode(urls)])
+        self.register_grant(SandboxRefreshGrant)
         self.register_client_auth_method(SandboxClientAssertion.CLIENT_AUTH_METHOD, SandboxClientAssertion(urls.token))
 
     def load_config(self, config: dict[str, Any]) -> None:
-        """Ignore ``AUTHLIB_OAUTH2_PROVIDER``: the sandbox's tokens always live ``TOKEN_TTL`` seconds."""
-        super().load_config({"token_expires_in": {"authorization_code": TOKEN_TTL}})
+        """Ignore ``AUTHLIB_OAUTH2_PROVIDER``: access tokens live ``token_ttl()`` seconds; refresh tokens are
+        48 random characters."""
+        ttl = token_ttl()
+        super().load_config(
+            {"token_expires_in": {"authorization_code": ttl, "refresh_token": ttl}, "refresh_token_generator": True}
+        )
+
+    def generate_token(
+        self,
+        grant_type: str,
+        client: SandboxClient,
+        user: EhrUser | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        """Return the token response; keep ``refresh_token`` only when the granted scope has ``offline_access``
+        or ``online_access`` (SMART 2.2 "Scopes for requesting a refresh token")."""
+        token: dict[str, Any] = super().generate_token(
+            grant_type, client, user, scope, expires_in, include_refresh_token
+        )
+        if not any(has_scope(token.get("scope", ""), name) for name in REFRESH_SCOPES):
+            token.pop("refresh_token", None)
+        return token
 
     def save_token(self, token: dict[str, Any], request: Any) -> SandboxToken:
-        """Store the access token's hash with its client, scope and launch."""
+        """Store the hashes of the access token (and refresh token, if any) with client, scope and launch.
+
+        A refreshed token joins the grant of the token it was refreshed from and keeps its refresh deadline.
+        """
+        now = timezone.now()
+        previous = request.refresh_token if isinstance(request.refresh_token, SandboxToken) else None
+        refresh = token.get("refresh_token")
+        if previous is not None:
+            grant_id, refresh_expires_at = previous.grant_id, previous.refresh_expires_at
+        else:
+            grant_id, refresh_expires_at = uuid.uuid4(), now + timedelta(seconds=refresh_token_ttl())
         return SandboxToken.objects.create(
             access_token_hash=secret_hash(token["access_token"]),
             client=request.client,
             launch=request.user.launch,
             scope=token.get("scope", ""),
-            expires_at=timezone.now() + timedelta(seconds=int(token.get("expires_in", TOKEN_TTL))),
+            expires_at=now + timedelta(seconds=int(token.get("expires_in", token_ttl()))),
+            grant_id=grant_id,
+            refresh_token_hash=secret_hash(refresh) if refresh else "",
+            refresh_expires_at=refresh_expires_at if refresh else None,
         )
 
 
@@ -311,7 +463,8 @@ def authorization_response(request: HttpRequest) -> HttpResponse:
 
 
 def token_response(request: HttpRequest) -> HttpResponse:
-    """Answer the token endpoint (RFC 6749 section 4.1.3, SMART 2.2 "Obtain access token")."""
+    """Answer the token endpoint (RFC 6749 sections 4.1.3 and 6; SMART 2.2 "Obtain access token" and "Refresh
+    access token")."""
     server = SandboxAuthorizationServer(SandboxUrls.from_request(request))
     try:
         return server.create_token_response(request)

@@ -28,6 +28,8 @@ CAPABILITIES = [
     "sso-openid-connect",
     "permission-v1",
     "permission-v2",
+    "permission-offline",
+    "permission-online",
     "authorize-post",
 ]
 SCOPES_SUPPORTED = [
@@ -35,6 +37,7 @@ SCOPES_SUPPORTED = [
     "fhirUser",
     "launch",
     "online_access",
+    "offline_access",
     "patient/*.read",
     "patient/*.rs",
     "user/*.read",
@@ -87,7 +90,7 @@ def smart_configuration(urls: SandboxUrls) -> dict[str, Any]:
         "token_endpoint": urls.token,
         "token_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],

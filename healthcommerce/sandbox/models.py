@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from urllib.parse import urlsplit
 
-from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin
 from authlib.oidc.core import AuthorizationCodeMixin
 from django.db import models
 from django.utils import timezone
@@ -120,8 +121,8 @@ class SandboxClient(BaseModel, ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        """Only ``authorization_code``; the sandbox issues no refresh tokens."""
-        return grant_type == "authorization_code"
+        """``authorization_code`` and ``refresh_token`` (SMART 2.2 "Refresh access token")."""
+        return grant_type in ("authorization_code", "refresh_token")
 
 
 class SandboxLaunch(BaseModel):
@@ -181,17 +182,59 @@ class SandboxAuthorizationCode(BaseModel, AuthorizationCodeMixin):
         return int(self.auth_time.timestamp())
 
 
-class SandboxToken(BaseModel):
-    """An issued access token (stored as a hash) with its scope and launch context."""
+class SandboxToken(BaseModel, TokenMixin):
+    """An issued access token (stored as a hash) with its scope and launch context, and the refresh token issued
+    with it, if any (RFC 6749 section 6; SMART 2.2 "Refresh access token").
+
+    ``refresh_token_hash`` is blank when no refresh token was issued. ``grant_id`` is shared by every token of one
+    authorization (the code exchange and each refresh after it), so reuse of a rotated refresh token can revoke the
+    whole chain (OAuth 2.0 Security BCP, refresh token rotation). ``refresh_expires_at`` is the lifetime of the
+    whole grant: rotation does not extend it. ``refresh_revoked_at`` is set when the refresh token was used or
+    revoked; an access token is revoked by moving ``expires_at`` to the revocation time.
+    """
 
     access_token_hash = models.CharField(max_length=64, unique=True)
     client = models.ForeignKey(SandboxClient, on_delete=models.CASCADE)
     launch = models.ForeignKey(SandboxLaunch, on_delete=models.CASCADE)
     scope = models.TextField(blank=True)
     expires_at = models.DateTimeField()
+    grant_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+    refresh_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"token for {self.client_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+    def check_client(self, client: SandboxClient) -> bool:
+        """Return whether the token was issued to ``client`` (RFC 6749 section 6: refresh binds to the client)."""
+        return bool(self.client_id == client.pk)
+
+    def get_scope(self) -> str:
+        """Return the granted scope string."""
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        """Return the access token's remaining lifetime in seconds (0 when expired)."""
+        return max(0, int((self.expires_at - timezone.now()).total_seconds()))
+
+    def is_expired(self) -> bool:
+        """Return whether the access token has expired (or was revoked)."""
+        return self.expires_at <= timezone.now()
+
+    def is_revoked(self) -> bool:
+        """Return whether the refresh token was used or revoked."""
+        return self.refresh_revoked_at is not None
+
+    @property
+    def refresh_usable(self) -> bool:
+        """Return whether a refresh token was issued and is unused, unrevoked and unexpired."""
+        return (
+            bool(self.refresh_token_hash)
+            and self.refresh_revoked_at is None
+            and self.refresh_expires_at is not None
+            and self.refresh_expires_at > timezone.now()
+        )
 
 
 class SandboxSigningKey(BaseModel):

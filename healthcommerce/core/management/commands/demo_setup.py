@@ -13,7 +13,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from joserfc.jwk import RSAKey
 
-from healthcommerce.ehr.models import EHRSite
+from healthcommerce.core.http import origin
+from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite
 from healthcommerce.ehr.services import redirect_uri
 
 CLIENT_ID = "healthcommerce-demo"
@@ -58,6 +59,10 @@ class Command(BaseCommand):
                 "private_key_pem": pem_text,
                 "key_id": KEY_ID,
                 "signing_alg": "RS384",
+                # online_access: the sandbox then grants a refresh token (SMART 2.2 "Refresh access token").
+                "scopes": f"{DEFAULT_SCOPES} online_access",
+                # The sandbox EHR's framed mode (/sandbox/?framed=1) shows the app in an iframe (ADR 0005).
+                "frame_origins": [origin(settings.APP_BASE_URL)],
             },
         )
         password = secrets.token_urlsafe(12)
