@@ -46,10 +46,16 @@ def launch_access_token(launch: Launch) -> str:
     """Return a bearer token for ``launch``'s FHIR reads (SMART 2.2 "Refresh access token").
 
     The stored access token while ``token_expires_at`` is more than ``REFRESH_MARGIN`` (30) seconds away;
-    otherwise a refreshed one (see ``launch_token_refresh``). Makes no request while the token is fresh.
+    otherwise a refreshed one (see ``launch_token_refresh``). Without a refresh token, the stored one is used
+    until it has really expired (an EHR may grant tokens shorter than the margin). Makes no request while the
+    token is fresh.
     ``launch`` is updated in memory with the stored token fields. Raises ``ReauthorizationNeeded``.
     """
-    if _fresh(launch, timezone.now()):
+    now = timezone.now()
+    if _fresh(launch, now):
+        return launch.access_token
+    unexpired = launch.access_token and launch.token_expires_at is not None and launch.token_expires_at > now
+    if unexpired and not launch.refresh_token:
         return launch.access_token
     return launch_token_refresh(launch, force=False)
 

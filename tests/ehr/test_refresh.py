@@ -380,3 +380,51 @@ def test_a_malformed_response_asks_to_relaunch(epic_launch, monkeypatch):
 
     assert refused.value.code == "refresh_malformed"
     assert Launch.objects.get(pk=epic_launch.pk).access_token == "old-access"
+
+
+# --- The clinician's "Re-read from the EHR" button ------------------------------------------------------------
+
+
+def open_draft(client: Any, launch: Launch) -> str:
+    page = client.get(f"/o/{launch.pk}/", follow=True)
+    assert page.status_code == 200
+    return str(page.request["PATH_INFO"])
+
+
+@pytest.mark.django_db
+def test_re_read_after_the_token_expired_refreshes_it_and_reads_again(client: Any, site: EHRSite, refresh_sandbox):
+    launch = launched(client, refresh_sandbox)
+    order_path = open_draft(client, launch)
+    old_refresh = Launch.objects.get(pk=launch.pk).refresh_token
+    assert old_refresh
+    refreshed = AuditEvent.objects.filter(action="smart.refresh", outcome="success").count()
+    time.sleep(TTL + 0.5)  # the sandbox's access token has really expired now
+    client.post(order_path, {"action": "save", "contact_email": "edited@example.org"})  # the draft was edited
+
+    page = client.post(order_path, {"action": "reread"}, follow=True)
+    assert page.status_code == 200
+    assert b"Read again from the EHR." in page.content
+    after = Launch.objects.get(pk=launch.pk)
+    assert after.refresh_token and after.refresh_token != old_refresh  # rotated
+    assert after.token_expires_at > timezone.now()
+    assert set(after.prefill_outcomes.values()) == {"success"}
+    assert AuditEvent.objects.filter(action="smart.refresh", outcome="success").count() == refreshed + 1
+
+
+@pytest.mark.django_db
+def test_re_read_without_a_refresh_token_says_to_relaunch_and_keeps_the_draft(
+    client: Any, site: EHRSite, refresh_sandbox
+):
+    site.scopes = DEFAULT_SCOPES  # no online_access: the EHR grants no refresh token
+    site.save()
+    launch = launched(client, refresh_sandbox)
+    order_path = open_draft(client, launch)
+    assert Launch.objects.get(pk=launch.pk).refresh_token == ""
+    expire(launch)
+    drafts = list(launch.orders.values_list("pk", "status", "request_code"))
+
+    page = client.post(order_path, {"action": "reread"}, follow=True)
+    assert page.status_code == 200, page.content.decode()[:3000]
+    assert b"Please launch the app again from the EHR; your draft is kept." in page.content
+    assert list(launch.orders.values_list("pk", "status", "request_code")) == drafts
+    assert page.request["PATH_INFO"] == order_path  # still on the draft
