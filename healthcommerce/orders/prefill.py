@@ -21,6 +21,7 @@ from fhirclient.models.devicerequest import DeviceRequest
 from fhirclient.models.patient import Patient
 from fhirclient.models.practitioner import Practitioner
 from fhirclient.models.practitionerrole import PractitionerRole
+from fhirclient.models.reference import Reference
 from fhirclient.models.servicerequest import ServiceRequest
 
 from healthcommerce.audit.services import audit_record
@@ -128,12 +129,31 @@ def _coverage(result: SearchResult) -> tuple[extract.CoverageInfo | None, list[s
     return extract.coverage_info(usable, notes), notes.warnings
 
 
-def _practitioner_role(result: SearchResult) -> tuple[extract.PractitionerInfo | None, list[str]]:
-    """Return the practitioner ``_include``d with a PractitionerRole search (FHIR R4 search ``_include``)."""
-    practitioners = [r for r in result.included if r.get("resourceType") == "Practitioner"]
-    if not practitioners:
-        return None, ["Practitioner: the EHR did not include the practitioner of your role; enter the order by hand"]
-    return _one(practitioners[0], "Practitioner", extract.practitioner_info)
+def _practitioner_role(reader: FHIRReader, role_id: str) -> tuple[extract.PractitionerInfo | None, list[str]]:
+    """Return the practitioner of PractitionerRole ``role_id``, fetched with the role through
+    ``_include=PractitionerRole:practitioner`` (FHIR R4 search "_include"): one request.
+
+    A server that refuses ``_include`` (400) is asked without it, and one that ignores it gets a second read of
+    the role's ``practitioner`` reference: two rounds, only for such servers.
+    """
+    try:
+        result = reader.search(PractitionerRole, {"_id": role_id, "_include": "PractitionerRole:practitioner"})
+    except FHIRError as exc:
+        if exc.code != "server_error":
+            raise
+        result = reader.search(PractitionerRole, {"_id": role_id})
+    included = [r for r in result.included if r.get("resourceType") == "Practitioner"]
+    if included:
+        return _one(included[0], "Practitioner", extract.practitioner_info)
+    role = result.matches[0] if result.matches else {}
+    notes = extract.Notes("PractitionerRole")
+    practitioner = notes.element(Reference, role.get("practitioner"), "practitioner")
+    user = user_reference(practitioner.reference or "") if practitioner else None
+    if not user or user[0] != "Practitioner":
+        return None, [*notes.warnings, "PractitionerRole: no practitioner to sign as; launch as a practitioner"]
+    data = reader.read(Practitioner, user[1], elements=ELEMENTS["Practitioner"])
+    info, warnings = _one(data, "Practitioner", extract.practitioner_info)
+    return info, notes.warnings + warnings
 
 
 def _reads(launch: Launch, reader: FHIRReader) -> dict[str, _Read]:
@@ -165,9 +185,8 @@ def _reads(launch: Launch, reader: FHIRReader) -> dict[str, _Read]:
             ),
         )
     elif user and user[0] == "PractitionerRole":
-        params = {"_id": user[1], "_include": "PractitionerRole:practitioner"}
         reads["Practitioner"] = _Read(
-            f"PractitionerRole/{user[1]}", lambda: _practitioner_role(reader.search(PractitionerRole, params))
+            f"PractitionerRole/{user[1]}", functools.partial(_practitioner_role, reader, user[1])
         )
     return reads
 
