@@ -6,8 +6,9 @@ client_id``, ``aud`` = token URL, ``exp`` at most 5 minutes ahead, unique ``jti`
 """
 
 import base64
+import functools
 import time
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from authlib.common.security import generate_token
@@ -34,6 +35,13 @@ def encode_client_secret_basic(client: Any, method: str, uri: str, headers: dict
     return uri, headers, body
 
 
+@functools.lru_cache(maxsize=32)
+def _private_key(pem: str, key_type: Literal["RSA", "EC"]) -> Any:
+    """Import a site's PEM private key once per process: cryptography validates an RSA key on load (~40 ms),
+    which would otherwise sit on every token request's critical path."""
+    return import_key(pem, key_type)
+
+
 class SmartPrivateKeyJWT(PrivateKeyJWT):
     """``private_key_jwt`` with a fresh ``jti`` and a <= 300 s ``exp`` per assertion, ``kid`` and ``typ`` set.
 
@@ -49,7 +57,7 @@ class SmartPrivateKeyJWT(PrivateKeyJWT):
         now = int(time.time())
         header = {"alg": self.alg, "typ": "JWT"} | ({"kid": self.kid} if self.kid else {})
         return sign_jwt_bearer_assertion(
-            key=import_key(auth.client_secret, "EC" if self.alg.startswith("ES") else "RSA"),
+            key=_private_key(auth.client_secret, "EC" if self.alg.startswith("ES") else "RSA"),
             issuer=auth.client_id,
             audience=token_endpoint,
             subject=auth.client_id,

@@ -6,6 +6,7 @@ Asymmetric (public key)" (client JWKS, ``jku``).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -38,7 +39,13 @@ def signing_key() -> RSAKey:
         row, _ = SandboxSigningKey.objects.get_or_create(
             kid=key.kid, defaults={"private_jwk": key.as_dict(private=True)}
         )
-    return RSAKey.import_key(row.private_jwk)
+    return _imported(row.kid, json.dumps(row.private_jwk, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _imported(kid: str, private_jwk: str) -> RSAKey:
+    """Import a stored key once per process: cryptography validates an RSA private key on load (~40 ms)."""
+    return RSAKey.import_key(json.loads(private_jwk))
 
 
 def public_jwks() -> dict[str, list[dict[str, Any]]]:
