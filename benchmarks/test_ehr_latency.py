@@ -63,7 +63,9 @@ def rounds(calls: list[tuple[str, float, float]]) -> int:
 def test_launch_to_form_with_ehr_latency(client, settings):
     settings.APP_BASE_URL = "http://testserver"
     with sandbox_server(SANDBOX_LATENCY_MS=str(LATENCY_MS)) as ehr:
-        ehr.manage("sandbox_client", "add", "--client-id", "bench", "--redirect-uri", "http://testserver/smart/callback")
+        ehr.manage(
+            "sandbox_client", "add", "--client-id", "bench", "--redirect-uri", "http://testserver/smart/callback"
+        )
         EHRSite.objects.create(name="Bench", iss=ehr.fhir_base, client_id="bench")
         seconds, counts, sequential = [], [], []
         for run in range(RUNS + 1):

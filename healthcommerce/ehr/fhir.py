@@ -75,18 +75,25 @@ class FHIRReader:
         """Run a search, following ``next`` links (same origin only) up to ``MAX_PAGES`` pages.
 
         A Bundle entry that is not an object with a ``resource`` object is skipped and counted; entries of
-        other types (``_include``d resources, OperationOutcomes) are returned apart. Raises ``FHIRError``
-        (``malformed`` when the body is not a Bundle at all).
+        other types (``_include``d resources, OperationOutcomes) are returned apart. A failing page after the
+        first (a ``next`` link to another server, a 404) ends the search with what was read and sets
+        ``incomplete``. Raises ``FHIRError`` when the first page fails (``malformed`` when it is not a Bundle).
         """
         struct = dict(params) | ({"_elements": elements} if elements else {})
         result = SearchResult()
         path: str | None = model.where(struct).construct()
-        for _ in range(MAX_PAGES):
+        for page in range(MAX_PAGES):
             if not path:
                 break
-            bundle = self._call(self.server.request_json, path)
-            if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-                raise fhir_error("malformed")
+            try:
+                bundle = self._call(self.server.request_json, path)
+                if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                    raise fhir_error("malformed")
+            except FHIRError:
+                if page == 0:
+                    raise
+                result.incomplete = True  # a later page failed: keep what the earlier pages gave
+                break
             entries = bundle.get("entry")
             for entry in entries if isinstance(entries, list) else []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -125,6 +132,7 @@ class SearchResult:
     matches: list[dict[str, Any]] = field(default_factory=list)
     included: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
+    incomplete: bool = False  # a page after the first could not be read
 
 
 def _next_link(links: Any) -> str | None:

@@ -216,10 +216,16 @@ def human_name(names: list[HumanName]) -> str:
     if not names:
         return ""
     chosen = next((n for n in names if n.use in ("official", "usual")), names[0])
-    if chosen.text:
-        return str(chosen.text).strip()
-    given = [g for g in (chosen.given or []) if g != chosen.family]
-    return " ".join(part for part in [*(chosen.prefix or []), *given, chosen.family or ""] if part).strip()
+    if isinstance(chosen.text, str) and chosen.text.strip():
+        return chosen.text.strip()
+    family = chosen.family if isinstance(chosen.family, str) else ""
+    given = [g for g in _strings(chosen.given) if g != family]
+    return " ".join(part for part in [*_strings(chosen.prefix), *given, family] if part).strip()
+
+
+def _strings(value: Any) -> list[str]:
+    """Return the string items of a list element (fhirclient does not check a list's item types)."""
+    return [item.strip() for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def _address(notes: Notes, value: Any) -> dict[str, Any]:
@@ -229,7 +235,8 @@ def _address(notes: Notes, value: Any) -> dict[str, Any]:
         return {}
     chosen = next((a for a in usable if a.use == "home"), usable[0])
     limit = COLUMN_LIMITS
-    lines = [notes.text(line, "address line", limit["address_line"]) for line in (chosen.line or [])]
+    raw_lines = chosen.line if isinstance(chosen.line, list) else []
+    lines = [notes.text(line, "address line", limit["address_line"]) for line in raw_lines]
     country = notes.text(chosen.country, "address country", 60).upper()
     if country in ("USA", "UNITED STATES", "UNITED STATES OF AMERICA"):
         country = "US"

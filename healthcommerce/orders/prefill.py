@@ -110,6 +110,8 @@ def _requests(result: SearchResult, kind: str) -> tuple[list[extract.RequestInfo
     found, warnings = [], []
     if result.skipped:
         warnings.append(f"{kind} search: {result.skipped} entries could not be read")
+    if result.incomplete:
+        warnings.append(f"{kind} search: the EHR's next page could not be read; more requests may be in the EHR")
     for data in result.matches:
         try:
             info, notes = _one(data, kind, extract.request_info)
@@ -126,6 +128,8 @@ def _coverage(result: SearchResult) -> tuple[extract.CoverageInfo | None, list[s
     notes = extract.Notes("Coverage")
     if result.skipped:
         notes.warn(f"{result.skipped} entries could not be read")
+    if result.incomplete:
+        notes.warn("the EHR's next page could not be read")
     return extract.coverage_info(usable, notes), notes.warnings
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -60,6 +61,18 @@ def elements_subset(resource: dict[str, Any], elements: Sequence[str]) -> dict[s
 
 
 _STORED_TYPES = RESOURCE_TYPES - {"Bundle", "CapabilityStatement", "OperationOutcome"}
+TEST_HOOK = ("SandboxTestHook", "fuzz")  # (resource_type, fhir_id) of the row ``test_hook`` reads
+
+
+def test_hook() -> dict[str, Any]:
+    """Test only (tests/orders/test_fuzz_prefill.py): return the ``data`` of the ``FhirResource`` row
+    ``TEST_HOOK`` (``{}`` when absent or when ``SANDBOX_ENABLED`` is off). ``"link"`` (any JSON value) replaces a
+    search Bundle's ``link``; ``"ignoreElements": true`` ignores ``_elements``, which FHIR R4 search 3.1.1.5.9
+    allows a server to do. The row is never served: its type is not an R4 resource type."""
+    if not settings.SANDBOX_ENABLED:
+        return {}
+    row = FhirResource.objects.filter(resource_type=TEST_HOOK[0], fhir_id=TEST_HOOK[1]).first()
+    return row.data if row is not None and isinstance(row.data, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,7 @@ def fhir_read(*, caller: Caller, resource_type: str, fhir_id: str, elements: Seq
         raise FhirNotFound(f"{resource_type}/{fhir_id[:64]} is not known.")
     if context == "patient" and not _in_compartment(row, caller.patient_id):
         raise FhirForbidden("The resource is outside the launch patient's compartment.")
-    return elements_subset(row.data, elements)
+    return elements_subset(row.data, () if test_hook().get("ignoreElements") else elements)
 
 
 def _in_compartment(row: FhirResource, patient_id: str) -> bool:
@@ -192,17 +205,19 @@ def fhir_search(
     if count and offset > 0:
         previous = max(offset - count, 0)
         links.append({"relation": "previous", "url": _page_url(fhir_base, resource_type, params, previous)})
+    hook = test_hook()
+    elements = [] if hook.get("ignoreElements") else params.get(ELEMENTS_PARAM) or []
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
         "meta": {"lastUpdated": timezone.now().isoformat()},
         "type": "searchset",
         "total": total,
-        "link": links,
+        "link": hook.get("link", links),
         "entry": [
             {
                 "fullUrl": f"{fhir_base}/{row.resource_type}/{row.fhir_id}",
-                "resource": elements_subset(row.data, params.get(ELEMENTS_PARAM) or []),
+                "resource": elements_subset(row.data, elements),
                 "search": {"mode": "match"},
             }
             for row in rows
