@@ -61,12 +61,15 @@ if SANDBOX_ENABLED:
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before FramingMiddleware, so it sees the framed clinician pages' exemption (ADR 0005).
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # django-csp plus the EHR framing rules; before sessions and CSRF, so it sees their cookies (ADR 0005).
+    "healthcommerce.ehr.framing.FramingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -149,6 +152,27 @@ if SESSION_COOKIE_SECURE:
     SESSION_COOKIE_NAME = "__Host-hc_session"
     CSRF_COOKIE_NAME = "__Host-hc_csrf"
 
+# --- Content-Security-Policy and framing inside the EHR (healthcommerce.ehr.framing, ADR 0005) ---
+# django-csp 4 builds the header; FramingMiddleware sets frame-ancestors per EHR site (EHRSite.frame_origins) on
+# /smart/ and /o/ and 'none' elsewhere, and widens form-action on /smart/launch to the EHR's authorize endpoint.
+# No 'unsafe-inline': scripts and styles come from static files (the SMART style is /smart/style/<launch>.css).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+X_FRAME_OPTIONS = "DENY"
+# Cache lifetime (seconds) of a fetched smart_style_url document, and of a failed fetch (healthcommerce.ehr.style).
+SMART_STYLE_TTL = env.int("SMART_STYLE_TTL", default=3600)
+SMART_STYLE_FAILURE_TTL = env.int("SMART_STYLE_FAILURE_TTL", default=300)
+
 # EMAIL_URL (smtp+tls://user:password@host:587) sets the SMTP backend, host, port, credentials and TLS.
 _EMAIL = env.email_url("EMAIL_URL", default="consolemail://")
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_EMAIL["EMAIL_BACKEND"])
@@ -225,6 +249,10 @@ PURCHASE_LINK_MAX_FAILURES = 5
 SANDBOX_APP_LAUNCH_URL = env.str("SANDBOX_APP_LAUNCH_URL", default="")
 # Seconds the sandbox's injected "timeout" fault sleeps before answering.
 SANDBOX_TIMEOUT_SLEEP = env.int("SANDBOX_TIMEOUT_SLEEP", default=15)
+# Milliseconds the sandbox EHR waits before answering each OAuth/FHIR request (make bench; 0 elsewhere).
+SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=0)
+if SANDBOX_ENABLED:
+    MIDDLEWARE.insert(0, "healthcommerce.sandbox.latency.SandboxLatencyMiddleware")
 # The synthetic FHIR data the sandbox serves; kept in the repository (its README names sources and licences).
 FHIR_FIXTURES_DIR = Path(env.str("FHIR_FIXTURES_DIR", default=str(BASE_DIR / "healthcommerce/sandbox/fixtures")))
 

@@ -73,15 +73,19 @@ def gunicorn_command() -> list[str]:
     return procfile_command("web")
 
 
-def wait_http(url: str, proc: subprocess.Popen, *, seconds: float = 60, log: Path | None = None) -> None:
-    """Poll ``url`` until it answers; raise ``RuntimeError`` (with the log's tail) if ``proc`` exits or times out."""
+def wait_http(
+    url: str, proc: subprocess.Popen, *, seconds: float = 60, log: Path | None = None, verify: bool | str = True
+) -> None:
+    """Poll ``url`` until it answers; raise ``RuntimeError`` (with the log's tail) if ``proc`` exits or times out.
+
+    ``verify``: as ``requests``' (a CA file for a test certificate, ``False`` to not check it)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text()[-3000:] if log and log.exists() else ""
             raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
         try:
-            requests.get(url, timeout=2)
+            requests.get(url, timeout=2, verify=verify)
             return
         except requests.RequestException:
             time.sleep(0.2)
@@ -90,17 +94,23 @@ def wait_http(url: str, proc: subprocess.Popen, *, seconds: float = 60, log: Pat
 
 @contextmanager
 def running(
-    cmd: list[str], env: Mapping[str, str], *, log: Path | None = None, ready_url: str | None = None
+    cmd: list[str],
+    env: Mapping[str, str],
+    *,
+    log: Path | None = None,
+    ready_url: str | None = None,
+    verify: bool | str = True,
 ) -> Iterator[subprocess.Popen]:
     """Run ``cmd`` in the repo with ``env`` until the block ends (SIGTERM, then SIGKILL after 20 s).
 
-    Output goes to ``log`` (or nowhere). With ``ready_url`` the block starts once that URL answers.
+    Output goes to ``log`` (or nowhere). With ``ready_url`` the block starts once that URL answers (checked
+    with ``verify``, as in ``wait_http``).
     """
     out = log.open("ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
     try:
         if ready_url:
-            wait_http(ready_url, proc, log=log)
+            wait_http(ready_url, proc, log=log, verify=verify)
         yield proc
     finally:
         proc.terminate()
@@ -113,13 +123,75 @@ def running(
             out.close()  # type: ignore[union-attr]
 
 
-def web_env(env: Mapping[str, str], *, port: int, workers: int = 1, threads: int = 8) -> dict[str, str]:
-    """Return ``env`` with gunicorn listening on ``127.0.0.1:port`` with ``workers`` x ``threads``."""
-    return dict(env) | {
-        "WEB_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": str(workers),
-        "WEB_THREADS": str(threads),
-    }
+def web_env(
+    env: Mapping[str, str], *, port: int, workers: int = 1, threads: int = 8, tls: "TestCertificate | None" = None
+) -> dict[str, str]:
+    """Return ``env`` with gunicorn listening on ``127.0.0.1:port`` with ``workers`` x ``threads``.
+
+    With ``tls`` gunicorn itself serves https with that certificate (``--certfile``/``--keyfile`` through
+    ``GUNICORN_CMD_ARGS``, which gunicorn applies over its config file).
+    """
+    extra = {"GUNICORN_CMD_ARGS": f"--certfile={tls.certfile} --keyfile={tls.keyfile}"} if tls else {}
+    return (
+        dict(env)
+        | {
+            "WEB_BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": str(workers),
+            "WEB_THREADS": str(threads),
+        }
+        | extra
+    )
+
+
+@dataclass(frozen=True)
+class TestCertificate:
+    """A self-signed certificate for ``127.0.0.1`` and ``localhost``: PEM files ``certfile`` and ``keyfile``."""
+
+    __test__ = False  # not a pytest test class
+
+    certfile: Path
+    keyfile: Path
+
+
+def self_signed_certificate(folder: Path) -> TestCertificate:
+    """Write a self-signed certificate (EC P-256, valid one day, for ``127.0.0.1``, ``::1`` and ``localhost``)
+    and its key into ``folder``; for tests that need https, never for anything else."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "healthcommerce test")])
+    now = datetime.datetime.now(datetime.UTC)
+    names = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    keyfile.chmod(0o600)
+    return TestCertificate(certfile=certfile, keyfile=keyfile)
 
 
 @dataclass
@@ -142,16 +214,24 @@ class AppCluster:
 
 @contextmanager
 def app_cluster(
-    tmp: Path, *, ports: list[int], workers: int = 1, broker_url: str = "", threads: int = 8, **extra_env: str
+    tmp: Path,
+    *,
+    ports: list[int],
+    workers: int = 1,
+    broker_url: str = "",
+    threads: int = 8,
+    tls: TestCertificate | None = None,
+    **extra_env: str,
 ) -> Iterator[AppCluster]:
     """Run gunicorn on each of ``ports``, ``workers`` Celery workers and one beat on the test database.
 
     ``broker_url`` empty: a filesystem broker in ``tmp/broker`` of its own. ``APP_BASE_URL`` is the first
-    instance (as behind a load balancer, every instance has the same public URL). Stops everything on exit.
+    instance (as behind a load balancer, every instance has the same public URL). With ``tls`` gunicorn serves
+    https itself (``urls`` are ``https://``); ``SECURE_COOKIES`` is up to the caller. Stops everything on exit.
     """
     logs, mail_dir = tmp / "logs", tmp / "mail"
     logs.mkdir(parents=True, exist_ok=True)
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    urls = [f"{'https' if tls else 'http'}://127.0.0.1:{port}" for port in ports]
     env = base_env(
         SANDBOX_ENABLED="true",
         DATABASE_URL=current_database_url(),
@@ -168,9 +248,10 @@ def app_cluster(
             stack.enter_context(
                 running(
                     gunicorn_command(),
-                    web_env(env, port=port, threads=threads),
+                    web_env(env, port=port, threads=threads, tls=tls),
                     log=logs / f"web-{number}.log",
                     ready_url=f"{url}/healthz",
+                    verify=str(tls.certfile) if tls else True,
                 )
             )
         for number in range(1, workers + 1):

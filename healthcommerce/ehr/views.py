@@ -1,6 +1,8 @@
-"""SMART launch endpoints: ``/smart/launch`` (EHR launch) and ``/smart/callback`` (redirect URI)."""
+"""SMART launch endpoints: ``/smart/launch`` (EHR launch), ``/smart/callback`` (redirect URI) and the EHR's
+style for a launch, ``/smart/style/<launch id>.css``."""
 
 import logging
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -10,7 +12,8 @@ from django.views.decorators.http import require_GET
 
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.views import render_error
-from healthcommerce.ehr.services import launch_complete, launch_start
+from healthcommerce.ehr.services import launch_access, launch_complete, launch_start
+from healthcommerce.ehr.style import smart_style_properties, style_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +51,23 @@ def callback(request: HttpRequest) -> HttpResponse:
         logger.info("SMART callback refused: %s", exc.code)
         return render_error(request, exc, title="The app could not start")
     return HttpResponseRedirect(reverse("orders:launch", kwargs={"launch_id": record.pk}))
+
+
+@require_GET
+def launch_style(request: HttpRequest, launch_id: Any) -> HttpResponse:
+    """The EHR's look as a style sheet for one launch: ``/smart/style/<launch id>.css`` (``text/css``).
+
+    SMART App Launch 2.2 "Styling": CSS custom properties from the launch's ``smart_style_url``
+    (``healthcommerce.ehr.style``), linked from ``templates/base.html`` after ``app.css``. Checked with
+    ``launch_access`` (docs/style.md 5); a launch that is not this browser's gets an empty 404 style sheet, a
+    style document that cannot be used an empty one: never an error page.
+    """
+    try:
+        record = launch_access(launch_id=launch_id, session=request.session)
+    except HealthcommerceError:
+        return HttpResponse("/* not available */\n", status=404, content_type="text/css; charset=utf-8")
+    response = HttpResponse(
+        style_sheet(smart_style_properties(record.smart_style_url)), content_type="text/css; charset=utf-8"
+    )
+    response["Cache-Control"] = "private, max-age=300"
+    return response

@@ -8,6 +8,7 @@ app_name = "sandbox"
 urlpatterns: list[URLPattern] = [
     path("", views.ehr, name="ehr"),
     path("launch", views.launch, name="launch"),
+    path("frame", views.frame, name="frame"),
     path("smart-style.json", views.smart_style, name="smart-style"),
     path("oauth/authorize", views.authorize, name="authorize"),
     path("oauth/token", views.token, name="token"),

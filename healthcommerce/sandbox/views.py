@@ -15,9 +15,13 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
+from csp.constants import SELF
+from csp.decorators import csp_replace
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -64,8 +68,47 @@ def ehr(request: HttpRequest) -> HttpResponse:
     chosen = request.GET.get("practitioner", DEFAULT_PRACTITIONER)
     if chosen not in known:
         chosen = DEFAULT_PRACTITIONER if DEFAULT_PRACTITIONER in known else next(iter(sorted(known)), "")
-    context = {"patients": selectors.ehr_patients(), "practitioners": practitioners, "practitioner": chosen}
+    framed = request.GET.get("framed", "") in ("1", "true")
+    context = {
+        "patients": selectors.ehr_patients(),
+        "practitioners": practitioners,
+        "practitioner": chosen,
+        "framed": framed,
+        "launch_view": "sandbox:frame" if framed else "sandbox:launch",
+    }
     return render(request, "sandbox/ehr.html", context)
+
+
+@require_GET
+def frame(request: HttpRequest) -> HttpResponse:
+    """Show the app inside the EHR, as Epic Hyperspace hosts a SMART app: the EHR's chrome around an
+    ``<iframe>`` of ``/sandbox/launch`` with the same ``?patient=&practitioner=[&request=][&app=]``.
+
+    The page's ``frame-src`` allows this host (the launch and authorize steps) and the app's origin; the app
+    must list this EHR's origin in its site's ``frame_origins`` (CSP ``frame-ancestors``) to show up.
+    Answers 400 with an error page for an ``app`` URL on another host.
+    """
+    urls = discovery.SandboxUrls.from_request(request)
+    try:
+        app_url = _app_launch_url(request, urls)
+    except LaunchError as error:
+        return _error_page(request, "Launch refused", error.message)
+    keys = ("patient", "practitioner", "request", "app")
+    params = {key: request.GET[key] for key in keys if request.GET.get(key)}
+    patient_id = params.get("patient", "")
+    patient = selectors.resource_get(resource_type="Patient", fhir_id=patient_id) if patient_id else None
+    practitioner = params.get("practitioner", DEFAULT_PRACTITIONER)
+    context = {
+        "src": f"{reverse('sandbox:launch')}?{urlencode(params)}",
+        "patient_id": patient_id,
+        "patient_name": selectors.human_name(patient.data) if patient else "",
+        "back": f"{reverse('sandbox:ehr')}?{urlencode({'practitioner': practitioner, 'framed': '1'})}",
+    }
+    response = render(request, "sandbox/frame.html", context)
+    app = urlsplit(app_url)
+    # django-csp reads this attribute, as its csp_replace decorator sets it (the app's origin is per request).
+    response._csp_replace = {"frame-src": [SELF, f"{app.scheme}://{app.netloc}"]}  # type: ignore[attr-defined]
+    return response
 
 
 def _app_launch_url(request: HttpRequest, urls: discovery.SandboxUrls) -> str:
@@ -80,6 +123,8 @@ def _app_launch_url(request: HttpRequest, urls: discovery.SandboxUrls) -> str:
     return str(getattr(settings, "SANDBOX_APP_LAUNCH_URL", "") or f"{urls.origin}/smart/launch")
 
 
+@xframe_options_sameorigin
+@csp_replace({"frame-ancestors": [SELF]})  # shown inside the EHR's own frame page (``frame``)
 @require_GET
 def launch(request: HttpRequest) -> HttpResponse:
     """Create a one-time launch for ``?patient=&practitioner=[&request=Type/id]`` and redirect to the app with
@@ -125,6 +170,8 @@ def jwks(request: HttpRequest) -> HttpResponse:
     return _json(keys.public_jwks())
 
 
+@xframe_options_sameorigin
+@csp_replace({"frame-ancestors": [SELF]})  # its error page shows inside the EHR's frame page (``frame``)
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def authorize(request: HttpRequest) -> HttpResponse:
