@@ -13,8 +13,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from healthcommerce.core import framing
-from healthcommerce.ehr import style
+from healthcommerce.ehr import framing, style
 from healthcommerce.ehr.models import EHRSite, Launch
 from tests.conftest import complete_launch, sandbox_launch
 from tests.servers import free_port
