@@ -35,7 +35,10 @@ OFFSET_PARAM = "_offset"
 _REFERENCE_PARAMS = ("patient", "subject", "beneficiary")
 _IGNORED_PARAMS = ("_format",)
 ELEMENTS_PARAM = "_elements"
-_SUPPORTED_PARAMS = {*_REFERENCE_PARAMS, "status", "_id", "_count", OFFSET_PARAM, ELEMENTS_PARAM, *_IGNORED_PARAMS}
+INCLUDE_PARAM = "_include"
+_SUPPORTED_PARAMS = {
+    *_REFERENCE_PARAMS, "status", "_id", "_count", OFFSET_PARAM, ELEMENTS_PARAM, INCLUDE_PARAM, *_IGNORED_PARAMS,
+}  # fmt: skip
 _MANDATORY_ELEMENTS = {"resourceType", "id", "meta"}
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
@@ -207,6 +210,7 @@ def fhir_search(
         links.append({"relation": "previous", "url": _page_url(fhir_base, resource_type, params, previous)})
     hook = test_hook()
     elements = [] if hook.get("ignoreElements") else params.get(ELEMENTS_PARAM) or []
+    included = _included(caller, resource_type, rows, params.get(INCLUDE_PARAM) or [])
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
@@ -221,8 +225,44 @@ def fhir_search(
                 "search": {"mode": "match"},
             }
             for row in rows
+        ]
+        + [
+            {
+                "fullUrl": f"{fhir_base}/{row.resource_type}/{row.fhir_id}",
+                "resource": row.data,
+                "search": {"mode": "include"},
+            }
+            for row in included
         ],
     }
+
+
+def _included(
+    caller: Caller, resource_type: str, rows: list[FhirResource], includes: Sequence[str]
+) -> list[FhirResource]:
+    """Return the resources named by ``_include=Type:element`` on ``rows`` (FHIR R4 search 3.1.1.5.4), where
+    ``element`` is a top-level Reference (or list of them) of ``Type``. Raises ``FhirBadRequest`` for an
+    ``_include`` of another type; a target the caller may not read is left out, as a real server does."""
+    found: dict[tuple[str, str], FhirResource] = {}
+    for include in includes:
+        kind, _, element = include.partition(":")
+        if kind != resource_type or not element.isidentifier():
+            raise FhirBadRequest(f"Unsupported _include {include[:64]!r}.")
+        for row in rows:
+            value = row.data.get(element)
+            for ref in value if isinstance(value, list) else [value]:
+                target = ref.get("reference") if isinstance(ref, dict) else None
+                parts = target.split("/") if isinstance(target, str) else []
+                if len(parts) != 2 or parts[0] not in RESOURCE_TYPES or tuple(parts) in found:
+                    continue
+                try:
+                    context = _context(caller, parts[0], "r")
+                except FhirError:
+                    continue
+                resource = resource_get(resource_type=parts[0], fhir_id=parts[1])
+                if resource is not None and (context != "patient" or _in_compartment(resource, caller.patient_id)):
+                    found[(parts[0], parts[1])] = resource
+    return list(found.values())
 
 
 def operation_outcome(error: FhirError) -> dict[str, Any]:

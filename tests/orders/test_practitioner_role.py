@@ -1,9 +1,13 @@
 """A PractitionerRole ``fhirUser``: the practitioner comes with the role through ``_include`` (one request);
 servers that refuse or ignore ``_include`` cost a second read, never a lost signer."""
 
+import pytest
+
 from healthcommerce.ehr.errors import FHIRError
-from healthcommerce.ehr.fhir import SearchResult
+from healthcommerce.ehr.fhir import FHIRReader, SearchResult
+from healthcommerce.ehr.models import Launch
 from healthcommerce.orders import prefill
+from tests.conftest import complete_launch
 
 ROLE = {"resourceType": "PractitionerRole", "id": "prarol1234", "practitioner": {"reference": "Practitioner/pra1"}}
 DOCTOR = {
@@ -58,3 +62,19 @@ def test_a_patient_or_related_person_cannot_sign_a_practitioner_role_can():
     assert not prefill.can_sign("Patient/pat014")
     assert not prefill.can_sign("RelatedPerson/r1")
     assert not prefill.can_sign("")
+
+
+@pytest.mark.django_db
+def test_against_the_sandbox_the_practitioner_comes_in_the_same_request(client, ehr_site, sandbox_ehr):
+    ehr_site.scopes += " user/PractitionerRole.rs"
+    ehr_site.save()
+    result = complete_launch(client, sandbox_ehr, patient="pat014", request="DeviceRequest/devreq021")
+    launch = Launch.objects.get(pk=result.launch_id)
+    reader = FHIRReader(iss=ehr_site.iss, access_token=launch.access_token)
+    calls = []
+    original = reader.server.request_json
+    reader.server.request_json = lambda path: calls.append(path) or original(path)
+
+    info, warnings = prefill._practitioner_role(reader, "prarol1234")
+    assert (info.name, info.npi, warnings) == ("Dr. Jane Betty Doe", "1122334455", [])
+    assert len(calls) == 1 and "_include=PractitionerRole%3Apractitioner" in calls[0]

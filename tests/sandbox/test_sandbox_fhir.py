@@ -186,3 +186,23 @@ def test_it_refuses_a_count_that_is_not_a_number(app: SmartApp, token: str) -> N
 
 def test_metadata_needs_no_token(app: SmartApp, sandbox_data: dict) -> None:
     assert app.get("metadata", None).status_code == 200
+
+
+def test_include_returns_the_referenced_practitioner_with_the_role(app: SmartApp, sandbox_data: dict) -> None:
+    token = token_with(app, "launch openid fhirUser user/PractitionerRole.rs user/Practitioner.rs")
+    response = app.get("PractitionerRole", token, _id="prarol1234", _include="PractitionerRole:practitioner")
+
+    assert response.status_code == 200
+    entries = [
+        (e["resource"]["resourceType"], e["resource"]["id"], e["search"]["mode"]) for e in response.json()["entry"]
+    ]
+    assert entries == [("PractitionerRole", "prarol1234", "match"), ("Practitioner", "pra1234", "include")]
+
+
+def test_include_leaves_out_what_the_scopes_do_not_allow(app: SmartApp, sandbox_data: dict) -> None:
+    token = token_with(app, "launch openid fhirUser user/PractitionerRole.rs")
+    response = app.get("PractitionerRole", token, _id="prarol1234", _include="PractitionerRole:practitioner")
+
+    assert [e["search"]["mode"] for e in response.json()["entry"]] == ["match"]
+    refused = app.get("PractitionerRole", token, _id="prarol1234", _include="Patient:general-practitioner")
+    assert refused.status_code == 400
