@@ -26,6 +26,8 @@ class OutboxMessage(BaseModel):
     attempts = models.PositiveIntegerField(default=0)
     available_at = models.DateTimeField()
     published_at = models.DateTimeField(null=True, blank=True)
+    # Publications since a worker last took the row: each one doubles the relay's lease (republish backoff).
+    publish_count = models.PositiveIntegerField(default=0)
     # Set by the worker that claimed the row (conditional UPDATE); another worker may claim it only after this.
     locked_until = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)

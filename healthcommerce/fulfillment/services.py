@@ -41,6 +41,7 @@ __all__ = [
     "outbox_enqueue",
     "outbox_relay",
     "outbox_retry",
+    "relay_lease",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,10 @@ ACTOR = "system:fulfillment"
 # Full-jitter exponential backoff (seconds): uniform(0, min(CAP, BASE * 2**(attempt - 1))).
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 900.0
-# After publishing, the relay leaves a row alone this long (seconds) so a queued task is not published twice.
+# After publishing, the relay leaves a row alone this long (seconds) so a queued task is not published twice;
+# each further publication of a row no worker has taken doubles it, up to the cap (republish backoff).
 RELAY_LEASE_SECONDS = 60
+RELAY_LEASE_CAP_SECONDS = 3600
 # A worker's claim outlives the hard task time limit, after which Celery has killed the task.
 CLAIM_MARGIN_SECONDS = 60
 # Statuses from which an order may be (re)submitted; ``failed`` is an admin re-drive of a dead letter.
@@ -85,6 +88,14 @@ def backoff_seconds(*, attempt: int, retry_after: float | None = None) -> float:
     return min(delay, BACKOFF_CAP_SECONDS)
 
 
+def relay_lease(publish_count: int) -> timedelta:
+    """Return how long the relay leaves a row alone after its ``publish_count``-th publication (1-based) since a
+    worker last took it: 60 s, 120 s, 240 s ... capped at 3600 s. An hour-long worker outage thus republishes
+    each pending row about 6 times, not 60 (docs/reliability.md "Retries and dead letters")."""
+    exponent = min(max(publish_count - 1, 0), 16)
+    return timedelta(seconds=min(RELAY_LEASE_CAP_SECONDS, RELAY_LEASE_SECONDS * 2**exponent))
+
+
 def _claim_lease() -> timedelta:
     return timedelta(seconds=int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 300) or 300) + CLAIM_MARGIN_SECONDS)
 
@@ -108,7 +119,7 @@ def _publish_fast_path(message_id: str) -> None:
     now = timezone.now()
     OutboxMessage.objects.filter(
         pk=message_id, status=OutboxMessage.Status.PENDING, attempts=0, locked_until=None
-    ).update(published_at=now, available_at=now + timedelta(seconds=RELAY_LEASE_SECONDS))
+    ).update(published_at=now, available_at=now + relay_lease(1), publish_count=F("publish_count") + 1)
 
 
 def outbox_enqueue(*, order: Order) -> OutboxMessage:
@@ -132,38 +143,53 @@ def outbox_enqueue(*, order: Order) -> OutboxMessage:
     return message
 
 
-@transaction.atomic
 def outbox_relay(*, limit: int = 100) -> int:
     """Publish up to ``limit`` due ``pending`` rows and return how many were published.
 
-    Rows are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` (a no-op on SQLite, which serializes
-    writers) so concurrent relays never publish the same row; each published row's ``available_at`` moves
-    ``RELAY_LEASE_SECONDS`` ahead. When the broker is down, publishing stops and the rest wait for the next run.
+    Two steps, so no row lock is held while the broker is called: first, in one short transaction, due rows
+    are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` (a no-op on SQLite, which serializes writers) and
+    leased: ``available_at`` moves ahead by ``relay_lease`` of their new ``publish_count``, so concurrent relays
+    never publish the same row and a row no worker takes is republished ever more rarely. Then, with the
+    transaction committed, each row is published. When the broker is down, publishing stops and the rows not
+    published are given back (due now, their count restored) for the next run.
     """
     now = timezone.now()
-    due = list(
-        OutboxMessage.objects.select_for_update(skip_locked=True)
-        .filter(status=OutboxMessage.Status.PENDING, available_at__lte=now)
-        .order_by("available_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    published: list[Any] = []
-    for message_id in due:
+    with transaction.atomic():
+        due = list(
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(status=OutboxMessage.Status.PENDING, available_at__lte=now)
+            .order_by("available_at")
+            .values_list("pk", "publish_count", "available_at", "published_at")[:limit]
+        )
+        by_count: dict[int, list[Any]] = {}
+        for message_id, count, *_ in due:
+            by_count.setdefault(count + 1, []).append(message_id)
+        for count, ids in by_count.items():
+            OutboxMessage.objects.filter(pk__in=ids).update(
+                published_at=now, available_at=now + relay_lease(count), publish_count=count
+            )
+    published = 0
+    for message_id, *_ in due:
         try:
             _publish_submit(str(message_id))
         except PUBLISH_ERRORS as exc:
             logger.warning(
                 "outbox relay: broker unavailable (%s); %d row(s) left for next run",
                 type(exc).__name__,
-                len(due) - len(published),
+                len(due) - published,
             )
+            _relay_give_back(due[published:], leased_at=now)
             break
-        published.append(message_id)
-    if published:
-        OutboxMessage.objects.filter(pk__in=published).update(
-            published_at=now, available_at=now + timedelta(seconds=RELAY_LEASE_SECONDS)
-        )
-    return len(published)
+        published += 1
+    return published
+
+
+def _relay_give_back(rows: list[tuple[Any, int, Any, Any]], *, leased_at: Any) -> None:
+    """Undo the lease of rows the relay could not publish, unless a worker has taken them meanwhile."""
+    for message_id, count, available_at, published_at in rows:
+        OutboxMessage.objects.filter(
+            pk=message_id, status=OutboxMessage.Status.PENDING, published_at=leased_at, publish_count=count + 1
+        ).update(available_at=available_at, publish_count=count, published_at=published_at)
 
 
 @transaction.atomic
@@ -253,7 +279,10 @@ def _message_retry_later(message: OutboxMessage, *, code: str, backend: str, ret
         return
     delay = backoff_seconds(attempt=message.attempts, retry_after=retry_after)
     OutboxMessage.objects.filter(pk=message.pk, status=OutboxMessage.Status.PENDING).update(
-        locked_until=None, available_at=timezone.now() + timedelta(seconds=delay), last_error=code[:300]
+        locked_until=None,
+        available_at=timezone.now() + timedelta(seconds=delay),
+        last_error=code[:300],
+        publish_count=0,
     )
     logger.warning(
         "fulfillment retry order=%s message=%s backend=%s error=%s attempt=%d/%d delay=%.0fs",
@@ -317,7 +346,9 @@ def outbox_retry(*, message_ids: Iterable[Any], actor: str) -> int:
         message.attempts = 0
         message.available_at = now
         message.locked_until = None
-        message.save(update_fields=["status", "attempts", "available_at", "locked_until", "updated_at"])
+        message.publish_count = 0
+        fields = ["status", "attempts", "available_at", "locked_until", "publish_count", "updated_at"]
+        message.save(update_fields=fields)
         detail = {"message_id": str(message.pk)}
         order_event_add(order=message.order, kind="fulfillment_retry", actor=actor, detail=detail)
         audit_record(

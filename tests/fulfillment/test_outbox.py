@@ -10,9 +10,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from healthcommerce.fulfillment import tasks
+from healthcommerce.fulfillment import services, tasks
 from healthcommerce.fulfillment.models import OutboxMessage
-from healthcommerce.fulfillment.services import RELAY_LEASE_SECONDS, outbox_enqueue, outbox_relay
+from healthcommerce.fulfillment.services import RELAY_LEASE_SECONDS, outbox_enqueue, outbox_relay, relay_lease
 from healthcommerce.orders.models import Order
 
 
@@ -132,3 +132,58 @@ def test_the_relay_leaves_rows_for_next_time_when_the_broker_is_down(message: Ou
 def test_the_relay_task_runs_the_relay_service(message: OutboxMessage, published: list[str]) -> None:
     assert tasks.outbox_relay() == 1
     assert published == [str(message.id)]
+
+
+def lease_after_relay(message: OutboxMessage) -> float:
+    """Make the row due, run the relay, and return the lease it got (seconds from now)."""
+    OutboxMessage.objects.filter(pk=message.pk).update(available_at=timezone.now() - timedelta(seconds=1))
+    assert outbox_relay() == 1
+    message.refresh_from_db()
+    return (message.available_at - timezone.now()).total_seconds()
+
+
+def test_each_republication_of_an_untaken_row_doubles_its_lease_up_to_an_hour(
+    message: OutboxMessage, published: list[str]
+) -> None:
+    leases = [lease_after_relay(message) for _ in range(8)]
+    expected = [60, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert [round(lease / 10) * 10 for lease in leases] == expected
+    message.refresh_from_db()
+    assert message.publish_count == 8 and len(published) == 8
+
+
+def test_an_hour_long_worker_outage_republishes_a_row_a_handful_of_times(message: OutboxMessage) -> None:
+    publications, elapsed = 0, 0.0
+    while elapsed < 3600:
+        publications += 1
+        elapsed += relay_lease(publications).total_seconds()
+    assert publications <= 7  # a fixed 60 s lease would have been 60
+
+
+def test_a_worker_that_takes_the_row_resets_the_republish_backoff(
+    message: OutboxMessage, published: list[str], settings
+) -> None:
+    for _ in range(3):
+        lease_after_relay(message)
+    services._message_retry_later(message, code="backend_unavailable", backend="local")
+    message.refresh_from_db()
+    assert message.publish_count == 0
+    assert 55 <= lease_after_relay(message) <= 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_relay_holds_no_transaction_or_row_lock_while_it_talks_to_the_broker(
+    make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with transaction.atomic():
+        outbox_enqueue(order=make_order())
+        outbox_enqueue(order=make_order())
+    OutboxMessage.objects.update(available_at=timezone.now() - timedelta(seconds=1))
+    seen: list[bool] = []
+
+    def apply_async(args: tuple[str], **options: Any) -> None:
+        seen.append(transaction.get_connection().in_atomic_block)
+
+    monkeypatch.setattr(tasks.submit_order, "apply_async", apply_async)
+    assert outbox_relay() == 2
+    assert seen == [False, False]
