@@ -4,11 +4,14 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from healthcommerce.fulfillment.views import readyz
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("smart/", include("healthcommerce.ehr.urls")),
     path("o/", include("healthcommerce.orders.urls")),
     path("p/", include("healthcommerce.purchaselinks.urls")),
+    path("readyz", readyz, name="readyz"),
     path("", include("healthcommerce.core.urls")),
 ]
 if settings.SANDBOX_ENABLED:

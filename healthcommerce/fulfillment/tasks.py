@@ -9,6 +9,7 @@ and dead letters").
 from celery import shared_task
 
 from healthcommerce.fulfillment import services
+from healthcommerce.fulfillment.health import relay_heartbeat
 
 
 @shared_task(name="healthcommerce.fulfillment.tasks.submit_order")
@@ -19,5 +20,8 @@ def submit_order(message_id: str) -> None:
 
 @shared_task(name="healthcommerce.fulfillment.tasks.outbox_relay")
 def outbox_relay() -> int:
-    """Publish due outbox rows (run by beat every few seconds); return how many were published."""
-    return services.outbox_relay()
+    """Publish due outbox rows (run by beat every few seconds) and record the relay's heartbeat for
+    ``/readyz``; return how many were published."""
+    published = services.outbox_relay()
+    relay_heartbeat()
+    return published

@@ -254,3 +254,8 @@ def test_200_orders_signed_through_both_instances_are_each_fulfilled_exactly_onc
     }
     assert OutboxMessage.objects.filter(status=OutboxMessage.Status.DONE).count() == ORDERS
     assert PurchaseLink.objects.count() == ORDERS
+    # Beat and the workers are alive and the outbox is drained: both instances report the pipeline ready.
+    for base in cluster.app.urls:
+        ready = requests.get(f"{base}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["metrics"]["outbox_pending"] == 0
