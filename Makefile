@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo demo-setup test lint bench clean release serve deploy-check
+.PHONY: setup demo demo-setup test lint bench clean release serve deploy-check medusa-setup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy healthcommerce
+	$(BIN)/lint-imports --no-cache
 	SANDBOX_ENABLED=true $(BIN)/python manage.py makemigrations --check --dry-run
+
+# Medusa 2 from npm and its template database on the local PostgreSQL, for tests/fulfillment/medusa/
+# (commerce/medusa/README.md). Needs Node.js 20.19+, npm and PostgreSQL; a no-op when nothing changed.
+medusa-setup:
+	bash scripts/medusa.sh setup
 
 bench: setup
 	$(BIN)/python -m pytest benchmarks -q -s

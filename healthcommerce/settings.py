@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "healthcommerce.ehr",
     "healthcommerce.catalog",
     "healthcommerce.orders",
+    "healthcommerce.outbox",
     "healthcommerce.fulfillment",
     "healthcommerce.purchaselinks",
 ]
@@ -226,9 +227,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "relay-outbox": {"task": "healthcommerce.fulfillment.tasks.outbox_relay", "schedule": 5.0},
+    "relay-outbox": {"task": "healthcommerce.outbox.tasks.relay", "schedule": 5.0},
 }
-# Dead-letter an outbox message after this many attempts.
+# Dead-letter an outbox message (any subscriber) after this many attempts.
 FULFILLMENT_MAX_ATTEMPTS = env.int("FULFILLMENT_MAX_ATTEMPTS", default=8)
 COMMERCE_BACKEND = env.str("COMMERCE_BACKEND", default="local")
 

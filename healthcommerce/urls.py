@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from healthcommerce.fulfillment.views import readyz
+from healthcommerce.outbox.views import readyz
 
 urlpatterns = [
     path("admin/", admin.site.urls),

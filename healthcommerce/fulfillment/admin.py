@@ -1,4 +1,4 @@
-"""Admin for the outbox (read-only, "retry now") and the local backend's orders ("Mark shipped/delivered")."""
+"""Admin for the local backend's orders ("Mark shipped/delivered"); the outbox has its own (``outbox.admin``)."""
 
 import json
 from typing import Any
@@ -11,65 +11,14 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from healthcommerce.audit.services import audit_record
+from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
 from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.fulfillment.models import LocalCommerceOrder, OutboxMessage
-from healthcommerce.fulfillment.services import local_order_mark, outbox_retry
+from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.services import local_order_mark
 
 
 def _actor(request: HttpRequest) -> str:
-    return f"admin:{request.user.get_username()}"
-
-
-class ServiceOnlyAdmin(admin.ModelAdmin):
-    """An admin whose rows change only through services (its actions): every field is read-only, and
-    there is no add, save or delete."""
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        declared = list(super().get_readonly_fields(request, obj))
-        return declared + [
-            f.name for f in self.model._meta.fields if f.name not in declared and f.name not in (self.exclude or ())
-        ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        """Never save from the form (there is nothing editable); state changes go through the actions."""
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        hidden = {
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-            "show_delete": False,
-        }
-        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **hidden})
-
-
-@admin.register(OutboxMessage)
-class OutboxMessageAdmin(ServiceOnlyAdmin):
-    """Outbox rows are written by services only; admins look, and may retry dead or pending rows."""
-
-    list_display = ["topic", "order_reference", "status", "attempts", "available_at", "last_error"]
-    list_filter = ["status", "topic"]
-    search_fields = ["order__reference", "idempotency_key"]
-    ordering = ["-created_at"]
-    actions = ["retry_now"]
-    list_select_related = ["order"]
-
-    @admin.display(description="Order", ordering="order__reference")
-    def order_reference(self, obj: OutboxMessage) -> str:
-        return obj.order.reference
-
-    @admin.action(description="Retry now", permissions=["change"])
-    def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
-        count = outbox_retry(message_ids=list(queryset.values_list("pk", flat=True)), actor=_actor(request))
-        self.message_user(request, f"{count} message(s) will be retried now; rows being worked on were skipped.")
+    return admin_actor(request)
 
 
 @admin.register(LocalCommerceOrder)

@@ -2,6 +2,25 @@ from django.apps import AppConfig
 
 
 class FulfillmentConfig(AppConfig):
+    """Fulfillment subscribes to ``order.signed`` and ``order.patient_confirmed`` (ADR 0008)."""
+
     name = "healthcommerce.fulfillment"
     label = "fulfillment"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Register the outbox subscribers of this stage."""
+        from healthcommerce.orders.events import TOPIC_ORDER_SIGNED, TOPIC_PATIENT_CONFIRMED
+        from healthcommerce.outbox.subscribers import subscribe
+
+        subscribe(
+            name="fulfillment.submit",
+            topic=TOPIC_ORDER_SIGNED,
+            handler="healthcommerce.fulfillment.services.fulfillment_submit",
+            on_dead="healthcommerce.fulfillment.services.fulfillment_dead",
+        )
+        subscribe(
+            name="fulfillment.confirm",
+            topic=TOPIC_PATIENT_CONFIRMED,
+            handler="healthcommerce.fulfillment.services.fulfillment_confirm",
+        )

@@ -1,27 +1,18 @@
-"""Celery tasks: thin wrappers that pass ids to services (docs/style.md 3).
-
-No ``autoretry_for``: retries are driven by the outbox row (``available_at``, ``attempts``), so a broker
-message that is lost, or a worker that dies, costs a delay but never the work (docs/reliability.md "Retries
-and dead letters").
-``acks_late``, ``reject_on_worker_lost`` and the time limits come from settings.
-"""
+"""Celery task names kept from before the outbox moved to ``healthcommerce.outbox`` (ADR 0008), so messages
+already queued under them during a deploy still run. New messages use ``healthcommerce.outbox.tasks``."""
 
 from celery import shared_task
 
-from healthcommerce.fulfillment import services
-from healthcommerce.fulfillment.health import relay_heartbeat
+from healthcommerce.outbox import services
 
 
 @shared_task(name="healthcommerce.fulfillment.tasks.submit_order")
 def submit_order(message_id: str) -> None:
-    """Fulfil outbox message ``message_id`` (a UUID string); idempotent."""
-    services.fulfillment_submit(message_id=message_id)
+    """Deliver outbox message ``message_id`` (its id was kept when the row moved); idempotent."""
+    services.outbox_deliver(message_id=message_id)
 
 
 @shared_task(name="healthcommerce.fulfillment.tasks.outbox_relay")
 def outbox_relay() -> int:
-    """Publish due outbox rows (run by beat every few seconds) and record the relay's heartbeat for
-    ``/readyz``; return how many were published."""
-    published = services.outbox_relay()
-    relay_heartbeat()
-    return published
+    """Run the relay once (a beat of the previous release may still queue this name)."""
+    return services.outbox_relay()

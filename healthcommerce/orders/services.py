@@ -15,12 +15,13 @@ from healthcommerce.catalog.models import Product
 from healthcommerce.catalog.selectors import request_orderability
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
-from healthcommerce.fulfillment.services import outbox_enqueue
 from healthcommerce.orders.errors import OrderImmutable, OrderIncomplete
+from healthcommerce.orders.events import TOPIC_ORDER_SIGNED, order_event_key, order_subject
 from healthcommerce.orders.extract import RequestInfo
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_transition
+from healthcommerce.outbox.services import outbox_publish
 
 EDITABLE = (
     "product",
@@ -247,7 +248,8 @@ def content_hash(order: Order) -> str:
 
 @transaction.atomic
 def order_sign(*, order: Order, launch: Launch) -> Order:
-    """Sign a complete draft as the launch's practitioner (``fhirUser``); enqueue fulfillment in the same transaction.
+    """Sign a complete draft as the launch's practitioner (``fhirUser``); publish ``order.signed`` in the same
+    transaction (the outbox hands it to fulfillment).
 
     Records who (fhirUser), when and the SHA-256 of the content; the order is immutable afterwards.
     Raises ``OrderIncomplete`` (listing what is missing) or ``OrderImmutable`` when it is not a draft.
@@ -272,6 +274,6 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
         order_id=locked.pk, to_status=Order.Status.SIGNED, actor=launch.fhir_user, detail={"hash": locked.content_hash}
     )
     locked.status = Order.Status.SIGNED
-    outbox_enqueue(order=locked)
+    outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(locked), subject=order_subject(locked))
     audit_record(actor=launch.fhir_user, action="order.sign", target=f"Order/{locked.pk}", where=launch.site.iss)
     return locked

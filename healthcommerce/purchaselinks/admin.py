@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from healthcommerce.fulfillment.admin import ServiceOnlyAdmin
+from healthcommerce.core.admin import ServiceOnlyAdmin
 from healthcommerce.purchaselinks.models import PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_reissue, purchase_link_revoke
 

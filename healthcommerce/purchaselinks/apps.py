@@ -2,6 +2,19 @@ from django.apps import AppConfig
 
 
 class PurchaselinksConfig(AppConfig):
+    """Purchase links subscribe to ``order.submitted`` (ADR 0008)."""
+
     name = "healthcommerce.purchaselinks"
     label = "purchaselinks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Register the outbox subscriber of this stage."""
+        from healthcommerce.orders.events import TOPIC_ORDER_SUBMITTED
+        from healthcommerce.outbox.subscribers import subscribe
+
+        subscribe(
+            name="purchaselinks.deliver",
+            topic=TOPIC_ORDER_SUBMITTED,
+            handler="healthcommerce.purchaselinks.services.purchase_link_deliver",
+        )

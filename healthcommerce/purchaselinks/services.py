@@ -25,9 +25,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
-from healthcommerce.fulfillment.backends.local.services import local_order_confirm
+from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.orders.events import TOPIC_PATIENT_CONFIRMED, order_event_key, order_subject
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add
+from healthcommerce.outbox.models import OutboxMessage
+from healthcommerce.outbox.services import outbox_publish
 from healthcommerce.purchaselinks.errors import LinkUnavailable, TooManyAttempts
 from healthcommerce.purchaselinks.models import PurchaseLink
 
@@ -62,7 +65,7 @@ def _audit(link: PurchaseLink | None, *, action: str, ip: str, outcome: str = "s
 
 
 @transaction.atomic
-def purchase_link_issue(*, order: Order, actor: str = "system:fulfillment") -> tuple[PurchaseLink, str]:
+def purchase_link_issue(*, order: Order, actor: str = "system:purchaselinks") -> tuple[PurchaseLink, str]:
     """Create a link for ``order`` and return ``(link, raw token)``; the raw token exists only in this return.
 
     Idempotent per order: when an unrevoked, unexpired link exists (even locked or completed) it is
@@ -88,6 +91,27 @@ def purchase_link_issue(*, order: Order, actor: str = "system:fulfillment") -> t
     return link, token
 
 
+def purchase_link_deliver(message: OutboxMessage) -> None:
+    """Handle ``order.submitted``: issue the order's purchase link and email it (ADR 0008).
+
+    Idempotent: an order whose live link was already sent is left alone. A live link that was never sent is
+    revoked and replaced (its raw token no longer exists), so a retry after a failed email sends a fresh link;
+    no raw token is ever stored. Raises ``LinkEmailFailed`` (temporary) when the mail relay fails.
+    """
+    order = Order.objects.get(pk=message.subject.removeprefix("Order/"))
+    with transaction.atomic():
+        now = timezone.now()
+        live = PurchaseLink.objects.select_for_update().filter(
+            order_id=order.pk, revoked_at__isnull=True, expires_at__gt=now
+        )
+        if any(link.sent_at is not None for link in live):
+            return
+        for link in live:
+            purchase_link_revoke(link=link, actor=SYSTEM_ACTOR)
+        link, token = purchase_link_issue(order=order)
+    purchase_link_send(link=link, token=token, raise_on_error=True)
+
+
 def _expiry_text(link: PurchaseLink) -> str:
     day = timezone.localdate(link.expires_at)
     return f"{day:%B} {day.day}, {day.year}"
@@ -102,13 +126,23 @@ def _link_not_sent(link: PurchaseLink, reason: str) -> bool:
     return False
 
 
-def purchase_link_send(*, link: PurchaseLink, token: str) -> bool:
+class LinkEmailFailed(HealthcommerceError):
+    """The mail relay refused or did not answer; the outbox sends the link again later (temporary)."""
+
+    code = "email_error"
+    status = 502
+    temporary = True
+    message = "The purchase link email could not be sent."
+
+
+def purchase_link_send(*, link: PurchaseLink, token: str, raise_on_error: bool = False) -> bool:
     """Email the link to ``order.contact_email`` through Django's email backend; return whether it was sent.
 
     Subject ``"Your order HC-XXXX is ready"``; the body holds the URL and the expiry date and no clinical
     details (not even the product). Records ``sent_to``/``sent_at`` and a ``link_sent`` OrderEvent. Without a
     contact email (or a date of birth to verify against) it records ``link_not_sent`` with the reason
-    (``no_contact_email``, ``no_birth_date``); an SMTP failure records ``email_error`` and logs an ERROR.
+    (``no_contact_email``, ``no_birth_date``); an SMTP failure records ``email_error``, logs an ERROR, and with
+    ``raise_on_error`` raises ``LinkEmailFailed`` (temporary: the outbox retries).
     """
     order = link.order
     if not order.contact_email:
@@ -127,7 +161,10 @@ def purchase_link_send(*, link: PurchaseLink, token: str) -> bool:
         logger.error(
             "purchase link email failed order=%s link=%s error=%s", order.reference, link.pk, type(exc).__name__
         )
-        return _link_not_sent(link, "email_error")
+        _link_not_sent(link, "email_error")
+        if raise_on_error:
+            raise LinkEmailFailed() from exc
+        return False
     with transaction.atomic():
         link.sent_to = order.contact_email
         link.sent_at = timezone.now()
@@ -242,8 +279,8 @@ def purchase_link_verify(*, link: PurchaseLink, birth_date: date, ip: str) -> bo
 
 
 def purchase_link_complete(*, link: PurchaseLink, actor_ip: str) -> PurchaseLink:
-    """Record the patient's confirmation: set ``completed_at`` (single use from now on), mark the local
-    backend's order ``confirmed`` (``local_order_confirm``) and add a ``patient_confirmed`` OrderEvent.
+    """Record the patient's confirmation: set ``completed_at`` (single use from now on), add a
+    ``patient_confirmed`` OrderEvent, and publish ``order.patient_confirmed`` (fulfillment tells the backend).
 
     Requires a verified, usable link; otherwise raises ``LinkUnavailable``. Audited either way.
     """
@@ -263,9 +300,9 @@ def purchase_link_complete(*, link: PurchaseLink, actor_ip: str) -> PurchaseLink
             order = Order.objects.select_for_update().get(pk=link.order_id)
             if order.status in _ORDER_CLOSED:
                 raise LinkUnavailable(f"order_{order.status}", link=link)
-            local = local_order_confirm(order_reference=order.reference)
-            detail = {"link_id": str(link.pk), "local_order_id": str(local.pk) if local else ""}
+            detail = {"link_id": str(link.pk)}
             order_event_add(order=order, kind="patient_confirmed", actor=_actor(link), detail=detail)
+            outbox_publish(topic=TOPIC_PATIENT_CONFIRMED, key=order_event_key(order), subject=order_subject(order))
             _audit(link, action="purchase_link.complete", ip=actor_ip)
     except LinkUnavailable as exc:
         _audit(link, action="purchase_link.complete", ip=actor_ip, outcome=exc.reason)

@@ -30,8 +30,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment.models import LocalCommerceOrder, OutboxMessage
+from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
+from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.conftest import IN_CI, SandboxEHR, sandbox_database_copy, sandbox_launch, sandbox_server
 from tests.servers import AppCluster, app_cluster, free_port, isolated_broker_url
@@ -203,7 +204,7 @@ def test_a_launch_started_on_a_completes_its_callback_and_sign_off_on_b(cluster:
     assert "Sign order" not in page.text and 'id="order-status"' in page.text
     order = Order.objects.get(request_reference="DeviceRequest/scale-001")
     assert order.signed_by.endswith("Practitioner/pra1234") and len(order.content_hash) == 64
-    assert OutboxMessage.objects.filter(order=order).count() == 1
+    assert OutboxMessage.objects.filter(subject=f"Order/{order.pk}", topic="order.signed").count() == 1
     deadline = time.monotonic() + 60
     while Order.objects.get(pk=order.pk).status != Order.Status.SUBMITTED and time.monotonic() < deadline:
         time.sleep(0.25)
@@ -252,7 +253,13 @@ def test_200_orders_signed_through_both_instances_are_each_fulfilled_exactly_onc
     assert set(LocalCommerceOrder.objects.values_list("idempotency_key", flat=True)) == {
         f"{pk}:v1" for pk in Order.objects.values_list("pk", flat=True)
     }
-    assert OutboxMessage.objects.filter(status=OutboxMessage.Status.DONE).count() == ORDERS
+    # Every order went through both hand-overs: order.signed -> fulfillment, order.submitted -> purchase links.
+    links_deadline = time.monotonic() + 60
+    while PurchaseLink.objects.count() < ORDERS and time.monotonic() < links_deadline:
+        time.sleep(0.5)
+    done = OutboxMessage.objects.filter(status=OutboxMessage.Status.DONE)
+    assert done.filter(subscriber="fulfillment.submit").count() == ORDERS
+    assert done.filter(subscriber="purchaselinks.deliver").count() == ORDERS
     assert PurchaseLink.objects.count() == ORDERS
     # Beat and the workers are alive and the outbox is drained: both instances report the pipeline ready.
     for base in cluster.app.urls:

@@ -10,12 +10,12 @@ from django.utils import timezone
 
 from healthcommerce.catalog.models import HCPCS, Product
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment import tasks
 from healthcommerce.fulfillment.backends import registry
-from healthcommerce.fulfillment.models import OutboxMessage
-from healthcommerce.fulfillment.services import outbox_enqueue
 from healthcommerce.orders.models import Order
+from healthcommerce.outbox import tasks
+from healthcommerce.outbox.models import OutboxMessage
 from tests.fulfillment.fakes import FAKE_BACKENDS, RecordingBackend
+from tests.pipeline import signed
 
 PATIENT_NAME = "Camila Lopez"
 BIRTH_DATE = date(1987, 9, 12)
@@ -83,19 +83,19 @@ def order(make_order: Callable[..., Order]) -> Order:
 
 @pytest.fixture
 def message(order: Order) -> OutboxMessage:
-    """The order's outbox row, as ``order_sign`` writes it (tests run inside a transaction)."""
-    return outbox_enqueue(order=order)
+    """The order's ``order.signed`` row for ``fulfillment.submit``, as ``order_sign`` writes it."""
+    return signed(order)
 
 
 @pytest.fixture(autouse=True)
 def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record ``submit_order`` publications instead of sending them to a broker; returns the message ids."""
+    """Record ``outbox.deliver`` publications instead of sending them to a broker; returns the message ids."""
     sent: list[str] = []
 
     def apply_async(args: tuple[str], **options: Any) -> None:
         sent.append(args[0])
 
-    monkeypatch.setattr(tasks.submit_order, "apply_async", apply_async)
+    monkeypatch.setattr(tasks.deliver, "apply_async", apply_async)
     return sent
 
 

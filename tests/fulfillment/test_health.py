@@ -10,10 +10,10 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from healthcommerce.fulfillment import health, tasks
-from healthcommerce.fulfillment.models import OutboxMessage
-from healthcommerce.fulfillment.services import outbox_enqueue
 from healthcommerce.orders.models import Order
+from healthcommerce.outbox import health, tasks
+from healthcommerce.outbox.models import OutboxMessage
+from tests.pipeline import signed
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def clean_cache():
 
 
 def test_it_is_ready_once_the_relay_task_has_run(client, db) -> None:
-    tasks.outbox_relay()
+    tasks.relay()
     response = client.get("/readyz")
     assert response.status_code == 200
     body = response.json()
@@ -35,7 +35,7 @@ def test_it_is_ready_once_the_relay_task_has_run(client, db) -> None:
 
 
 def test_without_beat_it_fails_naming_beat_and_alerts_once(client, db, caplog) -> None:
-    with caplog.at_level(logging.ERROR, logger="healthcommerce.fulfillment.health"):
+    with caplog.at_level(logging.ERROR, logger="healthcommerce.outbox.health"):
         first = client.get("/readyz")
         client.get("/readyz")
     assert first.status_code == 503
@@ -54,9 +54,9 @@ def test_a_relay_silent_for_over_a_minute_fails(client, db) -> None:
 def test_a_due_row_nobody_consumes_fails_with_its_lag_and_the_queue_depth(
     client, make_order: Callable[..., Order]
 ) -> None:
-    tasks.outbox_relay()
+    tasks.relay()
     for _ in range(2):
-        outbox_enqueue(order=make_order())
+        signed(make_order())
     OutboxMessage.objects.update(available_at=timezone.now() - timedelta(minutes=10))
     response = client.get("/readyz")
     body = response.json()

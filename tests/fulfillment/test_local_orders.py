@@ -1,39 +1,38 @@
 """The local backend's orders move received -> confirmed -> shipped -> delivered, and never back."""
 
-from collections.abc import Callable
-
 import pytest
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.fulfillment.backends.local.services import LocalOrderTransitionError
-from healthcommerce.fulfillment.models import LocalCommerceOrder, OutboxMessage
-from healthcommerce.fulfillment.services import fulfillment_submit, local_order_confirm, local_order_mark
+from healthcommerce.fulfillment.backends.local.services import LocalOrderTransitionError, local_order_confirm
+from healthcommerce.fulfillment.backends.registry import get_backend
+from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.services import local_order_mark
 from healthcommerce.orders.errors import InvalidTransition
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.orders.transitions import order_transition
+from healthcommerce.outbox.models import OutboxMessage
+from tests.pipeline import deliver
 
 LS = LocalCommerceOrder.Status
 
 
 @pytest.fixture
 def local(message: OutboxMessage) -> LocalCommerceOrder:
-    fulfillment_submit(message_id=message.id)
+    deliver(message)
     return LocalCommerceOrder.objects.get()
 
 
 def test_the_patient_confirmation_marks_the_local_order_confirmed(local: LocalCommerceOrder, order: Order) -> None:
-    confirmed = local_order_confirm(order_reference=order.reference)
-    assert confirmed is not None
+    confirmed = local_order_confirm(local_order_id=local.pk)
     assert (confirmed.status, confirmed.confirmed_at is not None) == (LS.CONFIRMED, True)
+    assert local_order_confirm(local_order_id=local.pk).confirmed_at == confirmed.confirmed_at  # idempotent
 
 
-def test_confirmation_is_a_no_op_with_another_backend(
-    local: LocalCommerceOrder, order: Order, use_backend: Callable[[str], None]
-) -> None:
-    use_backend("recording")
-    assert local_order_confirm(order_reference=order.reference) is None
-    local.refresh_from_db()
-    assert local.status == LS.RECEIVED
+def test_the_backend_confirms_and_reports_status_through_the_registry(local: LocalCommerceOrder) -> None:
+    backend = get_backend("local")
+    assert backend.status(str(local.pk)) == "received"
+    backend.confirm(str(local.pk))
+    assert backend.status(str(local.pk)) == "confirmed"
 
 
 def test_marking_shipped_fulfils_the_order_and_records_the_tracking_number(
@@ -71,14 +70,14 @@ def test_state_never_goes_backwards(local: LocalCommerceOrder, order: Order) -> 
 
     with pytest.raises(LocalOrderTransitionError):
         local_order_mark(local_order_id=local.id, status=LS.SHIPPED, actor="admin:ops")
-    assert local_order_confirm(order_reference=order.reference).status == LS.DELIVERED  # type: ignore[union-attr]
+    assert local_order_confirm(local_order_id=local.pk).status == LS.DELIVERED
     with pytest.raises(LocalOrderTransitionError):
         local_order_mark(local_order_id=local.id, status=LS.RECEIVED, actor="admin:ops")
     for earlier in (Order.Status.SUBMITTED, Order.Status.SIGNED, Order.Status.DRAFT, Order.Status.FAILED):
         with pytest.raises(InvalidTransition):
             order_transition(order_id=order.id, to_status=earlier, actor="admin:ops")
     # A duplicate submit of the same message cannot pull the order back to submitted either.
-    fulfillment_submit(message_id=OutboxMessage.objects.get().id)
+    deliver(OutboxMessage.objects.get(subscriber="fulfillment.submit"))
     order.refresh_from_db()
     local.refresh_from_db()
     assert (order.status, local.status) == (Order.Status.FULFILLED, LS.DELIVERED)

@@ -1,4 +1,4 @@
-"""The transactional outbox: enqueue inside the sign-off transaction, fast path on commit, relay later."""
+"""The transactional outbox: publish inside the sign-off transaction, fast path on commit, relay later."""
 
 import logging
 from collections.abc import Callable
@@ -10,10 +10,17 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from healthcommerce.fulfillment import services, tasks
-from healthcommerce.fulfillment.models import OutboxMessage
-from healthcommerce.fulfillment.services import RELAY_LEASE_SECONDS, outbox_enqueue, outbox_relay, relay_lease
+from healthcommerce.orders.events import TOPIC_ORDER_SIGNED, order_event_key, order_subject
 from healthcommerce.orders.models import Order
+from healthcommerce.outbox import services, tasks
+from healthcommerce.outbox.models import OutboxMessage
+from healthcommerce.outbox.services import RELAY_LEASE_SECONDS, outbox_publish, outbox_relay, relay_lease
+
+
+def enqueue(order: Order) -> OutboxMessage:
+    """Publish ``order.signed`` in the caller's transaction, as ``order_sign`` does; return fulfillment's row."""
+    rows = outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(order), subject=order_subject(order))
+    return next(row for row in rows if row.subscriber == "fulfillment.submit")
 
 
 @pytest.fixture
@@ -21,23 +28,24 @@ def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
     def apply_async(*args: Any, **kwargs: Any) -> None:
         raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(tasks.submit_order, "apply_async", apply_async)
+    monkeypatch.setattr(tasks.deliver, "apply_async", apply_async)
 
 
 def test_enqueue_writes_one_pending_row_keyed_by_order_and_version(order: Order) -> None:
-    message = outbox_enqueue(order=order)
-    assert message.topic == "order.submit"
+    message = enqueue(order)
+    assert (message.topic, message.subscriber) == ("order.signed", "fulfillment.submit")
+    assert message.subject == f"Order/{order.id}"
     assert message.idempotency_key == f"{order.id}:v{order.version}"
     assert message.status == OutboxMessage.Status.PENDING
     assert message.available_at <= timezone.now()
-    assert outbox_enqueue(order=order) == message
-    assert OutboxMessage.objects.count() == 1
+    assert enqueue(order) == message
+    assert OutboxMessage.objects.count() == 1  # one subscriber of order.signed
 
 
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_refuses_to_run_outside_a_transaction(order: Order) -> None:
     with pytest.raises(RuntimeError):
-        outbox_enqueue(order=order)
+        enqueue(order)
     assert not OutboxMessage.objects.exists()
 
 
@@ -45,7 +53,7 @@ def test_the_fast_path_publishes_only_after_commit(
     order: Order, published: list[str], django_capture_on_commit_callbacks
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        message = outbox_enqueue(order=order)
+        message = enqueue(order)
         assert published == []
     assert len(callbacks) == 1
     assert published == [str(message.id)]
@@ -62,7 +70,7 @@ def test_a_rolled_back_sign_off_publishes_nothing(
         pytest.raises(ZeroDivisionError),
         transaction.atomic(),
     ):
-        outbox_enqueue(order=order)
+        enqueue(order)
         1 / 0  # noqa: B018
     assert callbacks == []
     assert published == []
@@ -73,7 +81,7 @@ def test_a_broker_failure_on_the_fast_path_is_logged_and_left_to_the_relay(
     order: Order, broker_down: None, django_capture_on_commit_callbacks, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING), django_capture_on_commit_callbacks(execute=True):
-        message = outbox_enqueue(order=order)
+        message = enqueue(order)
     message.refresh_from_db()
     assert message.status == OutboxMessage.Status.PENDING
     assert message.published_at is None
@@ -83,12 +91,12 @@ def test_a_broker_failure_on_the_fast_path_is_logged_and_left_to_the_relay(
 
 def test_the_relay_publishes_due_pending_rows_only(make_order: Callable[..., Order], published: list[str]) -> None:
     now = timezone.now()
-    due = outbox_enqueue(order=make_order())
-    later = outbox_enqueue(order=make_order())
+    due = enqueue(make_order())
+    later = enqueue(make_order())
     OutboxMessage.objects.filter(pk=later.pk).update(available_at=now + timedelta(minutes=5))
-    done = outbox_enqueue(order=make_order())
+    done = enqueue(make_order())
     OutboxMessage.objects.filter(pk=done.pk).update(status=OutboxMessage.Status.DONE)
-    dead = outbox_enqueue(order=make_order())
+    dead = enqueue(make_order())
     OutboxMessage.objects.filter(pk=dead.pk).update(status=OutboxMessage.Status.DEAD)
 
     assert outbox_relay() == 1
@@ -115,7 +123,7 @@ def test_the_relay_republishes_after_the_lease_when_no_worker_took_the_row(
 
 def test_the_relay_honours_its_limit(make_order: Callable[..., Order], published: list[str]) -> None:
     for _ in range(3):
-        outbox_enqueue(order=make_order())
+        enqueue(make_order())
     assert outbox_relay(limit=2) == 2
     assert outbox_relay(limit=2) == 1
 
@@ -130,7 +138,7 @@ def test_the_relay_leaves_rows_for_next_time_when_the_broker_is_down(message: Ou
 
 
 def test_the_relay_task_runs_the_relay_service(message: OutboxMessage, published: list[str]) -> None:
-    assert tasks.outbox_relay() == 1
+    assert tasks.relay() == 1
     assert published == [str(message.id)]
 
 
@@ -165,7 +173,7 @@ def test_a_worker_that_takes_the_row_resets_the_republish_backoff(
 ) -> None:
     for _ in range(3):
         lease_after_relay(message)
-    services._message_retry_later(message, code="backend_unavailable", backend="local")
+    services._message_retry_later(message, code="backend_unavailable")
     message.refresh_from_db()
     assert message.publish_count == 0
     assert 55 <= lease_after_relay(message) <= 60
@@ -176,14 +184,14 @@ def test_the_relay_holds_no_transaction_or_row_lock_while_it_talks_to_the_broker
     make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with transaction.atomic():
-        outbox_enqueue(order=make_order())
-        outbox_enqueue(order=make_order())
+        enqueue(make_order())
+        enqueue(make_order())
     OutboxMessage.objects.update(available_at=timezone.now() - timedelta(seconds=1))
     seen: list[bool] = []
 
     def apply_async(args: tuple[str], **options: Any) -> None:
         seen.append(transaction.get_connection().in_atomic_block)
 
-    monkeypatch.setattr(tasks.submit_order, "apply_async", apply_async)
+    monkeypatch.setattr(tasks.deliver, "apply_async", apply_async)
     assert outbox_relay() == 2
     assert seen == [False, False]

@@ -8,8 +8,8 @@ from types import ModuleType
 import pytest
 from django.conf import settings
 
-from healthcommerce.fulfillment import services
-from healthcommerce.fulfillment.services import BACKOFF_CAP_SECONDS, backoff_seconds
+from healthcommerce.outbox import services
+from healthcommerce.outbox.services import BACKOFF_CAP_SECONDS, backoff_seconds
 
 SETTINGS_FILE = Path(__file__).resolve().parents[2] / "healthcommerce" / "settings.py"
 
@@ -48,7 +48,7 @@ def test_workers_ack_late_and_keep_one_task_at_a_time() -> None:
     assert settings.CELERY_TASK_ACKS_LATE is True
     assert settings.CELERY_TASK_REJECT_ON_WORKER_LOST is True
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
-    assert settings.CELERY_BEAT_SCHEDULE["relay-outbox"]["task"] == "healthcommerce.fulfillment.tasks.outbox_relay"
+    assert settings.CELERY_BEAT_SCHEDULE["relay-outbox"]["task"] == "healthcommerce.outbox.tasks.relay"
 
 
 def test_a_workers_claim_outlives_the_task_time_limit() -> None:

@@ -3,11 +3,11 @@
 import pytest
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.fulfillment.models import OutboxMessage
 from healthcommerce.orders.errors import InvalidTransition
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.services import content_hash
 from healthcommerce.orders.transitions import order_transition
+from healthcommerce.outbox.models import OutboxMessage
 from tests.conftest import complete_launch
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,8 @@ def test_it_signs_in_one_click_and_writes_the_outbox_row(client, cpap_draft, dja
     assert order.status == Order.Status.SIGNED
     assert order.signed_by.endswith("Practitioner/pra1234") and order.signed_at
     assert order.content_hash == content_hash(order) and len(order.content_hash) == 64
-    assert OutboxMessage.objects.filter(order=order, status=OutboxMessage.Status.PENDING).count() == 1
+    rows = OutboxMessage.objects.filter(subject=f"Order/{order.pk}", status=OutboxMessage.Status.PENDING)
+    assert list(rows.values_list("topic", "subscriber")) == [("order.signed", "fulfillment.submit")]
     assert AuditEvent.objects.filter(action="order.sign", target=f"Order/{order.pk}").count() == 1
     page = client.get(url)
     assert b"signed" in page.content.lower() and order.reference.encode() in page.content

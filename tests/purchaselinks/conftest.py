@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from healthcommerce.catalog.models import HCPCS, Product
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment import tasks
 from healthcommerce.orders.models import Order
+from healthcommerce.outbox import tasks
 from healthcommerce.purchaselinks.models import PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_issue
 
@@ -29,7 +29,7 @@ SHIP_TO = {
 @pytest.fixture(autouse=True)
 def _isolation(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test publishes to a real broker; the per-IP counters start empty."""
-    monkeypatch.setattr(tasks.submit_order, "apply_async", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *args, **kwargs: None)
     cache.clear()
 
 

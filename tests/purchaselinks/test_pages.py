@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.fulfillment.models import LocalCommerceOrder
-from healthcommerce.fulfillment.services import fulfillment_submit, outbox_enqueue
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE
 from healthcommerce.purchaselinks.models import PurchaseLink
+from tests.pipeline import deliver, downstream, signed
 from tests.purchaselinks.conftest import BIRTH_DATE, PATIENT_NAME
 
 Issued = tuple[PurchaseLink, str]
@@ -35,7 +35,7 @@ def dob(day: date) -> dict[str, str]:
 def test_the_whole_patient_journey_from_email_to_confirmation(make_order, settings) -> None:
     settings.APP_BASE_URL = "http://testserver"
     order: Order = make_order(status=Order.Status.SIGNED)
-    fulfillment_submit(message_id=outbox_enqueue(order=order).id)
+    deliver(signed(order))  # fulfillment submits, then the link is issued and emailed
 
     assert len(mail.outbox) == 1
     match = re.search(r"http://testserver(/p/[A-Za-z0-9_-]+/)", mail.outbox[0].body)
@@ -77,6 +77,9 @@ def test_the_whole_patient_journey_from_email_to_confirmation(make_order, settin
     assert "Thank you" in done.content.decode()
     link = PurchaseLink.objects.get(order=order)
     assert link.completed_at is not None
+    # The confirmation reaches the backend through the outbox (order.patient_confirmed -> fulfillment.confirm).
+    assert LocalCommerceOrder.objects.get(order_reference=order.reference).status == LocalCommerceOrder.Status.RECEIVED
+    assert downstream() == 1
     assert LocalCommerceOrder.objects.get(order_reference=order.reference).status == LocalCommerceOrder.Status.CONFIRMED
     assert OrderEvent.objects.filter(order=order, kind="patient_confirmed").exists()
 

@@ -57,3 +57,21 @@ class CommerceBackend:
         ``PermanentBackendError``.
         """
         raise NotImplementedError
+
+    def confirm(self, external_id: str) -> None:
+        """Tell the backend the patient confirmed the order ``external_id`` (the id ``submit`` returned).
+
+        Idempotent. Raises ``TemporaryBackendError`` or ``PermanentBackendError``.
+        """
+        raise NotImplementedError
+
+    def cancel(self, external_id: str) -> None:
+        """Cancel the order ``external_id`` if it has not shipped. Idempotent. Raises ``PermanentBackendError``
+        (code ``too_late``) once it has shipped, or ``TemporaryBackendError``."""
+        raise NotImplementedError
+
+    def status(self, external_id: str) -> str:
+        """Return the order's status at the backend: one of ``received``, ``confirmed``, ``shipped``,
+        ``delivered``, ``cancelled``. Raises ``TemporaryBackendError`` or ``PermanentBackendError``
+        (``not_found``)."""
+        raise NotImplementedError

@@ -1,9 +1,11 @@
 """The default backend: store the ``CommerceOrder`` as a ``LocalCommerceOrder``, idempotent on its key."""
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from healthcommerce.fulfillment.backends.base import CommerceBackend, PermanentBackendError, SubmitResult
+from healthcommerce.fulfillment.backends.local.services import LocalOrderNotFound, local_order_confirm
 from healthcommerce.fulfillment.commerce import CommerceOrder
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 
@@ -35,3 +37,21 @@ class LocalCommerceBackend(CommerceBackend):
                 "The idempotency key was used for another order.", code="idempotency_key_reused"
             )
         return SubmitResult(external_id=str(row.id))
+
+    def confirm(self, external_id: str) -> None:
+        """Mark the local order ``confirmed`` (``local_order_confirm``); idempotent. Raises
+        ``PermanentBackendError("not_found")`` for an unknown id."""
+        try:
+            local_order_confirm(local_order_id=external_id)
+        except (LocalOrderNotFound, ValueError, ValidationError) as exc:
+            raise PermanentBackendError("The local backend holds no such order.", code="not_found") from exc
+
+    def status(self, external_id: str) -> str:
+        """Return the local order's status (``received``, ``confirmed``, ``shipped`` or ``delivered``)."""
+        try:
+            row = LocalCommerceOrder.objects.filter(pk=external_id).first()
+        except (ValueError, ValidationError):
+            row = None
+        if row is None:
+            raise PermanentBackendError("The local backend holds no such order.", code="not_found")
+        return str(row.status)

@@ -11,13 +11,20 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.fulfillment.backends.registry import backend_name
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add, order_transition
 
 LS = LocalCommerceOrder.Status
 _RANK: dict[str, int] = {LS.RECEIVED: 0, LS.CONFIRMED: 1, LS.SHIPPED: 2, LS.DELIVERED: 3}
+
+
+class LocalOrderNotFound(HealthcommerceError):
+    """No local order has that id (permanent)."""
+
+    code = "not_found"
+    status = 404
+    message = "The commerce platform holds no such order."
 
 
 class LocalOrderTransitionError(HealthcommerceError):
@@ -29,21 +36,16 @@ class LocalOrderTransitionError(HealthcommerceError):
 
 
 @transaction.atomic
-def local_order_confirm(*, order_reference: str) -> LocalCommerceOrder | None:
-    """Mark the newest local order for ``order_reference`` ``confirmed`` (the patient completed the link).
+def local_order_confirm(*, local_order_id: UUID | str) -> LocalCommerceOrder:
+    """Mark local order ``local_order_id`` ``confirmed`` (the patient completed the link) and return it.
 
-    Return the row, or ``None`` when the configured backend is not ``local`` or it holds no such order.
-    Idempotent; a row already confirmed, shipped or delivered is returned unchanged.
+    Idempotent: a row already confirmed, shipped or delivered is returned unchanged. Raises
+    ``LocalOrderNotFound`` for an unknown id.
     """
-    if backend_name() != "local":
-        return None
-    row = (
-        LocalCommerceOrder.objects.select_for_update()
-        .filter(order_reference=order_reference)
-        .order_by("-created_at")
-        .first()
-    )
-    if row is None or _RANK[row.status] >= _RANK[LS.CONFIRMED]:
+    row = LocalCommerceOrder.objects.select_for_update().filter(pk=local_order_id).first()
+    if row is None:
+        raise LocalOrderNotFound()
+    if _RANK[row.status] >= _RANK[LS.CONFIRMED]:
         return row
     row.status = LS.CONFIRMED
     row.confirmed_at = timezone.now()

@@ -16,7 +16,7 @@ from django.db import DatabaseError, connection
 from django.db.models import Min
 from django.utils import timezone
 
-from healthcommerce.fulfillment.models import OutboxMessage
+from healthcommerce.outbox.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
 

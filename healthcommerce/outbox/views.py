@@ -4,7 +4,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from healthcommerce.fulfillment.health import pipeline_alert, pipeline_health
+from healthcommerce.outbox.health import pipeline_alert, pipeline_health
 
 
 @never_cache

@@ -1,0 +1,23 @@
+"""The order events stages hand over through the outbox (ADR 0008): topic names and the subject of an order.
+
+Defined here, below every stage that publishes or subscribes, so no stage imports a later one: orders
+publishes ``order.signed``; fulfillment subscribes to it and publishes ``order.submitted``; purchase links
+subscribe to that and publish ``order.patient_confirmed``, which fulfillment passes to the backend.
+"""
+
+from healthcommerce.orders.models import Order
+
+TOPIC_ORDER_SIGNED = "order.signed"
+TOPIC_ORDER_SUBMITTED = "order.submitted"
+TOPIC_PATIENT_CONFIRMED = "order.patient_confirmed"
+
+
+def order_subject(order: Order) -> str:
+    """Return the outbox ``subject`` of ``order``: ``Order/<id>`` (no PHI)."""
+    return f"Order/{order.pk}"
+
+
+def order_event_key(order: Order) -> str:
+    """Return the idempotency key of ``order``'s current version: ``<order id>:v<version>``. It is also the key
+    the commerce backend sees, so a re-drive can never create a second order there."""
+    return f"{order.pk}:v{order.version}"

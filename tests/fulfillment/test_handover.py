@@ -1,0 +1,82 @@
+"""The stages hand over through named outbox topics (ADR 0008): who subscribes to what, a link email that fails
+is retried with a fresh link, the patient's confirmation reaches the backend, and a cancel stops a hand-over."""
+
+import smtplib
+
+import pytest
+from django.core import mail
+
+from healthcommerce.audit.models import AuditEvent
+from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.orders.models import Order
+from healthcommerce.outbox.models import OutboxMessage
+from healthcommerce.outbox.services import outbox_cancel
+from healthcommerce.outbox.subscribers import subscribers_of
+from healthcommerce.purchaselinks.models import PurchaseLink
+from tests.pipeline import deliver, downstream, rows_of
+
+
+def test_each_stage_subscribes_to_the_topic_of_the_stage_before_it() -> None:
+    assert [s.name for s in subscribers_of("order.signed")] == ["fulfillment.submit"]
+    assert [s.name for s in subscribers_of("order.submitted")] == ["purchaselinks.deliver"]
+    assert [s.name for s in subscribers_of("order.patient_confirmed")] == ["fulfillment.confirm"]
+
+
+def test_submitting_publishes_order_submitted_with_the_backend_id_and_no_phi(message: OutboxMessage, order: Order):
+    deliver(message)
+    handed = rows_of(order, "purchaselinks.deliver").get()
+    local = LocalCommerceOrder.objects.get()
+    assert handed.topic == "order.submitted" and handed.idempotency_key == message.idempotency_key
+    assert handed.payload == {"backend": "local", "external_id": str(local.pk)}
+    assert handed.status == OutboxMessage.Status.DONE
+
+
+def test_a_failed_link_email_is_retried_with_a_fresh_link(
+    message: OutboxMessage, order: Order, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args, **kwargs):
+        raise smtplib.SMTPServerDisconnected("relay went away")
+
+    monkeypatch.setattr("healthcommerce.purchaselinks.services.send_mail", refuse)
+    deliver(message)
+    handed = rows_of(order, "purchaselinks.deliver").get()
+    assert (handed.status, handed.last_error, handed.attempts) == (OutboxMessage.Status.PENDING, "email_error", 1)
+    first = PurchaseLink.objects.get(order=order)
+    assert first.sent_at is None and mail.outbox == []
+
+    monkeypatch.undo()
+    OutboxMessage.objects.filter(pk=handed.pk).update(available_at=handed.created_at)  # the backoff has passed
+    assert downstream() == 1
+    first.refresh_from_db()
+    assert first.revoked_at is not None  # its token was never sent and no longer exists
+    sent = PurchaseLink.objects.get(order=order, revoked_at__isnull=True)
+    assert sent.sent_at is not None and len(mail.outbox) == 1
+    assert rows_of(order, "purchaselinks.deliver").get().status == OutboxMessage.Status.DONE
+    assert downstream() == 0  # nothing more to do: a later duplicate delivery sends nothing
+
+
+def test_the_patients_confirmation_reaches_the_backend_through_the_registry(
+    message: OutboxMessage, order: Order
+) -> None:
+    from datetime import date
+
+    from healthcommerce.purchaselinks.services import purchase_link_complete, purchase_link_verify
+
+    deliver(message)
+    link = PurchaseLink.objects.get(order=order)
+    assert purchase_link_verify(link=link, birth_date=date(1987, 9, 12), ip="203.0.113.9")
+    purchase_link_complete(link=link, actor_ip="203.0.113.9")
+    confirm = rows_of(order, "fulfillment.confirm").get()
+    assert confirm.topic == "order.patient_confirmed" and confirm.status == OutboxMessage.Status.PENDING
+    assert downstream() == 1
+    assert LocalCommerceOrder.objects.get().status == LocalCommerceOrder.Status.CONFIRMED
+    assert AuditEvent.objects.filter(action="fulfillment.confirm", target=f"Order/{order.pk}").exists()
+
+
+def test_cancelling_stops_a_hand_over_nobody_has_taken(message: OutboxMessage, order: Order) -> None:
+    assert outbox_cancel(subject=f"Order/{order.pk}", topic="order.signed", actor="admin:ops") == 1
+    message.refresh_from_db()
+    assert message.status == OutboxMessage.Status.CANCELLED
+    deliver(message)
+    assert not LocalCommerceOrder.objects.exists()
+    assert AuditEvent.objects.filter(action="outbox.cancel", target=f"Order/{order.pk}").exists()
