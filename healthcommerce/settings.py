@@ -232,6 +232,14 @@ CELERY_BEAT_SCHEDULE = {
 # Dead-letter an outbox message (any subscriber) after this many attempts.
 FULFILLMENT_MAX_ATTEMPTS = env.int("FULFILLMENT_MAX_ATTEMPTS", default=8)
 COMMERCE_BACKEND = env.str("COMMERCE_BACKEND", default="local")
+# The medusa backend (Medusa 2 Admin API; docs/adr/0007): https, or http to loopback, and a secret API key.
+MEDUSA_URL = env.str("MEDUSA_URL", default="")
+MEDUSA_API_KEY = env.str("MEDUSA_API_KEY", default="")
+# Optional ids; when empty the backend looks them up (first region shipping to the country, default channel).
+MEDUSA_REGION_ID = env.str("MEDUSA_REGION_ID", default="")
+MEDUSA_SALES_CHANNEL_ID = env.str("MEDUSA_SALES_CHANNEL_ID", default="")
+MEDUSA_SHIPPING_OPTION_ID = env.str("MEDUSA_SHIPPING_OPTION_ID", default="")
+MEDUSA_SHIPPING_PROFILE_ID = env.str("MEDUSA_SHIPPING_PROFILE_ID", default="")
 
 # --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
 # CACHE_URL, else the broker's Redis server on the next database number; per process only in embedded mode.
