@@ -287,12 +287,18 @@ def _birth_date(notes: Notes, value: Any) -> datetime.date | None:
     return born
 
 
-def patient_info(data: dict[str, Any], notes: Notes) -> PatientInfo:
-    """Return the order's patient fields from Patient JSON (checked with ``resource_check``)."""
+def _resource_name(notes: Notes, data: dict[str, Any]) -> str:
+    """Return the display name of a Patient or Practitioner, or "" with a warning when it does not fit its column."""
     name = human_name(notes.elements(HumanName, data.get("name"), "name"))
     if len(name) > COLUMN_LIMITS["name"]:
         notes.warn(f"name is longer than {COLUMN_LIMITS['name']} characters and was not used")
-        name = ""
+        return ""
+    return name
+
+
+def patient_info(data: dict[str, Any], notes: Notes) -> PatientInfo:
+    """Return the order's patient fields from Patient JSON (checked with ``resource_check``)."""
+    name = _resource_name(notes, data)
     points = notes.elements(ContactPoint, data.get("telecom"), "telecom")
     return PatientInfo(
         name=name,
@@ -382,10 +388,7 @@ def coverage_info(coverages: list[dict[str, Any]], notes: Notes) -> CoverageInfo
 
 def practitioner_info(data: dict[str, Any], notes: Notes) -> PractitionerInfo:
     """Return name and NPI (ten digits, else dropped with a warning) from Practitioner JSON."""
-    name = human_name(notes.elements(HumanName, data.get("name"), "name"))
-    if len(name) > COLUMN_LIMITS["name"]:
-        notes.warn(f"name is longer than {COLUMN_LIMITS['name']} characters and was not used")
-        name = ""
+    name = _resource_name(notes, data)
     identifiers = notes.elements(Identifier, data.get("identifier"), "identifier")
     npi = next((str(i.value).strip() for i in identifiers if i.system == NPI_SYSTEM and i.value), "")
     if npi and not re.fullmatch(r"\d{10}", npi):
