@@ -11,10 +11,13 @@ Every backend call goes through the registry (``backends.registry.get_backend``)
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.fulfillment.backends.base import CommerceBackend
 from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
 from healthcommerce.fulfillment.commerce import commerce_order_build
@@ -40,6 +43,32 @@ ACTOR = "system:fulfillment"
 SUBMITTABLE = {Order.Status.SIGNED, Order.Status.SUBMITTED, Order.Status.FAILED}
 
 
+class BackendMisconfigured(HealthcommerceError):
+    """``COMMERCE_BACKEND`` or the backend's own settings are wrong: retried with backoff (an operator can fix
+    the settings while the row waits), dead-lettered when the attempts run out."""
+
+    code = "backend_misconfigured"
+    status = 503
+    temporary = True
+    message = "The commerce backend is not configured."
+
+
+def _backend(name: str) -> CommerceBackend:
+    """Return the backend ``name``; raise ``BackendMisconfigured`` for an unknown name or missing settings."""
+    try:
+        return get_backend(name)
+    except ImproperlyConfigured as exc:
+        raise BackendMisconfigured() from exc
+
+
+def _backend_name() -> str:
+    """Return ``COMMERCE_BACKEND``; raise ``BackendMisconfigured`` when no such backend is registered."""
+    try:
+        return backend_name()
+    except ImproperlyConfigured as exc:
+        raise BackendMisconfigured() from exc
+
+
 class OrderNotSubmittable(HealthcommerceError):
     """The order's status forbids fulfillment (e.g. it was cancelled); permanent."""
 
@@ -61,12 +90,15 @@ def fulfillment_submit(message: OutboxMessage) -> None:
     an order no longer submittable, the backend's ``TemporaryBackendError``/``PermanentBackendError``, or
     ``OrderIncomplete`` from ``commerce_order_build``; the outbox retries or dead-letters accordingly.
     """
-    name = backend_name()
+    name = _backend_name()
     order = order_of(message)
     if order.status not in SUBMITTABLE:
         raise OrderNotSubmittable(code=f"order_{order.status}")
     commerce_order = commerce_order_build(order=order, idempotency_key=message.idempotency_key)
-    result = get_backend(name).submit(commerce_order)
+    try:
+        result = _backend(name).submit(commerce_order)
+    except ImproperlyConfigured as exc:  # a backend's own settings (URL, key) are missing
+        raise BackendMisconfigured() from exc
     _submitted(message, order=order, external_id=result.external_id, backend=name)
 
 
@@ -93,7 +125,7 @@ def fulfillment_dead(*, message: OutboxMessage, code: str) -> str:
     machine allows), with a ``fulfillment_failed`` event and an audit row. Returns the alert's context,
     ``order=<reference> backend=<name>``."""
     order = order_of(message)
-    backend = backend_name()
+    backend = str(settings.COMMERCE_BACKEND)  # as configured, even when it is not a registered backend
     detail = {"code": code, "backend": backend, "attempts": message.attempts, "message_id": str(message.pk)}
     if Order.Status.FAILED in ALLOWED[order.status]:
         order_transition(order_id=order.pk, to_status=Order.Status.FAILED, actor=ACTOR, detail=detail)
@@ -129,7 +161,10 @@ def fulfillment_confirm(message: OutboxMessage) -> None:
     if not external_id:
         logger.warning("fulfillment confirm: order=%s has no backend order yet", order.reference)
         return
-    name = backend_name()
-    get_backend(name).confirm(external_id)
+    name = _backend_name()
+    try:
+        _backend(name).confirm(external_id)
+    except ImproperlyConfigured as exc:
+        raise BackendMisconfigured() from exc
     detail = {"backend": name, "external_id": external_id}
     audit_record(actor=ACTOR, action="fulfillment.confirm", target=f"Order/{order.pk}", where=name, detail=detail)

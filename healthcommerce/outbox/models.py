@@ -13,7 +13,7 @@ class OutboxMessage(BaseModel):
     subscriber, and the key the handler passes on (to a commerce backend, for example). ``subject`` is the id
     the event is about; ``payload`` holds ids and codes only, never PHI. The relay publishes ``pending`` rows
     whose ``available_at`` has passed; a worker claims one (``locked_until``) and counts ``attempts``; after
-    ``OUTBOX_MAX_ATTEMPTS`` the row is ``dead`` (dead letter) and alerts. ``cancelled`` rows are never
+    ``FULFILLMENT_MAX_ATTEMPTS`` the row is ``dead`` (dead letter) and alerts. ``cancelled`` rows are never
     delivered (the order was cancelled first).
     """
 

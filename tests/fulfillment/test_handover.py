@@ -80,3 +80,18 @@ def test_cancelling_stops_a_hand_over_nobody_has_taken(message: OutboxMessage, o
     deliver(message)
     assert not LocalCommerceOrder.objects.exists()
     assert AuditEvent.objects.filter(action="outbox.cancel", target=f"Order/{order.pk}").exists()
+
+
+def test_an_unknown_backend_retries_with_a_clear_code_then_dead_letters_and_fails_the_order(
+    message: OutboxMessage, order: Order, settings
+) -> None:
+    settings.COMMERCE_BACKEND = "no-such-backend"
+    settings.FULFILLMENT_MAX_ATTEMPTS = 2
+    deliver(message)
+    message.refresh_from_db()
+    assert (message.status, message.last_error) == (OutboxMessage.Status.PENDING, "backend_misconfigured")
+    OutboxMessage.objects.filter(pk=message.pk).update(available_at=message.created_at)
+    deliver(message)
+    message.refresh_from_db()
+    order.refresh_from_db()
+    assert message.status == OutboxMessage.Status.DEAD and order.status == Order.Status.FAILED
