@@ -242,12 +242,18 @@ MEDUSA_SHIPPING_OPTION_ID = env.str("MEDUSA_SHIPPING_OPTION_ID", default="")
 MEDUSA_SHIPPING_PROFILE_ID = env.str("MEDUSA_SHIPPING_PROFILE_ID", default="")
 
 # --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
-# CACHE_URL, else the broker's Redis server on the next database number; per process only in embedded mode.
+# CACHE_URL, else the broker's Redis server on the next database number; in embedded mode a folder under
+# HC_VAR_DIR, shared by the processes of one machine (the demo's web, worker and beat: /readyz sees the relay).
 CACHE_URL = env.str("CACHE_URL", default="") or redis_cache_url(CELERY_BROKER_URL)
 if CACHE_URL:
     CACHES = {"default": environ.Env.cache_url_config(CACHE_URL) | {"KEY_PREFIX": "hc"}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
 
 # --- Purchase links ---
 PURCHASE_LINK_TTL_DAYS = env.int("PURCHASE_LINK_TTL_DAYS", default=14)

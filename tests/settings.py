@@ -15,3 +15,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 HTTP_TIMEOUT = (3.05, 2.0)
 SANDBOX_TIMEOUT_SLEEP = 3
 AXES_ENABLED = False
+
+# The test process keeps its cache in memory (no state across runs); app processes the tests start use their own.
+if CACHES["default"]["BACKEND"].endswith("FileBasedCache"):  # noqa: F405
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -2,7 +2,7 @@
 
 Two modes (docs/deploy.md, docs/adr/0003-embedded-and-production-modes.md):
 - *embedded* (``SANDBOX_ENABLED=true`` or ``DEBUG=true``: ``make demo`` and the tests) allows SQLite, kombu's
-  filesystem broker, a per-process cache and the console email backend, so nothing needs a server;
+  filesystem broker, a cache in a local folder and the console email backend, so nothing needs a server;
 - *production* (everything else) refuses to start on any of them, one line per problem naming the setting.
 
 Django's deployment checklist and ``manage.py check --deploy`` cover the HTTP-level settings; these checks
@@ -68,7 +68,7 @@ def production_problems(config: ProductionConfig) -> list[str]:
             "CELERY_BROKER_URL is the filesystem transport: set it to Redis (redis://host:6379/0); workers on "
             "other hosts could not see the queue."
         )
-    elif config.cache_backend.endswith("LocMemCache"):
+    elif config.cache_backend.endswith(("LocMemCache", "FileBasedCache")):
         problems.append(
             "CACHE_URL is not set and the broker is not Redis: set CACHE_URL (redis://host:6379/1) so rate limits "
             "and caches hold across processes."

@@ -88,8 +88,16 @@ def test_a_short_secret_key_or_a_per_process_cache_is_a_problem() -> None:
         **(FIT.__dict__ | {"broker_url": "amqp://mq", "cache_backend": "django.core.cache.backends.locmem.LocMemCache"})
     )
 
+    folder = ProductionConfig(
+        **(
+            FIT.__dict__
+            | {"broker_url": "amqp://mq", "cache_backend": "django.core.cache.backends.filebased.FileBasedCache"}
+        )
+    )
+
     assert [p.split(" ")[0] for p in short] == ["SECRET_KEY"]
     assert [p.split(" ")[0] for p in production_problems(amqp)] == ["CACHE_URL"]
+    assert [p.split(" ")[0] for p in production_problems(folder)] == ["CACHE_URL"]  # one host only
 
 
 def test_the_cache_shares_the_brokers_redis_server_on_the_next_database() -> None:
