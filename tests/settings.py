@@ -7,6 +7,7 @@ os.environ.setdefault("SANDBOX_ENABLED", "true")
 # Tests and their worker process use their own filesystem-broker folder, never the demo's.
 os.environ.setdefault("CELERY_BROKER_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test-broker"))
 
+from healthcommerce import settings as _base
 from healthcommerce.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -17,5 +18,5 @@ SANDBOX_TIMEOUT_SLEEP = 3
 AXES_ENABLED = False
 
 # The test process keeps its cache in memory (no state across runs); app processes the tests start use their own.
-if CACHES["default"]["BACKEND"].endswith("FileBasedCache"):  # noqa: F405
+if _base.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
