@@ -240,6 +240,13 @@ MEDUSA_REGION_ID = env.str("MEDUSA_REGION_ID", default="")
 MEDUSA_SALES_CHANNEL_ID = env.str("MEDUSA_SALES_CHANNEL_ID", default="")
 MEDUSA_SHIPPING_OPTION_ID = env.str("MEDUSA_SHIPPING_OPTION_ID", default="")
 MEDUSA_SHIPPING_PROFILE_ID = env.str("MEDUSA_SHIPPING_PROFILE_ID", default="")
+# The webhook backend (Standard Webhooks to one DME supplier; docs/adr/0009): https URL and whsec_ secret;
+# optional mutual TLS (PEM client certificate and key) and a CA bundle that replaces the system's trusted CAs.
+WEBHOOK_URL = env.str("WEBHOOK_URL", default="")
+WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
+WEBHOOK_CLIENT_CERT = env.str("WEBHOOK_CLIENT_CERT", default="")
+WEBHOOK_CLIENT_KEY = env.str("WEBHOOK_CLIENT_KEY", default="")
+WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
 
 # --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
 # CACHE_URL, else the broker's Redis server on the next database number; in embedded mode a folder under

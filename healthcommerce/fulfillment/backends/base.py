@@ -1,5 +1,7 @@
 """The commerce backend interface and its errors; every error says whether it is temporary (docs/style.md 4, 6)."""
 
+import email.utils
+import time
 from dataclasses import dataclass
 
 from healthcommerce.core.errors import HealthcommerceError
@@ -11,6 +13,23 @@ class SubmitResult:
     """What a backend answers for an accepted order: its own id for it."""
 
     external_id: str
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header (delay in seconds, or an HTTP-date) into seconds from now (>= 0).
+
+    Returns ``None`` when absent or unreadable. Source: RFC 9110 section 10.2.3.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class BackendError(HealthcommerceError):

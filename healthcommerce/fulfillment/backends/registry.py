@@ -12,6 +12,7 @@ from healthcommerce.fulfillment.backends.base import CommerceBackend
 BACKENDS: dict[str, str] = {
     "local": "healthcommerce.fulfillment.backends.local.backend.LocalCommerceBackend",
     "medusa": "healthcommerce.fulfillment.backends.medusa.backend.MedusaCommerceBackend",
+    "webhook": "healthcommerce.fulfillment.backends.webhook.backend.WebhookCommerceBackend",
 }
 
 

@@ -5,8 +5,6 @@ Source: Medusa V2 Admin API Reference, "Authentication" (a secret API key ``sk_.
 as the user name and an empty password) and "Errors" (``{"type", "message"}`` bodies, never copied here).
 """
 
-import email.utils
-import time
 from typing import Any
 
 import requests
@@ -14,7 +12,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from healthcommerce.core.http import outbound_session
-from healthcommerce.fulfillment.backends.base import BackendError, PermanentBackendError, TemporaryBackendError
+from healthcommerce.fulfillment.backends.base import (
+    BackendError,
+    PermanentBackendError,
+    TemporaryBackendError,
+    retry_after_seconds,
+)
 
 # Metadata keys on a Medusa order. DISPLAY_ID_KEY must match commerce/medusa/medusa-config.ts, which copies it
 # into the order's unique ``custom_display_id``.
@@ -24,23 +27,6 @@ DISPLAY_ID_KEY = "healthcommerce_display_id"
 CONFIRMED_KEY = "healthcommerce_confirmed_at"
 # On a Medusa product: the catalog SKU it was synced from.
 SKU_KEY = "healthcommerce_sku"
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse a ``Retry-After`` header (delay in seconds, or an HTTP-date) into seconds from now (>= 0).
-
-    Returns ``None`` when absent or unreadable. Source: RFC 9110 section 10.2.3.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def error_for_response(response: requests.Response) -> BackendError | None:
