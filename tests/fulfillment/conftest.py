@@ -76,6 +76,28 @@ def make_order(ful_site: EHRSite, ful_product: Product) -> Callable[..., Order]:
     return make
 
 
+def clinical_values(order: Order) -> list[str]:
+    """Values of ``order`` that must never reach a commerce backend: request codes and references, FHIR ids,
+    the practitioner, the date of birth, the payer, the billing code, the signature hash and the site."""
+    return [
+        order.request_code,
+        order.request_display,
+        order.request_system,
+        order.request_reference,
+        "devreq021",
+        order.patient_fhir_id,
+        order.practitioner_reference,
+        order.practitioner_name,
+        order.practitioner_npi,
+        order.patient_birth_date.isoformat() if order.patient_birth_date else "",
+        order.payer_name,
+        order.payer_member_id,
+        order.product.hcpcs_code if order.product else "",
+        order.content_hash,
+        str(order.site_id),
+    ]
+
+
 @pytest.fixture
 def order(make_order: Callable[..., Order]) -> Order:
     return make_order()
