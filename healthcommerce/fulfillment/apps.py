@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class FulfillmentConfig(AppConfig):
-    """Fulfillment subscribes to ``order.signed`` and ``order.patient_confirmed`` (ADR 0008)."""
+    """Fulfillment subscribes to ``order.signed``, ``order.patient_confirmed`` and ``order.cancelled`` (ADR 0008)."""
 
     name = "healthcommerce.fulfillment"
     label = "fulfillment"
@@ -10,7 +10,7 @@ class FulfillmentConfig(AppConfig):
 
     def ready(self) -> None:
         """Register the outbox subscribers of this stage."""
-        from healthcommerce.orders.events import TOPIC_ORDER_SIGNED, TOPIC_PATIENT_CONFIRMED
+        from healthcommerce.orders.events import TOPIC_ORDER_CANCELLED, TOPIC_ORDER_SIGNED, TOPIC_PATIENT_CONFIRMED
         from healthcommerce.outbox.subscribers import subscribe
 
         subscribe(
@@ -18,6 +18,12 @@ class FulfillmentConfig(AppConfig):
             topic=TOPIC_ORDER_SIGNED,
             handler="healthcommerce.fulfillment.services.fulfillment_submit",
             on_dead="healthcommerce.fulfillment.services.fulfillment_dead",
+        )
+        subscribe(
+            name="fulfillment.cancel",
+            topic=TOPIC_ORDER_CANCELLED,
+            handler="healthcommerce.fulfillment.services.fulfillment_cancel",
+            on_dead="healthcommerce.fulfillment.services.fulfillment_cancel_failed",
         )
         subscribe(
             name="fulfillment.confirm",

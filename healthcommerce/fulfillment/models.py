@@ -9,7 +9,8 @@ class LocalCommerceOrder(BaseModel):
     """An order as the default ``local`` commerce backend holds it: only the minimized ``CommerceOrder``.
 
     Status moves ``received -> confirmed`` (the patient completed the purchase link) ``-> shipped ->
-    delivered``; an admin marks it shipped, then delivered. It never goes back.
+    delivered``; an admin marks it shipped, then delivered. Before it ships it may be ``cancelled``. It never goes
+    back.
     """
 
     class Status(models.TextChoices):
@@ -17,6 +18,7 @@ class LocalCommerceOrder(BaseModel):
         CONFIRMED = "confirmed"
         SHIPPED = "shipped"
         DELIVERED = "delivered"
+        CANCELLED = "cancelled"
 
     idempotency_key = models.CharField(max_length=100, unique=True)
     # Every submit with this key counts, replays included: more than one means the pipeline sent it again.

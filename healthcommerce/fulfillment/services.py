@@ -28,6 +28,8 @@ from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import message_done, outbox_publish
 
 __all__ = [
+    "fulfillment_cancel",
+    "fulfillment_cancel_failed",
     "fulfillment_confirm",
     "fulfillment_dead",
     "fulfillment_submit",
@@ -168,3 +170,30 @@ def fulfillment_confirm(message: OutboxMessage) -> None:
         raise BackendMisconfigured() from exc
     detail = {"backend": name, "external_id": external_id}
     audit_record(actor=ACTOR, action="fulfillment.confirm", target=f"Order/{order.pk}", where=name, detail=detail)
+
+
+def fulfillment_cancel(message: OutboxMessage) -> None:
+    """Handle ``order.cancelled``: ``backend.cancel(external id)`` through the registry, when the order reached
+    the backend. Raises the backend's errors: ``PermanentBackendError("too_late")`` once it has shipped (the
+    row dead-letters and ``fulfillment_cancel_failed`` alerts), temporary ones retry."""
+    order = order_of(message)
+    external_id, _ = _external_id(order)
+    if not external_id:
+        return  # the hand-over was cancelled before any backend call, or it never happened
+    name = _backend_name()
+    try:
+        _backend(name).cancel(external_id)
+    except ImproperlyConfigured as exc:
+        raise BackendMisconfigured() from exc
+    detail = {"backend": name, "external_id": external_id}
+    order_event_add(order=order, kind="cancelled_at_backend", actor=ACTOR, detail=detail)
+    audit_record(actor=ACTOR, action="fulfillment.cancel", target=f"Order/{order.pk}", where=name, detail=detail)
+
+
+def fulfillment_cancel_failed(*, message: OutboxMessage, code: str) -> str:
+    """On a dead-lettered ``order.cancelled`` row: record ``cancel_failed`` on the timeline (the platform may ship
+    an order we cancelled: someone must call the supplier). Returns the alert's context."""
+    order = order_of(message)
+    backend = str(settings.COMMERCE_BACKEND)
+    order_event_add(order=order, kind="cancel_failed", actor=ACTOR, detail={"code": code, "backend": backend})
+    return f"order={order.reference} backend={backend} the platform may ship a cancelled order"

@@ -1,9 +1,13 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from healthcommerce.audit.services import audit_record
+from healthcommerce.core.admin import admin_actor
 from healthcommerce.core.clientip import client_ip
+from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.orders.models import Order, OrderEvent
+from healthcommerce.orders.services import order_cancel
 
 
 class OrderEventInline(admin.TabularInline):
@@ -26,6 +30,20 @@ class OrderAdmin(admin.ModelAdmin):
     list_filter = ["status", "site"]
     search_fields = ["reference"]
     inlines = [OrderEventInline]
+    actions = ["cancel_orders"]
+
+    @admin.action(description="Cancel (not yet shipped)", permissions=["change"])
+    def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        """Cancel each selected order through ``order_cancel``; the backend hears it through the outbox."""
+        done = 0
+        for order in queryset:
+            try:
+                order_cancel(order=order, actor=admin_actor(request), reason="admin")
+                done += 1
+            except HealthcommerceError as exc:
+                self.message_user(request, f"{order.reference}: {exc.message}", level=messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} order(s) cancelled; the commerce platform is told through the outbox.")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
         return [f.name for f in Order._meta.fields]

@@ -2,7 +2,8 @@
 
 Defined here, below every stage that publishes or subscribes, so no stage imports a later one: orders
 publishes ``order.signed``; fulfillment subscribes to it and publishes ``order.submitted``; purchase links
-subscribe to that and publish ``order.patient_confirmed``, which fulfillment passes to the backend.
+subscribe to that and publish ``order.patient_confirmed``, which fulfillment passes to the backend; a cancelled
+order publishes ``order.cancelled``, which fulfillment passes to the backend too.
 """
 
 from healthcommerce.orders.models import Order
@@ -10,6 +11,7 @@ from healthcommerce.orders.models import Order
 TOPIC_ORDER_SIGNED = "order.signed"
 TOPIC_ORDER_SUBMITTED = "order.submitted"
 TOPIC_PATIENT_CONFIRMED = "order.patient_confirmed"
+TOPIC_ORDER_CANCELLED = "order.cancelled"
 
 
 def order_subject(order: Order) -> str:

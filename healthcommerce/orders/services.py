@@ -15,13 +15,18 @@ from healthcommerce.catalog.models import Product
 from healthcommerce.catalog.selectors import request_orderability
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
-from healthcommerce.orders.errors import OrderImmutable, OrderIncomplete
-from healthcommerce.orders.events import TOPIC_ORDER_SIGNED, order_event_key, order_subject
+from healthcommerce.orders.errors import InvalidTransition, OrderImmutable, OrderIncomplete
+from healthcommerce.orders.events import (
+    TOPIC_ORDER_CANCELLED,
+    TOPIC_ORDER_SIGNED,
+    order_event_key,
+    order_subject,
+)
 from healthcommerce.orders.extract import RequestInfo
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_transition
-from healthcommerce.outbox.services import outbox_publish
+from healthcommerce.outbox.services import outbox_cancel, outbox_publish
 
 EDITABLE = (
     "product",
@@ -276,4 +281,30 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
     locked.status = Order.Status.SIGNED
     outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(locked), subject=order_subject(locked))
     audit_record(actor=launch.fhir_user, action="order.sign", target=f"Order/{locked.pk}", where=launch.site.iss)
+    return locked
+
+
+CANCELLABLE = (Order.Status.DRAFT, Order.Status.SIGNED, Order.Status.SUBMITTED)
+
+
+@transaction.atomic
+def order_cancel(*, order: Order, actor: str, reason: str = "") -> Order:
+    """Cancel an order that has not shipped: ``draft``, ``signed`` or ``submitted`` becomes ``cancelled``.
+
+    In the same transaction: a hand-over to fulfillment that no worker has taken is cancelled
+    (``outbox_cancel``), and a signed order publishes ``order.cancelled`` so fulfillment cancels it at the
+    backend. Links of a cancelled order stop working (``purchaselinks`` refuses them). Raises
+    ``InvalidTransition`` once the order is fulfilled, failed or already cancelled.
+    """
+    locked = Order.objects.select_for_update().get(pk=order.pk)
+    if locked.status not in CANCELLABLE:
+        raise InvalidTransition(f"An order that is {locked.status} cannot be cancelled.")
+    was_signed = locked.status != Order.Status.DRAFT
+    detail = {"reason": reason[:200]} if reason else {}
+    locked = order_transition(order_id=locked.pk, to_status=Order.Status.CANCELLED, actor=actor, detail=detail)
+    if was_signed:
+        subject = order_subject(locked)
+        outbox_cancel(subject=subject, topic=TOPIC_ORDER_SIGNED, actor=actor)
+        outbox_publish(topic=TOPIC_ORDER_CANCELLED, key=order_event_key(locked), subject=subject)
+    audit_record(actor=actor, action="order.cancel", target=f"Order/{locked.pk}", detail=detail or None)
     return locked

@@ -8,7 +8,7 @@ from django.core import mail
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.fulfillment.models import LocalCommerceOrder
-from healthcommerce.orders.models import Order
+from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_cancel
 from healthcommerce.outbox.subscribers import subscribers_of
@@ -95,3 +95,73 @@ def test_an_unknown_backend_retries_with_a_clear_code_then_dead_letters_and_fail
     message.refresh_from_db()
     order.refresh_from_db()
     assert message.status == OutboxMessage.Status.DEAD and order.status == Order.Status.FAILED
+
+
+def test_cancelling_a_signed_order_stops_its_hand_over_before_any_backend_call(
+    message: OutboxMessage, order: Order
+) -> None:
+    from healthcommerce.orders.services import order_cancel
+
+    order_cancel(order=order, actor="admin:ops", reason="duplicate")
+    message.refresh_from_db()
+    assert message.status == OutboxMessage.Status.CANCELLED
+    assert downstream() == 1  # fulfillment.cancel: nothing reached the backend, nothing to undo
+    assert not LocalCommerceOrder.objects.exists()
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
+    assert AuditEvent.objects.filter(action="order.cancel", target=f"Order/{order.pk}").exists()
+
+
+def test_cancelling_a_submitted_order_cancels_it_at_the_backend(message: OutboxMessage, order: Order) -> None:
+    from healthcommerce.orders.services import order_cancel
+
+    deliver(message)
+    order_cancel(order=Order.objects.get(pk=order.pk), actor="admin:ops")
+    assert downstream() == 1
+    assert LocalCommerceOrder.objects.get().status == LocalCommerceOrder.Status.CANCELLED
+    assert rows_of(order, "fulfillment.cancel").get().status == OutboxMessage.Status.DONE
+    assert OrderEvent.objects.filter(order=order, kind="cancelled_at_backend").exists()
+    link = PurchaseLink.objects.get(order=order)
+    from healthcommerce.purchaselinks.services import _unavailable_reason
+
+    assert _unavailable_reason(link) == "order_cancelled"  # the patient's link stops working
+
+
+def test_a_fulfilled_order_cannot_be_cancelled(message: OutboxMessage, order: Order) -> None:
+    from healthcommerce.fulfillment.services import local_order_mark
+    from healthcommerce.orders.errors import InvalidTransition
+    from healthcommerce.orders.services import order_cancel
+
+    deliver(message)
+    local = LocalCommerceOrder.objects.get()
+    local_order_mark(local_order_id=local.pk, status="shipped", actor="admin:ops", tracking_number="1Z999")
+    with pytest.raises(InvalidTransition):
+        order_cancel(order=Order.objects.get(pk=order.pk), actor="admin:ops")
+
+
+def test_a_platform_that_shipped_before_the_cancel_arrived_dead_letters_it_with_an_alert(
+    message: OutboxMessage, order: Order, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from healthcommerce.orders.services import order_cancel
+
+    deliver(message)
+    order_cancel(order=Order.objects.get(pk=order.pk), actor="admin:ops")
+    LocalCommerceOrder.objects.update(status=LocalCommerceOrder.Status.SHIPPED)  # the supplier shipped meanwhile
+    with caplog.at_level(logging.ERROR):
+        assert downstream() == 1
+    row = rows_of(order, "fulfillment.cancel").get()
+    assert (row.status, row.last_error) == (OutboxMessage.Status.DEAD, "too_late")
+    assert OrderEvent.objects.filter(order=order, kind="cancel_failed", detail__code="too_late").exists()
+    assert f"order={order.reference}" in caplog.text and "may ship a cancelled order" in caplog.text
+
+
+def test_the_admin_cancels_an_order(admin_client, message: OutboxMessage, order: Order) -> None:
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+
+    response = admin_client.post(
+        "/admin/orders/order/", {"action": "cancel_orders", ACTION_CHECKBOX_NAME: [str(order.pk)]}
+    )
+    assert response.status_code == 302
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
+    assert rows_of(order, "fulfillment.cancel").exists()

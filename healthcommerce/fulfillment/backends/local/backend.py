@@ -5,7 +5,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from healthcommerce.fulfillment.backends.base import CommerceBackend, PermanentBackendError, SubmitResult
-from healthcommerce.fulfillment.backends.local.services import LocalOrderNotFound, local_order_confirm
+from healthcommerce.fulfillment.backends.local.services import (
+    LocalOrderNotFound,
+    LocalOrderTransitionError,
+    local_order_cancel,
+    local_order_confirm,
+)
 from healthcommerce.fulfillment.commerce import CommerceOrder
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 
@@ -46,8 +51,19 @@ class LocalCommerceBackend(CommerceBackend):
         except (LocalOrderNotFound, ValueError, ValidationError) as exc:
             raise PermanentBackendError("The local backend holds no such order.", code="not_found") from exc
 
+    def cancel(self, external_id: str) -> None:
+        """Cancel the local order unless it has shipped (``local_order_cancel``); idempotent. Raises
+        ``PermanentBackendError`` with ``too_late`` once shipped, or ``not_found``."""
+        try:
+            local_order_cancel(local_order_id=external_id)
+        except (LocalOrderNotFound, ValueError, ValidationError) as exc:
+            raise PermanentBackendError("The local backend holds no such order.", code="not_found") from exc
+        except LocalOrderTransitionError as exc:
+            raise PermanentBackendError("The order has already shipped.", code="too_late") from exc
+
     def status(self, external_id: str) -> str:
-        """Return the local order's status (``received``, ``confirmed``, ``shipped`` or ``delivered``)."""
+        """Return the local order's status (``received``, ``confirmed``, ``shipped``, ``delivered`` or
+        ``cancelled``)."""
         try:
             row = LocalCommerceOrder.objects.filter(pk=external_id).first()
         except (ValueError, ValidationError):

@@ -16,7 +16,7 @@ from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add, order_transition
 
 LS = LocalCommerceOrder.Status
-_RANK: dict[str, int] = {LS.RECEIVED: 0, LS.CONFIRMED: 1, LS.SHIPPED: 2, LS.DELIVERED: 3}
+_RANK: dict[str, int] = {LS.RECEIVED: 0, LS.CONFIRMED: 1, LS.SHIPPED: 2, LS.DELIVERED: 3, LS.CANCELLED: 4}
 
 
 class LocalOrderNotFound(HealthcommerceError):
@@ -54,6 +54,22 @@ def local_order_confirm(*, local_order_id: UUID | str) -> LocalCommerceOrder:
 
 
 @transaction.atomic
+def local_order_cancel(*, local_order_id: UUID | str) -> LocalCommerceOrder:
+    """Cancel local order ``local_order_id`` unless it has shipped; idempotent. Raises ``LocalOrderNotFound`` or
+    ``LocalOrderTransitionError`` (code ``too_late``) once it has shipped or been delivered."""
+    row = LocalCommerceOrder.objects.select_for_update().filter(pk=local_order_id).first()
+    if row is None:
+        raise LocalOrderNotFound()
+    if row.status == LS.CANCELLED:
+        return row
+    if row.status in (LS.SHIPPED, LS.DELIVERED):
+        raise LocalOrderTransitionError("The order has already shipped.", code="too_late")
+    row.status = LS.CANCELLED
+    row.save(update_fields=["status", "updated_at"])
+    return row
+
+
+@transaction.atomic
 def local_order_mark(
     *, local_order_id: UUID | str, status: str, actor: str, tracking_number: str = ""
 ) -> LocalCommerceOrder:
@@ -70,6 +86,8 @@ def local_order_mark(
     row = LocalCommerceOrder.objects.select_for_update().get(pk=local_order_id)
     if row.status == status:
         return row
+    if row.status == LS.CANCELLED:
+        raise LocalOrderTransitionError("The order was cancelled.", code="local_order_cancelled")
     if _RANK[status] < _RANK[row.status]:
         raise LocalOrderTransitionError(f"A {row.status} order cannot become {status}.", code="local_order_backwards")
     if status == LS.DELIVERED and row.status != LS.SHIPPED:
