@@ -9,7 +9,8 @@ Every backend call goes through the registry (``backends.registry.get_backend``)
 """
 
 import logging
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -17,11 +18,10 @@ from django.db import transaction
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.fulfillment.backends.base import CommerceBackend
 from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
 from healthcommerce.fulfillment.commerce import commerce_order_build
-from healthcommerce.orders.events import TOPIC_ORDER_SUBMITTED, order_subject
+from healthcommerce.orders.events import TOPIC_ORDER_SUBMITTED, order_event_key, order_for_subject, order_subject
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import ALLOWED, order_event_add, order_transition
 from healthcommerce.outbox.models import OutboxMessage
@@ -55,18 +55,12 @@ class BackendMisconfigured(HealthcommerceError):
     message = "The commerce backend is not configured."
 
 
-def _backend(name: str) -> CommerceBackend:
-    """Return the backend ``name``; raise ``BackendMisconfigured`` for an unknown name or missing settings."""
+@contextmanager
+def _backend_configured() -> Iterator[None]:
+    """Turn ``ImproperlyConfigured`` (an unknown ``COMMERCE_BACKEND``, or a backend's missing settings) into the
+    temporary ``BackendMisconfigured``, so the outbox retries and then dead-letters it like any other error."""
     try:
-        return get_backend(name)
-    except ImproperlyConfigured as exc:
-        raise BackendMisconfigured() from exc
-
-
-def _backend_name() -> str:
-    """Return ``COMMERCE_BACKEND``; raise ``BackendMisconfigured`` when no such backend is registered."""
-    try:
-        return backend_name()
+        yield
     except ImproperlyConfigured as exc:
         raise BackendMisconfigured() from exc
 
@@ -81,7 +75,7 @@ class OrderNotSubmittable(HealthcommerceError):
 
 def order_of(message: OutboxMessage) -> Order:
     """Return the order an ``order.*`` message is about (``subject`` = ``Order/<id>``)."""
-    return Order.objects.select_related("product", "site").get(pk=message.subject.removeprefix("Order/"))
+    return order_for_subject(message.subject).select_related("product", "site").get()
 
 
 def fulfillment_submit(message: OutboxMessage) -> None:
@@ -92,15 +86,14 @@ def fulfillment_submit(message: OutboxMessage) -> None:
     an order no longer submittable, the backend's ``TemporaryBackendError``/``PermanentBackendError``, or
     ``OrderIncomplete`` from ``commerce_order_build``; the outbox retries or dead-letters accordingly.
     """
-    name = _backend_name()
+    with _backend_configured():
+        name = backend_name()
     order = order_of(message)
     if order.status not in SUBMITTABLE:
         raise OrderNotSubmittable(code=f"order_{order.status}")
     commerce_order = commerce_order_build(order=order, idempotency_key=message.idempotency_key)
-    try:
-        result = _backend(name).submit(commerce_order)
-    except ImproperlyConfigured as exc:  # a backend's own settings (URL, key) are missing
-        raise BackendMisconfigured() from exc
+    with _backend_configured():
+        result = get_backend(name).submit(commerce_order)
     _submitted(message, order=order, external_id=result.external_id, backend=name)
 
 
@@ -143,14 +136,12 @@ def fulfillment_dead(*, message: OutboxMessage, code: str) -> str:
     return f"order={order.reference} backend={backend}"
 
 
-def _external_id(order: Order) -> tuple[str, Any]:
-    """Return ``(external id, submit row)`` of the order's current version at the backend ("" when unknown)."""
+def _external_id(order: Order) -> str:
+    """Return the backend's id for the order's current version ("" when it never reached the backend)."""
     row = OutboxMessage.objects.filter(
-        subscriber=SUBMIT_SUBSCRIBER,
-        idempotency_key=f"{order.pk}:v{order.version}",
-        status=OutboxMessage.Status.DONE,
+        subscriber=SUBMIT_SUBSCRIBER, idempotency_key=order_event_key(order), status=OutboxMessage.Status.DONE
     ).first()
-    return (row.result if row else ""), row
+    return row.result if row else ""
 
 
 def fulfillment_confirm(message: OutboxMessage) -> None:
@@ -159,15 +150,13 @@ def fulfillment_confirm(message: OutboxMessage) -> None:
     Raises the backend's errors (the outbox retries temporary ones); an order never submitted is a no-op.
     """
     order = order_of(message)
-    external_id, _ = _external_id(order)
+    external_id = _external_id(order)
     if not external_id:
         logger.warning("fulfillment confirm: order=%s has no backend order yet", order.reference)
         return
-    name = _backend_name()
-    try:
-        _backend(name).confirm(external_id)
-    except ImproperlyConfigured as exc:
-        raise BackendMisconfigured() from exc
+    with _backend_configured():
+        name = backend_name()
+        get_backend(name).confirm(external_id)
     detail = {"backend": name, "external_id": external_id}
     audit_record(actor=ACTOR, action="fulfillment.confirm", target=f"Order/{order.pk}", where=name, detail=detail)
 
@@ -177,14 +166,12 @@ def fulfillment_cancel(message: OutboxMessage) -> None:
     the backend. Raises the backend's errors: ``PermanentBackendError("too_late")`` once it has shipped (the
     row dead-letters and ``fulfillment_cancel_failed`` alerts), temporary ones retry."""
     order = order_of(message)
-    external_id, _ = _external_id(order)
+    external_id = _external_id(order)
     if not external_id:
         return  # the hand-over was cancelled before any backend call, or it never happened
-    name = _backend_name()
-    try:
-        _backend(name).cancel(external_id)
-    except ImproperlyConfigured as exc:
-        raise BackendMisconfigured() from exc
+    with _backend_configured():
+        name = backend_name()
+        get_backend(name).cancel(external_id)
     detail = {"backend": name, "external_id": external_id}
     order_event_add(order=order, kind="cancelled_at_backend", actor=ACTOR, detail=detail)
     audit_record(actor=ACTOR, action="fulfillment.cancel", target=f"Order/{order.pk}", where=name, detail=detail)

@@ -6,6 +6,8 @@ subscribe to that and publish ``order.patient_confirmed``, which fulfillment pas
 order publishes ``order.cancelled``, which fulfillment passes to the backend too.
 """
 
+from django.db.models import QuerySet
+
 from healthcommerce.orders.models import Order
 
 TOPIC_ORDER_SIGNED = "order.signed"
@@ -17,6 +19,11 @@ TOPIC_ORDER_CANCELLED = "order.cancelled"
 def order_subject(order: Order) -> str:
     """Return the outbox ``subject`` of ``order``: ``Order/<id>`` (no PHI)."""
     return f"Order/{order.pk}"
+
+
+def order_for_subject(subject: str) -> "QuerySet[Order]":
+    """Return the orders (zero or one) an outbox ``subject`` (``Order/<id>``) names, as a queryset to narrow."""
+    return Order.objects.filter(pk=subject.removeprefix("Order/"))
 
 
 def order_event_key(order: Order) -> str:

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.orders.events import TOPIC_PATIENT_CONFIRMED, order_event_key, order_subject
+from healthcommerce.orders.events import TOPIC_PATIENT_CONFIRMED, order_event_key, order_for_subject, order_subject
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add
 from healthcommerce.outbox.models import OutboxMessage
@@ -98,7 +98,7 @@ def purchase_link_deliver(message: OutboxMessage) -> None:
     revoked and replaced (its raw token no longer exists), so a retry after a failed email sends a fresh link;
     no raw token is ever stored. Raises ``LinkEmailFailed`` (temporary) when the mail relay fails.
     """
-    order = Order.objects.get(pk=message.subject.removeprefix("Order/"))
+    order = order_for_subject(message.subject).get()
     with transaction.atomic():
         now = timezone.now()
         live = PurchaseLink.objects.select_for_update().filter(

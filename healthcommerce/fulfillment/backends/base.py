@@ -1,11 +1,14 @@
 """The commerce backend interface and its errors; every error says whether it is temporary (docs/style.md 4, 6)."""
 
-import email.utils
-import time
 from dataclasses import dataclass
+
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.fulfillment.commerce import CommerceOrder
+
+_RETRY = Retry()  # only its Retry-After parser is used
 
 
 @dataclass(frozen=True)
@@ -16,20 +19,14 @@ class SubmitResult:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Parse a ``Retry-After`` header (delay in seconds, or an HTTP-date) into seconds from now (>= 0).
-
-    Returns ``None`` when absent or unreadable. Source: RFC 9110 section 10.2.3.
-    """
+    """Parse a ``Retry-After`` header (delay in seconds, or an HTTP-date) into seconds from now (>= 0), with
+    urllib3's parser (RFC 9110 section 10.2.3). Returns ``None`` when absent or unreadable."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return float(_RETRY.parse_retry_after(value))
+    except InvalidHeader:
         return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class BackendError(HealthcommerceError):
