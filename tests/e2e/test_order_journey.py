@@ -80,7 +80,9 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         patient.click("button[type=submit]")
         patient.wait_for_selector("text=Thank you")
         assert PurchaseLink.objects.get().completed_at is not None
-        assert LocalCommerceOrder.objects.get().status == LocalCommerceOrder.Status.CONFIRMED
+        # The confirmation reaches the backend through the outbox (order.patient_confirmed), a moment later.
+        confirmed = LocalCommerceOrder.Status.CONFIRMED
+        wait_for(lambda: LocalCommerceOrder.objects.get().status == confirmed, seconds=60)
 
         # Relaunching shows the clinician the order's status.
         page.goto(f"{ehr.base}/sandbox/?practitioner=pra1234")
