@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 
 from healthcommerce.core.deploy import (
     DEV_SECRET_KEY,
@@ -228,7 +229,13 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "healthcommerce.outbox.tasks.relay", "schedule": 5.0},
+    # Ask the backends where our open orders are (docs/reliability.md "Status back"), daily at this UTC hour.
+    "reconcile-fulfillment": {
+        "task": "healthcommerce.fulfillment.tasks.reconcile",
+        "schedule": crontab(hour=env.int("FULFILLMENT_RECONCILE_HOUR", default=4), minute=17),
+    },
 }
+FULFILLMENT_RECONCILE_MAX_AGE_DAYS = env.int("FULFILLMENT_RECONCILE_MAX_AGE_DAYS", default=90)
 # Dead-letter an outbox message (any subscriber) after this many attempts.
 FULFILLMENT_MAX_ATTEMPTS = env.int("FULFILLMENT_MAX_ATTEMPTS", default=8)
 COMMERCE_BACKEND = env.str("COMMERCE_BACKEND", default="local")
@@ -247,6 +254,8 @@ WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
 WEBHOOK_CLIENT_CERT = env.str("WEBHOOK_CLIENT_CERT", default="")
 WEBHOOK_CLIENT_KEY = env.str("WEBHOOK_CLIENT_KEY", default="")
 WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
+# The secret the supplier signs its status webhooks with (POST /webhooks/webhook/); whsec_<base64>, ours to give.
+WEBHOOK_STATUS_SECRET = env.str("WEBHOOK_STATUS_SECRET", default="")
 
 # --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
 # CACHE_URL, else the broker's Redis server on the next database number; in embedded mode a folder under

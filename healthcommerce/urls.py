@@ -11,6 +11,7 @@ urlpatterns = [
     path("smart/", include("healthcommerce.ehr.urls")),
     path("o/", include("healthcommerce.orders.urls")),
     path("p/", include("healthcommerce.purchaselinks.urls")),
+    path("webhooks/", include("healthcommerce.fulfillment.urls")),
     path("readyz", readyz, name="readyz"),
     path("", include("healthcommerce.core.urls")),
 ]

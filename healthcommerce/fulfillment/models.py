@@ -36,3 +36,25 @@ class LocalCommerceOrder(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.order_reference} ({self.status})"
+
+
+class InboundStatusEvent(BaseModel):
+    """A status webhook event received from a commerce backend, kept to deduplicate on the sender's event id.
+
+    One row per (``backend``, ``event_id``): a replay of the same event finds it and changes nothing. ``outcome``
+    is what the event did: ``applied``, ``unchanged`` (not newer than what the order has) or ``refused`` (e.g.
+    cancelled after shipping). Holds no PHI: the order, a status and codes.
+    """
+
+    backend = models.CharField(max_length=40)
+    event_id = models.CharField(max_length=200)
+    order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=20)
+    outcome = models.CharField(max_length=20)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["backend", "event_id"], name="inbound_status_event_once")]
+
+    def __str__(self) -> str:
+        return f"{self.backend} {self.event_id} ({self.outcome})"

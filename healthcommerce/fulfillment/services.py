@@ -105,6 +105,7 @@ def _submitted(message: OutboxMessage, *, order: Order, external_id: str, backen
         return
     detail = {"backend": backend, "external_id": external_id, "message_id": str(message.pk)}
     order_transition(order_id=order.pk, to_status=Order.Status.SUBMITTED, actor=ACTOR, detail=detail)
+    Order.objects.filter(pk=order.pk).update(commerce_backend=backend, commerce_id=external_id[:200])
     audit_record(actor=ACTOR, action="fulfillment.submit", target=f"Order/{order.pk}", where=backend, detail=detail)
     outbox_publish(
         topic=TOPIC_ORDER_SUBMITTED,
@@ -138,6 +139,8 @@ def fulfillment_dead(*, message: OutboxMessage, code: str) -> str:
 
 def _external_id(order: Order) -> str:
     """Return the backend's id for the order's current version ("" when it never reached the backend)."""
+    if order.commerce_id:
+        return order.commerce_id
     row = OutboxMessage.objects.filter(
         subscriber=SUBMIT_SUBSCRIBER, idempotency_key=order_event_key(order), status=OutboxMessage.Status.DONE
     ).first()
@@ -155,7 +158,7 @@ def fulfillment_confirm(message: OutboxMessage) -> None:
         logger.warning("fulfillment confirm: order=%s has no backend order yet", order.reference)
         return
     with _backend_configured():
-        name = backend_name()
+        name = backend_name(order.commerce_backend or None)  # the backend that took it, even if settings changed
         get_backend(name).confirm(external_id)
     detail = {"backend": name, "external_id": external_id}
     audit_record(actor=ACTOR, action="fulfillment.confirm", target=f"Order/{order.pk}", where=name, detail=detail)
@@ -170,7 +173,7 @@ def fulfillment_cancel(message: OutboxMessage) -> None:
     if not external_id:
         return  # the hand-over was cancelled before any backend call, or it never happened
     with _backend_configured():
-        name = backend_name()
+        name = backend_name(order.commerce_backend or None)
         get_backend(name).cancel(external_id)
     detail = {"backend": name, "external_id": external_id}
     order_event_add(order=order, kind="cancelled_at_backend", actor=ACTOR, detail=detail)

@@ -1,5 +1,6 @@
-"""Celery task names kept from before the outbox moved to ``healthcommerce.outbox`` (ADR 0008), so messages
-already queued under them during a deploy still run. New messages use ``healthcommerce.outbox.tasks``."""
+"""Fulfillment's Celery tasks: the daily reconciliation, and two task names kept from before the outbox moved to
+``healthcommerce.outbox`` (ADR 0008), so messages already queued under them during a deploy still run. New
+messages use ``healthcommerce.outbox.tasks``."""
 
 from celery import shared_task
 
@@ -16,3 +17,11 @@ def submit_order(message_id: str) -> None:
 def outbox_relay() -> int:
     """Run the relay once (a beat of the previous release may still queue this name)."""
     return services.outbox_relay()
+
+
+@shared_task(name="healthcommerce.fulfillment.tasks.reconcile")
+def reconcile() -> dict[str, object]:
+    """The daily reconciliation (beat, ``FULFILLMENT_RECONCILE_HOUR``): ``fulfillment_reconcile``'s report."""
+    from healthcommerce.fulfillment.reconcile import fulfillment_reconcile
+
+    return fulfillment_reconcile().as_dict()

@@ -3,7 +3,9 @@
 Defined here, below every stage that publishes or subscribes, so no stage imports a later one: orders
 publishes ``order.signed``; fulfillment subscribes to it and publishes ``order.submitted``; purchase links
 subscribe to that and publish ``order.patient_confirmed``, which fulfillment passes to the backend; a cancelled
-order publishes ``order.cancelled``, which fulfillment passes to the backend too.
+order publishes ``order.cancelled``, which fulfillment passes to the backend too. When the backend reports the
+order shipped, delivered or cancelled (a status webhook, the reconciliation), fulfillment publishes
+``order.status_changed`` (payload ``{"status": ...}``) for the patient's notification.
 """
 
 from django.db.models import QuerySet
@@ -14,6 +16,7 @@ TOPIC_ORDER_SIGNED = "order.signed"
 TOPIC_ORDER_SUBMITTED = "order.submitted"
 TOPIC_PATIENT_CONFIRMED = "order.patient_confirmed"
 TOPIC_ORDER_CANCELLED = "order.cancelled"
+TOPIC_ORDER_STATUS_CHANGED = "order.status_changed"
 
 
 def order_subject(order: Order) -> str:

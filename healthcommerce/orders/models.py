@@ -15,6 +15,16 @@ def new_reference() -> str:
     return "HC-" + "".join(secrets.choice(alphabet) for _ in range(10))
 
 
+class FulfillmentStatus(models.TextChoices):
+    """An order's status at the commerce backend (``CommerceBackend.status``), in the order it moves."""
+
+    RECEIVED = "received"
+    CONFIRMED = "confirmed"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
 class Order(BaseModel):
     """One order for one product for one patient.
 
@@ -61,6 +71,18 @@ class Order(BaseModel):
     signed_by = models.CharField(max_length=500, blank=True)
     signed_at = models.DateTimeField(null=True, blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
+    # Fulfillment, as the commerce backend reports it (fulfillment.status): where the order went and how far it
+    # got there. ``fulfillment_status`` never goes back (received < confirmed < shipped < delivered; cancelled
+    # only before shipping).
+    commerce_backend = models.CharField(max_length=40, blank=True, help_text="The backend that took the order.")
+    commerce_id = models.CharField(max_length=200, blank=True, help_text="The backend's own id for the order.")
+    fulfillment_status = models.CharField(
+        max_length=20, choices=FulfillmentStatus.choices, blank=True, help_text="As the commerce backend reports it."
+    )
+    fulfillment_updated_at = models.DateTimeField(null=True, blank=True)
+    carrier = models.CharField(max_length=100, blank=True)
+    tracking_number = models.CharField(max_length=100, blank=True)
+    tracking_url = models.URLField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -30,9 +30,9 @@ def test_the_patient_confirmation_marks_the_local_order_confirmed(local: LocalCo
 
 def test_the_backend_confirms_and_reports_status_through_the_registry(local: LocalCommerceOrder) -> None:
     backend = get_backend("local")
-    assert backend.status(str(local.pk)) == "received"
+    assert backend.status(str(local.pk)).status == "received"
     backend.confirm(str(local.pk))
-    assert backend.status(str(local.pk)) == "confirmed"
+    assert backend.status(str(local.pk)).status == "confirmed"
 
 
 def test_marking_shipped_fulfils_the_order_and_records_the_tracking_number(

@@ -1,5 +1,6 @@
 """The commerce backend interface and its errors; every error says whether it is temporary (docs/style.md 4, 6)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from urllib3.exceptions import InvalidHeader
@@ -16,6 +17,48 @@ class SubmitResult:
     """What a backend answers for an accepted order: its own id for it."""
 
     external_id: str
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """An order's status at the backend, with its shipment when it has one.
+
+    ``status`` is one of ``received``, ``confirmed``, ``shipped``, ``delivered``, ``cancelled``
+    (``orders.models.FulfillmentStatus``); ``carrier``, ``tracking_number`` and ``tracking_url`` may be empty.
+    """
+
+    status: str
+    carrier: str = ""
+    tracking_number: str = ""
+    tracking_url: str = ""
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One verified status event a backend pushed to ``/webhooks/<backend>/``.
+
+    ``event_id`` is the sender's id for the event (deduplicated per backend); ``order_reference`` is our opaque
+    reference (``HC-...``) and ``external_id`` the backend's own id for the order (may be empty).
+    """
+
+    event_id: str
+    order_reference: str
+    external_id: str
+    update: BackendStatus
+
+
+class InboundRejected(HealthcommerceError):
+    """An inbound status webhook that cannot be accepted: a bad or missing signature, a timestamp outside the
+    tolerance (``status`` 401), or a body that is not a status event (400). ``code`` says which; never PHI."""
+
+    code = "webhook_rejected"
+    status = 400
+    message = "The status webhook was not accepted."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, code=code)
+        if status is not None:
+            self.status = status
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -86,8 +129,18 @@ class CommerceBackend:
         (code ``too_late``) once it has shipped, or ``TemporaryBackendError``."""
         raise NotImplementedError
 
-    def status(self, external_id: str) -> str:
-        """Return the order's status at the backend: one of ``received``, ``confirmed``, ``shipped``,
-        ``delivered``, ``cancelled``. Raises ``TemporaryBackendError`` or ``PermanentBackendError``
-        (``not_found``)."""
+    def status(self, external_id: str) -> BackendStatus:
+        """Return the order's status at the backend (``BackendStatus``: ``received``, ``confirmed``, ``shipped``,
+        ``delivered`` or ``cancelled``, with carrier and tracking once shipped), for the daily reconciliation.
+        Raises ``TemporaryBackendError`` or ``PermanentBackendError`` (``not_found``, or ``status_unsupported``
+        for a backend that cannot be asked)."""
         raise NotImplementedError
+
+    def status_events(self, body: bytes, headers: Mapping[str, str]) -> list[StatusEvent]:
+        """Verify and parse a status webhook the backend sent to ``/webhooks/<name>/``: ``body`` is the raw
+        request body, ``headers`` its headers (any case). Returns the events it carries.
+
+        Raises ``InboundRejected`` (signature, timestamp, shape). The base class accepts none: ``status`` 404
+        (``webhook_unsupported``), so a backend without inbound status has no endpoint.
+        """
+        raise InboundRejected("This backend sends no status webhooks.", code="webhook_unsupported", status=404)

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from healthcommerce.catalog.models import Product
-from healthcommerce.fulfillment.backends.base import PermanentBackendError, TemporaryBackendError
+from healthcommerce.fulfillment.backends.base import BackendStatus, PermanentBackendError, TemporaryBackendError
 from healthcommerce.fulfillment.backends.medusa.backend import MedusaCommerceBackend, medusa_display_id
 from healthcommerce.fulfillment.backends.registry import get_backend
 from healthcommerce.fulfillment.commerce import CommerceOrder, commerce_order_build
@@ -243,13 +243,13 @@ def test_medusa_stores_no_birth_date_payer_fhir_id_or_request_code(
 def test_status_follows_confirm_shipment_and_cancel(medusa: MedusaServer, synced: Product, order: Order) -> None:
     backend = get_backend("medusa")
     external_id = backend.submit(built(order)).external_id
-    seen = [backend.status(external_id)]
+    seen = [backend.status(external_id).status]
     backend.confirm(external_id)
     backend.confirm(external_id)
-    seen.append(backend.status(external_id))
+    seen.append(backend.status(external_id).status)
     backend.cancel(external_id)
     backend.cancel(external_id)
-    seen.append(backend.status(external_id))
+    seen.append(backend.status(external_id).status)
 
     assert seen == ["received", "confirmed", "cancelled"]
     with pytest.raises(PermanentBackendError) as raised:
@@ -280,7 +280,9 @@ def test_a_shipped_order_reports_shipped_and_cannot_be_cancelled(
     )
     assert shipped.status_code == 200, shipped.text
 
-    assert backend.status(external_id) == "shipped"
+    assert backend.status(external_id) == BackendStatus(
+        "shipped", tracking_number="1Z999AA10123456784", tracking_url="https://t.example/1"
+    )
     with pytest.raises(PermanentBackendError) as raised:
         backend.cancel(external_id)
     assert raised.value.code == "too_late"
@@ -321,4 +323,4 @@ def test_the_pipeline_hands_a_signed_order_to_medusa_once_and_the_patients_confi
     assert purchase_link_verify(link=link, birth_date=date(1987, 9, 12), ip="203.0.113.9")
     purchase_link_complete(link=link, actor_ip="203.0.113.9")
     assert downstream() == 1
-    assert get_backend("medusa").status(message.result) == "confirmed"
+    assert get_backend("medusa").status(message.result).status == "confirmed"

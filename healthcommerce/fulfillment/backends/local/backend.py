@@ -4,7 +4,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from healthcommerce.fulfillment.backends.base import CommerceBackend, PermanentBackendError, SubmitResult
+from healthcommerce.fulfillment.backends.base import (
+    BackendStatus,
+    CommerceBackend,
+    PermanentBackendError,
+    SubmitResult,
+)
 from healthcommerce.fulfillment.backends.local.services import (
     LocalOrderNotFound,
     LocalOrderTransitionError,
@@ -61,13 +66,13 @@ class LocalCommerceBackend(CommerceBackend):
         except LocalOrderTransitionError as exc:
             raise PermanentBackendError("The order has already shipped.", code="too_late") from exc
 
-    def status(self, external_id: str) -> str:
+    def status(self, external_id: str) -> BackendStatus:
         """Return the local order's status (``received``, ``confirmed``, ``shipped``, ``delivered`` or
-        ``cancelled``)."""
+        ``cancelled``) with its tracking number. Raises ``PermanentBackendError("not_found")``."""
         try:
             row = LocalCommerceOrder.objects.filter(pk=external_id).first()
         except (ValueError, ValidationError):
             row = None
         if row is None:
             raise PermanentBackendError("The local backend holds no such order.", code="not_found")
-        return str(row.status)
+        return BackendStatus(str(row.status), tracking_number=row.tracking_number)

@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.status import fulfillment_status_apply
 from healthcommerce.orders.models import Order
-from healthcommerce.orders.transitions import order_event_add, order_transition
 
 LS = LocalCommerceOrder.Status
 _RANK: dict[str, int] = {LS.RECEIVED: 0, LS.CONFIRMED: 1, LS.SHIPPED: 2, LS.DELIVERED: 3, LS.CANCELLED: 4}
@@ -75,11 +76,11 @@ def local_order_mark(
 ) -> LocalCommerceOrder:
     """Mark a local order ``shipped`` or ``delivered`` and record it on the order's timeline.
 
-    ``shipped`` moves the ``Order`` to ``fulfilled`` (``order_transition``) and adds a ``shipped``
-    ``OrderEvent`` with ``tracking_number``; ``delivered`` (only after ``shipped``) adds a ``delivered``
-    event. Marking the status the row already has is a no-op. Raises ``LocalOrderTransitionError`` for any
-    other status, a backwards move or delivery before shipping, and ``InvalidTransition`` if the order
-    itself cannot become ``fulfilled`` (e.g. it was cancelled).
+    The order hears it as from any backend (``fulfillment.status.fulfillment_status_apply``, source ``admin``):
+    ``shipped`` moves it to ``fulfilled`` with a ``shipped`` event holding the tracking number, ``delivered``
+    (only after ``shipped``) adds a ``delivered`` event, and each publishes ``order.status_changed``. Marking
+    the status the row already has is a no-op. Raises ``LocalOrderTransitionError`` for any other status, a
+    backwards move or delivery before shipping.
     """
     if status not in (LS.SHIPPED, LS.DELIVERED):
         raise LocalOrderTransitionError("Only shipped or delivered can be marked.", code="local_order_status_unknown")
@@ -94,18 +95,20 @@ def local_order_mark(
         raise LocalOrderTransitionError("Mark the order shipped first.", code="local_order_not_shipped")
     order = Order.objects.get(reference=row.order_reference)
     now = timezone.now()
-    detail = {"local_order_id": str(row.pk)}
     if status == LS.SHIPPED:
         row.tracking_number = tracking_number.strip()[:100]
         row.shipped_at = now
-        order_transition(order_id=order.pk, to_status=Order.Status.FULFILLED, actor=actor, detail=detail)
-        order_event_add(
-            order=order, kind="shipped", actor=actor, detail={**detail, "tracking_number": row.tracking_number}
-        )
     else:
         row.delivered_at = now
-        order_event_add(order=order, kind="delivered", actor=actor, detail=detail)
     row.status = status
     row.save(update_fields=["status", "tracking_number", "shipped_at", "delivered_at", "updated_at"])
+    fulfillment_status_apply(
+        order_id=order.pk,
+        update=BackendStatus(status, tracking_number=row.tracking_number),
+        source="admin",
+        backend="local",
+        actor=actor,
+    )
+    detail = {"local_order_id": str(row.pk)}
     audit_record(actor=actor, action=f"local_order.{status}", target=f"Order/{order.pk}", where="admin", detail=detail)
     return row

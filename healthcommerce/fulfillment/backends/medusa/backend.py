@@ -13,7 +13,12 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from healthcommerce.fulfillment.backends.base import CommerceBackend, PermanentBackendError, SubmitResult
+from healthcommerce.fulfillment.backends.base import (
+    BackendStatus,
+    CommerceBackend,
+    PermanentBackendError,
+    SubmitResult,
+)
 from healthcommerce.fulfillment.backends.medusa.client import (
     CONFIRMED_KEY,
     DISPLAY_ID_KEY,
@@ -25,6 +30,7 @@ from healthcommerce.fulfillment.backends.medusa.client import (
 from healthcommerce.fulfillment.commerce import CommerceItem, CommerceOrder, ShipTo
 
 ORDER_FIELDS = "id,status,custom_display_id,metadata,fulfillment_status"
+STATUS_FIELDS = ORDER_FIELDS + ",fulfillments.labels.tracking_number,fulfillments.labels.tracking_url"
 # Medusa fulfillment statuses, most advanced first, and what this app calls them (LocalCommerceOrder.Status).
 _SHIPPING_STATUS = {
     "delivered": "delivered",
@@ -145,27 +151,40 @@ class MedusaCommerceBackend(CommerceBackend):
                 raise too_late from exc
             raise
 
-    def status(self, external_id: str) -> str:
+    def status(self, external_id: str) -> BackendStatus:
         """Return where Medusa order ``external_id`` is, in this app's words: ``received``, ``confirmed``,
-        ``shipped``, ``delivered`` (as ``LocalCommerceOrder.Status``) or ``cancelled``.
+        ``shipped``, ``delivered`` or ``cancelled``, with the tracking number and URL of its first shipping label.
 
         From ``GET /admin/orders/{id}``: ``status == "canceled"`` is ``cancelled``; ``fulfillment_status``
         ``delivered`` is ``delivered``, ``shipped``/``partially_shipped``/``partially_delivered`` are ``shipped``;
-        otherwise ``confirmed`` once ``confirm`` ran, else ``received``. Raises ``PermanentBackendError``
-        (``not_found`` for an unknown id) or ``TemporaryBackendError``.
+        otherwise ``confirmed`` once ``confirm`` ran, else ``received``. Medusa names no carrier (its fulfillment
+        provider is a module id), so ``carrier`` stays empty. Raises ``PermanentBackendError`` (``not_found`` for an
+        unknown id) or ``TemporaryBackendError``.
         """
-        found = self._order(external_id)
+        found = self._order(external_id, fields=STATUS_FIELDS)
         if found.get("status") == "canceled":
-            return "cancelled"
+            return BackendStatus("cancelled")
         shipping = _SHIPPING_STATUS.get(str(found.get("fulfillment_status") or ""))
         if shipping:
-            return shipping
-        return "confirmed" if (found.get("metadata") or {}).get(CONFIRMED_KEY) else "received"
+            labels = [
+                label
+                for fulfillment in found.get("fulfillments") or []
+                if isinstance(fulfillment, dict)
+                for label in fulfillment.get("labels") or []
+                if isinstance(label, dict) and label.get("tracking_number")
+            ]
+            first = labels[0] if labels else {}
+            return BackendStatus(
+                shipping,
+                tracking_number=str(first.get("tracking_number") or "")[:100],
+                tracking_url=str(first.get("tracking_url") or "")[:500],
+            )
+        return BackendStatus("confirmed" if (found.get("metadata") or {}).get(CONFIRMED_KEY) else "received")
 
-    def _order(self, external_id: str) -> dict[str, Any]:
-        """``GET /admin/orders/{id}``; a 404 becomes ``PermanentBackendError("not_found")``."""
+    def _order(self, external_id: str, *, fields: str = ORDER_FIELDS) -> dict[str, Any]:
+        """``GET /admin/orders/{id}`` with ``fields``; a 404 becomes ``PermanentBackendError("not_found")``."""
         try:
-            order: dict[str, Any] = self.client.get(f"/admin/orders/{external_id}", fields=ORDER_FIELDS)["order"]
+            order: dict[str, Any] = self.client.get(f"/admin/orders/{external_id}", fields=fields)["order"]
         except PermanentBackendError as exc:
             if exc.code == "http_404":
                 raise PermanentBackendError("The commerce platform has no such order.", code="not_found") from exc

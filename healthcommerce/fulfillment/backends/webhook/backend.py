@@ -24,13 +24,17 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from healthcommerce.core.errors import OutboundRefused
 from healthcommerce.core.http import check_url, outbound_session
 from healthcommerce.fulfillment.backends.base import (
     BackendError,
+    BackendStatus,
     CommerceBackend,
+    InboundRejected,
     PermanentBackendError,
+    StatusEvent,
     SubmitResult,
     TemporaryBackendError,
     retry_after_seconds,
@@ -42,6 +46,13 @@ logger = logging.getLogger(__name__)
 ORDER_CREATED = "order.created"
 ORDER_CONFIRMED = "order.confirmed"
 ORDER_CANCELLED = "order.cancelled"
+# Status events the supplier sends us (``/webhooks/webhook/``), and the status each one means.
+INBOUND_STATUS = {
+    "order.received": "received",
+    "order.shipped": "shipped",
+    "order.delivered": "delivered",
+    "order.cancelled": "cancelled",
+}
 SECRET_PREFIX = "whsec_"
 # Statuses a retry may cure (RFC 9110: 408 Request Timeout, 429 Too Many Requests; RFC 8470: 425 Too Early).
 _TEMPORARY_STATUSES = {408, 425, 429}
@@ -92,6 +103,12 @@ def _json_object(response: requests.Response) -> dict[str, Any]:
 def _text(value: Any) -> str:
     """``value`` when it is a non-empty string short enough to keep as an id, else ``""``."""
     return value if isinstance(value, str) and 0 < len(value) <= _EXTERNAL_ID_MAX else ""
+
+
+def _field(data: dict[str, Any], key: str, limit: int) -> str:
+    """``data[key]`` as a stripped string cut to ``limit`` characters; ``""`` unless it is a string."""
+    value = data.get(key)
+    return value.strip()[:limit] if isinstance(value, str) else ""
 
 
 def _secret_check(secret: str) -> str:
@@ -173,9 +190,60 @@ class WebhookCommerceBackend(CommerceBackend):
         (a supplier that has shipped answers with a 4xx: ``PermanentBackendError``)."""
         self._post(ORDER_CANCELLED, webhook_id(ORDER_CANCELLED, external_id), {"id": external_id})
 
-    def status(self, external_id: str) -> str:
+    def status(self, external_id: str) -> BackendStatus:
         """A push-only supplier cannot be asked: always raises ``PermanentBackendError("status_unsupported")``."""
         raise PermanentBackendError("The webhook supplier cannot be asked for status.", code="status_unsupported")
+
+    def status_events(self, body: bytes, headers: Any) -> list[StatusEvent]:
+        """Verify a Standard Webhooks status event from the supplier and return it as one ``StatusEvent``.
+
+        The supplier signs with ``WEBHOOK_STATUS_SECRET`` (``whsec_...``, the secret we gave it; not the one we
+        sign with). ``standardwebhooks`` checks the signature over the raw body and that ``webhook-timestamp`` is
+        within 5 minutes of now. The body is ``{"type": "order.shipped" | "order.delivered" | "order.cancelled" |
+        "order.received", "data": {"order_reference": "HC-...", "id": <the supplier's id, optional>, "carrier",
+        "tracking_number", "tracking_url" (optional)}}``; the event id is ``webhook-id``. Raises
+        ``InboundRejected``: 503 ``webhook_status_unconfigured`` without the secret, 401 ``signature_invalid``
+        (also a stale or future timestamp), 400 ``event_unknown`` or ``event_malformed``.
+        """
+        secret = str(getattr(settings, "WEBHOOK_STATUS_SECRET", "") or "")
+        if not secret:
+            raise InboundRejected("Status webhooks are not configured.", code="webhook_status_unconfigured", status=503)
+        try:
+            verifier = Webhook(_secret_check(secret))
+        except ImproperlyConfigured as exc:
+            raise InboundRejected(
+                "Status webhooks are not configured.", code="webhook_status_unconfigured", status=503
+            ) from exc
+        try:
+            verifier.verify(body, dict(headers), json_parse=False)
+        except (WebhookVerificationError, ValueError) as exc:  # ValueError: undecodable body or signature
+            raise InboundRejected("The signature is not valid.", code="signature_invalid", status=401) from exc
+        try:
+            event = json.loads(body)
+        except ValueError as exc:
+            raise InboundRejected("The body is not JSON.", code="event_malformed") from exc
+        data = event.get("data") if isinstance(event, dict) else None
+        status = INBOUND_STATUS.get(str(event.get("type"))) if isinstance(event, dict) else None
+        if status is None:
+            raise InboundRejected("Unknown event type.", code="event_unknown")
+        reference = _text(data.get("order_reference")) if isinstance(data, dict) else ""
+        if not isinstance(data, dict) or not reference:
+            raise InboundRejected("The event names no order_reference.", code="event_malformed")
+        message_id = {k.lower(): v for k, v in dict(headers).items()}.get("webhook-id", "")
+        update = BackendStatus(
+            status,
+            carrier=_field(data, "carrier", 100),
+            tracking_number=_field(data, "tracking_number", 100),
+            tracking_url=_field(data, "tracking_url", 500),
+        )
+        return [
+            StatusEvent(
+                event_id=str(message_id)[:200],
+                order_reference=reference,
+                external_id=_text(data.get("id")),
+                update=update,
+            )
+        ]
 
     def _post(
         self, event_type: str, message_id: str, data: dict[str, Any], *, idempotency_key: str = ""

@@ -1,0 +1,70 @@
+"""``POST /webhooks/<backend>/``: status events a commerce backend pushes (docs/reliability.md "Status back").
+
+The backend verifies the request (``CommerceBackend.status_events``: signature over the raw body, timestamp
+tolerance); ``fulfillment.status.inbound_status_record`` deduplicates on the event id and applies it. Answers are
+JSON with a code and no PHI: 200 with each event's outcome, 400/401 for a request that will never be accepted,
+404 for an unknown backend or order (the sender retries), 413 over 64 KiB, 503 when the backend is not
+configured here.
+"""
+
+import logging
+
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.fulfillment.backends.registry import BACKENDS, get_backend
+from healthcommerce.fulfillment.status import inbound_status_record
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _error(code: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": code}, status=status)
+
+
+@csrf_exempt  # a server-to-server call authenticated by its signature, never by a browser cookie
+@never_cache
+@require_POST
+def status_webhook(request: HttpRequest, backend: str) -> JsonResponse:
+    """Verify and apply the status events in one webhook request from ``backend``.
+
+    Returns ``{"events": [{"id": <event id>, "outcome": "applied" | "unchanged" | "refused" | "duplicate"}]}``
+    (200), or ``{"error": <code>}``. Logs the backend, the code and the event id only.
+    """
+    if backend not in BACKENDS:
+        return _error("backend_unknown", 404)
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY_BYTES:
+        return _error("body_too_large", 413)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _error("body_too_large", 413)
+    if len(body) > MAX_BODY_BYTES:
+        return _error("body_too_large", 413)
+    try:
+        events = get_backend(backend).status_events(body, request.headers)
+    except ImproperlyConfigured:
+        logger.warning("status webhook backend=%s refused: backend_unconfigured", backend)
+        return _error("backend_unconfigured", 503)
+    except HealthcommerceError as exc:
+        logger.warning("status webhook backend=%s refused: %s", backend, exc.code)
+        return _error(exc.code, exc.status)
+    results = []
+    for event in events:
+        try:
+            outcome = inbound_status_record(backend=backend, event=event)
+        except HealthcommerceError as exc:
+            logger.warning("status webhook backend=%s event=%s refused: %s", backend, event.event_id, exc.code)
+            return _error(exc.code, exc.status)
+        results.append({"id": event.event_id, "outcome": outcome})
+    return JsonResponse({"events": results})
