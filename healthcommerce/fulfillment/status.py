@@ -98,11 +98,8 @@ def fulfillment_status_apply(
         )
         return REFUSED
     forward = new != current and (new == FS.CANCELLED or (current != FS.CANCELLED and RANK[new] > RANK[current]))
-    tracking = (
-        _tracking_changes(order, update)
-        if new in (FS.SHIPPED, FS.DELIVERED) and RANK[new] >= RANK.get(current, -1)
-        else {}
-    )
+    # Tracking counts from any shipped or delivered report, a late one included; it never moves the status.
+    tracking = _tracking_changes(order, update) if new in (FS.SHIPPED, FS.DELIVERED) else {}
     outcome = UNCHANGED
     if forward or tracking:
         changes: dict[str, Any] = {**tracking, "fulfillment_updated_at": timezone.now()}

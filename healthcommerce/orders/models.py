@@ -101,8 +101,25 @@ class OrderEvent(BaseModel):
     actor = models.CharField(max_length=300, blank=True)
     detail = models.JSONField(default=dict, blank=True)
 
+    LABELS = {
+        "shipped": "Shipped",
+        "delivered": "Delivered",
+        "cancelled_by_platform": "Cancelled by the supplier",
+        "cancelled_at_backend": "Cancelled at the supplier",
+        "cancel_failed": "Cancel did not reach the supplier: call them",
+        "status_conflict": "The supplier reported a conflicting status: call them",
+        "tracking_updated": "Tracking updated",
+        "fulfillment_failed": "Could not be sent to the supplier",
+        "link_sent": "Purchase link sent",
+    }
+
     class Meta:
         ordering = ["created_at"]
 
     def __str__(self) -> str:
         return f"{self.order.reference} {self.kind}"
+
+    @property
+    def label(self) -> str:
+        """A clinician-readable label for ``kind`` (the kind itself, spaced, when none is set)."""
+        return self.LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
