@@ -274,6 +274,8 @@ else:
 # --- Purchase links ---
 PURCHASE_LINK_TTL_DAYS = env.int("PURCHASE_LINK_TTL_DAYS", default=14)
 PURCHASE_LINK_MAX_FAILURES = 5
+# After the patient confirms, the same link opens the order's tracking page (date of birth again) this long.
+PURCHASE_LINK_TRACKING_DAYS = env.int("PURCHASE_LINK_TRACKING_DAYS", default=90)
 
 # --- Sandbox EHR ---
 # Where the sandbox's EHR launch sends the browser (default: /smart/launch on the sandbox's own host).

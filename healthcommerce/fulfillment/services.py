@@ -18,9 +18,11 @@ from django.db import transaction
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
 from healthcommerce.fulfillment.commerce import commerce_order_build
+from healthcommerce.fulfillment.status import fulfillment_status_apply
 from healthcommerce.orders.events import TOPIC_ORDER_SUBMITTED, order_event_key, order_for_subject, order_subject
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import ALLOWED, order_event_add, order_transition
@@ -150,6 +152,7 @@ def _external_id(order: Order) -> str:
 def fulfillment_confirm(message: OutboxMessage) -> None:
     """Handle ``order.patient_confirmed``: ``backend.confirm(external id)`` through the registry.
 
+    Then records ``confirmed`` as the order's fulfillment status (``fulfillment_status_apply``; never backwards).
     Raises the backend's errors (the outbox retries temporary ones); an order never submitted is a no-op.
     """
     order = order_of(message)
@@ -162,6 +165,9 @@ def fulfillment_confirm(message: OutboxMessage) -> None:
         get_backend(name).confirm(external_id)
     detail = {"backend": name, "external_id": external_id}
     audit_record(actor=ACTOR, action="fulfillment.confirm", target=f"Order/{order.pk}", where=name, detail=detail)
+    fulfillment_status_apply(
+        order_id=order.pk, update=BackendStatus("confirmed"), source="confirm", backend=name, actor=ACTOR
+    )
 
 
 def fulfillment_cancel(message: OutboxMessage) -> None:

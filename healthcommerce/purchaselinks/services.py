@@ -14,13 +14,13 @@ import re
 import secrets
 import smtplib
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -173,11 +173,19 @@ def purchase_link_send(*, link: PurchaseLink, token: str, raise_on_error: bool =
     return True
 
 
-def _unavailable_reason(link: PurchaseLink) -> str:
-    """Return why ``link`` cannot be used now, or ``""``."""
+def _tracking_since() -> datetime:
+    """Links completed after this instant still open the tracking page (``PURCHASE_LINK_TRACKING_DAYS``)."""
+    return timezone.now() - timedelta(days=settings.PURCHASE_LINK_TRACKING_DAYS)
+
+
+def _unavailable_reason(link: PurchaseLink, *, allow_completed: bool = False) -> str:
+    """Return why ``link`` cannot be used now, or ``""``. With ``allow_completed`` a link completed within
+    ``PURCHASE_LINK_TRACKING_DAYS`` is usable (for the tracking page), whatever its expiry or order status."""
     if link.revoked_at is not None:
         return "revoked"
     if link.completed_at is not None:
+        if allow_completed and link.locked_at is None and link.completed_at > _tracking_since():
+            return ""
         return "completed"
     if link.locked_at is not None:
         return "locked"
@@ -190,26 +198,32 @@ def _unavailable_reason(link: PurchaseLink) -> str:
     return ""
 
 
-def purchase_link_access(*, token: str) -> PurchaseLink:
+def purchase_link_access(*, token: str, allow_completed: bool = False) -> PurchaseLink:
     """Return the usable link for a raw ``token`` (with its order and product loaded).
 
     The one access helper: raises ``LinkUnavailable`` with the same patient-facing message for an unknown
     or tampered token, an expired, revoked, locked or completed link, or a cancelled/failed order; the
     ``reason`` attribute tells which, and ``link`` is set when the token was known (for the audit row).
+    ``allow_completed`` also accepts a link completed within ``PURCHASE_LINK_TRACKING_DAYS`` (the tracking page).
     """
     if not _TOKEN_RE.fullmatch(token or ""):
         raise LinkUnavailable("malformed")
     link = PurchaseLink.objects.select_related("order", "order__product").filter(token_hash=token_hash(token)).first()
     if link is None:
         raise LinkUnavailable("unknown")
-    reason = _unavailable_reason(link)
+    reason = _unavailable_reason(link, allow_completed=allow_completed)
     if reason:
         raise LinkUnavailable(reason, link=link)
     return link
 
 
 def purchase_link_open(
-    *, token: str, ip: str, action: str = "purchase_link.open", audit_success: bool = True
+    *,
+    token: str,
+    ip: str,
+    action: str = "purchase_link.open",
+    audit_success: bool = True,
+    allow_completed: bool = False,
 ) -> PurchaseLink:
     """``purchase_link_access`` plus its audit row under ``action`` (``purchase_link.open``, ``.view``...).
 
@@ -217,7 +231,7 @@ def purchase_link_open(
     (verify, complete) writes the success row itself. Raises ``LinkUnavailable``.
     """
     try:
-        link = purchase_link_access(token=token)
+        link = purchase_link_access(token=token, allow_completed=allow_completed)
     except LinkUnavailable as exc:
         _audit(exc.link, action=action, ip=ip, outcome=exc.reason)
         raise
@@ -243,6 +257,7 @@ def _ip_failure_add(ip: str) -> None:
 def purchase_link_verify(*, link: PurchaseLink, birth_date: date, ip: str) -> bool:
     """Check the patient's date of birth; return ``True`` and set ``verified_at`` when it matches.
 
+    A link completed within ``PURCHASE_LINK_TRACKING_DAYS`` can be verified again (to see its tracking page).
     A wrong date increments ``failed_attempts`` with a conditional UPDATE and locks the link at
     ``PURCHASE_LINK_MAX_FAILURES``. Raises ``TooManyAttempts`` after ``IP_FAILURE_LIMIT`` wrong dates from
     ``ip`` within the hour, and ``LinkUnavailable`` if the link became unusable meanwhile. Audited.
@@ -252,8 +267,8 @@ def purchase_link_verify(*, link: PurchaseLink, birth_date: date, ip: str) -> bo
         raise TooManyAttempts()
     now = timezone.now()
     expected = link.order.patient_birth_date
-    usable = PurchaseLink.objects.filter(
-        pk=link.pk, locked_at__isnull=True, revoked_at__isnull=True, completed_at__isnull=True, expires_at__gt=now
+    usable = PurchaseLink.objects.filter(pk=link.pk, locked_at__isnull=True, revoked_at__isnull=True).filter(
+        Q(completed_at__isnull=True, expires_at__gt=now) | Q(completed_at__gt=_tracking_since())
     )
     if expected is not None and hmac.compare_digest(birth_date.isoformat(), expected.isoformat()):
         with transaction.atomic():
@@ -262,7 +277,7 @@ def purchase_link_verify(*, link: PurchaseLink, birth_date: date, ip: str) -> bo
                 _audit(link, action="purchase_link.verify", ip=ip)
                 return True
         link.refresh_from_db()
-        reason = _unavailable_reason(link) or "unavailable"
+        reason = _unavailable_reason(link, allow_completed=True) or "unavailable"
         _audit(link, action="purchase_link.verify", ip=ip, outcome=reason)
         raise LinkUnavailable(reason, link=link)
     max_failures = settings.PURCHASE_LINK_MAX_FAILURES

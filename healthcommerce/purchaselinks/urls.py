@@ -9,4 +9,5 @@ app_name = "purchaselinks"
 urlpatterns = [
     path("<str:token>/", views.link_start, name="start"),
     path("<str:token>/confirm/", views.link_confirm, name="confirm"),
+    path("<str:token>/track/", views.link_track, name="track"),
 ]

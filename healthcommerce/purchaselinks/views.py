@@ -14,9 +14,11 @@ from functools import wraps
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE
 from healthcommerce.purchaselinks.forms import BirthDateForm
 from healthcommerce.purchaselinks.models import PurchaseLink
@@ -79,16 +81,18 @@ def link_start(request: HttpRequest, token: str) -> HttpResponse:
     """GET: the date-of-birth form. POST: verify; on success remember the link in the session and go on."""
     ip = client_ip(request)
     if request.method == "GET":
-        link = purchase_link_open(token=token, ip=ip)
+        link = purchase_link_open(token=token, ip=ip, allow_completed=True)
         return _verify_page(request, link, BirthDateForm())
-    link = purchase_link_open(token=token, ip=ip, action="purchase_link.verify", audit_success=False)
+    link = purchase_link_open(
+        token=token, ip=ip, action="purchase_link.verify", audit_success=False, allow_completed=True
+    )
     form = BirthDateForm(request.POST)
     if not form.is_valid():
         return _verify_page(request, link, form)
     if purchase_link_verify(link=link, birth_date=form.cleaned_data["birth_date"], ip=ip):
         request.session.cycle_key()  # a fresh session id once the patient is verified
         request.session[SESSION_KEY] = {"link_id": str(link.pk), "at": time.time()}
-        return redirect("purchaselinks:confirm", token=token)
+        return redirect("purchaselinks:track" if link.completed_at else "purchaselinks:confirm", token=token)
     if link.locked_at is not None:
         message = (
             "That date of birth does not match. For your security this link is now locked. Please contact your clinic."
@@ -114,16 +118,20 @@ def link_confirm(request: HttpRequest, token: str) -> HttpResponse:
         return redirect("purchaselinks:start", token=token)
     ip = client_ip(request)
     if request.method == "GET":
-        link = purchase_link_open(token=token, ip=ip, action="purchase_link.view")
+        link = purchase_link_open(token=token, ip=ip, action="purchase_link.view", allow_completed=True)
     else:
-        link = purchase_link_open(token=token, ip=ip, action="purchase_link.complete", audit_success=False)
+        link = purchase_link_open(
+            token=token, ip=ip, action="purchase_link.complete", audit_success=False, allow_completed=True
+        )
     if str(link.pk) != verified_id or link.verified_at is None:
         return redirect("purchaselinks:start", token=token)
+    if link.completed_at is not None:  # already confirmed (a second tab, a back button): show where it is
+        return redirect("purchaselinks:track", token=token)
     order = link.order
     if request.method == "POST":
         purchase_link_complete(link=link, actor_ip=ip)
-        request.session.pop(SESSION_KEY, None)
-        return render(request, "purchaselinks/done.html", {"reference": order.reference})
+        track_url = reverse("purchaselinks:track", kwargs={"token": token})
+        return render(request, "purchaselinks/done.html", {"reference": order.reference, "track_url": track_url})
     context = {
         "reference": order.reference,
         "product_name": order.product.name if order.product else "",
@@ -132,3 +140,56 @@ def link_confirm(request: HttpRequest, token: str) -> HttpResponse:
         "payer_name": order.payer_name,
     }
     return render(request, "purchaselinks/confirm.html", context)
+
+
+# What the patient reads for each status at the commerce backend (``Order.fulfillment_status``).
+TRACKING_STATUS = {
+    "": "We have your order and are passing it to the supplier.",
+    "received": "The supplier has your order.",
+    "confirmed": "The supplier is preparing your order.",
+    "shipped": "Your order is on its way.",
+    "delivered": "Your order was delivered.",
+    "cancelled": "This order was cancelled. Please contact your clinic if you did not expect this.",
+}
+
+
+@patient_page
+def link_track(request: HttpRequest, token: str) -> HttpResponse:
+    """GET: where the confirmed order is (status, carrier, tracking number and link), for a verified session.
+
+    Reached with the same link once the patient has confirmed, for ``PURCHASE_LINK_TRACKING_DAYS``; the date of
+    birth is asked again when the session's verification has lapsed. Audited as ``purchase_link.track``.
+    """
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
+    verified_id = _verified_link_id(request)
+    if verified_id is None:
+        return redirect("purchaselinks:start", token=token)
+    link = purchase_link_open(token=token, ip=client_ip(request), action="purchase_link.track", allow_completed=True)
+    if str(link.pk) != verified_id:
+        return redirect("purchaselinks:start", token=token)
+    if link.completed_at is None:
+        return redirect("purchaselinks:confirm", token=token)
+    order = link.order
+    status = "cancelled" if order.status == Order.Status.CANCELLED else order.fulfillment_status
+    events = order.events.filter(kind__in=["patient_confirmed", "shipped", "delivered", "cancelled_by_platform"])
+    context = {
+        "reference": order.reference,
+        "product_name": order.product.name if order.product else "",
+        "quantity": order.quantity,
+        "status": status or "submitted",
+        "status_text": TRACKING_STATUS.get(status, TRACKING_STATUS[""]),
+        "carrier": order.carrier,
+        "tracking_number": order.tracking_number,
+        "tracking_url": order.tracking_url if order.tracking_url.startswith("https://") else "",
+        "events": [{"at": event.created_at, "label": _TRACK_LABELS[event.kind]} for event in events],
+    }
+    return render(request, "purchaselinks/track.html", context)
+
+
+_TRACK_LABELS = {
+    "patient_confirmed": "You confirmed the order",
+    "shipped": "Shipped",
+    "delivered": "Delivered",
+    "cancelled_by_platform": "Cancelled by the supplier",
+}

@@ -83,9 +83,15 @@ def test_the_whole_patient_journey_from_email_to_confirmation(make_order, settin
     assert LocalCommerceOrder.objects.get(order_reference=order.reference).status == LocalCommerceOrder.Status.CONFIRMED
     assert OrderEvent.objects.filter(order=order, kind="patient_confirmed").exists()
 
-    assert_unavailable(client.get(url))
-    assert client.post(f"{url}confirm/")["Location"] == url  # the session forgot the link once it was used
-    assert_unavailable(Client().post(url, dob(BIRTH_DATE)))
+    # Confirmed once: the same link now leads to the tracking page, never to a second confirmation.
+    assert client.post(f"{url}confirm/")["Location"] == f"{url}track/"
+    assert LinkEvents.patient_confirmed(order) == 1
+    later = Client()  # days later, another browser: the date of birth again, then tracking
+    assert 'type="date"' in later.get(url).content.decode()
+    assert later.post(url, dob(BIRTH_DATE))["Location"] == f"{url}track/"
+    track = later.get(f"{url}track/").content.decode()
+    assert "The supplier is preparing your order." in track and order.reference in track
+    assert PATIENT_NAME not in track and "Casco Bay Medicaid" not in track
 
     actions = list(AuditEvent.objects.filter(actor=f"patient-link:{link.id}").values_list("action", "outcome"))
     assert ("purchase_link.open", "success") in actions
@@ -93,7 +99,13 @@ def test_the_whole_patient_journey_from_email_to_confirmation(make_order, settin
     assert ("purchase_link.verify", "success") in actions
     assert ("purchase_link.view", "success") in actions
     assert ("purchase_link.complete", "success") in actions
-    assert ("purchase_link.open", "completed") in actions
+    assert ("purchase_link.track", "success") in actions
+
+
+class LinkEvents:
+    @staticmethod
+    def patient_confirmed(order: Order) -> int:
+        return OrderEvent.objects.filter(order=order, kind="patient_confirmed").count()
 
 
 def test_every_page_forbids_caching_and_referrers(issued: Issued) -> None:
