@@ -247,6 +247,8 @@ MEDUSA_REGION_ID = env.str("MEDUSA_REGION_ID", default="")
 MEDUSA_SALES_CHANNEL_ID = env.str("MEDUSA_SALES_CHANNEL_ID", default="")
 MEDUSA_SHIPPING_OPTION_ID = env.str("MEDUSA_SHIPPING_OPTION_ID", default="")
 MEDUSA_SHIPPING_PROFILE_ID = env.str("MEDUSA_SHIPPING_PROFILE_ID", default="")
+# The secret Medusa's healthcommerce-status subscriber signs with (its HC_STATUS_WEBHOOK_SECRET); whsec_<base64>.
+MEDUSA_STATUS_SECRET = env.str("MEDUSA_STATUS_SECRET", default="")
 # The webhook backend (Standard Webhooks to one DME supplier; docs/adr/0009): https URL and whsec_ secret;
 # optional mutual TLS (PEM client certificate and key) and a CA bundle that replaces the system's trusted CAs.
 WEBHOOK_URL = env.str("WEBHOOK_URL", default="")

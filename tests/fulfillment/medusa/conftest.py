@@ -92,8 +92,10 @@ def _admin_sql(sql: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def medusa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MedusaServer]:
-    """Start Medusa over a new copy of the template database; stop it and drop the copy after the module."""
+def medusa_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[MedusaServer]:
+    """Start Medusa over a new copy of the template database; stop it and drop the copy after the module.
+
+    A test module may add environment variables for Medusa in ``MEDUSA_EXTRA_ENV`` (a dict)."""
     require_medusa()
     seed = json.loads(seed_path().read_text())
     database = f"hc_medusa_test_{secrets.token_hex(4)}"
@@ -108,6 +110,7 @@ def medusa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MedusaSe
         "COOKIE_SECRET": secrets.token_hex(32),
         "MEDUSA_DISABLE_TELEMETRY": "true",
         "NODE_ENV": "production",
+        **getattr(request.module, "MEDUSA_EXTRA_ENV", {}),
     }
     cmd = [str(MEDUSA_BIN), "start", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as out:

@@ -17,8 +17,10 @@ from healthcommerce.fulfillment.backends.base import (
     BackendStatus,
     CommerceBackend,
     PermanentBackendError,
+    StatusEvent,
     SubmitResult,
 )
+from healthcommerce.fulfillment.backends.inbound import standard_status_events
 from healthcommerce.fulfillment.backends.medusa.client import (
     CONFIRMED_KEY,
     DISPLAY_ID_KEY,
@@ -180,6 +182,12 @@ class MedusaCommerceBackend(CommerceBackend):
                 tracking_url=str(first.get("tracking_url") or "")[:500],
             )
         return BackendStatus("confirmed" if (found.get("metadata") or {}).get(CONFIRMED_KEY) else "received")
+
+    def status_events(self, body: bytes, headers: Any) -> list[StatusEvent]:
+        """Verify a status event our subscriber inside Medusa pushed
+        (commerce/medusa/src/subscribers/healthcommerce-status.ts: shipped, delivered, cancelled), signed with
+        ``MEDUSA_STATUS_SECRET`` (Standard Webhooks, ``standard_status_events``). Raises ``InboundRejected``."""
+        return standard_status_events(body, headers, setting="MEDUSA_STATUS_SECRET")
 
     def _order(self, external_id: str, *, fields: str = ORDER_FIELDS) -> dict[str, Any]:
         """``GET /admin/orders/{id}`` with ``fields``; a 404 becomes ``PermanentBackendError("not_found")``."""

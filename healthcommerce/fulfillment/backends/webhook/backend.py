@@ -9,8 +9,6 @@ Only the ``CommerceOrder`` crosses (docs/architecture.md "The commerce boundary"
 reference library ``standardwebhooks``.
 """
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -24,7 +22,6 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
 
 from healthcommerce.core.errors import OutboundRefused
 from healthcommerce.core.http import check_url, outbound_session
@@ -32,13 +29,13 @@ from healthcommerce.fulfillment.backends.base import (
     BackendError,
     BackendStatus,
     CommerceBackend,
-    InboundRejected,
     PermanentBackendError,
     StatusEvent,
     SubmitResult,
     TemporaryBackendError,
     retry_after_seconds,
 )
+from healthcommerce.fulfillment.backends.inbound import secret_check, standard_status_events
 from healthcommerce.fulfillment.commerce import CommerceOrder
 
 logger = logging.getLogger(__name__)
@@ -46,14 +43,6 @@ logger = logging.getLogger(__name__)
 ORDER_CREATED = "order.created"
 ORDER_CONFIRMED = "order.confirmed"
 ORDER_CANCELLED = "order.cancelled"
-# Status events the supplier sends us (``/webhooks/webhook/``), and the status each one means.
-INBOUND_STATUS = {
-    "order.received": "received",
-    "order.shipped": "shipped",
-    "order.delivered": "delivered",
-    "order.cancelled": "cancelled",
-}
-SECRET_PREFIX = "whsec_"
 # Statuses a retry may cure (RFC 9110: 408 Request Timeout, 429 Too Many Requests; RFC 8470: 425 Too Early).
 _TEMPORARY_STATUSES = {408, 425, 429}
 # The longest receiver id kept as ``external_id`` (the outbox stores 200 characters of the result).
@@ -105,28 +94,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) and 0 < len(value) <= _EXTERNAL_ID_MAX else ""
 
 
-def _field(data: dict[str, Any], key: str, limit: int) -> str:
-    """``data[key]`` as a stripped string cut to ``limit`` characters; ``""`` unless it is a string."""
-    value = data.get(key)
-    return value.strip()[:limit] if isinstance(value, str) else ""
-
-
-def _secret_check(secret: str) -> str:
-    """Return ``secret`` if it is ``whsec_<base64 of at least 1 byte>``; raise ``ImproperlyConfigured`` otherwise.
-
-    Never puts the secret into the message."""
-    if not secret.startswith(SECRET_PREFIX):
-        raise ImproperlyConfigured("WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>.")
-    encoded = secret[len(SECRET_PREFIX) :]
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if not key:
-        raise ImproperlyConfigured("WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>.")
-    return secret
-
-
 def _file_setting(name: str) -> str:
     """The path in ``settings.<name>`` (empty when unset); raise ``ImproperlyConfigured`` if it names no file."""
     value = str(getattr(settings, name, "") or "")
@@ -157,7 +124,7 @@ class WebhookCommerceBackend(CommerceBackend):
         except OutboundRefused as exc:
             raise ImproperlyConfigured("WEBHOOK_URL must be https (or http to this machine).") from exc
         self.url = url
-        self.signer = Webhook(_secret_check(secret))
+        self.signer = Webhook(secret_check(secret))
         cert, key = _file_setting("WEBHOOK_CLIENT_CERT"), _file_setting("WEBHOOK_CLIENT_KEY")
         if bool(cert) != bool(key):
             raise ImproperlyConfigured("WEBHOOK_CLIENT_CERT and WEBHOOK_CLIENT_KEY must be set together.")
@@ -195,55 +162,10 @@ class WebhookCommerceBackend(CommerceBackend):
         raise PermanentBackendError("The webhook supplier cannot be asked for status.", code="status_unsupported")
 
     def status_events(self, body: bytes, headers: Any) -> list[StatusEvent]:
-        """Verify a Standard Webhooks status event from the supplier and return it as one ``StatusEvent``.
-
-        The supplier signs with ``WEBHOOK_STATUS_SECRET`` (``whsec_...``, the secret we gave it; not the one we
-        sign with). ``standardwebhooks`` checks the signature over the raw body and that ``webhook-timestamp`` is
-        within 5 minutes of now. The body is ``{"type": "order.shipped" | "order.delivered" | "order.cancelled" |
-        "order.received", "data": {"order_reference": "HC-...", "id": <the supplier's id, optional>, "carrier",
-        "tracking_number", "tracking_url" (optional)}}``; the event id is ``webhook-id``. Raises
-        ``InboundRejected``: 503 ``webhook_status_unconfigured`` without the secret, 401 ``signature_invalid``
-        (also a stale or future timestamp), 400 ``event_unknown`` or ``event_malformed``.
-        """
-        secret = str(getattr(settings, "WEBHOOK_STATUS_SECRET", "") or "")
-        if not secret:
-            raise InboundRejected("Status webhooks are not configured.", code="webhook_status_unconfigured", status=503)
-        try:
-            verifier = Webhook(_secret_check(secret))
-        except ImproperlyConfigured as exc:
-            raise InboundRejected(
-                "Status webhooks are not configured.", code="webhook_status_unconfigured", status=503
-            ) from exc
-        try:
-            verifier.verify(body, dict(headers), json_parse=False)
-        except (WebhookVerificationError, ValueError) as exc:  # ValueError: undecodable body or signature
-            raise InboundRejected("The signature is not valid.", code="signature_invalid", status=401) from exc
-        try:
-            event = json.loads(body)
-        except ValueError as exc:
-            raise InboundRejected("The body is not JSON.", code="event_malformed") from exc
-        data = event.get("data") if isinstance(event, dict) else None
-        status = INBOUND_STATUS.get(str(event.get("type"))) if isinstance(event, dict) else None
-        if status is None:
-            raise InboundRejected("Unknown event type.", code="event_unknown")
-        reference = _text(data.get("order_reference")) if isinstance(data, dict) else ""
-        if not isinstance(data, dict) or not reference:
-            raise InboundRejected("The event names no order_reference.", code="event_malformed")
-        message_id = {k.lower(): v for k, v in dict(headers).items()}.get("webhook-id", "")
-        update = BackendStatus(
-            status,
-            carrier=_field(data, "carrier", 100),
-            tracking_number=_field(data, "tracking_number", 100),
-            tracking_url=_field(data, "tracking_url", 500),
-        )
-        return [
-            StatusEvent(
-                event_id=str(message_id)[:200],
-                order_reference=reference,
-                external_id=_text(data.get("id")),
-                update=update,
-            )
-        ]
+        """Verify a Standard Webhooks status event from the supplier, signed with ``WEBHOOK_STATUS_SECRET`` (the
+        secret we gave it; not the one we sign with), and return it (``standard_status_events``). Raises
+        ``InboundRejected``."""
+        return standard_status_events(body, headers, setting="WEBHOOK_STATUS_SECRET")
 
     def _post(
         self, event_type: str, message_id: str, data: dict[str, Any], *, idempotency_key: str = ""
