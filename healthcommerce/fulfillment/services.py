@@ -23,7 +23,13 @@ from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
 from healthcommerce.fulfillment.commerce import commerce_order_build
 from healthcommerce.fulfillment.status import fulfillment_status_apply
-from healthcommerce.orders.events import TOPIC_ORDER_SUBMITTED, order_event_key, order_for_subject, order_subject
+from healthcommerce.orders.events import (
+    TOPIC_ORDER_CANCELLED,
+    TOPIC_ORDER_SUBMITTED,
+    order_event_key,
+    order_for_subject,
+    order_subject,
+)
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import ALLOWED, order_event_add, order_transition
 from healthcommerce.outbox.models import OutboxMessage
@@ -102,12 +108,29 @@ def fulfillment_submit(message: OutboxMessage) -> None:
 @transaction.atomic
 def _submitted(message: OutboxMessage, *, order: Order, external_id: str, backend: str) -> None:
     """Mark the row done, the order submitted, audit, and publish ``order.submitted``; nothing if another run
-    finished first."""
+    finished first.
+
+    If the order was cancelled while the backend call ran (the cancel found no backend order to cancel), the
+    backend's order is recorded on ours and ``order.cancelled`` is published again (key ``<key>:after-submit``),
+    so ``fulfillment.cancel`` cancels it there; no purchase link is sent.
+    """
     if not message_done(message, result=external_id):
         return
     detail = {"backend": backend, "external_id": external_id, "message_id": str(message.pk)}
-    order_transition(order_id=order.pk, to_status=Order.Status.SUBMITTED, actor=ACTOR, detail=detail)
     Order.objects.filter(pk=order.pk).update(commerce_backend=backend, commerce_id=external_id[:200])
+    current = Order.objects.select_for_update().get(pk=order.pk)
+    if current.status == Order.Status.CANCELLED:
+        order_event_add(order=current, kind="submitted_after_cancel", actor=ACTOR, detail=detail)
+        outbox_publish(
+            topic=TOPIC_ORDER_CANCELLED,
+            key=f"{message.idempotency_key}:after-submit",
+            subject=order_subject(order),
+        )
+        logger.warning(
+            "fulfillment order=%s was cancelled during its submit; cancelling at %s", order.reference, backend
+        )
+        return
+    order_transition(order_id=order.pk, to_status=Order.Status.SUBMITTED, actor=ACTOR, detail=detail)
     audit_record(actor=ACTOR, action="fulfillment.submit", target=f"Order/{order.pk}", where=backend, detail=detail)
     outbox_publish(
         topic=TOPIC_ORDER_SUBMITTED,

@@ -109,6 +109,7 @@ class OrderEvent(BaseModel):
         "cancel_failed": "Cancel did not reach the supplier: call them",
         "status_conflict": "The supplier reported a conflicting status: call them",
         "tracking_updated": "Tracking updated",
+        "submitted_after_cancel": "Reached the supplier as it was cancelled: cancelling there",
         "fulfillment_failed": "Could not be sent to the supplier",
         "link_sent": "Purchase link sent",
     }

@@ -165,3 +165,29 @@ def test_the_admin_cancels_an_order(admin_client, message: OutboxMessage, order:
     assert response.status_code == 302
     assert Order.objects.get(pk=order.pk).status == Order.Status.CANCELLED
     assert rows_of(order, "fulfillment.cancel").exists()
+
+
+def test_a_cancel_that_races_a_running_submit_still_cancels_at_the_backend(
+    message: OutboxMessage, order: Order, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from healthcommerce.fulfillment.backends.local.backend import LocalCommerceBackend
+    from healthcommerce.orders.services import order_cancel
+
+    original = LocalCommerceBackend.submit
+
+    def submit_while_the_admin_cancels(self, commerce_order):  # type: ignore[no-untyped-def]
+        # The worker holds the order.signed row, so the cancel cannot stop it and finds no backend order yet.
+        order_cancel(order=Order.objects.get(pk=order.pk), actor="admin:ops")
+        return original(self, commerce_order)
+
+    monkeypatch.setattr(LocalCommerceBackend, "submit", submit_while_the_admin_cancels)
+    deliver(message)
+
+    message.refresh_from_db()
+    order.refresh_from_db()
+    assert message.status == OutboxMessage.Status.DONE  # not a dead letter
+    assert order.status == Order.Status.CANCELLED and order.commerce_id
+    assert LocalCommerceOrder.objects.get().status == LocalCommerceOrder.Status.CANCELLED
+    assert OrderEvent.objects.filter(order=order, kind="submitted_after_cancel").exists()
+    assert not PurchaseLink.objects.filter(order=order).exists() and mail.outbox == []
+    assert set(rows_of(order, "fulfillment.cancel").values_list("status", flat=True)) == {OutboxMessage.Status.DONE}
