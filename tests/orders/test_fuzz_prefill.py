@@ -98,7 +98,9 @@ class FuzzEHR:
         self._write({ref: self.originals[ref] for ref in changed}, {})
 
 
-def _originals(db: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+def fixture_reads(db: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """Return the fixture JSON a fuzzed launch reads (``{Type/id: data}``) and, per patient with requests, the
+    ``Type/id`` it reads (Patient, requests, Coverage, ``PRACTITIONER``), from the sandbox database ``db``."""
     con = sqlite3.connect(db)
     try:
         rows = con.execute(
@@ -126,7 +128,7 @@ def _originals(db: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]
 def fuzz_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEHR]:
     """A sandbox EHR of this module's own, over its own copy of the loaded database (fails if it cannot start)."""
     db = sandbox_database_copy(tmp_path_factory.mktemp("fuzz-sandbox") / "sandbox.sqlite3")
-    originals, patients = _originals(db)
+    originals, patients = fixture_reads(db)
     with sandbox_server(database=db) as sandbox:
         sandbox.manage(
             "sandbox_client", "add", "--client-id", CLIENT_ID, "--redirect-uri", "http://testserver/smart/callback"

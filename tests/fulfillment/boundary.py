@@ -1,0 +1,465 @@
+"""The commerce boundary, proven on the bytes: run a ``BoundaryCase`` (tests/fulfillment/boundary_strategies.py)
+through a whole SMART launch against the fuzz sandbox EHR, the real pre-fill (``launch_prefill``), the
+clinician's completion of what is missing (``order_update_draft``) and ``order_sign``, then deliver the
+``order.signed`` outbox row to ``fulfillment.submit`` once per backend, each in a savepoint rolled back after.
+
+What each delivery sends is captured where it leaves the process: every ``requests.Session.send`` (method, URL
+with its query, headers, body), plus what a receiver recorded (the webhook's) or what the ``local`` backend
+stored. Each is checked against that backend's allowlist (``LOCAL_KEYS``, ``WEBHOOK_*``, ``MEDUSA_*``: key paths,
+query parameters, headers, routes), and no clinical value of the case or of the order may appear in it
+anywhere (``leaks``).
+"""
+
+import datetime
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
+
+import requests
+from django.conf import settings as django_settings
+from django.db import transaction
+from django.test import Client, override_settings
+
+from healthcommerce.catalog.models import Product
+from healthcommerce.ehr.models import Launch
+from healthcommerce.fulfillment.commerce import commerce_order_build
+from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.orders.errors import OrderIncomplete
+from healthcommerce.orders.events import order_subject
+from healthcommerce.orders.models import Order
+from healthcommerce.orders.services import SHIP_TO_REQUIRED, launch_prefill, order_sign, order_update_draft
+from healthcommerce.outbox.models import OutboxMessage
+from healthcommerce.outbox.services import outbox_deliver
+from tests.conftest import complete_launch, sandbox_database_copy, sandbox_server
+from tests.fulfillment.boundary_strategies import SENTINEL_PREFIX, BoundaryCase
+from tests.fulfillment.conftest import clinical_values
+from tests.fulfillment.test_commerce import ALLOWED_KEYS, key_paths
+from tests.orders.fuzz_strategies import CANARY, path_text
+from tests.orders.test_fuzz_prefill import CLIENT_ID, FuzzEHR, fixture_reads
+
+# --- the allowlists, per backend, as the code sends today ----------------------------------------------------
+
+LOCAL_KEYS = ALLOWED_KEYS  # LocalCommerceOrder.payload is CommerceOrder.to_dict()
+WEBHOOK_KEYS = {"type", "timestamp", "data"} | {f"data.{key}" for key in ALLOWED_KEYS}
+WEBHOOK_TYPES = {"order.created"}
+WEBHOOK_HEADERS = {  # lower-case; the receiver also sees ``host``
+    "host",
+    "user-agent",
+    "accept-encoding",
+    "accept",
+    "connection",
+    "content-type",
+    "content-length",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+}
+MEDUSA_HEADERS = {
+    "user-agent",
+    "accept-encoding",
+    "accept",
+    "connection",
+    "authorization",
+    "content-type",
+    "content-length",
+}
+_ID = r"[A-Za-z0-9_]+"
+# (method, path pattern, query parameters, body key paths): every Admin API call ``submit`` makes.
+MEDUSA_ROUTES: list[tuple[str, str, set[str], set[str]]] = [
+    ("GET", "/admin/orders", {"q", "fields", "limit"}, set()),
+    ("GET", "/admin/draft-orders", {"q", "fields", "limit"}, set()),
+    ("GET", "/admin/product-variants", {"sku", "fields", "limit"}, set()),
+    ("GET", "/admin/regions", {"fields", "limit"}, set()),
+    ("GET", f"/admin/regions/{_ID}", {"fields"}, set()),
+    ("GET", f"/admin/shipping-options/{_ID}", {"fields"}, set()),
+    (
+        "POST",
+        "/admin/draft-orders",
+        set(),
+        {
+            "region_id",
+            "sales_channel_id",
+            "email",
+            "items",
+            "items[].variant_id",
+            "items[].quantity",
+            "shipping_address",
+            *(
+                f"shipping_address.{key}"
+                for key in (
+                    "first_name",
+                    "last_name",
+                    "address_1",
+                    "address_2",
+                    "city",
+                    "province",
+                    "postal_code",
+                    "country_code",
+                    "phone",
+                )
+            ),
+            "shipping_methods",
+            "shipping_methods[].shipping_option_id",
+            "shipping_methods[].name",
+            "shipping_methods[].amount",
+            "no_notification_order",
+            "metadata",  # exactly these three: our opaque reference, the idempotency key, the display id built of both
+            "metadata.healthcommerce_reference",
+            "metadata.healthcommerce_idempotency_key",
+            "metadata.healthcommerce_display_id",
+        },
+    ),
+    ("POST", f"/admin/draft-orders/{_ID}/convert-to-order", set(), set()),
+]
+
+# What a clinician types into the form for what the EHR did not give (none of it clinical except the birth date).
+FILLER_BIRTH_DATE = datetime.date(1951, 3, 17)
+FILLER = {
+    "patient_name": "Robin Filler",
+    "ship_to": {"line": ["1 Filler Way"], "city": "Richmond", "state": "VA", "postal_code": "23219", "country": "US"},
+    "contact_email": "robin.filler@example.org",
+    "patient_birth_date": FILLER_BIRTH_DATE,
+}
+
+
+# --- the fuzz sandbox ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def boundary_sandbox(folder: Path) -> Iterator[FuzzEHR]:
+    """A sandbox EHR over its own copy of the loaded database in ``folder`` (as the pre-fill fuzz test's)."""
+    db = sandbox_database_copy(folder / "sandbox.sqlite3")
+    originals, patients = fixture_reads(db)
+    with sandbox_server(database=db) as sandbox:
+        sandbox.manage(
+            "sandbox_client", "add", "--client-id", CLIENT_ID, "--redirect-uri", "http://testserver/smart/callback"
+        )
+        yield FuzzEHR(sandbox=sandbox, db=db, originals=originals, patients=patients)
+
+
+# --- what leaves the process ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One outbound HTTP request as sent (or as a receiver got it): method, full URL, headers, body bytes."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        """Everything in it as one string: the URL raw and decoded, the headers, the body (raw and, for JSON,
+        re-serialized without ASCII escapes)."""
+        body = self.body.decode(errors="replace")
+        with suppress(ValueError):
+            body += json.dumps(json.loads(self.body), ensure_ascii=False)
+        return "\n".join([self.url, unquote_plus(self.url), json.dumps(self.headers, ensure_ascii=False), body])
+
+
+def _bytes(body: Any) -> bytes:
+    if body is None:
+        return b""
+    return body if isinstance(body, bytes) else str(body).encode()
+
+
+@contextmanager
+def outbound_capture() -> Iterator[list[Sent]]:
+    """Record every request any ``requests`` session sends inside the block (the prepared request: the bytes
+    that go on the wire, before TLS)."""
+    sent: list[Sent] = []
+    original = requests.Session.send
+
+    def send(self: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        sent.append(Sent(str(request.method), str(request.url), dict(request.headers), _bytes(request.body)))
+        return original(self, request, **kwargs)
+
+    with mock.patch.object(requests.Session, "send", send):
+        yield sent
+
+
+# --- the checks ----------------------------------------------------------------------------------------------
+
+
+def distinctive(values: list[str], allowed: list[str]) -> list[str]:
+    """The values worth looking for: at least 5 characters and inside none of the values allowed to cross (a
+    request display equal to the product name cannot be told apart from it)."""
+    folded = [value.lower() for value in allowed]
+    return sorted({v for v in values if len(v) >= 5 and not any(v.lower() in a for a in folded)})
+
+
+def leaks(text: str, clinical: list[str]) -> list[str]:
+    """The clinical values found in ``text``: sentinels case-insensitively (a backend may change case), the
+    others (codes, ids, dates) exactly, so a short code never matches inside a random hex digest."""
+    lowered = text.lower()
+    found = [v for v in clinical if (v.lower() in lowered if v.startswith(SENTINEL_PREFIX) else v in text)]
+    if SENTINEL_PREFIX.lower() in lowered and not found:
+        found.append(f"a {SENTINEL_PREFIX} sentinel")
+    return found
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else {}
+    except ValueError:
+        return None
+
+
+def local_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[str]:
+    """``local``: nothing goes over HTTP; the stored row holds only ``LOCAL_KEYS`` and no clinical value."""
+    problems = [f"local sent HTTP: {s.method} {s.url}" for s in sent]
+    for row in LocalCommerceOrder.objects.filter(order_reference=order.reference):
+        extra = key_paths(row.payload) - LOCAL_KEYS
+        if extra:
+            problems.append(f"local payload keys outside the allowlist: {sorted(extra)}")
+        stored = json.dumps([row.order_reference, row.idempotency_key, row.payload], ensure_ascii=False)
+        problems += [f"local payload holds {value!r}" for value in leaks(stored, clinical)]
+    return problems
+
+
+def webhook_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[str]:
+    """``webhook``: POSTs to ``WEBHOOK_URL`` only, with ``WEBHOOK_HEADERS`` and a body of ``WEBHOOK_KEYS``."""
+    problems = []
+    url = str(django_settings.WEBHOOK_URL)
+    for s in sent:
+        where = f"webhook {s.method} {urlsplit(s.url).path}"
+        if s.method != "POST" or s.url != url:
+            problems.append(f"{where}: not a POST to WEBHOOK_URL exactly ({s.url})")
+        extra_headers = {name.lower() for name in s.headers} - WEBHOOK_HEADERS
+        if extra_headers:
+            problems.append(f"{where}: headers outside the allowlist: {sorted(extra_headers)}")
+        body = _json(s.body)
+        if not isinstance(body, dict):
+            problems.append(f"{where}: the body is not a JSON object")
+        else:
+            extra = key_paths(body) - WEBHOOK_KEYS
+            if extra:
+                problems.append(f"{where}: body keys outside the allowlist: {sorted(extra)}")
+            if body.get("type") not in WEBHOOK_TYPES:
+                problems.append(f"{where}: event type {body.get('type')!r}")
+        problems += [f"{where} carries {value!r}" for value in leaks(s.text(), clinical)]
+    return problems
+
+
+def _medusa_route(method: str, path: str) -> tuple[set[str], set[str]] | None:
+    for route_method, pattern, query, body in MEDUSA_ROUTES:
+        if method == route_method and re.fullmatch(pattern, path):
+            return query, body
+    return None
+
+
+def medusa_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[str]:
+    """``medusa``: Admin API calls to ``MEDUSA_URL`` only, each on a ``MEDUSA_ROUTES`` route with its query
+    parameters and body keys, and ``MEDUSA_HEADERS``."""
+    problems = []
+    base = urlsplit(str(django_settings.MEDUSA_URL))
+    for s in sent:
+        parts = urlsplit(s.url)
+        where = f"medusa {s.method} {parts.path}"
+        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
+            problems.append(f"{where}: not to MEDUSA_URL ({parts.scheme}://{parts.netloc})")
+        route = _medusa_route(s.method, parts.path)
+        if route is None:
+            problems.append(f"{where}: a route outside the allowlist")
+            route = (set(), set())
+        query, keys = route
+        extra_query = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)} - query
+        if extra_query:
+            problems.append(f"{where}: query parameters outside the allowlist: {sorted(extra_query)}")
+        extra_headers = {name.lower() for name in s.headers} - MEDUSA_HEADERS
+        if extra_headers:
+            problems.append(f"{where}: headers outside the allowlist: {sorted(extra_headers)}")
+        body = _json(s.body)
+        extra = key_paths(body) - keys if isinstance(body, dict) else {"<not a JSON object>"}
+        if extra:
+            problems.append(f"{where}: body keys outside the allowlist: {sorted(extra)}")
+        problems += [f"{where} carries {value!r}" for value in leaks(s.text(), clinical)]
+    return problems
+
+
+Check = Callable[[Order, list[Sent], list[str]], list[str]]
+CHECKS: dict[str, Check] = {"local": local_problems, "webhook": webhook_problems, "medusa": medusa_problems}
+
+
+@dataclass
+class Backend:
+    """A backend to deliver to: its name, and what its receiver recorded since ``reset`` (for a backend whose
+    far side the test runs; the client-side capture is always taken)."""
+
+    name: str
+    received: Callable[[], list[Sent]] = list
+    reset: Callable[[], None] = lambda: None
+
+
+# --- one example ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one example did: orders signed, per backend ``crossed`` (submitted) or the row's error code,
+    requests checked, clinical values looked for, and every problem found."""
+
+    signed: int = 0
+    results: list[str] = field(default_factory=list)
+    requests: int = 0
+    values: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class _Rollback(Exception):
+    def __init__(self, outcome: Outcome | None = None) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+def _complete(order: Order, actor: str) -> Order:
+    """Fill in, as the clinician would on the form, what the EHR did not give; a product when none matched."""
+    changes: dict[str, Any] = {}
+    if order.product_id is None:
+        changes["product"] = Product.objects.filter(is_active=True).order_by("sku").first()
+    for name in ("patient_name", "contact_email", "patient_birth_date"):
+        if not getattr(order, name):
+            changes[name] = FILLER[name]
+    if not all((order.ship_to or {}).get(key) for key in SHIP_TO_REQUIRED):
+        changes["ship_to"] = FILLER["ship_to"]
+    return order_update_draft(order=order, actor=actor, changes=changes) if changes else order
+
+
+def _clinical(case: BoundaryCase, order: Order, key: str) -> list[str]:
+    """The values of ``case`` and ``order`` that must not cross, minus those indistinguishable from allowed ones."""
+    try:
+        allowed = [str(v) for v in _leaves(commerce_order_build(order=order, idempotency_key=key).to_dict())]
+    except OrderIncomplete:
+        allowed = []
+    values = [
+        *case.planted,
+        *clinical_values(order),
+        CANARY,
+        order.signed_by,
+        order.request_reference.partition("/")[2],
+        FILLER_BIRTH_DATE.isoformat(),
+    ]
+    return distinctive([v for v in values if v and v != "devreq021"], allowed)
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for child in value.values() for leaf in _leaves(child)]
+    if isinstance(value, list | tuple):
+        return [leaf for child in value for leaf in _leaves(child)]
+    return [value]
+
+
+def _deliver(message: OutboxMessage, backend: Backend) -> tuple[list[Sent], str]:
+    """Deliver ``message`` with ``backend`` selected; return what was sent and ``crossed`` or the row's error."""
+    backend.reset()
+    with override_settings(COMMERCE_BACKEND=backend.name), outbound_capture() as sent:
+        outbox_deliver(message_id=message.pk)
+    message.refresh_from_db()
+    result = "crossed" if message.status == OutboxMessage.Status.DONE else message.last_error or message.status
+    return [*sent, *backend.received()], f"{backend.name}:{result}"
+
+
+def _fulfil(case: BoundaryCase, order: Order, backends: list[Backend], outcome: Outcome) -> None:
+    message = OutboxMessage.objects.get(subject=order_subject(order), subscriber="fulfillment.submit")
+    clinical = _clinical(case, order, message.idempotency_key)
+    outcome.values += len(clinical)
+    for backend in backends:
+        try:
+            with transaction.atomic():
+                sent, result = _deliver(message, backend)
+                outcome.results.append(result)
+                outcome.requests += len(sent)
+                outcome.problems += [f"[{order.reference}] {p}" for p in CHECKS[backend.name](order, sent, clinical)]
+                raise _Rollback()
+        except _Rollback:
+            pass
+
+
+def exercise(case: BoundaryCase, ehr: FuzzEHR, backends: list[Backend]) -> Outcome:
+    """Launch, pre-fill, complete and sign every draft, deliver each signed order to every backend, check."""
+    outcome = Outcome()
+    client = Client()
+    result = complete_launch(client, ehr.sandbox, patient=case.fuzz.patient, request=case.fuzz.request)
+    if not result.launch_id:
+        outcome.results.append("no launch")
+        return outcome
+    launch = Launch.objects.get(pk=result.launch_id)
+    launch_prefill(launch=launch)
+    for draft in Order.objects.filter(launch=launch, status=Order.Status.DRAFT).select_related("product", "site"):
+        try:
+            order = order_sign(order=_complete(draft, launch.fhir_user), launch=launch)
+        except OrderIncomplete as exc:
+            outcome.results.append(f"unsigned:{exc.code}")
+            continue
+        outcome.signed += 1
+        _fulfil(case, order, backends, outcome)
+    return outcome
+
+
+def run_case(case: BoundaryCase, ehr: FuzzEHR, backends: list[Backend]) -> Outcome:
+    """Serve the case, exercise it inside a savepoint that is always rolled back, restore the sandbox."""
+    changed = ehr.serve(case.fuzz)
+    try:
+        with transaction.atomic():
+            raise _Rollback(exercise(case, ehr, backends))
+    except _Rollback as done:
+        assert done.outcome is not None
+        return done.outcome
+    finally:
+        ehr.restore(changed)
+
+
+@dataclass
+class Tally:
+    """Totals over the examples run (shrinking included), written to ``var/<name>.json`` and stdout (``-s``)."""
+
+    name: str
+    max_examples: int
+    examples: int = 0
+    signed: int = 0
+    requests: int = 0
+    values: int = 0
+    results: dict[str, int] = field(default_factory=dict)
+    sites: dict[str, int] = field(default_factory=dict)  # where clinical content was planted, in examples signed
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, case: BoundaryCase, outcome: Outcome) -> None:
+        self.examples += 1
+        self.signed += outcome.signed
+        self.requests += outcome.requests
+        self.values += outcome.values
+        for result in outcome.results:
+            self.results[result] = self.results.get(result, 0) + 1
+        for mutation in case.fuzz.mutations if outcome.signed else ():
+            if mutation.kind == "clinical":
+                site = f"{mutation.target.partition('/')[0]}.{path_text(mutation.path)}"
+                self.sites[site] = self.sites.get(site, 0) + 1
+
+    def crossed(self, backend: str) -> int:
+        return self.results.get(f"{backend}:crossed", 0)
+
+    def write(self) -> None:
+        seconds = time.monotonic() - self.started
+        record = {
+            "examples": self.examples,
+            "max_examples": self.max_examples,
+            "seconds": round(seconds, 1),
+            "orders_signed": self.signed,
+            "requests_checked": self.requests,
+            "clinical_values_checked": self.values,
+            "results": dict(sorted(self.results.items())),
+            "planted_sites_signed": dict(sorted(self.sites.items())),
+        }
+        path = Path(django_settings.VAR_DIR) / f"{self.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2))
+        print(f"\n{self.name}: {json.dumps(record)}")

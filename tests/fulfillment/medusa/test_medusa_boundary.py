@@ -1,0 +1,69 @@
+"""The commerce boundary, proven for ``medusa`` against a real Medusa 2 server (conftest.py): arbitrary FHIR input
+with clinical content planted goes through launch, pre-fill, sign-off and fulfillment through the outbox, and
+every Admin API call the backend makes (route, query, headers, body) holds only allowlisted keys and none of the
+clinical values (tests/fulfillment/boundary.py).
+
+``HC_FUZZ_MEDUSA_EXAMPLES=<n>`` changes the number of examples (default 10: each is seven calls to
+Medusa); totals go to ``var/fuzz-boundary-medusa.json`` and stdout (``-s``).
+"""
+
+import os
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import hypothesis
+import pytest
+from django.core.management import call_command
+from hypothesis import HealthCheck, given
+
+from healthcommerce.ehr.discovery import discover
+from healthcommerce.ehr.models import EHRSite
+from tests.fulfillment.boundary import Backend, Tally, boundary_sandbox, run_case
+from tests.fulfillment.boundary_strategies import BoundaryCase, boundary_cases
+from tests.fulfillment.medusa.conftest import MedusaServer
+from tests.orders.test_fuzz_prefill import CLIENT_ID, FuzzEHR
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
+
+MAX_EXAMPLES = int(os.environ.get("HC_FUZZ_MEDUSA_EXAMPLES", "10"))
+
+
+@pytest.fixture(scope="module")
+def boundary_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEHR]:
+    with boundary_sandbox(tmp_path_factory.mktemp("boundary-sandbox")) as ehr:
+        yield ehr
+
+
+@pytest.fixture
+def boundary_site(db: None, boundary_ehr: FuzzEHR, settings: Any) -> EHRSite:
+    settings.APP_BASE_URL = "http://testserver"
+    site = EHRSite.objects.create(name="Boundary sandbox", iss=boundary_ehr.sandbox.fhir_base, client_id=CLIENT_ID)
+    discover(site)
+    return site
+
+
+def test_no_clinical_value_or_key_outside_the_allowlist_reaches_medusa(
+    medusa: MedusaServer, boundary_ehr: FuzzEHR, boundary_site: EHRSite
+) -> None:
+    call_command("medusa_sync_catalog", stdout=StringIO())  # every catalog product, by SKU
+    tally = Tally("fuzz-boundary-medusa", MAX_EXAMPLES)
+
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(case=boundary_cases(boundary_ehr.patients, boundary_ehr.originals))
+    def check(case: BoundaryCase) -> None:
+        outcome = run_case(case, boundary_ehr, [Backend("medusa")])
+        tally.add(case, outcome)
+        assert not outcome.problems, "\n".join(outcome.problems)
+
+    try:
+        check()
+    finally:
+        tally.write()
+    assert tally.crossed("medusa") >= MAX_EXAMPLES // 2, tally.results  # not vacuous

@@ -1,0 +1,113 @@
+"""The commerce boundary, proven for ``local`` and ``webhook``: arbitrary FHIR input with clinical content planted
+(tests/fulfillment/boundary_strategies.py) goes through launch, pre-fill, sign-off and fulfillment through the
+outbox, and every outbound payload holds only allowlisted keys and none of the clinical values
+(tests/fulfillment/boundary.py).
+
+``HC_FUZZ_EXAMPLES=<n>`` changes the number of examples (default 100); totals go to ``var/fuzz-boundary.json``
+and stdout (``-s``).
+"""
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import hypothesis
+import pytest
+from hypothesis import HealthCheck, given
+
+from healthcommerce.ehr.discovery import discover
+from healthcommerce.ehr.models import EHRSite
+from healthcommerce.orders.models import Order
+from tests.fulfillment.boundary import (
+    Backend,
+    Sent,
+    Tally,
+    boundary_sandbox,
+    medusa_problems,
+    run_case,
+    webhook_problems,
+)
+from tests.fulfillment.boundary_strategies import BoundaryCase, boundary_cases
+from tests.fulfillment.webhook import conftest as webhook_conftest
+from tests.fulfillment.webhook.conftest import Receiver
+from tests.orders.test_fuzz_prefill import CLIENT_ID, FuzzEHR
+
+MAX_EXAMPLES = int(os.environ.get("HC_FUZZ_EXAMPLES", "100"))
+# The webhook tests' HTTPS receiver with mutual TLS and the settings pointing at it, as fixtures of this module.
+receiver = webhook_conftest.receiver
+webhook_settings = webhook_conftest.webhook_settings
+
+
+@pytest.fixture(scope="module")
+def boundary_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEHR]:
+    with boundary_sandbox(tmp_path_factory.mktemp("boundary-sandbox")) as ehr:
+        yield ehr
+
+
+@pytest.fixture
+def boundary_site(db: None, boundary_ehr: FuzzEHR, settings: Any) -> EHRSite:
+    settings.APP_BASE_URL = "http://testserver"
+    site = EHRSite.objects.create(name="Boundary sandbox", iss=boundary_ehr.sandbox.fhir_base, client_id=CLIENT_ID)
+    discover(site)
+    return site
+
+
+def _as_sent(hook: Receiver) -> list[Sent]:
+    """What the webhook receiver took, as the supplier saw it (its path, its headers, the raw body)."""
+    return [Sent("POST", f"{hook.url.split('/hooks')[0]}{r.path}", r.headers, r.body) for r in hook.requests]
+
+
+@pytest.mark.django_db
+def test_no_clinical_value_or_key_outside_the_allowlist_reaches_the_local_or_webhook_backend(
+    boundary_ehr: FuzzEHR, boundary_site: EHRSite, webhook_settings: Receiver
+) -> None:
+    hook = webhook_settings
+    backends = [Backend("local"), Backend("webhook", received=lambda: _as_sent(hook), reset=hook.reset)]
+    tally = Tally("fuzz-boundary", MAX_EXAMPLES)
+
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(case=boundary_cases(boundary_ehr.patients, boundary_ehr.originals))
+    def check(case: BoundaryCase) -> None:
+        outcome = run_case(case, boundary_ehr, backends)
+        tally.add(case, outcome)
+        assert not outcome.problems, "\n".join(outcome.problems)
+
+    try:
+        check()
+    finally:
+        tally.write()
+    # Not vacuous: most examples reach both backends.
+    assert tally.crossed("local") >= MAX_EXAMPLES // 2, tally.results
+    assert tally.crossed("webhook") >= MAX_EXAMPLES // 2, tally.results
+
+
+def test_the_checks_catch_clinical_values_and_keys_headers_queries_and_routes_outside_the_allowlists(
+    settings: Any,
+) -> None:
+    settings.WEBHOOK_URL = "https://127.0.0.1:9/hooks/orders"
+    settings.MEDUSA_URL = "http://127.0.0.1:9"
+    envelope = {"type": "order.created", "timestamp": "t", "data": {"order_reference": "HC-X", "note": "E11.9"}}
+    webhook = Sent("POST", settings.WEBHOOK_URL, {"X-Reason": "CLIN-req-0000000a"}, json.dumps(envelope).encode())
+    search = Sent("GET", f"{settings.MEDUSA_URL}/admin/orders?q=HC-X&dx=clin-req-0000000a", {}, b"")
+    customer = Sent("POST", f"{settings.MEDUSA_URL}/admin/customers", {}, b'{"note": "x"}')
+    clinical = ["E11.9", "CLIN-req-0000000a"]
+
+    assert webhook_problems(Order(), [webhook], clinical) == [
+        "webhook POST /hooks/orders: headers outside the allowlist: ['x-reason']",
+        "webhook POST /hooks/orders: body keys outside the allowlist: ['data.note']",
+        "webhook POST /hooks/orders carries 'E11.9'",
+        "webhook POST /hooks/orders carries 'CLIN-req-0000000a'",
+    ]
+    assert medusa_problems(Order(), [search, customer], clinical) == [
+        "medusa GET /admin/orders: query parameters outside the allowlist: ['dx']",
+        "medusa GET /admin/orders carries 'CLIN-req-0000000a'",
+        "medusa POST /admin/customers: a route outside the allowlist",
+        "medusa POST /admin/customers: body keys outside the allowlist: ['note']",
+    ]
