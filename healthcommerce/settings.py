@@ -188,6 +188,20 @@ EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="orders@healthcommerce.invalid")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
+# --- Text messages (django-sms; docs/adr/0010): optional, on top of email ---
+# A django-sms backend class. Empty turns texts off: the production default, since SMS needs a provider and each
+# health system's consent (EHRSite.sms_enabled). Embedded mode prints texts to the console like the emails.
+SMS_BACKEND = env.str("SMS_BACKEND", default="" if PRODUCTION else "sms.backends.console.SmsBackend")
+# The sender: an E.164 number (or a sender id) the provider allows; django-sms calls it DEFAULT_FROM_SMS.
+SMS_FROM = env.str("SMS_FROM", default="" if PRODUCTION else "+12075550100")
+DEFAULT_FROM_SMS = SMS_FROM
+# Region for patient numbers written without a +country code (phonenumbers; ISO 3166-1 alpha-2).
+SMS_DEFAULT_REGION = env.str("SMS_DEFAULT_REGION", default="US")
+SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(VAR_DIR / "sms"))
+# sms.backends.twilio.SmsBackend (needs the `twilio` package too).
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+
 # --- Outbound HTTP (healthcommerce.core.http) ---
 # Seconds; (connect, read).
 HTTP_TIMEOUT = (env.float("HTTP_CONNECT_TIMEOUT", default=3.05), env.float("HTTP_READ_TIMEOUT", default=10.0))
@@ -313,6 +327,10 @@ if PRODUCTION:
             database_engine=DATABASES["default"]["ENGINE"],
             broker_url=CELERY_BROKER_URL,
             cache_backend=CACHES["default"]["BACKEND"],
+            sms_backend=SMS_BACKEND,
+            sms_from=SMS_FROM,
+            twilio_account_sid=TWILIO_ACCOUNT_SID,
+            twilio_auth_token=TWILIO_AUTH_TOKEN,
         )
     )
     if _problems:

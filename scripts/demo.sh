@@ -19,7 +19,7 @@ cat <<TXT
   -----------------------------------------------------------------------------
   Sandbox EHR (start here):  $BASE/sandbox/
   Admin:                     $BASE/admin/   (user: admin, password: printed by demo_setup above)
-  Patient purchase links are printed below by the console email backend (worker lines).
+  Patient purchase links are printed below by the console email and SMS backends (worker lines).
 
 TXT
 exec honcho --no-colour start

@@ -12,6 +12,8 @@ from healthcommerce.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+SMS_BACKEND = "sms.backends.locmem.SmsBackend"
+SMS_FROM = DEFAULT_FROM_SMS = "+12075550100"
 # Short FHIR read timeout so the sandbox's injected "timeout" fault trips it quickly.
 HTTP_TIMEOUT = (3.05, 2.0)
 SANDBOX_TIMEOUT_SLEEP = 3

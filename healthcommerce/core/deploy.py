@@ -10,6 +10,7 @@ cover what the checklist cannot know: that a patient would never get an email, o
 would not share state.
 """
 
+import importlib.util
 import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +23,15 @@ UNDELIVERING_EMAIL_BACKENDS = {
     "django.core.mail.backends.locmem.EmailBackend",
     "django.core.mail.backends.dummy.EmailBackend",
 }
+# SMS backends that text nobody; the console and file ones would also write patients' numbers and links to logs or
+# disk. An empty SMS_BACKEND is fine: texts are optional (docs/adr/0010).
+UNDELIVERING_SMS_BACKENDS = {
+    "sms.backends.console.SmsBackend",
+    "sms.backends.filebased.SmsBackend",
+    "sms.backends.locmem.SmsBackend",
+    "sms.backends.dummy.SmsBackend",
+}
+TWILIO_SMS_BACKEND = "sms.backends.twilio.SmsBackend"
 # Exit status for a configuration error (sysexits.h EX_CONFIG).
 EX_CONFIG = 78
 
@@ -36,6 +46,10 @@ class ProductionConfig:
     database_engine: str
     broker_url: str
     cache_backend: str
+    sms_backend: str = ""
+    sms_from: str = ""
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
 
 
 def production_problems(config: ProductionConfig) -> list[str]:
@@ -73,6 +87,40 @@ def production_problems(config: ProductionConfig) -> list[str]:
             "CACHE_URL is not set and the broker is not Redis: set CACHE_URL (redis://host:6379/1) so rate limits "
             "and caches hold across processes."
         )
+    return problems + sms_problems(config)
+
+
+def sms_problems(config: ProductionConfig) -> list[str]:
+    """Return one line per SMS setting unfit for production; empty when SMS is off (``SMS_BACKEND`` empty) or fit.
+
+    A backend that texts nobody is refused (console and file ones would log patients' numbers and links); the
+    Twilio backend (django-sms ``sms.backends.twilio``) needs ``TWILIO_ACCOUNT_SID``, ``TWILIO_AUTH_TOKEN``,
+    ``SMS_FROM`` and the ``twilio`` package.
+    """
+    if not config.sms_backend:
+        return []
+    if config.sms_backend in UNDELIVERING_SMS_BACKENDS:
+        return [
+            f"SMS_BACKEND is {config.sms_backend.rsplit('.', 2)[-2]}: it texts nobody and may log patients' numbers; "
+            "set it to a provider (sms.backends.twilio.SmsBackend) or leave it empty to send email only."
+        ]
+    problems = []
+    if config.sms_backend == TWILIO_SMS_BACKEND:
+        missing = [
+            name
+            for name, value in (
+                ("TWILIO_ACCOUNT_SID", config.twilio_account_sid),
+                ("TWILIO_AUTH_TOKEN", config.twilio_auth_token),
+            )
+            if not value
+        ]
+        if missing:
+            names = " and ".join(missing)
+            problems.append(f"SMS_BACKEND is Twilio but {names} is not set: set it, or empty SMS_BACKEND.")
+        if importlib.util.find_spec("twilio") is None:
+            problems.append("SMS_BACKEND is Twilio but the twilio package is not installed: pip install twilio.")
+    if not config.sms_from:
+        problems.append("SMS_FROM is not set: set the sender number the SMS provider gave you (E.164, +12075550100).")
     return problems
 
 

@@ -7,8 +7,8 @@ from healthcommerce.ehr.models import EHRSite, Launch
 class EHRSiteAdmin(admin.ModelAdmin):
     """Per-site configuration; secrets are write-only in the list."""
 
-    list_display = ["name", "iss", "client_id", "auth_method", "is_active", "discovered_at"]
-    list_filter = ["auth_method", "is_active"]
+    list_display = ["name", "iss", "client_id", "auth_method", "is_active", "sms_enabled", "discovered_at"]
+    list_filter = ["auth_method", "is_active", "sms_enabled"]
     search_fields = ["name", "iss", "client_id"]
     readonly_fields = ["discovery", "discovered_at", "created_at", "updated_at"]
 

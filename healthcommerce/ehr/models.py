@@ -39,6 +39,11 @@ class EHRSite(BaseModel):
         help_text='Origins allowed to frame the app for this site (CSP frame-ancestors), e.g. ["https://epic.example.org"].',
     )
     is_active = models.BooleanField(default=True)
+    sms_enabled = models.BooleanField(
+        default=False,
+        help_text="Text purchase links to patients' mobile numbers too (the health system's consent policy allows "
+        "it; docs/adr/0010). Email is always sent.",
+    )
     discovery = models.JSONField(default=dict, blank=True, editable=False)
     discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
 

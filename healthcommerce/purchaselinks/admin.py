@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from healthcommerce.core.admin import ServiceOnlyAdmin
 from healthcommerce.purchaselinks.models import PurchaseLink
-from healthcommerce.purchaselinks.services import purchase_link_reissue, purchase_link_revoke
+from healthcommerce.purchaselinks.services import EMAIL, SMS, purchase_link_reissue, purchase_link_revoke
 
 
 def _actor(request: HttpRequest) -> str:
@@ -17,7 +17,16 @@ def _actor(request: HttpRequest) -> str:
 class PurchaseLinkAdmin(ServiceOnlyAdmin):
     """Links are created by fulfillment; admins see their state and may revoke or replace them."""
 
-    list_display = ["order_reference", "expires_at", "failed_attempts", "locked", "completed", "revoked", "sent_at"]
+    list_display = [
+        "order_reference",
+        "expires_at",
+        "failed_attempts",
+        "locked",
+        "completed",
+        "revoked",
+        "sent_at",
+        "sms_sent_at",
+    ]
     list_filter = [
         ("completed_at", admin.EmptyFieldListFilter),
         ("revoked_at", admin.EmptyFieldListFilter),
@@ -36,6 +45,7 @@ class PurchaseLinkAdmin(ServiceOnlyAdmin):
         "completed_at",
         "revoked_at",
         "sent_at",
+        "sms_sent_at",
         "created_at",
     )
 
@@ -63,6 +73,10 @@ class PurchaseLinkAdmin(ServiceOnlyAdmin):
 
     @admin.action(description="Revoke and send a new link", permissions=["change"])
     def reissue(self, request: HttpRequest, queryset: QuerySet[PurchaseLink]) -> None:
-        orders = {link.order_id: link.order for link in queryset.select_related("order")}
-        sent = sum(purchase_link_reissue(order=order, actor=_actor(request)) for order in orders.values())
-        self.message_user(request, f"{len(orders)} new link(s) issued, {sent} emailed (see each order's timeline).")
+        orders = {link.order_id: link.order for link in queryset.select_related("order", "order__site")}
+        sent = [purchase_link_reissue(order=order, actor=_actor(request)) for order in orders.values()]
+        emailed, texted = sum(EMAIL in s for s in sent), sum(SMS in s for s in sent)
+        self.message_user(
+            request,
+            f"{len(orders)} new link(s) issued, {emailed} emailed, {texted} texted (see each order's timeline).",
+        )

@@ -34,3 +34,42 @@ class TooManyAttempts(HealthcommerceError):
     code = "too_many_attempts"
     status = 429
     message = "Too many attempts from your network. Please try again in an hour or contact your clinic."
+
+
+class NotSendable(HealthcommerceError):
+    """This patient cannot be reached on this channel; sending again will not help (permanent).
+
+    ``reason`` (also the ``code``) says why, for the order's timeline: ``no_contact_email``, ``sms_off`` (no
+    ``SMS_BACKEND``), ``site_sms_off`` (the order's EHR site has not enabled texts), ``no_contact_phone``,
+    ``phone_unparseable``, ``phone_not_mobile``, ``sms_rejected`` (the provider refused the number).
+    """
+
+    status = 422
+    message = "The patient cannot be reached on this channel."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(code=reason)
+        self.reason = reason
+
+
+class NotificationFailed(HealthcommerceError):
+    """The email relay or SMS provider failed or did not answer; the same message may go through later."""
+
+    code = "notification_error"
+    status = 502
+    temporary = True
+    message = "The message to the patient could not be sent."
+
+
+class EmailFailed(NotificationFailed):
+    """The mail relay refused or did not answer (temporary)."""
+
+    code = "email_error"
+    message = "The email to the patient could not be sent."
+
+
+class SmsFailed(NotificationFailed):
+    """The SMS provider failed or did not answer (temporary)."""
+
+    code = "sms_error"
+    message = "The text message to the patient could not be sent."

@@ -11,7 +11,8 @@ class PurchaseLink(BaseModel):
     "Purchase links").
 
     Expires at ``expires_at``; locked after ``PURCHASE_LINK_MAX_FAILURES`` wrong dates of birth;
-    single use once ``completed_at`` is set; revocable.
+    single use once ``completed_at`` is set; revocable. ``sent_to``/``sent_at`` record the email,
+    ``sms_sent_to`` (E.164)/``sms_sent_at`` the text message it went out in (docs/adr/0010).
     """
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="purchase_links")
@@ -24,6 +25,8 @@ class PurchaseLink(BaseModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     sent_to = models.CharField(max_length=300, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    sms_sent_to = models.CharField(max_length=20, blank=True)
+    sms_sent_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Link for {self.order.reference}"

@@ -12,27 +12,33 @@ import hmac
 import logging
 import re
 import secrets
-import smtplib
 import time
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
-from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.orders.events import TOPIC_PATIENT_CONFIRMED, order_event_key, order_for_subject, order_subject
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_publish
-from healthcommerce.purchaselinks.errors import LinkUnavailable, TooManyAttempts
+from healthcommerce.purchaselinks.errors import (
+    EmailFailed,
+    LinkUnavailable,
+    NotificationFailed,
+    NotSendable,
+    SmsFailed,
+    TooManyAttempts,
+)
 from healthcommerce.purchaselinks.models import PurchaseLink
+from healthcommerce.purchaselinks.notify import patient_email_send, patient_phone, patient_sms_send
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,11 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 IP_FAILURE_LIMIT = 20
 IP_WINDOW_SECONDS = 3600
 _ORDER_CLOSED = {Order.Status.CANCELLED, Order.Status.FAILED}
+EMAIL = "email"
+SMS = "sms"
+CHANNELS = (EMAIL, SMS)  # in sending order
+# Why a text was not sent that is configuration, not something about this order: not put on its timeline.
+_QUIET_SMS_REASONS = {"sms_off", "site_sms_off"}
 
 
 def token_hash(token: str) -> str:
@@ -81,10 +92,14 @@ def purchase_link_issue(*, order: Order, actor: str = "system:purchaselinks") ->
     )
     if existing is not None:
         return existing, ""
+    return _link_create(order=order, actor=actor)
+
+
+def _link_create(*, order: Order, actor: str, expires_at: datetime | None = None) -> tuple[PurchaseLink, str]:
+    """Create a new link (expiring at ``expires_at``, default now + ``PURCHASE_LINK_TTL_DAYS`` days), audited."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    link = PurchaseLink.objects.create(
-        order=order, token_hash=token_hash(token), expires_at=now + timedelta(days=settings.PURCHASE_LINK_TTL_DAYS)
-    )
+    expires_at = expires_at or timezone.now() + timedelta(days=settings.PURCHASE_LINK_TTL_DAYS)
+    link = PurchaseLink.objects.create(order=order, token_hash=token_hash(token), expires_at=expires_at)
     audit_record(
         actor=actor, action="purchase_link.issue", target=f"Order/{order.pk}", detail={"link_id": str(link.pk)}
     )
@@ -92,24 +107,53 @@ def purchase_link_issue(*, order: Order, actor: str = "system:purchaselinks") ->
 
 
 def purchase_link_deliver(message: OutboxMessage) -> None:
-    """Handle ``order.submitted``: issue the order's purchase link and email it (ADR 0008).
+    """Handle ``order.submitted``: issue the order's purchase link and send it by email and text (ADR 0008, 0010).
 
-    Idempotent: an order whose live link was already sent is left alone. A live link that was never sent is
-    revoked and replaced (its raw token no longer exists), so a retry after a failed email sends a fresh link;
-    no raw token is ever stored. Raises ``LinkEmailFailed`` (temporary) when the mail relay fails.
+    Each channel is delivered once, independently: a channel is done when a live link of the order was sent over
+    it. The first try sends one link over every channel; a retry sends a fresh link over the channels still
+    pending only, so a text that went out is never sent again because the email failed, nor the reverse. The
+    fresh link expires with the one already delivered; the earlier link stays valid (the patient holds it), and
+    completing either revokes the other. A live link sent over no channel is revoked first (its raw token no
+    longer exists; none is ever stored). Texts that do not apply (``NotSendable``) count as done for this try.
+    Raises ``LinkEmailFailed`` or else ``LinkSmsFailed`` (temporary) when a channel failed, after trying all.
     """
-    order = order_for_subject(message.subject).get()
+    order = order_for_subject(message.subject).select_related("site").get()
     with transaction.atomic():
         now = timezone.now()
-        live = PurchaseLink.objects.select_for_update().filter(
-            order_id=order.pk, revoked_at__isnull=True, expires_at__gt=now
+        live = list(
+            PurchaseLink.objects.select_for_update()
+            .filter(order_id=order.pk, revoked_at__isnull=True, expires_at__gt=now)
+            .order_by("created_at")
         )
-        if any(link.sent_at is not None for link in live):
+        delivered = [link for link in live if _channels_sent(link)]
+        pending = [channel for channel in CHANNELS if not any(channel in _channels_sent(link) for link in live)]
+        if not _worth_a_link(order, pending):
             return
         for link in live:
-            purchase_link_revoke(link=link, actor=SYSTEM_ACTOR)
-        link, token = purchase_link_issue(order=order)
-    purchase_link_send(link=link, token=token, raise_on_error=True)
+            if link not in delivered:
+                purchase_link_revoke(link=link, actor=SYSTEM_ACTOR)
+        expires_at = delivered[0].expires_at if delivered else None
+        link, token = _link_create(order=order, actor=SYSTEM_ACTOR, expires_at=expires_at)
+    purchase_link_send(link=link, token=token, channels=pending, raise_on_error=True)
+
+
+def _channels_sent(link: PurchaseLink) -> set[str]:
+    sent = {EMAIL: link.sent_at, SMS: link.sms_sent_at}
+    return {channel for channel, at in sent.items() if at is not None}
+
+
+def _worth_a_link(order: Order, pending: Sequence[str]) -> bool:
+    """Whether a pending channel may send something: email always tries (and records why not), a text only when
+    it applies to this order."""
+    if EMAIL in pending:
+        return True
+    if SMS not in pending:
+        return False
+    try:
+        patient_phone(order)
+    except NotSendable:
+        return False
+    return True
 
 
 def _expiry_text(link: PurchaseLink) -> str:
@@ -118,59 +162,86 @@ def _expiry_text(link: PurchaseLink) -> str:
 
 
 @transaction.atomic
-def _link_not_sent(link: PurchaseLink, reason: str) -> bool:
-    order_event_add(
-        order=link.order, kind="link_not_sent", actor=SYSTEM_ACTOR, detail={"reason": reason, "link_id": str(link.pk)}
+def _link_not_sent(link: PurchaseLink, reason: str, channel: str = "") -> None:
+    detail = {"reason": reason, "link_id": str(link.pk)} | ({"channel": channel} if channel else {})
+    order_event_add(order=link.order, kind="link_not_sent", actor=SYSTEM_ACTOR, detail=detail)
+    logger.info(
+        "purchase link not sent order=%s link=%s channel=%s reason=%s",
+        link.order.reference,
+        link.pk,
+        channel or "all",
+        reason,
     )
-    logger.info("purchase link not sent order=%s link=%s reason=%s", link.order.reference, link.pk, reason)
-    return False
 
 
-class LinkEmailFailed(HealthcommerceError):
+class LinkEmailFailed(EmailFailed):
     """The mail relay refused or did not answer; the outbox sends the link again later (temporary)."""
 
-    code = "email_error"
-    status = 502
-    temporary = True
     message = "The purchase link email could not be sent."
 
 
-def purchase_link_send(*, link: PurchaseLink, token: str, raise_on_error: bool = False) -> bool:
-    """Email the link to ``order.contact_email`` through Django's email backend; return whether it was sent.
+class LinkSmsFailed(SmsFailed):
+    """The SMS provider failed or did not answer; the outbox texts the link again later (temporary)."""
 
-    Subject ``"Your order HC-XXXX is ready"``; the body holds the URL and the expiry date and no clinical
-    details (not even the product). Records ``sent_to``/``sent_at`` and a ``link_sent`` OrderEvent. Without a
-    contact email (or a date of birth to verify against) it records ``link_not_sent`` with the reason
-    (``no_contact_email``, ``no_birth_date``); an SMTP failure records ``email_error``, logs an ERROR, and with
-    ``raise_on_error`` raises ``LinkEmailFailed`` (temporary: the outbox retries).
+    message = "The purchase link text message could not be sent."
+
+
+def purchase_link_send(
+    *, link: PurchaseLink, token: str, channels: Sequence[str] = CHANNELS, raise_on_error: bool = False
+) -> list[str]:
+    """Send the link over each of ``channels`` (``"email"``, ``"sms"``, in that order); return those it went out on.
+
+    Email: to ``order.contact_email``, subject ``"Your order HC-XXXX is ready"``, the URL and the expiry date.
+    Text (``notify.patient_sms_send``: the site enables it, a mobile number): the site's name, the URL and the
+    expiry date. Neither holds clinical details (not even the product) nor the patient's name. Each send records
+    ``sent_to``/``sent_at`` (email) or ``sms_sent_to``/``sms_sent_at`` (text) and a ``link_sent`` OrderEvent with
+    its ``channel``. A channel that does not apply records ``link_not_sent`` with ``channel`` and ``reason``
+    (``no_contact_email``, ``no_contact_phone``, ``phone_unparseable``, ``phone_not_mobile``, ``sms_rejected``;
+    texts turned off for the site or globally record nothing); without a date of birth to verify against nothing
+    is sent (``no_birth_date``). A relay or provider failure records ``email_error`` or ``sms_error``, logs an
+    ERROR, and the other channel is still tried; with ``raise_on_error`` it then raises ``LinkEmailFailed`` or
+    else ``LinkSmsFailed`` (temporary: the outbox retries).
     """
+    if link.order.patient_birth_date is None:
+        _link_not_sent(link, "no_birth_date")
+        return []
+    sent, failed = [], []
+    for channel in channels:
+        try:
+            _send_over(channel, link=link, token=token)
+        except NotSendable as exc:
+            if not (channel == SMS and exc.reason in _QUIET_SMS_REASONS):
+                _link_not_sent(link, exc.reason, channel)
+            continue
+        except NotificationFailed as exc:
+            _link_not_sent(link, exc.code, channel)
+            failed.append(channel)
+            continue
+        sent.append(channel)
+    if failed and raise_on_error:
+        raise LinkEmailFailed() if EMAIL in failed else LinkSmsFailed()
+    return sent
+
+
+def _send_over(channel: str, *, link: PurchaseLink, token: str) -> None:
+    """Send ``link`` over ``channel`` and record it; raises what ``notify`` raises."""
     order = link.order
-    if not order.contact_email:
-        return _link_not_sent(link, "no_contact_email")
-    if order.patient_birth_date is None:
-        return _link_not_sent(link, "no_birth_date")
-    body = (
-        f"Hello,\n\nYour order {order.reference} is ready. Please open your personal link to review and confirm "
-        f"the shipping details:\n\n{purchase_link_url(token)}\n\nYou will be asked for your date of birth. "
-        f"The link expires on {_expiry_text(link)}.\n\n"
-        "If you did not expect this message, please contact your clinic.\n"
-    )
-    try:
-        send_mail(f"Your order {order.reference} is ready", body, settings.DEFAULT_FROM_EMAIL, [order.contact_email])
-    except (smtplib.SMTPException, OSError) as exc:
-        logger.error(
-            "purchase link email failed order=%s link=%s error=%s", order.reference, link.pk, type(exc).__name__
-        )
-        _link_not_sent(link, "email_error")
-        if raise_on_error:
-            raise LinkEmailFailed() from exc
-        return False
+    context = {"url": purchase_link_url(token), "expires": _expiry_text(link)}
+    if channel == EMAIL:
+        subject = f"Your order {order.reference} is ready"
+        template = "purchaselinks/messages/link_email.txt"
+        address = patient_email_send(order=order, subject=subject, template=template, context=context)
+        fields = {"sent_to": address, "sent_at": timezone.now()}
+    else:
+        context["clinic"] = order.site.name
+        number = patient_sms_send(order=order, template="purchaselinks/messages/link_sms.txt", context=context)
+        fields = {"sms_sent_to": number, "sms_sent_at": timezone.now()}
     with transaction.atomic():
-        link.sent_to = order.contact_email
-        link.sent_at = timezone.now()
-        link.save(update_fields=["sent_to", "sent_at", "updated_at"])
-        order_event_add(order=order, kind="link_sent", actor=SYSTEM_ACTOR, detail={"link_id": str(link.pk)})
-    return True
+        for name, value in fields.items():
+            setattr(link, name, value)
+        link.save(update_fields=[*fields, "updated_at"])
+        detail = {"link_id": str(link.pk), "channel": channel}
+        order_event_add(order=order, kind="link_sent", actor=SYSTEM_ACTOR, detail=detail)
 
 
 def _tracking_since() -> datetime:
@@ -317,6 +388,9 @@ def purchase_link_complete(*, link: PurchaseLink, actor_ip: str) -> PurchaseLink
                 raise LinkUnavailable(f"order_{order.status}", link=link)
             detail = {"link_id": str(link.pk)}
             order_event_add(order=order, kind="patient_confirmed", actor=_actor(link), detail=detail)
+            # The order's other link (a retry sent it over another channel, ADR 0010) has no use left.
+            for sibling in PurchaseLink.objects.filter(order_id=order.pk, revoked_at__isnull=True).exclude(pk=link.pk):
+                purchase_link_revoke(link=sibling, actor=SYSTEM_ACTOR)
             outbox_publish(topic=TOPIC_PATIENT_CONFIRMED, key=order_event_key(order), subject=order_subject(order))
             _audit(link, action="purchase_link.complete", ip=actor_ip)
     except LinkUnavailable as exc:
@@ -338,10 +412,11 @@ def purchase_link_revoke(*, link: PurchaseLink, actor: str) -> PurchaseLink:
     return link
 
 
-def purchase_link_reissue(*, order: Order, actor: str) -> bool:
-    """Revoke the order's live links, issue a new one and send it; return whether the email went out.
+def purchase_link_reissue(*, order: Order, actor: str) -> list[str]:
+    """Revoke the order's live links, issue a new one and send it by email and, where texts apply, by text;
+    return the channels it went out on (``purchase_link_send``; failures are on the timeline, never raised).
 
-    For an admin when the first email was lost or the patient locked the link.
+    For an admin when the first message was lost or the patient locked the link.
     """
     with transaction.atomic():
         for link in PurchaseLink.objects.select_for_update().filter(order_id=order.pk, revoked_at__isnull=True):

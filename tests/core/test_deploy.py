@@ -121,3 +121,27 @@ def test_the_filesystem_broker_keeps_every_folder_under_var(tmp_path) -> None:  
     assert all(Path(folder).is_relative_to(tmp_path / "var" / "broker") for folder in folders.values())
     assert all(Path(folder).is_dir() for folder in folders.values())
     assert not (ROOT / "control").exists()
+
+
+def test_sms_is_optional_in_production_but_a_twilio_backend_needs_its_credentials() -> None:
+    twilio = ProductionConfig(**(FIT.__dict__ | {"sms_backend": "sms.backends.twilio.SmsBackend"}))
+    console = ProductionConfig(**(FIT.__dict__ | {"sms_backend": "sms.backends.console.SmsBackend", "sms_from": "x"}))
+    configured = ProductionConfig(
+        **(twilio.__dict__ | {"twilio_account_sid": "AC0", "twilio_auth_token": "t", "sms_from": "+12075550100"})
+    )
+
+    assert production_problems(FIT) == []  # no SMS_BACKEND: email only
+    named = [p.split(" ")[0] for p in production_problems(twilio)]
+    assert named[0] == "SMS_BACKEND" and "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in production_problems(twilio)[0]
+    assert named[-1] == "SMS_FROM"
+    assert [p.split(" ")[0] for p in production_problems(console)] == ["SMS_BACKEND"]
+    assert all("TWILIO" not in p for p in production_problems(configured))
+
+
+def test_a_twilio_backend_without_credentials_refuses_to_start_naming_each_setting() -> None:
+    done = _manage("check", "--deploy", **(PRODUCTION_ENV | {"SMS_BACKEND": "sms.backends.twilio.SmsBackend"}))
+
+    named = [line.split(": ", 1)[1].split(" ", 1)[0] for line in done.stderr.strip().splitlines()]
+    assert done.returncode == EX_CONFIG
+    assert named[0] == "SMS_BACKEND" and named[-1] == "SMS_FROM"
+    assert "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in done.stderr

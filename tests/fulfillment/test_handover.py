@@ -37,7 +37,7 @@ def test_a_failed_link_email_is_retried_with_a_fresh_link(
     def refuse(*args, **kwargs):
         raise smtplib.SMTPServerDisconnected("relay went away")
 
-    monkeypatch.setattr("healthcommerce.purchaselinks.services.send_mail", refuse)
+    monkeypatch.setattr("healthcommerce.purchaselinks.notify.send_mail", refuse)
     deliver(message)
     handed = rows_of(order, "purchaselinks.deliver").get()
     assert (handed.status, handed.last_error, handed.attempts) == (OutboxMessage.Status.PENDING, "email_error", 1)

@@ -5,6 +5,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+import sms
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -26,11 +27,16 @@ SHIP_TO = {
 }
 
 
+PATIENT_MOBILE = "(207) 555-0143"
+PATIENT_MOBILE_E164 = "+12075550143"
+
+
 @pytest.fixture(autouse=True)
 def _isolation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test publishes to a real broker; the per-IP counters start empty."""
+    """No test publishes to a real broker; the per-IP counters and the locmem SMS outbox start empty."""
     monkeypatch.setattr(tasks.deliver, "apply_async", lambda *args, **kwargs: None)
     cache.clear()
+    sms.outbox = []  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -54,6 +60,7 @@ def make_order(db: None) -> Callable[..., Order]:
             "patient_birth_date": BIRTH_DATE,
             "ship_to": SHIP_TO,
             "contact_email": "mateo.okafor@example.net",
+            "contact_phone": PATIENT_MOBILE,
             "payer_name": "Casco Bay Medicaid",
             "payer_member_id": "CBM-55501",
             "signed_by": "Practitioner/pra77",

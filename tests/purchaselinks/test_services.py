@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.orders.models import Order, OrderEvent
-from healthcommerce.purchaselinks import services
+from healthcommerce.purchaselinks import notify, services
 from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE, LinkUnavailable, TooManyAttempts
 from healthcommerce.purchaselinks.models import PurchaseLink
 from healthcommerce.purchaselinks.services import (
@@ -58,7 +58,7 @@ def test_a_revoked_or_expired_link_is_replaced_on_issue(issued: Issued, order: O
 def test_the_email_has_the_url_and_expiry_but_no_clinical_details(issued: Issued, order: Order, settings) -> None:
     settings.APP_BASE_URL = "https://shop.example.org/"
     link, token = issued
-    assert purchase_link_send(link=link, token=token) is True
+    assert purchase_link_send(link=link, token=token) == ["email"]
     message = mail.outbox[0]
     assert message.subject == f"Your order {order.reference} is ready"
     assert f"https://shop.example.org/p/{token}/" in message.body
@@ -78,7 +78,7 @@ def test_the_email_has_the_url_and_expiry_but_no_clinical_details(issued: Issued
 def test_a_link_that_cannot_be_used_is_not_sent(make_order: Callable[..., Order], overrides: dict, reason: str) -> None:
     order = make_order(**overrides)
     link, token = purchase_link_issue(order=order)
-    assert purchase_link_send(link=link, token=token) is False
+    assert purchase_link_send(link=link, token=token) == []
     assert mail.outbox == []
     event = OrderEvent.objects.get(order=order, kind="link_not_sent")
     assert event.detail["reason"] == reason
@@ -90,9 +90,10 @@ def test_an_email_failure_is_recorded_as_not_sent(
     def broken(*args: object, **kwargs: object) -> None:
         raise ConnectionRefusedError
 
-    monkeypatch.setattr(services, "send_mail", broken)
-    assert purchase_link_send(link=issued[0], token=issued[1]) is False
-    assert OrderEvent.objects.get(order=order, kind="link_not_sent").detail["reason"] == "email_error"
+    monkeypatch.setattr(notify, "send_mail", broken)
+    assert purchase_link_send(link=issued[0], token=issued[1]) == []
+    event = OrderEvent.objects.get(order=order, kind="link_not_sent")
+    assert (event.detail["reason"], event.detail["channel"]) == ("email_error", "email")
 
 
 def test_access_finds_a_live_link_by_its_token(issued: Issued) -> None:
@@ -208,7 +209,7 @@ def test_revoke_is_idempotent_and_audited(issued: Issued, order: Order) -> None:
 
 
 def test_reissue_revokes_the_old_link_and_sends_a_new_one(issued: Issued, order: Order) -> None:
-    assert purchase_link_reissue(order=order, actor="admin:ops") is True
+    assert purchase_link_reissue(order=order, actor="admin:ops") == ["email"]
     assert PurchaseLink.objects.get(pk=issued[0].pk).revoked_at is not None
     assert PurchaseLink.objects.filter(order=order, revoked_at__isnull=True).count() == 1
     assert len(mail.outbox) == 1

@@ -63,6 +63,8 @@ class Command(BaseCommand):
                 "scopes": f"{DEFAULT_SCOPES} online_access",
                 # The sandbox EHR's framed mode (/sandbox/?framed=1) shows the app in an iframe (ADR 0005).
                 "frame_origins": [origin(settings.APP_BASE_URL)],
+                # The demo texts links too; the console SMS backend prints them with the emails (docs/adr/0010).
+                "sms_enabled": True,
             },
         )
         password = secrets.token_urlsafe(12)
