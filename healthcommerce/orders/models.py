@@ -112,6 +112,7 @@ class OrderEvent(BaseModel):
         "submitted_after_cancel": "Reached the supplier as it was cancelled: cancelling there",
         "fulfillment_failed": "Could not be sent to the supplier",
         "link_sent": "Purchase link sent",
+        "status_notified": "Patient told",
     }
 
     class Meta:

@@ -26,19 +26,12 @@ from healthcommerce.fulfillment.status import APPLIED, REFUSED, UNCHANGED, fulfi
 from healthcommerce.orders.events import TOPIC_ORDER_STATUS_CHANGED
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
-from healthcommerce.outbox.subscribers import subscribe
 from tests.fulfillment.conftest import PATIENT_NAME, clinical_values
 from tests.pipeline import deliver
 
 STATUS_KEY = secrets.token_bytes(32)
 STATUS_SECRET = "whsec_" + base64.b64encode(STATUS_KEY).decode()
 UPS = {"carrier": "UPS", "tracking_number": "1Z999AA10123456784", "tracking_url": "https://www.ups.com/track?t=1"}
-
-
-@pytest.fixture(autouse=True)
-def status_subscriber() -> None:
-    """A subscriber of ``order.status_changed`` (the patient's notification subscribes in production)."""
-    subscribe(name="test.status", topic=TOPIC_ORDER_STATUS_CHANGED, handler="builtins.print")
 
 
 @pytest.fixture
