@@ -1,7 +1,7 @@
 """Fixtures for fulfillment tests: an EHR site, a product, a signed order, its outbox message, and a
 recorder in place of the broker (no test publishes to a real queue)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -131,3 +131,24 @@ def use_backend(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Callable[[str
         settings.COMMERCE_BACKEND = name
 
     return use
+
+
+@pytest.fixture(scope="module")
+def boundary_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The sandbox EHR the boundary property tests launch against (its own database copy), for one module."""
+    from tests.fulfillment.boundary import boundary_sandbox
+
+    with boundary_sandbox(tmp_path_factory.mktemp("boundary-sandbox")) as ehr:
+        yield ehr
+
+
+@pytest.fixture
+def boundary_site(db: None, boundary_ehr: Any, settings: Any) -> EHRSite:
+    """An EHR site registered for ``boundary_ehr``, discovered."""
+    from healthcommerce.ehr.discovery import discover
+    from tests.orders.test_fuzz_prefill import CLIENT_ID
+
+    settings.APP_BASE_URL = "http://testserver"
+    site = EHRSite.objects.create(name="Boundary sandbox", iss=boundary_ehr.sandbox.fhir_base, client_id=CLIENT_ID)
+    discover(site)
+    return site

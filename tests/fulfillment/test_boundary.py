@@ -9,21 +9,18 @@ and stdout (``-s``).
 
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
 import pytest
 from hypothesis import HealthCheck, given
 
-from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
 from tests.fulfillment.boundary import (
     Backend,
     Sent,
     Tally,
-    boundary_sandbox,
     medusa_problems,
     run_case,
     webhook_problems,
@@ -31,26 +28,12 @@ from tests.fulfillment.boundary import (
 from tests.fulfillment.boundary_strategies import BoundaryCase, boundary_cases
 from tests.fulfillment.webhook import conftest as webhook_conftest
 from tests.fulfillment.webhook.conftest import Receiver
-from tests.orders.test_fuzz_prefill import CLIENT_ID, FuzzEHR
+from tests.orders.test_fuzz_prefill import FuzzEHR
 
 MAX_EXAMPLES = int(os.environ.get("HC_FUZZ_EXAMPLES", "100"))
 # The webhook tests' HTTPS receiver with mutual TLS and the settings pointing at it, as fixtures of this module.
 receiver = webhook_conftest.receiver
 webhook_settings = webhook_conftest.webhook_settings
-
-
-@pytest.fixture(scope="module")
-def boundary_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEHR]:
-    with boundary_sandbox(tmp_path_factory.mktemp("boundary-sandbox")) as ehr:
-        yield ehr
-
-
-@pytest.fixture
-def boundary_site(db: None, boundary_ehr: FuzzEHR, settings: Any) -> EHRSite:
-    settings.APP_BASE_URL = "http://testserver"
-    site = EHRSite.objects.create(name="Boundary sandbox", iss=boundary_ehr.sandbox.fhir_base, client_id=CLIENT_ID)
-    discover(site)
-    return site
 
 
 def _as_sent(hook: Receiver) -> list[Sent]:

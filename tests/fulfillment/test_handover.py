@@ -20,6 +20,8 @@ def test_each_stage_subscribes_to_the_topic_of_the_stage_before_it() -> None:
     assert [s.name for s in subscribers_of("order.signed")] == ["fulfillment.submit"]
     assert [s.name for s in subscribers_of("order.submitted")] == ["purchaselinks.deliver"]
     assert [s.name for s in subscribers_of("order.patient_confirmed")] == ["fulfillment.confirm"]
+    assert [s.name for s in subscribers_of("order.cancelled")] == ["fulfillment.cancel"]
+    assert [s.name for s in subscribers_of("order.status_changed")] == ["purchaselinks.notify_status"]
 
 
 def test_submitting_publishes_order_submitted_with_the_backend_id_and_no_phi(message: OutboxMessage, order: Order):

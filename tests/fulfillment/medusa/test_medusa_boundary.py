@@ -8,39 +8,22 @@ Medusa); totals go to ``var/fuzz-boundary-medusa.json`` and stdout (``-s``).
 """
 
 import os
-from collections.abc import Iterator
 from io import StringIO
-from typing import Any
 
 import hypothesis
 import pytest
 from django.core.management import call_command
 from hypothesis import HealthCheck, given
 
-from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.models import EHRSite
-from tests.fulfillment.boundary import Backend, Tally, boundary_sandbox, run_case
+from tests.fulfillment.boundary import Backend, Tally, run_case
 from tests.fulfillment.boundary_strategies import BoundaryCase, boundary_cases
 from tests.fulfillment.medusa.conftest import MedusaServer
-from tests.orders.test_fuzz_prefill import CLIENT_ID, FuzzEHR
+from tests.orders.test_fuzz_prefill import FuzzEHR
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 MAX_EXAMPLES = int(os.environ.get("HC_FUZZ_MEDUSA_EXAMPLES", "10"))
-
-
-@pytest.fixture(scope="module")
-def boundary_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEHR]:
-    with boundary_sandbox(tmp_path_factory.mktemp("boundary-sandbox")) as ehr:
-        yield ehr
-
-
-@pytest.fixture
-def boundary_site(db: None, boundary_ehr: FuzzEHR, settings: Any) -> EHRSite:
-    settings.APP_BASE_URL = "http://testserver"
-    site = EHRSite.objects.create(name="Boundary sandbox", iss=boundary_ehr.sandbox.fhir_base, client_id=CLIENT_ID)
-    discover(site)
-    return site
 
 
 def test_no_clinical_value_or_key_outside_the_allowlist_reaches_medusa(
