@@ -9,7 +9,8 @@ class FulfillmentConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the outbox subscribers of this stage."""
+        """Register the outbox subscribers of this stage and its system checks."""
+        from healthcommerce.fulfillment import checks  # noqa: F401  (registers the deploy check)
         from healthcommerce.orders.events import TOPIC_ORDER_CANCELLED, TOPIC_ORDER_SIGNED, TOPIC_PATIENT_CONFIRMED
         from healthcommerce.outbox.subscribers import subscribe
 
