@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo demo-setup test lint bench clean release serve deploy-check medusa-setup
+.PHONY: setup demo demo-setup test test-faults lint bench clean release serve deploy-check medusa-setup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ serve: release
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Issue 7: 200 orders while workers are SIGKILLed and Redis and PostgreSQL restart (private ones) and the webhook
+# backend answers 409, 422, 429, 500, resets and timeouts; prints the fault table (tests/faults/test_faults.py).
+test-faults: setup
+	$(BIN)/python -m pytest tests/faults -m faults -s -q
 
 lint: setup
 	$(BIN)/ruff check .

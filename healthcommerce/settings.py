@@ -236,8 +236,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = 300
-CELERY_TASK_SOFT_TIME_LIMIT = 240
+# Seconds. Production keeps the defaults; `make test-faults` shortens them so a killed worker's claim
+# (time limit + 60 s, healthcommerce.outbox.services) runs out within the test.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -250,6 +252,11 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 FULFILLMENT_RECONCILE_MAX_AGE_DAYS = env.int("FULFILLMENT_RECONCILE_MAX_AGE_DAYS", default=90)
+# Outbox timing in seconds (healthcommerce.outbox.services): the first step of the full-jitter retry backoff, and
+# how long the relay leaves a published row alone before publishing it again (doubling up to an hour). Production
+# keeps the defaults; `make test-faults` shortens them so the fault run drains in minutes.
+OUTBOX_BACKOFF_BASE_SECONDS = env.float("OUTBOX_BACKOFF_BASE_SECONDS", default=5.0)
+OUTBOX_RELAY_LEASE_SECONDS = env.int("OUTBOX_RELAY_LEASE_SECONDS", default=60)
 # Dead-letter an outbox message (any subscriber) after this many attempts.
 FULFILLMENT_MAX_ATTEMPTS = env.int("FULFILLMENT_MAX_ATTEMPTS", default=8)
 COMMERCE_BACKEND = env.str("COMMERCE_BACKEND", default="local")

@@ -31,12 +31,14 @@ from healthcommerce.outbox.subscribers import subscriber_named, subscribers_of
 logger = logging.getLogger(__name__)
 
 ACTOR = "system:outbox"
-# Full-jitter exponential backoff (seconds): uniform(0, min(CAP, BASE * 2**(attempt - 1))).
-BACKOFF_BASE_SECONDS = 5.0
+# Full-jitter exponential backoff (seconds): uniform(0, min(CAP, BASE * 2**(attempt - 1))). BASE is the setting
+# OUTBOX_BACKOFF_BASE_SECONDS (5 s; only `make test-faults` shortens it).
+BACKOFF_BASE_SECONDS = float(getattr(settings, "OUTBOX_BACKOFF_BASE_SECONDS", 5.0))
 BACKOFF_CAP_SECONDS = 900.0
-# After publishing, the relay leaves a row alone this long (seconds) so a queued task is not published twice;
-# each further publication of a row no worker has taken doubles it, up to the cap (republish backoff).
-RELAY_LEASE_SECONDS = 60
+# After publishing, the relay leaves a row alone this long (seconds, the setting OUTBOX_RELAY_LEASE_SECONDS: 60;
+# only `make test-faults` shortens it) so a queued task is not published twice; each further publication of a
+# row no worker has taken doubles it, up to the cap (republish backoff).
+RELAY_LEASE_SECONDS = int(getattr(settings, "OUTBOX_RELAY_LEASE_SECONDS", 60))
 RELAY_LEASE_CAP_SECONDS = 3600
 # A worker's claim outlives the hard task time limit, after which Celery has killed the task.
 CLAIM_MARGIN_SECONDS = 60
