@@ -16,7 +16,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-_TOKEN_PATH = re.compile(r"^/p/[^/]+")
+# Only token-shaped segments (32+ URL-safe characters): /p/verify/, /p/confirm/ and /p/track/ stay readable.
+_TOKEN_PATH = re.compile(r"^/p/[A-Za-z0-9_-]{32,128}")
 
 
 class AccessLogger(Logger):

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 from healthcommerce.core.deploy import (
     DEV_SECRET_KEY,
@@ -295,7 +296,10 @@ else:
     }
 
 # --- Purchase links ---
-PURCHASE_LINK_TTL_DAYS = env.int("PURCHASE_LINK_TTL_DAYS", default=14)
+# Days a patient link stays valid: 7 unless set, never more than 30 (a link is a bearer credential).
+PURCHASE_LINK_TTL_DAYS = env.int("PURCHASE_LINK_TTL_DAYS", default=7)
+if not 1 <= PURCHASE_LINK_TTL_DAYS <= 30:
+    raise ImproperlyConfigured("PURCHASE_LINK_TTL_DAYS must be between 1 and 30.")
 PURCHASE_LINK_MAX_FAILURES = 5
 # After the patient confirms, the same link opens the order's tracking page (date of birth again) this long.
 PURCHASE_LINK_TRACKING_DAYS = env.int("PURCHASE_LINK_TRACKING_DAYS", default=90)
@@ -320,7 +324,9 @@ AXES_CLIENT_IP_CALLABLE = "healthcommerce.core.clientip.client_ip"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Every line passes the token filter: a patient link token never reaches a log (it becomes ``/p/<token>``).
+    "filters": {"no_link_tokens": {"()": "healthcommerce.core.logfilters.LinkTokenFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["no_link_tokens"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

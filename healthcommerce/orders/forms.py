@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 
 from healthcommerce.catalog.models import Product
+from healthcommerce.core.validators import validate_birth_date
 from healthcommerce.orders.models import Order
 
 
@@ -16,7 +17,9 @@ class OrderForm(forms.Form):
     )
     quantity = forms.IntegerField(min_value=1, max_value=99)
     patient_name = forms.CharField(max_length=300, label="Patient name")
-    patient_birth_date = forms.DateField(label="Date of birth", widget=forms.DateInput(attrs={"type": "date"}))
+    patient_birth_date = forms.DateField(
+        label="Date of birth", widget=forms.DateInput(attrs={"type": "date"}), validators=[validate_birth_date]
+    )
     line1 = forms.CharField(max_length=200, label="Address line 1")
     line2 = forms.CharField(max_length=200, label="Address line 2", required=False)
     city = forms.CharField(max_length=100)

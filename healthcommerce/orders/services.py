@@ -7,12 +7,14 @@ import hashlib
 import json
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import Product
 from healthcommerce.catalog.selectors import request_orderability
+from healthcommerce.core.validators import validate_birth_date
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
 from healthcommerce.orders.errors import InvalidTransition, OrderImmutable, OrderIncomplete
@@ -191,6 +193,11 @@ def order_missing(order: Order) -> list[str]:
         missing.append("the patient's name")
     if order.patient_birth_date is None:
         missing.append("the patient's date of birth")
+    else:
+        try:
+            validate_birth_date(order.patient_birth_date)
+        except ValidationError:
+            missing.append("a real date of birth (the one on file is in the future or before 1900)")
     if not all(order.ship_to.get(key) for key in SHIP_TO_REQUIRED):
         missing.append("a complete ship-to address")
     if not order.contact_email:

@@ -1,9 +1,8 @@
 """Forms on the patient pages."""
 
-from datetime import date
-
 from django import forms
-from django.utils import timezone
+
+from healthcommerce.core.validators import validate_birth_date
 
 
 class BirthDateForm(forms.Form):
@@ -14,11 +13,5 @@ class BirthDateForm(forms.Form):
         input_formats=["%Y-%m-%d", "%m/%d/%Y"],
         widget=forms.DateInput(attrs={"type": "date", "autocomplete": "bday", "required": True}, format="%Y-%m-%d"),
         error_messages={"required": "Enter your date of birth.", "invalid": "Enter a date such as 1980-03-25."},
+        validators=[validate_birth_date],
     )
-
-    def clean_birth_date(self) -> date:
-        """Reject dates in the future or before 1900."""
-        value: date = self.cleaned_data["birth_date"]
-        if value > timezone.localdate() or value.year < 1900:
-            raise forms.ValidationError("Enter a real date of birth.")
-        return value

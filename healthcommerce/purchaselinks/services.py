@@ -269,17 +269,24 @@ def _unavailable_reason(link: PurchaseLink, *, allow_completed: bool = False) ->
     return ""
 
 
-def purchase_link_access(*, token: str, allow_completed: bool = False) -> PurchaseLink:
-    """Return the usable link for a raw ``token`` (with its order and product loaded).
+def purchase_link_access(
+    *, token: str | None = None, link_id: str | None = None, allow_completed: bool = False
+) -> PurchaseLink:
+    """Return the usable link for a raw ``token`` or, on the pages after the first, the ``link_id`` the session
+    was bound to (with its order, site and product loaded).
 
     The one access helper: raises ``LinkUnavailable`` with the same patient-facing message for an unknown
     or tampered token, an expired, revoked, locked or completed link, or a cancelled/failed order; the
-    ``reason`` attribute tells which, and ``link`` is set when the token was known (for the audit row).
+    ``reason`` attribute tells which, and ``link`` is set when the link was found (for the audit row).
     ``allow_completed`` also accepts a link completed within ``PURCHASE_LINK_TRACKING_DAYS`` (the tracking page).
     """
-    if not _TOKEN_RE.fullmatch(token or ""):
+    links = PurchaseLink.objects.select_related("order", "order__product", "order__site")
+    if link_id is not None:
+        link = links.filter(pk=link_id).first()
+    elif _TOKEN_RE.fullmatch(token or ""):
+        link = links.filter(token_hash=token_hash(token or "")).first()
+    else:
         raise LinkUnavailable("malformed")
-    link = PurchaseLink.objects.select_related("order", "order__product").filter(token_hash=token_hash(token)).first()
     if link is None:
         raise LinkUnavailable("unknown")
     reason = _unavailable_reason(link, allow_completed=allow_completed)
@@ -290,8 +297,9 @@ def purchase_link_access(*, token: str, allow_completed: bool = False) -> Purcha
 
 def purchase_link_open(
     *,
-    token: str,
     ip: str,
+    token: str | None = None,
+    link_id: str | None = None,
     action: str = "purchase_link.open",
     audit_success: bool = True,
     allow_completed: bool = False,
@@ -302,7 +310,7 @@ def purchase_link_open(
     (verify, complete) writes the success row itself. Raises ``LinkUnavailable``.
     """
     try:
-        link = purchase_link_access(token=token, allow_completed=allow_completed)
+        link = purchase_link_access(token=token, link_id=link_id, allow_completed=allow_completed)
     except LinkUnavailable as exc:
         _audit(exc.link, action=action, ip=ip, outcome=exc.reason)
         raise
@@ -326,40 +334,43 @@ def _ip_failure_add(ip: str) -> None:
 
 
 def purchase_link_verify(*, link: PurchaseLink, birth_date: date, ip: str) -> bool:
-    """Check the patient's date of birth; return ``True`` and set ``verified_at`` when it matches.
+    """Check the patient's date of birth; return ``True`` (and set ``verified_at``) only when it matches a
+    link that may still be used, ``False`` for a wrong date and for a link that is locked or no longer usable.
 
-    A link completed within ``PURCHASE_LINK_TRACKING_DAYS`` can be verified again (to see its tracking page).
-    A wrong date increments ``failed_attempts`` with a conditional UPDATE and locks the link at
-    ``PURCHASE_LINK_MAX_FAILURES``. Raises ``TooManyAttempts`` after ``IP_FAILURE_LIMIT`` wrong dates from
-    ``ip`` within the hour, and ``LinkUnavailable`` if the link became unusable meanwhile. Audited.
+    An attempt is reserved before the comparison: a conditional UPDATE adds one to ``failed_attempts`` only
+    while it is below ``PURCHASE_LINK_MAX_FAILURES`` on an unlocked, usable link, so however many guesses arrive
+    at once, at most that many are ever compared (OWASP ASVS V2.2.1). A match clears the count; a miss that
+    reaches the limit locks the link. The caller answers wrong, locked and unusable alike. A link completed
+    within ``PURCHASE_LINK_TRACKING_DAYS`` can be verified again (to see its tracking page). Raises
+    ``TooManyAttempts`` after ``IP_FAILURE_LIMIT`` misses from ``ip`` within the hour. Audited.
     """
     if (cache.get(_ip_key(ip)) or 0) >= IP_FAILURE_LIMIT:
         _audit(link, action="purchase_link.verify", ip=ip, outcome="ip_rate_limited")
         raise TooManyAttempts()
     now = timezone.now()
-    expected = link.order.patient_birth_date
+    max_failures = settings.PURCHASE_LINK_MAX_FAILURES
     usable = PurchaseLink.objects.filter(pk=link.pk, locked_at__isnull=True, revoked_at__isnull=True).filter(
         Q(completed_at__isnull=True, expires_at__gt=now) | Q(completed_at__gt=_tracking_since())
     )
-    if expected is not None and hmac.compare_digest(birth_date.isoformat(), expected.isoformat()):
-        with transaction.atomic():
-            if usable.update(verified_at=now) == 1:
-                link.verified_at = now
-                _audit(link, action="purchase_link.verify", ip=ip)
-                return True
+    reserved = usable.filter(failed_attempts__lt=max_failures).update(failed_attempts=F("failed_attempts") + 1)
+    if not reserved:
         link.refresh_from_db()
-        reason = _unavailable_reason(link, allow_completed=True) or "unavailable"
-        _audit(link, action="purchase_link.verify", ip=ip, outcome=reason)
-        raise LinkUnavailable(reason, link=link)
-    max_failures = settings.PURCHASE_LINK_MAX_FAILURES
-    with transaction.atomic():
-        usable.filter(failed_attempts__lt=max_failures).update(failed_attempts=F("failed_attempts") + 1)
-        PurchaseLink.objects.filter(pk=link.pk, locked_at__isnull=True, failed_attempts__gte=max_failures).update(
-            locked_at=now
-        )
-        link.refresh_from_db(fields=["failed_attempts", "locked_at"])
-        outcome = "locked" if link.locked_at is not None else "wrong_birth_date"
-        _audit(link, action="purchase_link.verify", ip=ip, outcome=outcome, failed_attempts=link.failed_attempts)
+        reason = _unavailable_reason(link, allow_completed=True) or "locked"
+        _audit(link, action="purchase_link.verify", ip=ip, outcome=f"refused_{reason}")  # never compared
+        _ip_failure_add(ip)
+        return False
+    expected = link.order.patient_birth_date
+    if expected is not None and hmac.compare_digest(birth_date.isoformat(), expected.isoformat()):
+        PurchaseLink.objects.filter(pk=link.pk).update(failed_attempts=0, verified_at=now)
+        link.verified_at, link.failed_attempts = now, 0
+        _audit(link, action="purchase_link.verify", ip=ip)
+        return True
+    PurchaseLink.objects.filter(pk=link.pk, locked_at__isnull=True, failed_attempts__gte=max_failures).update(
+        locked_at=now
+    )
+    link.refresh_from_db(fields=["failed_attempts", "locked_at"])
+    outcome = "locked" if link.locked_at is not None else "wrong_birth_date"
+    _audit(link, action="purchase_link.verify", ip=ip, outcome=outcome, failed_attempts=link.failed_attempts)
     _ip_failure_add(ip)
     return False
 

@@ -1,4 +1,5 @@
-"""Patient pages, mounted under ``/p/``; the token in the path is the capability, and no PHI is in the URL."""
+"""Patient pages, mounted under ``/p/``: ``/p/<token>/`` (the link in the message: binds the session, then
+redirects) and the token-less pages bound to that session. No PHI is in any URL."""
 
 from django.urls import path
 
@@ -7,7 +8,8 @@ from healthcommerce.purchaselinks import views
 app_name = "purchaselinks"
 
 urlpatterns = [
+    path("verify/", views.link_verify, name="verify"),
+    path("confirm/", views.link_confirm, name="confirm"),
+    path("track/", views.link_track, name="track"),
     path("<str:token>/", views.link_start, name="start"),
-    path("<str:token>/confirm/", views.link_confirm, name="confirm"),
-    path("<str:token>/track/", views.link_track, name="track"),
 ]

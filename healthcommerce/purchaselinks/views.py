@@ -1,25 +1,29 @@
-"""Patient pages: date-of-birth check, order confirmation, thank-you (docs/reliability.md "Purchase links").
+"""Patient pages (docs/reliability.md "Purchase links"): the link, the date-of-birth check, confirmation and
+tracking.
 
-Every response is ``Cache-Control: no-store`` and ``Referrer-Policy: same-origin``: the token is in the URL
-and must not leave this origin (``no-referrer`` would make browsers send ``Origin: null`` on the form posts,
-which Django's CSRF check refuses). Unusable links answer 404 with one message and no PHI. A verified link
-id lives in the session for ``VERIFIED_TTL_SECONDS``.
+The token is in the URL only once: ``/p/<token>/`` binds this browser's session to the link (a fresh session
+id) and redirects to ``/p/verify/``; every later page (``/p/verify/``, ``/p/confirm/``, ``/p/track/``) finds the
+link through the session, so the token never sits in the address bar, the history, a Referer or a log line of
+those pages. The binding lapses after ``PATIENT_SESSION_IDLE_SECONDS`` (15 minutes) without a request.
+
+Every response is ``Cache-Control: no-store``, ``Referrer-Policy: same-origin`` and ``X-Robots-Tag: noindex``.
+Unusable links answer 404 with one message and no PHI; a wrong date of birth, a locked link and a link that
+became unusable meanwhile get the same answer.
 """
 
 import logging
 import time
 from collections.abc import Callable
 from functools import wraps
+from uuid import UUID
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
-from django.urls import reverse
 
 from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.orders.models import Order
-from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE
+from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE, LinkUnavailable
 from healthcommerce.purchaselinks.forms import BirthDateForm
 from healthcommerce.purchaselinks.models import PurchaseLink
 from healthcommerce.purchaselinks.services import (
@@ -30,10 +34,15 @@ from healthcommerce.purchaselinks.services import (
 
 logger = logging.getLogger(__name__)
 
-SESSION_KEY = "purchaselinks_verified"
-VERIFIED_TTL_SECONDS = 30 * 60
+SESSION_KEY = "purchaselinks_link"
+PATIENT_SESSION_IDLE_SECONDS = 15 * 60
+NOT_VERIFIED_MESSAGE = (
+    "We could not confirm that date of birth for this link. Check it and try again. If it keeps failing, "
+    "please contact your clinic for a new link."
+)
+SESSION_ENDED_MESSAGE = "Your session has ended. Please open the link from your message again."
 
-View = Callable[[HttpRequest, str], HttpResponse]
+View = Callable[..., HttpResponse]
 
 
 def _unavailable(
@@ -46,12 +55,12 @@ def patient_page(view: View) -> View:
     """Answer GET/POST only, turn service errors into a PHI-free page, and set the privacy headers."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, token: str) -> HttpResponse:
+    def wrapper(request: HttpRequest, **kwargs: str) -> HttpResponse:
         if request.method not in ("GET", "POST"):
             response: HttpResponse = HttpResponseNotAllowed(["GET", "POST"])
         else:
             try:
-                response = view(request, token)
+                response = view(request, **kwargs)
             except HealthcommerceError as exc:
                 title = "Link not available" if exc.status == 404 else "Please try again later"
                 response = _unavailable(request, message=exc.message, status=exc.status, title=title)
@@ -63,42 +72,92 @@ def patient_page(view: View) -> View:
     return wrapper
 
 
-def _verified_link_id(request: HttpRequest) -> str | None:
+class SessionEnded(HealthcommerceError):
+    """This browser holds no link, or its binding lapsed: open the link from the message again (403)."""
+
+    code = "patient_session_ended"
+    status = 403
+    message = SESSION_ENDED_MESSAGE
+
+
+def _bound(request: HttpRequest) -> dict[str, object]:
+    """The session's binding ``{"link_id", "seen", "verified"}``, refreshed; raises ``SessionEnded`` when there is
+    none or it has been idle longer than ``PATIENT_SESSION_IDLE_SECONDS``."""
     entry = request.session.get(SESSION_KEY)
-    if not isinstance(entry, dict) or time.time() - float(entry.get("at", 0)) > VERIFIED_TTL_SECONDS:
-        return None
-    return str(entry.get("link_id") or "") or None
+    now = time.time()
+    try:
+        fresh = isinstance(entry, dict) and now - float(entry.get("seen", 0)) <= PATIENT_SESSION_IDLE_SECONDS
+        UUID(str(entry["link_id"]) if isinstance(entry, dict) else "")
+    except (TypeError, ValueError, KeyError):
+        fresh = False
+    if not fresh or not isinstance(entry, dict):
+        request.session.pop(SESSION_KEY, None)
+        raise SessionEnded()
+    entry["seen"] = now
+    request.session[SESSION_KEY] = entry
+    return entry
 
 
-def _verify_page(request: HttpRequest, link: PurchaseLink, form: BirthDateForm, *, wrong: bool = False) -> HttpResponse:
-    remaining = max(settings.PURCHASE_LINK_MAX_FAILURES - link.failed_attempts, 0)
-    context = {"form": form, "reference": link.order.reference, "wrong": wrong, "remaining": remaining}
-    return render(request, "purchaselinks/verify.html", context)
+def _bound_link(request: HttpRequest, *, action: str, audit_success: bool = True) -> tuple[PurchaseLink, bool]:
+    """The session's link (usable, or completed within the tracking window) and whether it is verified in this
+    session. Raises ``SessionEnded`` or ``LinkUnavailable``."""
+    entry = _bound(request)
+    link = purchase_link_open(
+        link_id=str(entry["link_id"]),
+        ip=client_ip(request),
+        action=action,
+        audit_success=audit_success,
+        allow_completed=True,
+    )
+    verified = bool(entry.get("verified")) and link.verified_at is not None
+    return link, verified
 
 
 @patient_page
 def link_start(request: HttpRequest, token: str) -> HttpResponse:
-    """GET: the date-of-birth form. POST: verify; on success remember the link in the session and go on."""
-    ip = client_ip(request)
+    """GET ``/p/<token>/``: bind this browser's session (a fresh session id) to the link and redirect to
+    ``/p/verify/``. An unknown, tampered, expired, revoked or locked link answers 404 with one message."""
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
+    link = purchase_link_open(token=token, ip=client_ip(request), allow_completed=True)
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = {"link_id": str(link.pk), "seen": time.time(), "verified": False}
+    return redirect("purchaselinks:verify")
+
+
+def _verify_page(
+    request: HttpRequest, link: PurchaseLink, form: BirthDateForm, *, failed: bool = False
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "reference": link.order.reference,
+        "failed": failed,
+        "message": NOT_VERIFIED_MESSAGE,
+    }
+    return render(request, "purchaselinks/verify.html", context)
+
+
+@patient_page
+def link_verify(request: HttpRequest) -> HttpResponse:
+    """GET: the date-of-birth form. POST: verify (``purchase_link_verify``); on success mark the session
+    verified (a fresh session id) and go on to confirm, or to tracking once confirmed. A wrong date, a locked link
+    and a link that became unusable get the same page."""
     if request.method == "GET":
-        link = purchase_link_open(token=token, ip=ip, allow_completed=True)
+        link, _ = _bound_link(request, action="purchase_link.open")
         return _verify_page(request, link, BirthDateForm())
-    link = purchase_link_open(
-        token=token, ip=ip, action="purchase_link.verify", audit_success=False, allow_completed=True
-    )
+    entry = _bound(request)
+    found = PurchaseLink.objects.select_related("order").filter(pk=str(entry["link_id"])).first()
+    if found is None:
+        raise LinkUnavailable("unknown")
+    link = found
     form = BirthDateForm(request.POST)
     if not form.is_valid():
         return _verify_page(request, link, form)
-    if purchase_link_verify(link=link, birth_date=form.cleaned_data["birth_date"], ip=ip):
-        request.session.cycle_key()  # a fresh session id once the patient is verified
-        request.session[SESSION_KEY] = {"link_id": str(link.pk), "at": time.time()}
-        return redirect("purchaselinks:track" if link.completed_at else "purchaselinks:confirm", token=token)
-    if link.locked_at is not None:
-        message = (
-            "That date of birth does not match. For your security this link is now locked. Please contact your clinic."
-        )
-        return _unavailable(request, message=message, status=403, title="Link locked")
-    return _verify_page(request, link, BirthDateForm(), wrong=True)
+    if not purchase_link_verify(link=link, birth_date=form.cleaned_data["birth_date"], ip=client_ip(request)):
+        return _verify_page(request, link, BirthDateForm(), failed=True)
+    request.session.cycle_key()  # a fresh session id once the patient is verified
+    request.session[SESSION_KEY] = {**entry, "verified": True, "seen": time.time()}
+    return redirect("purchaselinks:track" if link.completed_at else "purchaselinks:confirm")
 
 
 def _ship_to_lines(link: PurchaseLink) -> list[str]:
@@ -111,27 +170,20 @@ def _ship_to_lines(link: PurchaseLink) -> list[str]:
 
 
 @patient_page
-def link_confirm(request: HttpRequest, token: str) -> HttpResponse:
+def link_confirm(request: HttpRequest) -> HttpResponse:
     """GET: the order to confirm (verified sessions only). POST: complete the link and say thank you."""
-    verified_id = _verified_link_id(request)
-    if verified_id is None:
-        return redirect("purchaselinks:start", token=token)
-    ip = client_ip(request)
     if request.method == "GET":
-        link = purchase_link_open(token=token, ip=ip, action="purchase_link.view", allow_completed=True)
+        link, verified = _bound_link(request, action="purchase_link.view")
     else:
-        link = purchase_link_open(
-            token=token, ip=ip, action="purchase_link.complete", audit_success=False, allow_completed=True
-        )
-    if str(link.pk) != verified_id or link.verified_at is None:
-        return redirect("purchaselinks:start", token=token)
+        link, verified = _bound_link(request, action="purchase_link.complete", audit_success=False)
+    if not verified:
+        return redirect("purchaselinks:verify")
     if link.completed_at is not None:  # already confirmed (a second tab, a back button): show where it is
-        return redirect("purchaselinks:track", token=token)
+        return redirect("purchaselinks:track")
     order = link.order
     if request.method == "POST":
-        purchase_link_complete(link=link, actor_ip=ip)
-        track_url = reverse("purchaselinks:track", kwargs={"token": token})
-        return render(request, "purchaselinks/done.html", {"reference": order.reference, "track_url": track_url})
+        purchase_link_complete(link=link, actor_ip=client_ip(request))
+        return render(request, "purchaselinks/done.html", {"reference": order.reference})
     context = {
         "reference": order.reference,
         "product_name": order.product.name if order.product else "",
@@ -154,7 +206,7 @@ TRACKING_STATUS = {
 
 
 @patient_page
-def link_track(request: HttpRequest, token: str) -> HttpResponse:
+def link_track(request: HttpRequest) -> HttpResponse:
     """GET: where the confirmed order is (status, carrier, tracking number and link), for a verified session.
 
     Reached with the same link once the patient has confirmed, for ``PURCHASE_LINK_TRACKING_DAYS``; the date of
@@ -162,14 +214,11 @@ def link_track(request: HttpRequest, token: str) -> HttpResponse:
     """
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET"])
-    verified_id = _verified_link_id(request)
-    if verified_id is None:
-        return redirect("purchaselinks:start", token=token)
-    link = purchase_link_open(token=token, ip=client_ip(request), action="purchase_link.track", allow_completed=True)
-    if str(link.pk) != verified_id:
-        return redirect("purchaselinks:start", token=token)
+    link, verified = _bound_link(request, action="purchase_link.track")
+    if not verified:
+        return redirect("purchaselinks:verify")
     if link.completed_at is None:
-        return redirect("purchaselinks:confirm", token=token)
+        return redirect("purchaselinks:confirm")
     order = link.order
     status = "cancelled" if order.status == Order.Status.CANCELLED else order.fulfillment_status
     events = order.events.filter(kind__in=["patient_confirmed", "shipped", "delivered", "cancelled_by_platform"])

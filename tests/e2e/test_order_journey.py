@@ -70,9 +70,10 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         # The patient opens the link, gets the birth date wrong once, then right, and confirms.
         patient = browser.new_page()
         patient.goto(link_url)
+        assert patient.url.endswith("/p/verify/")  # the token left the address bar at once
         patient.fill("input[type=date]", "1950-01-01")
         patient.click("button[type=submit]")
-        assert "does not match" in patient.inner_text("body")
+        assert "could not confirm that date of birth" in patient.inner_text("body")
         patient.fill("input[type=date]", "1946-07-04")
         patient.click("button[type=submit]")
         patient.wait_for_selector("text=Confirm your order")

@@ -36,7 +36,7 @@ def test_the_token_has_256_bits_and_only_its_hash_is_stored(issued: Issued) -> N
         cursor.execute("SELECT * FROM purchaselinks_purchaselink")
         rows = cursor.fetchall()
     assert token not in repr(rows)
-    assert link.expires_at == pytest.approx(timezone.now() + timedelta(days=14), abs=timedelta(minutes=1))
+    assert link.expires_at == pytest.approx(timezone.now() + timedelta(days=7), abs=timedelta(minutes=1))
 
 
 def test_issuing_twice_returns_the_live_link_without_a_token(issued: Issued, order: Order) -> None:
@@ -148,8 +148,7 @@ def test_five_wrong_birth_dates_lock_the_link_even_for_the_right_one_after(issue
         assert purchase_link_verify(link=link, birth_date=date(1970, 1, n), ip="203.0.113.9") is False
         assert link.failed_attempts == n
     assert link.locked_at is not None
-    with pytest.raises(LinkUnavailable):
-        purchase_link_verify(link=link, birth_date=BIRTH_DATE, ip="203.0.113.9")
+    assert purchase_link_verify(link=link, birth_date=BIRTH_DATE, ip="203.0.113.9") is False  # not even compared
     with pytest.raises(LinkUnavailable) as caught:
         purchase_link_access(token=issued[1])
     assert caught.value.reason == "locked"
@@ -214,3 +213,45 @@ def test_reissue_revokes_the_old_link_and_sends_a_new_one(issued: Issued, order:
     assert PurchaseLink.objects.filter(order=order, revoked_at__isnull=True).count() == 1
     assert len(mail.outbox) == 1
     assert issued[1] not in mail.outbox[0].body
+
+
+def test_a_right_date_clears_the_count_of_wrong_ones(issued: Issued) -> None:
+    link = issued[0]
+    for n in range(1, 5):
+        purchase_link_verify(link=link, birth_date=date(1970, 1, n), ip="203.0.113.9")
+    assert purchase_link_verify(link=link, birth_date=BIRTH_DATE, ip="203.0.113.9") is True
+    link.refresh_from_db()
+    assert (link.failed_attempts, link.locked_at) == (0, None)
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_parallel_guesses_are_reserved_before_they_are_compared(make_order: Callable[..., Order], settings) -> None:
+    """80 guesses at once on PostgreSQL, the right date among them: at most PURCHASE_LINK_MAX_FAILURES are ever
+    compared; every other one is refused unseen (issue 8: the review's 80 parallel guesses)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row-level concurrency needs PostgreSQL (CI runs it)")
+    link, _ = purchase_link_issue(order=make_order())
+    guesses = [date(1950, 1, 1) + timedelta(days=n) for n in range(79)] + [BIRTH_DATE]
+
+    def guess(day: date) -> bool:
+        try:
+            fresh = PurchaseLink.objects.select_related("order").get(pk=link.pk)
+            return purchase_link_verify(link=fresh, birth_date=day, ip=f"198.51.100.{day.toordinal() % 250}")
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(guess, guesses))
+
+    compared = AuditEvent.objects.filter(
+        action="purchase_link.verify", outcome__in=["success", "wrong_birth_date", "locked"]
+    ).count()
+    assert compared <= settings.PURCHASE_LINK_MAX_FAILURES
+    assert sum(results) <= 1
+    link.refresh_from_db()
+    assert link.failed_attempts <= settings.PURCHASE_LINK_MAX_FAILURES
