@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "localflavor",  # US state names and ZIP code fields, with their translations
     "healthcommerce.core",
     "healthcommerce.audit",
     "healthcommerce.ehr",

@@ -61,9 +61,31 @@ class CommerceOrder:
         return data
 
 
-def _ship_to_build(order: Order) -> ShipTo:
-    """Map ``Order.ship_to`` (FHIR-Address-like: ``line`` list, ``city``, ``state``, ``postal_code``, ``country``)."""
-    raw = order.ship_to or {}
+@dataclass(frozen=True)
+class Confirmation:
+    """What the patient decided when confirming: a corrected ``ship_to`` (``None`` = the signed one stands) and a
+    ``delivery_preference`` (``standard``, ``leave_at_door``, ``signature`` or empty). Nothing else crosses."""
+
+    ship_to: ShipTo | None
+    delivery_preference: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"ship_to": {...} | None, "delivery_preference": str}``."""
+        return asdict(self)
+
+
+def commerce_confirmation_build(order: Order) -> Confirmation:
+    """Return the ``Confirmation`` for ``order``: ``Order.patient_ship_to`` when the patient corrected the
+    address, and ``Order.delivery_preference``. Raises ``OrderIncomplete`` for a corrected address without the
+    fields a carrier needs."""
+    ship_to = _ship_to_build(order, order.patient_ship_to) if order.patient_ship_to else None
+    return Confirmation(ship_to=ship_to, delivery_preference=order.delivery_preference)
+
+
+def _ship_to_build(order: Order, raw_address: dict[str, Any] | None = None) -> ShipTo:
+    """Map ``Order.ship_to`` or ``raw_address`` (FHIR-Address-like: ``line`` list, ``city``, ``state``,
+    ``postal_code``, ``country``)."""
+    raw = raw_address if raw_address is not None else (order.ship_to or {})
     lines = [str(line).strip() for line in raw.get("line") or [] if str(line).strip()]
     ship_to = ShipTo(
         name=order.patient_name.strip(),

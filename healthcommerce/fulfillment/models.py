@@ -25,6 +25,9 @@ class LocalCommerceOrder(BaseModel):
     submit_count = models.PositiveIntegerField(default=0, help_text="Submit calls received with this idempotency key.")
     order_reference = models.CharField(max_length=20, db_index=True)
     payload = models.JSONField()
+    # The patient's confirmation (a corrected ship-to, a delivery preference): kept apart so ``payload`` stays
+    # exactly what was submitted under the idempotency key.
+    confirmation = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)
     tracking_number = models.CharField(max_length=100, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)

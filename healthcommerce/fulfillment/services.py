@@ -21,7 +21,7 @@ from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
-from healthcommerce.fulfillment.commerce import commerce_order_build
+from healthcommerce.fulfillment.commerce import commerce_confirmation_build, commerce_order_build
 from healthcommerce.fulfillment.status import fulfillment_status_apply
 from healthcommerce.orders.events import (
     TOPIC_ORDER_CANCELLED,
@@ -185,7 +185,7 @@ def fulfillment_confirm(message: OutboxMessage) -> None:
         return
     with _backend_configured():
         name = backend_name(order.commerce_backend or None)  # the backend that took it, even if settings changed
-        get_backend(name).confirm(external_id)
+        get_backend(name).confirm(external_id, commerce_confirmation_build(order))
     detail = {"backend": name, "external_id": external_id}
     audit_record(actor=ACTOR, action="fulfillment.confirm", target=f"Order/{order.pk}", where=name, detail=detail)
     fulfillment_status_apply(

@@ -25,6 +25,14 @@ class FulfillmentStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class DeliveryPreference(models.TextChoices):
+    """How the patient wants the parcel delivered (sent to the commerce backend with the confirmation)."""
+
+    STANDARD = "standard", "No preference"
+    LEAVE_AT_DOOR = "leave_at_door", "Leave it at my door"
+    SIGNATURE = "signature", "Hand it to me (signature)"
+
+
 class Order(BaseModel):
     """One order for one product for one patient.
 
@@ -83,6 +91,12 @@ class Order(BaseModel):
     carrier = models.CharField(max_length=100, blank=True)
     tracking_number = models.CharField(max_length=100, blank=True)
     tracking_url = models.URLField(max_length=500, blank=True)
+    # The patient's choices on the purchase page. The signed ship-to above is never changed: a corrected
+    # address goes here (same shape) and is what the commerce backend gets with the confirmation.
+    patient_ship_to = models.JSONField(default=dict, blank=True, help_text="The patient's corrected ship-to.")
+    delivery_preference = models.CharField(max_length=20, choices=DeliveryPreference.choices, blank=True)
+    terms_accepted_at = models.DateTimeField(null=True, blank=True)
+    terms_version = models.CharField(max_length=20, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -375,9 +376,17 @@ def purchase_link_verify(*, link: PurchaseLink, birth_date: date, ip: str) -> bo
     return False
 
 
-def purchase_link_complete(*, link: PurchaseLink, actor_ip: str) -> PurchaseLink:
-    """Record the patient's confirmation: set ``completed_at`` (single use from now on), add a
-    ``patient_confirmed`` OrderEvent, and publish ``order.patient_confirmed`` (fulfillment tells the backend).
+def purchase_link_complete(
+    *,
+    link: PurchaseLink,
+    actor_ip: str,
+    delivery_preference: str = "",
+    terms_version: str = "",
+) -> PurchaseLink:
+    """Record the patient's confirmation: set ``completed_at`` (single use from now on), keep the delivery
+    preference and the version of the terms the patient accepted (with the time) on the order, add a
+    ``patient_confirmed`` OrderEvent, and publish ``order.patient_confirmed`` (fulfillment tells the backend,
+    with a corrected ship-to and the preference: ``commerce_confirmation_build``).
 
     Requires a verified, usable link; otherwise raises ``LinkUnavailable``. Audited either way.
     """
@@ -397,7 +406,12 @@ def purchase_link_complete(*, link: PurchaseLink, actor_ip: str) -> PurchaseLink
             order = Order.objects.select_for_update().get(pk=link.order_id)
             if order.status in _ORDER_CLOSED:
                 raise LinkUnavailable(f"order_{order.status}", link=link)
-            detail = {"link_id": str(link.pk)}
+            Order.objects.filter(pk=order.pk).update(
+                delivery_preference=delivery_preference,
+                terms_version=terms_version,
+                terms_accepted_at=now if terms_version else None,
+            )
+            detail = {"link_id": str(link.pk), "terms_version": terms_version}
             order_event_add(order=order, kind="patient_confirmed", actor=_actor(link), detail=detail)
             # The order's other link (a retry sent it over another channel, ADR 0010) has no use left.
             for sibling in PurchaseLink.objects.filter(order_id=order.pk, revoked_at__isnull=True).exclude(pk=link.pk):
@@ -409,6 +423,29 @@ def purchase_link_complete(*, link: PurchaseLink, actor_ip: str) -> PurchaseLink
         raise
     link.completed_at = now
     return link
+
+
+@transaction.atomic
+def purchase_link_ship_to_change(*, link: PurchaseLink, address: dict[str, Any], actor_ip: str) -> Order:
+    """Record the patient's corrected ship-to (``Order.ship_to`` shape, from ``AddressForm.cleaned_address``) in
+    ``Order.patient_ship_to``; the signed ``ship_to`` is never changed. Adds a ``ship_to_changed_by_patient``
+    event naming the changed fields (no values) and an audit row. Requires a verified link not yet completed;
+    raises ``LinkUnavailable`` otherwise."""
+    order = Order.objects.select_for_update().get(pk=link.order_id)
+    if link.completed_at is not None or link.verified_at is None or order.status in _ORDER_CLOSED:
+        raise LinkUnavailable("not_changeable", link=link)
+    before = order.patient_ship_to or order.ship_to or {}
+    changed = sorted(
+        key for key in ("line", "city", "state", "postal_code", "country") if before.get(key) != address.get(key)
+    )
+    if not changed:
+        return order
+    Order.objects.filter(pk=order.pk).update(patient_ship_to=address)
+    order.patient_ship_to = address
+    detail = {"link_id": str(link.pk), "fields": changed}
+    order_event_add(order=order, kind="ship_to_changed_by_patient", actor=_actor(link), detail=detail)
+    _audit(link, action="purchase_link.ship_to_change", ip=actor_ip, fields=changed)
+    return order
 
 
 @transaction.atomic

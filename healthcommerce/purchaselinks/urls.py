@@ -11,5 +11,7 @@ urlpatterns = [
     path("verify/", views.link_verify, name="verify"),
     path("confirm/", views.link_confirm, name="confirm"),
     path("track/", views.link_track, name="track"),
+    path("address/", views.link_address, name="address"),
+    path("terms/", views.link_terms, name="terms"),
     path("<str:token>/", views.link_start, name="start"),
 ]

@@ -24,17 +24,20 @@ from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE, LinkUnavailable
-from healthcommerce.purchaselinks.forms import BirthDateForm
+from healthcommerce.purchaselinks.forms import AddressForm, BirthDateForm, ReviewForm
 from healthcommerce.purchaselinks.models import PurchaseLink
 from healthcommerce.purchaselinks.services import (
     purchase_link_complete,
     purchase_link_open,
+    purchase_link_ship_to_change,
     purchase_link_verify,
 )
 
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "purchaselinks_link"
+# The version of templates/purchaselinks/terms.html; recorded on the order with the patient's consent.
+TERMS_VERSION = "2026-11"
 PATIENT_SESSION_IDLE_SECONDS = 15 * 60
 NOT_VERIFIED_MESSAGE = (
     "We could not confirm that date of birth for this link. Check it and try again. If it keeps failing, "
@@ -161,17 +164,36 @@ def link_verify(request: HttpRequest) -> HttpResponse:
 
 
 def _ship_to_lines(link: PurchaseLink) -> list[str]:
+    """The address the order will go to (the patient's correction, else the signed one), as display lines."""
     order = link.order
-    raw = order.ship_to or {}
+    raw = order.patient_ship_to or order.ship_to or {}
     lines = [order.patient_name, *[str(line) for line in raw.get("line") or []]]
     lines.append(" ".join(str(raw.get(key) or "") for key in ("city", "state", "postal_code")).strip())
     lines.append(str(raw.get("country") or ""))
     return [line for line in lines if line.strip()]
 
 
+def _review_page(request: HttpRequest, link: PurchaseLink, form: ReviewForm) -> HttpResponse:
+    order = link.order
+    product = order.product
+    context = {
+        "form": form,
+        "reference": order.reference,
+        "product_name": product.name if product else "",
+        "product_description": product.description if product else "",
+        "quantity": order.quantity,
+        "ship_to_lines": _ship_to_lines(link),
+        "ship_to_changed": bool(order.patient_ship_to),
+        "payer_name": order.payer_name,
+    }
+    return render(request, "purchaselinks/confirm.html", context)
+
+
 @patient_page
 def link_confirm(request: HttpRequest) -> HttpResponse:
-    """GET: the order to confirm (verified sessions only). POST: complete the link and say thank you."""
+    """GET: the review page (verified sessions only): the item, the ship-to (with a link to correct it), a
+    delivery preference and consent to the terms. POST: with a valid choice and consent, complete the link and
+    say thank you; otherwise the page again with the errors."""
     if request.method == "GET":
         link, verified = _bound_link(request, action="purchase_link.view")
     else:
@@ -180,18 +202,45 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
         return redirect("purchaselinks:verify")
     if link.completed_at is not None:  # already confirmed (a second tab, a back button): show where it is
         return redirect("purchaselinks:track")
+    if request.method == "GET":
+        return _review_page(request, link, ReviewForm())
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        return _review_page(request, link, form)
+    purchase_link_complete(
+        link=link,
+        actor_ip=client_ip(request),
+        delivery_preference=form.cleaned_data["delivery_preference"],
+        terms_version=TERMS_VERSION,
+    )
+    return render(request, "purchaselinks/done.html", {"reference": link.order.reference})
+
+
+@patient_page
+def link_address(request: HttpRequest) -> HttpResponse:
+    """GET: the ship-to to correct (verified sessions only, before confirming). POST: validate (US state, ZIP
+    code) and keep the correction beside the signed address (``purchase_link_ship_to_change``), then back to the
+    review page."""
+    link, verified = _bound_link(request, action="purchase_link.view")
+    if not verified:
+        return redirect("purchaselinks:verify")
+    if link.completed_at is not None:
+        return redirect("purchaselinks:track")
     order = link.order
-    if request.method == "POST":
-        purchase_link_complete(link=link, actor_ip=client_ip(request))
-        return render(request, "purchaselinks/done.html", {"reference": order.reference})
-    context = {
-        "reference": order.reference,
-        "product_name": order.product.name if order.product else "",
-        "quantity": order.quantity,
-        "ship_to_lines": _ship_to_lines(link),
-        "payer_name": order.payer_name,
-    }
-    return render(request, "purchaselinks/confirm.html", context)
+    if request.method == "GET":
+        form = AddressForm(initial=AddressForm.initial_for(order.patient_ship_to or order.ship_to or {}))
+    else:
+        form = AddressForm(request.POST)
+        if form.is_valid():
+            purchase_link_ship_to_change(link=link, address=form.cleaned_address(), actor_ip=client_ip(request))
+            return redirect("purchaselinks:confirm")
+    return render(request, "purchaselinks/address.html", {"form": form, "name": order.patient_name})
+
+
+@patient_page
+def link_terms(request: HttpRequest) -> HttpResponse:
+    """GET: the terms of sale (version ``TERMS_VERSION``); public, no session needed."""
+    return render(request, "purchaselinks/terms.html", {"version": TERMS_VERSION})
 
 
 # What the patient reads for each status at the commerce backend (``Order.fulfillment_status``).

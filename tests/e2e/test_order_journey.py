@@ -76,8 +76,9 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         assert "could not confirm that date of birth" in patient.inner_text("body")
         patient.fill("input[type=date]", "1946-07-04")
         patient.click("button[type=submit]")
-        patient.wait_for_selector("text=Confirm your order")
+        patient.wait_for_selector("text=Review your order")
         assert "7525 Colshire Dr" in patient.inner_text("body")
+        patient.check("input[name=accept_terms]")
         patient.click("button[type=submit]")
         patient.wait_for_selector("text=Thank you")
         assert PurchaseLink.objects.get().completed_at is not None

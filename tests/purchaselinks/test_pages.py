@@ -30,6 +30,9 @@ def assert_unavailable(response, status: int = 404) -> None:
         assert value not in body, value
 
 
+CONFIRM = {"delivery_preference": "standard", "accept_terms": "on"}
+
+
 def dob(day: date) -> dict[str, str]:
     return {"birth_date": day.isoformat()}
 
@@ -89,7 +92,7 @@ def test_the_whole_patient_journey_from_email_to_confirmation(make_order, settin
     ):
         assert shown in body, shown
 
-    done = client.post("/p/confirm/")
+    done = client.post("/p/confirm/", CONFIRM)
     assert done.status_code == 200
     assert "Thank you" in done.content.decode()
     link = PurchaseLink.objects.get(order=order)

@@ -12,7 +12,7 @@ from healthcommerce.fulfillment.status import fulfillment_status_apply
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.purchaselinks.conftest import BIRTH_DATE
-from tests.purchaselinks.test_pages import Issued, assert_unavailable, dob, opened, verified
+from tests.purchaselinks.test_pages import CONFIRM, Issued, assert_unavailable, dob, opened, verified
 
 
 def confirmed(issued: Issued) -> tuple[str, Client]:
@@ -20,7 +20,7 @@ def confirmed(issued: Issued) -> tuple[str, Client]:
     _, token = issued
     url = f"/p/{token}/"
     browser = verified(token)
-    assert browser.post("/p/confirm/").status_code == 200
+    assert "Thank you" in browser.post("/p/confirm/", CONFIRM).content.decode()
     return url, browser
 
 

@@ -7,7 +7,7 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
 from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.fulfillment.commerce import CommerceOrder
+from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation
 
 _RETRY = Retry()  # only its Retry-After parser is used
 
@@ -117,8 +117,9 @@ class CommerceBackend:
         """
         raise NotImplementedError
 
-    def confirm(self, external_id: str) -> None:
-        """Tell the backend the patient confirmed the order ``external_id`` (the id ``submit`` returned).
+    def confirm(self, external_id: str, confirmation: Confirmation | None = None) -> None:
+        """Tell the backend the patient confirmed the order ``external_id`` (the id ``submit`` returned), with
+        the patient's ``confirmation`` (a corrected ship-to, a delivery preference) when there is one.
 
         Idempotent. Raises ``TemporaryBackendError`` or ``PermanentBackendError``.
         """

@@ -15,7 +15,7 @@ from healthcommerce.catalog.models import Product
 from healthcommerce.fulfillment.backends.base import BackendStatus, PermanentBackendError, TemporaryBackendError
 from healthcommerce.fulfillment.backends.medusa.backend import MedusaCommerceBackend, medusa_display_id
 from healthcommerce.fulfillment.backends.registry import get_backend
-from healthcommerce.fulfillment.commerce import CommerceOrder, commerce_order_build
+from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation, ShipTo, commerce_order_build
 from healthcommerce.orders.models import Order
 from tests.fulfillment.conftest import clinical_values
 from tests.fulfillment.medusa.conftest import PG_URL, MedusaServer
@@ -255,6 +255,23 @@ def test_status_follows_confirm_shipment_and_cancel(medusa: MedusaServer, synced
     with pytest.raises(PermanentBackendError) as raised:
         backend.confirm(external_id)
     assert raised.value.code == "medusa_order_canceled"
+
+
+def test_confirm_replaces_the_shipping_address_and_records_the_delivery_preference(
+    medusa: MedusaServer, synced: Product, order: Order
+) -> None:
+    backend = get_backend("medusa")
+    external_id = backend.submit(built(order)).external_id
+    address = ShipTo("Camila Lopez", "40 Pleasant St", "Unit 2", "Bangor", "ME", "04401", "US")
+
+    backend.confirm(external_id, Confirmation(ship_to=address, delivery_preference="leave_at_door"))
+
+    stored = medusa_order(medusa, external_id)
+    shipping = stored["shipping_address"]
+    assert (shipping["address_1"], shipping["address_2"], shipping["city"]) == ("40 Pleasant St", "Unit 2", "Bangor")
+    assert (shipping["province"], shipping["postal_code"], shipping["phone"]) == ("ME", "04401", "+1 703 555 0100")
+    assert stored["metadata"]["healthcommerce_delivery_preference"] == "leave_at_door"
+    assert backend.status(external_id).status == "confirmed"
 
 
 def test_a_shipped_order_reports_shipped_and_cannot_be_cancelled(

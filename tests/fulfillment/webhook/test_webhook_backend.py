@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from healthcommerce.fulfillment.backends.base import PermanentBackendError, TemporaryBackendError
 from healthcommerce.fulfillment.backends.registry import get_backend
 from healthcommerce.fulfillment.backends.webhook.backend import WebhookCommerceBackend, webhook_id
-from healthcommerce.fulfillment.commerce import CommerceOrder, commerce_order_build
+from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation, ShipTo, commerce_order_build
 from healthcommerce.orders.models import Order
 from healthcommerce.outbox.models import OutboxMessage
 from tests.fulfillment.conftest import PATIENT_NAME
@@ -229,6 +229,26 @@ def test_confirm_and_cancel_send_their_events_with_stable_ids(hook: Receiver) ->
     assert all(r.json()["data"] == {"id": "sup-7"} and r.signature_ok for r in hook.requests)
     ids = [r.headers["webhook-id"] for r in hook.requests]
     assert ids[0] == ids[1] != ids[2]
+
+
+def test_confirm_carries_the_patients_corrected_address_and_delivery_preference(hook: Receiver) -> None:
+    address = ShipTo("Camila Lopez", "40 Pleasant St", "Unit 2", "Bangor", "ME", "04401", "US")
+    WebhookCommerceBackend().confirm("sup-7", Confirmation(ship_to=address, delivery_preference="signature"))
+
+    data = hook.requests[0].json()["data"]
+    assert data == {
+        "id": "sup-7",
+        "ship_to": {
+            "name": "Camila Lopez",
+            "line1": "40 Pleasant St",
+            "line2": "Unit 2",
+            "city": "Bangor",
+            "state": "ME",
+            "postal_code": "04401",
+            "country": "US",
+        },
+        "delivery_preference": "signature",
+    }
 
 
 def test_a_refused_cancel_is_permanent(hook: Receiver) -> None:

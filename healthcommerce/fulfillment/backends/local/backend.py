@@ -16,7 +16,7 @@ from healthcommerce.fulfillment.backends.local.services import (
     local_order_cancel,
     local_order_confirm,
 )
-from healthcommerce.fulfillment.commerce import CommerceOrder
+from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 
 
@@ -48,11 +48,13 @@ class LocalCommerceBackend(CommerceBackend):
             )
         return SubmitResult(external_id=str(row.id))
 
-    def confirm(self, external_id: str) -> None:
-        """Mark the local order ``confirmed`` (``local_order_confirm``); idempotent. Raises
-        ``PermanentBackendError("not_found")`` for an unknown id."""
+    def confirm(self, external_id: str, confirmation: Confirmation | None = None) -> None:
+        """Mark the local order ``confirmed`` with the patient's ``confirmation`` (``local_order_confirm``);
+        idempotent. Raises ``PermanentBackendError("not_found")`` for an unknown id."""
         try:
-            local_order_confirm(local_order_id=external_id)
+            local_order_confirm(
+                local_order_id=external_id, confirmation=confirmation.to_dict() if confirmation else None
+            )
         except (LocalOrderNotFound, ValueError, ValidationError) as exc:
             raise PermanentBackendError("The local backend holds no such order.", code="not_found") from exc
 

@@ -4,6 +4,7 @@
 (docs/architecture.md "Order status": fulfillment details hang off the order as events).
 """
 
+from typing import Any
 from uuid import UUID
 
 from django.db import transaction
@@ -37,8 +38,12 @@ class LocalOrderTransitionError(HealthcommerceError):
 
 
 @transaction.atomic
-def local_order_confirm(*, local_order_id: UUID | str) -> LocalCommerceOrder:
-    """Mark local order ``local_order_id`` ``confirmed`` (the patient completed the link) and return it.
+def local_order_confirm(
+    *, local_order_id: UUID | str, confirmation: dict[str, Any] | None = None
+) -> LocalCommerceOrder:
+    """Mark local order ``local_order_id`` ``confirmed`` (the patient completed the link), keep the patient's
+    ``confirmation`` (``Confirmation.to_dict()``: corrected ship-to, delivery preference) beside the submitted
+    payload, and return it.
 
     Idempotent: a row already confirmed, shipped or delivered is returned unchanged. Raises
     ``LocalOrderNotFound`` for an unknown id.
@@ -50,7 +55,8 @@ def local_order_confirm(*, local_order_id: UUID | str) -> LocalCommerceOrder:
         return row
     row.status = LS.CONFIRMED
     row.confirmed_at = timezone.now()
-    row.save(update_fields=["status", "confirmed_at", "updated_at"])
+    row.confirmation = confirmation or {}
+    row.save(update_fields=["status", "confirmed_at", "confirmation", "updated_at"])
     return row
 
 

@@ -29,9 +29,10 @@ from healthcommerce.fulfillment.backends.medusa.client import (
     MedusaClient,
     medusa_client,
 )
-from healthcommerce.fulfillment.commerce import CommerceItem, CommerceOrder, ShipTo
+from healthcommerce.fulfillment.commerce import CommerceItem, CommerceOrder, Confirmation, ShipTo
 
-ORDER_FIELDS = "id,status,custom_display_id,metadata,fulfillment_status"
+ORDER_FIELDS = "id,status,custom_display_id,metadata,fulfillment_status,shipping_address.phone"
+DELIVERY_PREFERENCE_KEY = "healthcommerce_delivery_preference"
 STATUS_FIELDS = ORDER_FIELDS + ",fulfillments.labels.tracking_number,fulfillments.labels.tracking_url"
 # Medusa fulfillment statuses, most advanced first, and what this app calls them (LocalCommerceOrder.Status).
 _SHIPPING_STATUS = {
@@ -116,9 +117,11 @@ class MedusaCommerceBackend(CommerceBackend):
             self.client.post(f"/admin/draft-orders/{found['id']}/convert-to-order")
         return SubmitResult(external_id=str(found["id"]))
 
-    def confirm(self, external_id: str) -> None:
+    def confirm(self, external_id: str, confirmation: Confirmation | None = None) -> None:
         """Record that the patient confirmed the order: set ``metadata.healthcommerce_confirmed_at`` (ISO 8601,
-        UTC) on Medusa order ``external_id`` (``POST /admin/orders/{id}``; Medusa merges metadata keys).
+        UTC) and ``metadata.healthcommerce_delivery_preference`` on Medusa order ``external_id``, and replace its
+        ``shipping_address`` when the patient corrected it (``POST /admin/orders/{id}``; Medusa merges metadata
+        keys).
 
         Idempotent: an order already confirmed is left as it is. Raises ``PermanentBackendError``
         (``medusa_order_canceled`` for a cancelled order, ``not_found`` for an unknown id) or
@@ -131,7 +134,15 @@ class MedusaCommerceBackend(CommerceBackend):
             )
         if (found.get("metadata") or {}).get(CONFIRMED_KEY):
             return
-        self.client.post(f"/admin/orders/{external_id}", {"metadata": {CONFIRMED_KEY: timezone.now().isoformat()}})
+        metadata = {CONFIRMED_KEY: timezone.now().isoformat()}
+        body: dict[str, Any] = {"metadata": metadata}
+        if confirmation is not None:
+            if confirmation.delivery_preference:
+                metadata[DELIVERY_PREFERENCE_KEY] = confirmation.delivery_preference
+            if confirmation.ship_to is not None:
+                phone = str((found.get("shipping_address") or {}).get("phone") or "")
+                body["shipping_address"] = _address(confirmation.ship_to, phone)
+        self.client.post(f"/admin/orders/{external_id}", body)
 
     def cancel(self, external_id: str) -> None:
         """Cancel Medusa order ``external_id`` (``POST /admin/orders/{id}/cancel``).

@@ -36,7 +36,7 @@ from healthcommerce.fulfillment.backends.base import (
     retry_after_seconds,
 )
 from healthcommerce.fulfillment.backends.inbound import secret_check, standard_status_events
-from healthcommerce.fulfillment.commerce import CommerceOrder
+from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +147,17 @@ class WebhookCommerceBackend(CommerceBackend):
         answer = self._post(ORDER_CREATED, message_id, order.to_dict(), idempotency_key=order.idempotency_key)
         return SubmitResult(external_id=_text(answer.get("id")) or message_id)
 
-    def confirm(self, external_id: str) -> None:
-        """POST ``order.confirmed`` with ``{"id": external_id}``; idempotent (a stable webhook-id, a 409 naming
-        it is success). Raises as ``_post``."""
-        self._post(ORDER_CONFIRMED, webhook_id(ORDER_CONFIRMED, external_id), {"id": external_id})
+    def confirm(self, external_id: str, confirmation: Confirmation | None = None) -> None:
+        """POST ``order.confirmed`` with ``{"id": external_id}`` plus, when the patient gave them, ``ship_to`` (a
+        corrected address, same shape as in ``order.created``) and ``delivery_preference``; idempotent (a stable
+        webhook-id, a 409 naming it is success). Raises as ``_post``."""
+        data: dict[str, Any] = {"id": external_id}
+        if confirmation is not None:
+            if confirmation.ship_to is not None:
+                data["ship_to"] = confirmation.to_dict()["ship_to"]
+            if confirmation.delivery_preference:
+                data["delivery_preference"] = confirmation.delivery_preference
+        self._post(ORDER_CONFIRMED, webhook_id(ORDER_CONFIRMED, external_id), data)
 
     def cancel(self, external_id: str) -> None:
         """POST ``order.cancelled`` with ``{"id": external_id}``; idempotent as ``confirm``. Raises as ``_post``
