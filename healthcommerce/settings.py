@@ -106,6 +106,9 @@ DATABASES = {
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Seconds a connection is kept between requests (0: one per request). Each gunicorn thread holds its own.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# Seconds a Celery pool process keeps its connection between tasks (healthcommerce.celery; 0: a new one per task).
+# A new connection costs ~3 ms of worker CPU and ~15 ms of PostgreSQL CPU (a backend start), twice per order.
+WORKER_CONN_MAX_AGE = env.int("WORKER_CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker is a separate process: share one file and wait for the write lock.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
@@ -244,6 +247,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False
+# Celery's Django fixup closes the database connection around every task unless this is set; then only every this
+# many tasks, and Django's age and health check before each task (WORKER_CONN_MAX_AGE, healthcommerce.celery) decides.
+CELERY_DB_REUSE_MAX = 1000 if WORKER_CONN_MAX_AGE else None
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "healthcommerce.outbox.tasks.relay", "schedule": 5.0},

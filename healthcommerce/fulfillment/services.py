@@ -117,10 +117,12 @@ def _submitted(message: OutboxMessage, *, order: Order, external_id: str, backen
     if not message_done(message, result=external_id):
         return
     detail = {"backend": backend, "external_id": external_id, "message_id": str(message.pk)}
+    # This UPDATE locks the order row until commit (a concurrent cancel waits), so its status is read without a
+    # second lock.
     Order.objects.filter(pk=order.pk).update(commerce_backend=backend, commerce_id=external_id[:200])
-    current = Order.objects.select_for_update().get(pk=order.pk)
-    if current.status == Order.Status.CANCELLED:
-        order_event_add(order=current, kind="submitted_after_cancel", actor=ACTOR, detail=detail)
+    status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).get()
+    if status == Order.Status.CANCELLED:
+        order_event_add(order=order, kind="submitted_after_cancel", actor=ACTOR, detail=detail)
         outbox_publish(
             topic=TOPIC_ORDER_CANCELLED,
             key=f"{message.idempotency_key}:after-submit",

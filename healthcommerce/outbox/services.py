@@ -241,7 +241,8 @@ def outbox_deliver(*, message_id: Any) -> None:
         )
         _message_retry_later(message, code=f"internal_error:{type(exc).__name__}")
         return
-    message_done(message)
+    if message.status != OutboxMessage.Status.DONE:  # the handler's own ``message_done`` has not marked it
+        message_done(message)
 
 
 def message_done(message: OutboxMessage, *, result: str = "") -> bool:

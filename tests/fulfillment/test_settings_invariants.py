@@ -53,3 +53,26 @@ def test_workers_ack_late_and_keep_one_task_at_a_time() -> None:
 
 def test_a_workers_claim_outlives_the_task_time_limit() -> None:
     assert services._claim_lease().total_seconds() > settings.CELERY_TASK_TIME_LIMIT
+
+
+def test_worker_pool_processes_keep_their_database_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Celery's Django fixup closes the connection after every task unless CELERY_DB_REUSE_MAX is set.
+    prod = load_settings(monkeypatch, tmp_path)
+    assert prod.WORKER_CONN_MAX_AGE == 60
+    assert prod.CELERY_DB_REUSE_MAX
+    off = load_settings(monkeypatch, tmp_path, WORKER_CONN_MAX_AGE="0")
+    assert off.CELERY_DB_REUSE_MAX is None
+
+
+def test_a_pool_process_applies_the_workers_conn_max_age(settings) -> None:
+    from django.db import connections
+
+    from healthcommerce.celery import _keep_worker_connections
+
+    original = connections.settings["default"]["CONN_MAX_AGE"]
+    settings.WORKER_CONN_MAX_AGE = 45
+    try:
+        _keep_worker_connections()
+        assert connections["default"].settings_dict["CONN_MAX_AGE"] == 45
+    finally:
+        connections.settings["default"]["CONN_MAX_AGE"] = original

@@ -35,13 +35,14 @@ class LocalCommerceBackend(CommerceBackend):
         payload = order.to_dict()
         try:
             with transaction.atomic():
-                row, _ = LocalCommerceOrder.objects.get_or_create(
+                row, created = LocalCommerceOrder.objects.get_or_create(
                     idempotency_key=order.idempotency_key,
-                    defaults={"order_reference": order.order_reference, "payload": payload},
+                    defaults={"order_reference": order.order_reference, "payload": payload, "submit_count": 1},
                 )
         except IntegrityError:  # a concurrent insert won the unique key; read its row
-            row = LocalCommerceOrder.objects.get(idempotency_key=order.idempotency_key)
-        LocalCommerceOrder.objects.filter(pk=row.pk).update(submit_count=F("submit_count") + 1)
+            row, created = LocalCommerceOrder.objects.get(idempotency_key=order.idempotency_key), False
+        if not created:  # a new row is stored already counted: one statement fewer per order
+            LocalCommerceOrder.objects.filter(pk=row.pk).update(submit_count=F("submit_count") + 1)
         if row.payload != payload:
             raise PermanentBackendError(
                 "The idempotency key was used for another order.", code="idempotency_key_reused"
