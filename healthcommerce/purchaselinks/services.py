@@ -231,6 +231,7 @@ def _send_over(channel: str, *, link: PurchaseLink, token: str) -> None:
     if channel == EMAIL:
         subject = f"Your order {order.reference} is ready"
         template = "purchaselinks/messages/link_email.txt"
+        context["reference"] = order.reference  # in the email only: a text shows on a lock screen
         address = patient_email_send(order=order, subject=subject, template=template, context=context)
         fields = {"sent_to": address, "sent_at": timezone.now()}
     else:

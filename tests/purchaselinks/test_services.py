@@ -62,6 +62,7 @@ def test_the_email_has_the_url_and_expiry_but_no_clinical_details(issued: Issued
     message = mail.outbox[0]
     assert message.subject == f"Your order {order.reference} is ready"
     assert f"https://shop.example.org/p/{token}/" in message.body
+    assert f"Your order {order.reference} is ready." in message.body
     day = timezone.localdate(link.expires_at)
     assert f"{day:%B} {day.day}, {day.year}" in message.body
     for detail in (PATIENT_NAME, "sleep", "Sleep", "G0399", "Casco", "Harbor View", "1961"):
