@@ -311,6 +311,20 @@ PURCHASE_LINK_MAX_FAILURES = 5
 # After the patient confirms, the same link opens the order's tracking page (date of birth again) this long.
 PURCHASE_LINK_TRACKING_DAYS = env.int("PURCHASE_LINK_TRACKING_DAYS", default=90)
 
+# --- Payments through Stripe (healthcommerce.purchaselinks.payments, docs/adr/0012) ---
+# Empty STRIPE_SECRET_KEY: payments off (a patient with something to pay cannot pay online). Keys from the Stripe
+# dashboard: sk_ (or a restricted rk_) and pk_; the webhook endpoint's signing secret is whsec_.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Empty: Stripe's own API. Tests and the demo point it at localstripe on loopback (the outbound rules apply: https,
+# or http to this machine). STRIPE_JS_URL is the stripe.js the payment page loads (localstripe serves its own).
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+# Retries of a failed Stripe request (the library retries connection errors, 409, 429 and 5xx with backoff, and
+# resends the same Idempotency-Key); each request has HTTP_TIMEOUT.
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+
 # --- Sandbox EHR ---
 # Where the sandbox's EHR launch sends the browser (default: /smart/launch on the sandbox's own host).
 SANDBOX_APP_LAUNCH_URL = env.str("SANDBOX_APP_LAUNCH_URL", default="")
@@ -335,7 +349,11 @@ LOGGING = {
     "filters": {"no_link_tokens": {"()": "healthcommerce.core.logfilters.LinkTokenFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["no_link_tokens"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The stripe library logs response bodies (client secrets among them) at DEBUG: never let them through.
+        "stripe": {"level": "WARNING"},
+    },
 }
 
 if PRODUCTION:

@@ -5,12 +5,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from healthcommerce.outbox.views import readyz
+from healthcommerce.purchaselinks.stripe_webhooks import stripe_webhook
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("smart/", include("healthcommerce.ehr.urls")),
     path("o/", include("healthcommerce.orders.urls")),
     path("p/", include("healthcommerce.purchaselinks.urls")),
+    # Before the commerce backends' /webhooks/<backend>/, which would take "stripe" for a backend's name.
+    path("webhooks/stripe/", stripe_webhook, name="stripe_webhook"),
     path("webhooks/", include("healthcommerce.fulfillment.urls")),
     path("readyz", readyz, name="readyz"),
     path("", include("healthcommerce.core.urls")),

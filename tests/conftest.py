@@ -166,3 +166,34 @@ def complete_launch(client, sandbox: SandboxEHR, **kwargs: str) -> LaunchResult:
         return LaunchResult(response, None)
     launch_id = response["Location"].strip("/").split("/")[-1]
     return LaunchResult(response, launch_id)
+
+
+STRIPE_WEBHOOK_SECRET = "whsec_healthcommerce_tests"
+
+
+@pytest.fixture(scope="session")
+def localstripe_base() -> Iterator[str]:
+    """localstripe on loopback for the session (tests/stripe_server.py); its base URL. Outside CI a missing
+    localstripe skips the test; with ``CI`` set it fails."""
+    import importlib.util
+
+    from tests.stripe_server import localstripe_server
+
+    if importlib.util.find_spec("localstripe") is None:
+        if IN_CI:
+            pytest.fail("localstripe is not installed (requirements-dev.txt): the payment tests cannot run")
+        pytest.skip("localstripe is not installed (pip install -r requirements-dev.txt)")
+    with localstripe_server() as base:
+        yield base
+
+
+@pytest.fixture
+def stripe_settings(settings, localstripe_base: str):  # type: ignore[no-untyped-def]
+    """Settings that send the app's Stripe calls to localstripe, with test keys and a webhook secret."""
+    settings.STRIPE_SECRET_KEY = "sk_test_healthcommerce"
+    settings.STRIPE_PUBLISHABLE_KEY = "pk_test_healthcommerce"
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_WEBHOOK_SECRET
+    settings.STRIPE_API_BASE = localstripe_base
+    settings.STRIPE_JS_URL = f"{localstripe_base}/js.stripe.com/v3/"
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    return settings

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from healthcommerce.catalog.models import CodeMapping, OrderableRule, Product
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
 
 
 class CodeMappingInline(admin.TabularInline):
@@ -10,7 +10,7 @@ class CodeMappingInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["sku", "name", "kind", "hcpcs_code", "unit_price_cents", "is_active"]
+    list_display = ["sku", "name", "kind", "hcpcs_code", "unit_price_cents", "currency", "is_active"]
     list_filter = ["kind", "is_active"]
     search_fields = ["sku", "name", "hcpcs_code"]
     inlines = [CodeMappingInline]
@@ -30,3 +30,27 @@ class OrderableRuleAdmin(admin.ModelAdmin):
     list_display = ["resource_type", "system", "code_prefix", "orderable", "reason", "site"]
     list_filter = ["orderable", "resource_type", "site"]
     search_fields = ["system", "code_prefix", "reason"]
+
+
+@admin.register(PayerRule)
+class PayerRuleAdmin(admin.ModelAdmin):
+    """Per-site (or global) rules for who pays: covered, copay, coinsurance or self-pay, by the order's payer.
+
+    The first active rule wins, site rules before global ones, then by ascending priority (``PayerRule``).
+    """
+
+    list_display = [
+        "priority",
+        "site",
+        "match",
+        "pattern",
+        "product_kind",
+        "kind",
+        "copay_cents",
+        "coinsurance_percent",
+        "is_active",
+    ]
+    list_display_links = ["priority", "match"]
+    list_filter = ["kind", "match", "is_active", "site"]
+    search_fields = ["pattern", "patient_message"]
+    ordering = ["site", "priority"]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
-from healthcommerce.catalog.models import CodeMapping, OrderableRule, Product
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
 from healthcommerce.ehr.models import EHRSite
 
 
@@ -71,3 +71,17 @@ def request_orderability(*, site: EHRSite, resource_type: str, codings: Iterable
         return Orderability(orderable=orderable, reason="" if orderable else NOT_ORDERABLE_DEFAULT)
     rule = best[1]
     return Orderability(orderable=rule.orderable, reason="" if rule.orderable else rule.reason or NOT_ORDERABLE_DEFAULT)
+
+
+def payer_rule_for(*, site: EHRSite, payer_name: str, product_kind: str) -> PayerRule | None:
+    """Return the ``PayerRule`` that decides who pays for a ``product_kind`` order at ``site``, or None.
+
+    Active rules for ``site`` come before global ones (``site`` null); within each, ascending ``priority``, then
+    the oldest first; the first whose ``match`` fits ``payer_name`` and whose ``product_kind`` is blank or equal
+    wins (``PayerRule.matches``).
+    """
+    rules = PayerRule.objects.filter(
+        Q(site=site) | Q(site__isnull=True), is_active=True, product_kind__in=["", product_kind]
+    )
+    ordered = sorted(rules, key=lambda r: (r.site_id is None, r.priority, r.created_at))
+    return next((rule for rule in ordered if rule.matches(payer_name)), None)

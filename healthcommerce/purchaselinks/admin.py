@@ -1,11 +1,13 @@
 """Admin for purchase links: no token (only its hash exists, and it is not shown); revoke or re-issue."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from healthcommerce.core.admin import ServiceOnlyAdmin
-from healthcommerce.purchaselinks.models import PurchaseLink
+from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
+from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.purchaselinks.models import Payment, PurchaseLink, StripeEvent
+from healthcommerce.purchaselinks.payments import payment_refund
 from healthcommerce.purchaselinks.services import EMAIL, SMS, purchase_link_reissue, purchase_link_revoke
 
 
@@ -80,3 +82,43 @@ class PurchaseLinkAdmin(ServiceOnlyAdmin):
             request,
             f"{len(orders)} new link(s) issued, {emailed} emailed, {texted} texted (see each order's timeline).",
         )
+
+
+@admin.register(Payment)
+class PaymentAdmin(ServiceOnlyAdmin):
+    """Payments as Stripe reports them (webhooks); a paid order that was cancelled is refunded from here."""
+
+    list_display = ["order_reference", "status", "amount_cents", "currency", "last_error_code", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["order__reference", "stripe_payment_intent_id"]
+    list_select_related = ["order"]
+    ordering = ["-created_at"]
+    actions = ["refund"]
+
+    @admin.display(description="Order", ordering="order__reference")
+    def order_reference(self, obj: Payment) -> str:
+        return obj.order.reference
+
+    @admin.action(description="Refund in full (paid, cancelled orders only)", permissions=["change"])
+    def refund(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
+        refunded, refused = 0, []
+        for payment in queryset.select_related("order"):
+            try:
+                payment_refund(payment=payment, actor=admin_actor(request))
+                refunded += 1
+            except HealthcommerceError as exc:
+                refused.append(f"{payment.order.reference}: {exc.message} ({exc.code})")
+        if refunded:
+            self.message_user(request, f"{refunded} payment(s) refunded (or refund pending at Stripe).")
+        for line in refused:
+            self.message_user(request, line, level=messages.ERROR)
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ServiceOnlyAdmin):
+    """Stripe webhook events received, with what each did (ids, types and outcomes only)."""
+
+    list_display = ["event_id", "type", "outcome", "created_at"]
+    list_filter = ["type", "outcome"]
+    search_fields = ["event_id"]
+    ordering = ["-created_at"]

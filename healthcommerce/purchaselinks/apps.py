@@ -10,9 +10,10 @@ class PurchaselinksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the outbox subscribers of this stage."""
+        """Register the outbox subscribers of this stage and its system checks."""
         from healthcommerce.orders.events import TOPIC_ORDER_STATUS_CHANGED, TOPIC_ORDER_SUBMITTED
         from healthcommerce.outbox.subscribers import subscribe
+        from healthcommerce.purchaselinks import checks  # noqa: F401  (registers the Stripe deploy check)
 
         subscribe(
             name="purchaselinks.deliver",

@@ -30,3 +30,74 @@ class PurchaseLink(BaseModel):
 
     def __str__(self) -> str:
         return f"Link for {self.order.reference}"
+
+
+class Payment(BaseModel):
+    """The patient's payment for one version of an order, through a Stripe PaymentIntent (docs/adr/0012).
+
+    ``amount_cents`` is in the minor unit of ``currency`` (ISO 4217, upper case). ``status`` only moves forward
+    (``purchaselinks.payments``): ``requires_payment`` (waiting for the patient) and ``failed`` (the last
+    attempt was declined, ``last_error_code`` says why; the patient may try again) go to ``processing`` or
+    ``succeeded``; ``succeeded`` goes only to ``refunded``; ``cancelled`` (never charged) is final. One live
+    (not cancelled) payment per order version. ``idempotency_key`` is sent as Stripe's ``Idempotency-Key`` when
+    creating the PaymentIntent, so a retried create returns the same one. Holds no PHI and no client secret.
+    """
+
+    class Status(models.TextChoices):
+        REQUIRES_PAYMENT = "requires_payment"
+        PROCESSING = "processing"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REFUNDED = "refunded"
+        CANCELLED = "cancelled"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
+    order_version = models.PositiveIntegerField()
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUIRES_PAYMENT, db_index=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    last_error_code = models.CharField(max_length=100, blank=True)
+    amount_refunded_cents = models.PositiveIntegerField(default=0)
+    stripe_refund_id = models.CharField(max_length=255, blank=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "order_version"],
+                condition=~models.Q(status="cancelled"),
+                name="payment_live_once_per_order_version",
+            ),
+            models.UniqueConstraint(
+                fields=["stripe_payment_intent_id"],
+                condition=~models.Q(stripe_payment_intent_id=""),
+                name="payment_intent_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payment for {self.order.reference} ({self.status})"
+
+
+class StripeEvent(BaseModel):
+    """A Stripe webhook event received, kept to deduplicate on Stripe's event id (``evt_...``).
+
+    Written in the same transaction as the change the event made, so a redelivery finds it and changes nothing.
+    ``outcome`` is ``applied``, ``unchanged`` (not newer than what the payment has) or ``ignored`` (not ours or
+    not a type we act on). Holds no PHI: ids, a type and a code.
+    """
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    outcome = models.CharField(max_length=20)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id} ({self.outcome})"
