@@ -258,11 +258,10 @@ def payment_succeeded(*, payment: Payment, event_id: str = "") -> bool:
     """Record that ``payment`` succeeded; return whether this call made it so (False: it already had, or it is
     refunded). The one place a payment becomes ``succeeded``.
 
-    Whatever a paid order sets off belongs here, in this transaction, so it happens exactly once: completing
-    the purchase link and publishing the patient's confirmation to the commerce backend are to be wired in by
-    the purchase-link flow (for now this records the payment, its timeline entry and audit row, and publishes
-    nothing). A success on a cancelled payment is recorded with an ALERT log line: the patient paid, and the
-    admin's refund action must give it back.
+    Whatever a paid order sets off happens here, in this transaction, so it happens exactly once: the order's
+    verified purchase link is completed and the patient's confirmation published to the commerce backend
+    (``purchase_link_paid``). A success on a cancelled payment is recorded with an ALERT log line: the patient
+    paid, and the admin's refund action must give it back.
     """
     was = payment.status
     if not _move(payment, S.SUCCEEDED, succeeded_at=timezone.now(), last_error_code=""):
@@ -273,7 +272,59 @@ def payment_succeeded(*, payment: Payment, event_id: str = "") -> bool:
         )
     _record(payment, kind="payment_succeeded", event_id=event_id, amount_cents=payment.amount_cents)
     logger.info("payment succeeded order=%s payment=%s", payment.order.reference, payment.pk)
+    if was != S.CANCELLED:
+        from healthcommerce.purchaselinks.services import purchase_link_paid  # services import this module
+
+        purchase_link_paid(order=payment.order, payment_id=str(payment.pk))
     return True
+
+
+class CardDeclined(HealthcommerceError):
+    """The card was refused (``code`` is Stripe's decline or error code). The patient may try another card:
+    the declined PaymentIntent is cancelled and the next attempt gets a fresh one."""
+
+    code = "card_declined"
+    status = 402
+    message = "Your card was declined. Please check the details or try another card."
+
+
+def payment_pay_with_token(*, payment: Payment, token: str) -> Payment:
+    """Pay ``payment`` with a card token from stripe.js (``stripe.createToken(cardElement)``: ``tok_...``).
+
+    A Customer is made from the token with no name, email or description (Stripe "Customers": ``source``), its
+    card set as the PaymentIntent's ``payment_method`` (``PaymentIntent`` update), and the PaymentIntent
+    confirmed server-side (``PaymentIntent`` confirm). ``succeeded`` goes through ``payment_succeeded`` at once;
+    the webhook that follows finds it done. A refused card records ``payment_failed``, cancels this payment and
+    its PaymentIntent (a declined PaymentIntent is not confirmed again) and raises ``CardDeclined``. Raises
+    ``PaymentsUnavailable`` or ``PaymentProviderError`` otherwise; never logs the token.
+    """
+    client = stripe_client()
+    intent_id = payment.stripe_payment_intent_id
+    try:
+        customer = client.v1.customers.create(params={"source": token})  # type: ignore[typeddict-item]
+        card = str(customer.default_source or "")
+        client.v1.payment_intents.update(intent_id, params={"customer": customer.id, "payment_method": card})
+        intent = client.v1.payment_intents.confirm(intent_id)
+    except stripe.CardError as exc:
+        code = str(exc.code or "card_declined")
+        payment_failed(payment=payment, error_code=code)
+        if _move(payment, S.CANCELLED):
+            _intent_cancel(client, payment=payment, intent_id=intent_id)
+        raise CardDeclined(code=code) from exc
+    except stripe.StripeError as exc:
+        raise _provider_error(exc, action="payment_intent.confirm", payment=payment) from exc
+    if intent.status == "succeeded":
+        payment_succeeded(payment=payment)
+    elif intent.status == "processing":
+        _move(payment, S.PROCESSING)
+    else:  # requires_action (3-D Secure) or a decline reported in the object: another card, another attempt
+        code = str(getattr(getattr(intent, "last_payment_error", None), "code", "") or intent.status)
+        payment_failed(payment=payment, error_code=code)
+        if _move(payment, S.CANCELLED):
+            _intent_cancel(client, payment=payment, intent_id=intent_id)
+        raise CardDeclined(code=code)
+    payment.refresh_from_db()
+    return payment
 
 
 @transaction.atomic

@@ -383,35 +383,35 @@ def purchase_link_complete(
     actor_ip: str,
     delivery_preference: str = "",
     terms_version: str = "",
+    paid: bool = False,
 ) -> PurchaseLink:
     """Record the patient's confirmation: set ``completed_at`` (single use from now on), keep the delivery
     preference and the version of the terms the patient accepted (with the time) on the order, add a
     ``patient_confirmed`` OrderEvent, and publish ``order.patient_confirmed`` (fulfillment tells the backend,
     with a corrected ship-to and the preference: ``commerce_confirmation_build``).
 
-    Requires a verified, usable link; otherwise raises ``LinkUnavailable``. Audited either way.
+    Requires a verified, usable link; otherwise raises ``LinkUnavailable``. With ``paid`` (the payment
+    succeeded: ``purchase_link_paid``) the link's expiry and lock no longer matter, and the choices recorded
+    before the payment (``purchase_link_choices_record``) stand. Audited either way.
     """
     now = timezone.now()
+    usable = PurchaseLink.objects.filter(
+        pk=link.pk, completed_at__isnull=True, revoked_at__isnull=True, verified_at__isnull=False
+    )
+    if not paid:
+        usable = usable.filter(locked_at__isnull=True, expires_at__gt=now)
     try:
         with transaction.atomic():
-            updated = PurchaseLink.objects.filter(
-                pk=link.pk,
-                completed_at__isnull=True,
-                revoked_at__isnull=True,
-                locked_at__isnull=True,
-                verified_at__isnull=False,
-                expires_at__gt=now,
-            ).update(completed_at=now)
+            updated = usable.update(completed_at=now)
             if updated != 1:
                 raise LinkUnavailable("not_completable", link=link)
             order = Order.objects.select_for_update().get(pk=link.order_id)
             if order.status in _ORDER_CLOSED:
                 raise LinkUnavailable(f"order_{order.status}", link=link)
-            Order.objects.filter(pk=order.pk).update(
-                delivery_preference=delivery_preference,
-                terms_version=terms_version,
-                terms_accepted_at=now if terms_version else None,
-            )
+            if terms_version:
+                Order.objects.filter(pk=order.pk).update(
+                    delivery_preference=delivery_preference, terms_version=terms_version, terms_accepted_at=now
+                )
             detail = {"link_id": str(link.pk), "terms_version": terms_version}
             order_event_add(order=order, kind="patient_confirmed", actor=_actor(link), detail=detail)
             # The order's other link (a retry sent it over another channel, ADR 0010) has no use left.
@@ -424,6 +424,34 @@ def purchase_link_complete(
         raise
     link.completed_at = now
     return link
+
+
+@transaction.atomic
+def purchase_link_choices_record(*, link: PurchaseLink, delivery_preference: str, terms_version: str) -> None:
+    """Keep the patient's delivery preference and accepted terms (with the time) on the order before the payment
+    step; the link is completed when the payment succeeds (``purchase_link_paid``)."""
+    Order.objects.filter(pk=link.order_id).update(
+        delivery_preference=delivery_preference, terms_version=terms_version, terms_accepted_at=timezone.now()
+    )
+
+
+def purchase_link_paid(*, order: Order, payment_id: str) -> PurchaseLink | None:
+    """Complete the order's purchase link once its payment succeeded (``payments.payment_succeeded``, in its
+    transaction): the verified, unrevoked link the patient paid through, even if it expired while Stripe
+    answered. Adds ``patient_confirmed`` and publishes ``order.patient_confirmed``. Returns the link, or ``None``
+    when it was already completed; logs an ALERT when the order has no such link (paid, but no link to complete:
+    someone must look)."""
+    link = (
+        PurchaseLink.objects.filter(order_id=order.pk, revoked_at__isnull=True, verified_at__isnull=False)
+        .order_by("-verified_at")
+        .first()
+    )
+    if link is None:
+        logger.error("ALERT paid order has no verified link order=%s payment=%s", order.reference, payment_id)
+        return None
+    if link.completed_at is not None:
+        return None
+    return purchase_link_complete(link=link, actor_ip="stripe", paid=True)
 
 
 @transaction.atomic

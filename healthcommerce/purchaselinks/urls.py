@@ -12,6 +12,7 @@ urlpatterns = [
     path("confirm/", views.link_confirm, name="confirm"),
     path("track/", views.link_track, name="track"),
     path("address/", views.link_address, name="address"),
+    path("pay/", views.link_pay, name="pay"),
     path("terms/", views.link_terms, name="terms"),
     path("<str:token>/", views.link_start, name="start"),
 ]

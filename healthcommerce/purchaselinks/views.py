@@ -17,16 +17,21 @@ from collections.abc import Callable
 from functools import wraps
 from uuid import UUID
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 
 from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.http import origin
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE, LinkUnavailable
 from healthcommerce.purchaselinks.forms import AddressForm, BirthDateForm, ReviewForm
-from healthcommerce.purchaselinks.models import PurchaseLink
+from healthcommerce.purchaselinks.models import Payment, PurchaseLink
+from healthcommerce.purchaselinks.payments import CardDeclined, payment_pay_with_token, payment_start
+from healthcommerce.purchaselinks.pricing import money_format, patient_quote
 from healthcommerce.purchaselinks.services import (
+    purchase_link_choices_record,
     purchase_link_complete,
     purchase_link_open,
     purchase_link_ship_to_change,
@@ -173,10 +178,20 @@ def _ship_to_lines(link: PurchaseLink) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def _review_page(request: HttpRequest, link: PurchaseLink, form: ReviewForm) -> HttpResponse:
+def _review_page(
+    request: HttpRequest, link: PurchaseLink, form: ReviewForm, *, error: str = "", status: int = 200
+) -> HttpResponse:
     order = link.order
     product = order.product
+    quote = patient_quote(order=order)
     context = {
+        "quote": quote,
+        "price": money_format(quote.unit_price_cents, quote.currency),
+        "subtotal": money_format(quote.subtotal_cents, quote.currency),
+        "payer_pays": money_format(quote.payer_pays_cents, quote.currency),
+        "patient_pays": money_format(quote.patient_pays_cents, quote.currency),
+        "image": product.image if product else "",
+        "error": error,
         "form": form,
         "reference": order.reference,
         "product_name": product.name if product else "",
@@ -186,7 +201,7 @@ def _review_page(request: HttpRequest, link: PurchaseLink, form: ReviewForm) -> 
         "ship_to_changed": bool(order.patient_ship_to),
         "payer_name": order.payer_name,
     }
-    return render(request, "purchaselinks/confirm.html", context)
+    return render(request, "purchaselinks/confirm.html", context, status=status)
 
 
 @patient_page
@@ -207,6 +222,16 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
     form = ReviewForm(request.POST)
     if not form.is_valid():
         return _review_page(request, link, form)
+    quote = patient_quote(order=link.order)
+    if quote.needs_payment:
+        try:
+            payment_start(order=link.order, quote=quote)
+        except HealthcommerceError as exc:
+            return _review_page(request, link, form, error=exc.message, status=exc.status)
+        purchase_link_choices_record(
+            link=link, delivery_preference=form.cleaned_data["delivery_preference"], terms_version=TERMS_VERSION
+        )
+        return redirect("purchaselinks:pay")
     purchase_link_complete(
         link=link,
         actor_ip=client_ip(request),
@@ -214,6 +239,65 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
         terms_version=TERMS_VERSION,
     )
     return render(request, "purchaselinks/done.html", {"reference": link.order.reference})
+
+
+def _live_payment(link: PurchaseLink) -> Payment | None:
+    return (
+        Payment.objects.filter(order_id=link.order_id, order_version=link.order.version)
+        .exclude(status=Payment.Status.CANCELLED)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def _pay_page(request: HttpRequest, link: PurchaseLink, payment: Payment, *, error: str = "") -> HttpResponse:
+    """The card form. stripe.js (``STRIPE_JS_URL``) and ``static/js/pay.js`` turn the card into a token; the CSP
+    of this page alone admits Stripe's script, frames and API."""
+    api = settings.STRIPE_API_BASE or "https://api.stripe.com"
+    context = {
+        "reference": link.order.reference,
+        "amount": money_format(payment.amount_cents, payment.currency),
+        "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        "stripe_js_url": settings.STRIPE_JS_URL,
+        "error": error,
+    }
+    response = render(request, "purchaselinks/pay.html", context, status=402 if error else 200)
+    stripe_js = origin(settings.STRIPE_JS_URL)
+    response._csp_update = {  # type: ignore[attr-defined]
+        "script-src": [stripe_js],
+        "connect-src": [origin(api)],
+        "frame-src": [stripe_js, "https://hooks.stripe.com"],
+        "img-src": [stripe_js],
+    }
+    return response
+
+
+@patient_page
+def link_pay(request: HttpRequest) -> HttpResponse:
+    """GET: the card form for the order's live payment (after the review page). POST: ``stripeToken`` from
+    stripe.js; pay (``payment_pay_with_token``) and say thank you, or show the form again with why the card was
+    refused. The only patient page that needs JavaScript."""
+    link, verified = _bound_link(request, action="purchase_link.pay")
+    if not verified:
+        return redirect("purchaselinks:verify")
+    if link.completed_at is not None:
+        return redirect("purchaselinks:track")
+    payment = _live_payment(link)
+    if payment is None or payment.status == Payment.Status.FAILED:
+        return redirect("purchaselinks:confirm")  # start again from the review page (a fresh PaymentIntent)
+    if payment.status in (Payment.Status.SUCCEEDED, Payment.Status.PROCESSING):
+        return render(request, "purchaselinks/done.html", {"reference": link.order.reference, "paid": True})
+    if request.method == "GET":
+        return _pay_page(request, link, payment)
+    token = request.POST.get("stripeToken", "")
+    if not token.startswith("tok_") or len(token) > 255:
+        return _pay_page(request, link, payment, error="Enter your card details to pay.")
+    try:
+        payment = payment_pay_with_token(payment=payment, token=token)
+    except CardDeclined as exc:
+        fresh = payment_start(order=link.order, quote=patient_quote(order=link.order))
+        return _pay_page(request, link, fresh, error=exc.message)
+    return render(request, "purchaselinks/done.html", {"reference": link.order.reference, "paid": True})
 
 
 @patient_page
