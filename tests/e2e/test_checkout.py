@@ -26,7 +26,11 @@ def fill_card(page, number: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_a_patient_pays_by_card_after_a_declined_one(
-    browser, live_server, make_order, stripe_settings, monkeypatch  # noqa: F811
+    browser,
+    live_server,
+    make_order,
+    stripe_settings,
+    monkeypatch,  # noqa: F811
 ) -> None:  # type: ignore[no-untyped-def]
     from healthcommerce.outbox import tasks
 
