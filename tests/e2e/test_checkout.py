@@ -30,7 +30,7 @@ def test_a_patient_pays_by_card_after_a_declined_one(
     live_server,
     make_order,
     stripe_settings,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ) -> None:  # type: ignore[no-untyped-def]
     from healthcommerce.outbox import tasks
 
