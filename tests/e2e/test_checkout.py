@@ -10,7 +10,7 @@ from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.purchaselinks.models import Payment, PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_issue
 from tests.e2e.conftest import wait_for
-from tests.purchaselinks.conftest import BIRTH_DATE, make_order  # noqa: F401  (fixture)
+from tests.purchaselinks.conftest import BIRTH_DATE, order_factory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -28,7 +28,6 @@ def fill_card(page, number: str) -> None:  # type: ignore[no-untyped-def]
 def test_a_patient_pays_by_card_after_a_declined_one(
     browser,
     live_server,
-    make_order,
     stripe_settings,
     monkeypatch,
 ) -> None:  # type: ignore[no-untyped-def]
@@ -36,7 +35,7 @@ def test_a_patient_pays_by_card_after_a_declined_one(
 
     monkeypatch.setattr(tasks.deliver, "apply_async", lambda *args, **kwargs: None)  # no worker in this test
     product = Product.objects.create(sku="BGM-T", name="Glucose monitor", kind="device", unit_price_cents=4900)
-    order: Order = make_order(product=product, payer_name="", quantity=1)
+    order: Order = order_factory()(product=product, payer_name="", quantity=1)
     _, token = purchase_link_issue(order=order)
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
 

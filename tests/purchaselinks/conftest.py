@@ -41,6 +41,11 @@ def _isolation(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def make_order(db: None) -> Callable[..., Order]:
+    return order_factory()
+
+
+def order_factory() -> Callable[..., Order]:
+    """A site and a product, and a function making submitted orders for them (``make(**overrides)``)."""
     site = EHRSite.objects.create(name="Harbor clinic", iss="https://ehr.harbor.example/fhir/r4", client_id="hc-links")
     product = Product.objects.create(sku="SLEEP-KIT-9", name="Home sleep test kit", kind=Product.Kind.KIT)
 
