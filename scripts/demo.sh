@@ -12,6 +12,17 @@ WEB_BIND="$(python -c 'import os, urllib.parse as u; p = u.urlsplit(os.environ["
 export WEB_BIND
 export CELERY_LOG_LEVEL="${CELERY_LOG_LEVEL:-WARNING}"
 BASE="${APP_BASE_URL%/}"
+# Payments in the demo go to localstripe (a stand-in for Stripe's API and stripe.js, from requirements-dev.txt)
+# on loopback: test keys only, nothing leaves the machine. Production sets the STRIPE_* variables (docs/deploy.md).
+STRIPE_PORT="${DEMO_STRIPE_PORT:-8420}"
+mkdir -p "${HC_VAR_DIR:-var}"
+python -m tests.stripe_server --port "$STRIPE_PORT" >"${HC_VAR_DIR:-var}/localstripe.log" 2>&1 &
+STRIPE_PID=$!
+trap 'kill "$STRIPE_PID" 2>/dev/null || true' EXIT
+export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_demo}" STRIPE_PUBLISHABLE_KEY="${STRIPE_PUBLISHABLE_KEY:-pk_test_demo}"
+export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_ZGVtby1vbmx5LWRlbW8tb25seS1kZW1vLW9ubHk=}"
+export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:$STRIPE_PORT}"
+export STRIPE_JS_URL="${STRIPE_JS_URL:-$STRIPE_API_BASE/js.stripe.com/v3/}"
 
 cat <<TXT
 
@@ -20,6 +31,7 @@ cat <<TXT
   Sandbox EHR (start here):  $BASE/sandbox/
   Admin:                     $BASE/admin/   (user: admin, password: printed by demo_setup above)
   Patient purchase links are printed below by the console email and SMS backends (worker lines).
+  Payments go to localstripe at $STRIPE_API_BASE: pay with card 4242 4242 4242 4242 (4000 0000 0000 0341 declines).
 
 TXT
-exec honcho --no-colour start
+honcho --no-colour start
