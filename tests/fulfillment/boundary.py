@@ -463,3 +463,30 @@ class Tally:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2))
         print(f"\n{self.name}: {json.dumps(record)}")
+
+
+def run_examples(ehr: FuzzEHR, backends: list[Backend], tally: Tally, max_examples: int) -> None:
+    """Run ``max_examples`` derandomized hypothesis examples (``boundary_cases``) through ``run_case`` for
+    ``backends``, adding each to ``tally`` and failing on the first problem; ``tally`` is written either way."""
+    import hypothesis
+    from hypothesis import HealthCheck, given
+
+    from tests.fulfillment.boundary_strategies import boundary_cases
+
+    @hypothesis.settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(case=boundary_cases(ehr.patients, ehr.originals))
+    def check(case: BoundaryCase) -> None:
+        outcome = run_case(case, ehr, backends)
+        tally.add(case, outcome)
+        assert not outcome.problems, "\n".join(outcome.problems)
+
+    try:
+        check()
+    finally:
+        tally.write()

@@ -11,9 +11,7 @@ import json
 import os
 from typing import Any
 
-import hypothesis
 import pytest
-from hypothesis import HealthCheck, given
 
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
@@ -22,10 +20,9 @@ from tests.fulfillment.boundary import (
     Sent,
     Tally,
     medusa_problems,
-    run_case,
+    run_examples,
     webhook_problems,
 )
-from tests.fulfillment.boundary_strategies import BoundaryCase, boundary_cases
 from tests.fulfillment.webhook import conftest as webhook_conftest
 from tests.fulfillment.webhook.conftest import Receiver
 from tests.orders.test_fuzz_prefill import FuzzEHR
@@ -49,23 +46,7 @@ def test_no_clinical_value_or_key_outside_the_allowlist_reaches_the_local_or_web
     backends = [Backend("local"), Backend("webhook", received=lambda: _as_sent(hook), reset=hook.reset)]
     tally = Tally("fuzz-boundary", MAX_EXAMPLES)
 
-    @hypothesis.settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    @given(case=boundary_cases(boundary_ehr.patients, boundary_ehr.originals))
-    def check(case: BoundaryCase) -> None:
-        outcome = run_case(case, boundary_ehr, backends)
-        tally.add(case, outcome)
-        assert not outcome.problems, "\n".join(outcome.problems)
-
-    try:
-        check()
-    finally:
-        tally.write()
+    run_examples(boundary_ehr, backends, tally, MAX_EXAMPLES)
     # Not vacuous: most examples reach both backends.
     assert tally.crossed("local") >= MAX_EXAMPLES // 2, tally.results
     assert tally.crossed("webhook") >= MAX_EXAMPLES // 2, tally.results

@@ -10,14 +10,11 @@ Medusa); totals go to ``var/fuzz-boundary-medusa.json`` and stdout (``-s``).
 import os
 from io import StringIO
 
-import hypothesis
 import pytest
 from django.core.management import call_command
-from hypothesis import HealthCheck, given
 
 from healthcommerce.ehr.models import EHRSite
-from tests.fulfillment.boundary import Backend, Tally, run_case
-from tests.fulfillment.boundary_strategies import BoundaryCase, boundary_cases
+from tests.fulfillment.boundary import Backend, Tally, run_examples
 from tests.fulfillment.medusa.conftest import MedusaServer
 from tests.orders.test_fuzz_prefill import FuzzEHR
 
@@ -32,21 +29,5 @@ def test_no_clinical_value_or_key_outside_the_allowlist_reaches_medusa(
     call_command("medusa_sync_catalog", stdout=StringIO())  # every catalog product, by SKU
     tally = Tally("fuzz-boundary-medusa", MAX_EXAMPLES)
 
-    @hypothesis.settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    @given(case=boundary_cases(boundary_ehr.patients, boundary_ehr.originals))
-    def check(case: BoundaryCase) -> None:
-        outcome = run_case(case, boundary_ehr, [Backend("medusa")])
-        tally.add(case, outcome)
-        assert not outcome.problems, "\n".join(outcome.problems)
-
-    try:
-        check()
-    finally:
-        tally.write()
+    run_examples(boundary_ehr, [Backend("medusa")], tally, MAX_EXAMPLES)
     assert tally.crossed("medusa") >= MAX_EXAMPLES // 2, tally.results  # not vacuous
