@@ -11,7 +11,11 @@ class PurchaselinksConfig(AppConfig):
 
     def ready(self) -> None:
         """Register the outbox subscribers of this stage and its system checks."""
-        from healthcommerce.orders.events import TOPIC_ORDER_STATUS_CHANGED, TOPIC_ORDER_SUBMITTED
+        from healthcommerce.orders.events import (
+            TOPIC_ORDER_STATUS_CHANGED,
+            TOPIC_ORDER_SUBMITTED,
+            TOPIC_PATIENT_CONFIRMED,
+        )
         from healthcommerce.outbox.subscribers import subscribe
         from healthcommerce.purchaselinks import checks  # noqa: F401  (registers the Stripe deploy check)
 
@@ -19,6 +23,11 @@ class PurchaselinksConfig(AppConfig):
             name="purchaselinks.deliver",
             topic=TOPIC_ORDER_SUBMITTED,
             handler="healthcommerce.purchaselinks.services.purchase_link_deliver",
+        )
+        subscribe(
+            name="purchaselinks.notify_confirmed",
+            topic=TOPIC_PATIENT_CONFIRMED,
+            handler="healthcommerce.purchaselinks.status_notices.confirmation_notify",
         )
         subscribe(
             name="purchaselinks.notify_status",

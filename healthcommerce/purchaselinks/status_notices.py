@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "system:purchaselinks"
 SUBJECTS = {
+    "confirmed": "Your order is confirmed",
     "shipped": "Your order has shipped",
     "delivered": "Your order was delivered",
     "cancelled": "Your order was cancelled",
@@ -46,7 +47,17 @@ def status_notify(message: OutboxMessage) -> None:
     channels were tried. Unknown statuses and orders without a purchase link sent (the patient never heard of
     the order) send nothing.
     """
-    status = str((message.payload or {}).get("status") or "")
+    _notify(message, str((message.payload or {}).get("status") or ""))
+
+
+def confirmation_notify(message: OutboxMessage) -> None:
+    """Handle ``order.patient_confirmed``: tell the patient the order is confirmed (and paid, when it was), by
+    email and text, each channel once, as ``status_notify`` does. Raises ``NotificationFailed`` (temporary)."""
+    _notify(message, "confirmed")
+
+
+def _notify(message: OutboxMessage, status: str) -> None:
+    """Send the notice for ``status`` about the message's order over each channel not used yet for it."""
     order = order_for_subject(message.subject).select_related("site").get()
     reached = order.purchase_links.filter(Q(sent_at__isnull=False) | Q(sms_sent_at__isnull=False)).exists()
     if status not in SUBJECTS or not reached:
@@ -59,6 +70,7 @@ def status_notify(message: OutboxMessage) -> None:
         "tracking_number": order.tracking_number,
         "tracking_url": order.tracking_url if order.tracking_url.startswith("https://") else "",
         "app_url": settings.APP_BASE_URL.rstrip("/"),
+        "paid": order.payments.filter(status="succeeded").exists() if status == "confirmed" else False,
     }
     done = _already(order, status)
     failed: NotificationFailed | None = None

@@ -60,5 +60,5 @@ def test_a_patient_pays_by_card_after_a_declined_one(
 
     assert Payment.objects.get(order=order, status=Payment.Status.SUCCEEDED).amount_cents == 4900
     assert wait_for(lambda: PurchaseLink.objects.get(order=order).completed_at is not None)
-    topic = OutboxMessage.objects.filter(topic="order.patient_confirmed", subject=f"Order/{order.pk}")
+    topic = OutboxMessage.objects.filter(subscriber="fulfillment.confirm", subject=f"Order/{order.pk}")
     assert topic.count() == 1

@@ -19,7 +19,10 @@ from tests.pipeline import deliver, downstream, rows_of
 def test_each_stage_subscribes_to_the_topic_of_the_stage_before_it() -> None:
     assert [s.name for s in subscribers_of("order.signed")] == ["fulfillment.submit"]
     assert [s.name for s in subscribers_of("order.submitted")] == ["purchaselinks.deliver"]
-    assert [s.name for s in subscribers_of("order.patient_confirmed")] == ["fulfillment.confirm"]
+    assert [s.name for s in subscribers_of("order.patient_confirmed")] == [
+        "fulfillment.confirm",
+        "purchaselinks.notify_confirmed",
+    ]
     assert [s.name for s in subscribers_of("order.cancelled")] == ["fulfillment.cancel"]
     assert [s.name for s in subscribers_of("order.status_changed")] == ["purchaselinks.notify_status"]
 
@@ -70,7 +73,7 @@ def test_the_patients_confirmation_reaches_the_backend_through_the_registry(
     purchase_link_complete(link=link, actor_ip="203.0.113.9")
     confirm = rows_of(order, "fulfillment.confirm").get()
     assert confirm.topic == "order.patient_confirmed" and confirm.status == OutboxMessage.Status.PENDING
-    assert downstream() == 1
+    assert downstream() == 2  # fulfillment.confirm, and the message to the patient
     assert LocalCommerceOrder.objects.get().status == LocalCommerceOrder.Status.CONFIRMED
     assert AuditEvent.objects.filter(action="fulfillment.confirm", target=f"Order/{order.pk}").exists()
 

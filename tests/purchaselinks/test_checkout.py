@@ -35,7 +35,7 @@ def card_token(number: str) -> str:
 
 
 def confirmations(order: Order) -> int:
-    return OutboxMessage.objects.filter(topic="order.patient_confirmed", subject=f"Order/{order.pk}").count()
+    return OutboxMessage.objects.filter(subscriber="fulfillment.confirm", subject=f"Order/{order.pk}").count()
 
 
 def test_the_review_page_shows_the_price_and_who_pays(self_pay: tuple[Order, str]) -> None:

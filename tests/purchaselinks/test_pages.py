@@ -99,7 +99,8 @@ def test_the_whole_patient_journey_from_email_to_confirmation(make_order, settin
     assert link.completed_at is not None
     # The confirmation reaches the backend through the outbox (order.patient_confirmed -> fulfillment.confirm).
     assert LocalCommerceOrder.objects.get(order_reference=order.reference).status == LocalCommerceOrder.Status.RECEIVED
-    assert downstream() == 1
+    assert downstream() == 2  # fulfillment.confirm and the patient's confirmation message
+    assert mail.outbox[-1].subject == "Your order is confirmed"
     assert LocalCommerceOrder.objects.get(order_reference=order.reference).status == LocalCommerceOrder.Status.CONFIRMED
     assert OrderEvent.objects.filter(order=order, kind="patient_confirmed").exists()
 

@@ -60,7 +60,7 @@ def test_a_corrected_address_reaches_the_backend_and_the_signed_one_stays(make_o
     review = browser.get("/p/confirm/").content.decode()
     assert "40 Pleasant St" in review and "the address you gave us" in review
     browser.post("/p/confirm/", {**CONFIRM, "delivery_preference": "leave_at_door"})
-    assert downstream() == 1  # order.patient_confirmed -> fulfillment.confirm
+    assert downstream() == 2  # order.patient_confirmed -> fulfillment.confirm, and the patient's message
 
     order.refresh_from_db()
     assert order.ship_to == SHIP_TO  # the signed order keeps its address

@@ -97,3 +97,21 @@ def test_a_patient_who_never_got_a_link_hears_nothing(order: Order) -> None:
     report(order, "shipped", **UPS)
     downstream()
     assert mail.outbox == [] and sms.outbox == [] and notified(order) == []
+
+
+def test_a_confirmed_order_is_acknowledged_once_by_email_and_text(reached: Order) -> None:
+    from django.utils import timezone
+
+    from healthcommerce.purchaselinks.models import PurchaseLink
+    from healthcommerce.purchaselinks.services import purchase_link_complete
+
+    link = PurchaseLink.objects.get(order=reached)
+    PurchaseLink.objects.filter(pk=link.pk).update(verified_at=timezone.now())
+    link.refresh_from_db()
+    purchase_link_complete(link=link, actor_ip="203.0.113.9")
+    downstream()
+    downstream()
+
+    assert [m.subject for m in mail.outbox] == ["Your order is confirmed"]
+    assert "is confirmed" in sms.outbox[0].body and PATIENT_NAME not in sms.outbox[0].body
+    assert notified(reached) == [("confirmed", "email"), ("confirmed", "sms")]

@@ -339,5 +339,5 @@ def test_the_pipeline_hands_a_signed_order_to_medusa_once_and_the_patients_confi
     link = PurchaseLink.objects.get(order=order)
     assert purchase_link_verify(link=link, birth_date=date(1987, 9, 12), ip="203.0.113.9")
     purchase_link_complete(link=link, actor_ip="203.0.113.9")
-    assert downstream() == 1
+    assert downstream() == 2  # fulfillment.confirm, and the message to the patient
     assert get_backend("medusa").status(message.result).status == "confirmed"
