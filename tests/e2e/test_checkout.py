@@ -12,7 +12,7 @@ from healthcommerce.purchaselinks.services import purchase_link_issue
 from tests.e2e.conftest import wait_for
 from tests.purchaselinks.conftest import BIRTH_DATE, order_factory
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 def fill_card(page, number: str) -> None:  # type: ignore[no-untyped-def]
