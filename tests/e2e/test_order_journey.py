@@ -13,6 +13,7 @@ from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.conftest import sandbox_server
 from tests.e2e.conftest import wait_for
+from tests.e2e.test_checkout import fill_card
 from tests.servers import app_cluster, free_port, isolated_broker_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -26,12 +27,21 @@ def _purchase_link(mail_dir, base_url: str) -> str:
     return ""
 
 
-def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_the_link(browser, tmp_path):
+def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_the_link(
+    browser, tmp_path, localstripe_base
+):
     port = free_port()
     app_url = f"http://127.0.0.1:{port}"
+    stripe = {
+        "STRIPE_SECRET_KEY": "sk_test_e2e",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_e2e",
+        "STRIPE_WEBHOOK_SECRET": "whsec_ZTJlLW9ubHktZTJlLW9ubHk=",
+        "STRIPE_API_BASE": localstripe_base,
+        "STRIPE_JS_URL": f"{localstripe_base}/js.stripe.com/v3/",
+    }
     with (
         sandbox_server(SANDBOX_APP_LAUNCH_URL=f"{app_url}/smart/launch") as ehr,
-        app_cluster(tmp_path, ports=[port], broker_url=isolated_broker_url(2)) as app,
+        app_cluster(tmp_path, ports=[port], broker_url=isolated_broker_url(2), **stripe) as app,
     ):
         ehr.manage("sandbox_client", "add", "--client-id", "e2e-app", "--redirect-uri", f"{app_url}/smart/callback")
         EHRSite.objects.create(name="Sandbox EHR", iss=ehr.fhir_base, client_id="e2e-app")
@@ -78,9 +88,13 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         patient.click("button[type=submit]")
         patient.wait_for_selector("text=Review your order")
         assert "7525 Colshire Dr" in patient.inner_text("body")
+        assert "20%" in patient.inner_text("#you-pay")  # Medicare Part B: the seeded coinsurance rule
         patient.check("input[name=accept_terms]")
-        patient.click("button[type=submit]")
-        patient.wait_for_selector("text=Thank you")
+        patient.click("text=Continue to payment")
+        patient.wait_for_selector("#card-element input")
+        fill_card(patient, "4242424242424242")
+        patient.click("#pay-button")
+        patient.wait_for_selector("text=We received your payment")
         assert PurchaseLink.objects.get().completed_at is not None
         # The confirmation reaches the backend through the outbox (order.patient_confirmed), a moment later.
         confirmed = LocalCommerceOrder.Status.CONFIRMED
