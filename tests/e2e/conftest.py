@@ -49,6 +49,15 @@ def browser(transactional_db) -> Iterator[object]:  # type: ignore[no-untyped-de
         instance.close()
 
 
+def screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Save ``page`` as ``<HC_SCREENSHOTS>/<name>.png`` when ``HC_SCREENSHOTS`` names a folder (the pictures in
+    docs/screenshots/ are made this way); otherwise do nothing."""
+    folder = os.environ.get("HC_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
 def wait_for(predicate, seconds: float = 60, interval: float = 0.25):  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it returns a truthy value or ``seconds`` pass; return the value or fail."""
     deadline = time.monotonic() + seconds

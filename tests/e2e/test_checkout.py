@@ -9,7 +9,7 @@ from healthcommerce.orders.models import Order
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.purchaselinks.models import Payment, PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_issue
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import screenshot, wait_for
 from tests.purchaselinks.conftest import BIRTH_DATE, order_factory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -41,10 +41,12 @@ def test_a_patient_pays_by_card_after_a_declined_one(
 
     page.goto(f"{live_server.url}/p/{token}/")
     assert page.url.endswith("/p/verify/")
+    screenshot(page, "1-verify")
     page.fill("input[type=date]", BIRTH_DATE.isoformat())
     page.click("button[type=submit]")
     page.wait_for_selector("text=Review your order")
     assert "$49.00" in page.inner_text("#you-pay") and "No insurance" in page.inner_text("#you-pay")
+    screenshot(page, "2-review")
     page.check("input[name=accept_terms]")
     page.click("text=Continue to payment")
     page.wait_for_selector("#card-element input")
@@ -52,11 +54,15 @@ def test_a_patient_pays_by_card_after_a_declined_one(
     fill_card(page, "4000000000000341")
     page.click("#pay-button")
     page.wait_for_selector("text=Your card was declined")
+    screenshot(page, "3-pay-declined")
     assert PurchaseLink.objects.get(order=order).completed_at is None
 
     fill_card(page, "4242424242424242")
     page.click("#pay-button")
     page.wait_for_selector("text=We received your payment")
+    screenshot(page, "4-paid")
+    page.goto(f"{live_server.url}/p/track/")
+    screenshot(page, "5-track")
 
     assert Payment.objects.get(order=order, status=Payment.Status.SUCCEEDED).amount_cents == 4900
     assert wait_for(lambda: PurchaseLink.objects.get(order=order).completed_at is not None)
