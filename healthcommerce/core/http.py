@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
 
 from healthcommerce.core.errors import OutboundRefused
 
@@ -62,3 +64,20 @@ def outbound_session(*, only_origin: str | None = None) -> OutboundSession:
     session = OutboundSession(only_origin)
     session.headers["User-Agent"] = "healthcommerce/1.0"
     return session
+
+
+def request_body_capped(request: HttpRequest, max_bytes: int) -> bytes | None:
+    """Return the raw body of an inbound webhook ``request``, or ``None`` when it is over ``max_bytes`` (by its
+    ``Content-Length`` before reading, by its length after, or Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``): the
+    caller answers 413. The raw bytes are what a signature is checked over (Standard Webhooks, Stripe)."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > max_bytes:
+        return None
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return None
+    return body if len(body) <= max_bytes else None

@@ -9,13 +9,14 @@ configured here.
 
 import logging
 
-from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.http import request_body_capped
 from healthcommerce.fulfillment.backends.registry import BACKENDS, get_backend
 from healthcommerce.fulfillment.status import inbound_status_record
 
@@ -39,17 +40,8 @@ def status_webhook(request: HttpRequest, backend: str) -> JsonResponse:
     """
     if backend not in BACKENDS:
         return _error("backend_unknown", 404)
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_BODY_BYTES:
-        return _error("body_too_large", 413)
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return _error("body_too_large", 413)
-    if len(body) > MAX_BODY_BYTES:
+    body = request_body_capped(request, MAX_BODY_BYTES)
+    if body is None:
         return _error("body_too_large", 413)
     try:
         events = get_backend(backend).status_events(body, request.headers)

@@ -18,13 +18,13 @@ from typing import Any
 
 import stripe
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.http import request_body_capped
 from healthcommerce.purchaselinks.payments import stripe_event_record
 
 logger = logging.getLogger(__name__)
@@ -49,21 +49,6 @@ def _event_fields(body: bytes) -> tuple[str, str, dict[str, Any]] | None:
     return event_id[:255], event_type[:100], obj
 
 
-def _body(request: HttpRequest) -> bytes | None:
-    """The raw body, or None when it is over ``MAX_BODY_BYTES``."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_BODY_BYTES:
-        return None
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return None
-    return body if len(body) <= MAX_BODY_BYTES else None
-
-
 @csrf_exempt  # a server-to-server call authenticated by its signature, never by a browser cookie
 @never_cache
 @require_POST
@@ -79,7 +64,7 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     if not secret:
         logger.warning("stripe webhook refused: stripe_unconfigured")
         return _error("stripe_unconfigured", 503)
-    body = _body(request)
+    body = request_body_capped(request, MAX_BODY_BYTES)
     if body is None:
         return _error("payload_too_large", 413)
     signature = request.headers.get("Stripe-Signature", "")
