@@ -258,6 +258,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "healthcommerce.fulfillment.tasks.reconcile",
         "schedule": crontab(hour=env.int("FULFILLMENT_RECONCILE_HOUR", default=4), minute=17),
     },
+    # Remind patients whose purchase link is about to expire (healthcommerce.purchaselinks.reminders), hourly.
+    "remind-purchase-links": {"task": "healthcommerce.purchaselinks.tasks.remind", "schedule": crontab(minute=41)},
 }
 FULFILLMENT_RECONCILE_MAX_AGE_DAYS = env.int("FULFILLMENT_RECONCILE_MAX_AGE_DAYS", default=90)
 # Outbox timing in seconds (healthcommerce.outbox.services): the first step of the full-jitter retry backoff, and
@@ -308,6 +310,12 @@ PURCHASE_LINK_TTL_DAYS = env.int("PURCHASE_LINK_TTL_DAYS", default=7)
 if not 1 <= PURCHASE_LINK_TTL_DAYS <= 30:
     raise ImproperlyConfigured("PURCHASE_LINK_TTL_DAYS must be between 1 and 30.")
 PURCHASE_LINK_MAX_FAILURES = 5
+# Hours before a link expires when the patient who has not confirmed gets one reminder (email and text; 0 = none),
+# for links sent at least PURCHASE_LINK_REMINDER_MIN_AGE_HOURS ago (no reminder right after the link itself).
+PURCHASE_LINK_REMINDER_HOURS = env.int("PURCHASE_LINK_REMINDER_HOURS", default=48)
+PURCHASE_LINK_REMINDER_MIN_AGE_HOURS = env.int("PURCHASE_LINK_REMINDER_MIN_AGE_HOURS", default=24)
+if PURCHASE_LINK_REMINDER_HOURS < 0 or PURCHASE_LINK_REMINDER_MIN_AGE_HOURS < 0:
+    raise ImproperlyConfigured("PURCHASE_LINK_REMINDER_HOURS and _MIN_AGE_HOURS must not be negative.")
 # After the patient confirms, the same link opens the order's tracking page (date of birth again) this long.
 PURCHASE_LINK_TRACKING_DAYS = env.int("PURCHASE_LINK_TRACKING_DAYS", default=90)
 

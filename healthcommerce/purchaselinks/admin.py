@@ -21,6 +21,7 @@ class PurchaseLinkAdmin(ServiceOnlyAdmin):
 
     list_display = [
         "order_reference",
+        "purpose",
         "expires_at",
         "failed_attempts",
         "locked",
@@ -30,6 +31,7 @@ class PurchaseLinkAdmin(ServiceOnlyAdmin):
         "sms_sent_at",
     ]
     list_filter = [
+        "purpose",
         ("completed_at", admin.EmptyFieldListFilter),
         ("revoked_at", admin.EmptyFieldListFilter),
         ("locked_at", admin.EmptyFieldListFilter),
@@ -40,6 +42,7 @@ class PurchaseLinkAdmin(ServiceOnlyAdmin):
     actions = ["revoke", "reissue"]
     fields = readonly_fields = (
         "order_reference",
+        "purpose",
         "expires_at",
         "failed_attempts",
         "locked_at",

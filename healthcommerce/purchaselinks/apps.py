@@ -3,7 +3,8 @@ from django.apps import AppConfig
 
 class PurchaselinksConfig(AppConfig):
     """Purchase links subscribe to ``order.submitted`` (send the link) and ``order.status_changed`` (tell the
-    patient it shipped, was delivered or cancelled) (ADR 0008)."""
+    patient it shipped, was delivered or cancelled) (ADR 0008), and to their own ``purchase_link.reminder_due``
+    (a reminder before the link expires, published by beat)."""
 
     name = "healthcommerce.purchaselinks"
     label = "purchaselinks"
@@ -18,11 +19,17 @@ class PurchaselinksConfig(AppConfig):
         )
         from healthcommerce.outbox.subscribers import subscribe
         from healthcommerce.purchaselinks import checks  # noqa: F401  (registers the Stripe deploy check)
+        from healthcommerce.purchaselinks.reminders import TOPIC_LINK_REMINDER_DUE
 
         subscribe(
             name="purchaselinks.deliver",
             topic=TOPIC_ORDER_SUBMITTED,
             handler="healthcommerce.purchaselinks.services.purchase_link_deliver",
+        )
+        subscribe(
+            name="purchaselinks.remind",
+            topic=TOPIC_LINK_REMINDER_DUE,  # published by this stage's own beat task (reminders.py)
+            handler="healthcommerce.purchaselinks.reminders.purchase_link_remind",
         )
         subscribe(
             name="purchaselinks.notify_confirmed",

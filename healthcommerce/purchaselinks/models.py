@@ -12,8 +12,13 @@ class PurchaseLink(BaseModel):
 
     Expires at ``expires_at``; locked after ``PURCHASE_LINK_MAX_FAILURES`` wrong dates of birth;
     single use once ``completed_at`` is set; revocable. ``sent_to``/``sent_at`` record the email,
-    ``sms_sent_to`` (E.164)/``sms_sent_at`` the text message it went out in (docs/adr/0010).
+    ``sms_sent_to`` (E.164)/``sms_sent_at`` the text message it went out in (docs/adr/0010). ``purpose`` says
+    which message carried it: the first link, or a reminder before the first one expires (``reminders``).
     """
+
+    class Purpose(models.TextChoices):
+        LINK = "link"
+        REMINDER = "reminder"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="purchase_links")
     token_hash = models.CharField(max_length=64, unique=True)
@@ -27,6 +32,7 @@ class PurchaseLink(BaseModel):
     sent_at = models.DateTimeField(null=True, blank=True)
     sms_sent_to = models.CharField(max_length=20, blank=True)
     sms_sent_at = models.DateTimeField(null=True, blank=True)
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.LINK)
 
     def __str__(self) -> str:
         return f"Link for {self.order.reference}"

@@ -228,21 +228,27 @@ def _send_over(channel: str, *, link: PurchaseLink, token: str) -> None:
     """Send ``link`` over ``channel`` and record it; raises what ``notify`` raises."""
     order = link.order
     context = {"url": purchase_link_url(token), "expires": _expiry_text(link)}
+    reminder = link.purpose == PurchaseLink.Purpose.REMINDER
     if channel == EMAIL:
-        subject = f"Your order {order.reference} is ready"
-        template = "purchaselinks/messages/link_email.txt"
+        subject = (
+            f"Reminder: your order {order.reference} is waiting for you"
+            if reminder
+            else f"Your order {order.reference} is ready"
+        )
+        template = f"purchaselinks/messages/{link.purpose}_email.txt"
         context["reference"] = order.reference  # in the email only: a text shows on a lock screen
         address = patient_email_send(order=order, subject=subject, template=template, context=context)
         fields = {"sent_to": address, "sent_at": timezone.now()}
     else:
         context["clinic"] = order.site.name
-        number = patient_sms_send(order=order, template="purchaselinks/messages/link_sms.txt", context=context)
+        template = f"purchaselinks/messages/{link.purpose}_sms.txt"
+        number = patient_sms_send(order=order, template=template, context=context)
         fields = {"sms_sent_to": number, "sms_sent_at": timezone.now()}
     with transaction.atomic():
         for name, value in fields.items():
             setattr(link, name, value)
         link.save(update_fields=[*fields, "updated_at"])
-        detail = {"link_id": str(link.pk), "channel": channel}
+        detail = {"link_id": str(link.pk), "channel": channel} | ({"reminder": True} if reminder else {})
         order_event_add(order=order, kind="link_sent", actor=SYSTEM_ACTOR, detail=detail)
 
 

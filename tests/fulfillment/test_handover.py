@@ -25,6 +25,8 @@ def test_each_stage_subscribes_to_the_topic_of_the_stage_before_it() -> None:
     ]
     assert [s.name for s in subscribers_of("order.cancelled")] == ["fulfillment.cancel"]
     assert [s.name for s in subscribers_of("order.status_changed")] == ["purchaselinks.notify_status"]
+    # A stage may also hand work to itself later: beat's reminder sweep to the worker that sends it.
+    assert [s.name for s in subscribers_of("purchase_link.reminder_due")] == ["purchaselinks.remind"]
 
 
 def test_submitting_publishes_order_submitted_with_the_backend_id_and_no_phi(message: OutboxMessage, order: Order):
