@@ -1,12 +1,15 @@
 """The patient's link in a real browser (Debian's chromium, a phone viewport), against the app in this process
 (``live_server``): a covered order confirmed without paying, a wrong date of birth until the link locks (the
-same answer every time), and expired, revoked, used and tampered links."""
+same answer every time), parallel guesses from many browsers at once, and expired, revoked, used and tampered
+links."""
 
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from healthcommerce.audit.models import AuditEvent
 from healthcommerce.purchaselinks.models import PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_issue
 from tests.purchaselinks.conftest import BIRTH_DATE, PATIENT_NAME, order_factory
@@ -75,3 +78,44 @@ def test_an_unusable_link_shows_one_page_without_patient_data(browser, live_serv
     body = page.inner_text("body")
     assert "Link not available" in body and "contact your clinic" in body
     assert PATIENT_NAME not in body and "Home sleep test" not in body
+
+
+GUESSERS = 12
+
+
+def test_parallel_guesses_from_many_browsers_are_compared_at_most_five_times(browser, live_server, no_broker) -> None:  # type: ignore[no-untyped-def]
+    """Twelve browsers, each with its own session, submit a wrong date at the same instant: only five attempts are
+    ever reserved and compared (the link locks), every browser gets the same answer, and the right date after
+    that is refused too (issue 8: before, all parallel guesses were compared before the lock)."""
+    link, token = purchase_link_issue(order=order_factory()())
+    pages = []
+    for n in range(GUESSERS):
+        page = browser.new_context(viewport=PHONE).new_page()
+        page.goto(f"{live_server.url}/p/{token}/")
+        page.fill("input[type=date]", f"1990-02-{n + 1:02d}")
+        pages.append(page)
+
+    # One instant for all: each page submits its form when the shared clock reaches it.
+    fire_at = int(time.time() * 1000) + 1500
+    for page in pages:
+        page.evaluate(
+            "at => setTimeout(() => document.querySelector('form').requestSubmit(), Math.max(0, at - Date.now()))",
+            fire_at,
+        )
+    answers = []
+    for page in pages:
+        page.wait_for_url("**/p/verify/**", wait_until="load")
+        page.wait_for_function("() => document.querySelector('[role=alert]') !== null", timeout=30_000)
+        answers.append(page.inner_text("[role=alert]"))
+
+    assert len(answers) == GUESSERS and len(set(answers)) == 1 and "could not confirm" in answers[0]
+    link.refresh_from_db()
+    assert link.locked_at is not None and link.failed_attempts == 5
+    verifies = AuditEvent.objects.filter(action="purchase_link.verify", actor=f"patient-link:{link.pk}")
+    compared = verifies.filter(outcome__in=["wrong_birth_date", "locked"]).count()
+    refused_unseen = verifies.filter(outcome__startswith="refused_").count()
+    assert (compared, refused_unseen) == (5, GUESSERS - 5)
+
+    late = browser.new_context(viewport=PHONE).new_page()
+    late.goto(f"{live_server.url}/p/{token}/")
+    assert "Link not available" in late.inner_text("body")  # locked: the right date is never asked for
