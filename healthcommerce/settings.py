@@ -340,6 +340,7 @@ SANDBOX_APP_LAUNCH_URL = env.str("SANDBOX_APP_LAUNCH_URL", default="")
 SANDBOX_TIMEOUT_SLEEP = env.int("SANDBOX_TIMEOUT_SLEEP", default=15)
 # Milliseconds the sandbox EHR waits before answering each OAuth/FHIR request (make bench; 0 elsewhere).
 SANDBOX_LATENCY_MS = env.int("SANDBOX_LATENCY_MS", default=0)
+SANDBOX_REQUEST_LOG = env.str("SANDBOX_REQUEST_LOG", default="")  # make bench: a JSON line per EHR API request
 if SANDBOX_ENABLED:
     MIDDLEWARE.insert(0, "healthcommerce.sandbox.latency.SandboxLatencyMiddleware")
 # The synthetic FHIR data the sandbox serves; kept in the repository (its README names sources and licences).

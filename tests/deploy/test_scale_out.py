@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +34,7 @@ from healthcommerce.orders.models import Order
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.conftest import IN_CI, SandboxEHR, sandbox_database_copy, sandbox_launch, sandbox_server
+from tests.htmlforms import form_fields
 from tests.servers import AppCluster, app_cluster, free_port, isolated_broker_url
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -110,42 +110,6 @@ def site(cluster: Cluster) -> EHRSite:
     return EHRSite.objects.create(name="Sandbox EHR", iss=cluster.ehr.fhir_base, client_id=CLIENT_ID)
 
 
-class _FormFields(HTMLParser):
-    """Collect the values a browser would submit from the first ``<form method="post">`` of a page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fields: dict[str, str] = {}
-        self._select: str | None = None
-        self._in_form = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form" and a.get("method", "").lower() == "post":
-            self._in_form = True
-        elif not self._in_form or (not a.get("name") and tag != "option"):
-            return
-        elif tag == "input" and a.get("type") not in ("submit", "button"):
-            self.fields[a["name"]] = a.get("value", "")
-        elif tag == "select":
-            self._select = a["name"]
-            self.fields.setdefault(a["name"], "")
-        elif tag == "option" and self._select and "selected" in a:
-            self.fields[self._select] = a.get("value", "")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "select":
-            self._select = None
-        elif tag == "form":
-            self._in_form = False
-
-
-def _form_fields(html: str) -> dict[str, str]:
-    parser = _FormFields()
-    parser.feed(html)
-    return parser.fields
-
-
 @dataclass
 class Draft:
     """A launch that reached its pre-filled order: the browser session, the order URL path and the form."""
@@ -174,7 +138,7 @@ def _launch_on_a_callback_on_b(cluster: Cluster, request_id: str) -> Draft:
     if "/orders/" not in path:
         path = re.findall(r'href="(/o/[0-9a-f-]+/orders/[0-9a-f-]+/)"', home.text)[0]
     form = browser.get(f"{cluster.b}{path}", timeout=30)
-    fields = _form_fields(form.text)
+    fields = form_fields(form.text)
     fields["contact_email"] = fields.get("contact_email") or "theodor@example.org"
     return Draft(session=browser, path=path, fields=fields)
 

@@ -1,0 +1,73 @@
+"""SQL statements per clinician page of one launch, bounded (issue 11: "database queries per page, a test bounds
+the count"). ``make bench`` prints the same counts (benchmarks/test_launch_concurrency.py).
+
+A bound that a change exceeds is a question for review, not a number to raise quietly: each page's statements
+are listed in the failure message.
+"""
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.conftest import SandboxEHR, sandbox_launch
+from tests.htmlforms import form_fields
+
+pytestmark = pytest.mark.django_db
+
+# Measured when this was written (SQLite and PostgreSQL alike, savepoints included): launch 8, callback 9,
+# pre-fill 23, order form 7, sign 26. The bounds leave a little room, not a lot.
+BOUNDS = {"launch": 9, "callback": 11, "prefill": 26, "order_form": 8, "sign": 29}
+
+
+@dataclass
+class PageQueries:
+    """Statements per page (``counts``: page name -> number) and their SQL (``sql``: page name -> list)."""
+
+    counts: dict[str, int]
+    sql: dict[str, list[str]]
+
+
+def clinician_page_queries(client, sandbox: SandboxEHR, *, request: str = "DeviceRequest/devreq021") -> PageQueries:  # type: ignore[no-untyped-def]
+    """Run one launch of pat014 with Django's test client (the EHR is ``sandbox``, over HTTP) and count the SQL
+    statements of each page: ``launch`` (``/smart/launch``), ``callback`` (token exchange), ``prefill`` (the
+    first ``/o/<launch>/``: the FHIR reads and the drafts), ``order_form`` (the order page) and ``sign`` (the
+    signed POST). Raises ``AssertionError`` when a page does not answer as a signable launch should."""
+    counts: dict[str, int] = {}
+    sql: dict[str, list[str]] = {}
+
+    def page(name: str, call):  # type: ignore[no-untyped-def]
+        with CaptureQueriesContext(connection) as captured:
+            response = call()
+        counts[name] = len(captured)
+        sql[name] = [query["sql"] for query in captured.captured_queries]
+        return response
+
+    params = sandbox_launch(sandbox, patient="pat014", request=request)
+    started = page("launch", lambda: client.get("/smart/launch", params))
+    assert started.status_code == 302, started.content[:300]
+    authorize = requests.get(started["Location"], allow_redirects=False, timeout=10)
+    callback = urlsplit(authorize.headers["Location"])
+    done = page("callback", lambda: client.get("/smart/callback?" + callback.query))
+    assert done.status_code == 302, done.content[:300]
+    home = page("prefill", lambda: client.get(done["Location"]))
+    assert home.status_code == 302, "one named request goes straight to its order page"
+    form = page("order_form", lambda: client.get(home["Location"]))
+    assert form.status_code == 200 and b'id="sign"' in form.content
+    fields = form_fields(form.content.decode())
+    fields["contact_email"] = fields.get("contact_email") or "theodor@example.org"
+    signed = page("sign", lambda: client.post(home["Location"], fields | {"action": "sign"}))
+    assert signed.status_code == 302, signed.content[:300]
+    return PageQueries(counts=counts, sql=sql)
+
+
+def test_each_clinician_page_stays_within_its_statement_bound(client, ehr_site, sandbox_ehr) -> None:  # type: ignore[no-untyped-def]
+    measured = clinician_page_queries(client, sandbox_ehr)
+
+    over = {name: count for name, count in measured.counts.items() if count > BOUNDS[name]}
+    detail = "\n".join(f"--- {name}\n" + "\n".join(measured.sql[name]) for name in over)
+    assert not over, f"statements over the bound {over} (bounds {BOUNDS}):\n{detail}"
+    assert set(measured.counts) == set(BOUNDS)
