@@ -440,6 +440,8 @@ def test_launch_to_form_under_load_against_the_ehr_and_a_naive_baseline(app: App
     }
     path = save("launch", result)
     print_table(result, path)
+    # Structure, not speed: authorize, token and one concurrent read round (docs/architecture.md, step 3).
+    assert all(r["critical_path_rounds"] <= 3 for r in result_rows if r["critical_path_rounds"] is not None)
     assert signed == len(to_sign), (app.logs / "worker.log").read_text()[-3000:]
 
 
