@@ -210,6 +210,8 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 # --- Outbound HTTP (healthcommerce.core.http) ---
 # Seconds; (connect, read).
 HTTP_TIMEOUT = (env.float("HTTP_CONNECT_TIMEOUT", default=3.05), env.float("HTTP_READ_TIMEOUT", default=10.0))
+# Bytes: the largest response body any outbound request reads (EHR, commerce, JWKS); larger ones fail unread.
+HTTP_MAX_RESPONSE_BYTES = env.int("HTTP_MAX_RESPONSE_BYTES", default=10 * 1024 * 1024)
 # Cache lifetime of SMART discovery documents, seconds.
 SMART_DISCOVERY_TTL = env.int("SMART_DISCOVERY_TTL", default=3600)
 # A launch (its tokens and pre-fill) lives this long, seconds.

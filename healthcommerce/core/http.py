@@ -1,8 +1,9 @@
 """The one outbound HTTP client: every request has a (connect, read) timeout and goes through TLS
-unless the target is loopback (the sandbox EHR and tests).
+unless the target is loopback (the sandbox EHR and tests); every redirect hop is checked again, and no response
+body may exceed ``HTTP_MAX_RESPONSE_BYTES``.
 
 Source: docs/reliability.md "Outbound HTTP", SMART App Launch 2.2 best practices (send tokens only to
-the server that issued them).
+the server that issued them), OWASP ASVS 5.0 V12 (server-side request forgery: validate every destination).
 """
 
 from typing import Any
@@ -28,6 +29,31 @@ def check_url(url: str) -> None:
     raise OutboundRefused("Only https URLs (or http on this machine) may be contacted.")
 
 
+class ResponseTooLarge(requests.RequestException):
+    """A response body was larger than ``HTTP_MAX_RESPONSE_BYTES``; it was not read further."""
+
+
+def cap_response_body(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A ``requests`` response hook: read the body now, at most ``HTTP_MAX_RESPONSE_BYTES`` (decoded, so a
+    compressed bomb is cut too), and keep it as the response's content. Runs for each redirect hop as well.
+
+    Skipped when the caller asked to stream (it reads ``raw`` itself, with its own limit). Raises
+    ``ResponseTooLarge`` (closing the connection) when the body is larger.
+    """
+    if kwargs.get("stream"):
+        return response
+    limit = settings.HTTP_MAX_RESPONSE_BYTES
+    body = bytearray()
+    for chunk in response.iter_content(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise ResponseTooLarge(f"response over {limit} bytes", response=response)
+    response._content = bytes(body)
+    response._content_consumed = True  # type: ignore[attr-defined]  # as requests.Response.content sets it
+    return response
+
+
 def origin(url: str) -> str:
     """Return ``scheme://host[:port]`` of ``url``, lower-cased."""
     parts = urlsplit(url)
@@ -35,28 +61,37 @@ def origin(url: str) -> str:
 
 
 class OutboundSession(requests.Session):
-    """``requests.Session`` with the project's default timeout and URL check on every request.
+    """``requests.Session`` with the project's default timeout, a URL check on every request and on every
+    redirect hop (``send`` sees each one), and a capped response body (``cap_response_body``).
 
-    With ``only_origin`` set, every request must go to that origin: a bearer token is sent only to the
-    server it was issued for (SMART App Launch 2.2 "Best practices"), even when a Bundle's ``next`` link
-    points elsewhere.
+    With ``only_origin`` set, every request and every redirect must go to that origin: a bearer token is sent
+    only to the server it was issued for (SMART App Launch 2.2 "Best practices"), even when a Bundle's ``next``
+    link or a redirect points elsewhere. Without it, each hop must still be https (or http to loopback).
     """
 
     def __init__(self, only_origin: str | None = None) -> None:
         super().__init__()
         self.only_origin = origin(only_origin) if only_origin else None
+        self.hooks["response"].append(cap_response_body)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         """Send a request; ``timeout`` defaults to ``settings.HTTP_TIMEOUT`` (seconds).
 
-        Raises ``OutboundRefused`` for a disallowed URL and ``requests.RequestException`` on failure.
+        Raises ``OutboundRefused`` for a disallowed URL (the first or a redirect's), ``ResponseTooLarge`` for a
+        body over ``HTTP_MAX_RESPONSE_BYTES`` and ``requests.RequestException`` on failure.
         """
-        target = url if isinstance(url, str) else url.decode()
+        kwargs.setdefault("timeout", settings.HTTP_TIMEOUT)
+        return super().request(method, url, *args, **kwargs)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        """Send one prepared request (the first, or a redirect hop from ``resolve_redirects``) after checking its
+        URL; raises ``OutboundRefused`` before any byte is sent to a disallowed one."""
+        target = request.url or ""
         check_url(target)
         if self.only_origin and origin(target) != self.only_origin:
             raise OutboundRefused("Refusing to send a request to another server.")
         kwargs.setdefault("timeout", settings.HTTP_TIMEOUT)
-        return super().request(method, url, *args, **kwargs)
+        return super().send(request, **kwargs)
 
 
 def outbound_session(*, only_origin: str | None = None) -> OutboundSession:

@@ -17,6 +17,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from healthcommerce.core.errors import OutboundRefused
 from healthcommerce.core.http import outbound_session
 from healthcommerce.ehr.errors import AuthorizationFailed
 from healthcommerce.ehr.models import EHRSite
@@ -68,7 +69,7 @@ def id_token_validate(site: EHRSite, id_token: str, *, nonce: str) -> dict[str, 
             token = jwt.decode(id_token, _key_set(jwks_uri, session), algorithms=ALGORITHMS)
         except JoseError:
             token = jwt.decode(id_token, _key_set(jwks_uri, session, refresh=True), algorithms=ALGORITHMS)
-    except (requests.RequestException, ValueError, KeyError) as exc:
+    except (requests.RequestException, ValueError, KeyError, OutboundRefused) as exc:
         raise AuthorizationFailed(
             "The EHR's identity token could not be checked.", code="id_token_unverifiable"
         ) from exc

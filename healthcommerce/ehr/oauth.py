@@ -19,6 +19,7 @@ from authlib.oauth2.rfc7523.assertion import sign_jwt_bearer_assertion
 from django.conf import settings
 from joserfc.jwk import import_key
 
+from healthcommerce.core.http import cap_response_body
 from healthcommerce.ehr.models import EHRSite
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -80,6 +81,7 @@ def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None)
     """Return an authlib ``OAuth2Session`` set up with the site's client authentication and PKCE S256.
 
     Public clients send ``client_id`` in the body; confidential ones authenticate per ``site.auth_method``.
+    It follows no redirect and caps the response body (``core.http.cap_response_body``).
     """
     method = site.auth_method
     secret: str | None = None
@@ -99,4 +101,8 @@ def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None)
         default_timeout=settings.HTTP_TIMEOUT,
     )
     session.headers["User-Agent"] = "healthcommerce/1.0"
+    # A token endpoint answers; it never redirects: following none keeps the code, the verifier and the client's
+    # credentials from being sent anywhere else (requests raises TooManyRedirects). The body is capped too.
+    session.max_redirects = 0
+    session.hooks["response"].append(cap_response_body)
     return session
