@@ -216,6 +216,12 @@ HTTP_MAX_RESPONSE_BYTES = env.int("HTTP_MAX_RESPONSE_BYTES", default=10 * 1024 *
 SMART_DISCOVERY_TTL = env.int("SMART_DISCOVERY_TTL", default=3600)
 # A launch (its tokens and pre-fill) lives this long, seconds.
 LAUNCH_TTL = env.int("LAUNCH_TTL", default=3600)
+# Launches one client address may start, "<count>/<s|m|h>" (django-ratelimit); empty: no limit. A hospital's
+# clinicians may share one NAT address: raise it rather than turn it off.
+LAUNCH_RATE_LIMIT = env.str("LAUNCH_RATE_LIMIT", default="300/m")
+# Hours an ended launch (its state, PKCE verifier and tokens) is kept after it expired; beat then deletes it
+# together with expired sessions (healthcommerce.ehr.services.launches_purge).
+LAUNCH_RETENTION_HOURS = env.int("LAUNCH_RETENTION_HOURS", default=24)
 
 # --- Celery (healthcommerce.celery) ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -260,6 +266,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "healthcommerce.fulfillment.tasks.reconcile",
         "schedule": crontab(hour=env.int("FULFILLMENT_RECONCILE_HOUR", default=4), minute=17),
     },
+    # Delete launches that ended LAUNCH_RETENTION_HOURS ago, and expired sessions (healthcommerce.ehr.tasks), daily.
+    "purge-launches": {"task": "healthcommerce.ehr.tasks.purge", "schedule": crontab(hour=3, minute=23)},
     # Remind patients whose purchase link is about to expire (healthcommerce.purchaselinks.reminders), hourly.
     "remind-purchase-links": {"task": "healthcommerce.purchaselinks.tasks.remind", "schedule": crontab(minute=41)},
 }

@@ -19,6 +19,15 @@ class LaunchInvalid(HealthcommerceError):
     message = "This launch is no longer valid. Please launch the app again from the EHR."
 
 
+class LaunchThrottled(HealthcommerceError):
+    """Too many launches from one client address within the minute (``LAUNCH_RATE_LIMIT``)."""
+
+    code = "launch_throttled"
+    status = 429
+    temporary = True
+    message = "Too many launches from your network just now. Please wait a minute and launch the app again."
+
+
 class DiscoveryFailed(HealthcommerceError):
     """Neither ``.well-known/smart-configuration`` nor ``metadata`` gave usable endpoints."""
 

@@ -10,6 +10,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -305,3 +306,38 @@ def launch_access(*, launch_id: Any, session: Any) -> Launch:
     if record is None or record.expires_at <= timezone.now():
         raise NotFound("This launch has ended. Please launch the app again from the EHR.")
     return record
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What ``launches_purge`` deleted: ``launches`` (rows) and ``sessions`` (expired Django sessions)."""
+
+    launches: int
+    sessions: int
+
+
+def launches_purge() -> PurgeReport:
+    """Delete launches that expired more than ``LAUNCH_RETENTION_HOURS`` ago (with their state, PKCE verifier and
+    tokens; orders keep their data, their ``launch`` becomes empty) and expired sessions; one ``retention.purge``
+    audit row with the counts (issue 9 "Retention": launches and sessions). Run daily by beat
+    (``healthcommerce.ehr.tasks.purge``); idempotent."""
+    cutoff = timezone.now() - timedelta(hours=settings.LAUNCH_RETENTION_HOURS)
+    _, deleted = Launch.objects.filter(expires_at__lt=cutoff).delete()
+    launches = deleted.get(Launch._meta.label, 0)
+    sessions = 0
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        from django.contrib.sessions.models import Session
+
+        _, deleted = Session.objects.filter(expire_date__lt=timezone.now()).delete()
+        sessions = deleted.get(Session._meta.label, 0)
+    else:  # a cache or cookie session engine expires its own sessions
+        import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+    audit_record(
+        actor="system:retention",
+        action="retention.purge",
+        target="Launch",
+        detail={"launches": launches, "sessions": sessions, "retention_hours": settings.LAUNCH_RETENTION_HOURS},
+    )
+    if launches or sessions:
+        logger.info("retention: purged %d launch(es) and %d session(s)", launches, sessions)
+    return PurgeReport(launches=launches, sessions=sessions)

@@ -4,18 +4,36 @@ style for a launch, ``/smart/style/<launch id>.css``."""
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django_ratelimit.core import is_ratelimited
 
+from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.views import render_error
+from healthcommerce.ehr.errors import LaunchThrottled
 from healthcommerce.ehr.services import launch_access, launch_complete, launch_start
 from healthcommerce.ehr.style import smart_style_properties, style_sheet
 
 logger = logging.getLogger(__name__)
+
+
+def _launch_throttled(request: HttpRequest) -> bool:
+    """Count this launch against its client address; ``True`` when the address is over ``LAUNCH_RATE_LIMIT``
+    (``"<count>/<period>"``, e.g. ``300/m``; empty turns the throttle off)."""
+    if not settings.LAUNCH_RATE_LIMIT:
+        return False
+    return is_ratelimited(
+        request,
+        group="smart.launch",
+        key=lambda _group, req: client_ip(req),
+        rate=settings.LAUNCH_RATE_LIMIT,
+        increment=True,
+    )
 
 
 @never_cache
@@ -23,9 +41,16 @@ logger = logging.getLogger(__name__)
 def launch(request: HttpRequest) -> HttpResponse:
     """EHR launch (SMART App Launch 2.2 "EHR Launch"): ``?iss=<FHIR base>&launch=<opaque>``.
 
-    Answers 400 for an unknown ``iss`` without contacting it, 502 when discovery fails; otherwise sends
-    the browser to the EHR's authorization endpoint (302, or an auto-submitted POST for sites that want it).
+    Answers 429 (with ``Retry-After``) past ``LAUNCH_RATE_LIMIT`` launches from one client address (the
+    trusted-proxy client IP, counted in the shared cache by django-ratelimit) before any row is written, 400 for
+    an unknown ``iss`` without contacting it, 502 when discovery fails; otherwise sends the browser to the EHR's
+    authorization endpoint (302, or an auto-submitted POST for sites that want it).
     """
+    if _launch_throttled(request):
+        logger.warning("SMART launch throttled: over %s from one address", settings.LAUNCH_RATE_LIMIT)
+        response = render_error(request, LaunchThrottled(), title="The app could not start")
+        response["Retry-After"] = "60"
+        return response
     try:
         _record, authorize = launch_start(
             iss=request.GET.get("iss", ""), launch=request.GET.get("launch", ""), session=request.session
