@@ -6,11 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo demo-setup test test-faults lint bench clean release serve deploy-check medusa-setup
+.PHONY: setup demo demo-setup test test-faults lint lock bench clean release serve deploy-check medusa-setup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -49,7 +49,17 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy healthcommerce
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/bandit -q -c pyproject.toml -r healthcommerce --severity-level medium
 	SANDBOX_ENABLED=true $(BIN)/python manage.py makemigrations --check --dry-run
+
+# The locks: requirements.in and requirements-dev.in compiled, every transitive dependency pinned with the sha256 of
+# every file, installed with --require-hashes. Keeps the pinned versions; `make lock UPGRADE=Django` moves one.
+lock: setup
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		$(if $(UPGRADE),--upgrade-package $(UPGRADE)) -o requirements.txt requirements.in
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		$(if $(UPGRADE),--upgrade-package $(UPGRADE)) -o requirements-dev.txt requirements-dev.in
 
 # Medusa 2 from npm and its template database on the local PostgreSQL, for tests/fulfillment/medusa/
 # (commerce/medusa/README.md). Needs Node.js 20.19+, npm and PostgreSQL; a no-op when nothing changed.
