@@ -152,8 +152,8 @@ def _fast_path_register(message: OutboxMessage) -> None:
 
 
 def _publish_fast_path(message_id: str) -> None:
-    """On commit: publish ``message_id`` and every row noted after it, at once; a broker failure is logged and
-    left to the relay.
+    """On commit: lease ``message_id`` and every row noted after it (``relay_lease(1)``), then publish them at
+    once; a broker failure is logged and the rows not published are given back, due now, to the relay.
 
     Callbacks run in the order they were registered, so the first one of a transaction publishes all of its
     rows together (in batches where the subscriber takes them) and the later ones find theirs gone. Rows noted
@@ -168,20 +168,30 @@ def _publish_fast_path(message_id: str) -> None:
         return  # published with an earlier row of the same transaction
     rows = unpublished[position:]
     unpublished.clear()
-    published, error = _publish(rows)
-    if error is not None:
-        logger.warning(
-            "outbox fast path: broker unavailable (%s), relay will publish %d message(s), first=%s",
-            type(error).__name__,
-            len(rows) - len(published),
-            rows[len(published)][1],
-        )
-    if not published:
-        return
+    ids = [message_id for _, message_id in rows]
+    # Lease first, then publish (as the relay does): a worker that takes a task at once then never meets this
+    # UPDATE's row locks, which its SKIP LOCKED claim would skip, leaving the row to the relay for a lease.
     now = timezone.now()
+    OutboxMessage.objects.filter(pk__in=ids, status=OutboxMessage.Status.PENDING, attempts=0, locked_until=None).update(
+        published_at=now, available_at=now + relay_lease(1), publish_count=F("publish_count") + 1
+    )
+    published, error = _publish(rows)
+    if error is None:
+        return
+    logger.warning(
+        "outbox fast path: broker unavailable (%s), relay will publish %d message(s), first=%s",
+        type(error).__name__,
+        len(rows) - len(published),
+        rows[len(published)][1],
+    )
+    sent = set(published)
     OutboxMessage.objects.filter(
-        pk__in=published, status=OutboxMessage.Status.PENDING, attempts=0, locked_until=None
-    ).update(published_at=now, available_at=now + relay_lease(1), publish_count=F("publish_count") + 1)
+        pk__in=[m for m in ids if m not in sent],
+        status=OutboxMessage.Status.PENDING,
+        attempts=0,
+        locked_until=None,
+        published_at=now,
+    ).update(published_at=None, available_at=now, publish_count=0)  # new rows: due again, never published
 
 
 def outbox_publish(*, topic: str, key: str, subject: str, payload: dict[str, Any] | None = None) -> list[OutboxMessage]:

@@ -306,3 +306,20 @@ def test_on_postgresql_a_row_locked_by_another_claim_is_skipped_without_waiting(
         release.set()
         holder.join()
     assert refreshed(rows)[0].attempts == 0
+
+
+@pytest.mark.django_db
+def test_the_fast_path_leases_rows_before_it_publishes_them(
+    subscriber: subscribers.Subscriber, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A worker may claim a row the moment its task is published; the lease UPDATE must be over by then, or the
+    claim's SKIP LOCKED would skip the row and leave it to the relay for a whole lease."""
+    seen: list[set[int]] = []
+
+    def apply_async(args: tuple[list[str]], **options: Any) -> None:
+        seen.append(set(OutboxMessage.objects.filter(pk__in=args[0]).values_list("publish_count", flat=True)))
+
+    monkeypatch.setattr(tasks.deliver_batch, "apply_async", apply_async)
+    with django_capture_on_commit_callbacks(execute=True):
+        publish(3)
+    assert seen == [{1}]
