@@ -277,6 +277,8 @@ FULFILLMENT_RECONCILE_MAX_AGE_DAYS = env.int("FULFILLMENT_RECONCILE_MAX_AGE_DAYS
 # keeps the defaults; `make test-faults` shortens them so the fault run drains in minutes.
 OUTBOX_BACKOFF_BASE_SECONDS = env.float("OUTBOX_BACKOFF_BASE_SECONDS", default=5.0)
 OUTBOX_RELAY_LEASE_SECONDS = env.int("OUTBOX_RELAY_LEASE_SECONDS", default=60)
+# Rows per outbox.deliver_batch task (ADR 0014).
+OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=20)
 # Dead-letter an outbox message (any subscriber) after this many attempts.
 FULFILLMENT_MAX_ATTEMPTS = env.int("FULFILLMENT_MAX_ATTEMPTS", default=8)
 COMMERCE_BACKEND = env.str("COMMERCE_BACKEND", default="local")

@@ -19,6 +19,8 @@ class FulfillmentConfig(AppConfig):
             topic=TOPIC_ORDER_SIGNED,
             handler="healthcommerce.fulfillment.services.fulfillment_submit",
             on_dead="healthcommerce.fulfillment.services.fulfillment_dead",
+            batch_handler="healthcommerce.fulfillment.services.fulfillment_submit_batch",
+            batch_if="healthcommerce.fulfillment.services.fulfillment_submits_in_batches",
         )
         subscribe(
             name="fulfillment.cancel",

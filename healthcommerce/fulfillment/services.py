@@ -4,6 +4,9 @@
 - ``order.signed`` -> ``fulfillment_submit``: send the minimized ``CommerceOrder`` to the backend under the
   order's idempotency key; then, in one transaction, mark the row done, the order ``submitted``, and publish
   ``order.submitted`` for the next stage. On a dead letter (``fulfillment_dead``) the order becomes ``failed``.
+  With a backend that stores many orders at once (``bulk_submit``, the local backend), rows committed together
+  arrive in batches: ``fulfillment_submit_batch`` does the same for many rows with one backend call and one
+  transaction (ADR 0014).
 - ``order.patient_confirmed`` -> ``fulfillment_confirm``: tell the backend the patient confirmed.
 Every backend call goes through the registry (``backends.registry.get_backend``).
 """
@@ -11,12 +14,14 @@ Every backend call goes through the registry (``backends.registry.get_backend``)
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import Case, Value, When
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.services import audit_record, audit_record_many
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.backends.local.services import local_order_mark
@@ -29,11 +34,12 @@ from healthcommerce.orders.events import (
     order_event_key,
     order_for_subject,
     order_subject,
+    orders_for_subjects,
 )
 from healthcommerce.orders.models import Order
-from healthcommerce.orders.transitions import ALLOWED, order_event_add, order_transition
+from healthcommerce.orders.transitions import ALLOWED, order_event_add, order_transition, order_transition_many
 from healthcommerce.outbox.models import OutboxMessage
-from healthcommerce.outbox.services import message_done, outbox_publish
+from healthcommerce.outbox.services import message_done, messages_done, outbox_publish, outbox_publish_many
 
 __all__ = [
     "fulfillment_cancel",
@@ -41,6 +47,8 @@ __all__ = [
     "fulfillment_confirm",
     "fulfillment_dead",
     "fulfillment_submit",
+    "fulfillment_submit_batch",
+    "fulfillment_submits_in_batches",
     "local_order_mark",
     "order_of",
 ]
@@ -122,15 +130,7 @@ def _submitted(message: OutboxMessage, *, order: Order, external_id: str, backen
     Order.objects.filter(pk=order.pk).update(commerce_backend=backend, commerce_id=external_id[:200])
     status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).get()
     if status == Order.Status.CANCELLED:
-        order_event_add(order=order, kind="submitted_after_cancel", actor=ACTOR, detail=detail)
-        outbox_publish(
-            topic=TOPIC_ORDER_CANCELLED,
-            key=f"{message.idempotency_key}:after-submit",
-            subject=order_subject(order),
-        )
-        logger.warning(
-            "fulfillment order=%s was cancelled during its submit; cancelling at %s", order.reference, backend
-        )
+        _submitted_after_cancel(message, order=order, backend=backend, detail=detail)
         return
     order_transition(order_id=order.pk, to_status=Order.Status.SUBMITTED, actor=ACTOR, detail=detail)
     audit_record(actor=ACTOR, action="fulfillment.submit", target=f"Order/{order.pk}", where=backend, detail=detail)
@@ -141,6 +141,136 @@ def _submitted(message: OutboxMessage, *, order: Order, external_id: str, backen
         payload={"backend": backend, "external_id": external_id[:200]},
     )
     logger.info("fulfillment submitted order=%s message=%s backend=%s", order.reference, message.pk, backend)
+
+
+def _submitted_after_cancel(message: OutboxMessage, *, order: Order, backend: str, detail: dict[str, Any]) -> None:
+    """The order was cancelled while its submit ran: record it and publish ``order.cancelled`` again (key
+    ``<key>:after-submit``) so ``fulfillment.cancel`` cancels it at the backend too (``_submitted``)."""
+    order_event_add(order=order, kind="submitted_after_cancel", actor=ACTOR, detail=detail)
+    outbox_publish(
+        topic=TOPIC_ORDER_CANCELLED,
+        key=f"{message.idempotency_key}:after-submit",
+        subject=order_subject(order),
+    )
+    logger.warning("fulfillment order=%s was cancelled during its submit; cancelling at %s", order.reference, backend)
+
+
+def fulfillment_submits_in_batches() -> bool:
+    """Whether ``fulfillment.submit`` rows should be delivered in batches now: only while the configured backend
+    stores many orders in one round trip (``CommerceBackend.bulk_submit``); the outbox asks at publish time
+    (``Subscriber.batch_if``). False for an unknown or misconfigured backend."""
+    try:
+        return bool(get_backend(backend_name()).bulk_submit)
+    except ImproperlyConfigured:
+        return False
+
+
+def fulfillment_submit_batch(messages: list[OutboxMessage]) -> dict[Any, Exception]:
+    """Handle many claimed ``order.signed`` rows at once; return ``{message pk: exception}`` for the rows that
+    failed (the outbox retries or dead-letters each alone), the others are done.
+
+    Per row exactly what ``fulfillment_submit`` does, with shared round trips: one query loads the orders
+    (``Order.DoesNotExist`` for a missing one, ``OrderNotSubmittable``, or ``commerce_order_build``'s
+    ``OrderIncomplete``, each for its row only); one ``backend.submit_many`` call, outside any transaction, sends
+    the rest under their own idempotency keys and answers per order; then ``_submitted_many`` records the
+    accepted ones in one transaction. An exception raised by that transaction rolls it all back and propagates:
+    the outbox then runs each row on its own (``fulfillment_submit``), which replays the same keys.
+    """
+    try:
+        with _backend_configured():
+            name = backend_name()
+            backend = get_backend(name)
+    except BackendMisconfigured as exc:
+        return {m.pk: exc for m in messages}
+    orders = {
+        str(o.pk): o for o in orders_for_subjects([m.subject for m in messages]).select_related("product", "site")
+    }
+    failures: dict[Any, Exception] = {}
+    to_submit = []
+    for message in messages:
+        order = orders.get(message.subject.removeprefix("Order/"))
+        if order is None:
+            failures[message.pk] = Order.DoesNotExist(f"No order for outbox message {message.pk}.")
+            continue
+        if order.status not in SUBMITTABLE:
+            failures[message.pk] = OrderNotSubmittable(code=f"order_{order.status}")
+            continue
+        try:
+            commerce_order = commerce_order_build(order=order, idempotency_key=message.idempotency_key)
+        except Exception as exc:  # OrderIncomplete, or anything unexpected: this row only
+            failures[message.pk] = exc
+            continue
+        to_submit.append((message, order, commerce_order))
+    if not to_submit:
+        return failures
+    results = backend.submit_many([commerce_order for _, _, commerce_order in to_submit])
+    accepted = []
+    for (message, order, _), result in zip(to_submit, results, strict=True):
+        if isinstance(result, ImproperlyConfigured):
+            failures[message.pk] = BackendMisconfigured()
+        elif isinstance(result, Exception):
+            failures[message.pk] = result
+        else:
+            accepted.append((message, order, result.external_id))
+    _submitted_many(accepted, backend=name)
+    return failures
+
+
+@transaction.atomic
+def _submitted_many(accepted: list[tuple[OutboxMessage, Order, str]], *, backend: str) -> None:
+    """``_submitted`` for many rows in one transaction: ``accepted`` holds ``(message, order, backend id)``.
+
+    Marks the rows done (``messages_done``: only those no other run finished first), records the backend's ids
+    on the orders (one UPDATE, which locks them), moves them to ``submitted`` (``order_transition_many``), writes
+    one ``fulfillment.submit`` audit row and one status ``OrderEvent`` per order, and publishes
+    ``order.submitted`` for all of them (``outbox_publish_many``). An order cancelled meanwhile is handled as
+    ``_submitted`` does. Raises ``InvalidTransition`` (rolling everything back) if an order can no longer move.
+    """
+    finished = {m.pk for m in messages_done({m: external_id for m, _, external_id in accepted})}
+    rows = [(m, order, external_id[:200]) for m, order, external_id in accepted if m.pk in finished]
+    if not rows:
+        return
+    ids = [order.pk for _, order, _ in rows]
+    Order.objects.filter(pk__in=ids).update(
+        commerce_backend=backend,
+        commerce_id=Case(*(When(pk=order.pk, then=Value(external_id)) for _, order, external_id in rows)),
+    )
+    statuses = dict(Order.objects.filter(pk__in=ids).values_list("pk", "status"))
+    moving = []
+    for message, order, external_id in rows:
+        detail = {"backend": backend, "external_id": external_id, "message_id": str(message.pk)}
+        if statuses[order.pk] == Order.Status.CANCELLED:
+            _submitted_after_cancel(message, order=order, backend=backend, detail=detail)
+        else:
+            moving.append((message, order, external_id, detail))
+    if not moving:
+        return
+    order_transition_many(
+        changes=[(order.pk, statuses[order.pk], detail) for _, order, _, detail in moving],
+        to_status=Order.Status.SUBMITTED,
+        actor=ACTOR,
+    )
+    audit_record_many(
+        records=[
+            {
+                "actor": ACTOR,
+                "action": "fulfillment.submit",
+                "target": f"Order/{order.pk}",
+                "where": backend,
+                "detail": detail,
+            }
+            for _, order, _, detail in moving
+        ]
+    )
+    outbox_publish_many(
+        topic=TOPIC_ORDER_SUBMITTED,
+        events=[
+            (message.idempotency_key, order_subject(order), {"backend": backend, "external_id": external_id})
+            for message, order, external_id, _ in moving
+        ],
+    )
+    for message, order, _, _ in moving:
+        logger.info("fulfillment submitted order=%s message=%s backend=%s", order.reference, message.pk, backend)
 
 
 def fulfillment_dead(*, message: OutboxMessage, code: str) -> str:

@@ -29,6 +29,11 @@ def order_for_subject(subject: str) -> "QuerySet[Order]":
     return Order.objects.filter(pk=subject.removeprefix("Order/"))
 
 
+def orders_for_subjects(subjects: list[str]) -> "QuerySet[Order]":
+    """Return the orders the outbox ``subjects`` (``Order/<id>`` each) name, as a queryset to narrow."""
+    return Order.objects.filter(pk__in=[subject.removeprefix("Order/") for subject in subjects])
+
+
 def order_event_key(order: Order) -> str:
     """Return the idempotency key of ``order``'s current version: ``<order id>:v<version>``. It is also the key
     the commerce backend sees, so a re-drive can never create a second order there."""

@@ -3,6 +3,7 @@
 A later status never goes back (docs/architecture.md "Order status").
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
@@ -41,6 +42,36 @@ def order_transition(*, order_id: Any, to_status: str, actor: str, detail: dict[
     )
     order.status = to_status
     return order
+
+
+@transaction.atomic
+def order_transition_many(*, changes: Sequence[tuple[Any, str, dict[str, Any]]], to_status: str, actor: str) -> int:
+    """Move many orders to ``to_status`` at once: ``changes`` are ``(order id, status now, event detail)``, the
+    status as the caller read it with the rows locked (it updated them earlier in its transaction). One
+    conditional UPDATE per starting status and one INSERT of the ``OrderEvent`` rows; returns how many moved.
+
+    Idempotent like ``order_transition``: an order already in ``to_status`` is left alone. Raises
+    ``InvalidTransition`` (rolling back the caller's transaction) for a move the state machine does not allow
+    or when an order is no longer in the status given.
+    """
+    groups: dict[str, list[Any]] = {}
+    events = []
+    for order_id, status, detail in changes:
+        if status == to_status:
+            continue
+        if to_status not in ALLOWED[status]:
+            raise InvalidTransition(f"An order that is {status} cannot become {to_status}.")
+        groups.setdefault(status, []).append(order_id)
+        events.append(
+            OrderEvent(
+                order_id=order_id, kind="status", from_status=status, to_status=to_status, actor=actor, detail=detail
+            )
+        )
+    for status, ids in groups.items():
+        if Order.objects.filter(pk__in=ids, status=status).update(status=to_status) != len(ids):
+            raise InvalidTransition("An order changed meanwhile; reload and try again.")
+    OrderEvent.objects.bulk_create(events)
+    return len(events)
 
 
 def order_event_add(*, order: Order, kind: str, actor: str, detail: dict[str, Any] | None = None) -> OrderEvent:

@@ -7,6 +7,12 @@ conditional UPDATE, run the subscriber's handler, mark the row done. Retries are
 ``OutboxMessage.available_at`` and ``attempts`` in the database, never by the broker, so a lost broker message
 is not lost work. A handler raises an error whose ``temporary`` flag says retry (with full-jitter backoff, at
 least its ``retry_after`` seconds) or dead-letter.
+
+Batches (ADR 0014): when one transaction commits several rows of a subscriber that offers a batch handler, the
+fast path (and the relay) publish one ``outbox.deliver_batch`` task per ``BATCH_SIZE`` rows instead of one task
+per row; ``outbox_deliver_batch`` claims them together (``SELECT ... FOR UPDATE SKIP LOCKED``, then the same
+lease and attempt count as a single claim), runs the batch handler, and settles each row on its own: a row
+whose part failed retries or dead-letters alone.
 """
 
 import logging
@@ -19,7 +25,7 @@ import kombu.exceptions
 import redis.exceptions
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -42,6 +48,9 @@ RELAY_LEASE_SECONDS = int(getattr(settings, "OUTBOX_RELAY_LEASE_SECONDS", 60))
 RELAY_LEASE_CAP_SECONDS = 3600
 # A worker's claim outlives the hard task time limit, after which Celery has killed the task.
 CLAIM_MARGIN_SECONDS = 60
+# Rows per ``outbox.deliver_batch`` task (the setting OUTBOX_BATCH_SIZE: 20). Small enough that a burst still
+# spreads over every worker process, large enough that the per-task and per-commit costs are shared.
+BATCH_SIZE = max(1, int(getattr(settings, "OUTBOX_BATCH_SIZE", 20)))
 # Errors a publish raises when the broker is unreachable; the row stays pending for the relay.
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
     kombu.exceptions.OperationalError,
@@ -82,19 +91,107 @@ def _publish_deliver(message_id: str) -> None:
     tasks.deliver.apply_async(args=(message_id,), retry=False)
 
 
-def _publish_fast_path(message_id: str) -> None:
-    """On commit: publish at once; a broker failure is logged and left to the relay."""
+def _publish_deliver_batch(message_ids: list[str]) -> None:
+    """Publish ``outbox.deliver_batch(message_ids)`` without Celery's own publish retries."""
+    from healthcommerce.outbox import tasks
+
+    tasks.deliver_batch.apply_async(args=(message_ids,), retry=False)
+
+
+def _batched(subscriber_name: str) -> bool:
+    """Whether rows of ``subscriber_name`` go out in batches now (``Subscriber.batch_if``); False on any error."""
     try:
-        _publish_deliver(message_id)
-    except PUBLISH_ERRORS as exc:
-        logger.warning(
-            "outbox fast path: broker unavailable (%s), relay will publish message=%s", type(exc).__name__, message_id
-        )
-        return
+        subscriber = subscriber_named(subscriber_name)
+        return bool(subscriber.batch_handler) and bool(import_string(subscriber.batch_if)())
+    except Exception:  # an unknown subscriber or a broken predicate: one task per row, the safe default
+        logger.warning("outbox: cannot tell whether %s takes batches; publishing rows one by one", subscriber_name)
+        return False
+
+
+def _publish(rows: list[tuple[str, str]]) -> tuple[list[str], BaseException | None]:
+    """Publish ``(subscriber, message id)`` rows: one ``deliver_batch`` per ``BATCH_SIZE`` rows of a subscriber
+    that takes batches (``_batched``), one ``deliver`` per other row (and per lone row). Stops at the first
+    broker error. Returns the ids published, in order, and that error (``None`` when all went out)."""
+    groups: dict[str, list[str]] = {}
+    for subscriber, message_id in rows:
+        groups.setdefault(subscriber, []).append(message_id)
+    tasks_: list[list[str]] = []
+    for subscriber, ids in groups.items():
+        if len(ids) > 1 and _batched(subscriber):
+            tasks_.extend(ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE))
+        else:
+            tasks_.extend([message_id] for message_id in ids)
+    published: list[str] = []
+    for ids in tasks_:
+        try:
+            if len(ids) == 1:
+                _publish_deliver(ids[0])
+            else:
+                _publish_deliver_batch(ids)
+        except PUBLISH_ERRORS as exc:
+            return published, exc
+        published.extend(ids)
+    return published, None
+
+
+# Rows committed by this connection's transaction and not yet published: ``(subscriber, message id)`` in the
+# order ``outbox_publish`` wrote them. Kept on the connection (one per thread).
+_UNPUBLISHED = "_healthcommerce_outbox_unpublished"
+
+
+def _fast_path_register(message: OutboxMessage) -> None:
+    """Note ``message`` for the fast path and register its on-commit callback (``_publish_fast_path``)."""
+    connection = transaction.get_connection()
+    unpublished = getattr(connection, _UNPUBLISHED, None)
+    if unpublished is None:
+        unpublished = []
+        setattr(connection, _UNPUBLISHED, unpublished)
+    message_id = str(message.pk)
+    unpublished.append((message.subscriber, message_id))
+    transaction.on_commit(lambda: _publish_fast_path(message_id), robust=True)
+
+
+def _publish_fast_path(message_id: str) -> None:
+    """On commit: lease ``message_id`` and every row noted after it (``relay_lease(1)``), then publish them at
+    once; a broker failure is logged and the rows not published are given back, due now, to the relay.
+
+    Callbacks run in the order they were registered, so the first one of a transaction publishes all of its
+    rows together (in batches where the subscriber takes them) and the later ones find theirs gone. Rows noted
+    before ``message_id`` whose callbacks never ran belong to a rolled-back transaction or savepoint and are
+    dropped; a row noted after it that was rolled back with a savepoint is published anyway, and its task finds
+    no row (a no-op).
+    """
+    connection = transaction.get_connection()
+    unpublished: list[tuple[str, str]] = getattr(connection, _UNPUBLISHED, None) or []
+    position = next((i for i, (_, m) in enumerate(unpublished) if m == message_id), None)
+    if position is None:
+        return  # published with an earlier row of the same transaction
+    rows = unpublished[position:]
+    unpublished.clear()
+    ids = [message_id for _, message_id in rows]
+    # Lease first, then publish (as the relay does): a worker that takes a task at once then never meets this
+    # UPDATE's row locks, which its SKIP LOCKED claim would skip, leaving the row to the relay for a lease.
     now = timezone.now()
+    OutboxMessage.objects.filter(pk__in=ids, status=OutboxMessage.Status.PENDING, attempts=0, locked_until=None).update(
+        published_at=now, available_at=now + relay_lease(1), publish_count=F("publish_count") + 1
+    )
+    published, error = _publish(rows)
+    if error is None:
+        return
+    logger.warning(
+        "outbox fast path: broker unavailable (%s), relay will publish %d message(s), first=%s",
+        type(error).__name__,
+        len(rows) - len(published),
+        rows[len(published)][1],
+    )
+    sent = set(published)
     OutboxMessage.objects.filter(
-        pk=message_id, status=OutboxMessage.Status.PENDING, attempts=0, locked_until=None
-    ).update(published_at=now, available_at=now + relay_lease(1), publish_count=F("publish_count") + 1)
+        pk__in=[m for m in ids if m not in sent],
+        status=OutboxMessage.Status.PENDING,
+        attempts=0,
+        locked_until=None,
+        published_at=now,
+    ).update(published_at=None, available_at=now, publish_count=0)  # new rows: due again, never published
 
 
 def outbox_publish(*, topic: str, key: str, subject: str, payload: dict[str, Any] | None = None) -> list[OutboxMessage]:
@@ -106,20 +203,44 @@ def outbox_publish(*, topic: str, key: str, subject: str, payload: dict[str, Any
     ``outbox_relay`` publishes it later (``on_commit`` alone loses tasks). Raises ``RuntimeError`` outside a
     transaction: the rows must commit with the change they announce.
     """
+    return outbox_publish_many(topic=topic, events=[(key, subject, payload)])
+
+
+def outbox_publish_many(*, topic: str, events: list[tuple[str, str, dict[str, Any] | None]]) -> list[OutboxMessage]:
+    """``outbox_publish`` for many events of one ``topic`` at once: ``events`` are ``(key, subject, payload)``.
+
+    Two statements per subscriber whatever the number of events: ``INSERT ... ON CONFLICT DO NOTHING`` (an
+    event published before keeps its row) and one ``SELECT`` of the rows. Returns the rows, event by event and
+    subscriber by subscriber. Raises ``RuntimeError`` outside a transaction.
+    """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_publish must run inside the transaction that makes the event true.")
-    rows = []
+    now = timezone.now()
+    keys = [key for key, _, _ in events]
+    by_subscriber: dict[str, dict[str, OutboxMessage]] = {}
     for subscriber in subscribers_of(topic):
-        message, created = OutboxMessage.objects.get_or_create(
-            idempotency_key=key,
-            subscriber=subscriber.name,
-            defaults={"topic": topic, "subject": subject, "payload": payload or {}, "available_at": timezone.now()},
-        )
-        rows.append(message)
-        if created:
-            message_id = str(message.pk)
-            transaction.on_commit(lambda m=message_id: _publish_fast_path(m), robust=True)  # type: ignore[misc]
-    return rows
+        candidates = [
+            OutboxMessage(
+                topic=topic,
+                subscriber=subscriber.name,
+                idempotency_key=key,
+                subject=subject,
+                payload=payload or {},
+                available_at=now,
+            )
+            for key, subject, payload in events
+        ]
+        OutboxMessage.objects.bulk_create(candidates, ignore_conflicts=True)
+        stored = {
+            m.idempotency_key: m
+            for m in OutboxMessage.objects.filter(subscriber=subscriber.name, idempotency_key__in=keys)
+        }
+        for candidate in candidates:
+            message = stored[candidate.idempotency_key]
+            if message.pk == candidate.pk:  # ours: new in this transaction
+                _fast_path_register(message)
+        by_subscriber[subscriber.name] = stored
+    return [stored[key] for key in keys for stored in by_subscriber.values()]
 
 
 def outbox_cancel(*, subject: str, topic: str, actor: str) -> int:
@@ -148,8 +269,9 @@ def outbox_relay(*, limit: int = 100) -> int:
     are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` (a no-op on SQLite, which serializes writers) and
     leased: ``available_at`` moves ahead by ``relay_lease`` of their new ``publish_count``, so concurrent relays
     never publish the same row and a row no worker takes is republished ever more rarely. Then, with the
-    transaction committed, each row is published. When the broker is down, publishing stops and the rows not
-    published are given back (due now, their count restored) for the next run.
+    transaction committed, the rows are published (``_publish``: in batches where the subscriber takes them).
+    When the broker is down, publishing stops and the rows not published are given back (due now, their count
+    restored) for the next run.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -157,7 +279,7 @@ def outbox_relay(*, limit: int = 100) -> int:
             OutboxMessage.objects.select_for_update(skip_locked=True)
             .filter(status=OutboxMessage.Status.PENDING, available_at__lte=now)
             .order_by("available_at")
-            .values_list("pk", "publish_count", "available_at", "published_at")[:limit]
+            .values_list("pk", "publish_count", "available_at", "published_at", "subscriber")[:limit]
         )
         by_count: dict[int, list[Any]] = {}
         for message_id, count, *_ in due:
@@ -166,20 +288,16 @@ def outbox_relay(*, limit: int = 100) -> int:
             OutboxMessage.objects.filter(pk__in=ids).update(
                 published_at=now, available_at=now + relay_lease(count), publish_count=count
             )
-    published = 0
-    for message_id, *_ in due:
-        try:
-            _publish_deliver(str(message_id))
-        except PUBLISH_ERRORS as exc:
-            logger.warning(
-                "outbox relay: broker unavailable (%s); %d row(s) left for next run",
-                type(exc).__name__,
-                len(due) - published,
-            )
-            _relay_give_back(due[published:], leased_at=now)
-            break
-        published += 1
-    return published
+    published, error = _publish([(subscriber, str(message_id)) for message_id, *_, subscriber in due])
+    if error is not None:
+        logger.warning(
+            "outbox relay: broker unavailable (%s); %d row(s) left for next run",
+            type(error).__name__,
+            len(due) - len(published),
+        )
+        sent = set(published)
+        _relay_give_back([row[:4] for row in due if str(row[0]) not in sent], leased_at=now)
+    return len(published)
 
 
 def _relay_give_back(rows: list[tuple[Any, int, Any, Any]], *, leased_at: Any) -> None:
@@ -216,8 +334,8 @@ def outbox_deliver(*, message_id: Any) -> None:
     successful claim, and its row is done once).
 
     Claims the row (a ``done``, ``dead`` or ``cancelled`` row, or one another worker holds, is a no-op) and runs
-    the subscriber's handler. A handler that finishes without calling ``message_done`` itself gets its row
-    marked done afterwards. A ``temporary`` error (or an unexpected one) backs off; a permanent
+    the subscriber's handler (``_message_run``). A handler that finishes without calling ``message_done`` itself
+    gets its row marked done afterwards. A ``temporary`` error (or an unexpected one) backs off; a permanent
     ``HealthcommerceError``, or ``FULFILLMENT_MAX_ATTEMPTS`` attempts, dead-letters the row, runs the
     subscriber's ``on_dead`` and logs an ERROR alert.
 
@@ -226,23 +344,121 @@ def outbox_deliver(*, message_id: Any) -> None:
     message = _message_claim(message_id)
     if message is None:
         return
+    _message_run(message)
+
+
+def _message_run(message: OutboxMessage) -> None:
+    """Run the subscriber's handler on a claimed ``message`` and settle the row: done, retry or dead letter."""
     subscriber = subscriber_named(message.subscriber)
     try:
         import_string(subscriber.handler)(message)
-    except HealthcommerceError as exc:
+    except Exception as exc:
+        _message_failed(message, exc)
+        return
+    if message.status != OutboxMessage.Status.DONE:  # the handler's own ``message_done`` has not marked it
+        message_done(message)
+
+
+def _message_failed(message: OutboxMessage, exc: BaseException) -> None:
+    """Settle a claimed row whose handler raised ``exc``: a temporary ``HealthcommerceError`` (or any other
+    exception, logged with its traceback as ``internal_error:<type>``) retries after a backoff, a permanent one
+    dead-letters."""
+    if isinstance(exc, HealthcommerceError):
         if exc.temporary:
             _message_retry_later(message, code=exc.code, retry_after=getattr(exc, "retry_after", None))
         else:
             _message_dead_letter(message, code=exc.code)
         return
-    except Exception as exc:
-        logger.exception(
-            "outbox handler unexpected %s subscriber=%s message=%s", type(exc).__name__, message.subscriber, message.pk
+    logger.error(
+        "outbox handler unexpected %s subscriber=%s message=%s",
+        type(exc).__name__,
+        message.subscriber,
+        message.pk,
+        exc_info=exc,
+    )
+    _message_retry_later(message, code=f"internal_error:{type(exc).__name__}")
+
+
+@transaction.atomic
+def _messages_claim(message_ids: list[Any]) -> list[OutboxMessage]:
+    """Claim every row of ``message_ids`` that is ``pending`` and not held, in one short transaction; return
+    them, attempt counted and leased (as ``_message_claim`` does for one row).
+
+    The rows are read with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL; a no-op on SQLite, whose
+    ``IMMEDIATE`` transactions serialize writers), so a row another worker is claiming or settling right now
+    is skipped, not waited for; a row another worker holds (``locked_until`` ahead) is skipped too. A row whose
+    attempts are used up is dead-lettered instead (``attempts_exhausted``).
+    """
+    now = timezone.now()
+    until = now + _claim_lease()
+    max_attempts = settings.FULFILLMENT_MAX_ATTEMPTS
+    free = list(
+        OutboxMessage.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=message_ids, status=OutboxMessage.Status.PENDING)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .order_by("created_at")
+    )
+    claimed = [m for m in free if m.attempts < max_attempts]
+    if claimed:
+        OutboxMessage.objects.filter(pk__in=[m.pk for m in claimed]).update(
+            locked_until=until, available_at=until, attempts=F("attempts") + 1
         )
-        _message_retry_later(message, code=f"internal_error:{type(exc).__name__}")
-        return
-    if message.status != OutboxMessage.Status.DONE:  # the handler's own ``message_done`` has not marked it
-        message_done(message)
+    for message in claimed:
+        message.locked_until = message.available_at = until
+        message.attempts += 1
+    for message in free:
+        if message.attempts >= max_attempts and message not in claimed:
+            _message_dead_letter(message, code="attempts_exhausted")
+    return claimed
+
+
+def outbox_deliver_batch(*, message_ids: list[Any]) -> None:
+    """Deliver a batch of outbox rows (``message_ids``: UUIDs or their strings, any subscribers); safe to run
+    twice or concurrently with ``outbox_deliver`` of the same rows (each row is claimed once).
+
+    Claims the rows together (``_messages_claim``; rows done, dead, cancelled, missing or held elsewhere are
+    skipped). A subscriber with a ``batch_handler`` gets its rows in one call; the handler returns the
+    exception of each row that failed, and each such row retries or dead-letters alone (``_message_failed``);
+    the others are done (the handler marks them, or ``messages_done`` does after it). Should the batch handler
+    itself raise, every row it left pending is run on its own with the single-row handler (idempotent, same
+    keys), so a batch failure costs no row more than its own. Rows of other subscribers run one by one
+    (``_message_run``): their side effects (an email, a text) stay per row.
+
+    Not one transaction on purpose, as ``outbox_deliver``: claim, handler and settlement are separate steps,
+    and a batch handler keeps its network calls outside its transactions. A worker killed mid-batch leaves its
+    rows claimed until the lease ends; the relay publishes them again and the backend's idempotency keys make
+    the second submit a replay.
+    """
+    claimed = _messages_claim(list(message_ids))
+    by_subscriber: dict[str, list[OutboxMessage]] = {}
+    for message in claimed:
+        by_subscriber.setdefault(message.subscriber, []).append(message)
+    for name, messages in by_subscriber.items():
+        subscriber = subscriber_named(name)
+        if not subscriber.batch_handler or len(messages) == 1:
+            for message in messages:
+                _message_run(message)
+            continue
+        try:
+            failures = import_string(subscriber.batch_handler)(messages)
+        except Exception as exc:
+            logger.error(
+                "outbox batch handler failed (%s) subscriber=%s rows=%d; running them one by one",
+                type(exc).__name__,
+                name,
+                len(messages),
+                exc_info=exc,
+            )
+            # Read again: the failed transaction rolled back whatever it had marked on these objects.
+            for message in OutboxMessage.objects.filter(
+                pk__in=[m.pk for m in messages], status=OutboxMessage.Status.PENDING
+            ).order_by("created_at"):
+                _message_run(message)
+            continue
+        for message in messages:
+            if message.pk in failures:
+                _message_failed(message, failures[message.pk])
+        messages_done({m: "" for m in messages if m.pk not in failures and m.status != OutboxMessage.Status.DONE})
 
 
 def message_done(message: OutboxMessage, *, result: str = "") -> bool:
@@ -255,6 +471,37 @@ def message_done(message: OutboxMessage, *, result: str = "") -> bool:
     if done == 1:
         message.status, message.result = OutboxMessage.Status.DONE, result[:200]
     return done == 1
+
+
+def messages_done(results: dict[OutboxMessage, str]) -> list[OutboxMessage]:
+    """Mark many ``pending`` rows done, each with its ``result`` (``{message: result}``), in the caller's
+    transaction when there is one; return the rows this call finished (the others another run finished first).
+
+    Locks the rows (``SELECT ... FOR UPDATE``) and updates them in one statement, so it is as conditional as
+    ``message_done``: a batch handler calls it inside the transaction of its own writes.
+    """
+    if not results:
+        return []
+    by_pk = {m.pk: (m, r[:200]) for m, r in results.items()}
+    with transaction.atomic():
+        pending = set(
+            OutboxMessage.objects.select_for_update()
+            .filter(pk__in=list(by_pk), status=OutboxMessage.Status.PENDING)
+            .values_list("pk", flat=True)
+        )
+        if pending:
+            OutboxMessage.objects.filter(pk__in=list(pending)).update(
+                status=OutboxMessage.Status.DONE,
+                locked_until=None,
+                last_error="",
+                result=Case(*(When(pk=pk, then=Value(by_pk[pk][1])) for pk in pending), default=Value("")),
+            )
+    finished = []
+    for pk in pending:
+        message, result = by_pk[pk]
+        message.status, message.result = OutboxMessage.Status.DONE, result
+        finished.append(message)
+    return finished
 
 
 @transaction.atomic

@@ -1,8 +1,8 @@
 """Who handles which topic: stages subscribe to the topic of the stage before them (ADR 0008).
 
 A subscriber registers in its app's ``AppConfig.ready()``; ``outbox_publish`` writes one row per subscriber
-of the topic. ``handler`` and ``on_dead`` are dotted paths, imported when a row is delivered, so the outbox
-never imports a stage.
+of the topic. ``handler``, ``on_dead``, ``batch_handler`` and ``batch_if`` are dotted paths, imported when a row
+is delivered or published, so the outbox never imports a stage.
 """
 
 from dataclasses import dataclass
@@ -14,21 +14,36 @@ from django.core.exceptions import ImproperlyConfigured
 class Subscriber:
     """``name`` (``fulfillment.submit``), the ``topic`` it handles, ``handler`` (dotted path of a callable taking
     ``message``) and optional ``on_dead`` (dotted path of a callable taking ``message`` and ``code``, run in the
-    dead-letter transaction)."""
+    dead-letter transaction).
+
+    Optional batch delivery (ADR 0014): ``batch_handler`` is the dotted path of a callable taking a list of
+    claimed messages and returning ``{message pk: exception}`` for the rows that failed (the others succeeded);
+    ``batch_if`` is the dotted path of a callable with no arguments that says whether rows should be delivered
+    in batches now (for example only while the configured backend stores many orders in one statement). Rows of
+    a subscriber without both are always delivered one per task."""
 
     name: str
     topic: str
     handler: str
     on_dead: str = ""
+    batch_handler: str = ""
+    batch_if: str = ""
 
 
 _SUBSCRIBERS: dict[str, Subscriber] = {}
 
 
-def subscribe(*, name: str, topic: str, handler: str, on_dead: str = "") -> None:
+def subscribe(
+    *, name: str, topic: str, handler: str, on_dead: str = "", batch_handler: str = "", batch_if: str = ""
+) -> None:
     """Register ``name`` for ``topic``. Registering the same subscriber again is a no-op; another definition
-    under a used name raises ``ImproperlyConfigured``."""
-    subscriber = Subscriber(name=name, topic=topic, handler=handler, on_dead=on_dead)
+    under a used name raises ``ImproperlyConfigured``. ``batch_handler`` and ``batch_if`` go together
+    (``Subscriber``)."""
+    if bool(batch_handler) != bool(batch_if):
+        raise ImproperlyConfigured(f"Outbox subscriber {name!r} needs both batch_handler and batch_if, or neither.")
+    subscriber = Subscriber(
+        name=name, topic=topic, handler=handler, on_dead=on_dead, batch_handler=batch_handler, batch_if=batch_if
+    )
     known = _SUBSCRIBERS.get(name)
     if known is not None and known != subscriber:
         raise ImproperlyConfigured(f"Outbox subscriber {name!r} is already registered differently.")

@@ -17,6 +17,13 @@ def deliver(message_id: str) -> None:
     services.outbox_deliver(message_id=message_id)
 
 
+@shared_task(name="healthcommerce.outbox.tasks.deliver_batch")
+def deliver_batch(message_ids: list[str]) -> None:
+    """Deliver the outbox messages ``message_ids`` (UUID strings, up to ``OUTBOX_BATCH_SIZE``) together;
+    idempotent, each row claimed once (ADR 0014)."""
+    services.outbox_deliver_batch(message_ids=message_ids)
+
+
 @shared_task(name="healthcommerce.outbox.tasks.relay")
 def relay() -> int:
     """Publish due outbox rows (run by beat every few seconds) and record the relay's heartbeat for

@@ -111,13 +111,18 @@ def message(order: Order) -> OutboxMessage:
 
 @pytest.fixture(autouse=True)
 def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record ``outbox.deliver`` publications instead of sending them to a broker; returns the message ids."""
+    """Record ``outbox.deliver`` and ``outbox.deliver_batch`` publications instead of sending them to a broker;
+    returns the message ids (a batch's ids in order)."""
     sent: list[str] = []
 
     def apply_async(args: tuple[str], **options: Any) -> None:
         sent.append(args[0])
 
+    def apply_async_batch(args: tuple[list[str]], **options: Any) -> None:
+        sent.extend(args[0])
+
     monkeypatch.setattr(tasks.deliver, "apply_async", apply_async)
+    monkeypatch.setattr(tasks.deliver_batch, "apply_async", apply_async_batch)
     return sent
 
 

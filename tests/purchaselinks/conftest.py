@@ -35,6 +35,7 @@ PATIENT_MOBILE_E164 = "+12075550143"
 def _isolation(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test publishes to a real broker; the per-IP counters and the locmem SMS outbox start empty."""
     monkeypatch.setattr(tasks.deliver, "apply_async", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tasks.deliver_batch, "apply_async", lambda *args, **kwargs: None)
     cache.clear()
     sms.outbox = []  # type: ignore[attr-defined]
 

@@ -1,6 +1,6 @@
 """The commerce backend interface and its errors; every error says whether it is temporary (docs/style.md 4, 6)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from urllib3.exceptions import InvalidHeader
@@ -107,6 +107,21 @@ class CommerceBackend:
     """Base class of every commerce backend. Subclasses set ``name`` and implement the methods."""
 
     name = "base"
+    # True when ``submit_many`` stores many orders in one round trip (the local backend); the outbox then hands
+    # ``fulfillment.submit`` rows over in batches (ADR 0014). A network backend keeps one call per order.
+    bulk_submit = False
+
+    def submit_many(self, orders: Sequence[CommerceOrder]) -> list[SubmitResult | Exception]:
+        """Submit each of ``orders``; return, in the same order, its ``SubmitResult`` or the exception its submit
+        raised (``TemporaryBackendError``, ``PermanentBackendError``, or any other), so one order's failure
+        costs only that order. The default calls ``submit`` once per order."""
+        results: list[SubmitResult | Exception] = []
+        for order in orders:
+            try:
+                results.append(self.submit(order))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     def submit(self, order: CommerceOrder) -> SubmitResult:
         """Create ``order`` on the commerce side, idempotently on ``order.idempotency_key``.
