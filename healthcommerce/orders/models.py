@@ -73,6 +73,9 @@ class Order(BaseModel):
     ship_to = models.JSONField(default=dict, blank=True)
     contact_email = models.EmailField(blank=True)
     contact_phone = models.CharField(max_length=40, blank=True)
+    # The language to write to the patient in: a code of settings.LANGUAGES ("es"), "" for the default (English).
+    # From Patient.communication at pre-fill, then the patient's own choice on the purchase pages (ADR 0013).
+    patient_language = models.CharField(max_length=35, blank=True, help_text="e.g. es; blank: English")
     payer_name = models.CharField(max_length=300, blank=True)
     payer_member_id = models.CharField(max_length=100, blank=True)
     # Sign-off.
