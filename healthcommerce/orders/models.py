@@ -3,6 +3,7 @@
 import secrets
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from healthcommerce.catalog.models import Product
 from healthcommerce.core.models import BaseModel
@@ -28,9 +29,9 @@ class FulfillmentStatus(models.TextChoices):
 class DeliveryPreference(models.TextChoices):
     """How the patient wants the parcel delivered (sent to the commerce backend with the confirmation)."""
 
-    STANDARD = "standard", "No preference"
-    LEAVE_AT_DOOR = "leave_at_door", "Leave it at my door"
-    SIGNATURE = "signature", "Hand it to me (signature)"
+    STANDARD = "standard", _("No preference")
+    LEAVE_AT_DOOR = "leave_at_door", _("Leave it at my door")
+    SIGNATURE = "signature", _("Hand it to me (signature)")
 
 
 class Order(BaseModel):
