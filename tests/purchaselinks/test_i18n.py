@@ -288,3 +288,13 @@ def test_a_switch_in_another_browser_does_not_touch_the_order(issued: Issued) ->
     switch(opened(token), "es")
     assert Order.objects.get(pk=link.order_id).patient_language == ""
     assert not AuditEvent.objects.filter(action="purchase_link.language").exists()
+
+
+def test_an_unexpected_error_on_a_patient_page_is_explained_in_spanish(issued: Issued, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def broken(**kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("healthcommerce.purchaselinks.views.purchase_link_open", broken)
+    page = Client(raise_request_exception=False, **SPANISH).get(f"/p/{issued[1]}/")
+    assert page.status_code == 500 and html_lang(page) == "es"
+    assert "Algo salió mal" in page.content.decode() and "Referencia:" in page.content.decode()
