@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo demo-setup test test-faults lint lock bench clean release serve deploy-check medusa-setup
+.PHONY: setup demo demo-setup test test-faults lint lock bench clean release serve deploy-check medusa-setup messages
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,13 @@ lock: setup
 		$(if $(UPGRADE),--upgrade-package $(UPGRADE)) -o requirements.txt requirements.in
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 		$(if $(UPGRADE),--upgrade-package $(UPGRADE)) -o requirements-dev.txt requirements-dev.in
+
+# Translations (ADR 0013): gather the marked strings into locale/es/LC_MESSAGES/django.po, translate what is new,
+# then compile the .mo committed beside it (tests/test_locale.py checks both). Needs GNU gettext; the app does not.
+messages: setup
+	SANDBOX_ENABLED=true $(BIN)/python manage.py makemessages -l es --no-location --ignore=.venv --ignore=var \
+		--ignore=commerce --ignore=benchmarks --ignore=tests --ignore=docs --ignore=static --ignore=scripts
+	SANDBOX_ENABLED=true $(BIN)/python manage.py compilemessages -l es --ignore=.venv --ignore=var --ignore=commerce
 
 # Medusa 2 from npm and its template database on the local PostgreSQL, for tests/fulfillment/medusa/
 # (commerce/medusa/README.md). Needs Node.js 20.19+, npm and PostgreSQL; a no-op when nothing changed.

@@ -70,6 +70,9 @@ MIDDLEWARE = [
     # django-csp plus the EHR framing rules; before sessions and CSRF, so it sees their cookies (ADR 0005).
     "healthcommerce.ehr.framing.FramingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's LocaleMiddleware on the patient pages only (after sessions, before CommonMiddleware); English
+    # elsewhere (ADR 0013).
+    "healthcommerce.purchaselinks.language.PatientLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -116,9 +119,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The patient pages and messages speak these (ADR 0013); clinician pages and the admin stay in English.
+LANGUAGES = [("en", "English"), ("es", "Español")]
+# Compiled catalogs (.mo) are committed beside their .po: a fresh machine needs no GNU gettext.
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# US conventions in both languages (es as in es-US: 1,234.56), dates written out per language.
+FORMAT_MODULE_PATH = ["healthcommerce.core.formats"]
 USE_TZ = True
 
 STATIC_URL = "static/"
@@ -158,6 +167,11 @@ if SESSION_COOKIE_SECURE:
     # __Host- cookies are https-only, host-only and path=/ (RFC 6265bis 4.1.3.2).
     SESSION_COOKIE_NAME = "__Host-hc_session"
     CSRF_COOKIE_NAME = "__Host-hc_csrf"
+    LANGUAGE_COOKIE_NAME = "__Host-hc_language"
+# The patient's language switch (purchaselinks.views.link_language): a browser-session cookie (no max-age).
+LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 
 # --- Content-Security-Policy and framing inside the EHR (healthcommerce.ehr.framing, ADR 0005) ---
 # django-csp 4 builds the header; FramingMiddleware sets frame-ancestors per EHR site (EHRSite.frame_origins) on

@@ -1,7 +1,9 @@
-"""Error pages, the landing page and the liveness endpoint."""
+"""Error pages, the landing page and the liveness endpoint. The 400/403/404/500 pages are in the request's language
+(Spanish on a patient page whose language is Spanish, English everywhere else)."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 from healthcommerce.core.errors import HealthcommerceError
 
@@ -21,22 +23,23 @@ def _page(request: HttpRequest, status: int, title: str, message: str) -> HttpRe
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """400 page without details."""
-    return _page(request, 400, "Bad request", "The request could not be understood.")
+    return _page(request, 400, _("Bad request"), _("The request could not be understood."))
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """403 page without details."""
-    return _page(request, 403, "Not allowed", "You do not have access to this page.")
+    return _page(request, 403, _("Not allowed"), _("You do not have access to this page."))
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """404 page; never says whether the thing exists."""
-    return _page(request, 404, "Not found", "This page does not exist or is no longer available.")
+    return _page(request, 404, _("Not found"), _("This page does not exist or is no longer available."))
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """500 page; no stack trace, no PHI."""
-    return _page(request, 500, "Something went wrong", "An unexpected error happened. Nothing you entered was lost.")
+    title, message = _("Something went wrong"), _("An unexpected error happened. Nothing you entered was lost.")
+    return _page(request, 500, title, message)
 
 
 def home(request: HttpRequest) -> HttpResponse:

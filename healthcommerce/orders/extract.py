@@ -26,8 +26,11 @@ from fhirclient.models.contactpoint import ContactPoint
 from fhirclient.models.fhirabstractbase import FHIRAbstractBase, FHIRValidationError
 from fhirclient.models.humanname import HumanName
 from fhirclient.models.identifier import Identifier
+from fhirclient.models.patient import PatientCommunication
 from fhirclient.models.quantity import Quantity
 from fhirclient.models.reference import Reference
+
+from healthcommerce.core.language import language_supported
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
@@ -59,6 +62,7 @@ USED = {
     "Identifier": {"system", "value"},
     "Reference": {"reference", "display"},
     "Quantity": {"value"},
+    "PatientCommunication": {"language", "preferred"},
 }
 PARSE_ERRORS = (FHIRValidationError, TypeError, ValueError, AttributeError, KeyError, IndexError)
 E = TypeVar("E", bound=FHIRAbstractBase)
@@ -159,13 +163,15 @@ def resource_check(data: Any, resource_type: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PatientInfo:
-    """Name, birth date, ship-to address (``line`` list, ``city``, ``state``, ``postal_code``, ``country``), contact."""
+    """Name, birth date, ship-to address (``line`` list, ``city``, ``state``, ``postal_code``, ``country``), contact,
+    and the language to write to the patient in (a code of ``settings.LANGUAGES``, "" when none is known)."""
 
     name: str
     birth_date: datetime.date | None
     address: dict[str, Any]
     email: str
     phone: str
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -296,6 +302,27 @@ def _resource_name(notes: Notes, data: dict[str, Any]) -> str:
     return name
 
 
+def _language(notes: Notes, value: Any) -> str:
+    """Return the patient's language from ``Patient.communication`` as a code of ``settings.LANGUAGES``.
+
+    The entry with ``preferred: true``, else the first readable one; its ``language.coding[].code`` (BCP 47,
+    ``urn:ietf:bcp:47``: ``es``, ``es-MX``, ``en-US``) mapped by ``core.language.language_supported``, the first
+    coding that maps winning. A code no supported language serves is ignored with a warning naming it; a bad
+    entry costs only itself ("communication 2 could not be read"). FHIR R4 Patient.communication.
+    """
+    entries = [c for c in notes.elements(PatientCommunication, value, "communication") if c.language is not None]
+    if not entries:
+        return ""
+    chosen = next((c for c in entries if c.preferred is True), entries[0])
+    codes = [c.code.strip() for c in chosen.language.coding or [] if isinstance(c.code, str) and c.code.strip()]
+    for code in codes:
+        if supported := language_supported(code):
+            return supported
+    for code in codes[:3]:
+        notes.warn(f"language {code[: COLUMN_LIMITS['code']]!r} is not offered to patients; English is used")
+    return ""
+
+
 def patient_info(data: dict[str, Any], notes: Notes) -> PatientInfo:
     """Return the order's patient fields from Patient JSON (checked with ``resource_check``)."""
     name = _resource_name(notes, data)
@@ -306,6 +333,7 @@ def patient_info(data: dict[str, Any], notes: Notes) -> PatientInfo:
         address=_address(notes, data.get("address")),
         email=_telecom(notes, points, "email"),
         phone=_telecom(notes, points, "phone"),
+        language=_language(notes, data.get("communication")),
     )
 
 

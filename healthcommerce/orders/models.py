@@ -3,6 +3,7 @@
 import secrets
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from healthcommerce.catalog.models import Product
 from healthcommerce.core.models import BaseModel
@@ -28,9 +29,9 @@ class FulfillmentStatus(models.TextChoices):
 class DeliveryPreference(models.TextChoices):
     """How the patient wants the parcel delivered (sent to the commerce backend with the confirmation)."""
 
-    STANDARD = "standard", "No preference"
-    LEAVE_AT_DOOR = "leave_at_door", "Leave it at my door"
-    SIGNATURE = "signature", "Hand it to me (signature)"
+    STANDARD = "standard", _("No preference")
+    LEAVE_AT_DOOR = "leave_at_door", _("Leave it at my door")
+    SIGNATURE = "signature", _("Hand it to me (signature)")
 
 
 class Order(BaseModel):
@@ -73,6 +74,9 @@ class Order(BaseModel):
     ship_to = models.JSONField(default=dict, blank=True)
     contact_email = models.EmailField(blank=True)
     contact_phone = models.CharField(max_length=40, blank=True)
+    # The language to write to the patient in: a code of settings.LANGUAGES ("es"), "" for the default (English).
+    # From Patient.communication at pre-fill, then the patient's own choice on the purchase pages (ADR 0013).
+    patient_language = models.CharField(max_length=35, blank=True, help_text="e.g. es; blank: English")
     payer_name = models.CharField(max_length=300, blank=True)
     payer_member_id = models.CharField(max_length=100, blank=True)
     # Sign-off.

@@ -33,7 +33,7 @@ from healthcommerce.orders import extract
 logger = logging.getLogger(__name__)
 
 ELEMENTS = {
-    "Patient": "name,birthDate,address,telecom",
+    "Patient": "name,birthDate,address,telecom,communication",
     "DeviceRequest": "status,intent,code,subject,authoredOn,requester,insurance,parameter",
     "ServiceRequest": "status,intent,code,subject,authoredOn,requester,insurance,quantity",
     "Coverage": "status,beneficiary,payor,class,subscriberId",

@@ -53,6 +53,7 @@ def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None, m
         "ship_to": patient.address if patient else {},
         "contact_email": patient.email if patient else "",
         "contact_phone": patient.phone if patient else "",
+        "patient_language": patient.language if patient else "",
         "payer_name": coverage.payer_name if coverage else "",
         "payer_member_id": coverage.member_id if coverage else "",
         "practitioner_reference": launch.fhir_user,

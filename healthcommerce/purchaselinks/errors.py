@@ -1,13 +1,18 @@
-"""Errors raised by purchase-link services; their messages are shown to patients and carry no PHI."""
+"""Errors raised by purchase-link services; their messages are shown to patients and carry no PHI.
+
+Messages are English, marked with ``gettext_noop`` so they are in the catalog; the patient pages translate them
+when they show them (``views.patient_page``), and logs keep the English."""
 
 from typing import TYPE_CHECKING
+
+from django.utils.translation import gettext_noop
 
 from healthcommerce.core.errors import HealthcommerceError
 
 if TYPE_CHECKING:
     from healthcommerce.purchaselinks.models import PurchaseLink
 
-UNAVAILABLE_MESSAGE = "This link has expired or is no longer valid. Please contact your clinic."
+UNAVAILABLE_MESSAGE = gettext_noop("This link has expired or is no longer valid. Please contact your clinic.")
 
 
 class LinkUnavailable(HealthcommerceError):
@@ -33,7 +38,7 @@ class TooManyAttempts(HealthcommerceError):
 
     code = "too_many_attempts"
     status = 429
-    message = "Too many attempts from your network. Please try again in an hour or contact your clinic."
+    message = gettext_noop("Too many attempts from your network. Please try again in an hour or contact your clinic.")
 
 
 class NotSendable(HealthcommerceError):

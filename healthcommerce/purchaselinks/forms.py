@@ -1,8 +1,9 @@
-"""Forms on the patient pages."""
+"""Forms on the patient pages; labels and messages are translated (``gettext_lazy``) in the page's language."""
 
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 from localflavor.us.forms import USStateField, USStateSelect, USZipCodeField
 
 from healthcommerce.core.validators import validate_birth_date
@@ -13,10 +14,10 @@ class BirthDateForm(forms.Form):
     """The patient's date of birth; ``<input type="date">`` sends ISO ``YYYY-MM-DD``."""
 
     birth_date = forms.DateField(
-        label="Date of birth",
+        label=_("Date of birth"),
         input_formats=["%Y-%m-%d", "%m/%d/%Y"],
         widget=forms.DateInput(attrs={"type": "date", "autocomplete": "bday", "required": True}, format="%Y-%m-%d"),
-        error_messages={"required": "Enter your date of birth.", "invalid": "Enter a date such as 1980-03-25."},
+        error_messages={"required": _("Enter your date of birth."), "invalid": _("Enter a date such as 1980-03-25.")},
         validators=[validate_birth_date],
     )
 
@@ -27,20 +28,20 @@ class AddressForm(forms.Form):
     (``{"line": [...], "city", "state", "postal_code", "country": "US"}``)."""
 
     line1 = forms.CharField(
-        label="Street address", max_length=100, widget=forms.TextInput(attrs={"autocomplete": "address-line1"})
+        label=_("Street address"), max_length=100, widget=forms.TextInput(attrs={"autocomplete": "address-line1"})
     )
     line2 = forms.CharField(
-        label="Apartment, suite (optional)",
+        label=_("Apartment, suite (optional)"),
         max_length=100,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "address-line2"}),
     )
     city = forms.CharField(
-        label="City", max_length=60, widget=forms.TextInput(attrs={"autocomplete": "address-level2"})
+        label=_("City"), max_length=60, widget=forms.TextInput(attrs={"autocomplete": "address-level2"})
     )
-    state = USStateField(label="State", widget=USStateSelect(attrs={"autocomplete": "address-level1"}))
+    state = USStateField(label=_("State"), widget=USStateSelect(attrs={"autocomplete": "address-level1"}))
     postal_code = USZipCodeField(
-        label="ZIP code", widget=forms.TextInput(attrs={"autocomplete": "postal-code", "inputmode": "numeric"})
+        label=_("ZIP code"), widget=forms.TextInput(attrs={"autocomplete": "postal-code", "inputmode": "numeric"})
     )
 
     @classmethod
@@ -72,12 +73,12 @@ class ReviewForm(forms.Form):
     """The review page's choices: a delivery preference and consent to the terms (required)."""
 
     delivery_preference = forms.ChoiceField(
-        label="Delivery",
+        label=_("Delivery"),
         choices=DeliveryPreference.choices,
         initial=DeliveryPreference.STANDARD,
         widget=forms.RadioSelect,
     )
     accept_terms = forms.BooleanField(
-        label="I agree to the terms of sale",
-        error_messages={"required": "Please agree to the terms of sale to continue."},
+        label=_("I agree to the terms of sale"),
+        error_messages={"required": _("Please agree to the terms of sale to continue.")},
     )

@@ -6,6 +6,12 @@ timeline) or ``EmailFailed``/``SmsFailed`` (temporary: the relay or provider fai
 record nothing: the caller writes its own timeline event. Logs name the order reference and an error class,
 never an address, a number or a message body.
 
+Every message is in the patient's language: ``patient_language`` (``Order.patient_language``, from FHIR
+``Patient.communication`` at pre-fill or the patient's switch on the pages; default ``LANGUAGE_CODE``), applied
+here, once, with ``translation.override`` around the rendering of the template and of the subject, so callers
+pass templates using ``{% translate %}``/``{% blocktranslate %}`` and a lazy subject (``gettext_lazy``,
+``format_lazy``) and never repeat it (ADR 0013).
+
 Texts go through django-sms (``SMS_BACKEND``, ``SMS_FROM``) to ``Order.contact_phone`` normalized to E.164 by
 phonenumbers (``SMS_DEFAULT_REGION`` for numbers without a country code), only when the order's EHR site has
 ``sms_enabled`` and the number looks like a mobile. A lock screen shows a text: its template must hold no product,
@@ -14,7 +20,7 @@ diagnosis or patient name.
 
 import logging
 import smtplib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 import sms
@@ -22,9 +28,14 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
+from django.utils import translation
 
+from healthcommerce.core.language import language_supported
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.errors import EmailFailed, NotSendable, SmsFailed
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +45,16 @@ _TEXTABLE = {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.F
 _RETRYABLE_STATUSES = {408, 409, 425, 429}
 
 
-def patient_email_send(*, order: Order, subject: str, template: str, context: dict[str, Any]) -> str:
+def patient_language(order: Order) -> str:
+    """Return the language to write to ``order``'s patient in: ``Order.patient_language`` when it is one of
+    ``settings.LANGUAGES`` (``"es-MX"`` serves as ``"es"``), else ``LANGUAGE_CODE`` (English)."""
+    return language_supported(order.patient_language) or settings.LANGUAGE_CODE
+
+
+def patient_email_send(*, order: Order, subject: "StrPromise", template: str, context: dict[str, Any]) -> str:
     """Email ``template`` (a plain-text Django template, rendered with ``context``) to ``order.contact_email``
-    from ``DEFAULT_FROM_EMAIL``; return the address it went to.
+    from ``DEFAULT_FROM_EMAIL``; return the address it went to. The subject (lazy: ``gettext_lazy`` or
+    ``format_lazy``, so it is translated here) and the body are rendered in ``patient_language(order)``.
 
     Raises ``NotSendable("no_contact_email")`` when the order has no address, and ``EmailFailed`` (temporary)
     when the relay refuses or does not answer within ``EMAIL_TIMEOUT`` seconds (``SMTPException``, ``OSError``).
@@ -44,9 +62,11 @@ def patient_email_send(*, order: Order, subject: str, template: str, context: di
     address = order.contact_email.strip()
     if not address:
         raise NotSendable("no_contact_email")
-    body = render_to_string(template, context)
+    with translation.override(patient_language(order)):
+        body = render_to_string(template, context)
+        subject_text = str(subject)
     try:
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
+        send_mail(subject_text, body, settings.DEFAULT_FROM_EMAIL, [address])
     except (smtplib.SMTPException, OSError) as exc:
         logger.error("patient email failed order=%s error=%s", order.reference, type(exc).__name__)
         raise EmailFailed() from exc
@@ -80,8 +100,9 @@ def patient_phone(order: Order) -> str:
 
 
 def patient_sms_send(*, order: Order, template: str, context: dict[str, Any]) -> str:
-    """Text ``template`` (a plain-text Django template, rendered with ``context`` and stripped) to the order's
-    patient from ``SMS_FROM`` through ``SMS_BACKEND``; return the E.164 number it went to.
+    """Text ``template`` (a plain-text Django template, rendered with ``context`` in ``patient_language(order)``
+    and stripped) to the order's patient from ``SMS_FROM`` through ``SMS_BACKEND``; return the E.164 number it
+    went to.
 
     Raises ``NotSendable`` when texts do not apply (the reasons of ``patient_phone``) or the provider refuses the
     number for good (reason ``sms_rejected``: an HTTP 4xx other than 408/409/425/429, e.g. Twilio's 400 for an
@@ -89,7 +110,8 @@ def patient_sms_send(*, order: Order, template: str, context: dict[str, Any]) ->
     reports nothing sent. ``ImproperlyConfigured`` from the backend (missing credentials) propagates.
     """
     to = patient_phone(order)
-    body = render_to_string(template, context).strip()
+    with translation.override(patient_language(order)):
+        body = render_to_string(template, context).strip()
     message = sms.Message(body=body, originator=settings.SMS_FROM, recipients=[to])
     try:
         sent = message.send()

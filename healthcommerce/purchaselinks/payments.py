@@ -18,6 +18,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import HealthcommerceError
@@ -52,7 +53,7 @@ class PaymentsUnavailable(HealthcommerceError):
 
     code = "payments_unavailable"
     status = 503
-    message = "Paying online is not available. Please contact your clinic."
+    message = gettext_noop("Paying online is not available. Please contact your clinic.")
 
 
 class NothingToPay(HealthcommerceError):
@@ -60,7 +61,7 @@ class NothingToPay(HealthcommerceError):
 
     code = "nothing_to_pay"
     status = 409
-    message = "There is nothing to pay for this order."
+    message = gettext_noop("There is nothing to pay for this order.")
 
 
 class PaymentProviderError(HealthcommerceError):
@@ -69,7 +70,7 @@ class PaymentProviderError(HealthcommerceError):
 
     code = "payment_provider_error"
     status = 502
-    message = "The payment service did not answer. Please try again in a few minutes."
+    message = gettext_noop("The payment service did not answer. Please try again in a few minutes.")
 
 
 class RefundNotAllowed(HealthcommerceError):
@@ -285,7 +286,7 @@ class CardDeclined(HealthcommerceError):
 
     code = "card_declined"
     status = 402
-    message = "Your card was declined. Please check the details or try another card."
+    message = gettext_noop("Your card was declined. Please check the details or try another card.")
 
 
 def payment_pay_with_token(*, payment: Payment, token: str) -> Payment:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID
 
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from healthcommerce.catalog.models import PayerRule
 from healthcommerce.catalog.selectors import payer_rule_for
@@ -27,7 +29,7 @@ class QuoteUnavailable(HealthcommerceError):
 
     code = "quote_unavailable"
     status = 409
-    message = "This order has no item to price. Please contact your clinic."
+    message = gettext_noop("This order has no item to price. Please contact your clinic.")
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,10 @@ class Quote:
 
 
 def money_format(cents: int, currency: str) -> str:
-    """Return ``cents`` of ``currency`` for a sentence: ``$25.00`` for USD, ``25.00 EUR`` otherwise."""
-    amount = f"{cents // 100:,}.{cents % 100:02d}"
+    """Return ``cents`` of ``currency`` for a sentence in the active language: ``$1,025.00`` for USD,
+    ``25.00 EUR`` otherwise; separators from the language's formats (``core/formats``: US conventions in English
+    and in Spanish, as CLDR ``es-US``)."""
+    amount = number_format(Decimal(cents) / 100, decimal_pos=2, use_l10n=True, force_grouping=True)
     symbol = _SYMBOLS.get(currency.upper())
     return f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
 

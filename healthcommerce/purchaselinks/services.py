@@ -23,6 +23,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.orders.events import TOPIC_PATIENT_CONFIRMED, order_event_key, order_for_subject, order_subject
@@ -157,9 +159,9 @@ def _worth_a_link(order: Order, pending: Sequence[str]) -> bool:
     return True
 
 
-def _expiry_text(link: PurchaseLink) -> str:
-    day = timezone.localdate(link.expires_at)
-    return f"{day:%B} {day.day}, {day.year}"
+def _expiry_day(link: PurchaseLink) -> date:
+    """The link's last day (``TIME_ZONE``); the message template writes it in the patient's language."""
+    return timezone.localdate(link.expires_at)
 
 
 @transaction.atomic
@@ -192,7 +194,8 @@ def purchase_link_send(
 ) -> list[str]:
     """Send the link over each of ``channels`` (``"email"``, ``"sms"``, in that order); return those it went out on.
 
-    Email: to ``order.contact_email``, subject ``"Your order HC-XXXX is ready"``, the URL and the expiry date.
+    Email: to ``order.contact_email``, subject ``"Your order HC-XXXX is ready"``, the URL and the expiry date; in
+    the patient's language (``Order.patient_language``, applied by ``notify``).
     Text (``notify.patient_sms_send``: the site enables it, a mobile number): the site's name, the URL and the
     expiry date. Neither holds clinical details (not even the product) nor the patient's name. Each send records
     ``sent_to``/``sent_at`` (email) or ``sms_sent_to``/``sms_sent_at`` (text) and a ``link_sent`` OrderEvent with
@@ -227,13 +230,14 @@ def purchase_link_send(
 def _send_over(channel: str, *, link: PurchaseLink, token: str) -> None:
     """Send ``link`` over ``channel`` and record it; raises what ``notify`` raises."""
     order = link.order
-    context = {"url": purchase_link_url(token), "expires": _expiry_text(link)}
+    context: dict[str, Any] = {"url": purchase_link_url(token), "expires": _expiry_day(link)}
     reminder = link.purpose == PurchaseLink.Purpose.REMINDER
     if channel == EMAIL:
-        subject = (
-            f"Reminder: your order {order.reference} is waiting for you"
+        subject = format_lazy(
+            gettext_lazy("Reminder: your order {reference} is waiting for you")
             if reminder
-            else f"Your order {order.reference} is ready"
+            else gettext_lazy("Your order {reference} is ready"),
+            reference=order.reference,
         )
         template = f"purchaselinks/messages/{link.purpose}_email.txt"
         context["reference"] = order.reference  # in the email only: a text shows on a lock screen
@@ -481,6 +485,29 @@ def purchase_link_ship_to_change(*, link: PurchaseLink, address: dict[str, Any],
     order_event_add(order=order, kind="ship_to_changed_by_patient", actor=_actor(link), detail=detail)
     _audit(link, action="purchase_link.ship_to_change", ip=actor_ip, fields=changed)
     return order
+
+
+@transaction.atomic
+def purchase_link_language_set(*, link: PurchaseLink, language: str, actor_ip: str) -> bool:
+    """Record ``language`` (a code of ``settings.LANGUAGES``), chosen by the patient with the switch on the pages
+    of a verified session, as the language to write to them in (``Order.patient_language``): later emails and
+    texts follow it (``notify``). Returns True when it changed (audited as ``purchase_link.language``), False
+    when it already was that language. Idempotent.
+
+    Raises ``LinkUnavailable("not_verified")`` for a link not verified yet, ``ValueError`` for an unsupported code.
+    """
+    if language not in dict(settings.LANGUAGES):
+        raise ValueError(f"unsupported language {language!r}")
+    if link.verified_at is None:
+        raise LinkUnavailable("not_verified", link=link)
+    changed = (
+        Order.objects.filter(pk=link.order_id)
+        .exclude(patient_language=language)
+        .update(patient_language=language, updated_at=timezone.now())
+    )
+    if changed:
+        _audit(link, action="purchase_link.language", ip=actor_ip, language=language)
+    return changed == 1
 
 
 @transaction.atomic

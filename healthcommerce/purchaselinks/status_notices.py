@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.orders.events import order_for_subject
@@ -24,11 +25,12 @@ from healthcommerce.purchaselinks.notify import patient_email_send, patient_sms_
 logger = logging.getLogger(__name__)
 
 ACTOR = "system:purchaselinks"
+# Lazy: notify translates them into the patient's language.
 SUBJECTS = {
-    "confirmed": "Your order is confirmed",
-    "shipped": "Your order has shipped",
-    "delivered": "Your order was delivered",
-    "cancelled": "Your order was cancelled",
+    "confirmed": gettext_lazy("Your order is confirmed"),
+    "shipped": gettext_lazy("Your order has shipped"),
+    "delivered": gettext_lazy("Your order was delivered"),
+    "cancelled": gettext_lazy("Your order was cancelled"),
 }
 
 

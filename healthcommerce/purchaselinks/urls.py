@@ -14,5 +14,6 @@ urlpatterns = [
     path("address/", views.link_address, name="address"),
     path("pay/", views.link_pay, name="pay"),
     path("terms/", views.link_terms, name="terms"),
+    path("language/", views.link_language, name="language"),
     path("<str:token>/", views.link_start, name="start"),
 ]

@@ -9,6 +9,9 @@ those pages. The binding lapses after ``PATIENT_SESSION_IDLE_SECONDS`` (15 minut
 Every response is ``Cache-Control: no-store``, ``Referrer-Policy: same-origin`` and ``X-Robots-Tag: noindex``.
 Unusable links answer 404 with one message and no PHI; a wrong date of birth, a locked link and a link that
 became unusable meanwhile get the same answer.
+
+Pages are in English or Spanish (``language.PatientLocaleMiddleware``: the switch's cookie, else
+``Accept-Language``); every page has the switch (``templates/purchaselinks/base.html``, ``link_language``).
 """
 
 import logging
@@ -20,12 +23,16 @@ from uuid import UUID
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.http import origin
+from healthcommerce.core.language import language_supported
 from healthcommerce.orders.models import Order
-from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE, LinkUnavailable
+from healthcommerce.purchaselinks.errors import LinkUnavailable
 from healthcommerce.purchaselinks.forms import AddressForm, BirthDateForm, ReviewForm
 from healthcommerce.purchaselinks.models import Payment, PurchaseLink
 from healthcommerce.purchaselinks.payments import CardDeclined, payment_pay_with_token, payment_start
@@ -33,6 +40,7 @@ from healthcommerce.purchaselinks.pricing import money_format, patient_quote
 from healthcommerce.purchaselinks.services import (
     purchase_link_choices_record,
     purchase_link_complete,
+    purchase_link_language_set,
     purchase_link_open,
     purchase_link_ship_to_change,
     purchase_link_verify,
@@ -44,18 +52,18 @@ SESSION_KEY = "purchaselinks_link"
 # The version of templates/purchaselinks/terms.html; recorded on the order with the patient's consent.
 TERMS_VERSION = "2026-11"
 PATIENT_SESSION_IDLE_SECONDS = 15 * 60
-NOT_VERIFIED_MESSAGE = (
+NOT_VERIFIED_MESSAGE = gettext_lazy(
     "We could not confirm that date of birth for this link. Check it and try again. If it keeps failing, "
     "please contact your clinic for a new link."
 )
-SESSION_ENDED_MESSAGE = "Your session has ended. Please open the link from your message again."
+SESSION_ENDED_MESSAGE = gettext_noop("Your session has ended. Please open the link from your message again.")
+# The pages the language switch may return to (URL names of purchaselinks.urls): never /p/<token>/.
+SWITCH_RETURNS = ("verify", "confirm", "track", "address", "pay", "terms")
 
 View = Callable[..., HttpResponse]
 
 
-def _unavailable(
-    request: HttpRequest, *, message: str = UNAVAILABLE_MESSAGE, status: int = 404, title: str = "Link not available"
-) -> HttpResponse:
+def _unavailable(request: HttpRequest, *, message: str, status: int, title: str) -> HttpResponse:
     return render(request, "purchaselinks/unavailable.html", {"title": title, "message": message}, status=status)
 
 
@@ -70,8 +78,8 @@ def patient_page(view: View) -> View:
             try:
                 response = view(request, **kwargs)
             except HealthcommerceError as exc:
-                title = "Link not available" if exc.status == 404 else "Please try again later"
-                response = _unavailable(request, message=exc.message, status=exc.status, title=title)
+                title = _("Link not available") if exc.status == 404 else _("Please try again later")
+                response = _unavailable(request, message=_(exc.message), status=exc.status, title=title)
         response["Cache-Control"] = "no-store"
         response["Referrer-Policy"] = "same-origin"
         response["X-Robots-Tag"] = "noindex, nofollow"
@@ -165,6 +173,9 @@ def link_verify(request: HttpRequest) -> HttpResponse:
         return _verify_page(request, link, BirthDateForm(), failed=True)
     request.session.cycle_key()  # a fresh session id once the patient is verified
     request.session[SESSION_KEY] = {**entry, "verified": True, "seen": time.time()}
+    chosen = language_supported(request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME))
+    if chosen:  # switched before verifying: later messages follow that choice too
+        purchase_link_language_set(link=link, language=chosen, actor_ip=client_ip(request))
     return redirect("purchaselinks:track" if link.completed_at else "purchaselinks:confirm")
 
 
@@ -227,7 +238,7 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
         try:
             payment_start(order=link.order, quote=quote)
         except HealthcommerceError as exc:
-            return _review_page(request, link, form, error=exc.message, status=exc.status)
+            return _review_page(request, link, form, error=_(exc.message), status=exc.status)
         purchase_link_choices_record(
             link=link, delivery_preference=form.cleaned_data["delivery_preference"], terms_version=TERMS_VERSION
         )
@@ -291,12 +302,12 @@ def link_pay(request: HttpRequest) -> HttpResponse:
         return _pay_page(request, link, payment)
     token = request.POST.get("stripeToken", "")
     if not token.startswith("tok_") or len(token) > 255:
-        return _pay_page(request, link, payment, error="Enter your card details to pay.")
+        return _pay_page(request, link, payment, error=_("Enter your card details to pay."))
     try:
         payment = payment_pay_with_token(payment=payment, token=token)
     except CardDeclined as exc:
         fresh = payment_start(order=link.order, quote=patient_quote(order=link.order))
-        return _pay_page(request, link, fresh, error=exc.message)
+        return _pay_page(request, link, fresh, error=_(exc.message))
     return render(request, "purchaselinks/done.html", {"reference": link.order.reference, "paid": True})
 
 
@@ -321,6 +332,53 @@ def link_address(request: HttpRequest) -> HttpResponse:
     return render(request, "purchaselinks/address.html", {"form": form, "name": order.patient_name})
 
 
+def switch_return(name: str | None) -> str:
+    """Return the path the language switch goes back to from the page named ``name`` (a URL name of
+    ``purchaselinks.urls``): that page when it is one of ``SWITCH_RETURNS``, else ``""`` (``/p/<token>/`` and
+    anything else: the token never goes into a form or a redirect)."""
+    return reverse(f"purchaselinks:{name}") if name in SWITCH_RETURNS else ""
+
+
+@patient_page
+def link_language(request: HttpRequest) -> HttpResponse:
+    """POST ``/p/language/`` (``language``: ``en`` or ``es``; ``next``: the page it came from), the language
+    switch on every patient page; a plain form, no JavaScript.
+
+    Sets the language cookie (``LANGUAGE_COOKIE_NAME``, for the browser session; ``PatientLocaleMiddleware``
+    reads it before ``Accept-Language``) and redirects to ``next`` when it is one of the ``SWITCH_RETURNS`` pages,
+    else to ``/p/verify/``; never to a URL holding a token. On a verified session the choice is also kept on the
+    order (``purchase_link_language_set``), so later emails and texts follow it. An unsupported ``language``
+    changes nothing. Django's ``set_language`` is not used: its ``next`` accepts any same-host URL.
+    """
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    next_path = str(request.POST.get("next", ""))
+    paths = {switch_return(name) for name in SWITCH_RETURNS}
+    response = redirect(next_path if next_path in paths else reverse("purchaselinks:verify"))
+    language = language_supported(request.POST.get("language"))
+    if not language:
+        return response
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        path=settings.LANGUAGE_COOKIE_PATH,
+        domain=settings.LANGUAGE_COOKIE_DOMAIN,
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE,  # type: ignore[arg-type]  # "Lax" (settings.py)
+    )
+    entry = request.session.get(SESSION_KEY)
+    if isinstance(entry, dict) and entry.get("verified"):
+        try:
+            link, verified = _bound_link(request, action="purchase_link.language", audit_success=False)
+        except HealthcommerceError:
+            return response  # the page it goes back to says why
+        if verified:
+            purchase_link_language_set(link=link, language=language, actor_ip=client_ip(request))
+    return response
+
+
 @patient_page
 def link_terms(request: HttpRequest) -> HttpResponse:
     """GET: the terms of sale (version ``TERMS_VERSION``); public, no session needed."""
@@ -329,12 +387,12 @@ def link_terms(request: HttpRequest) -> HttpResponse:
 
 # What the patient reads for each status at the commerce backend (``Order.fulfillment_status``).
 TRACKING_STATUS = {
-    "": "We have your order and are passing it to the supplier.",
-    "received": "The supplier has your order.",
-    "confirmed": "The supplier is preparing your order.",
-    "shipped": "Your order is on its way.",
-    "delivered": "Your order was delivered.",
-    "cancelled": "This order was cancelled. Please contact your clinic if you did not expect this.",
+    "": gettext_lazy("We have your order and are passing it to the supplier."),
+    "received": gettext_lazy("The supplier has your order."),
+    "confirmed": gettext_lazy("The supplier is preparing your order."),
+    "shipped": gettext_lazy("Your order is on its way."),
+    "delivered": gettext_lazy("Your order was delivered."),
+    "cancelled": gettext_lazy("This order was cancelled. Please contact your clinic if you did not expect this."),
 }
 
 
@@ -370,8 +428,8 @@ def link_track(request: HttpRequest) -> HttpResponse:
 
 
 _TRACK_LABELS = {
-    "patient_confirmed": "You confirmed the order",
-    "shipped": "Shipped",
-    "delivered": "Delivered",
-    "cancelled_by_platform": "Cancelled by the supplier",
+    "patient_confirmed": gettext_lazy("You confirmed the order"),
+    "shipped": gettext_lazy("Shipped"),
+    "delivered": gettext_lazy("Delivered"),
+    "cancelled_by_platform": gettext_lazy("Cancelled by the supplier"),
 }

@@ -2,7 +2,8 @@
 no serious or critical violation. Pages, in a self-pay order's journey: an unusable link, the date-of-birth form
 (fresh and after a wrong date), the review page (fresh and with the consent error), the address form (with
 errors), the card page (after a decline; localstripe's stand-in card fields are left out: with Stripe the card
-Element is Stripe's own iframe), thank you, tracking and the terms."""
+Element is Stripe's own iframe), thank you, tracking and the terms; in English and in Spanish (``Accept-Language``,
+ADR 0013), where axe also checks ``<html lang>`` and the switch's ``lang``."""
 
 import pytest
 
@@ -13,10 +14,30 @@ from tests.purchaselinks.conftest import BIRTH_DATE, order_factory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+# What the journey clicks and waits for, per page language.
+TEXT = {
+    "en-US": {
+        "review": "Review your order",
+        "pay": "Continue to payment",
+        "address": "Change the address",
+        "use": "Use this address",
+        "declined": "Your card was declined",
+        "paid": "We received your payment",
+    },
+    "es-MX": {
+        "review": "Revise su pedido",
+        "pay": "Continuar al pago",
+        "address": "Cambiar la dirección",
+        "use": "Usar esta dirección",
+        "declined": "Su tarjeta fue rechazada",
+        "paid": "Recibimos su pago",
+    },
+}
 
 
+@pytest.mark.parametrize("locale", list(TEXT))
 def test_no_serious_or_critical_violation_on_any_patient_page(
-    browser, live_server, stripe_settings, monkeypatch
+    browser, live_server, stripe_settings, monkeypatch, locale: str
 ) -> None:  # type: ignore[no-untyped-def]
     from axe_playwright_python.sync_playwright import Axe
 
@@ -25,7 +46,8 @@ def test_no_serious_or_critical_violation_on_any_patient_page(
     monkeypatch.setattr(tasks.deliver, "apply_async", lambda *args, **kwargs: None)
     product = Product.objects.create(sku="BGM-T", name="Glucose monitor", kind="device", unit_price_cents=4900)
     _, token = purchase_link_issue(order=order_factory()(product=product, payer_name=""))
-    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale=locale)
+    text = TEXT[locale]
     axe = Axe()
     found: dict[str, list[str]] = {}
 
@@ -37,6 +59,7 @@ def test_no_serious_or_critical_violation_on_any_patient_page(
 
     base = live_server.url
     page.goto(f"{base}/p/{'x' * 43}/")
+    assert page.get_attribute("html", "lang") == locale[:2]
     check("unavailable")
     page.goto(f"{base}/p/{token}/")
     check("verify")
@@ -45,27 +68,27 @@ def test_no_serious_or_critical_violation_on_any_patient_page(
     check("verify-wrong")
     page.fill("input[type=date]", BIRTH_DATE.isoformat())
     page.click("button[type=submit]")
-    page.wait_for_selector("text=Review your order")
+    page.wait_for_selector(f"text={text['review']}")
     check("review")
-    page.click("text=Continue to payment")
+    page.click(f"text={text['pay']}")
     check("review-consent-error")
-    page.click("text=Change the address")
+    page.click(f"text={text['address']}")
     page.fill("#id_postal_code", "123")
-    page.click("text=Use this address")
+    page.click(f"text={text['use']}")
     check("address-errors")
     page.goto(f"{base}/p/terms/")
     check("terms")
     page.goto(f"{base}/p/confirm/")
     page.check("input[name=accept_terms]")
-    page.click("text=Continue to payment")
+    page.click(f"text={text['pay']}")
     page.wait_for_selector("#card-element input")
     fill_card(page, "4000000000000341")
     page.click("#pay-button")
-    page.wait_for_selector("text=Your card was declined")
+    page.wait_for_selector(f"text={text['declined']}")
     check("pay-declined", {"exclude": [["#card-element"]]})
     fill_card(page, "4242424242424242")
     page.click("#pay-button")
-    page.wait_for_selector("text=We received your payment")
+    page.wait_for_selector(f"text={text['paid']}")
     check("paid")
     page.goto(f"{base}/p/track/")
     check("track")

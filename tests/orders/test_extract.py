@@ -142,3 +142,59 @@ def test_an_npi_that_is_not_ten_digits_is_dropped():
     data = {"name": [{"family": "Doe"}], "identifier": [{"system": extract.NPI_SYSTEM, "value": "12345"}]}
     assert extract.practitioner_info(data, notes) == extract.PractitionerInfo(name="Doe", npi="")
     assert notes.warnings == ["Practitioner: NPI is not ten digits and was not used"]
+
+
+BCP47 = "urn:ietf:bcp:47"
+
+
+def speaks(*codes, preferred=None):
+    """A Patient.communication entry for ``codes`` (urn:ietf:bcp:47 codings)."""
+    entry = {"language": {"coding": [{"system": BCP47, "code": code} for code in codes]}}
+    return entry | ({"preferred": preferred} if preferred is not None else {})
+
+
+@pytest.mark.parametrize(
+    ("code", "language"), [("es", "es"), ("es-MX", "es"), ("ES-us", "es"), ("en-US", "en"), ("en", "en")]
+)
+def test_the_patients_language_maps_onto_a_language_the_app_speaks(code, language):
+    info, warnings = read_patient(communication=[speaks(code)])
+    assert info.language == language and warnings == []
+
+
+def test_the_preferred_language_wins_over_the_first():
+    info, warnings = read_patient(communication=[speaks("en-US"), speaks("es-MX", preferred=True)])
+    assert info.language == "es" and warnings == []
+
+
+def test_without_a_preferred_entry_the_first_language_is_used():
+    info, _ = read_patient(communication=[speaks("es"), speaks("en-US"), speaks("en", preferred=False)])
+    assert info.language == "es"
+
+
+def test_the_first_coding_the_app_speaks_is_used():
+    info, warnings = read_patient(communication=[speaks("x-klingon", "es-PR")])
+    assert info.language == "es" and warnings == []
+
+
+def test_a_language_the_app_does_not_speak_is_ignored_with_a_warning_naming_it():
+    info, warnings = read_patient(communication=[speaks("fr-CA", preferred=True), speaks("es")])
+    assert info.language == ""  # English: the preferred language is the patient's, not the next best one
+    assert warnings == ["Patient: language 'fr-CA' is not offered to patients; English is used"]
+
+
+def test_a_malformed_communication_entry_costs_only_itself():
+    info, warnings = read_patient(
+        name=[{"family": "Lee", "given": ["Ana"]}],
+        communication=[{"language": "es", "preferred": True}, {"preferred": True}, speaks("es-MX")],
+    )
+    assert info.language == "es" and info.name == "Ana Lee"
+    assert warnings == ["Patient: communication 1 could not be read", "Patient: communication 2 could not be read"]
+
+
+@pytest.mark.parametrize(
+    "communication",
+    [None, [], "es", [{"language": {"text": "Spanish"}}], [{"language": {"coding": [{"code": 7}]}}]],
+)
+def test_no_usable_language_leaves_it_blank(communication):
+    info, _ = read_patient(communication=communication)
+    assert info.language == ""

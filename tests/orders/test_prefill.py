@@ -1,6 +1,7 @@
 """Pre-filled order form from real FHIR reads against the sandbox EHR."""
 
 import pytest
+from django.test import Client
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.models import Launch
@@ -86,6 +87,15 @@ def test_a_mapped_loinc_kit_request_prefills_the_kit(client, ehr_site, sandbox_e
         request="ServiceRequest/kit-sr-hba1c-goldner",
     )
     assert Order.objects.get(launch_id=launch_id).product.sku == "KIT-HBA1C"
+
+
+def test_the_patients_language_comes_from_patient_communication(client, ehr_site, sandbox_ehr):
+    # Synthea's Barrett Goldner: communication [{language: urn:ietf:bcp:47 "en-US"}]; the Da Vinci patients have none.
+    goldner, kit = "0b779465-6db2-4931-bc13-5f6ff8e8c4d4", "ServiceRequest/kit-sr-hba1c-goldner"
+    launch_id, _ = open_form(client, sandbox_ehr, patient=goldner, request=kit)
+    assert Order.objects.get(launch_id=launch_id).patient_language == "en"
+    launch_id, _ = open_form(Client(), sandbox_ehr, patient="pat014", request="DeviceRequest/devreq021")
+    assert Order.objects.get(launch_id=launch_id).patient_language == ""
 
 
 @pytest.mark.parametrize(

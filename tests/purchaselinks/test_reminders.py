@@ -254,3 +254,14 @@ def test_reminders_can_be_turned_off(waiting: Order, settings) -> None:  # type:
 def test_beat_runs_the_sweep_every_hour() -> None:
     entry = settings.CELERY_BEAT_SCHEDULE["remind-purchase-links"]
     assert entry["task"] == tasks.remind.name == "healthcommerce.purchaselinks.tasks.remind"
+
+
+def test_a_spanish_speaking_patient_is_reminded_in_spanish(waiting: Order) -> None:
+    Order.objects.filter(pk=waiting.pk).update(patient_language="es")
+
+    remind()
+
+    email, text = mail.outbox[0], sms.outbox[0].body
+    assert email.subject == f"Recordatorio: su pedido {waiting.reference} lo está esperando"
+    assert "todavía lo está esperando" in email.body and "Se le pedirá su fecha de nacimiento" in email.body
+    assert text.startswith("Harbor clinic: recordatorio") and len(text) <= 320
