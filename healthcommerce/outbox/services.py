@@ -339,12 +339,37 @@ def outbox_deliver(*, message_id: Any) -> None:
     ``HealthcommerceError``, or ``FULFILLMENT_MAX_ATTEMPTS`` attempts, dead-letters the row, runs the
     subscriber's ``on_dead`` and logs an ERROR alert.
 
+    For a subscriber that takes batches (``_batched``), the task also claims up to ``BATCH_SIZE - 1`` other rows
+    of that subscriber waiting for a worker (``_waiting_ids``; ``SKIP LOCKED``) and runs them as one batch: a
+    stream of separate sign-offs, each with its own task, is then handled in batches once tasks queue up, and
+    the later tasks find their rows done (a no-op). Alone, a row runs as before.
+
     Not one transaction on purpose: no database transaction stays open across a handler's network call.
     """
     message = _message_claim(message_id)
     if message is None:
         return
+    if BATCH_SIZE > 1 and _batched(message.subscriber):
+        others = _messages_claim(_waiting_ids(message, limit=BATCH_SIZE - 1))
+        if others:
+            _claimed_run([message, *others])
+            return
     _message_run(message)
+
+
+def _waiting_ids(message: OutboxMessage, *, limit: int) -> list[Any]:
+    """Ids of up to ``limit`` other rows of ``message``'s subscriber that wait for a worker now: pending, not held,
+    and either never tried (their own task is queued, or the relay will publish them) or due again; oldest first.
+    A row backing off after a failure is left to its backoff."""
+    now = timezone.now()
+    return list(
+        OutboxMessage.objects.filter(subscriber=message.subscriber, status=OutboxMessage.Status.PENDING)
+        .exclude(pk=message.pk)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .filter(Q(attempts=0) | Q(available_at__lte=now))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 def _message_run(message: OutboxMessage) -> None:
@@ -429,7 +454,12 @@ def outbox_deliver_batch(*, message_ids: list[Any]) -> None:
     rows claimed until the lease ends; the relay publishes them again and the backend's idempotency keys make
     the second submit a replay.
     """
-    claimed = _messages_claim(list(message_ids))
+    _claimed_run(_messages_claim(list(message_ids)))
+
+
+def _claimed_run(claimed: list[OutboxMessage]) -> None:
+    """Run claimed rows: a subscriber's rows together through its ``batch_handler`` (when it has one and there
+    are several), every other row alone; settle each row (see ``outbox_deliver_batch``)."""
     by_subscriber: dict[str, list[OutboxMessage]] = {}
     for message in claimed:
         by_subscriber.setdefault(message.subscriber, []).append(message)

@@ -323,3 +323,59 @@ def test_the_fast_path_leases_rows_before_it_publishes_them(
     with django_capture_on_commit_callbacks(execute=True):
         publish(3)
     assert seen == [{1}]
+
+
+def publish_one_by_one(count: int, prefix: str = "s") -> list[OutboxMessage]:
+    """``count`` rows, each committed by its own transaction, as separate sign-offs commit them."""
+    return [publish(1, prefix=f"{prefix}{n}-")[0] for n in range(count)]
+
+
+@pytest.mark.django_db
+def test_a_stream_of_separate_rows_is_drained_in_batches_by_the_first_task_that_runs(
+    subscriber: subscribers.Subscriber, publications: list[list[str]]
+) -> None:
+    rows = publish_one_by_one(5)  # each its own task (on commit), none batched at publication
+
+    services.outbox_deliver(message_id=str(rows[0].pk))
+
+    assert CALLS == {"batch": [["S/s0-0", "S/s1-0", "S/s2-0", "S/s3-0", "S/s4-0"]], "single": []}
+    assert {r.status for r in refreshed(rows)} == {"done"}
+    for row in rows[1:]:  # the later tasks find their rows done
+        services.outbox_deliver(message_id=str(row.pk))
+    assert len(CALLS["batch"]) == 1 and CALLS["single"] == []
+
+
+@pytest.mark.django_db
+def test_draining_leaves_rows_backing_off_held_by_another_worker_or_of_another_subscriber(
+    subscriber: subscribers.Subscriber, publications: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = subscribers.Subscriber(name="test.other", topic=TOPIC, handler=f"{HERE}.single_handler")
+    monkeypatch.setitem(subscribers._SUBSCRIBERS, other.name, other)
+    mine = publish_one_by_one(4)  # each event also gets a row of test.other
+    theirs = list(OutboxMessage.objects.filter(subscriber=other.name))
+    assert len(theirs) == 4
+    later = timezone.now() + timedelta(minutes=5)
+    OutboxMessage.objects.filter(pk=mine[1].pk).update(attempts=1, available_at=later)  # backing off
+    OutboxMessage.objects.filter(pk=mine[2].pk).update(attempts=1, locked_until=later, available_at=later)  # held
+
+    services.outbox_deliver(message_id=str(mine[0].pk))
+
+    assert CALLS["batch"] == [["S/s0-0", "S/s3-0"]]
+    states = {r.subject: (r.status, r.attempts) for r in refreshed(mine)}
+    assert states["S/s1-0"] == ("pending", 1) and states["S/s2-0"] == ("pending", 1)
+    assert {r.status for r in refreshed(theirs)} == {"pending"}
+
+
+@pytest.mark.django_db
+def test_a_lone_row_or_a_subscriber_not_taking_batches_runs_alone(
+    subscriber: subscribers.Subscriber, publications: list[list[str]]
+) -> None:
+    (alone,) = publish_one_by_one(1)
+    services.outbox_deliver(message_id=str(alone.pk))
+    assert CALLS == {"batch": [], "single": ["S/s0-0"]}
+
+    BATCHES_ON["value"] = False
+    rows = publish_one_by_one(3, prefix="t")
+    services.outbox_deliver(message_id=str(rows[0].pk))
+    assert CALLS["batch"] == [] and CALLS["single"] == ["S/s0-0", "S/t0-0"]
+    assert [r.status for r in refreshed(rows)] == ["done", "pending", "pending"]
