@@ -132,13 +132,35 @@ def _bound_link(request: HttpRequest, *, action: str, audit_success: bool = True
 @patient_page
 def link_start(request: HttpRequest, token: str) -> HttpResponse:
     """GET ``/p/<token>/``: bind this browser's session (a fresh session id) to the link and redirect to
-    ``/p/verify/``. An unknown, tampered, expired, revoked or locked link answers 404 with one message."""
+    ``/p/verify/``, in the order's ``patient_language`` unless this browser chose a language already. An unknown,
+    tampered, expired, revoked or locked link answers 404 with one message."""
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET"])
     link = purchase_link_open(token=token, ip=client_ip(request), allow_completed=True)
     request.session.cycle_key()
     request.session[SESSION_KEY] = {"link_id": str(link.pk), "seen": time.time(), "verified": False}
-    return redirect("purchaselinks:verify")
+    response = redirect("purchaselinks:verify")
+    chart_language = language_supported(link.order.patient_language)
+    if chart_language and not language_supported(request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)):
+        # The pages open in the language the messages were written in (the chart's, or the patient's last
+        # choice); the switch still changes it, and an earlier choice in this browser wins.
+        _language_cookie_set(response, chart_language)
+    return response
+
+
+def _language_cookie_set(response: HttpResponse, language: str) -> None:
+    """Set the language cookie that ``PatientLocaleMiddleware`` reads before ``Accept-Language`` (for the
+    browser session: ``LANGUAGE_COOKIE_AGE`` is unset)."""
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        path=settings.LANGUAGE_COOKIE_PATH,
+        domain=settings.LANGUAGE_COOKIE_DOMAIN,
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE,  # type: ignore[arg-type]  # "Lax" (settings.py)
+    )
 
 
 def _verify_page(
@@ -358,16 +380,7 @@ def link_language(request: HttpRequest) -> HttpResponse:
     language = language_supported(request.POST.get("language"))
     if not language:
         return response
-    response.set_cookie(
-        settings.LANGUAGE_COOKIE_NAME,
-        language,
-        max_age=settings.LANGUAGE_COOKIE_AGE,
-        path=settings.LANGUAGE_COOKIE_PATH,
-        domain=settings.LANGUAGE_COOKIE_DOMAIN,
-        secure=settings.LANGUAGE_COOKIE_SECURE,
-        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
-        samesite=settings.LANGUAGE_COOKIE_SAMESITE,  # type: ignore[arg-type]  # "Lax" (settings.py)
-    )
+    _language_cookie_set(response, language)
     entry = request.session.get(SESSION_KEY)
     if isinstance(entry, dict) and entry.get("verified"):
         try:

@@ -298,3 +298,19 @@ def test_an_unexpected_error_on_a_patient_page_is_explained_in_spanish(issued: I
     page = Client(raise_request_exception=False, **SPANISH).get(f"/p/{issued[1]}/")
     assert page.status_code == 500 and html_lang(page) == "es"
     assert "Algo salió mal" in page.content.decode() and "Referencia:" in page.content.decode()
+
+
+def test_the_pages_open_in_the_language_of_the_messages_unless_this_browser_chose(issued: Issued) -> None:
+    link, token = issued
+    Order.objects.filter(pk=link.order_id).update(patient_language="es")
+
+    page = opened(token, HTTP_ACCEPT_LANGUAGE="en-US").get("/p/verify/")  # a phone set to English
+    assert html_lang(page) == "es" and switch_form(page)["language"] == "en"
+
+    chose = Client(HTTP_ACCEPT_LANGUAGE="en-US")
+    chose.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"  # switched to English earlier in this browser
+    chose.get(f"/p/{token}/")
+    assert html_lang(chose.get("/p/verify/")) == "en"
+
+    Order.objects.filter(pk=link.order_id).update(patient_language="")
+    assert html_lang(opened(token, **SPANISH).get("/p/verify/")) == "es"  # no chart language: the browser's
