@@ -34,6 +34,8 @@ class LocalCommerceOrder(BaseModel):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Retention: when ship-to and contact were removed from ``payload`` and ``confirmation`` (the order's PHI went).
+    phi_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

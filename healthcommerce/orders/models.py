@@ -108,6 +108,10 @@ class Order(BaseModel):
     delivery_preference = models.CharField(max_length=20, choices=DeliveryPreference.choices, blank=True)
     terms_accepted_at = models.DateTimeField(null=True, blank=True)
     terms_version = models.CharField(max_length=20, blank=True)
+    # Retention (orders.services.orders_phi_purge): when the PHI columns of this closed order were blanked.
+    phi_purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the PHI of this closed order was purged."
+    )
 
     class Meta:
         ordering = ["-created_at"]
