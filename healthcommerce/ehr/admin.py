@@ -10,6 +10,13 @@ from healthcommerce.ehr.models import EHRSite, Launch
 SECRETS = ("client_secret", "private_key_pem")
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value, not even the one just submitted when the form is shown again."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 class EHRSiteForm(forms.ModelForm):
     """The site form without its secrets: each has an empty "replace" field and a "remove" box instead, so a
     stored secret is never sent to a browser (issue 9 "Secrets are write-only in the admin")."""
@@ -26,7 +33,7 @@ class EHRSiteForm(forms.ModelForm):
     new_private_key_pem = forms.CharField(
         required=False,
         strip=True,
-        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off"}),
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "autocomplete": "off"}),
         label="Replace private key",
         help_text="A PEM private key for private_key_jwt. Leave empty to keep the stored key.",
     )
