@@ -40,7 +40,7 @@ SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 # Fernet keys for the encrypted columns (PHI, OAuth tokens, EHR site secrets; healthcommerce.core.encryption),
 # comma-separated, newest first: the first encrypts, every one decrypts. Production refuses to start without them;
 # embedded mode makes one under HC_VAR_DIR. Rotation: docs/deploy.md "Encryption keys".
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+FIELD_ENCRYPTION_KEYS = [key.strip() for key in env.list("FIELD_ENCRYPTION_KEYS", default=[]) if key.strip()]
 if not FIELD_ENCRYPTION_KEYS and not PRODUCTION:
     FIELD_ENCRYPTION_KEYS = [dev_field_encryption_key(VAR_DIR)]
 if not PRODUCTION and field_key_problems(FIELD_ENCRYPTION_KEYS):
