@@ -16,6 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 from healthcommerce.core.deploy import (
     DEV_SECRET_KEY,
     ProductionConfig,
+    dev_field_encryption_key,
+    field_key_problems,
     production_problems,
     redis_cache_url,
     refuse_to_start,
@@ -35,6 +37,14 @@ SANDBOX_ENABLED = env("SANDBOX_ENABLED")
 # Production unless this is the demo or a test run (the sandbox EHR is mounted) or DEBUG is on.
 PRODUCTION = not DEBUG and not SANDBOX_ENABLED
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+# Fernet keys for the encrypted columns (PHI, OAuth tokens, EHR site secrets; healthcommerce.core.encryption),
+# comma-separated, newest first: the first encrypts, every one decrypts. Production refuses to start without them;
+# embedded mode makes one under HC_VAR_DIR. Rotation: docs/deploy.md "Encryption keys".
+FIELD_ENCRYPTION_KEYS = [key.strip() for key in env.list("FIELD_ENCRYPTION_KEYS", default=[]) if key.strip()]
+if not FIELD_ENCRYPTION_KEYS and not PRODUCTION:
+    FIELD_ENCRYPTION_KEYS = [dev_field_encryption_key(VAR_DIR)]
+if not PRODUCTION and field_key_problems(FIELD_ENCRYPTION_KEYS):
+    raise ImproperlyConfigured(field_key_problems(FIELD_ENCRYPTION_KEYS)[0])
 # Public base URL of this app, used to build the SMART redirect_uri and patient links.
 APP_BASE_URL = env.str("APP_BASE_URL", default="http://127.0.0.1:8000")
 _APP_HOST = urlsplit(APP_BASE_URL).hostname or "localhost"
@@ -236,6 +246,14 @@ LAUNCH_RATE_LIMIT = env.str("LAUNCH_RATE_LIMIT", default="300/m")
 # Hours an ended launch (its state, PKCE verifier and tokens) is kept after it expired; beat then deletes it
 # together with expired sessions (healthcommerce.ehr.services.launches_purge).
 LAUNCH_RETENTION_HOURS = env.int("LAUNCH_RETENTION_HOURS", default=24)
+# Retention (docs/reliability.md "Retention"), run daily by beat and audited as retention.purge: days a done or
+# cancelled outbox row is kept (healthcommerce.outbox.services.outbox_purge), and days after an order closed
+# (cancelled, failed, delivered; a draft: created) before its PHI, its purchase links' addresses and its local
+# commerce payload are blanked (orders_phi_purge). Keep ORDER_PHI_RETENTION_DAYS >= PURCHASE_LINK_TRACKING_DAYS.
+OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=30)
+ORDER_PHI_RETENTION_DAYS = env.int("ORDER_PHI_RETENTION_DAYS", default=90)
+if OUTBOX_RETENTION_DAYS < 1 or ORDER_PHI_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("OUTBOX_RETENTION_DAYS and ORDER_PHI_RETENTION_DAYS must be at least 1.")
 
 # --- Celery (healthcommerce.celery) ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -282,6 +300,17 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Delete launches that ended LAUNCH_RETENTION_HOURS ago, and expired sessions (healthcommerce.ehr.tasks), daily.
     "purge-launches": {"task": "healthcommerce.ehr.tasks.purge", "schedule": crontab(hour=3, minute=23)},
+    # Clear the OAuth tokens of launches that expired (healthcommerce.ehr.services.launch_tokens_clear).
+    "clear-launch-tokens": {"task": "healthcommerce.ehr.tasks.clear_tokens", "schedule": 600.0},
+    # Retention, daily, each stage after the one before (docs/reliability.md "Retention"): done outbox rows; the PHI
+    # of closed orders; then their local commerce payloads; then their purchase links' addresses.
+    "purge-outbox": {"task": "healthcommerce.outbox.tasks.purge", "schedule": crontab(hour=3, minute=25)},
+    "purge-order-phi": {"task": "healthcommerce.orders.tasks.purge", "schedule": crontab(hour=3, minute=27)},
+    "purge-local-order-phi": {"task": "healthcommerce.fulfillment.tasks.purge", "schedule": crontab(hour=3, minute=29)},
+    "purge-purchase-link-phi": {
+        "task": "healthcommerce.purchaselinks.tasks.purge",
+        "schedule": crontab(hour=3, minute=31),
+    },
     # Remind patients whose purchase link is about to expire (healthcommerce.purchaselinks.reminders), hourly.
     "remind-purchase-links": {"task": "healthcommerce.purchaselinks.tasks.remind", "schedule": crontab(minute=41)},
 }
@@ -404,6 +433,7 @@ if PRODUCTION:
             sms_from=SMS_FROM,
             twilio_account_sid=TWILIO_ACCOUNT_SID,
             twilio_auth_token=TWILIO_AUTH_TOKEN,
+            field_encryption_keys=tuple(FIELD_ENCRYPTION_KEYS),
         )
     )
     if _problems:

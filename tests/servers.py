@@ -43,7 +43,10 @@ def base_env(**overrides: str) -> dict[str, str]:
     interpreter's folder first on ``PATH`` (gunicorn, celery), and ``overrides``."""
     env = {key: value for key, value in os.environ.items() if key not in PRIVATE_ENV}
     path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env | {"DJANGO_SETTINGS_MODULE": "healthcommerce.settings", "PATH": path} | overrides
+    # The processes share this one's database, so they share its field encryption keys (not their HC_VAR_DIR's).
+    keys = ",".join(settings.FIELD_ENCRYPTION_KEYS)
+    common = {"DJANGO_SETTINGS_MODULE": "healthcommerce.settings", "PATH": path, "FIELD_ENCRYPTION_KEYS": keys}
+    return env | common | overrides
 
 
 def current_database_url() -> str:

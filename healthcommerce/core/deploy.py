@@ -10,9 +10,13 @@ cover what the checklist cannot know: that a patient would never get an email, o
 would not share state.
 """
 
+import base64
+import binascii
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 DEV_SECRET_KEY = "insecure-dev-only-change-me"
@@ -34,6 +38,9 @@ UNDELIVERING_SMS_BACKENDS = {
 TWILIO_SMS_BACKEND = "sms.backends.twilio.SmsBackend"
 # Exit status for a configuration error (sysexits.h EX_CONFIG).
 EX_CONFIG = 78
+# Embedded mode's field encryption key, made once under HC_VAR_DIR (docs/adr/0016).
+DEV_FIELD_KEY_FILE = "field-encryption.key"
+GENERATE_FIELD_KEY = "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class ProductionConfig:
     sms_from: str = ""
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
+    field_encryption_keys: tuple[str, ...] = ()
 
 
 def production_problems(config: ProductionConfig) -> list[str]:
@@ -87,7 +95,51 @@ def production_problems(config: ProductionConfig) -> list[str]:
             "CACHE_URL is not set and the broker is not Redis: set CACHE_URL (redis://host:6379/1) so rate limits "
             "and caches hold across processes."
         )
-    return problems + sms_problems(config)
+    if not config.field_encryption_keys:
+        problems.append(
+            "FIELD_ENCRYPTION_KEYS is not set: set it to one or more Fernet keys, newest first, comma-separated "
+            f"({GENERATE_FIELD_KEY}); PHI, tokens and site secrets are encrypted with the first."
+        )
+    return problems + field_key_problems(config.field_encryption_keys) + sms_problems(config)
+
+
+def field_key_problems(keys: tuple[str, ...] | list[str]) -> list[str]:
+    """Return one line naming ``FIELD_ENCRYPTION_KEYS`` when any key is not a Fernet key (url-safe base64 of 32
+    bytes), empty otherwise; the line gives the key's position, never the key. Source: the Fernet spec (a key is
+    a 128-bit signing key and a 128-bit encryption key, base64url-encoded)."""
+    bad = [str(number) for number, key in enumerate(keys, 1) if not _is_fernet_key(key)]
+    if not bad:
+        return []
+    return [
+        f"FIELD_ENCRYPTION_KEYS has {len(bad)} key(s) that are not Fernet keys (position {', '.join(bad)}): each "
+        f"must be 32 url-safe base64-encoded bytes ({GENERATE_FIELD_KEY})."
+    ]
+
+
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return False
+
+
+def dev_field_encryption_key(var_dir: Path) -> str:
+    """Return embedded mode's field encryption key: read from ``var_dir/field-encryption.key``, made there (a new
+    random Fernet key, file mode 0600) the first time. Stable for every process sharing ``var_dir`` (the demo's
+    web, worker and beat); never used in production, which refuses to start without ``FIELD_ENCRYPTION_KEYS``."""
+    path = var_dir / DEV_FIELD_KEY_FILE
+    if not path.exists():
+        draft = var_dir / f".{DEV_FIELD_KEY_FILE}.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.urlsafe_b64encode(os.urandom(32)).decode("ascii") + "\n")
+        try:
+            os.link(draft, path)  # atomic; the first process to get here wins, the others read its key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
 
 
 def sms_problems(config: ProductionConfig) -> list[str]:

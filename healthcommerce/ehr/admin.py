@@ -1,16 +1,119 @@
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from django import forms
 from django.contrib import admin
+from django.http import HttpRequest
 
 from healthcommerce.ehr.models import EHRSite, Launch
+
+SECRETS = ("client_secret", "private_key_pem")
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value, not even the one just submitted when the form is shown again."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+class EHRSiteForm(forms.ModelForm):
+    """The site form without its secrets: each has an empty "replace" field and a "remove" box instead, so a
+    stored secret is never sent to a browser (issue 9 "Secrets are write-only in the admin")."""
+
+    new_client_secret = forms.CharField(
+        required=False,
+        strip=True,
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        label="Replace client secret",
+        help_text="Leave empty to keep the stored secret.",
+    )
+    remove_client_secret = forms.BooleanField(required=False, label="Remove the client secret")
+    new_private_key_pem = forms.CharField(
+        required=False,
+        strip=True,
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "autocomplete": "off"}),
+        label="Replace private key",
+        help_text="A PEM private key for private_key_jwt. Leave empty to keep the stored key.",
+    )
+    remove_private_key_pem = forms.BooleanField(required=False, label="Remove the private key")
+    iss = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        label="Iss",
+        help_text=EHRSite._meta.get_field("iss").help_text,
+        widget=forms.URLInput(attrs={"class": "vURLField"}),
+    )
+
+    class Meta:
+        model = EHRSite
+        # An allowlist: a secret column added later stays off the form until someone decides how to show it.
+        fields = [
+            "name",
+            "iss",
+            "client_id",
+            "auth_method",
+            "key_id",
+            "signing_alg",
+            "scopes",
+            "quirks",
+            "frame_origins",
+            "is_active",
+            "sms_enabled",
+        ]
+
+    def clean_new_private_key_pem(self) -> str:
+        pem = self.cleaned_data["new_private_key_pem"]
+        if pem:
+            try:
+                load_pem_private_key(pem.encode(), password=None)
+            except (ValueError, TypeError) as exc:
+                raise forms.ValidationError("This is not an unencrypted PEM private key.") from exc
+        return pem
+
+    def save(self, commit: bool = True) -> Any:
+        for name in SECRETS:
+            if self.cleaned_data.get(f"new_{name}"):
+                setattr(self.instance, name, self.cleaned_data[f"new_{name}"])
+            elif self.cleaned_data.get(f"remove_{name}"):
+                setattr(self.instance, name, "")
+        return super().save(commit=commit)
 
 
 @admin.register(EHRSite)
 class EHRSiteAdmin(admin.ModelAdmin):
-    """Per-site configuration; secrets are write-only in the list."""
+    """Per-site configuration. The client secret and private key are write-only: the change page says only whether
+    each is set, never its value, and no list, search or export shows them."""
 
+    form = EHRSiteForm
     list_display = ["name", "iss", "client_id", "auth_method", "is_active", "sms_enabled", "discovered_at"]
     list_filter = ["auth_method", "is_active", "sms_enabled"]
     search_fields = ["name", "iss", "client_id"]
-    readonly_fields = ["discovery", "discovered_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "client_secret_status",
+        "private_key_status",
+        "discovery",
+        "discovered_at",
+        "created_at",
+        "updated_at",
+    ]
+
+    def get_fields(self, request: HttpRequest, obj: EHRSite | None = None) -> list[str]:  # type: ignore[override]
+        fields = [str(f) for f in super().get_fields(request, obj) if f not in SECRETS]
+        order = ["client_secret_status", "new_client_secret", "remove_client_secret"]
+        order += ["private_key_status", "new_private_key_pem", "remove_private_key_pem"]
+        rest = [f for f in fields if f not in order]
+        at = rest.index("auth_method") + 1 if "auth_method" in rest else len(rest)
+        return [*rest[:at], *order, *rest[at:]]
+
+    @admin.display(description="Client secret")
+    def client_secret_status(self, obj: EHRSite) -> str:
+        return "set" if obj.client_secret else "not set"
+
+    @admin.display(description="Private key")
+    def private_key_status(self, obj: EHRSite) -> str:
+        return "set" if obj.private_key_pem else "not set"
 
 
 @admin.register(Launch)

@@ -2,6 +2,7 @@
 
 from django.db import models
 
+from healthcommerce.core.encryption import EncryptedCharField, EncryptedTextField
 from healthcommerce.core.models import BaseModel
 
 DEFAULT_SCOPES = (
@@ -27,8 +28,9 @@ class EHRSite(BaseModel):
     iss = models.URLField(max_length=500, unique=True, help_text="FHIR base URL exactly as the EHR sends it in `iss`.")
     client_id = models.CharField(max_length=200)
     auth_method = models.CharField(max_length=40, choices=AuthMethod.choices, default=AuthMethod.PUBLIC)
-    client_secret = models.CharField(max_length=500, blank=True)
-    private_key_pem = models.TextField(blank=True, help_text="PEM private key for private_key_jwt.")
+    # Encrypted at rest and write-only in the admin (docs/adr/0016).
+    client_secret = EncryptedCharField(max_length=500, blank=True)
+    private_key_pem = EncryptedTextField(blank=True, help_text="PEM private key for private_key_jwt.")
     key_id = models.CharField(max_length=200, blank=True, help_text="`kid` of the signing key in our JWKS.")
     signing_alg = models.CharField(max_length=10, default="RS384", choices=[("RS384", "RS384"), ("ES384", "ES384")])
     scopes = models.TextField(default=DEFAULT_SCOPES)
@@ -79,8 +81,9 @@ class Launch(BaseModel):
     expires_at = models.DateTimeField()
     error_code = models.CharField(max_length=80, blank=True)
     # Filled by the callback (SMART App Launch 2.2 "Launch context arrives with your access_token").
-    access_token = models.TextField(blank=True)
-    refresh_token = models.TextField(
+    # Encrypted at rest; cleared when pre-fill finishes (the refresh token kept) and when the launch expires.
+    access_token = EncryptedTextField(blank=True)
+    refresh_token = EncryptedTextField(
         blank=True, help_text="Single-use when the EHR rotates it; never leaves the server."
     )
     token_expires_at = models.DateTimeField(null=True, blank=True)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from requests import RequestException
 
@@ -314,6 +315,25 @@ class PurgeReport:
 
     launches: int
     sessions: int
+
+
+@transaction.atomic
+def launch_tokens_clear() -> int:
+    """Clear the OAuth tokens (access and refresh) of every launch that has expired and still holds one; return
+    how many launches were cleared. A launch holds tokens while ``token_expires_at`` is set (the callback sets it;
+    pre-fill clears it when no refresh token is left). One ``retention.purge`` audit row with the count when any
+    was cleared (issue 9: "access tokens are cleared when pre-fill finishes or the launch expires"). Run every
+    10 minutes by beat (``healthcommerce.ehr.tasks.clear_tokens``); idempotent, one UPDATE."""
+    now = timezone.now()
+    cleared = Launch.objects.filter(expires_at__lte=now, token_expires_at__isnull=False).update(
+        access_token="", refresh_token="", token_expires_at=None, updated_at=now
+    )
+    if cleared:
+        audit_record(
+            actor="system:retention", action="retention.purge", target="Launch.tokens", detail={"launches": cleared}
+        )
+        logger.info("retention: cleared the tokens of %d expired launch(es)", cleared)
+    return cleared
 
 
 def launches_purge() -> PurgeReport:

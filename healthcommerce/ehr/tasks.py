@@ -1,4 +1,5 @@
-"""The launch stage's Celery task: the daily purge of ended launches and expired sessions (beat, ``purge-launches``)."""
+"""The launch stage's Celery tasks: the daily purge of ended launches and expired sessions (beat, ``purge-launches``)
+and the clearing of expired launches' tokens (beat, ``clear-launch-tokens``)."""
 
 from celery import shared_task
 
@@ -10,3 +11,11 @@ def purge() -> dict[str, int]:
 
     report = launches_purge()
     return {"launches": report.launches, "sessions": report.sessions}
+
+
+@shared_task(name="healthcommerce.ehr.tasks.clear_tokens")
+def clear_tokens() -> int:
+    """Run ``services.launch_tokens_clear``; return how many launches had their tokens cleared."""
+    from healthcommerce.ehr.services import launch_tokens_clear
+
+    return launch_tokens_clear()

@@ -2,6 +2,7 @@
 
 from django.db import models
 
+from healthcommerce.core.encryption import EncryptedJSONField
 from healthcommerce.core.models import BaseModel
 
 
@@ -24,15 +25,17 @@ class LocalCommerceOrder(BaseModel):
     # Every submit with this key counts, replays included: more than one means the pipeline sent it again.
     submit_count = models.PositiveIntegerField(default=0, help_text="Submit calls received with this idempotency key.")
     order_reference = models.CharField(max_length=20, db_index=True)
-    payload = models.JSONField()
+    payload = EncryptedJSONField()  # ship-to and contact: PHI, encrypted at rest (docs/adr/0016)
     # The patient's confirmation (a corrected ship-to, a delivery preference): kept apart so ``payload`` stays
     # exactly what was submitted under the idempotency key.
-    confirmation = models.JSONField(default=dict, blank=True)
+    confirmation = EncryptedJSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)
     tracking_number = models.CharField(max_length=100, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Retention: when ship-to and contact were removed from ``payload`` and ``confirmation`` (the order's PHI went).
+    phi_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

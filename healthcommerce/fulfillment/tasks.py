@@ -25,3 +25,12 @@ def reconcile() -> dict[str, object]:
     from healthcommerce.fulfillment.reconcile import fulfillment_reconcile
 
     return fulfillment_reconcile().as_dict()
+
+
+@shared_task(name="healthcommerce.fulfillment.tasks.purge")
+def purge() -> int:
+    """Remove purged orders' PHI from the local backend's copies (beat, daily, after the orders' purge):
+    ``local_orders_phi_purge``; return how many."""
+    from healthcommerce.fulfillment.backends.local.services import local_orders_phi_purge
+
+    return local_orders_phi_purge()

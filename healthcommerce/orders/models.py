@@ -6,6 +6,12 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from healthcommerce.catalog.models import Product
+from healthcommerce.core.encryption import (
+    EncryptedCharField,
+    EncryptedDateField,
+    EncryptedEmailField,
+    EncryptedJSONField,
+)
 from healthcommerce.core.models import BaseModel
 from healthcommerce.ehr.models import EHRSite, Launch
 
@@ -65,20 +71,21 @@ class Order(BaseModel):
     product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
     quantity = models.PositiveIntegerField(default=1)
     order_date = models.DateField()
-    patient_name = models.CharField(max_length=300)
-    patient_birth_date = models.DateField(null=True, blank=True)
+    # PHI columns are encrypted at rest (docs/adr/0016); patient_fhir_id, an identifier, stays searchable.
+    patient_name = EncryptedCharField(max_length=300)
+    patient_birth_date = EncryptedDateField(null=True, blank=True)
     practitioner_reference = models.CharField(max_length=500, blank=True)
     practitioner_name = models.CharField(max_length=300, blank=True)
     practitioner_npi = models.CharField(max_length=20, blank=True)
     # Fulfillment: ship-to, contact, payer.
-    ship_to = models.JSONField(default=dict, blank=True)
-    contact_email = models.EmailField(blank=True)
-    contact_phone = models.CharField(max_length=40, blank=True)
+    ship_to = EncryptedJSONField(default=dict, blank=True)
+    contact_email = EncryptedEmailField(blank=True)
+    contact_phone = EncryptedCharField(max_length=40, blank=True)
     # The language to write to the patient in: a code of settings.LANGUAGES ("es"), "" for the default (English).
     # From Patient.communication at pre-fill, then the patient's own choice on the purchase pages (ADR 0013).
     patient_language = models.CharField(max_length=35, blank=True, help_text="e.g. es; blank: English")
     payer_name = models.CharField(max_length=300, blank=True)
-    payer_member_id = models.CharField(max_length=100, blank=True)
+    payer_member_id = EncryptedCharField(max_length=100, blank=True)
     # Sign-off.
     signed_by = models.CharField(max_length=500, blank=True)
     signed_at = models.DateTimeField(null=True, blank=True)
@@ -97,10 +104,14 @@ class Order(BaseModel):
     tracking_url = models.URLField(max_length=500, blank=True)
     # The patient's choices on the purchase page. The signed ship-to above is never changed: a corrected
     # address goes here (same shape) and is what the commerce backend gets with the confirmation.
-    patient_ship_to = models.JSONField(default=dict, blank=True, help_text="The patient's corrected ship-to.")
+    patient_ship_to = EncryptedJSONField(default=dict, blank=True, help_text="The patient's corrected ship-to.")
     delivery_preference = models.CharField(max_length=20, choices=DeliveryPreference.choices, blank=True)
     terms_accepted_at = models.DateTimeField(null=True, blank=True)
     terms_version = models.CharField(max_length=20, blank=True)
+    # Retention (orders.services.orders_phi_purge): when the PHI columns of this closed order were blanked.
+    phi_purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the PHI of this closed order was purged."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -5,10 +5,14 @@ Sign-off writes the order and its outbox row in one transaction (docs/reliabilit
 
 import hashlib
 import json
+import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
@@ -29,6 +33,19 @@ from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_transition
 from healthcommerce.outbox.services import outbox_cancel, outbox_publish
+
+logger = logging.getLogger(__name__)
+# What a purge leaves in an order's PHI columns (issue 9 "Retention"); ids, product, status, timestamps and
+# content_hash stay.
+PHI_BLANK: dict[str, Any] = {
+    "patient_name": "",
+    "patient_birth_date": None,
+    "ship_to": {},
+    "contact_email": "",
+    "contact_phone": "",
+    "payer_member_id": "",
+    "patient_ship_to": {},
+}
 
 EDITABLE = (
     "product",
@@ -144,11 +161,17 @@ def _gather(launch: Launch) -> Prefill:
 
 
 def _record_prefill(launch: Launch, found: Prefill, set_aside: list[dict[str, str]]) -> None:
+    """Mark ``launch`` pre-filled and clear its access token: the reads are done (issue 9, docs/adr/0016). A
+    refresh token, when the site granted one, is kept (encrypted) so "Re-read from the EHR" can get a new access
+    token; without one, a re-read asks the clinician to launch again (``ReauthorizationNeeded``)."""
     launch.prefilled_at = timezone.now()
     launch.prefill_outcomes, launch.prefill_seconds = found.outcomes, found.seconds
     launch.prefill_warnings, launch.prefill_set_aside = found.warnings[:100], set_aside
+    launch.access_token = ""
+    if not launch.refresh_token:
+        launch.token_expires_at = None  # nothing left to use or to clear at expiry
     fields = ["prefilled_at", "prefill_outcomes", "prefill_seconds", "prefill_warnings", "prefill_set_aside"]
-    launch.save(update_fields=[*fields, "updated_at"])
+    launch.save(update_fields=[*fields, "access_token", "token_expires_at", "updated_at"])
 
 
 def launch_prefill(*, launch: Launch) -> bool:
@@ -316,3 +339,39 @@ def order_cancel(*, order: Order, actor: str, reason: str = "") -> Order:
         outbox_publish(topic=TOPIC_ORDER_CANCELLED, key=order_event_key(locked), subject=subject)
     audit_record(actor=actor, action="order.cancel", target=f"Order/{locked.pk}", detail=detail or None)
     return locked
+
+
+def orders_closed_before(cutoff: Any) -> Q:
+    """Return the filter for orders closed before ``cutoff`` (an aware datetime): cancelled or failed and last
+    changed before it, fulfilled with the backend reporting ``delivered`` before it, or drafts created before it
+    (their launch ended long ago: they can no longer be signed)."""
+    S = Order.Status
+    return (
+        Q(status__in=[S.CANCELLED, S.FAILED], updated_at__lt=cutoff)
+        | Q(status=S.FULFILLED, fulfillment_status="delivered", fulfillment_updated_at__lt=cutoff)
+        | Q(status=S.DRAFT, created_at__lt=cutoff)
+    )
+
+
+@transaction.atomic
+def orders_phi_purge() -> int:
+    """Blank the PHI columns (``PHI_BLANK``: name, birth date, ship-to, email, phone, member id, the patient's
+    corrected ship-to) of orders closed more than ``ORDER_PHI_RETENTION_DAYS`` ago (``orders_closed_before``) and
+    set ``phi_purged_at``; return how many. Ids, reference, product, status, timestamps and ``content_hash`` stay.
+    The links and the local backend's copy follow in their own purges, which key on ``phi_purged_at``. One
+    ``retention.purge`` audit row with the count (docs/reliability.md "Retention"). Run daily by beat
+    (``healthcommerce.orders.tasks.purge``); idempotent (a purged order is not purged again).
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(days=settings.ORDER_PHI_RETENTION_DAYS)
+    due = Order.objects.filter(orders_closed_before(cutoff), phi_purged_at__isnull=True)
+    purged = due.update(**PHI_BLANK, phi_purged_at=now)
+    audit_record(
+        actor="system:retention",
+        action="retention.purge",
+        target="Order",
+        detail={"orders": purged, "retention_days": settings.ORDER_PHI_RETENTION_DAYS},
+    )
+    if purged:
+        logger.info("retention: purged the PHI of %d closed order(s)", purged)
+    return purged

@@ -60,7 +60,8 @@ def _context(launch: Launch, **extra: Any) -> dict[str, Any]:
 def _banner(launch: Launch) -> dict[str, Any] | None:
     if not launch.need_patient_banner:
         return None
-    order = Order.objects.filter(launch=launch).exclude(patient_name="").first()
+    # patient_name is encrypted (no lookups): a launch has a handful of drafts, so pick in Python.
+    order = next((o for o in Order.objects.filter(launch=launch) if o.patient_name), None)
     return {"name": order.patient_name if order else "", "birth_date": order.patient_birth_date if order else None}
 
 

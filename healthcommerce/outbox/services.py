@@ -616,3 +616,23 @@ def outbox_retry(*, message_ids: Iterable[Any], actor: str) -> list[OutboxMessag
         detail = {"message_id": str(message.pk), "subscriber": message.subscriber}
         audit_record(actor=actor, action="outbox.retry", target=message.subject, where="admin", detail=detail)
     return rows
+
+
+@transaction.atomic
+def outbox_purge() -> int:
+    """Delete ``done`` and ``cancelled`` outbox rows last changed more than ``OUTBOX_RETENTION_DAYS`` ago; return
+    how many. Dead letters and pending rows are kept whatever their age. One ``retention.purge`` audit row with the
+    count (docs/reliability.md "Retention"). Run daily by beat (``healthcommerce.outbox.tasks.purge``); idempotent.
+    """
+    cutoff = timezone.now() - timedelta(days=settings.OUTBOX_RETENTION_DAYS)
+    ended = (OutboxMessage.Status.DONE, OutboxMessage.Status.CANCELLED)
+    deleted, _ = OutboxMessage.objects.filter(status__in=ended, updated_at__lt=cutoff).delete()
+    audit_record(
+        actor="system:retention",
+        action="retention.purge",
+        target="OutboxMessage",
+        detail={"outbox_messages": deleted, "retention_days": settings.OUTBOX_RETENTION_DAYS},
+    )
+    if deleted:
+        logger.info("retention: deleted %d done or cancelled outbox row(s)", deleted)
+    return deleted

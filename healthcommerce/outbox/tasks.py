@@ -31,3 +31,9 @@ def relay() -> int:
     published = services.outbox_relay()
     relay_heartbeat()
     return published
+
+
+@shared_task(name="healthcommerce.outbox.tasks.purge")
+def purge() -> int:
+    """Delete old done and cancelled outbox rows (beat, daily): ``services.outbox_purge``; return how many."""
+    return services.outbox_purge()

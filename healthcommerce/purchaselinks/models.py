@@ -2,6 +2,7 @@
 
 from django.db import models
 
+from healthcommerce.core.encryption import EncryptedCharField
 from healthcommerce.core.models import BaseModel
 from healthcommerce.orders.models import Order
 
@@ -28,11 +29,13 @@ class PurchaseLink(BaseModel):
     verified_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    sent_to = models.CharField(max_length=300, blank=True)
+    sent_to = EncryptedCharField(max_length=300, blank=True)  # an email address: encrypted (docs/adr/0016)
     sent_at = models.DateTimeField(null=True, blank=True)
-    sms_sent_to = models.CharField(max_length=20, blank=True)
+    sms_sent_to = EncryptedCharField(max_length=20, blank=True)
     sms_sent_at = models.DateTimeField(null=True, blank=True)
     purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.LINK)
+    # Retention: when ``sent_to``/``sms_sent_to`` were blanked (the order's PHI went; the link is revoked).
+    phi_purged_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Link for {self.order.reference}"

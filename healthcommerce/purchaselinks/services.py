@@ -533,3 +533,28 @@ def purchase_link_reissue(*, order: Order, actor: str) -> list[str]:
             purchase_link_revoke(link=link, actor=actor)
         link, token = purchase_link_issue(order=order, actor=actor)
     return purchase_link_send(link=link, token=token)
+
+
+@transaction.atomic
+def purchase_links_phi_purge() -> int:
+    """Blank where the links of PHI-purged orders (``Order.phi_purged_at``) were sent (``sent_to``,
+    ``sms_sent_to``), revoke those still open (``revoked_at``: the patient's birth date is gone, so the link could
+    only fail) and set ``phi_purged_at``; return how many links. One ``retention.purge`` audit row with the counts
+    (docs/reliability.md "Retention"). Run daily by beat after the orders' purge
+    (``healthcommerce.purchaselinks.tasks.purge``); idempotent.
+    """
+    now = timezone.now()
+    due = PurchaseLink.objects.filter(order__phi_purged_at__isnull=False, phi_purged_at__isnull=True)
+    ids = list(due.select_for_update().values_list("pk", flat=True))
+    links = PurchaseLink.objects.filter(pk__in=ids)
+    revoked = links.filter(revoked_at__isnull=True).update(revoked_at=now)
+    purged = links.update(sent_to="", sms_sent_to="", phi_purged_at=now, updated_at=now)
+    audit_record(
+        actor="system:retention",
+        action="retention.purge",
+        target="PurchaseLink",
+        detail={"purchase_links": purged, "revoked": revoked},
+    )
+    if purged:
+        logger.info("retention: purged the addresses of %d purchase link(s), %d revoked", purged, revoked)
+    return purged

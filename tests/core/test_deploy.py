@@ -8,8 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
-from healthcommerce.core.deploy import EX_CONFIG, ProductionConfig, production_problems, redis_cache_url
+from healthcommerce.core.deploy import (
+    EX_CONFIG,
+    ProductionConfig,
+    dev_field_encryption_key,
+    production_problems,
+    redis_cache_url,
+)
 from tests.servers import ROOT, base_env
 
 PRODUCTION_ENV = {
@@ -20,6 +27,7 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://healthcommerce@db.internal:5432/healthcommerce",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
     "EMAIL_URL": "smtp+tls://mailer:secret@relay.example-health.org:587",
+    "FIELD_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
 }
 FIT = ProductionConfig(
     secret_key="k" * 60,
@@ -28,6 +36,7 @@ FIT = ProductionConfig(
     database_engine="django.db.backends.postgresql",
     broker_url="redis://r:6379/0",
     cache_backend="django.core.cache.backends.redis.RedisCache",
+    field_encryption_keys=(Fernet.generate_key().decode(),),
 )
 
 
@@ -58,6 +67,8 @@ def test_a_production_environment_passes_the_deploy_check_at_warning_level() -> 
         ("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
         ("DATABASE_URL", "sqlite:///var/db.sqlite3"),
         ("CELERY_BROKER_URL", "filesystem://"),
+        ("FIELD_ENCRYPTION_KEYS", ""),
+        ("FIELD_ENCRYPTION_KEYS", f"{Fernet.generate_key().decode()},not-a-fernet-key"),
     ],
 )
 def test_with_debug_off_it_refuses_to_start_with_one_line_naming_the_setting(setting: str, value: str) -> None:
@@ -71,11 +82,34 @@ def test_with_debug_off_it_refuses_to_start_with_one_line_naming_the_setting(set
 
 
 def test_the_embedded_defaults_are_refused_all_at_once_with_debug_off() -> None:
-    done = _manage("check", DEBUG="false", SANDBOX_ENABLED="false")
+    done = _manage("check", DEBUG="false", SANDBOX_ENABLED="false", FIELD_ENCRYPTION_KEYS="")
 
     named = [line.split(": ", 1)[1].split(" ", 1)[0] for line in done.stderr.strip().splitlines()]
     assert done.returncode == EX_CONFIG
-    assert named == ["SECRET_KEY", "APP_BASE_URL", "EMAIL_BACKEND", "DATABASE_URL", "CELERY_BROKER_URL"]
+    assert named == [
+        "SECRET_KEY",
+        "APP_BASE_URL",
+        "EMAIL_BACKEND",
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "FIELD_ENCRYPTION_KEYS",
+    ]
+
+
+def test_a_bad_field_key_is_named_by_position_never_shown() -> None:
+    bad = "short-key-do-not-echo"
+    problems = production_problems(ProductionConfig(**(FIT.__dict__ | {"field_encryption_keys": ("x" * 44, bad)})))
+
+    assert len(problems) == 1 and problems[0].startswith("FIELD_ENCRYPTION_KEYS has 2 key(s)")
+    assert "position 1, 2" in problems[0] and bad not in problems[0]
+
+
+def test_embedded_mode_makes_one_field_key_under_the_var_dir_and_keeps_it(tmp_path: Path) -> None:
+    first = dev_field_encryption_key(tmp_path)
+
+    assert Fernet(first.encode())  # a real Fernet key
+    assert dev_field_encryption_key(tmp_path) == first
+    assert (tmp_path / "field-encryption.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_a_fit_configuration_has_no_problems() -> None:

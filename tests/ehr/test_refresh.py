@@ -428,3 +428,21 @@ def test_re_read_without_a_refresh_token_says_to_relaunch_and_keeps_the_draft(
     assert b"Please launch the app again from the EHR; your draft is kept." in page.content
     assert list(launch.orders.values_list("pk", "status", "request_code")) == drafts
     assert page.request["PATH_INFO"] == order_path  # still on the draft
+
+
+@pytest.mark.django_db
+def test_pre_fill_clears_the_access_token_and_keeps_only_the_refresh_token(client: Any, site: EHRSite, refresh_sandbox):
+    launch = launched(client, refresh_sandbox)
+    assert launch.access_token and launch.refresh_token
+    order_path = open_draft(client, launch)
+    after = Launch.objects.get(pk=launch.pk)
+    assert after.prefilled_at is not None
+    assert after.access_token == "" and after.refresh_token  # (rotated already: the sandbox's tokens last 2 s)
+    assert after.token_expires_at is not None  # a token is still held: cleared when the launch expires
+    refreshes = refresh_audits()
+
+    page = client.post(order_path, {"action": "reread"}, follow=True)  # a new access token from the refresh token
+    assert b"Read again from the EHR." in page.content
+    again = Launch.objects.get(pk=launch.pk)
+    assert again.access_token == "" and again.refresh_token not in ("", after.refresh_token)
+    assert refresh_audits() == refreshes + 1

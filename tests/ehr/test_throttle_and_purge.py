@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.models import EHRSite, Launch
-from healthcommerce.ehr.services import launches_purge
-from healthcommerce.ehr.tasks import purge
+from healthcommerce.ehr.services import launch_tokens_clear, launches_purge
+from healthcommerce.ehr.tasks import clear_tokens, purge
 from healthcommerce.orders.models import Order
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +86,21 @@ def test_beat_purges_launches_ended_a_day_ago_and_expired_sessions_and_audits_it
     row = AuditEvent.objects.get(action="retention.purge")
     assert row.detail == {"launches": 1, "sessions": 1, "retention_hours": 24}
     assert launches_purge().launches == 0  # idempotent
+
+
+def test_beat_clears_the_tokens_of_expired_launches_and_audits_it(site: EHRSite) -> None:
+    now = timezone.now()
+    held = {"access_token": "a-token", "refresh_token": "r-token", "token_expires_at": now + timedelta(minutes=5)}
+    expired = Launch.objects.create(site=site, state="s-exp", expires_at=now - timedelta(seconds=1), **held)
+    live = Launch.objects.create(site=site, state="s-live", expires_at=now + timedelta(minutes=30), **held)
+
+    assert clear_tokens() == 1
+
+    cleared = Launch.objects.get(pk=expired.pk)
+    assert (cleared.access_token, cleared.refresh_token, cleared.token_expires_at) == ("", "", None)
+    kept = Launch.objects.get(pk=live.pk)
+    assert (kept.access_token, kept.refresh_token) == ("a-token", "r-token")
+    row = AuditEvent.objects.get(action="retention.purge", target="Launch.tokens")
+    assert row.detail == {"launches": 1} and row.actor == "system:retention"
+    assert launch_tokens_clear() == 0  # idempotent, and a run that clears nothing writes no audit row
+    assert AuditEvent.objects.filter(target="Launch.tokens").count() == 1

@@ -4,6 +4,7 @@
 (docs/architecture.md "Order status": fulfillment details hang off the order as events).
 """
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +18,10 @@ from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.fulfillment.status import fulfillment_status_apply
 from healthcommerce.orders.models import Order
 
+logger = logging.getLogger(__name__)
 LS = LocalCommerceOrder.Status
+# What a purged local order keeps of its payload (``CommerceOrder.to_dict()``): no ship-to, no contact.
+PAYLOAD_KEPT = ("order_reference", "idempotency_key", "items")
 _RANK: dict[str, int] = {LS.RECEIVED: 0, LS.CONFIRMED: 1, LS.SHIPPED: 2, LS.DELIVERED: 3, LS.CANCELLED: 4}
 
 
@@ -118,3 +122,31 @@ def local_order_mark(
     detail = {"local_order_id": str(row.pk)}
     audit_record(actor=actor, action=f"local_order.{status}", target=f"Order/{order.pk}", where="admin", detail=detail)
     return row
+
+
+@transaction.atomic
+def local_orders_phi_purge() -> int:
+    """Remove the ship-to and contact (PHI) from the payload and confirmation of local orders whose order's PHI
+    was purged (``Order.phi_purged_at``, ``orders_phi_purge``), keeping ``PAYLOAD_KEPT`` and the delivery
+    preference, and set ``phi_purged_at``; return how many. One ``retention.purge`` audit row with the count
+    (docs/reliability.md "Retention"). Run daily by beat after the orders' purge
+    (``healthcommerce.fulfillment.tasks.purge``); idempotent.
+    """
+    now = timezone.now()
+    references = Order.objects.filter(phi_purged_at__isnull=False).values("reference")
+    rows = LocalCommerceOrder.objects.select_for_update().filter(
+        order_reference__in=references, phi_purged_at__isnull=True
+    )
+    purged = 0
+    for row in rows:
+        row.payload = {key: row.payload[key] for key in PAYLOAD_KEPT if key in (row.payload or {})}
+        row.confirmation = {"delivery_preference": (row.confirmation or {}).get("delivery_preference", "")}
+        row.phi_purged_at = now
+        row.save(update_fields=["payload", "confirmation", "phi_purged_at", "updated_at"])
+        purged += 1
+    audit_record(
+        actor="system:retention", action="retention.purge", target="LocalCommerceOrder", detail={"local_orders": purged}
+    )
+    if purged:
+        logger.info("retention: purged the PHI of %d local commerce order(s)", purged)
+    return purged

@@ -1,0 +1,90 @@
+"""The EHR site admin never shows a client secret or private key: it says whether each is set, and takes a new
+one to replace it (issue 9 "Secrets are write-only in the admin")."""
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from healthcommerce.ehr.models import EHRSite
+
+pytestmark = pytest.mark.django_db
+SITES = "/admin/ehr/ehrsite/"
+SECRET = "client-secret-never-shown-5e1f"
+
+
+def new_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode()
+
+
+def form(site: EHRSite, **changes: str) -> dict[str, str]:
+    """The change form's fields as the page posts them, with ``changes``."""
+    data = {
+        "name": site.name,
+        "iss": site.iss,
+        "client_id": site.client_id,
+        "auth_method": site.auth_method,
+        "key_id": site.key_id,
+        "signing_alg": site.signing_alg,
+        "scopes": site.scopes,
+        "quirks": "{}",
+        "frame_origins": "[]",
+        "is_active": "on",
+    }
+    return data | changes
+
+
+@pytest.fixture
+def site() -> EHRSite:
+    return EHRSite.objects.create(
+        name="Harbor",
+        iss="https://ehr.harbor.example/fhir",
+        client_id="hc",
+        auth_method=EHRSite.AuthMethod.PRIVATE_KEY_JWT,
+        client_secret=SECRET,
+        private_key_pem=new_pem(),
+    )
+
+
+def test_the_list_search_and_change_pages_never_show_a_secret_only_whether_it_is_set(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    pem_line = site.private_key_pem.splitlines()[1]
+    for url in (SITES, f"{SITES}?q=Harbor", f"{SITES}{site.pk}/change/", f"{SITES}{site.pk}/history/"):
+        body = admin_client.get(url).content.decode()
+        assert SECRET not in body and pem_line not in body, url
+    change = admin_client.get(f"{SITES}{site.pk}/change/").content.decode()
+    assert "Client secret" in change and "Private key" in change
+    assert change.count(">set<") == 2
+    assert 'name="new_client_secret"' in change and 'name="new_private_key_pem"' in change
+    empty = EHRSite.objects.create(name="Public", iss="https://public.example/fhir", client_id="p")
+    assert admin_client.get(f"{SITES}{empty.pk}/change/").content.decode().count(">not set<") == 2
+
+
+def test_saving_without_a_new_secret_keeps_the_stored_ones(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    pem = site.private_key_pem
+    response = admin_client.post(f"{SITES}{site.pk}/change/", form(site, name="Harbor Health"))
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    saved = EHRSite.objects.get(pk=site.pk)
+    assert (saved.name, saved.client_secret, saved.private_key_pem) == ("Harbor Health", SECRET, pem)
+
+
+def test_a_new_secret_or_key_replaces_the_stored_one_and_remove_clears_it(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    pem = new_pem()
+    response = admin_client.post(
+        f"{SITES}{site.pk}/change/", form(site, new_client_secret="rotated-secret", new_private_key_pem=pem)
+    )
+    assert response.status_code == 302
+    saved = EHRSite.objects.get(pk=site.pk)
+    assert (saved.client_secret, saved.private_key_pem) == ("rotated-secret", pem.strip())
+
+    admin_client.post(f"{SITES}{site.pk}/change/", form(site, remove_client_secret="on"))
+    assert EHRSite.objects.get(pk=site.pk).client_secret == ""
+
+
+def test_a_key_that_is_not_a_pem_private_key_is_refused(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    response = admin_client.post(f"{SITES}{site.pk}/change/", form(site, new_private_key_pem="not a key"))
+
+    assert response.status_code == 200
+    assert "This is not an unencrypted PEM private key." in response.content.decode()
+    assert "not a key" not in response.content.decode()  # the refused value is not echoed back either
