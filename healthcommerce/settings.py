@@ -391,6 +391,8 @@ AXES_COOLOFF_TIME = 1  # hours
 AXES_CLIENT_IP_CALLABLE = "healthcommerce.core.clientip.client_ip"
 # TOTP (RFC 6238): the issuer shown in authenticator apps; codes one 30-second step either side are accepted.
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="healthcommerce")
+# The admin never shows a device's secret (no key field, no QR code page): `manage.py staff_totp add` shows it once.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # Seconds: a staff login ends this long after the last admin request, and this long after login whatever happens.
 STAFF_SESSION_IDLE_SECONDS = env.int("STAFF_SESSION_IDLE_SECONDS", default=15 * 60)
 STAFF_SESSION_MAX_SECONDS = env.int("STAFF_SESSION_MAX_SECONDS", default=12 * 3600)

@@ -69,7 +69,8 @@ class StaffSessionMiddleware:
         self.admin_prefix = "/admin/"
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.user.is_authenticated:
+        # no session cookie, no login: clinician and patient requests without one are not even read
+        if settings.SESSION_COOKIE_NAME in request.COOKIES and request.user.is_authenticated:
             now = time.time()
             if staff_session_expired(request.session, now):
                 staff_session_end(request)

@@ -124,3 +124,17 @@ def test_a_clinician_sees_only_launches_of_their_own_browser_and_no_admin(client
     assert Client().get(f"/o/{result.launch_id}/").status_code == 404
     admin = client.get("/admin/")
     assert admin.status_code == 302 and admin["Location"].startswith("/admin/login/")
+
+
+def test_support_revokes_a_link_but_cannot_cancel_an_order(phi_rows, django_user_model) -> None:
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+
+    client = staff_login(Client(), staff_user(django_user_model, "sam", "support"))
+    link_id = phi_rows["/admin/purchaselinks/purchaselink/"]
+    client.post("/admin/purchaselinks/purchaselink/", {"action": "revoke", ACTION_CHECKBOX_NAME: [link_id]})
+    assert PurchaseLink.objects.get(pk=link_id).revoked_at is not None
+    order_id = phi_rows["/admin/orders/order/"]
+    client.post("/admin/orders/order/", {"action": "cancel_orders", ACTION_CHECKBOX_NAME: [order_id]})
+    from healthcommerce.orders.models import Order
+
+    assert Order.objects.get(pk=order_id).status != Order.Status.CANCELLED

@@ -74,6 +74,16 @@ def test_staff_totp_add_prints_an_otpauth_uri_and_replace_removes_the_old_device
     assert list(TOTPDevice.objects.filter(user=staff).values_list("name", flat=True)) == ["phone"]
 
 
+def test_the_admin_never_shows_a_device_secret(staff, django_user_model) -> None:
+    from tests.staff import staff_login
+
+    device = totp_device(staff)
+    client = staff_login(Client(), staff)
+    page = client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+    assert page.status_code == 200 and device.key not in page.content.decode()
+    assert client.get(f"/admin/otp_totp/totpdevice/{device.pk}/config/").status_code == 403
+
+
 def test_staff_totp_code_is_refused_outside_embedded_mode(staff, settings) -> None:
     settings.SANDBOX_ENABLED = False
     with pytest.raises(CommandError):
