@@ -7,10 +7,12 @@ Unix timestamps of their own, written at login (``staff_session_start``) and on 
 - ``STAFF_SESSION_IDLE_SECONDS`` (900) after the last admin request, and
 - ``STAFF_SESSION_MAX_SECONDS`` (43,200) after login, however active,
 
-the next request finds the staff login ended: the user is logged out (``user_logged_out`` is sent, the login and
-second-factor keys leave the session, the session key changes) and the admin asks for password and code again.
-The rest of the session stays, so a clinician launch open in the same browser keeps working. A session without
-the timestamps (logged in before this existed) is ended too.
+the next admin request finds the staff login ended: the user is logged out (``user_logged_out`` is sent, the
+login and second-factor keys leave the session, the session key changes) and the admin asks for password and code
+again. The rest of the session stays, so a clinician launch open in the same browser keeps working. A session
+without the timestamps (logged in before this existed) is ended too. Only admin requests are checked: the admin
+is the only part of the app that uses a staff login, and clinician and patient requests never read the session
+for it (a session read for nothing would, among other things, make Django drop a cookie it does not know).
 
 django-session-timeout and django-auto-logout were looked at and not used: both apply one limit to every session
 (clinicians' and patients' too), and neither has been released since 2022.
@@ -61,19 +63,19 @@ def staff_session_end(request: HttpRequest) -> None:
 
 
 class StaffSessionMiddleware:
-    """End staff logins that are idle or too old; refresh the idle clock on admin requests only (after
+    """On admin requests, end a staff login that is idle or too old, else refresh its idle clock (after
     ``AuthenticationMiddleware`` and ``OTPMiddleware`` in ``MIDDLEWARE``)."""
+
+    admin_prefix = "/admin/"  # healthcommerce/urls.py
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.admin_prefix = "/admin/"
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        # no session cookie, no login: clinician and patient requests without one are not even read
-        if settings.SESSION_COOKIE_NAME in request.COOKIES and request.user.is_authenticated:
+        if request.path.startswith(self.admin_prefix) and request.user.is_authenticated:
             now = time.time()
             if staff_session_expired(request.session, now):
                 staff_session_end(request)
-            elif request.path.startswith(self.admin_prefix):
+            else:
                 request.session[SEEN] = now
         return self.get_response(request)

@@ -56,6 +56,16 @@ def test_pages_outside_the_admin_do_not_count_as_staff_activity(staff_client) ->
     assert time.time() - staff_client.session[SEEN] >= 10 * 60 - 5
 
 
+def test_a_cookie_unknown_here_is_not_dropped_outside_the_admin(db: None) -> None:
+    """The sandbox EHR shares 127.0.0.1 with the app in tests and the demo: it must not delete the app's cookie."""
+    from django.conf import settings
+
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = "a-session-of-another-app"
+    response = client.get("/healthz")
+    assert settings.SESSION_COOKIE_NAME not in response.cookies
+
+
 def test_a_session_without_the_stamps_is_ended(staff_client) -> None:
     session = staff_client.session
     del session[STARTED]
