@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import FieldDoesNotExist
 from django.http import HttpRequest
 
 ADMIN = "admin"
@@ -67,7 +68,7 @@ class PhiMaskedAdmin(admin.ModelAdmin):
         if not hasattr(self, masked):
             try:
                 label = str(self.model._meta.get_field(name).verbose_name).capitalize()
-            except Exception:  # an admin display method, not a model field
+            except FieldDoesNotExist:  # an admin display method
                 label = str(getattr(getattr(self, name, None), "short_description", name.replace("_", " ")))
             setattr(self, masked, _masked_display(name, label))
         return masked
