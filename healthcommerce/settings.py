@@ -52,13 +52,16 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[_APP_HOST] if PRODUCTION else
 CSRF_TRUSTED_ORIGINS = [f"{urlsplit(APP_BASE_URL).scheme}://{urlsplit(APP_BASE_URL).netloc}"]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with the two-factor admin site (healthcommerce.core.adminsite)
+    "healthcommerce.core.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "localflavor",  # US state names and ZIP code fields, with their translations
     "healthcommerce.core",
     "healthcommerce.audit",
@@ -86,6 +89,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): the session's second factor (django-otp; the admin requires it)
+    "django_otp.middleware.OTPMiddleware",
+    # staff logins end after 15 idle minutes and 12 hours (docs/reliability.md "Accounts")
+    "healthcommerce.core.staffsessions.StaffSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -401,10 +408,25 @@ if SANDBOX_ENABLED:
 # The synthetic FHIR data the sandbox serves; kept in the repository (its README names sources and licences).
 FHIR_FIXTURES_DIR = Path(env.str("FHIR_FIXTURES_DIR", default=str(BASE_DIR / "healthcommerce/sandbox/fixtures")))
 
-# --- django-axes (admin login lockout) ---
+# --- Staff accounts: admin login lockout, second factor, session limits (docs/reliability.md "Accounts") ---
+# django-axes locks a username on one client address after 5 failures, and a username from any addresses after 20
+# (healthcommerce.core.lockout), each for an hour: one address cannot lock every admin, rotating addresses still
+# get locked. A right password with a wrong TOTP code counts as a failure (healthcommerce.core.adminsite).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username"]
 AXES_FAILURE_LIMIT = 5
+AXES_PARAMETER_LIMITS = {"username": 20}
+AXES_HANDLER = "healthcommerce.core.lockout.StaffLockoutHandler"
 AXES_COOLOFF_TIME = 1  # hours
 AXES_CLIENT_IP_CALLABLE = "healthcommerce.core.clientip.client_ip"
+# TOTP (RFC 6238): the issuer shown in authenticator apps; codes one 30-second step either side are accepted.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="healthcommerce")
+# The admin never shows a device's secret (no key field, no QR code page): `manage.py staff_totp add` shows it once.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# Seconds: a staff login ends this long after the last admin request, and this long after login whatever happens.
+STAFF_SESSION_IDLE_SECONDS = env.int("STAFF_SESSION_IDLE_SECONDS", default=15 * 60)
+STAFF_SESSION_MAX_SECONDS = env.int("STAFF_SESSION_MAX_SECONDS", default=12 * 3600)
+if not 60 <= STAFF_SESSION_IDLE_SECONDS <= 15 * 60 or not STAFF_SESSION_IDLE_SECONDS <= STAFF_SESSION_MAX_SECONDS:
+    raise ImproperlyConfigured("STAFF_SESSION_IDLE_SECONDS must be 60 to 900 and at most STAFF_SESSION_MAX_SECONDS.")
 
 LOGGING = {
     "version": 1,

@@ -29,7 +29,8 @@ cat <<TXT
   healthcommerce demo (web, worker and beat from the Procfile; Ctrl-C stops them)
   -----------------------------------------------------------------------------
   Sandbox EHR (start here):  $BASE/sandbox/
-  Admin:                     $BASE/admin/   (user: admin, password: printed by demo_setup above)
+  Admin:                     $BASE/admin/   (user admin or support, password printed by demo_setup above;
+                             TOTP code: SANDBOX_ENABLED=true .venv/bin/python manage.py staff_totp code admin)
   Patient purchase links are printed below by the console email and SMS backends (worker lines).
   Payments go to localstripe at $STRIPE_API_BASE: pay with card 4242 4242 4242 4242 (4000 0000 0000 0341 declines).
 

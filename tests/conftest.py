@@ -22,8 +22,18 @@ from django.conf import settings
 
 from healthcommerce.ehr.models import EHRSite
 from tests.servers import ROOT, base_env, free_port, gunicorn_command, running, web_env
+from tests.staff import staff_login
 
 IN_CI = bool(os.environ.get("CI"))
+
+
+@pytest.fixture
+def admin_client(db: None, admin_user):  # type: ignore[no-untyped-def]
+    """pytest-django's ``admin_client`` with a second factor: the superuser's session is verified by a TOTP
+    device, as the admin requires (healthcommerce/core/adminsite.py)."""
+    from django.test import Client
+
+    return staff_login(Client(), admin_user)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.ehr.models import EHRSite, Launch
 
 SECRETS = ("client_secret", "private_key_pem")
@@ -82,9 +83,10 @@ class EHRSiteForm(forms.ModelForm):
 
 
 @admin.register(EHRSite)
-class EHRSiteAdmin(admin.ModelAdmin):
+class EHRSiteAdmin(PhiMaskedAdmin, admin.ModelAdmin):
     """Per-site configuration. The client secret and private key are write-only: the change page says only whether
-    each is set, never its value, and no list, search or export shows them."""
+    each is set, never its value, and no list, search or export shows them, to admin and support alike (so they
+    need no masking: ``phi_fields`` is empty; core/roles.py)."""
 
     form = EHRSiteForm
     list_display = ["name", "iss", "client_id", "auth_method", "is_active", "sms_enabled", "discovered_at"]
@@ -117,8 +119,10 @@ class EHRSiteAdmin(admin.ModelAdmin):
 
 
 @admin.register(Launch)
-class LaunchAdmin(admin.ModelAdmin):
+class LaunchAdmin(PhiMaskedAdmin, admin.ModelAdmin):
     """Launches for troubleshooting; tokens, state and PKCE values are never shown."""
+
+    phi_fields = ("encounter_id",)  # hidden from support (core/roles.py)
 
     list_display = ["id", "site", "status", "error_code", "created_at", "prefill_seconds"]
     list_filter = ["status", "site"]

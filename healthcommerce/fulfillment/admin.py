@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.fulfillment.services import local_order_mark
 
@@ -22,8 +23,11 @@ def _actor(request: HttpRequest) -> str:
 
 
 @admin.register(LocalCommerceOrder)
-class LocalCommerceOrderAdmin(ServiceOnlyAdmin):
+class LocalCommerceOrderAdmin(PhiMaskedAdmin, ServiceOnlyAdmin):
     """The local backend's orders: the minimized payload is read-only; ship and deliver with the actions."""
+
+    # name and address (payload), corrected address (confirmation): hidden from support (core/roles.py)
+    phi_fields = ("payload_pretty", "payload", "confirmation")
 
     list_display = [
         "order_reference",

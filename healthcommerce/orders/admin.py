@@ -6,6 +6,7 @@ from healthcommerce.audit.services import audit_record
 from healthcommerce.core.admin import admin_actor
 from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.orders.services import order_cancel
 
@@ -23,8 +24,20 @@ class OrderEventInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(PhiMaskedAdmin, admin.ModelAdmin):
     """Orders with their timeline; read-only (status moves only through services). Viewing one is audited."""
+
+    # hidden from support (core/roles.py)
+    phi_fields = (
+        "patient_fhir_id",
+        "patient_name",
+        "patient_birth_date",
+        "ship_to",
+        "patient_ship_to",
+        "contact_email",
+        "contact_phone",
+        "payer_member_id",
+    )
 
     list_display = ["reference", "status", "site", "product", "quantity", "signed_at", "created_at"]
     list_filter = ["status", "site"]

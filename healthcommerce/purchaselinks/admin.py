@@ -6,6 +6,7 @@ from django.http import HttpRequest
 
 from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.purchaselinks.models import Payment, PurchaseLink, StripeEvent
 from healthcommerce.purchaselinks.payments import payment_refund
 from healthcommerce.purchaselinks.services import EMAIL, SMS, purchase_link_reissue, purchase_link_revoke
@@ -16,8 +17,10 @@ def _actor(request: HttpRequest) -> str:
 
 
 @admin.register(PurchaseLink)
-class PurchaseLinkAdmin(ServiceOnlyAdmin):
+class PurchaseLinkAdmin(PhiMaskedAdmin, ServiceOnlyAdmin):
     """Links are created by fulfillment; admins see their state and may revoke or replace them."""
+
+    phi_fields = ("sent_to", "sms_sent_to")  # the patient's email and number: hidden from support (core/roles.py)
 
     list_display = [
         "order_reference",

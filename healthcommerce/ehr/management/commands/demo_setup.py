@@ -1,5 +1,7 @@
 """``manage.py demo_setup``: register the app with the sandbox EHR (as Epic recommends: private_key_jwt)
-and the sandbox as an EHR site, and create an admin user. Idempotent; used by ``make demo``."""
+and the sandbox as an EHR site, and create the staff users ``admin`` (sees PHI) and ``support`` (PHI masked), each
+with a new password and TOTP device (the admin's second factor, core/adminsite.py). Idempotent; used by
+``make demo``."""
 
 import json
 import secrets
@@ -9,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from joserfc.jwk import RSAKey
@@ -67,12 +70,19 @@ class Command(BaseCommand):
                 "sms_enabled": True,
             },
         )
-        password = secrets.token_urlsafe(12)
-        user, _ = get_user_model().objects.get_or_create(
-            username="admin", defaults={"is_staff": True, "is_superuser": True}
-        )
-        user.set_password(password)
-        user.save(update_fields=["password"])
         self.stdout.write(f"EHR site registered: {iss} (client {CLIENT_ID}, private_key_jwt RS384)")
         admin_url = settings.APP_BASE_URL.rstrip("/") + "/admin/"
-        self.stdout.write(f"Admin: {admin_url}  user admin  password {password}")
+        for username, superuser, role in (("admin", True, "admin"), ("support", False, "support")):
+            password = secrets.token_urlsafe(12)
+            user, _ = get_user_model().objects.get_or_create(
+                username=username, defaults={"is_staff": True, "is_superuser": superuser}
+            )
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            user.groups.add(Group.objects.get(name=role))
+            self.stdout.write(f"Admin: {admin_url}  user {username}  password {password}  (role {role})")
+            call_command("staff_totp", "add", username, "--name", "demo", "--replace", stdout=self.stdout)
+        self.stdout.write(
+            "The admin asks for a TOTP code too: scan an otpauth URI above into an authenticator app, or print the "
+            "current code with  SANDBOX_ENABLED=true .venv/bin/python manage.py staff_totp code admin"
+        )
