@@ -2,12 +2,15 @@
 
 import itertools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import StringIO
 
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.test import RequestFactory
 from fhirclient.models.auditevent import AuditEvent as FHIRAuditEvent
 from fhirclient.models.bundle import Bundle
@@ -30,6 +33,19 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     cache.clear()
+
+
+@contextmanager
+def _as_the_table_owner() -> Iterator[None]:
+    """Tamper as someone who can switch the PostgreSQL trigger off would (SQLite has none)."""
+    trigger = "audit_auditevent_append_only"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE audit_auditevent DISABLE TRIGGER {trigger}")
+    yield
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE audit_auditevent ENABLE TRIGGER {trigger}")
 
 
 def _rows(n: int) -> list[AuditEvent]:
@@ -89,7 +105,8 @@ def test_verify_names_the_first_changed_row() -> None:
     _rows(5)
     audit_seal()
     third = AuditEvent.objects.get(seq=3)
-    AuditEvent.objects.filter(pk=third.pk).update(outcome="tampered")  # SQLite has no trigger
+    with _as_the_table_owner():
+        AuditEvent.objects.filter(pk=third.pk).update(outcome="tampered")
     report = audit_verify()
     assert (report.ok, report.broken_seq, report.problem, report.head_seq) == (False, 3, "hash_mismatch", 2)
     with pytest.raises(CommandError, match="BROKEN at seq 3"):
@@ -99,7 +116,8 @@ def test_verify_names_the_first_changed_row() -> None:
 def test_verify_notices_a_deleted_row_in_the_middle() -> None:
     _rows(4)
     audit_seal()
-    AuditEvent.objects.filter(seq=2).delete()
+    with _as_the_table_owner():
+        AuditEvent.objects.filter(seq=2).delete()
     report = audit_verify()
     assert (report.broken_seq, report.problem) == (3, "seq_gap")
 

@@ -15,7 +15,7 @@ BEGIN
     THEN
         RETURN NEW;
     END IF;
-    RAISE EXCEPTION 'audit_auditevent is append-only: % refused', TG_OP;
+    RAISE EXCEPTION USING MESSAGE = 'audit_auditevent is append-only: ' || TG_OP || ' refused';
 END
 $$;
 DROP TRIGGER IF EXISTS audit_auditevent_append_only ON audit_auditevent;
