@@ -69,7 +69,7 @@ def _fields(change_message: str) -> list[str]:
 
 def log_entry_audit(entry: LogEntry) -> None:
     """Write the audit row of one admin ``LogEntry``: target ``<app>.<model>/<object id>``, field names only."""
-    model = entry.content_type.natural_key() if entry.content_type_id else ("", "")
+    model = entry.content_type.natural_key() if entry.content_type is not None else ("", "")
     detail: dict[str, Any] = {"log_entry": entry.pk}
     fields = _fields(entry.change_message)
     if fields:

@@ -35,7 +35,8 @@ def patient_resolver_add(resolver: PatientResolver) -> None:
 
 def patient_scope(patient_id: str) -> PatientScope:
     """Return the union of every registered resolver's scope for ``patient_id``, plus ``Patient/<id>`` itself."""
-    targets, launches = {f"Patient/{patient_id}"}, set()
+    targets: set[str] = {f"Patient/{patient_id}"}
+    launches: set[str] = set()
     for resolver in _RESOLVERS:
         scope = resolver(patient_id)
         targets |= scope.targets

@@ -235,7 +235,7 @@ def _seal_batch(wait: bool) -> int:
         if not _locked(wait):
             return 0
         head = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
-        seq, prev = head if head is not None else (0, GENESIS_HASH)
+        seq, prev = (head[0] or 0, head[1] or "") if head is not None else (0, GENESIS_HASH)
         rows = list(AuditEvent.objects.filter(hash__isnull=True).order_by("created_at", "id")[:SEAL_BATCH])
         for event in rows:
             seq += 1
