@@ -1,11 +1,12 @@
 from django.contrib import admin
 
+from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.ehr.models import EHRSite, Launch
 
 
 @admin.register(EHRSite)
-class EHRSiteAdmin(admin.ModelAdmin):
-    """Per-site configuration; secrets are write-only in the list."""
+class EHRSiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Per-site configuration; secrets are write-only in the list. Looking and changing are audited."""
 
     list_display = ["name", "iss", "client_id", "auth_method", "is_active", "sms_enabled", "discovered_at"]
     list_filter = ["auth_method", "is_active", "sms_enabled"]
@@ -14,8 +15,11 @@ class EHRSiteAdmin(admin.ModelAdmin):
 
 
 @admin.register(Launch)
-class LaunchAdmin(admin.ModelAdmin):
-    """Launches for troubleshooting; tokens, state and PKCE values are never shown."""
+class LaunchAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Launches for troubleshooting; tokens, state and PKCE values are never shown. A launch names its user and
+    patient context, so looking is audited as a PHI view."""
+
+    audit_phi = True
 
     list_display = ["id", "site", "status", "error_code", "created_at", "prefill_seconds"]
     list_filter = ["status", "site"]
