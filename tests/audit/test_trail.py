@@ -202,3 +202,14 @@ def test_the_export_command_writes_a_bundle_of_a_period_and_audits_itself() -> N
 def test_the_export_command_refuses_a_bad_date() -> None:
     with pytest.raises(CommandError, match="not an ISO 8601"):
         call_command("audit_export", "--since", "yesterday")
+
+
+def test_beat_seals_every_minute(settings) -> None:  # type: ignore[no-untyped-def]
+    from healthcommerce.audit import tasks
+    from healthcommerce.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["seal-audit"]
+    assert (entry["task"], entry["schedule"]) == ("healthcommerce.audit.tasks.seal", 60.0)
+    assert "healthcommerce.audit.tasks.seal" in app.tasks
+    _rows(2)
+    assert tasks.seal() == 2 and audit_verify().ok
