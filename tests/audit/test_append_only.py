@@ -6,18 +6,21 @@ Run with ``DATABASE_URL=postgres://...``; skipped on SQLite (the migration's tri
 import threading
 
 import pytest
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.audit.services import audit_record, audit_seal, audit_verify
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _postgresql_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the append-only trigger exists on PostgreSQL only")
+# Skipped before any database set-up: a transactional test skipped after it would flush the tables under the
+# serialized-rollback browser tests that follow.
+pytestmark = [
+    pytest.mark.skipif(
+        "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+        reason="the append-only trigger exists on PostgreSQL only",
+    ),
+    pytest.mark.django_db,
+]
 
 
 def _refused(statement) -> bool:  # type: ignore[no-untyped-def]
