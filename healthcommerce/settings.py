@@ -77,6 +77,8 @@ if SANDBOX_ENABLED:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The client address and user agent of the audit rows the request writes (healthcommerce.audit.context).
+    "healthcommerce.audit.context.AuditContextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before FramingMiddleware, so it sees the framed clinician pages' exemption (ADR 0005).
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -320,6 +322,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Remind patients whose purchase link is about to expire (healthcommerce.purchaselinks.reminders), hourly.
     "remind-purchase-links": {"task": "healthcommerce.purchaselinks.tasks.remind", "schedule": crontab(minute=41)},
+    # Seal the audit rows into the hash chain (healthcommerce.audit.services.audit_seal; also after each commit).
+    "seal-audit": {"task": "healthcommerce.audit.tasks.seal", "schedule": 60.0},
 }
 FULFILLMENT_RECONCILE_MAX_AGE_DAYS = env.int("FULFILLMENT_RECONCILE_MAX_AGE_DAYS", default=90)
 # Outbox timing in seconds (healthcommerce.outbox.services): the first step of the full-jitter retry backoff, and

@@ -1,17 +1,85 @@
-from django.contrib import admin
-from django.http import HttpRequest
+"""The audit trail in the admin (read-only, exportable as FHIR), and ``AuditedAdminMixin`` for other admins."""
 
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from healthcommerce.audit.fhir import audit_bundle
 from healthcommerce.audit.models import AuditEvent
+from healthcommerce.audit.receivers import log_entry_audit
+from healthcommerce.audit.services import audit_record
+
+
+class AuditedAdminMixin:
+    """Audit who looks at an admin's rows (HIPAA 164.312(b)): a list view writes one row (target the model label),
+    a change view one row (target ``<Model>/<id>``), as ``audit_action``: ``admin.phi.view`` for models holding PHI
+    (set ``audit_phi = True``), else ``admin.view``. Changes are audited from Django's ``LogEntry``
+    (``audit.receivers``); this mixin adds the deletions of several objects at once, which Django bulk-creates.
+
+    Put it first among the bases: ``class OrderAdmin(AuditedAdminMixin, admin.ModelAdmin)``.
+    """
+
+    audit_phi = False
+    model: Any
+
+    @property
+    def audit_action(self) -> str:
+        return "admin.phi.view" if self.audit_phi else "admin.view"
+
+    def _audit_view(self, request: HttpRequest, target: str, **detail: Any) -> None:
+        audit_record(
+            actor=f"admin:{request.user.get_username()}",
+            action=self.audit_action,
+            target=target,
+            detail={"model": self.model._meta.label_lower, **detail},
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """Audit the list (page number only; search terms can hold PHI and are not kept), then show it."""
+        response: HttpResponse = super().changelist_view(request, extra_context)  # type: ignore[misc]
+        if response.status_code == 200:
+            self._audit_view(request, self.model.__name__, view="list", page=str(request.GET.get("p", "0"))[:8])
+        return response
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Audit opening one row (only when the page was served), then show it."""
+        response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        if response.status_code == 200:
+            self._audit_view(request, f"{self.model.__name__}/{object_id}", view="change")
+        return response
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        """Django writes several deletions with ``bulk_create`` (no ``post_save``): audit each of them here."""
+        entries = super().log_deletions(request, queryset)  # type: ignore[misc]
+        if isinstance(entries, list) and len(entries) > 1:
+            for entry in entries:
+                log_entry_audit(entry)
+        return entries
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only view of the audit trail."""
+class AuditEventAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Read-only view of the audit trail; "Export as FHIR AuditEvent Bundle" downloads the selected rows."""
 
-    list_display = ["created_at", "actor", "action", "target", "where", "outcome"]
+    list_display = ["created_at", "seq", "actor", "action", "target", "site", "ip", "outcome"]
     list_filter = ["action", "outcome"]
-    search_fields = ["actor", "target", "action"]
+    search_fields = ["actor", "target", "action", "launch_id"]
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
+    actions = ["export_fhir"]
+
+    @admin.action(description="Export as FHIR AuditEvent Bundle (JSON)", permissions=["view"])
+    def export_fhir(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> HttpResponse:
+        """The selected rows (oldest first) as the same Bundle ``manage.py audit_export`` writes; audited."""
+        rows = list(queryset.order_by("created_at", "id"))
+        response = HttpResponse(json.dumps(audit_bundle(rows), indent=2), content_type="application/fhir+json")
+        response["Content-Disposition"] = 'attachment; filename="audit-events.json"'
+        audit_record(actor=f"admin:{request.user.get_username()}", action="audit.export", detail={"rows": len(rows)})
+        return response
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,16 +1,25 @@
-"""Append-only audit events: who, what, when, where, outcome (HIPAA 45 CFR 164.312(b))."""
+"""Append-only audit events: who, what, when, where, outcome (HIPAA 45 CFR 164.312(b)); ADR 0015."""
 
 from django.db import models
 
 from healthcommerce.core.models import BaseModel
 
+GENESIS_HASH = "0" * 64
+
 
 class AuditEvent(BaseModel):
-    """One audited action. Rows are only ever inserted; the admin shows them read-only.
+    """One audited action. Rows are only ever inserted, then sealed into a hash chain (``audit.services.audit_seal``);
+    on PostgreSQL a trigger refuses every UPDATE and DELETE except the seal itself (migration 0003).
 
-    ``actor`` is the fhirUser, admin username or ``patient-link:<id>``; ``action`` a dotted verb such as
-    ``fhir.read`` or ``order.sign``; ``target`` a FHIR-style reference or model id (never PHI values);
-    ``where`` the EHR site or client address; ``outcome`` ``success`` or an error code.
+    Who: ``actor`` is the fhirUser, ``admin:<username>``, ``patient-link:<id>`` or ``system:<stage>``; ``site`` the
+    EHR site's ``iss`` when the action belongs to one. What: ``action`` a dotted verb such as ``fhir.read`` or
+    ``order.sign``; ``target`` a FHIR-style reference ``<Type>/<id>`` (never PHI values). When: ``created_at``.
+    Where: ``ip`` (the client address from ``core.clientip``, or a ``/24`` network for aggregated refusals),
+    ``user_agent``, ``launch_id``; ``where`` is the older free-form place (client address, site, channel, ``admin``).
+    Outcome: ``success`` or an error code. ``detail`` holds ids, codes, counts and field names only.
+
+    Seal: ``seq`` (1, 2, ... in sealing order), ``prev_hash`` (the ``hash`` of ``seq - 1``, ``GENESIS_HASH`` for 1)
+    and ``hash`` (SHA-256 hex of the canonical row, ``audit.services.audit_canonical``); all three null until sealed.
     """
 
     actor = models.CharField(max_length=300)
@@ -19,10 +28,21 @@ class AuditEvent(BaseModel):
     where = models.CharField(max_length=300, blank=True)
     outcome = models.CharField(max_length=80, default="success")
     detail = models.JSONField(default=dict, blank=True)
+    site = models.CharField(max_length=300, blank=True, default="")
+    ip = models.CharField(max_length=64, blank=True, default="")
+    user_agent = models.CharField(max_length=300, blank=True, default="")
+    launch_id = models.CharField(max_length=64, blank=True, default="")
+    seq = models.BigIntegerField(null=True, blank=True, unique=True)
+    # NULL, not "", means "not sealed yet": the PostgreSQL trigger lets only such a row be sealed.
+    prev_hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["created_at"])]
+        indexes = [
+            models.Index(fields=["created_at"]),
+            models.Index(fields=["created_at"], name="audit_unsealed_idx", condition=models.Q(hash__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target} {self.outcome}"

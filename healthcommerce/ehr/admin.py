@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.ehr.models import EHRSite, Launch
 
@@ -83,10 +84,10 @@ class EHRSiteForm(forms.ModelForm):
 
 
 @admin.register(EHRSite)
-class EHRSiteAdmin(PhiMaskedAdmin, admin.ModelAdmin):
+class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
     """Per-site configuration. The client secret and private key are write-only: the change page says only whether
-    each is set, never its value, and no list, search or export shows them, to admin and support alike (so they
-    need no masking: ``phi_fields`` is empty; core/roles.py)."""
+    each is set, never its value, to admin and support alike (no masking needed: ``phi_fields`` is empty). Looking
+    and changing are audited."""
 
     form = EHRSiteForm
     list_display = ["name", "iss", "client_id", "auth_method", "is_active", "sms_enabled", "discovered_at"]
@@ -119,8 +120,11 @@ class EHRSiteAdmin(PhiMaskedAdmin, admin.ModelAdmin):
 
 
 @admin.register(Launch)
-class LaunchAdmin(PhiMaskedAdmin, admin.ModelAdmin):
-    """Launches for troubleshooting; tokens, state and PKCE values are never shown."""
+class LaunchAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
+    """Launches for troubleshooting; tokens, state and PKCE values are never shown. A launch names its user and
+    patient context, so looking is audited as a PHI view."""
+
+    audit_phi = True
 
     phi_fields = ("encounter_id",)  # hidden from support (core/roles.py)
 

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from requests import RequestException
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.services import audit_record, audit_refusal
 from healthcommerce.core.errors import NotFound
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import AuthorizationFailed, LaunchInvalid, UnknownIssuer
@@ -88,10 +88,17 @@ def launch_start(*, iss: str, launch: str, session: Any) -> tuple[Launch, Author
     """Begin an EHR launch: check ``iss``, discover, store state + PKCE server-side, build the authorize request.
 
     ``session`` is the Django session (the browser binding lives there). Raises ``UnknownIssuer``,
-    ``LaunchInvalid`` (missing/oversized ``launch``) or ``DiscoveryFailed``.
+    ``LaunchInvalid`` (missing/oversized ``launch``) or ``DiscoveryFailed``. The two refusals are audited as
+    aggregated ``smart.launch`` rows (``unknown_iss``, ``launch_missing``; ``audit_refusal``): nothing is
+    authenticated yet, so they must not flood the table.
     """
-    site = site_for_iss(iss)
+    try:
+        site = site_for_iss(iss)
+    except UnknownIssuer:
+        audit_refusal(action="smart.launch", reason="unknown_iss")
+        raise
     if not launch or len(launch) > MAX_LAUNCH_TOKEN:
+        audit_refusal(action="smart.launch", reason="launch_missing", site=site.iss)
         raise LaunchInvalid("The EHR did not send a launch context. Please launch the app from the EHR.")
     config = discover(site)
     record = Launch.objects.create(
@@ -113,19 +120,30 @@ def launch_start(*, iss: str, launch: str, session: Any) -> tuple[Launch, Author
     return record, AuthorizeRequest(url=url, endpoint=config["authorization_endpoint"], params=query, method=method)
 
 
+def _state_refused(code: str, record: Launch | None = None) -> LaunchInvalid:
+    """Audit a refused ``state`` (aggregated ``smart.launch`` row, ``audit_refusal``) and return the error."""
+    audit_refusal(
+        action="smart.launch",
+        reason=code,
+        site=record.site.iss if record is not None else "",
+        target=f"Launch/{record.pk}" if record is not None else "",
+    )
+    return LaunchInvalid(code=code)
+
+
 def _claim_state(state: str, session: Any) -> Launch:
     if not state or len(state) > 100:
-        raise LaunchInvalid(code="state_missing")
+        raise _state_refused("state_missing")
     record = Launch.objects.select_related("site").filter(state=state).first()
     if record is None:
-        raise LaunchInvalid(code="state_unknown")
+        raise _state_refused("state_unknown")
     if not secrets.compare_digest(record.browser_key, _browser_key(session)):
-        raise LaunchInvalid(code="state_foreign")
+        raise _state_refused("state_foreign", record)
     claimed = Launch.objects.filter(pk=record.pk, state_used_at__isnull=True).update(state_used_at=timezone.now())
     if claimed != 1:
-        raise LaunchInvalid(code="state_replayed")
+        raise _state_refused("state_replayed", record)
     if record.expires_at <= timezone.now():
-        raise LaunchInvalid(code="launch_expired")
+        raise _state_refused("launch_expired", record)
     return record
 
 
@@ -240,8 +258,9 @@ def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
     """Finish the launch at the redirect URI: validate ``state``, exchange the code, validate the id_token.
 
     ``params`` is the callback's query. Returns the active ``Launch`` and records it in the session.
-    Raises ``LaunchInvalid`` (state missing, unknown, foreign, replayed, expired) or ``AuthorizationFailed``
-    (an ``error`` from the EHR, a failed exchange, an invalid id_token, no patient context).
+    Raises ``LaunchInvalid`` (state missing, unknown, foreign, replayed, expired; audited aggregated, see
+    ``_state_refused``) or ``AuthorizationFailed`` (an ``error`` from the EHR, a failed exchange, an invalid
+    id_token, no patient context; one ``smart.launch`` row with the code).
     """
     record = _claim_state(params.get("state", ""), session)
     try:
@@ -259,6 +278,8 @@ def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
             target=f"Launch/{record.pk}",
             where=record.site.iss,
             outcome=exc.code,
+            site=record.site.iss,
+            launch_id=record.pk,
         )
         raise
     record.save(update_fields=[*TOKEN_FIELDS, "updated_at"])
@@ -272,6 +293,8 @@ def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
         target=f"Patient/{record.patient_id}",
         where=record.site.iss,
         detail={"scopes_not_granted": missing} if missing else None,
+        site=record.site.iss,
+        launch_id=record.pk,
     )
     return record
 

@@ -146,6 +146,8 @@ def _refresh_locked(record: Launch, site: EHRSite, *, force: bool) -> Reauthoriz
         where=site.iss,
         outcome=outcome,
         detail=detail,
+        site=site.iss,
+        launch_id=record.pk,
     )
     if outcome == "success":
         logger.info("Launch %s: access token refreshed at site %s", record.pk, site.pk)

@@ -1,7 +1,6 @@
 """Admin for the local backend's orders ("Mark shipped/delivered"); the outbox has its own (``outbox.admin``)."""
 
 import json
-from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -10,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.roles import PhiMaskedAdmin
@@ -23,8 +22,11 @@ def _actor(request: HttpRequest) -> str:
 
 
 @admin.register(LocalCommerceOrder)
-class LocalCommerceOrderAdmin(PhiMaskedAdmin, ServiceOnlyAdmin):
-    """The local backend's orders: the minimized payload is read-only; ship and deliver with the actions."""
+class LocalCommerceOrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, ServiceOnlyAdmin):
+    """The local backend's orders: the minimized payload is read-only; ship and deliver with the actions. Its
+    payload holds a name and address, so looking is audited as a PHI view."""
+
+    audit_phi = True
 
     # name and address (payload), corrected address (confirmation): hidden from support (core/roles.py)
     phi_fields = ("payload_pretty", "payload", "confirmation")
@@ -58,15 +60,6 @@ class LocalCommerceOrderAdmin(PhiMaskedAdmin, ServiceOnlyAdmin):
     @admin.display(description="Payload")
     def payload_pretty(self, obj: LocalCommerceOrder) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        """Show the order; its payload holds a name and address, so the view is audited (docs/reliability.md)."""
-        audit_record(
-            actor=_actor(request), action="admin.view", target=f"LocalCommerceOrder/{object_id}", where="admin"
-        )
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def _mark(
         self, request: HttpRequest, queryset: QuerySet[LocalCommerceOrder], status: str, tracking: dict[str, str]

@@ -2,9 +2,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import admin_actor
-from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.orders.models import Order, OrderEvent
@@ -24,8 +23,10 @@ class OrderEventInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(PhiMaskedAdmin, admin.ModelAdmin):
-    """Orders with their timeline; read-only (status moves only through services). Viewing one is audited."""
+class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
+    """Orders with their timeline; read-only (status moves only through services). Viewing them is audited."""
+
+    audit_phi = True
 
     # hidden from support (core/roles.py)
     phi_fields = (
@@ -66,12 +67,3 @@ class OrderAdmin(PhiMaskedAdmin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None):  # type: ignore[no-untyped-def]
-        audit_record(
-            actor=f"admin:{request.user}",
-            action="admin.phi.view",
-            target=f"Order/{object_id}",
-            where=client_ip(request),
-        )
-        return super().change_view(request, object_id, form_url, extra_context)

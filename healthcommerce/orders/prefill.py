@@ -235,6 +235,8 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
             target=reads[label].target,
             where=launch.site.iss,
             outcome=outcome,
+            site=launch.site.iss,
+            launch_id=launch.pk,
         )
         found.outcomes[label] = outcome
         found.warnings.extend(warnings)

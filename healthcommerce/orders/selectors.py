@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from healthcommerce.audit.selectors import PatientScope
 from healthcommerce.core.errors import NotFound
 from healthcommerce.ehr.models import Launch
 from healthcommerce.orders.models import Order
@@ -26,4 +27,15 @@ def orders_for_patient(*, launch: Launch) -> list[Order]:
         .filter(site=launch.site, patient_fhir_id=launch.patient_id)
         .exclude(status=Order.Status.DRAFT)
         .order_by("-created_at")[:50]
+    )
+
+
+def patient_audit_scope(patient_id: str) -> PatientScope:
+    """Return the audit targets and launches of the patient with FHIR id ``patient_id`` at any site: ``Order/<id>``
+    of their orders and the ids of their launches (registered with ``audit.selectors.patient_resolver_add`` for
+    the per-patient FHIR AuditEvent export)."""
+    orders = Order.objects.filter(patient_fhir_id=patient_id).values_list("pk", flat=True)
+    launches = Launch.objects.filter(patient_id=patient_id).values_list("pk", flat=True)
+    return PatientScope(
+        targets=frozenset(f"Order/{pk}" for pk in orders), launch_ids=frozenset(str(pk) for pk in launches)
     )

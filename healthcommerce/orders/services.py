@@ -18,6 +18,7 @@ from django.utils import timezone
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import Product
 from healthcommerce.catalog.selectors import request_orderability
+from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.validators import validate_birth_date
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
@@ -234,8 +235,12 @@ def order_missing(order: Order) -> list[str]:
 
 
 @transaction.atomic
-def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any]) -> Order:
-    """Apply the clinician's edits (keys from ``EDITABLE``) to a draft. Raises ``OrderImmutable`` once signed."""
+def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any], launch: Launch | None = None) -> Order:
+    """Apply the clinician's edits (keys from ``EDITABLE``) to a draft. Raises ``OrderImmutable`` once signed.
+
+    Writes one ``order.edit`` audit row naming the changed fields (names only, never values; HIPAA 164.312(b))
+    when any changed; ``launch`` adds its site and id to the row.
+    """
     locked = Order.objects.select_for_update().get(pk=order.pk)
     if locked.status != Order.Status.DRAFT:
         raise OrderImmutable()
@@ -243,7 +248,45 @@ def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any]) -> 
     for name in fields:
         setattr(locked, name, changes[name])
     locked.save(update_fields=[*fields, "updated_at"])
+    if fields:
+        audit_record(
+            actor=actor or "unknown",
+            action="order.edit",
+            target=f"Order/{locked.pk}",
+            detail={"fields": sorted(fields)},
+            site=launch.site.iss if launch is not None else "",
+            launch_id=launch.pk if launch is not None else "",
+        )
     return locked
+
+
+def order_edit(*, order: Order, launch: Launch, changes: dict[str, Any], sign: bool = False) -> Order:
+    """Save the clinician's edits and, with ``sign``, sign the draft in the same transaction (the order page's one
+    click); return the order.
+
+    Not one transaction on purpose: the edits and the signature commit or roll back together in an inner
+    transaction, and a refusal (any ``HealthcommerceError`` from ``order_update_draft`` or ``order_sign``) is then
+    audited after that rollback, so the failed attempt is kept (HIPAA 164.312(b)): ``order.sign`` (or ``order.edit``
+    when the edit itself was refused) with the error's ``code`` as outcome. Re-raises the error.
+    """
+    step = "order.edit"
+    try:
+        with transaction.atomic():
+            edited = order_update_draft(order=order, actor=launch.fhir_user, changes=changes, launch=launch)
+            if not sign:
+                return edited
+            step = "order.sign"
+            return order_sign(order=edited, launch=launch)
+    except HealthcommerceError as exc:
+        audit_record(
+            actor=launch.fhir_user or "unknown",
+            action=step,
+            target=f"Order/{order.pk}",
+            outcome=exc.code,
+            site=launch.site.iss,
+            launch_id=launch.pk,
+        )
+        raise
 
 
 def order_content(order: Order) -> dict[str, Any]:
@@ -311,7 +354,14 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
     )
     locked.status = Order.Status.SIGNED
     outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(locked), subject=order_subject(locked))
-    audit_record(actor=launch.fhir_user, action="order.sign", target=f"Order/{locked.pk}", where=launch.site.iss)
+    audit_record(
+        actor=launch.fhir_user,
+        action="order.sign",
+        target=f"Order/{locked.pk}",
+        where=launch.site.iss,
+        site=launch.site.iss,
+        launch_id=launch.pk,
+    )
     return locked
 
 

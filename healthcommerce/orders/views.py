@@ -9,7 +9,6 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -29,9 +28,8 @@ from healthcommerce.orders.selectors import order_access, orders_for_patient
 from healthcommerce.orders.services import (
     launch_prefill,
     launch_reread,
+    order_edit,
     order_missing,
-    order_sign,
-    order_update_draft,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,6 +55,19 @@ def _context(launch: Launch, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _audit_view(launch: Launch, target: str, page: str) -> None:
+    """One ``phi.view`` row per clinician page served: the launch's user, site and id; the client address and user
+    agent come from the request (``audit.context``)."""
+    audit_record(
+        actor=launch.fhir_user or "unknown",
+        action="phi.view",
+        target=target,
+        site=launch.site.iss,
+        launch_id=launch.pk,
+        detail={"page": page},
+    )
+
+
 def _banner(launch: Launch) -> dict[str, Any] | None:
     if not launch.need_patient_banner:
         return None
@@ -76,12 +87,7 @@ def launch_home(request: HttpRequest, launch_id: UUID) -> HttpResponse:
         launch_prefill(launch=launch)
     except HealthcommerceError as exc:
         return render_error(request, exc)
-    audit_record(
-        actor=launch.fhir_user or "unknown",
-        action="phi.view",
-        target=f"Patient/{launch.patient_id}",
-        where="orders:launch",
-    )
+    _audit_view(launch, f"Patient/{launch.patient_id}", "orders:launch")
     context = _context(launch, previous=orders_for_patient(launch=launch))
     drafts = list(context["drafts"])
     alone = not (context["previous"] or context["warnings"] or context["set_aside"] or request.GET.get("all"))
@@ -99,24 +105,21 @@ def order_page(request: HttpRequest, launch_id: UUID, order_id: UUID) -> HttpRes
         order = order_access(launch=launch, order_id=order_id)
     except HealthcommerceError as exc:
         return render_error(request, exc)
-    audit_record(
-        actor=launch.fhir_user or "unknown", action="phi.view", target=f"Order/{order.pk}", where="orders:order"
-    )
+    _audit_view(launch, f"Order/{order.pk}", "orders:order")
     if order.status != Order.Status.DRAFT:
         return render(request, "orders/detail.html", _context(launch, order=order, events=order.events.all()))
     if request.method == "POST" and request.POST.get("action") == "reread":
         return _reread(request, launch)
     form = OrderForm(request.POST or None, initial=OrderForm.initial_for(order))
     if request.method == "POST" and form.is_valid():
+        sign = request.POST.get("action") == "sign"
         try:
-            with transaction.atomic():
-                order = order_update_draft(order=order, actor=launch.fhir_user, changes=form.changes(order))
-                if request.POST.get("action") == "sign":
-                    order = order_sign(order=order, launch=launch)
-                    messages.success(request, f"Order {order.reference} signed. It is on its way to fulfillment.")
+            order = order_edit(order=order, launch=launch, changes=form.changes(order), sign=sign)
         except HealthcommerceError as exc:
             form.add_error(None, exc.message)
         else:
+            if sign:
+                messages.success(request, f"Order {order.reference} signed. It is on its way to fulfillment.")
             return HttpResponseRedirect(request.path)
     return render(request, "orders/form.html", _context(launch, order=order, form=form, missing=order_missing(order)))
 

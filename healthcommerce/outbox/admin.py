@@ -4,13 +4,14 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_retry
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ServiceOnlyAdmin):
+class OutboxMessageAdmin(AuditedAdminMixin, ServiceOnlyAdmin):
     """Outbox rows are written by services only; admins look, and may retry dead or pending rows."""
 
     list_display = ["topic", "subscriber", "subject", "status", "attempts", "available_at", "last_error"]

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.roles import PhiMaskedAdmin
@@ -17,8 +18,10 @@ def _actor(request: HttpRequest) -> str:
 
 
 @admin.register(PurchaseLink)
-class PurchaseLinkAdmin(PhiMaskedAdmin, ServiceOnlyAdmin):
-    """Links are created by fulfillment; admins see their state and may revoke or replace them."""
+class PurchaseLinkAdmin(AuditedAdminMixin, PhiMaskedAdmin, ServiceOnlyAdmin):
+    """Links are created by fulfillment; admins see their state and may revoke or replace them (audited views)."""
+
+    audit_phi = True
 
     phi_fields = ("sent_to", "sms_sent_to")  # the patient's email and number: hidden from support (core/roles.py)
 
@@ -91,8 +94,10 @@ class PurchaseLinkAdmin(PhiMaskedAdmin, ServiceOnlyAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ServiceOnlyAdmin):
+class PaymentAdmin(AuditedAdminMixin, ServiceOnlyAdmin):
     """Payments as Stripe reports them (webhooks); a paid order that was cancelled is refunded from here."""
+
+    audit_phi = True
 
     list_display = ["order_reference", "status", "amount_cents", "currency", "last_error_code", "created_at"]
     list_filter = ["status"]
@@ -121,7 +126,7 @@ class PaymentAdmin(ServiceOnlyAdmin):
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(ServiceOnlyAdmin):
+class StripeEventAdmin(AuditedAdminMixin, ServiceOnlyAdmin):
     """Stripe webhook events received, with what each did (ids, types and outcomes only)."""
 
     list_display = ["event_id", "type", "outcome", "created_at"]

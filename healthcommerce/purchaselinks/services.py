@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.services import audit_record, audit_refusal
 from healthcommerce.orders.events import TOPIC_PATIENT_CONFIRMED, order_event_key, order_for_subject, order_subject
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add
@@ -75,7 +75,7 @@ def _actor(link: PurchaseLink | None) -> str:
 
 def _audit(link: PurchaseLink | None, *, action: str, ip: str, outcome: str = "success", **detail: object) -> None:
     target = f"Order/{link.order_id}" if link is not None else ""
-    audit_record(actor=_actor(link), action=action, target=target, where=ip, outcome=outcome, detail=detail)
+    audit_record(actor=_actor(link), action=action, target=target, where=ip, outcome=outcome, detail=detail, ip=ip)
 
 
 @transaction.atomic
@@ -319,12 +319,17 @@ def purchase_link_open(
     """``purchase_link_access`` plus its audit row under ``action`` (``purchase_link.open``, ``.view``...).
 
     A refusal is always audited with its reason; pass ``audit_success=False`` when the service called next
-    (verify, complete) writes the success row itself. Raises ``LinkUnavailable``.
+    (verify, complete) writes the success row itself. A token that matches no link (``malformed``, ``unknown``)
+    is anyone's guess, so those refusals are aggregated per client network and 10 minutes (``audit_refusal``)
+    instead of one row each. Raises ``LinkUnavailable``.
     """
     try:
         link = purchase_link_access(token=token, link_id=link_id, allow_completed=allow_completed)
     except LinkUnavailable as exc:
-        _audit(exc.link, action=action, ip=ip, outcome=exc.reason)
+        if exc.link is None:
+            audit_refusal(action=action, reason=exc.reason, actor=_actor(None), ip=ip)
+        else:
+            _audit(exc.link, action=action, ip=ip, outcome=exc.reason)
         raise
     if audit_success:
         _audit(link, action=action, ip=ip)

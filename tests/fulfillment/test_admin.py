@@ -74,7 +74,7 @@ def test_opening_a_local_order_is_audited(admin_client, message: OutboxMessage) 
     assert response.status_code == 200
     assert "7525 Colshire Dr" in response.content.decode()
     assert AuditEvent.objects.filter(
-        action="admin.view", target=f"LocalCommerceOrder/{local.id}", actor="admin:admin"
+        action="admin.phi.view", target=f"LocalCommerceOrder/{local.id}", actor="admin:admin"
     ).exists()
 
 
