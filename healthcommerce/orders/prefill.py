@@ -223,7 +223,9 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
     or bad data: each failed read is an outcome code, each unusable element a warning.
     """
     started = time.monotonic()
-    reader = FHIRReader(iss=launch.site.iss, access_token=access_token or launch.access_token)
+    reader = FHIRReader(
+        iss=launch.site.iss, access_token=access_token or launch.access_token, site=launch.site.name[:100]
+    )
     reads = _reads(launch, reader)
     with ThreadPoolExecutor(max_workers=min(MAX_READERS, len(reads))) as pool:
         results = list(pool.map(lambda item: _run(*item), reads.items()))
