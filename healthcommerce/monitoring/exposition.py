@@ -1,5 +1,6 @@
 """The ``/metrics`` body: prometheus_client's metrics (ours from ``core.metrics`` and django-prometheus's) and
-gauges read from the database at scrape time (outbox depth, lag, dead letters, open alerts, broker queue length).
+gauges read from the database at scrape time (outbox depth, lag, dead letters, open alerts, broker queue length,
+seconds since the alert rules last ran).
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (before the process starts; docs/deploy.md "Metrics") every gunicorn worker
 and Celery process on the host writes its counters there and any one of them answers for all
@@ -7,8 +8,10 @@ and Celery process on the host writes its counters there and any one of them ans
 """
 
 import os
+import time
 from collections.abc import Iterator
 
+from django.core.cache import cache
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
@@ -16,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from healthcommerce.monitoring.models import Alert
+from healthcommerce.monitoring.tasks import ALERTS_HEARTBEAT_KEY
 from healthcommerce.outbox.models import OutboxMessage
 
 
@@ -54,6 +58,13 @@ class DatabaseCollector(Collector):
         for rule, site in Alert.objects.filter(status=Alert.Status.OPEN).values_list("rule", "site"):
             alerts.add_metric([rule, site], 1)
         yield alerts
+        ran_at = cache.get(ALERTS_HEARTBEAT_KEY)
+        if ran_at is not None:
+            yield GaugeMetricFamily(
+                "hc_alerts_last_run_seconds",
+                "Seconds since beat last evaluated the alert rules (every 60 s when beat and a worker run).",
+                value=time.time() - float(ran_at),
+            )
         depth = _broker_queue_length()
         if depth is not None:
             yield GaugeMetricFamily("hc_broker_queue_length", "Tasks waiting in the Celery queue (Redis).", value=depth)

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from healthcommerce.core import metrics as core_metrics
 from healthcommerce.monitoring.models import Alert
+from healthcommerce.monitoring.tasks import evaluate
 from healthcommerce.outbox import health
 
 pytestmark = pytest.mark.django_db
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def test_metrics_exposes_our_counters_django_prometheus_and_the_database_gauges(client, calls) -> None:  # type: ignore[no-untyped-def]
     core_metrics.record(site="Clinic A", endpoint="fhir:Patient", outcome="5xx", seconds=0.4)
+    evaluate()  # beat's alert task, which records when it ran
     Alert.objects.create(rule="fhir_errors", site="Clinic A", status=Alert.Status.OPEN, text="FHIR errors ...")
     response = client.get("/metrics")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
@@ -29,6 +31,7 @@ def test_metrics_exposes_our_counters_django_prometheus_and_the_database_gauges(
         "hc_outbox_dead",
         "hc_outbox_lag_seconds",
         "hc_alerts_open",
+        "hc_alerts_last_run_seconds",
         "django_http_requests_before_middlewares",
     ):
         assert name in families, name
