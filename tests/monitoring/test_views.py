@@ -78,8 +78,9 @@ def test_the_dashboard_shows_a_sites_day_as_svg_and_its_open_alerts_to_staff_onl
 
 def test_readyz_fails_when_the_broker_does_not_answer(client, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from celery import current_app
+    from kombu import Connection
 
-    monkeypatch.setattr(current_app.conf, "broker_url", "redis://127.0.0.1:9/0")
+    monkeypatch.setattr(current_app, "connection_for_write", lambda: Connection("redis://127.0.0.1:9/0"))
     health.relay_heartbeat()
     body = client.get("/readyz").json()
     assert body["checks"]["broker"].startswith("the Celery broker does not answer")
