@@ -1,9 +1,10 @@
 """The Celery application; configuration comes from Django settings prefixed ``CELERY_``."""
 
 import os
+from typing import Any
 
 from celery import Celery
-from celery.signals import task_prerun, worker_process_init
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthcommerce.settings")
 
@@ -37,3 +38,31 @@ def _close_stale_connections(**_: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@before_task_publish.connect
+def _send_request_id(headers: dict[str, Any] | None = None, **_: object) -> None:
+    """Carry the current request id into the task's headers (docs/reliability.md "Integration health")."""
+    from healthcommerce.core.requestid import TASK_HEADER, request_id
+
+    current = request_id()
+    if current and headers is not None:
+        headers.setdefault(TASK_HEADER, current)
+
+
+@task_prerun.connect
+def _restore_request_id(task: Any = None, **_: object) -> None:
+    """Run the task under the request id it was published with, or a fresh one."""
+    from healthcommerce.core.requestid import TASK_HEADER, new_request_id, request_id_set
+
+    request = task.request if task is not None else None
+    carried = getattr(request, TASK_HEADER, None) or (getattr(request, "headers", None) or {}).get(TASK_HEADER)
+    request_id_set(carried if isinstance(carried, str) and carried else new_request_id())
+
+
+@task_postrun.connect
+def _clear_request_id(**_: object) -> None:
+    """Forget the task's request id once it ran, so the next task in this process does not inherit it."""
+    from healthcommerce.core.requestid import request_id_set
+
+    request_id_set(None)

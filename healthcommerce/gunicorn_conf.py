@@ -49,6 +49,15 @@ control_socket_disable = True
 logger_class = AccessLogger
 accesslog = "-"
 # The path without its query string: callback codes and state never reach the access log; no link tokens.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms %({x-request-id}o)s'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Let prometheus_client drop a dead worker's live gauges in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``,
+    docs/deploy.md "Metrics"); its counters stay summed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -71,11 +71,15 @@ INSTALLED_APPS = [
     "healthcommerce.outbox",
     "healthcommerce.fulfillment",
     "healthcommerce.purchaselinks",
+    "healthcommerce.monitoring",
 ]
 if SANDBOX_ENABLED:
     INSTALLED_APPS.append("healthcommerce.sandbox")
 
 MIDDLEWARE = [
+    # django-prometheus counts every request (first and last); the request id is set before anything logs.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "healthcommerce.core.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The client address and user agent of the audit rows the request writes (healthcommerce.audit.context).
     "healthcommerce.audit.context.AuditContextMiddleware",
@@ -97,6 +101,7 @@ MIDDLEWARE = [
     "healthcommerce.core.staffsessions.StaffSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
@@ -169,7 +174,7 @@ if not PRODUCTION:
 # --- HTTPS (Django's deployment checklist; on by default in production) ---
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
 # The load balancer's health check may come over plain http.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PRODUCTION)
@@ -295,6 +300,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_IGNORE_RESULT = True
+# Workers and beat log through LOGGING (JSON lines, request ids, the scrub and token filters), not Celery's own
+# root handler (docs/reliability.md "Integration health").
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
 # Celery's Django fixup closes the database connection around every task unless this is set; then only every this
 # many tasks, and Django's age and health check before each task (WORKER_CONN_MAX_AGE, healthcommerce.celery) decides.
@@ -324,7 +332,41 @@ CELERY_BEAT_SCHEDULE = {
     "remind-purchase-links": {"task": "healthcommerce.purchaselinks.tasks.remind", "schedule": crontab(minute=41)},
     # Seal the audit rows into the hash chain (healthcommerce.audit.services.audit_seal; also after each commit).
     "seal-audit": {"task": "healthcommerce.audit.tasks.seal", "schedule": 60.0},
+    # Integration health (docs/reliability.md "Integration health"): the alert rules every minute, old buckets daily.
+    "evaluate-alerts": {"task": "healthcommerce.monitoring.tasks.evaluate", "schedule": 60.0},
+    "purge-integration-buckets": {
+        "task": "healthcommerce.monitoring.tasks.purge",
+        "schedule": crontab(hour=3, minute=47),
+    },
 }
+# Integration health (docs/adr/0018-integration-health.md). Seconds between flushes of a process's per-minute call
+# buckets to the database (at the end of a request or task), and days they are kept.
+INTEGRATION_FLUSH_SECONDS = env.float("INTEGRATION_FLUSH_SECONDS", default=10.0)
+INTEGRATION_RETENTION_DAYS = env.int("INTEGRATION_RETENTION_DAYS", default=8)
+# Alert rules run by beat (healthcommerce.monitoring.rules), their window and thresholds (percent of calls).
+ALERT_RULES = env.list(
+    "ALERT_RULES", default=["auth_failures", "fhir_errors", "commerce_errors", "silence", "outbox_lag", "dead_letters"]
+)
+ALERT_WINDOW_MINUTES = env.int("ALERT_WINDOW_MINUTES", default=10)
+ALERT_MIN_CALLS = env.int("ALERT_MIN_CALLS", default=5)
+ALERT_AUTH_FAILURE_PERCENT = env.float("ALERT_AUTH_FAILURE_PERCENT", default=15.0)
+ALERT_ERROR_PERCENT = env.float("ALERT_ERROR_PERCENT", default=10.0)
+ALERT_OUTBOX_LAG_SECONDS = env.int("ALERT_OUTBOX_LAG_SECONDS", default=300)
+# Silence: a site with ALERT_SILENCE_MIN_CALLS calls in the LOOKBACK hours before and none for ALERT_SILENCE_MINUTES,
+# on ALERT_WORKING_DAYS (0 = Monday) between ALERT_WORKING_HOURS (start, end) in ALERT_TIMEZONE.
+ALERT_SILENCE_MINUTES = env.int("ALERT_SILENCE_MINUTES", default=30)
+ALERT_SILENCE_LOOKBACK_HOURS = env.int("ALERT_SILENCE_LOOKBACK_HOURS", default=3)
+ALERT_SILENCE_MIN_CALLS = env.int("ALERT_SILENCE_MIN_CALLS", default=10)
+ALERT_WORKING_HOURS = tuple(int(h) for h in env.list("ALERT_WORKING_HOURS", default=["8", "18"]))
+ALERT_WORKING_DAYS = tuple(int(d) for d in env.list("ALERT_WORKING_DAYS", default=["0", "1", "2", "3", "4"]))
+ALERT_TIMEZONE = env.str("ALERT_TIMEZONE", default="America/New_York")
+# Delivery (healthcommerce.monitoring.delivery): emails, and a Standard Webhooks endpoint with its whsec_ secret.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_SECRET = env.str("ALERT_WEBHOOK_SECRET", default="")
+# /metrics: answered to loopback, to METRICS_ALLOWED_NETWORKS (CIDR) or with "Authorization: Bearer METRICS_TOKEN".
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
 FULFILLMENT_RECONCILE_MAX_AGE_DAYS = env.int("FULFILLMENT_RECONCILE_MAX_AGE_DAYS", default=90)
 # Outbox timing in seconds (healthcommerce.outbox.services): the first step of the full-jitter retry backoff, and
 # how long the relay leaves a published row alone before publishing it again (doubling up to an hour). Production
@@ -435,9 +477,28 @@ if not 60 <= STAFF_SESSION_IDLE_SECONDS <= 15 * 60 or not STAFF_SESSION_IDLE_SEC
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    # Every line passes the token filter: a patient link token never reaches a log (it becomes ``/p/<token>``).
-    "filters": {"no_link_tokens": {"()": "healthcommerce.core.logfilters.LinkTokenFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["no_link_tokens"]}},
+    # Every line passes the token filter (a patient link token becomes ``/p/<token>``), the secrets and PHI scrub
+    # (healthcommerce.core.logfilters.ScrubFilter) and gets the request id; LOG_FORMAT=json writes JSON lines.
+    "filters": {
+        "request_id": {"()": "healthcommerce.core.requestid.RequestIdFilter"},
+        "no_link_tokens": {"()": "healthcommerce.core.logfilters.LinkTokenFilter"},
+        "scrub": {"()": "healthcommerce.core.logfilters.ScrubFilter"},
+    },
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id", "no_link_tokens", "scrub"],
+            "formatter": env.str("LOG_FORMAT", default="json" if PRODUCTION else "text"),
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

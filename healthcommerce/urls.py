@@ -4,10 +4,13 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from healthcommerce.monitoring.views import metrics
 from healthcommerce.outbox.views import readyz
 from healthcommerce.purchaselinks.stripe_webhooks import stripe_webhook
 
 urlpatterns = [
+    # Before the admin's catch-all: the per-site integration dashboard (staff only).
+    path("admin/monitoring/", include("healthcommerce.monitoring.urls")),
     path("admin/", admin.site.urls),
     path("smart/", include("healthcommerce.ehr.urls")),
     path("o/", include("healthcommerce.orders.urls")),
@@ -16,6 +19,7 @@ urlpatterns = [
     path("webhooks/stripe/", stripe_webhook, name="stripe_webhook"),
     path("webhooks/", include("healthcommerce.fulfillment.urls")),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("", include("healthcommerce.core.urls")),
 ]
 if settings.SANDBOX_ENABLED:

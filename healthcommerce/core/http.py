@@ -6,6 +6,7 @@ Source: docs/reliability.md "Outbound HTTP", SMART App Launch 2.2 best practices
 the server that issued them), OWASP ASVS 5.0 V12 (server-side request forgery: validate every destination).
 """
 
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
+from healthcommerce.core import metrics
 from healthcommerce.core.errors import OutboundRefused
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -60,6 +62,29 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def metered_send(
+    send: Any, request: requests.PreparedRequest, *, site: str, kind: str, base: str | None, **kwargs: Any
+) -> requests.Response:
+    """Call ``send(request, **kwargs)`` and count it (``core.metrics.record``): the outcome class of the status,
+    or of the exception (``timeout``, ``connection``, ``other``), which is re-raised; the seconds include reading
+    the body. Labels come from ``core.metrics.labels_for``. Source: docs/adr/0018-integration-health.md."""
+    site_label, endpoint = metrics.labels_for(site=site, kind=kind, url=request.url or "", base=base)
+    started = time.perf_counter()
+    try:
+        response = send(request, **kwargs)
+    except Exception as exc:
+        metrics.record(
+            site=site_label,
+            endpoint=endpoint,
+            outcome=metrics.outcome_for_exception(exc),
+            seconds=time.perf_counter() - started,
+        )
+        raise
+    outcome = metrics.outcome_for_status(response.status_code)
+    metrics.record(site=site_label, endpoint=endpoint, outcome=outcome, seconds=time.perf_counter() - started)
+    return response
+
+
 class OutboundSession(requests.Session):
     """``requests.Session`` with the project's default timeout, a URL check on every request and on every
     redirect hop (``send`` sees each one), and a capped response body (``cap_response_body``).
@@ -67,11 +92,17 @@ class OutboundSession(requests.Session):
     With ``only_origin`` set, every request and every redirect must go to that origin: a bearer token is sent
     only to the server it was issued for (SMART App Launch 2.2 "Best practices"), even when a Bundle's ``next``
     link or a redirect points elsewhere. Without it, each hop must still be https (or http to loopback).
+
+    Every hop that reaches the network is counted (``metered_send``) under ``site`` and ``kind`` (or the labels
+    of the enclosing ``core.metrics.integration`` block); ``base`` is the FHIR base for ``fhir:<ResourceType>``.
     """
 
-    def __init__(self, only_origin: str | None = None) -> None:
+    def __init__(
+        self, only_origin: str | None = None, *, site: str = "", kind: str = "", base: str | None = None
+    ) -> None:
         super().__init__()
         self.only_origin = origin(only_origin) if only_origin else None
+        self.site, self.kind, self.base = site, kind, base
         self.hooks["response"].append(cap_response_body)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
@@ -91,12 +122,16 @@ class OutboundSession(requests.Session):
         if self.only_origin and origin(target) != self.only_origin:
             raise OutboundRefused("Refusing to send a request to another server.")
         kwargs.setdefault("timeout", settings.HTTP_TIMEOUT)
-        return super().send(request, **kwargs)
+        return metered_send(super().send, request, site=self.site, kind=self.kind, base=self.base, **kwargs)
 
 
-def outbound_session(*, only_origin: str | None = None) -> OutboundSession:
-    """Return a new outbound session with a ``User-Agent`` naming the app, optionally pinned to one origin."""
-    session = OutboundSession(only_origin)
+def outbound_session(
+    *, only_origin: str | None = None, site: str = "", kind: str = "", base: str | None = None
+) -> OutboundSession:
+    """Return a new outbound session with a ``User-Agent`` naming the app, optionally pinned to one origin, its
+    calls counted under ``site`` (a site's name, ``commerce:<backend>``) and endpoint ``kind``
+    (``core.metrics.KINDS``; ``fhir`` with the FHIR ``base`` names the resource type)."""
+    session = OutboundSession(only_origin, site=site, kind=kind, base=base)
     session.headers["User-Agent"] = "healthcommerce/1.0"
     return session
 

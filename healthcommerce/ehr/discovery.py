@@ -17,6 +17,7 @@ from healthcommerce.core.errors import OutboundRefused
 from healthcommerce.core.http import check_url, outbound_session
 from healthcommerce.ehr.errors import DiscoveryFailed
 from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.oauth import site_label
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def discover(site: EHRSite, *, force: bool = False) -> dict[str, Any]:
     fresh = site.discovered_at and timezone.now() - site.discovered_at < timedelta(seconds=settings.SMART_DISCOVERY_TTL)
     if site.discovery and fresh and not force:
         return site.discovery
-    session = outbound_session()
+    session = outbound_session(site=site_label(site), kind="discovery")
     try:
         config = _from_well_known(site, session) or _from_metadata(site, session)
     except (requests.RequestException, ValueError, OutboundRefused) as exc:

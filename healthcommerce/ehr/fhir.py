@@ -50,9 +50,10 @@ class FHIRReader:
     statuses), ``timeout``, ``unreachable`` or ``malformed`` (not JSON, wrong type, fails the model).
     """
 
-    def __init__(self, *, iss: str, access_token: str) -> None:
+    def __init__(self, *, iss: str, access_token: str, site: str = "") -> None:
         self.server = FHIRServer(None, base_uri=iss)
-        self.server.session = outbound_session(only_origin=iss)
+        # Counted as ``fhir:<ResourceType>`` of ``site`` (core.metrics); the reads run on a thread pool.
+        self.server.session = outbound_session(only_origin=iss, site=site, kind="fhir", base=iss.rstrip("/") + "/")
         auth = FHIROAuth2Auth()
         auth.access_token = access_token
         self.server.auth = auth

@@ -21,6 +21,7 @@ from healthcommerce.core.errors import OutboundRefused
 from healthcommerce.core.http import outbound_session
 from healthcommerce.ehr.errors import AuthorizationFailed
 from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.oauth import site_label
 
 ALGORITHMS = ["RS256", "RS384", "ES256", "ES384"]
 JWKS_TTL = 3600  # seconds
@@ -60,7 +61,7 @@ def id_token_validate(site: EHRSite, id_token: str, *, nonce: str) -> dict[str, 
     Raises ``AuthorizationFailed`` (code ``id_token_invalid``) for a bad signature, wrong ``iss``/``aud``,
     an expired token, or a missing/wrong ``nonce``; ``id_token_unverifiable`` when the JWKS cannot be fetched.
     """
-    session = outbound_session()
+    session = outbound_session(site=site_label(site), kind="jwks")
     try:
         header_iss = _unverified_issuer_from_payload(id_token)
         issuer = _issuer(site, header_iss)

@@ -19,7 +19,7 @@ from authlib.oauth2.rfc7523.assertion import sign_jwt_bearer_assertion
 from django.conf import settings
 from joserfc.jwk import import_key
 
-from healthcommerce.core.http import cap_response_body
+from healthcommerce.core.http import cap_response_body, metered_send
 from healthcommerce.ehr.models import EHRSite
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -77,6 +77,22 @@ class SmartPrivateKeyJWT(PrivateKeyJWT):
         return uri, headers, body
 
 
+def site_label(site: EHRSite) -> str:
+    """Return the label a site's calls are counted under (``core.metrics``): its name, at most 100 characters."""
+    return site.name[:100]
+
+
+class MeteredOAuth2Session(OAuth2Session):
+    """authlib's session with each request counted as the site's ``token`` endpoint (``core.http.metered_send``):
+    the token exchange and refresh do not go through ``OutboundSession``."""
+
+    metric_site = ""
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        """Send ``request`` through requests and count it."""
+        return metered_send(super().send, request, site=self.metric_site, kind="token", base=None, **kwargs)
+
+
 def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None) -> OAuth2Session:
     """Return an authlib ``OAuth2Session`` set up with the site's client authentication and PKCE S256.
 
@@ -91,7 +107,7 @@ def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None)
     elif method == EHRSite.AuthMethod.PRIVATE_KEY_JWT:
         secret = site.private_key_pem
         auth_method = SmartPrivateKeyJWT(alg=site.signing_alg, kid=site.key_id)
-    session = OAuth2Session(
+    session = MeteredOAuth2Session(
         client_id=site.client_id,
         client_secret=secret,
         token_endpoint_auth_method=auth_method,
@@ -101,6 +117,7 @@ def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None)
         default_timeout=settings.HTTP_TIMEOUT,
     )
     session.headers["User-Agent"] = "healthcommerce/1.0"
+    session.metric_site = site_label(site)
     # A token endpoint answers; it never redirects: following none keeps the code, the verifier and the client's
     # credentials from being sent anywhere else (requests raises TooManyRedirects). The body is capped too.
     session.max_redirects = 0

@@ -131,7 +131,7 @@ def _fetch(url: str) -> dict[str, str]:
 
     Raises ``OutboundRefused``, ``requests.RequestException`` or ``ValueError`` (not 200, too large, not JSON).
     """
-    with outbound_session() as session:
+    with outbound_session(kind="style") as session:  # site: the caller's core.metrics.integration block
         response = session.get(url, headers={"Accept": "application/json"}, allow_redirects=False, stream=True)
         with response:
             if response.status_code != 200:

@@ -14,8 +14,10 @@ from django_ratelimit.core import is_ratelimited
 
 from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.metrics import integration
 from healthcommerce.core.views import render_error
 from healthcommerce.ehr.errors import LaunchThrottled
+from healthcommerce.ehr.oauth import site_label
 from healthcommerce.ehr.services import launch_access, launch_complete, launch_start
 from healthcommerce.ehr.style import smart_style_properties, style_sheet
 
@@ -91,8 +93,8 @@ def launch_style(request: HttpRequest, launch_id: Any) -> HttpResponse:
         record = launch_access(launch_id=launch_id, session=request.session)
     except HealthcommerceError:
         return HttpResponse("/* not available */\n", status=404, content_type="text/css; charset=utf-8")
-    response = HttpResponse(
-        style_sheet(smart_style_properties(record.smart_style_url)), content_type="text/css; charset=utf-8"
-    )
+    with integration(site=site_label(record.site)):
+        properties = smart_style_properties(record.smart_style_url)
+    response = HttpResponse(style_sheet(properties), content_type="text/css; charset=utf-8")
     response["Cache-Control"] = "private, max-age=300"
     return response

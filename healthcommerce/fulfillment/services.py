@@ -20,9 +20,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Case, Value, When
+from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record, audit_record_many
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.metrics import integration, sign_to_ack_record
 from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
@@ -108,7 +110,7 @@ def fulfillment_submit(message: OutboxMessage) -> None:
     if order.status not in SUBMITTABLE:
         raise OrderNotSubmittable(code=f"order_{order.status}")
     commerce_order = commerce_order_build(order=order, idempotency_key=message.idempotency_key)
-    with _backend_configured():
+    with _backend_configured(), integration(site=f"commerce:{name}", kind="commerce_submit"):
         result = get_backend(name).submit(commerce_order)
     _submitted(message, order=order, external_id=result.external_id, backend=name)
 
@@ -133,6 +135,7 @@ def _submitted(message: OutboxMessage, *, order: Order, external_id: str, backen
         _submitted_after_cancel(message, order=order, backend=backend, detail=detail)
         return
     order_transition(order_id=order.pk, to_status=Order.Status.SUBMITTED, actor=ACTOR, detail=detail)
+    _sign_to_ack_on_commit([order])
     audit_record(actor=ACTOR, action="fulfillment.submit", target=f"Order/{order.pk}", where=backend, detail=detail)
     outbox_publish(
         topic=TOPIC_ORDER_SUBMITTED,
@@ -141,6 +144,19 @@ def _submitted(message: OutboxMessage, *, order: Order, external_id: str, backen
         payload={"backend": backend, "external_id": external_id[:200]},
     )
     logger.info("fulfillment submitted order=%s message=%s backend=%s", order.reference, message.pk, backend)
+
+
+def _sign_to_ack_on_commit(orders: list[Order]) -> None:
+    """After commit, record each order's seconds from signature to the backend's acknowledgement, by site
+    (``core.metrics.sign_to_ack_record``; docs/reliability.md "Integration health")."""
+    now = timezone.now()
+    spans = [(o.site.name, (now - o.signed_at).total_seconds()) for o in orders if o.signed_at]
+
+    def record() -> None:
+        for site, seconds in spans:
+            sign_to_ack_record(site=site, seconds=max(seconds, 0.0))
+
+    transaction.on_commit(record)
 
 
 def _submitted_after_cancel(message: OutboxMessage, *, order: Order, backend: str, detail: dict[str, Any]) -> None:
@@ -203,7 +219,8 @@ def fulfillment_submit_batch(messages: list[OutboxMessage]) -> dict[Any, Excepti
         to_submit.append((message, order, commerce_order))
     if not to_submit:
         return failures
-    results = backend.submit_many([commerce_order for _, _, commerce_order in to_submit])
+    with integration(site=f"commerce:{name}", kind="commerce_submit"):
+        results = backend.submit_many([commerce_order for _, _, commerce_order in to_submit])
     accepted = []
     for (message, order, _), result in zip(to_submit, results, strict=True):
         if isinstance(result, ImproperlyConfigured):
@@ -250,6 +267,7 @@ def _submitted_many(accepted: list[tuple[OutboxMessage, Order, str]], *, backend
         to_status=Order.Status.SUBMITTED,
         actor=ACTOR,
     )
+    _sign_to_ack_on_commit([order for _, order, _, _ in moving])
     audit_record_many(
         records=[
             {
@@ -317,7 +335,8 @@ def fulfillment_confirm(message: OutboxMessage) -> None:
         return
     with _backend_configured():
         name = backend_name(order.commerce_backend or None)  # the backend that took it, even if settings changed
-        get_backend(name).confirm(external_id, commerce_confirmation_build(order))
+        with integration(site=f"commerce:{name}", kind="commerce_confirm"):
+            get_backend(name).confirm(external_id, commerce_confirmation_build(order))
     detail = {"backend": name, "external_id": external_id}
     audit_record(actor=ACTOR, action="fulfillment.confirm", target=f"Order/{order.pk}", where=name, detail=detail)
     fulfillment_status_apply(
@@ -335,7 +354,8 @@ def fulfillment_cancel(message: OutboxMessage) -> None:
         return  # the hand-over was cancelled before any backend call, or it never happened
     with _backend_configured():
         name = backend_name(order.commerce_backend or None)
-        get_backend(name).cancel(external_id)
+        with integration(site=f"commerce:{name}", kind="commerce_cancel"):
+            get_backend(name).cancel(external_id)
     detail = {"backend": name, "external_id": external_id}
     order_event_add(order=order, kind="cancelled_at_backend", actor=ACTOR, detail=detail)
     audit_record(actor=ACTOR, action="fulfillment.cancel", target=f"Order/{order.pk}", where=name, detail=detail)

@@ -8,6 +8,7 @@ A failed read becomes an outcome code; a bad element or Bundle entry becomes a w
 (``orders.extract``); the rest of the form still fills and the clinician enters what is missing.
 """
 
+import contextvars
 import functools
 import logging
 import time
@@ -223,10 +224,14 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
     or bad data: each failed read is an outcome code, each unusable element a warning.
     """
     started = time.monotonic()
-    reader = FHIRReader(iss=launch.site.iss, access_token=access_token or launch.access_token)
+    reader = FHIRReader(
+        iss=launch.site.iss, access_token=access_token or launch.access_token, site=launch.site.name[:100]
+    )
     reads = _reads(launch, reader)
+    # Each read runs in a copy of this context, so its log lines keep the request id (core.requestid).
+    contexts = [contextvars.copy_context() for _ in reads]
     with ThreadPoolExecutor(max_workers=min(MAX_READERS, len(reads))) as pool:
-        results = list(pool.map(lambda item: _run(*item), reads.items()))
+        results = list(pool.map(lambda ctx, item: ctx.run(_run, *item), contexts, reads.items()))
     found = Prefill(seconds=time.monotonic() - started)
     for label, value, warnings, outcome in results:
         audit_record(

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Min
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ RELAY_STALE_SECONDS = 60
 # A due row waiting longer than this (seconds) means the relay runs but nothing consumes what it publishes.
 OUTBOX_LAG_LIMIT_SECONDS = 300
 ALERT_EVERY_SECONDS = 300
+BROKER_CHECK_TIMEOUT = 2  # seconds
 
 
 def relay_heartbeat() -> None:
@@ -63,16 +65,51 @@ def _outbox(health: PipelineHealth) -> None:
         health.fail("outbox", f"a due outbox row has waited {lag:.0f} s: are the Celery workers consuming the queue?")
 
 
+_migrated = False  # once every migration is applied it stays so for this process (a deploy restarts it)
+
+
+def _migrations(health: PipelineHealth) -> None:
+    global _migrated
+    if not _migrated:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if plan:
+            health.fail("migrations", f"{len(plan)} migrations are not applied: run `manage.py migrate` (make release)")
+            return
+        _migrated = True
+    health.checks["migrations"] = "ok"
+
+
+def _broker(health: PipelineHealth) -> None:
+    """Open a connection to the Celery broker (``BROKER_CHECK_TIMEOUT`` seconds, no retries) and close it."""
+    from celery import current_app
+
+    started = time.monotonic()
+    try:
+        with current_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_CHECK_TIMEOUT)
+            if conn.transport.driver_type == "redis":
+                conn.default_channel.client.ping()  # type: ignore[attr-defined]  # kombu's Redis channel
+    except Exception as exc:  # kombu and redis raise many types for "down": OperationalError, OSError, ...
+        health.fail("broker", f"the Celery broker does not answer ({type(exc).__name__})")
+        return
+    health.metrics["broker_check_seconds"] = round(time.monotonic() - started, 3)
+    health.checks["broker"] = "ok"
+
+
 def pipeline_health() -> PipelineHealth:
-    """Check the database, the shared cache and the relay heartbeat; return the result (never raises)."""
+    """Check the database, applied migrations, the broker, the shared cache and the relay heartbeat (beat seen
+    recently); return the result (never raises)."""
     health = PipelineHealth()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         health.checks["database"] = "ok"
+        _migrations(health)
         _outbox(health)
     except DatabaseError as exc:
         health.fail("database", f"the database does not answer ({type(exc).__name__})")
+    _broker(health)
     try:
         ran_at = cache.get(RELAY_HEARTBEAT_KEY)
         health.checks["cache"] = "ok"

@@ -46,6 +46,8 @@ EXEMPT = {
     "stripe_webhook": "Stripe to us, signature-checked; kept as StripeEvent rows, payment changes audited",
     "fulfillment:status_webhook": "backend to us, authenticated; the status change it makes is audited",
     "readyz": "pipeline health: counts only",
+    "metrics": "Prometheus exposition: counts by site, endpoint kind and outcome; no PHI (network or token gated)",
+    "monitoring:dashboard": "staff-only integration health per site: counts, latencies and alert texts; no PHI",
     "healthz": "liveness: no data",
     "home": "the landing page: no data",
     "sandbox:*": "the sandbox EHR plays the EHR (mounted only with SANDBOX_ENABLED); not the app",
@@ -62,6 +64,7 @@ ADMIN_EXEMPT = {
     "axes.accesslog": "django-axes' login log; no PHI",
     "axes.accessfailurelog": "django-axes' failure log; no PHI",
     "otp_totp.totpdevice": "django-otp's staff TOTP devices (secrets hidden), no PHI; changes audited via LogEntry",
+    "monitoring.alert": "integration alerts: rule, site, counts and text; no PHI; changes audited via LogEntry",
     "sandbox.*": "the sandbox EHR's own data, not the app's",
 }
 # Modules that construct a FHIRReader -> how their reads are audited (driven in the clinician test below).

@@ -4,6 +4,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from gunicorn.config import Config
+from gunicorn.glogging import SafeAtoms
 
 from healthcommerce import gunicorn_conf
 
@@ -18,21 +19,21 @@ def _line(path: str, query: str = "") -> str:
         "QUERY_STRING": query,
         "REMOTE_ADDR": "127.0.0.1",
     }
-    response = SimpleNamespace(status="200 OK", sent=10, headers=[])
+    response = SimpleNamespace(status="200 OK", sent=10, headers=[("X-Request-ID", "0123456789abcdef")])
     atoms = logger.atoms(response, SimpleNamespace(headers=[]), environ, timedelta(milliseconds=12))
-    return str(gunicorn_conf.access_log_format % atoms)
+    return str(gunicorn_conf.access_log_format % SafeAtoms(atoms))  # as gunicorn's Logger.access does
 
 
 def test_the_callback_is_logged_without_its_code_and_state() -> None:
     line = _line("/smart/callback", "code=SECRETCODE&state=SECRETSTATE")
 
-    assert line == '127.0.0.1 "GET /smart/callback" 200 10 12ms'
+    assert line == '127.0.0.1 "GET /smart/callback" 200 10 12ms 0123456789abcdef'
 
 
 def test_a_purchase_link_token_is_cut_out_of_the_path() -> None:
     line = _line("/p/CJLRlBuof-YbmL-w9-6b6l3HjXxDIdhRf_fWBH3h8UQ/confirm/")
 
-    assert line == '127.0.0.1 "GET /p/<token>/confirm/" 200 10 12ms'
+    assert line == '127.0.0.1 "GET /p/<token>/confirm/" 200 10 12ms 0123456789abcdef'
 
 
 def test_the_defaults_are_threads_no_control_socket_and_no_recycling() -> None:

@@ -29,7 +29,14 @@ def test_it_is_ready_once_the_relay_task_has_run(client, db) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"] == {"database": "ok", "outbox": "ok", "cache": "ok", "beat": "ok"}
+    assert body["checks"] == {
+        "database": "ok",
+        "migrations": "ok",
+        "outbox": "ok",
+        "broker": "ok",
+        "cache": "ok",
+        "beat": "ok",
+    }
     assert body["metrics"]["relay_last_run_seconds"] < 5
     assert response["Cache-Control"].startswith("max-age=0")
 

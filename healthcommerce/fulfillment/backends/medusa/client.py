@@ -59,7 +59,7 @@ class MedusaClient:
         if not base_url or not api_key:
             raise ImproperlyConfigured("MEDUSA_URL and MEDUSA_API_KEY must be set for the medusa backend.")
         self.base_url = base_url.rstrip("/")
-        self.session = outbound_session(only_origin=self.base_url)
+        self.session = outbound_session(only_origin=self.base_url, site="commerce:medusa", kind="commerce_status")
         self.session.auth = (api_key, "")
         self.session.headers["Accept"] = "application/json"
 

@@ -129,7 +129,7 @@ class WebhookCommerceBackend(CommerceBackend):
         if bool(cert) != bool(key):
             raise ImproperlyConfigured("WEBHOOK_CLIENT_CERT and WEBHOOK_CLIENT_KEY must be set together.")
         ca_bundle = _file_setting("WEBHOOK_CA_BUNDLE")
-        self.session = outbound_session(only_origin=url)
+        self.session = outbound_session(only_origin=url, site="commerce:webhook", kind="commerce_submit")
         self.session.headers["Accept"] = "application/json"
         # Passed on every request: a session-level ``verify`` loses to REQUESTS_CA_BUNDLE in the environment.
         self.verify: str | bool = ca_bundle or True
