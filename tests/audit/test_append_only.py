@@ -51,7 +51,7 @@ def test_an_unsealed_row_cannot_be_changed_while_it_is_sealed() -> None:
     assert _refused(lambda: rows.update(seq=1, prev_hash="0" * 64))  # a seal needs the hash too
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # later serialized tests need no post_migrate rows
 def test_writers_do_not_wait_for_each_other_and_concurrent_sealers_keep_one_chain() -> None:
     errors: list[Exception] = []
 
