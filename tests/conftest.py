@@ -207,3 +207,12 @@ def stripe_settings(settings, localstripe_base: str):  # type: ignore[no-untyped
     settings.STRIPE_JS_URL = f"{localstripe_base}/js.stripe.com/v3/"
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     return settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a transactional test without ``serialized_rollback``: its flush re-creates content types and
+    permissions (post_migrate), and every serialized test after it then fails on PostgreSQL restoring them."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker and marker.kwargs.get("transaction") and not marker.kwargs.get("serialized_rollback"):
+            raise pytest.UsageError(f"{item.nodeid}: use django_db(transaction=True, serialized_rollback=True)")

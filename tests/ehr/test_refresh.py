@@ -242,7 +242,7 @@ def test_an_unreachable_token_endpoint_asks_to_relaunch_and_keeps_the_refresh_to
     assert refresh_audits("refresh_unreachable") == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_concurrent_callers_refresh_once(client, site, refresh_sandbox, refresh_db):
     launch = launched(client, refresh_sandbox)
     expire(launch)

@@ -43,7 +43,7 @@ def test_enqueue_writes_one_pending_row_keyed_by_order_and_version(order: Order)
     assert OutboxMessage.objects.count() == 1  # one subscriber of order.signed
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_enqueue_refuses_to_run_outside_a_transaction(order: Order) -> None:
     with pytest.raises(RuntimeError):
         enqueue(order)
@@ -180,7 +180,7 @@ def test_a_worker_that_takes_the_row_resets_the_republish_backoff(
     assert 55 <= lease_after_relay(message) <= 60
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_relay_holds_no_transaction_or_row_lock_while_it_talks_to_the_broker(
     make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -235,7 +235,7 @@ def test_no_patient_data_reaches_the_logs(
         assert phi not in caplog.text
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_workers_fulfil_once_and_send_one_link(
     make_order: Callable[..., Order], use_backend: Callable[[str], None]
 ) -> None:

@@ -280,7 +280,7 @@ def test_a_row_rolled_back_with_its_savepoint_is_not_published_alone(
     assert not OutboxMessage.objects.filter(idempotency_key="gone").exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_on_postgresql_a_row_locked_by_another_claim_is_skipped_without_waiting(
     subscriber: subscribers.Subscriber, publications: list[list[str]]
 ) -> None:

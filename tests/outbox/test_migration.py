@@ -13,7 +13,7 @@ BEFORE = [("fulfillment", "0003_outbox_publish_count"), ("outbox", "0001_initial
 AFTER = [("fulfillment", "0004_outbox_moved"), ("outbox", "0002_copy_fulfillment_outbox")]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_pending_rows_move_to_the_outbox_app_with_their_ids_and_keys() -> None:
     executor = MigrationExecutor(connection)
     # core's staff roles migration needs every app's latest models, these two included: leave it out too

@@ -226,7 +226,7 @@ def test_a_right_date_clears_the_count_of_wrong_ones(issued: Issued) -> None:
 
 
 @pytest.mark.services
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_parallel_guesses_are_reserved_before_they_are_compared(make_order: Callable[..., Order], settings) -> None:
     """80 guesses at once on PostgreSQL, the right date among them: at most PURCHASE_LINK_MAX_FAILURES are ever
     compared; every other one is refused unseen (issue 8: the review's 80 parallel guesses)."""
