@@ -11,6 +11,23 @@ DEFAULT_SCOPES = (
 )
 
 
+class Vendor(models.TextChoices):
+    """The EHR product behind a site; quirks and readiness checks depend on it."""
+
+    EPIC = "epic", "Epic"
+    ORACLE = "oracle", "Oracle Health (Cerner)"
+    SANDBOX = "sandbox", "healthcommerce sandbox EHR"
+    OTHER = "other", "Other SMART on FHIR server"
+
+
+class Writeback(models.TextChoices):
+    """What the app writes into the EHR after sign-off (SMART-EPIC.md: Epic offers no DeviceRequest create)."""
+
+    OFF = "off", "Nothing (default)"
+    COMMUNICATION = "communication", "A Communication"
+    DOCUMENT_REFERENCE = "document_reference", "A DocumentReference (clinical note)"
+
+
 class EHRSite(BaseModel):
     """One registered EHR (one health system's FHIR server), keyed by its FHIR base URL, ``iss``.
 
@@ -41,6 +58,43 @@ class EHRSite(BaseModel):
         help_text='Origins allowed to frame the app for this site (CSP frame-ancestors), e.g. ["https://epic.example.org"].',
     )
     is_active = models.BooleanField(default=True)
+    # The go-live kit (issue 10): what the site is, what it granted, and which optional features it enables.
+    vendor = models.CharField(max_length=20, choices=Vendor.choices, default=Vendor.OTHER)
+    vendor_version = models.CharField(max_length=100, blank=True, help_text="e.g. Epic February 2026.")
+    scopes_granted = models.TextField(
+        blank=True, editable=False, help_text="Scopes the EHR granted the last time (launch or readiness check)."
+    )
+    send_jku = models.BooleanField(
+        default=False,
+        help_text="Put our JWKS URL in client assertions' `jku` header (only where the site registered that URL).",
+    )
+    backend_services = models.BooleanField(
+        default=False,
+        help_text="SMART Backend Services (client credentials with a signed assertion) are registered for this site.",
+    )
+    backend_client_id = models.CharField(
+        max_length=200, blank=True, help_text="Client id of the backend-services registration; blank: client_id."
+    )
+    backend_scopes = models.TextField(
+        blank=True, help_text="system/ scopes to ask for, e.g. system/Patient.rs system/Communication.c"
+    )
+    shipto_reread = models.BooleanField(
+        default=False,
+        help_text="Notify, then pull: re-read only the patient's address with backend services just before fulfilment.",
+    )
+    writeback = models.CharField(
+        max_length=20,
+        choices=Writeback.choices,
+        default=Writeback.OFF,
+        help_text="After sign-off, record in the EHR that the order was signed and sent (no commerce data).",
+    )
+    cds_hooks_enabled = models.BooleanField(default=False, help_text="Answer this site's CDS Hooks calls.")
+    cds_issuers = models.JSONField(
+        default=list, blank=True, help_text="Allowed `iss` of the EHR's CDS Hooks JWTs (usually the FHIR base)."
+    )
+    cds_jku_allowlist = models.JSONField(
+        default=list, blank=True, help_text="Allowed `jku` (JWKS URLs) of the EHR's CDS Hooks JWTs."
+    )
     sms_enabled = models.BooleanField(
         default=False,
         help_text="Text purchase links to patients' mobile numbers too (the health system's consent policy allows "
@@ -55,6 +109,48 @@ class EHRSite(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.iss})"
+
+
+class AppSigningKey(BaseModel):
+    """One of our signing key pairs, published at ``/.well-known/jwks.json`` (SMART App Launch 2.2 "Client
+    Authentication: Asymmetric": the app publishes a JWKS URL so keys rotate without re-registration).
+
+    Keys are per site (``site`` null: shared by every site) and per ``environment`` (``settings.APP_ENVIRONMENT``,
+    so non-production and production never share a key). Life cycle, driven by ``manage.py ehr_keys``:
+    ``next`` (published, not yet used, so EHRs that cache our JWKS, Epic up to 29 hours, see it before it
+    signs), ``active`` (signs assertions; one per site, environment and algorithm), ``retired`` (still
+    published until ``retire_after``), ``removed`` (no longer published).
+    """
+
+    class Status(models.TextChoices):
+        NEXT = "next", "Published, not yet signing"
+        ACTIVE = "active", "Signing"
+        RETIRED = "retired", "Published, no longer signing"
+        REMOVED = "removed", "Not published"
+
+    site = models.ForeignKey(EHRSite, null=True, blank=True, on_delete=models.CASCADE, related_name="signing_keys")
+    environment = models.CharField(max_length=40)
+    kid = models.CharField(max_length=100, unique=True)
+    alg = models.CharField(max_length=10, choices=[("RS384", "RS384"), ("ES384", "ES384")])
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEXT)
+    private_jwk = EncryptedTextField(help_text="The private key as a JWK (JSON); encrypted at rest.")
+    public_jwk = models.JSONField()
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["environment", "site__name", "alg", "created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "environment", "alg"],
+                condition=models.Q(status="active"),
+                name="one_active_key_per_site_env_alg",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kid} ({self.alg}, {self.status})"
 
 
 class Launch(BaseModel):
@@ -92,6 +188,9 @@ class Launch(BaseModel):
     encounter_id = models.CharField(max_length=200, blank=True)
     fhir_user = models.CharField(max_length=500, blank=True)
     fhir_context = models.JSONField(default=list, blank=True)
+    app_context = models.TextField(
+        blank=True, help_text="`appContext` from the token response (CDS Hooks SMART link: the draft order)."
+    )
     need_patient_banner = models.BooleanField(default=True)
     smart_style_url = models.URLField(max_length=500, blank=True)
     # Pre-fill ran once for this launch: when, how long (seconds) and each read's outcome (label -> code).

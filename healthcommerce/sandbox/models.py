@@ -136,6 +136,7 @@ class SandboxLaunch(BaseModel):
     practitioner_id = models.CharField(max_length=64)
     encounter_id = models.CharField(max_length=64, blank=True)
     request_ref = models.CharField(max_length=140, blank=True)
+    app_context = models.TextField(blank=True, help_text="CDS Hooks SMART link appContext, returned with the token.")
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
@@ -195,7 +196,8 @@ class SandboxToken(BaseModel, TokenMixin):
 
     access_token_hash = models.CharField(max_length=64, unique=True)
     client = models.ForeignKey(SandboxClient, on_delete=models.CASCADE)
-    launch = models.ForeignKey(SandboxLaunch, on_delete=models.CASCADE)
+    # null for a backend-services (client credentials) token: no launch, system/ scopes.
+    launch = models.ForeignKey(SandboxLaunch, null=True, blank=True, on_delete=models.CASCADE)
     scope = models.TextField(blank=True)
     expires_at = models.DateTimeField()
     grant_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
