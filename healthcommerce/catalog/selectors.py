@@ -34,11 +34,13 @@ def products_active() -> list[Product]:
 @dataclass(frozen=True)
 class Orderability:
     """Whether a request can be ordered here: ``mapping`` when its code maps to a product, else the deciding
-    rule's verdict; ``reason`` is shown to the clinician when it is not orderable."""
+    rule's verdict (``rule``; None when no rule matched and the default decided); ``reason`` is shown to the
+    clinician when it is not orderable."""
 
     orderable: bool
     mapping: CodeMapping | None = None
     reason: str = ""
+    rule: OrderableRule | None = None
 
 
 NOT_ORDERABLE_DEFAULT = "This request is not ordered through this app."
@@ -70,7 +72,9 @@ def request_orderability(*, site: EHRSite, resource_type: str, codings: Iterable
         orderable = resource_type == "DeviceRequest"
         return Orderability(orderable=orderable, reason="" if orderable else NOT_ORDERABLE_DEFAULT)
     rule = best[1]
-    return Orderability(orderable=rule.orderable, reason="" if rule.orderable else rule.reason or NOT_ORDERABLE_DEFAULT)
+    return Orderability(
+        orderable=rule.orderable, reason="" if rule.orderable else rule.reason or NOT_ORDERABLE_DEFAULT, rule=rule
+    )
 
 
 def payer_rule_for(*, site: EHRSite, payer_name: str, product_kind: str) -> PayerRule | None:

@@ -283,6 +283,10 @@ def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
         )
         raise
     record.save(update_fields=[*TOKEN_FIELDS, "updated_at"])
+    # What the EHR granted, for the readiness check (one statement, only when it changed).
+    EHRSite.objects.filter(pk=record.site_id).exclude(scopes_granted=record.scope_granted).update(
+        scopes_granted=record.scope_granted
+    )
     session[SESSION_LAUNCHES] = [*session.get(SESSION_LAUNCHES, [])[-19:], str(record.pk)]
     missing = scopes_missing(requested=record.site.scopes, granted=record.scope_granted)
     if missing:
@@ -299,23 +303,49 @@ def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
     return record
 
 
-def _scope_key(scope: str) -> str:
-    """Normalize a scope for comparison: lower case, v1 ``.read`` equals v2 ``.rs`` (SMART 2.2 section 3.1)."""
-    scope = scope.lower()
-    for v1, v2 in ((".read", ".rs"), (".write", ".cud"), (".*", ".cruds")):
-        if scope.endswith(v1):
-            return scope[: -len(v1)] + v2
-    return scope
+V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
+_RESOURCE_SCOPE = re.compile(r"(patient|user|system)/([a-z*]+)\.([a-z*]+)(\?.*)?")
+
+
+def _scope_parts(scope: str) -> tuple[str, str, str, frozenset[str]] | None:
+    """Parse a resource scope: ``patient/DeviceRequest.rs`` (v2) or ``.read`` (v1) -> (context, type, query,
+    permissions), lower case; None for any other scope (``launch``, ``openid``). SMART App Launch 2.2 section 3
+    "Scopes for requesting clinical data" (v1 ``read`` is v2 ``rs``, ``write`` is ``cud``)."""
+    match = _RESOURCE_SCOPE.fullmatch(scope.lower())
+    if match is None:
+        return None
+    context, resource, permissions, query = match.groups()
+    permissions = V1_PERMISSIONS.get(permissions, permissions)
+    if not permissions or not set(permissions) <= set("cruds"):
+        return None
+    return context, resource, query or "", frozenset(permissions)
 
 
 def scopes_missing(*, requested: str, granted: str) -> list[str]:
-    """Return the requested scopes the token response did not grant (Epic mixes case and v1/v2 syntax).
+    """Return the scopes of ``requested`` that ``granted`` does not cover (both space-separated strings).
 
-    A granted ``patient/*.read`` covers every requested ``patient/<Type>.rs``.
+    Epic mixes case and v1/v2 syntax, so scopes compare by meaning: ``patient/*.read`` covers every requested
+    ``patient/<Type>.rs``, ``system/Communication.write`` covers ``system/Communication.c``, and several granted
+    scopes for one type add up (``.r`` plus ``.s`` covers ``.rs``). A granted scope with a query
+    (``?category=...``) covers only the same query. Non-resource scopes compare case-insensitively.
     """
-    have = {_scope_key(s) for s in granted.split()}
-    wildcard = {s.split("/")[0] for s in have if "/*." in s}
-    return [s for s in requested.split() if _scope_key(s) not in have and _scope_key(s).split("/")[0] not in wildcard]
+    plain = {s.lower() for s in granted.split()}
+    have = [p for p in map(_scope_parts, granted.split()) if p is not None]
+    missing = []
+    for wanted in requested.split():
+        parts = _scope_parts(wanted)
+        if parts is None:
+            if wanted.lower() not in plain:
+                missing.append(wanted)
+            continue
+        context, resource, query, permissions = parts
+        covered: set[str] = set()
+        for g_context, g_resource, g_query, g_permissions in have:
+            if g_context == context and g_resource in (resource, "*") and g_query in ("", query):
+                covered |= g_permissions
+        if not permissions <= covered:
+            missing.append(wanted)
+    return missing
 
 
 def launch_access(*, launch_id: Any, session: Any) -> Launch:

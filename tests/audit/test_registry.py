@@ -38,6 +38,7 @@ AUDITED = {
     "purchaselinks:pay": "purchase_link.pay",
     "purchaselinks:track": "purchase_link.track",
     "purchaselinks:language": "purchase_link.language",
+    "golive:readiness": "readiness.run",  # and a readiness.read row per FHIR read of the test patient
 }
 # URL name (or namespace followed by ":*") -> why it writes no audit row.
 EXEMPT = {
@@ -68,7 +69,10 @@ ADMIN_EXEMPT = {
     "sandbox.*": "the sandbox EHR's own data, not the app's",
 }
 # Modules that construct a FHIRReader -> how their reads are audited (driven in the clinician test below).
-FHIR_READERS = {"healthcommerce/orders/prefill.py": "prefill_gather writes one fhir.read row per read"}
+FHIR_READERS = {
+    "healthcommerce/orders/prefill.py": "prefill_gather writes one fhir.read row per read",
+    "healthcommerce/golive/readiness.py": "site_readiness writes one readiness.read row per read (test_readiness)",
+}
 ROOT = Path(__file__).resolve().parents[2]
 
 

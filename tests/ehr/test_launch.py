@@ -114,3 +114,20 @@ def test_it_compares_granted_scopes_with_requested_ones_across_case_and_versions
     assert (
         scopes_missing(requested=requested, granted="launch openid fhirUser patient/*.read user/Practitioner.rs") == []
     )
+
+
+def test_scopes_compare_by_permission_so_writes_reads_and_split_grants_add_up():
+    from healthcommerce.ehr.services import scopes_missing
+
+    assert scopes_missing(requested="system/Communication.c", granted="system/Communication.write") == []
+    assert scopes_missing(requested="system/Communication.c", granted="system/Communication.read") == [
+        "system/Communication.c"
+    ]
+    assert scopes_missing(requested="system/Patient.rs", granted="system/Patient.r system/Patient.s") == []
+    assert scopes_missing(requested="system/Patient.rs", granted="patient/Patient.rs") == ["system/Patient.rs"]
+    assert scopes_missing(requested="system/Patient.r", granted="system/*.rs") == []
+    # a grant limited by a query covers only that query; an unlimited grant covers any query
+    limited = "patient/Observation.rs?category=laboratory"
+    assert scopes_missing(requested="patient/Observation.rs", granted=limited) == ["patient/Observation.rs"]
+    assert scopes_missing(requested=limited, granted="patient/Observation.rs") == []
+    assert scopes_missing(requested="launch/patient", granted="LAUNCH/PATIENT") == []

@@ -1,14 +1,19 @@
-"""``manage.py ehr_site add|list|check``: register and inspect EHR sites from the command line."""
+"""``manage.py ehr_site add|list|check``: register and inspect EHR sites from the command line.
 
+``check NAME [--patient ID]`` is the go-live readiness check (``healthcommerce.golive.readiness``): it prints a
+pass/warn/fail report with the fix for each problem and exits 1 when anything fails.
+"""
+
+import json
 from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 
-from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite
+from healthcommerce.golive.readiness import report_dict, site_readiness
 
 
 class Command(BaseCommand):
@@ -28,8 +33,11 @@ class Command(BaseCommand):
         add.add_argument("--scopes", default=DEFAULT_SCOPES)
         add.add_argument("--epic", action="store_true", help="Epic quirks: Epic-Client-ID on metadata, POST authorize")
         sub.add_parser("list", help="list sites")
-        check = sub.add_parser("check", help="run SMART discovery against a site's iss")
-        check.add_argument("--iss", required=True)
+        check = sub.add_parser("check", help="readiness check against the live EHR (exit 1 on any failure)")
+        check.add_argument("site", nargs="?", help="the site's name (or its iss)")
+        check.add_argument("--iss", help="the site's iss (instead of NAME)")
+        check.add_argument("--patient", default="", help="a test patient's FHIR id to read with backend services")
+        check.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
         getattr(self, f"_{options['action']}")(options)
@@ -68,13 +76,16 @@ class Command(BaseCommand):
             self.stdout.write(f"{site.name}\t{site.iss}\t{site.client_id}\t{site.auth_method}\t{active}")
 
     def _check(self, options: dict[str, Any]) -> None:
-        site = EHRSite.objects.filter(iss=options["iss"].rstrip("/")).first()
+        key = options["iss"] or options["site"]
+        if not key:
+            raise CommandError("Name the site: ehr_site check NAME (or --iss ISS).")
+        site = EHRSite.objects.filter(Q(name=key) | Q(iss=key.rstrip("/"))).first()
         if site is None:
-            raise CommandError("No site with that iss.")
-        try:
-            config = discover(site, force=True)
-        except HealthcommerceError as exc:
-            raise CommandError(f"Discovery failed: {exc.message}") from exc
-        self.stdout.write(f"authorization_endpoint: {config['authorization_endpoint']}")
-        self.stdout.write(f"token_endpoint: {config['token_endpoint']}")
-        self.stdout.write(f"capabilities: {' '.join(config.get('capabilities', []))}")
+            raise CommandError(f"No site named {key!r} (see `ehr_site list`).")
+        report = site_readiness(site, patient_id=options["patient"].strip(), actor="manage.py ehr_site check")
+        if options["json"]:
+            self.stdout.write(json.dumps(report_dict(report), indent=2))
+        else:
+            self.stdout.write(report.as_text(), ending="")
+        if not report.passed:
+            raise CommandError(f"{len(report.failures)} check(s) failed for {site.name}.", returncode=1)

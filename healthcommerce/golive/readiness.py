@@ -1,0 +1,577 @@
+"""The go-live readiness check: does this EHR site really give the app what an order needs? (issue 10).
+
+``site_readiness(site, patient_id=...)`` runs, against the live EHR, what a go-live needs and returns a report of
+checks, each ``pass``, ``warn`` or ``fail`` with the fix. ``manage.py ehr_site check NAME [--patient ID]`` prints
+it and exits non-zero on any failure; the EHR site's admin page has a button that runs it.
+
+Sources: SMART App Launch 2.2 "Conformance" (discovery, capabilities, PKCE ``S256``), "Client Authentication:
+Asymmetric" (our JWKS), "Backend Services" (client credentials, ``system/`` scopes), "Scopes for requesting
+clinical data" (v1/v2 scopes); FHIR R4 Patient, Coverage, DeviceRequest, ServiceRequest; Epic on FHIR (Epic
+embeds the app in a frame; writes are Communication and DocumentReference creates); BCP 195 / RFC 9325 (TLS 1.2
+or newer). The report never shows PHI: it says whether an element is present, never its value.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.utils import timezone
+from fhirclient.models.coverage import Coverage
+from fhirclient.models.devicerequest import DeviceRequest
+from fhirclient.models.patient import Patient
+from fhirclient.models.servicerequest import ServiceRequest
+
+from healthcommerce.audit.services import audit_record
+from healthcommerce.catalog.models import CodeMapping
+from healthcommerce.catalog.selectors import request_orderability
+from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.ehr.backend import backend_token
+from healthcommerce.ehr.discovery import discover
+from healthcommerce.ehr.fhir import FHIRReader
+from healthcommerce.ehr.keys import published_jwks, signing_key_for
+from healthcommerce.ehr.models import EHRSite, Writeback
+from healthcommerce.ehr.oauth import site_label
+from healthcommerce.ehr.services import scopes_missing
+from healthcommerce.orders import extract
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+TLS_EXPIRY_WARN_DAYS = 21
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# What the clinician launch needs (the order form's reads and the clinician's identity).
+LAUNCH_SCOPES = "launch openid fhirUser patient/Patient.r patient/DeviceRequest.rs patient/ServiceRequest.rs"
+# What the readiness reads of the test patient need from backend services.
+CHECK_SCOPES = "system/Patient.r system/Coverage.s system/DeviceRequest.s system/ServiceRequest.s"
+WRITEBACK_SCOPES = {
+    Writeback.COMMUNICATION: "system/Communication.c",
+    Writeback.DOCUMENT_REFERENCE: "system/DocumentReference.c",
+}
+CAPABILITIES = {
+    "launch-ehr": "the EHR launch",
+    "context-ehr-patient": "the patient in context at launch",
+}
+FIX_READ = {
+    "unauthorized": "The EHR refused the backend token: check the backend client registration and our JWKS URL.",
+    "forbidden": "Ask the EHR team to grant the backend client the scope for this read (see the scopes check).",
+    "not_found": "Check the test patient id (it must exist in this environment).",
+    "server_error": "The EHR answered with an error: retry, then raise it with the EHR team.",
+    "timeout": "The EHR did not answer in time: check the network path and retry.",
+    "unreachable": "The FHIR base could not be reached: check DNS, firewall and the iss.",
+    "malformed": "The EHR sent something that is not the FHIR resource asked for: raise it with the EHR team.",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One item of the report: ``name`` (e.g. ``"discovery"``), ``status`` (``pass``, ``warn``, ``fail``),
+    ``detail`` (what was found, no PHI) and ``fix`` (what to do; empty on a pass)."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class ReadinessReport:
+    """The checks run against one site, in order, with when they ran and the nominated test patient id."""
+
+    site_name: str
+    iss: str
+    checked_at: datetime
+    patient_id: str = ""
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Check]:
+        """Return the failed checks."""
+        return [c for c in self.checks if c.status == FAIL]
+
+    @property
+    def warnings(self) -> list[Check]:
+        """Return the checks that warn."""
+        return [c for c in self.checks if c.status == WARN]
+
+    @property
+    def passed(self) -> bool:
+        """Return True when no check failed (warnings allowed)."""
+        return not self.failures
+
+    def as_text(self) -> str:
+        """Return the report as plain text: one line per check (``PASS  name  detail``), the fix indented under
+        it, and a summary line."""
+        lines = [
+            f"Readiness of {self.site_name} ({self.iss}) at {self.checked_at:%Y-%m-%d %H:%M:%S} UTC"
+            + (f", test patient {self.patient_id}" if self.patient_id else ", no test patient"),
+        ]
+        for check in self.checks:
+            lines.append(f"{check.status.upper():<5} {check.name:<22} {check.detail}")
+            if check.fix:
+                lines.append(f"{'':<6}{'fix:':<22} {check.fix}")
+        counts = {s: sum(c.status == s for c in self.checks) for s in (PASS, WARN, FAIL)}
+        verdict = "READY" if self.passed else "NOT READY"
+        lines.append(f"{verdict}: {counts[FAIL]} failed, {counts[WARN]} warnings, {counts[PASS]} passed")
+        return "\n".join(lines) + "\n"
+
+
+def _local(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in LOCAL_HOSTS
+
+
+def _https(name: str, url: str, what: str) -> Check | None:
+    """Return a failing check when ``url`` is neither https nor on this machine (None when fine)."""
+    if url.startswith("https://") or _local(url):
+        return None
+    return Check(name, FAIL, f"{what} is not https: {url}", "Use the https URL (an EHR is only reached over TLS).")
+
+
+def _configuration(site: EHRSite) -> Iterator[Check]:
+    if not site.is_active:
+        yield Check("site", FAIL, "The site is inactive: launches from it are refused.", "Tick 'is active'.")
+    if not site.client_id:
+        yield Check("client_id", FAIL, "No client id.", "Enter the client id the EHR issued for this app.")
+    problem = _https("iss", site.iss, "The FHIR base (iss)")
+    if problem:
+        yield problem
+    method = site.auth_method
+    if method == EHRSite.AuthMethod.PUBLIC:
+        yield Check(
+            "client_auth",
+            WARN,
+            "Public client: no client authentication at the token endpoint.",
+            "Register a confidential asymmetric client (private_key_jwt), which Epic recommends.",
+        )
+    elif method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC and not site.client_secret:
+        yield Check("client_auth", FAIL, "client_secret_basic without a secret.", "Set the client secret.")
+    elif method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC:
+        yield Check(
+            "client_auth",
+            WARN,
+            "Confidential symmetric client (a shared secret).",
+            "Prefer private_key_jwt: a key pair, published in our JWKS, rotates without sharing a secret.",
+        )
+    else:
+        yield from _keys(site)
+
+
+def _keys(site: EHRSite) -> Iterator[Check]:
+    key = signing_key_for(site, site.signing_alg)
+    if key is None and not site.private_key_pem:
+        yield Check(
+            "signing_key",
+            FAIL,
+            f"private_key_jwt without a {site.signing_alg} signing key for this site in {settings.APP_ENVIRONMENT}.",
+            f"Run `manage.py ehr_keys new --site '{site.name}' --alg {site.signing_alg}`, register our JWKS URL with"
+            " the EHR, then `ehr_keys activate KID` once the EHR has fetched it.",
+        )
+        return
+    if key is None:
+        yield Check(
+            "signing_key",
+            WARN,
+            f"Signs with a key pasted into the site ({site.key_id or 'no kid'}), not one published in our JWKS.",
+            "Create a key with `manage.py ehr_keys new` so it is published at /.well-known/jwks.json and rotates.",
+        )
+        return
+    published = {k.get("kid") for k in published_jwks()["keys"]}
+    if key.kid not in published:
+        yield Check("signing_key", FAIL, f"Key {key.kid} signs but is not published.", "Run `ehr_keys list`.")
+        return
+    jwks_url = settings.APP_BASE_URL.rstrip("/") + "/.well-known/jwks.json"
+    yield Check("signing_key", PASS, f"{key.alg} key {key.kid} signs and is published at {jwks_url}.")
+    if site.send_jku:
+        problem = _https("jku", jwks_url, "Our JWKS URL (jku)")
+        if problem:
+            yield problem
+
+
+def _tls(site: EHRSite) -> Check:
+    parts = urlsplit(site.iss)
+    host, port = parts.hostname or "", parts.port or 443
+    if parts.scheme != "https":
+        status = WARN if _local(site.iss) else FAIL
+        return Check("tls", status, "Plain HTTP (allowed only for a sandbox on this machine).", "Use https.")
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        with (
+            socket.create_connection((host, port), timeout=settings.HTTP_TIMEOUT[0]) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            version, cert = tls.version(), tls.getpeercert() or {}
+    except ssl.SSLCertVerificationError as exc:
+        return Check("tls", FAIL, f"Certificate refused: {exc.verify_message}.", "Fix the server's certificate.")
+    except (OSError, ssl.SSLError) as exc:
+        return Check(
+            "tls", FAIL, f"No TLS 1.2+ connection to {host}:{port} ({type(exc).__name__}).", FIX_READ["unreachable"]
+        )
+    expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(str(cert.get("notAfter"))), tz=UTC)
+    days = (expires - timezone.now()).days
+    detail = f"{version} to {host}:{port}; certificate valid until {expires:%Y-%m-%d} ({days} days)."
+    if days < TLS_EXPIRY_WARN_DAYS:
+        return Check("tls", WARN, detail, "Ask the EHR team when the certificate is renewed.")
+    return Check("tls", PASS, detail)
+
+
+def _discovery(site: EHRSite) -> Iterator[Check]:
+    try:
+        config = discover(site, force=True)
+    except HealthcommerceError as exc:
+        yield Check(
+            "discovery",
+            FAIL,
+            f"SMART discovery failed: {exc.message}",
+            "Check the iss: [iss]/.well-known/smart-configuration (or [iss]/metadata) must answer.",
+        )
+        return
+    problems = [
+        p
+        for p in (
+            _https("discovery", config["authorization_endpoint"], "The authorization endpoint"),
+            _https("discovery", config["token_endpoint"], "The token endpoint"),
+        )
+        if p
+    ]
+    yield from problems
+    if not problems:
+        yield Check(
+            "discovery", PASS, f"authorize {config['authorization_endpoint']}, token {config['token_endpoint']}."
+        )
+    capabilities = set(config.get("capabilities") or [])
+    if capabilities:
+        missing = [f"{c} ({why})" for c, why in CAPABILITIES.items() if c not in capabilities]
+        if (
+            site.auth_method == EHRSite.AuthMethod.PRIVATE_KEY_JWT
+            and "client-confidential-asymmetric" not in capabilities
+        ):
+            missing.append("client-confidential-asymmetric (our private_key_jwt)")
+        if missing:
+            yield Check(
+                "capabilities", WARN, "Not advertised: " + "; ".join(missing) + ".", "Confirm them with the EHR team."
+            )
+        else:
+            yield Check("capabilities", PASS, f"{len(capabilities)} advertised, including what the launch needs.")
+    methods = config.get("code_challenge_methods_supported")
+    if isinstance(methods, list) and "S256" not in methods:
+        yield Check("pkce", FAIL, "PKCE S256 not supported.", "The app always sends S256: ask the EHR team.")
+
+
+def _launch_scopes(site: EHRSite) -> Iterator[Check]:
+    not_asked = scopes_missing(requested=LAUNCH_SCOPES, granted=site.scopes)
+    if not_asked:
+        yield Check(
+            "launch_scopes",
+            FAIL,
+            "The site's scopes do not ask for: " + " ".join(not_asked) + ".",
+            "Add them to the site's scopes (and to the EHR's app registration).",
+        )
+    if not site.scopes_granted:
+        yield Check(
+            "granted_scopes",
+            WARN,
+            "No launch yet: what the EHR grants at launch is not known.",
+            "Launch the app once from the EHR's test environment, then run the check again.",
+        )
+        return
+    not_granted = scopes_missing(requested=site.scopes, granted=site.scopes_granted)
+    if not_granted:
+        yield Check(
+            "granted_scopes",
+            FAIL,
+            "The last launch was not granted: " + " ".join(not_granted) + ".",
+            "Ask the EHR team to add these scopes to the app's registration (or remove them from the site).",
+        )
+    else:
+        yield Check("granted_scopes", PASS, "The last launch was granted every scope the site asks for.")
+
+
+def _feature_scopes(site: EHRSite, patient_id: str) -> dict[str, str]:
+    """Return ``{feature: scopes it needs}`` for the backend features this check and the site use."""
+    needs = {}
+    if patient_id:
+        needs["readiness reads"] = CHECK_SCOPES
+    if site.shipto_reread:
+        needs["ship-to re-read"] = "system/Patient.r"
+    if site.writeback in WRITEBACK_SCOPES:
+        needs[f"write-back ({site.get_writeback_display()})"] = WRITEBACK_SCOPES[Writeback(site.writeback)]
+    return needs
+
+
+def _backend(site: EHRSite, patient_id: str) -> tuple[list[Check], str]:
+    """Return the backend-services checks and the access token ("" when there is none)."""
+    needs = _feature_scopes(site, patient_id)
+    if not site.backend_services:
+        if not needs:
+            return [Check("backend_services", WARN, "Not enabled (no feature needs it).", "")], ""
+        features = ", ".join(needs)
+        return [
+            Check(
+                "backend_services",
+                FAIL,
+                f"Not enabled, but needed by: {features}.",
+                "Register a backend-services client with the EHR (client credentials, our JWKS URL), then set it"
+                " on the site (backend services, backend client id, backend scopes).",
+            )
+        ], ""
+    try:
+        token = backend_token(site)
+    except HealthcommerceError as exc:
+        return [
+            Check(
+                "backend_token",
+                FAIL,
+                f"No backend-services token: {exc.message} ({exc.code}).",
+                "Check the backend client id, that the EHR has our JWKS URL, and the system/ scopes registered.",
+            )
+        ], ""
+    checks = [Check("backend_token", PASS, f"Token granted with: {token.scope or '(no scope returned)'}.")]
+    granted = token.scope or site.backend_scopes
+    for feature, scopes in needs.items():
+        missing = scopes_missing(requested=scopes, granted=granted)
+        if missing:
+            checks.append(
+                Check(
+                    "backend_scopes",
+                    FAIL,
+                    f"{feature} needs {' '.join(missing)}, not granted.",
+                    f"Ask the EHR team to grant {' '.join(missing)} to the backend client, and add it to the site's"
+                    " backend scopes.",
+                )
+            )
+        else:
+            checks.append(Check("backend_scopes", PASS, f"{feature}: granted."))
+    return checks, token.access_token
+
+
+def _patient(site: EHRSite, reader: FHIRReader, patient_id: str, record: Callable[[str, str], None]) -> Iterator[Check]:
+    try:
+        data = reader.read(Patient, patient_id)
+    except HealthcommerceError as exc:
+        record(f"Patient/{patient_id}", exc.code)
+        yield Check(
+            "patient", FAIL, f"Patient/{patient_id} could not be read ({exc.code}).", FIX_READ.get(exc.code, "")
+        )
+        return
+    record(f"Patient/{patient_id}", "success")
+    notes = extract.Notes("Patient")
+    info = extract.patient_info(data, notes)
+    yield Check(
+        "patient",
+        PASS if info.name and info.birth_date else WARN,
+        f"Patient/{patient_id} read; name {'present' if info.name else 'missing'}, birth date "
+        f"{'present' if info.birth_date else 'missing'}.",
+        "" if info.name and info.birth_date else "The order and the patient's check need both; fix the test patient.",
+    )
+    address = info.address
+    missing = [part for part in ("line", "city", "state", "postal_code") if not address.get(part)]
+    if missing:
+        yield Check(
+            "patient_address",
+            FAIL,
+            "No usable ship-to address: " + ("none on file" if not address else "missing " + ", ".join(missing)) + ".",
+            "Give the test patient a home address (line, city, state, postal code), or nominate one who has.",
+        )
+    else:
+        yield Check("patient_address", PASS, "Home address present with line, city, state and postal code.")
+    if not info.email and not info.phone:
+        yield Check(
+            "patient_telecom",
+            FAIL,
+            "No email and no phone: the purchase link cannot be sent.",
+            "Add an email (and a mobile phone) to the test patient's telecom.",
+        )
+    else:
+        have = [n for n, v in (("email", info.email), ("phone", info.phone)) if v]
+        lack = [n for n, v in (("email", info.email), ("phone", info.phone)) if not v]
+        yield Check(
+            "patient_telecom",
+            PASS if not lack else WARN,
+            f"Contact present: {', '.join(have)}" + (f"; missing {', '.join(lack)}." if lack else "."),
+            "" if not lack else "Links go out by the channels present; add the other for a fuller test.",
+        )
+    for warning in notes.warnings:
+        yield Check(
+            "patient_data", WARN, warning + ".", "Real data is read leniently; fix it at the source if it matters."
+        )
+
+
+def _coverage(reader: FHIRReader, patient_id: str, record: Callable[[str, str], None]) -> Check:
+    try:
+        result = reader.search(Coverage, {"patient": patient_id})
+    except HealthcommerceError as exc:
+        record(f"Coverage?patient={patient_id}", exc.code)
+        return Check("coverage", FAIL, f"Coverage search failed ({exc.code}).", FIX_READ.get(exc.code, ""))
+    record(f"Coverage?patient={patient_id}", "success")
+    notes = extract.Notes("Coverage")
+    info = extract.coverage_info(result.matches, notes)
+    if info is None:
+        return Check(
+            "coverage",
+            WARN,
+            f"No active Coverage ({len(result.matches)} read): orders will be self-pay.",
+            "If the health system bills insurance, give the test patient an active Coverage with a payor.",
+        )
+    if not info.payer_name:
+        return Check("coverage", WARN, "Active Coverage without a payer name.", "Fill Coverage.payor (display).")
+    return Check("coverage", PASS, "Active Coverage with a payer name" + (" and member id." if info.member_id else "."))
+
+
+def _requests(
+    site: EHRSite, reader: FHIRReader, patient_id: str, record: Callable[[str, str], None]
+) -> Iterator[Check]:
+    seen = 0
+    for model in (DeviceRequest, ServiceRequest):
+        kind = model.resource_type
+        try:
+            result = reader.search(model, {"patient": patient_id})
+        except HealthcommerceError as exc:
+            record(f"{kind}?patient={patient_id}", exc.code)
+            yield Check("requests", FAIL, f"{kind} search failed ({exc.code}).", FIX_READ.get(exc.code, ""))
+            continue
+        record(f"{kind}?patient={patient_id}", "success")
+        for data in result.matches:
+            notes = extract.Notes(f"{kind}/{data.get('id', '?')}")
+            try:
+                request = extract.request_info(data, notes)
+            except ValueError:
+                yield Check("request_code", WARN, f"{notes.label} is malformed and was skipped.", "")
+                continue
+            seen += 1
+            codings = [(s, c) for s, c, _ in request.codings if s and c]
+            if not codings:
+                yield Check(
+                    "request_code",
+                    FAIL,
+                    f"{request.reference} has no coded system and code.",
+                    "Orders need a code (HCPCS, LOINC, SNOMED CT or a site-local code) on the request.",
+                )
+                continue
+            yield _code_check(site, request.reference, kind, codings)
+    if not seen:
+        yield Check(
+            "requests",
+            WARN,
+            "The test patient has no DeviceRequest or ServiceRequest.",
+            "Nominate a test patient with a pending DME or kit order so the codes can be checked.",
+        )
+
+
+def _code_check(site: EHRSite, reference: str, kind: str, codings: list[tuple[str, str]]) -> Check:
+    verdict = request_orderability(site=site, resource_type=kind, codings=codings)
+    shown = ", ".join(f"{s}|{c}" for s, c in codings)
+    if verdict.mapping is not None:
+        scope = "site-local" if verdict.mapping.site_id else "shared"
+        return Check("request_code", PASS, f"{reference} {shown} maps to {verdict.mapping.product.sku} ({scope}).")
+    if verdict.rule is not None and not verdict.rule.orderable:
+        return Check("request_code", PASS, f"{reference} {shown} is marked not orderable ({verdict.reason}).")
+    return Check(
+        "request_code",
+        FAIL,
+        f"{reference} {shown} maps to no product and is not marked not orderable.",
+        f"Add a code mapping for {codings[0][0]}|{codings[0][1]} to a product at this site, or an orderable rule"
+        " marking it not orderable (admin: Catalog).",
+    )
+
+
+def _features(site: EHRSite) -> Iterator[Check]:
+    if site.vendor == "epic" and not site.frame_origins:
+        yield Check(
+            "framing",
+            WARN,
+            "Epic embeds the app in a frame, and no framing origin is set.",
+            "Add the Epic web origin(s) to frame origins (or confirm the app opens in a separate window).",
+        )
+    if not CodeMapping.objects.filter(site=site).exists():
+        yield Check(
+            "code_mappings",
+            WARN,
+            "No site-local code mappings: only the shared catalog codes map to products.",
+            "Add the health system's local codes (admin: Catalog > Code mappings, or the site record file).",
+        )
+    if site.cds_hooks_enabled:
+        problems = []
+        if not site.cds_issuers:
+            problems.append("no allowed iss")
+        if not site.cds_jku_allowlist:
+            problems.append("no allowed jku")
+        problems += [
+            f"jku not https: {u}"
+            for u in site.cds_jku_allowlist
+            if not str(u).startswith("https://") and not _local(str(u))
+        ]
+        if problems:
+            yield Check(
+                "cds_hooks",
+                FAIL,
+                "CDS Hooks enabled with " + "; ".join(problems) + ".",
+                "Set the EHR's CDS Hooks issuer (usually the FHIR base) and its JWKS URL on the site.",
+            )
+        else:
+            yield Check(
+                "cds_hooks", PASS, f"{len(site.cds_issuers)} issuer(s), {len(site.cds_jku_allowlist)} jku allowed."
+            )
+
+
+def site_readiness(site: EHRSite, *, patient_id: str = "", actor: str = "system") -> ReadinessReport:
+    """Run the readiness checks for ``site`` against its live EHR and return the report.
+
+    ``patient_id`` names a test patient to read with backend services: Patient (name, birth date, address,
+    telecom), Coverage, DeviceRequest and ServiceRequest (each request's code must map to a product or be marked
+    not orderable). Each read writes a ``readiness.read`` audit row for ``actor``. Raises nothing for what the
+    EHR answers: every problem is a failing check.
+    """
+    report = ReadinessReport(site_name=site.name, iss=site.iss, checked_at=timezone.now(), patient_id=patient_id)
+    checks = report.checks
+    checks.extend(_configuration(site))
+    checks.append(_tls(site))
+    checks.extend(_discovery(site))
+    checks.extend(_launch_scopes(site))
+    backend_checks, access_token = _backend(site, patient_id)
+    checks.extend(backend_checks)
+    if patient_id and access_token:
+
+        def record(target: str, outcome: str) -> None:
+            audit_record(
+                actor=actor,
+                action="readiness.read",
+                target=target,
+                where=site.iss,
+                outcome=outcome,
+                site=site.iss,
+            )
+
+        reader = FHIRReader(iss=site.iss, access_token=access_token, site=site_label(site))
+        checks.extend(_patient(site, reader, patient_id, record))
+        checks.append(_coverage(reader, patient_id, record))
+        checks.extend(_requests(site, reader, patient_id, record))
+    elif patient_id:
+        checks.append(Check("patient", FAIL, "The test patient was not read: no backend-services token.", "See above."))
+    else:
+        checks.append(
+            Check(
+                "patient",
+                WARN,
+                "No test patient nominated: the order's data was not checked.",
+                "Run again with --patient ID (a test patient with a pending DME or kit order).",
+            )
+        )
+    checks.extend(_features(site))
+    return report
+
+
+def report_dict(report: ReadinessReport) -> dict[str, Any]:
+    """Return the report as JSON-ready data (``--json``): site, time, patient id, passed, and each check."""
+    return {
+        "site": report.site_name,
+        "iss": report.iss,
+        "checked_at": report.checked_at.isoformat(),
+        "patient_id": report.patient_id,
+        "passed": report.passed,
+        "checks": [c.__dict__ for c in report.checks],
+    }
