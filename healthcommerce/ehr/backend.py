@@ -128,7 +128,7 @@ def _fetch_token(site: EHRSite, scope: str) -> BackendToken:
         endpoint = discover(site)["token_endpoint"]
     except DiscoveryFailed as exc:
         raise BackendTokenUnavailable(code="backend_token_unreachable") from exc
-    session = token_session(site, client_id=backend_client_id(site), auth_method=assertion_auth(site, signing))
+    session = token_session(site, client_id=backend_client_id(site), auth_method=assertion_auth(signing))
     try:
         response = session.fetch_token(endpoint, grant_type="client_credentials", scope=scope)
     except OAuthError as exc:

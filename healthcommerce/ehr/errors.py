@@ -133,3 +133,12 @@ class BackendFHIRError(BackendServicesError, FHIRError):
     code = "fhir_error"
     status = 502
     message = "The EHR could not provide this information."
+
+
+class SigningKeyRefused(HealthcommerceError):
+    """A signing key change was refused (``ehr.keys``): ``key_unknown``, ``key_alg``, ``key_not_next``,
+    ``key_too_new`` (published too recently for EHRs that cache our JWKS), ``key_active`` or ``key_removed``."""
+
+    code = "key_refused"
+    status = 400
+    message = "That signing key change is not allowed."

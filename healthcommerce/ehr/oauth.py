@@ -21,6 +21,7 @@ from django.conf import settings
 from joserfc.jwk import import_key
 
 from healthcommerce.core.http import cap_response_body, metered_send
+from healthcommerce.ehr.keys import jwks_url, private_key, signing_key_for
 from healthcommerce.ehr.models import EHRSite
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -46,21 +47,29 @@ def _private_key(pem: str, key_type: Literal["RSA", "EC"]) -> Any:
 
 @dataclass(frozen=True)
 class ClientKey:
-    """The private key a site's client assertions are signed with: a joserfc key, its ``alg`` (RS384 or ES384)
-    and the ``kid`` the EHR finds it under in our JWKS."""
+    """The private key a site's client assertions are signed with: a joserfc key, its ``alg`` (RS384 or ES384),
+    the ``kid`` the EHR finds it under and the ``jku`` to send (our JWKS URL, or ``""``)."""
 
     key: Any
     alg: str
     kid: str
+    jku: str = ""
 
 
 def client_key(site: EHRSite) -> ClientKey | None:
-    """Return the key that signs ``site``'s client assertions: the legacy ``private_key_pem`` with ``key_id``
-    and ``signing_alg``; None when the site has none. Raises ``ValueError`` for an unreadable PEM."""
+    """Return the key that signs ``site``'s client assertions: its active ``AppSigningKey`` (the site's own, else
+    the shared one; ``signing_alg`` first, then the other algorithm), else the legacy ``private_key_pem`` with
+    ``key_id`` and ``signing_alg``; None when there is neither. ``jku`` is our JWKS URL when ``site.send_jku``
+    (SMART App Launch 2.2 "Client Authentication: Asymmetric"). Raises ``ValueError`` for an unreadable PEM."""
+    jku = jwks_url() if site.send_jku else ""
+    for alg in dict.fromkeys((site.signing_alg, "RS384", "ES384")):
+        row = signing_key_for(site, alg)
+        if row is not None:
+            return ClientKey(key=private_key(row), alg=row.alg, kid=row.kid, jku=jku)
     if not site.private_key_pem:
         return None
     key_type: Literal["RSA", "EC"] = "EC" if site.signing_alg.startswith("ES") else "RSA"
-    return ClientKey(key=_private_key(site.private_key_pem, key_type), alg=site.signing_alg, kid=site.key_id)
+    return ClientKey(key=_private_key(site.private_key_pem, key_type), alg=site.signing_alg, kid=site.key_id, jku=jku)
 
 
 class SmartPrivateKeyJWT(PrivateKeyJWT):
@@ -106,9 +115,9 @@ class SmartPrivateKeyJWT(PrivateKeyJWT):
         return uri, headers, body
 
 
-def assertion_auth(site: EHRSite, key: ClientKey) -> SmartPrivateKeyJWT:
-    """Return the ``private_key_jwt`` client authentication signing with ``key`` for ``site``."""
-    return SmartPrivateKeyJWT(alg=key.alg, kid=key.kid, key=key.key)
+def assertion_auth(key: ClientKey) -> SmartPrivateKeyJWT:
+    """Return the ``private_key_jwt`` client authentication signing with ``key`` (and its ``jku``)."""
+    return SmartPrivateKeyJWT(alg=key.alg, kid=key.kid, key=key.key, jku=key.jku)
 
 
 def site_label(site: EHRSite) -> str:
@@ -142,7 +151,7 @@ def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None)
     elif method == EHRSite.AuthMethod.PRIVATE_KEY_JWT:
         key = client_key(site)
         secret = site.private_key_pem
-        auth_method = assertion_auth(site, key) if key else SmartPrivateKeyJWT(alg=site.signing_alg, kid=site.key_id)
+        auth_method = assertion_auth(key) if key else SmartPrivateKeyJWT(alg=site.signing_alg, kid=site.key_id)
     return token_session(
         site,
         client_id=site.client_id,
