@@ -48,7 +48,7 @@ if not PRODUCTION and field_key_problems(FIELD_ENCRYPTION_KEYS):
 # Public base URL of this app, used to build the SMART redirect_uri and patient links.
 APP_BASE_URL = env.str("APP_BASE_URL", default="http://127.0.0.1:8000")
 # Which environment this deployment is (production, staging, ...): our signing keys are per environment, so a
-# non-production key never signs for production (ehr.models.AppSigningKey, docs/adr/0019).
+# non-production key never signs for production (ehr.models.AppSigningKey, docs/adr/0020).
 APP_ENVIRONMENT = env.str("APP_ENVIRONMENT", default="production" if PRODUCTION else "development")
 _APP_HOST = urlsplit(APP_BASE_URL).hostname or "localhost"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[_APP_HOST] if PRODUCTION else ["127.0.0.1", "localhost"])

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from healthcommerce.ehr.views import jwks
 from healthcommerce.monitoring.views import metrics
 from healthcommerce.outbox.views import readyz
 from healthcommerce.purchaselinks.stripe_webhooks import stripe_webhook
@@ -21,6 +22,8 @@ urlpatterns = [
     path("webhooks/", include("healthcommerce.fulfillment.urls")),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
+    # Our public signing keys (SMART client-confidential-asymmetric JWKS URL); public, no PHI.
+    path(".well-known/jwks.json", jwks, name="jwks"),
     path("", include("healthcommerce.core.urls")),
 ]
 if settings.SANDBOX_ENABLED:

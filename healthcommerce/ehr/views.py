@@ -1,11 +1,11 @@
-"""SMART launch endpoints: ``/smart/launch`` (EHR launch), ``/smart/callback`` (redirect URI) and the EHR's
-style for a launch, ``/smart/style/<launch id>.css``."""
+"""SMART launch endpoints: ``/smart/launch`` (EHR launch), ``/smart/callback`` (redirect URI), the EHR's
+style for a launch, ``/smart/style/<launch id>.css``, and our public keys, ``/.well-known/jwks.json``."""
 
 import logging
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -17,6 +17,7 @@ from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.metrics import integration
 from healthcommerce.core.views import render_error
 from healthcommerce.ehr.errors import LaunchThrottled
+from healthcommerce.ehr.keys import published_jwks
 from healthcommerce.ehr.oauth import site_label
 from healthcommerce.ehr.services import launch_access, launch_complete, launch_start
 from healthcommerce.ehr.style import smart_style_properties, style_sheet
@@ -97,4 +98,14 @@ def launch_style(request: HttpRequest, launch_id: Any) -> HttpResponse:
         properties = smart_style_properties(record.smart_style_url)
     response = HttpResponse(style_sheet(properties), content_type="text/css; charset=utf-8")
     response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@require_GET
+def jwks(request: HttpRequest) -> HttpResponse:
+    """Serve our public signing keys as a JWK Set (RFC 7517), no authentication: the URL registered with each EHR
+    as our JWKS URL and sent as ``jku`` (SMART App Launch 2.2 "Client Authentication: Asymmetric"). Cacheable for
+    an hour; rotation publishes a key well before it signs (``ehr.keys``)."""
+    response = JsonResponse(published_jwks())
+    response["Cache-Control"] = "public, max-age=3600"
     return response

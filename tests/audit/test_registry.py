@@ -50,6 +50,7 @@ EXEMPT = {
     "metrics": "Prometheus exposition: counts by site, endpoint kind and outcome; no PHI (network or token gated)",
     "monitoring:dashboard": "staff-only integration health per site: counts, latencies and alert texts; no PHI",
     "healthz": "liveness: no data",
+    "jwks": "public keys, no PHI",
     "home": "the landing page: no data",
     "sandbox:*": "the sandbox EHR plays the EHR (mounted only with SANDBOX_ENABLED); not the app",
 }

@@ -1,6 +1,7 @@
-"""``manage.py demo_setup``: register the app with the sandbox EHR (as Epic recommends: private_key_jwt)
-and the sandbox as an EHR site, and create the staff users ``admin`` (sees PHI) and ``support`` (PHI masked), each
-with a new password and TOTP device (the admin's second factor, core/adminsite.py). Idempotent; used by
+"""``manage.py demo_setup``: register the app with the sandbox EHR (as Epic recommends: private_key_jwt, for the
+launch and for backend services, with our shared active RS384 key, its JWKS registered inline so the demo needs no
+network) and the sandbox as an EHR site, and create the staff users ``admin`` (sees PHI) and ``support`` (PHI
+masked), each with a new password and TOTP device (the admin's second factor, core/adminsite.py). Idempotent; used by
 ``make demo``."""
 
 import json
@@ -17,11 +18,18 @@ from django.core.management.base import BaseCommand, CommandError
 from joserfc.jwk import RSAKey
 
 from healthcommerce.core.http import origin
-from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite
+from healthcommerce.ehr.keys import published_jwks, signing_key_activate, signing_key_create, signing_key_for
+from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Vendor
 from healthcommerce.ehr.services import redirect_uri
 
 CLIENT_ID = "healthcommerce-demo"
 KEY_ID = "demo-1"
+BACKEND_SCOPES = "system/Patient.rs system/Communication.c system/DocumentReference.c"
+# The sandbox's default client scope (sandbox.services.DEFAULT_CLIENT_SCOPE: the ehr app does not import the
+# sandbox) plus the backend-services scopes.
+LAUNCH_SCOPE = "launch openid fhirUser online_access patient/*.read patient/*.rs user/*.read user/*.rs"
+CLIENT_SCOPE = f"{LAUNCH_SCOPE} {BACKEND_SCOPES}"
+ACTOR = "command:demo_setup"
 
 
 class Command(BaseCommand):
@@ -40,6 +48,11 @@ class Command(BaseCommand):
             key_path.chmod(0o600)
         pem_text = key_path.read_text()
         public = RSAKey.import_key(pem_text).as_dict(private=False) | {"kid": KEY_ID, "alg": "RS384", "use": "sig"}
+        if signing_key_for(None, "RS384") is None:
+            # The demo has no EHR caching our JWKS, so the new key may sign at once.
+            created = signing_key_create(site=None, alg="RS384", actor=ACTOR)
+            signing_key_activate(kid=created.kid, actor=ACTOR, force=True)
+            self.stdout.write(f"Shared RS384 signing key {created.kid} created and active.")
         call_command(
             "sandbox_client",
             "add",
@@ -48,7 +61,9 @@ class Command(BaseCommand):
             "--redirect-uri",
             redirect_uri(),
             "--jwks-json",
-            json.dumps({"keys": [public]}),
+            json.dumps({"keys": [*published_jwks()["keys"], public]}),
+            "--scope",
+            CLIENT_SCOPE,
             "--name",
             "healthcommerce demo",
         )
@@ -62,6 +77,9 @@ class Command(BaseCommand):
                 "private_key_pem": pem_text,
                 "key_id": KEY_ID,
                 "signing_alg": "RS384",
+                "vendor": Vendor.SANDBOX,
+                "backend_services": True,
+                "backend_scopes": BACKEND_SCOPES,
                 # online_access: the sandbox then grants a refresh token (SMART 2.2 "Refresh access token").
                 "scopes": f"{DEFAULT_SCOPES} online_access",
                 # The sandbox EHR's framed mode (/sandbox/?framed=1) shows the app in an iframe (ADR 0005).
@@ -70,7 +88,9 @@ class Command(BaseCommand):
                 "sms_enabled": True,
             },
         )
-        self.stdout.write(f"EHR site registered: {iss} (client {CLIENT_ID}, private_key_jwt RS384)")
+        self.stdout.write(
+            f"EHR site registered: {iss} (client {CLIENT_ID}, private_key_jwt RS384, backend services {BACKEND_SCOPES})"
+        )
         admin_url = settings.APP_BASE_URL.rstrip("/") + "/admin/"
         for username, superuser, role in (("admin", True, "admin"), ("support", False, "support")):
             password = secrets.token_urlsafe(12)
