@@ -20,6 +20,7 @@ urlpatterns = [
     path("webhooks/", include("healthcommerce.fulfillment.urls")),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
+    path("", include("healthcommerce.cdshooks.urls")),
     path("", include("healthcommerce.core.urls")),
 ]
 if settings.SANDBOX_ENABLED:

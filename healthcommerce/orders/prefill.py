@@ -2,14 +2,16 @@
 
 Reads (FHIR R4, with ``_elements`` so the EHR sends only what is used), all started at once after the token
 exchange: Patient (name, birth date, address, telecom), the DeviceRequest/ServiceRequest in the launch's
-``fhirContext`` or else the patient's ``draft``/``active`` ones, Coverage, and the user named by ``fhirUser``
-(a Practitioner read, or a PractitionerRole search with ``_include=PractitionerRole:practitioner``).
-A failed read becomes an outcome code; a bad element or Bundle entry becomes a warning that names it
-(``orders.extract``); the rest of the form still fills and the clinician enters what is missing.
+``fhirContext`` or named as the draft order by a CDS Hooks card's ``appContext``, or else the patient's
+``draft``/``active`` ones, Coverage, and the user named by ``fhirUser`` (a Practitioner read, or a
+PractitionerRole search with ``_include=PractitionerRole:practitioner``). A failed read becomes an outcome code;
+a bad element or Bundle entry becomes a warning that names it (``orders.extract``); the rest of the form still
+fills and the clinician enters what is missing.
 """
 
 import contextvars
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -85,12 +87,35 @@ def can_sign(fhir_user: str) -> bool:
     return kind is not None and kind[0] in SIGNER_TYPES
 
 
+def _request_ref(reference: str) -> tuple[str, str] | None:
+    kind, _, rid = reference.partition("/")
+    return (kind, rid) if kind in REQUEST_MODELS and extract.FHIR_ID.fullmatch(rid) else None
+
+
+def app_context_request(launch: Launch) -> tuple[tuple[str, str] | None, str]:
+    """Return ``((type, id), "")`` for the draft order named by the launch's CDS Hooks ``appContext``
+    (``{"draftOrder": "DeviceRequest/<id>"}``, set by our own card: cdshooks/cards.py), or ``(None, warning)``
+    when it names something else, and ``(None, "")`` when there is none. CDS Hooks 2.0 "Link" ``appContext``."""
+    if not launch.app_context:
+        return None, ""
+    try:
+        value = json.loads(launch.app_context)
+    except ValueError:
+        value = None
+    draft = value.get("draftOrder") if isinstance(value, dict) else None
+    ref = _request_ref(draft) if isinstance(draft, str) else None
+    if ref is None:
+        named = draft[:100] if isinstance(draft, str) else "appContext"
+        return None, f"{named}: the EHR's card named no DeviceRequest or ServiceRequest; it was not used"
+    return ref, ""
+
+
 def _context_requests(launch: Launch) -> list[tuple[str, str]]:
-    refs = []
-    for item in launch.fhir_context:
-        kind, _, rid = str(item.get("reference", "")).partition("/")
-        if kind in REQUEST_MODELS and extract.FHIR_ID.fullmatch(rid):
-            refs.append((kind, rid))
+    """Return the requests the launch names: ``fhirContext`` references, then the ``appContext`` draft order."""
+    refs = [ref for item in launch.fhir_context if (ref := _request_ref(str(item.get("reference", "")))) is not None]
+    draft, _warning = app_context_request(launch)
+    if draft is not None and draft not in refs:
+        refs.append(draft)
     return refs
 
 
@@ -233,6 +258,9 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
     with ThreadPoolExecutor(max_workers=min(MAX_READERS, len(reads))) as pool:
         results = list(pool.map(lambda ctx, item: ctx.run(_run, *item), contexts, reads.items()))
     found = Prefill(seconds=time.monotonic() - started)
+    _draft, app_context_warning = app_context_request(launch)
+    if app_context_warning:
+        found.warnings.append(app_context_warning)
     for label, value, warnings, outcome in results:
         audit_record(
             actor=launch.fhir_user or "unknown",
