@@ -2,11 +2,11 @@
 
 Reads (FHIR R4, with ``_elements`` so the EHR sends only what is used), all started at once after the token
 exchange: Patient (name, birth date, address, telecom), the DeviceRequest/ServiceRequest in the launch's
-``fhirContext`` or named as the draft order by a CDS Hooks card's ``appContext``, or else the patient's
-``draft``/``active`` ones, Coverage, and the user named by ``fhirUser`` (a Practitioner read, or a
-PractitionerRole search with ``_include=PractitionerRole:practitioner``). A failed read becomes an outcome code;
-a bad element or Bundle entry becomes a warning that names it (``orders.extract``); the rest of the form still
-fills and the clinician enters what is missing.
+``fhirContext`` or else the patient's ``draft``/``active`` ones (of which only the draft order named by a CDS
+Hooks card's ``appContext`` is kept, when it is among them), Coverage, and the user named by ``fhirUser`` (a
+Practitioner read, or a PractitionerRole search with ``_include=PractitionerRole:practitioner``). A failed read
+becomes an outcome code; a bad element or Bundle entry becomes a warning that names it (``orders.extract``); the
+rest of the form still fills and the clinician enters what is missing.
 """
 
 import contextvars
@@ -111,12 +111,26 @@ def app_context_request(launch: Launch) -> tuple[tuple[str, str] | None, str]:
 
 
 def _context_requests(launch: Launch) -> list[tuple[str, str]]:
-    """Return the requests the launch names: ``fhirContext`` references, then the ``appContext`` draft order."""
-    refs = [ref for item in launch.fhir_context if (ref := _request_ref(str(item.get("reference", "")))) is not None]
-    draft, _warning = app_context_request(launch)
-    if draft is not None and draft not in refs:
-        refs.append(draft)
-    return refs
+    return [ref for item in launch.fhir_context if (ref := _request_ref(str(item.get("reference", "")))) is not None]
+
+
+def _app_context_select(launch: Launch, found: Prefill) -> None:
+    """Keep only the draft order the launch's ``appContext`` names when it is one of the requests found (the
+    patient's pending ones, or those in ``fhirContext``), so the form opens on it; otherwise keep them all and add a
+    warning naming it."""
+    draft, warning = app_context_request(launch)
+    if warning:
+        found.warnings.append(warning)
+    if draft is None:
+        return
+    reference = "/".join(draft)
+    chosen = [request for request in found.requests if request.reference == reference]
+    if chosen:
+        found.requests = chosen
+    else:
+        found.warnings.append(
+            f"{reference}: the EHR's card named it, but it is not one of the patient's pending requests"
+        )
 
 
 def _one(data: dict[str, Any], kind: str, parse: Callable[..., Any]) -> tuple[Any, list[str]]:
@@ -258,9 +272,6 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
     with ThreadPoolExecutor(max_workers=min(MAX_READERS, len(reads))) as pool:
         results = list(pool.map(lambda ctx, item: ctx.run(_run, *item), contexts, reads.items()))
     found = Prefill(seconds=time.monotonic() - started)
-    _draft, app_context_warning = app_context_request(launch)
-    if app_context_warning:
-        found.warnings.append(app_context_warning)
     for label, value, warnings, outcome in results:
         audit_record(
             actor=launch.fhir_user or "unknown",
@@ -287,6 +298,7 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
                     found.requests.append(request)
                 else:
                     found.warnings.append(f"{request.reference}: is not for this patient and was not used")
+    _app_context_select(launch, found)
     logger.info(
         "Pre-fill for launch %s took %.3f s (%d reads, %d warnings)",
         launch.pk,
