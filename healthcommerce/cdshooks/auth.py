@@ -8,7 +8,7 @@ the recommended algorithms and the only ones accepted here. RFC 7515 section 4.1
 
 The allowlists live on the EHR site (``cds_hooks_enabled``, ``cds_issuers``, ``cds_jku_allowlist``). A JWT without
 ``jku`` is accepted only when the site allowlists exactly one JWKS URL, which is then the out-of-band agreement
-(docs/adr/0021-cds-hooks.md). Every check happens before the body is read, and the algorithm is checked before any
+(docs/adr/0021-cds-hooks.md). The body is parsed only after every check, and the algorithm is checked before any
 site or key is looked up.
 """
 

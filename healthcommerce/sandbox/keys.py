@@ -70,8 +70,7 @@ def _imported(kid: str, private_jwk: str) -> RSAKey:
 def public_jwks() -> dict[str, list[dict[str, Any]]]:
     """Return the JWK Set of the sandbox's public signing keys: ``{"keys": [{"kty": "RSA", "kid", "alg", ...}]}``
     (the id_token keys with ``alg`` RS256, the CDS Hooks keys with RS384)."""
-    signing_key()
-    cds_signing_key()
+    signing_key()  # the CDS key is made by its first hook call, before any service asks for it
     keys = []
     for row in SandboxSigningKey.objects.order_by("created_at"):
         public = RSAKey.import_key(row.private_jwk).as_dict(private=False)

@@ -38,6 +38,7 @@ AUDITED = {
     "purchaselinks:pay": "purchase_link.pay",
     "purchaselinks:track": "purchase_link.track",
     "purchaselinks:language": "purchase_link.language",
+    "cdshooks:service": "cds.call",  # driven in tests/cdshooks (every call and every refusal)
 }
 # URL name (or namespace followed by ":*") -> why it writes no audit row.
 EXEMPT = {
@@ -49,6 +50,7 @@ EXEMPT = {
     "metrics": "Prometheus exposition: counts by site, endpoint kind and outcome; no PHI (network or token gated)",
     "monitoring:dashboard": "staff-only integration health per site: counts, latencies and alert texts; no PHI",
     "healthz": "liveness: no data",
+    "cdshooks:discovery": "CDS Hooks discovery: the same static list of services for everyone, no PHI",
     "home": "the landing page: no data",
     "sandbox:*": "the sandbox EHR plays the EHR (mounted only with SANDBOX_ENABLED); not the app",
 }

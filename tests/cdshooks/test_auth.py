@@ -117,13 +117,3 @@ def test_a_site_without_cds_hooks_enabled_is_refused(cds_site, cds_ehr, jwks_url
     response = call(url, hook_body(), signed(aud=url, iss=cds_ehr.fhir_base, jku=jwks_url))
     assert response.status_code == 401
     assert AuditEvent.objects.get(action="cds.call").outcome == "iss_unknown"
-
-
-def test_the_sandbox_jwt_verifies_with_its_rs384_key(cds_site, cds_ehr) -> None:
-    """The sandbox's JWKS publishes the id_token key (RS256) and the CDS key (RS384) side by side."""
-    import requests
-
-    keys = requests.get(f"{cds_ehr.base}/sandbox/oauth/jwks", timeout=10).json()["keys"]
-    algs = {key["kid"]: key["alg"] for key in keys}
-    assert "RS384" in algs.values() and "RS256" in algs.values()
-    assert all(alg == "RS384" for kid, alg in algs.items() if kid.startswith("cds-"))

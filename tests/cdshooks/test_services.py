@@ -51,6 +51,14 @@ def test_the_sandbox_gets_a_card_for_a_mapped_device_request(cds_site, cds_ehr, 
     assert row.detail["service"] == SELECT and row.detail["cards"] == 1
 
 
+def test_the_sandbox_signs_with_an_rs384_key_beside_its_rs256_id_token_key(cds_site, cds_ehr) -> None:
+    assert _from_sandbox(cds_ehr, "DeviceRequest/devreq021")["status"] == 200
+    keys = requests.get(f"{cds_ehr.base}/sandbox/oauth/jwks", timeout=10).json()["keys"]
+    algs = {key["kid"]: key["alg"] for key in keys}
+    assert {kid: alg for kid, alg in algs.items() if kid.startswith("cds-")} and "RS256" in algs.values()
+    assert all(alg == "RS384" for kid, alg in algs.items() if kid.startswith("cds-"))
+
+
 def test_order_sign_offers_the_same_card(cds_site, cds_ehr) -> None:
     result = _from_sandbox(cds_ehr, "DeviceRequest/devreq021", hook="order-sign")
     assert result["service_url"].endswith(f"/cds-services/{SIGN}")
