@@ -449,6 +449,8 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # --- Sandbox EHR ---
 # Where the sandbox's EHR launch sends the browser (default: /smart/launch on the sandbox's own host).
 SANDBOX_APP_LAUNCH_URL = env.str("SANDBOX_APP_LAUNCH_URL", default="")
+# The CDS services the sandbox EHR calls as a CDS client (default: /cds-services on the sandbox's own host).
+SANDBOX_CDS_SERVICES_URL = env.str("SANDBOX_CDS_SERVICES_URL", default="")
 # Seconds the sandbox's injected "timeout" fault sleeps before answering.
 SANDBOX_TIMEOUT_SLEEP = env.int("SANDBOX_TIMEOUT_SLEEP", default=15)
 # Milliseconds the sandbox EHR waits before answering each OAuth/FHIR request (make bench; 0 elsewhere).

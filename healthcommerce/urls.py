@@ -24,6 +24,7 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     # Our public signing keys (SMART client-confidential-asymmetric JWKS URL); public, no PHI.
     path(".well-known/jwks.json", jwks, name="jwks"),
+    path("", include("healthcommerce.cdshooks.urls")),
     path("", include("healthcommerce.core.urls")),
 ]
 if settings.SANDBOX_ENABLED:

@@ -171,10 +171,11 @@ def _exchange(record: Launch, code: str) -> dict[str, Any]:
 
 TOKEN_FIELDS = (
     "access_token", "refresh_token", "token_expires_at", "scope_granted", "patient_id", "encounter_id", "fhir_user",
-    "fhir_context", "need_patient_banner", "smart_style_url", "status",
+    "fhir_context", "app_context", "need_patient_banner", "smart_style_url", "status",
 )  # fmt: skip
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatype "id"
 MAX_CONTEXT_ITEMS = 20
+MAX_APP_CONTEXT = 4096  # characters of a CDS Hooks ``appContext`` kept; a longer one is dropped
 DEFAULT_TOKEN_LIFETIME = 3600  # seconds, when the EHR omits expires_in
 
 
@@ -217,6 +218,16 @@ def _fhir_context(value: Any) -> list[dict[str, str]]:
     return kept
 
 
+def _app_context(value: Any) -> str:
+    """Keep ``appContext`` (CDS Hooks 2.0 "Link": a string the SMART app recognizes, returned in the token
+    response) when it is a string of at most ``MAX_APP_CONTEXT`` characters; drop anything else."""
+    if isinstance(value, str) and len(value) <= MAX_APP_CONTEXT:
+        return value
+    if value is not None:
+        logger.warning("appContext dropped: not a string of at most %d characters", MAX_APP_CONTEXT)
+    return ""
+
+
 def _identity(record: Launch, token: dict[str, Any]) -> str:
     """Return ``fhirUser``: from the validated id_token when ``openid`` was requested (SMART 2.2 "Scopes for
     requesting identity data"); a token response without an id_token then fails the launch."""
@@ -248,6 +259,7 @@ def _apply_token(record: Launch, token: dict[str, Any]) -> None:
     scope = token.get("scope")
     record.scope_granted = scope if isinstance(scope, str) else ""
     record.fhir_context = _fhir_context(token.get("fhirContext"))
+    record.app_context = _app_context(token.get("appContext"))
     record.need_patient_banner = _banner(token.get("need_patient_banner", True))
     style = token.get("smart_style_url")
     record.smart_style_url = style if isinstance(style, str) and len(style) <= 500 else ""

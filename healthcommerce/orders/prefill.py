@@ -2,14 +2,16 @@
 
 Reads (FHIR R4, with ``_elements`` so the EHR sends only what is used), all started at once after the token
 exchange: Patient (name, birth date, address, telecom), the DeviceRequest/ServiceRequest in the launch's
-``fhirContext`` or else the patient's ``draft``/``active`` ones, Coverage, and the user named by ``fhirUser``
-(a Practitioner read, or a PractitionerRole search with ``_include=PractitionerRole:practitioner``).
-A failed read becomes an outcome code; a bad element or Bundle entry becomes a warning that names it
-(``orders.extract``); the rest of the form still fills and the clinician enters what is missing.
+``fhirContext`` or else the patient's ``draft``/``active`` ones (of which only the draft order named by a CDS
+Hooks card's ``appContext`` is kept, when it is among them), Coverage, and the user named by ``fhirUser`` (a
+Practitioner read, or a PractitionerRole search with ``_include=PractitionerRole:practitioner``). A failed read
+becomes an outcome code; a bad element or Bundle entry becomes a warning that names it (``orders.extract``); the
+rest of the form still fills and the clinician enters what is missing.
 """
 
 import contextvars
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -85,13 +87,50 @@ def can_sign(fhir_user: str) -> bool:
     return kind is not None and kind[0] in SIGNER_TYPES
 
 
+def _request_ref(reference: str) -> tuple[str, str] | None:
+    kind, _, rid = reference.partition("/")
+    return (kind, rid) if kind in REQUEST_MODELS and extract.FHIR_ID.fullmatch(rid) else None
+
+
+def app_context_request(launch: Launch) -> tuple[tuple[str, str] | None, str]:
+    """Return ``((type, id), "")`` for the draft order named by the launch's CDS Hooks ``appContext``
+    (``{"draftOrder": "DeviceRequest/<id>"}``, set by our own card: cdshooks/cards.py), or ``(None, warning)``
+    when it names something else, and ``(None, "")`` when there is none. CDS Hooks 2.0 "Link" ``appContext``."""
+    if not launch.app_context:
+        return None, ""
+    try:
+        value = json.loads(launch.app_context)
+    except ValueError:
+        value = None
+    draft = value.get("draftOrder") if isinstance(value, dict) else None
+    ref = _request_ref(draft) if isinstance(draft, str) else None
+    if ref is None:
+        named = draft[:100] if isinstance(draft, str) else "appContext"
+        return None, f"{named}: the EHR's card named no DeviceRequest or ServiceRequest; it was not used"
+    return ref, ""
+
+
 def _context_requests(launch: Launch) -> list[tuple[str, str]]:
-    refs = []
-    for item in launch.fhir_context:
-        kind, _, rid = str(item.get("reference", "")).partition("/")
-        if kind in REQUEST_MODELS and extract.FHIR_ID.fullmatch(rid):
-            refs.append((kind, rid))
-    return refs
+    return [ref for item in launch.fhir_context if (ref := _request_ref(str(item.get("reference", "")))) is not None]
+
+
+def _app_context_select(launch: Launch, found: Prefill) -> None:
+    """Keep only the draft order the launch's ``appContext`` names when it is one of the requests found (the
+    patient's pending ones, or those in ``fhirContext``), so the form opens on it; otherwise keep them all and add a
+    warning naming it."""
+    draft, warning = app_context_request(launch)
+    if warning:
+        found.warnings.append(warning)
+    if draft is None:
+        return
+    reference = "/".join(draft)
+    chosen = [request for request in found.requests if request.reference == reference]
+    if chosen:
+        found.requests = chosen
+    else:
+        found.warnings.append(
+            f"{reference}: the EHR's card named it, but it is not one of the patient's pending requests"
+        )
 
 
 def _one(data: dict[str, Any], kind: str, parse: Callable[..., Any]) -> tuple[Any, list[str]]:
@@ -259,6 +298,7 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
                     found.requests.append(request)
                 else:
                     found.warnings.append(f"{request.reference}: is not for this patient and was not used")
+    _app_context_select(launch, found)
     logger.info(
         "Pre-fill for launch %s took %.3f s (%d reads, %d warnings)",
         launch.pk,

@@ -227,7 +227,8 @@ class SandboxOpenIDCode(OpenIDCode):
 def launch_context(launch: SandboxLaunch, scope: str, urls: SandboxUrls) -> dict[str, Any]:
     """Return the SMART 2.2 launch context of a token response ("Launch context arrives with your access_token").
 
-    ``patient``, ``encounter`` (only when known) and ``fhirContext`` are given only when ``launch`` was granted.
+    ``patient``, ``encounter`` (only when known), ``fhirContext`` and ``appContext`` (a CDS Hooks SMART link's) are
+    given only when ``launch`` was granted.
     """
     context: dict[str, Any] = {"need_patient_banner": True, "smart_style_url": urls.style}
     if not has_scope(scope, "launch"):
@@ -237,6 +238,8 @@ def launch_context(launch: SandboxLaunch, scope: str, urls: SandboxUrls) -> dict
         context["encounter"] = launch.encounter_id
     if launch.request_ref:
         context["fhirContext"] = [{"reference": launch.request_ref}]
+    if launch.app_context:  # CDS Hooks 2.0 "Link": the card's appContext comes back with the token
+        context["appContext"] = launch.app_context
     return context
 
 

@@ -1,4 +1,5 @@
-"""The sandbox's id_token signing key (RS256), generated once and kept in the database, and client keys.
+"""The sandbox's signing keys, generated once and kept in the database: the id_token key (RS256) and the CDS Hooks
+key (RS384, kid prefixed ``cds-``, which signs the JWT of each hook call); and client keys.
 
 Sources: OpenID Connect Core 1.0 section 10.1 (signing), SMART App Launch 2.2 "Client Authentication:
 Asymmetric (public key)" (client JWKS, ``jku``).
@@ -19,6 +20,8 @@ from healthcommerce.core.http import outbound_session
 from healthcommerce.sandbox.models import SandboxClient, SandboxSigningKey
 
 ID_TOKEN_ALG = "RS256"
+CDS_ALG = "RS384"  # CDS Hooks 2.0 "JWT Signing Algorithm": RS384 or ES384
+CDS_KID_PREFIX = "cds-"
 
 
 class ClientKeyError(HealthcommerceError):
@@ -33,11 +36,27 @@ def signing_key() -> RSAKey:
 
     If two processes race, both keys are stored; the oldest signs and the JWKS lists all of them.
     """
-    row = SandboxSigningKey.objects.order_by("created_at").first()
+    row = SandboxSigningKey.objects.exclude(kid__startswith=CDS_KID_PREFIX).order_by("created_at").first()
     if row is None:
         key = RSAKey.generate_key(2048, private=True, auto_kid=True)
         row, _ = SandboxSigningKey.objects.get_or_create(
             kid=key.kid, defaults={"private_jwk": key.as_dict(private=True)}
+        )
+    return _imported(row.kid, json.dumps(row.private_jwk, sort_keys=True))
+
+
+def cds_signing_key() -> RSAKey:
+    """Return the private RSA key that signs CDS Hooks JWTs (RS384), creating and storing it on first use.
+
+    A key of its own (kid ``cds-<thumbprint>``), published in the same JWK Set with ``alg`` RS384: one key, one
+    algorithm (RFC 7517 section 4.4), so the id_token key stays RS256.
+    """
+    row = SandboxSigningKey.objects.filter(kid__startswith=CDS_KID_PREFIX).order_by("created_at").first()
+    if row is None:
+        key = RSAKey.generate_key(2048, private=True, auto_kid=True)
+        kid = CDS_KID_PREFIX + str(key.kid)
+        row, _ = SandboxSigningKey.objects.get_or_create(
+            kid=kid, defaults={"private_jwk": {**key.as_dict(private=True), "kid": kid}}
         )
     return _imported(row.kid, json.dumps(row.private_jwk, sort_keys=True))
 
@@ -49,12 +68,14 @@ def _imported(kid: str, private_jwk: str) -> RSAKey:
 
 
 def public_jwks() -> dict[str, list[dict[str, Any]]]:
-    """Return the JWK Set of the sandbox's public signing keys: ``{"keys": [{"kty": "RSA", "kid", ...}]}``."""
-    signing_key()
+    """Return the JWK Set of the sandbox's public signing keys: ``{"keys": [{"kty": "RSA", "kid", "alg", ...}]}``
+    (the id_token keys with ``alg`` RS256, the CDS Hooks keys with RS384)."""
+    signing_key()  # the CDS key is made by its first hook call, before any service asks for it
     keys = []
     for row in SandboxSigningKey.objects.order_by("created_at"):
         public = RSAKey.import_key(row.private_jwk).as_dict(private=False)
-        keys.append({**public, "kid": row.kid, "use": "sig", "alg": ID_TOKEN_ALG})
+        alg = CDS_ALG if row.kid.startswith(CDS_KID_PREFIX) else ID_TOKEN_ALG
+        keys.append({**public, "kid": row.kid, "use": "sig", "alg": alg})
     return {"keys": keys}
 
 

@@ -93,3 +93,19 @@ def practitioners() -> list[tuple[str, str]]:
     """Return ``(id, name)`` of every Practitioner, sorted by name."""
     rows = FhirResource.objects.filter(resource_type="Practitioner")
     return sorted(((row.fhir_id, human_name(row.data)) for row in rows), key=lambda item: item[1].lower())
+
+
+def patient_row(patient_id: str) -> PatientRow | None:
+    """Return one Patient with its draft/active orders (the draft-order page of the CDS Hooks client), or None."""
+    row = resource_get(resource_type="Patient", fhir_id=patient_id)
+    if row is None:
+        return None
+    pending = FhirResource.objects.filter(
+        resource_type__in=ORDER_TYPES, status__in=PENDING_ORDER_STATUSES, patient_id=patient_id
+    ).order_by("resource_type", "fhir_id")
+    return PatientRow(
+        id=row.fhir_id,
+        name=human_name(row.data),
+        birth_date=str(row.data.get("birthDate") or ""),
+        orders=[_order_row(order) for order in pending],
+    )

@@ -28,6 +28,7 @@ from healthcommerce.sandbox.r4 import ORDER_TYPES
 from healthcommerce.sandbox.scopes import is_system_scope
 from healthcommerce.sandbox.selectors import resource_get
 
+MAX_APP_CONTEXT = 4096  # characters
 DEFAULT_CLIENT_SCOPE = "launch openid fhirUser online_access patient/*.read patient/*.rs user/*.read user/*.rs"
 
 
@@ -125,12 +126,19 @@ def _order_for_launch(request_ref: str, patient_id: str) -> tuple[str, str]:
 
 
 @transaction.atomic
-def sandbox_launch_create(*, patient_id: str, practitioner_id: str, request_ref: str = "") -> SandboxLaunch:
+def sandbox_launch_create(
+    *, patient_id: str, practitioner_id: str, request_ref: str = "", app_context: str = ""
+) -> SandboxLaunch:
     """Create an opaque one-time EHR launch (SMART 2.2 "EHR Launch") bound to the patient, practitioner, the
-    optional ``DeviceRequest/<id>``/``ServiceRequest/<id>`` and that request's encounter (if it names one).
+    optional ``DeviceRequest/<id>``/``ServiceRequest/<id>`` and that request's encounter (if it names one), and the
+    ``appContext`` of the CDS Hooks SMART link that started it (returned with the token; at most
+    ``MAX_APP_CONTEXT`` characters).
 
-    Lives ``SANDBOX_LAUNCH_TTL`` seconds (default 600). Raises ``LaunchError`` for unknown or mismatched ids.
+    Lives ``SANDBOX_LAUNCH_TTL`` seconds (default 600). Raises ``LaunchError`` for unknown or mismatched ids or an
+    oversized ``app_context``.
     """
+    if len(app_context) > MAX_APP_CONTEXT:
+        raise LaunchError("The card's appContext is too long.")
     if resource_get(resource_type="Patient", fhir_id=patient_id) is None:
         raise LaunchError("Unknown patient.")
     if resource_get(resource_type="Practitioner", fhir_id=practitioner_id) is None:
@@ -145,6 +153,7 @@ def sandbox_launch_create(*, patient_id: str, practitioner_id: str, request_ref:
         practitioner_id=practitioner_id,
         encounter_id=encounter_id,
         request_ref=request_ref,
+        app_context=app_context,
         expires_at=timezone.now() + timedelta(seconds=ttl),
     )
 

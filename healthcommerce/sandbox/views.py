@@ -25,7 +25,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from healthcommerce.sandbox import authserver, discovery, fhirapi, keys, selectors
+from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, keys, selectors
 from healthcommerce.sandbox.errors import FhirBadRequest, FhirError, FhirFault, LaunchError
 from healthcommerce.sandbox.models import FaultKind
 from healthcommerce.sandbox.services import sandbox_fault_take, sandbox_launch_create
@@ -141,6 +141,99 @@ def launch(request: HttpRequest) -> HttpResponse:
         return _error_page(request, "Launch refused", error.message)
     separator = "&" if urlsplit(app_url).query else "?"
     return HttpResponseRedirect(f"{app_url}{separator}{urlencode({'iss': urls.fhir_base, 'launch': created.value})}")
+
+
+@require_GET
+def cds(request: HttpRequest) -> HttpResponse:
+    """The draft-order page of the EHR as a CDS Hooks client: ``?patient=&practitioner=`` lists the patient's pending
+    requests to pick as a draft order; with ``&order=<Type>/<id>&hook=order-select|order-sign`` the EHR calls the
+    CDS service (``cdsclient.cds_hook_call``) and shows its cards, each SMART link going to ``cds_launch``.
+    ``&format=json`` answers ``{"service_url", "status", "cards", "error"}`` instead (for tests and scripts).
+    Answers 400 with an error page for an unknown patient, request or hook."""
+    urls = discovery.SandboxUrls.from_request(request)
+    patient = selectors.patient_row(request.GET.get("patient", ""))
+    practitioner = request.GET.get("practitioner", DEFAULT_PRACTITIONER)
+    order, hook = request.GET.get("order", ""), request.GET.get("hook", "order-select")
+    if patient is None:
+        return _error_page(request, "Draft order", "Unknown patient.")
+    result = None
+    if order:
+        try:
+            result = cdsclient.cds_hook_call(
+                hook=hook, patient_id=patient.id, practitioner_id=practitioner, order_ref=order, urls=urls
+            )
+        except LaunchError as error:
+            return _error_page(request, "Draft order", error.message)
+    if request.GET.get("format") == "json" and result is not None:
+        return _json(
+            {"service_url": result.service_url, "status": result.status, "cards": result.cards, "error": result.error}
+        )
+    context = {
+        "patient": patient,
+        "practitioner": practitioner,
+        "order": order,
+        "hook": hook,
+        "hooks": cdsclient.HOOKS,
+        "result": result,
+        "cards": _cards_shown(result.cards if result else []),
+    }
+    return render(request, "sandbox/cds.html", context)
+
+
+def _cards_shown(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the cards as the page shows them: text fields as strings, and only links of type ``smart`` (launched
+    through ``cds_launch``) or ``absolute`` with an http(s) URL."""
+    shown = []
+    for card in cards:
+        links = []
+        for link in card.get("links") or []:
+            if not isinstance(link, dict) or not isinstance(link.get("url"), str):
+                continue
+            kind = link.get("type")
+            if kind == "smart" or (kind == "absolute" and urlsplit(link["url"]).scheme in ("http", "https")):
+                app_context = link.get("appContext")
+                links.append(
+                    {
+                        "label": str(link.get("label") or link["url"]),
+                        "url": link["url"],
+                        "type": kind,
+                        "app_context": app_context if isinstance(app_context, str) else "",
+                    }
+                )
+        source = card.get("source")
+        source = source if isinstance(source, dict) else {}
+        shown.append(
+            {
+                "summary": str(card.get("summary") or ""),
+                "detail": str(card.get("detail") or ""),
+                "indicator": str(card.get("indicator") or "info"),
+                "source": str(source.get("label") or ""),
+                "links": links,
+            }
+        )
+    return shown
+
+
+@require_GET
+def cds_launch(request: HttpRequest) -> HttpResponse:
+    """Launch a card's SMART link (CDS Hooks 2.0 "Link", type ``smart``): ``?patient=&practitioner=&url=&appContext=``
+    creates a one-time launch carrying ``appContext`` (returned with the token) and redirects to ``url`` with
+    ``iss`` and ``launch``. As Epic does, only an allowlisted SMART link is launched: ``url`` must be the app's
+    launch URL (``SANDBOX_APP_LAUNCH_URL``, else ``/smart/launch`` on this host); anything else answers 400."""
+    urls = discovery.SandboxUrls.from_request(request)
+    url = request.GET.get("url", "")
+    try:
+        if url != _app_launch_url(request, urls):
+            raise LaunchError("This SMART link is not allowlisted in the EHR.")
+        created = sandbox_launch_create(
+            patient_id=request.GET.get("patient", ""),
+            practitioner_id=request.GET.get("practitioner", DEFAULT_PRACTITIONER),
+            app_context=request.GET.get("appContext", ""),
+        )
+    except LaunchError as error:
+        return _error_page(request, "Launch refused", error.message)
+    separator = "&" if urlsplit(url).query else "?"
+    return HttpResponseRedirect(f"{url}{separator}{urlencode({'iss': urls.fhir_base, 'launch': created.value})}")
 
 
 @require_GET

@@ -39,6 +39,7 @@ AUDITED = {
     "purchaselinks:track": "purchase_link.track",
     "purchaselinks:language": "purchase_link.language",
     "golive:readiness": "readiness.run",  # and a readiness.read row per FHIR read of the test patient
+    "cdshooks:service": "cds.call",  # driven in tests/cdshooks (every call and every refusal)
 }
 # URL name (or namespace followed by ":*") -> why it writes no audit row.
 EXEMPT = {
@@ -51,6 +52,7 @@ EXEMPT = {
     "monitoring:dashboard": "staff-only integration health per site: counts, latencies and alert texts; no PHI",
     "healthz": "liveness: no data",
     "jwks": "public keys, no PHI",
+    "cdshooks:discovery": "CDS Hooks discovery: the same static list of services for everyone, no PHI",
     "home": "the landing page: no data",
     "sandbox:*": "the sandbox EHR plays the EHR (mounted only with SANDBOX_ENABLED); not the app",
 }
