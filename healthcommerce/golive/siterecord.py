@@ -297,6 +297,31 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
+def _change_text(name: str, old: Any, new: Any) -> str:
+    """Say how field ``name`` changes from ``old`` to ``new``: scopes added and removed, else both values."""
+    if name == "discovery":
+        return "changed"
+    if name in SCOPE_FIELDS:
+        before, after = old.split(), new.split()
+        added = [f"+{scope}" for scope in after if scope not in before]
+        removed = [f"-{scope}" for scope in before if scope not in after]
+        return " ".join(added + removed) or "reordered"
+    return f"{_short(old)} -> {_short(new)}"
+
+
+def _payer_text(item: dict[str, Any]) -> str:
+    """One payer rule in a line: ``priority 5: contains 'Plan' (device) -> copay 1500 cents``."""
+    what = {"no_payer": "no payer", "any_payer": "any payer"}.get(item["match"], f"{item['match']} {item['pattern']!r}")
+    kind = item["kind"]
+    if kind == "copay":
+        kind += f" {item['copay_cents']} cents"
+    elif kind == "coinsurance":
+        kind += f" {item['coinsurance_percent']}%"
+    scope = f" ({item['product_kind']})" if item["product_kind"] else ""
+    active = "" if item["is_active"] else " [inactive]"
+    return f"priority {item['priority']}: {what}{scope} -> {kind}{active}"
+
+
 def _site_values(record: dict[str, Any]) -> dict[str, Any]:
     values = {name: record[name] for name in PLAIN_FIELDS}
     values |= {name: " ".join(record[name]) for name in SCOPE_FIELDS}
@@ -312,7 +337,6 @@ def _secret_value(record: dict[str, Any], site: EHRSite, name: str, result: Impo
     variable = record[name]["secret_ref"].removeprefix("env:")
     value = os.environ.get(variable, "").strip()
     if name == "private_key_pem" and value:
-        value += "\n"
         try:
             load_pem_private_key(value.encode(), password=None)
         except (ValueError, TypeError) as exc:
@@ -345,8 +369,7 @@ def _apply_site(record: dict[str, Any], site: EHRSite, result: ImportResult) -> 
         old = getattr(site, name)
         if old != value:
             changed.append(name)
-            shown = "changed" if name == "discovery" else f"{_short(old)} -> {_short(value)}"
-            result.changes.append(f"{name}: {shown}")
+            result.changes.append(f"{name}: {_change_text(name, old, value)}")
             setattr(site, name, value)
     for name in SECRETS:
         new = _secret_value(record, site, name, result)
@@ -421,11 +444,11 @@ def _sync_payer_rules(record: dict[str, Any], site: EHRSite, user: Any, reason: 
             rule = _mark(_payer_rule_model(item), user, reason)
             rule.site = site
             rule.save()
-            result.changes.append(f"payer_rules: + {_short(item)}")
+            result.changes.append(f"payer_rules: + {_payer_text(item)}")
         rows.append(rule)
     for rule in existing:
         _mark(rule, user, reason).delete()
-        result.changes.append(f"payer_rules: - {_short(_payer_rule(rule))}")
+        result.changes.append(f"payer_rules: - {_payer_text(_payer_rule(rule))}")
     if [r.pk for r in sorted(rows, key=lambda r: (r.priority, r.created_at, str(r.pk)))] != [r.pk for r in rows]:
         start = timezone.now()
         for i, rule in enumerate(rows):  # bookkeeping, not a change of the rule: no history row
