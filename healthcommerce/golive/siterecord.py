@@ -224,27 +224,28 @@ def _check_urls(record: dict[str, Any]) -> list[str]:
     return errors
 
 
-def _check_catalog(record: dict[str, Any]) -> list[str]:
-    errors = []
-    skus = set(
-        Product.objects.filter(sku__in=[m["product"] for m in record["code_mappings"]]).values_list("sku", flat=True)
-    )
+def _duplicates(items: list[dict[str, Any]], key_fields: tuple[str, ...], where: str) -> list[str]:
+    """Name each item of ``items`` whose ``key_fields`` repeat an earlier item's (``where``: its JSON path)."""
+    errors: list[str] = []
     seen: dict[tuple[str, ...], int] = {}
-    for i, mapping in enumerate(record["code_mappings"]):
-        if mapping["product"] not in skus:
-            errors.append(f"$.code_mappings[{i}].product: no product with SKU {mapping['product']!r}")
-        key = (mapping["system"], mapping["code"])
+    for i, item in enumerate(items):
+        key = tuple(item[name] for name in key_fields)
         if key in seen:
-            errors.append(
-                f"$.code_mappings[{i}]: duplicate mapping of {key[0]}|{key[1]} ($.code_mappings[{seen[key]}])"
-            )
+            errors.append(f"{where}[{i}]: duplicate of {where}[{seen[key]}] ({'|'.join(key)})")
         seen.setdefault(key, i)
-    seen = {}
-    for i, rule in enumerate(record["orderable_rules"]):
-        key = (rule["resource_type"], rule["system"], rule["code_prefix"])
-        if key in seen:
-            errors.append(f"$.orderable_rules[{i}]: duplicate rule ($.orderable_rules[{seen[key]}] has the same key)")
-        seen.setdefault(key, i)
+    return errors
+
+
+def _check_catalog(record: dict[str, Any]) -> list[str]:
+    mappings = record["code_mappings"]
+    skus = set(Product.objects.filter(sku__in=[m["product"] for m in mappings]).values_list("sku", flat=True))
+    errors = [
+        f"$.code_mappings[{i}].product: no product with SKU {m['product']!r}"
+        for i, m in enumerate(mappings)
+        if m["product"] not in skus
+    ]
+    errors += _duplicates(mappings, ("system", "code"), "$.code_mappings")
+    errors += _duplicates(record["orderable_rules"], ("resource_type", "system", "code_prefix"), "$.orderable_rules")
     for i, item in enumerate(record["payer_rules"]):
         try:
             _payer_rule_model(item).clean()
