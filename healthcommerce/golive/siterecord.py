@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -278,11 +278,11 @@ def site_record_validate(record: object) -> dict[str, Any]:
     errors = _schema_errors(record)
     if errors:
         raise SiteRecordInvalid(errors)
-    assert isinstance(record, dict)  # the schema says so
-    errors = _check_record(record)
+    valid = cast(dict[str, Any], record)  # the schema says it is an object
+    errors = _check_record(valid)
     if errors:
         raise SiteRecordInvalid(errors)
-    return record
+    return valid
 
 
 # --- import ---------------------------------------------------------------------------------------------------
