@@ -452,8 +452,9 @@ def _sync_payer_rules(record: dict[str, Any], site: EHRSite, user: Any, reason: 
         result.changes.append(f"payer_rules: - {_payer_text(_payer_rule(rule))}")
     if [r.pk for r in sorted(rows, key=lambda r: (r.priority, r.created_at, str(r.pk)))] != [r.pk for r in rows]:
         start = timezone.now()
-        for i, rule in enumerate(rows):  # bookkeeping, not a change of the rule: no history row
+        for i, rule in enumerate(rows):  # the order among equals, not a change of any rule: no history row
             PayerRule.objects.filter(pk=rule.pk).update(created_at=start + timedelta(microseconds=i))
+        result.changes.append("payer_rules: reordered among equal priorities as in the file")
 
 
 def _warn_missing_keys(record: dict[str, Any], site: EHRSite, result: ImportResult) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -420,3 +421,34 @@ def test_a_discovery_refresh_is_not_a_change_in_the_history() -> None:
     site.save(update_fields=["name", "updated_at"])
 
     assert [row.history_type for row in site.history.order_by("history_date")] == ["+", "~"]
+
+
+def test_the_schema_is_draft_2020_12_and_describes_every_field() -> None:
+    schema = json.loads((Path(settings.BASE_DIR) / "docs" / "site-record.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+    def undescribed(node: dict, path: str) -> list[str]:
+        missing = []
+        for name, sub in node.get("properties", {}).items():
+            if "description" not in sub:
+                missing.append(f"{path}.{name}")
+            missing += undescribed(sub.get("items", sub), f"{path}.{name}")
+        return missing
+
+    assert undescribed(schema, "$") == []
+    assert set(schema["required"]) == set(schema["properties"])
+    for path in FIXTURES:
+        jsonschema.validate(json.loads(path.read_text()), schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_payer_rules_of_equal_priority_keep_the_files_order(tmp_path, monkeypatch, epic) -> None:  # type: ignore[no-untyped-def]
+    set_secrets(monkeypatch, epic)
+    for rule in epic["payer_rules"]:
+        rule["priority"] = 5
+    import_file(write(tmp_path, epic))
+    swapped = dict(epic, payer_rules=epic["payer_rules"][::-1])
+
+    out = import_file(write(tmp_path, swapped))
+
+    assert out.splitlines()[1:] == ["  payer_rules: reordered among equal priorities as in the file"]
+    assert json.loads(export(epic["name"]))["payer_rules"] == swapped["payer_rules"]
