@@ -20,8 +20,6 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
     can be looked at, never restored (a restore would bypass the form's checks; edit the row or import a file).
     Opening the history is audited like a change page when the admin audits its views (``AuditedAdminMixin``)."""
 
-    history_list_display = ["history_change_reason"]
-
     def revert_disabled(self, request: HttpRequest, obj: Any = None) -> bool:
         return True
 

@@ -373,11 +373,12 @@ def test_import_keeps_history_with_the_user_and_the_file_and_no_secret(  # type:
     assert (audit.actor, audit.target, audit.site) == ("admin:golive", f"EHRSite/{site.pk}", epic["iss"])
 
 
-def test_the_admin_history_shows_each_change_with_who_and_when(
-    admin_client, admin_user, tmp_path, monkeypatch, epic
-) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_history_shows_each_change_with_who_and_when(  # type: ignore[no-untyped-def]
+    admin_client, admin_user, tmp_path, monkeypatch, epic, django_user_model
+) -> None:
+    django_user_model.objects.create_user(username="golive", is_staff=True)
     set_secrets(monkeypatch, epic)
-    import_file(write(tmp_path, epic, "epic-example.json"))
+    import_file(write(tmp_path, epic, "epic-example.json"), "--user", "golive")
     site = EHRSite.objects.get()
     data = {
         "name": site.name,
@@ -396,7 +397,9 @@ def test_the_admin_history_shows_each_change_with_who_and_when(
 
     page = admin_client.get(f"/admin/ehr/ehrsite/{site.pk}/history/").content.decode()
 
-    assert "import from epic-example.json" in page and admin_user.username in page
+    assert "import from epic-example.json" in page
+    assert ">golive</a>" in page and f">{admin_user.username}</a>" in page  # the "Changed by" column
+    assert "<strong>Sms enabled:</strong>" in page  # what the admin changed
     assert site.history.first().history_user == admin_user  # the admin's edit names its user
     assert site.history.count() == 2
     assert AuditEvent.objects.filter(action="admin.view", target=f"EHRSite/{site.pk}", detail__view="history").exists()
