@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "localflavor",  # US state names and ZIP code fields, with their translations
+    "simple_history",  # who changed an EHR site, its code mappings and rules, and when (docs/adr/0019)
     "healthcommerce.core",
     "healthcommerce.audit",
     "healthcommerce.ehr",
@@ -100,6 +101,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # the admin user behind each site history row (django-simple-history; docs/adr/0019)
+    "simple_history.middleware.HistoryRequestMiddleware",
     # request.user.is_verified(): the session's second factor (django-otp; the admin requires it)
     "django_otp.middleware.OTPMiddleware",
     # staff logins end after 15 idle minutes and 12 hours (docs/reliability.md "Accounts")

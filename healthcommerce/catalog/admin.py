@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
+from healthcommerce.ehr.admin import ReadOnlyHistoryAdmin
 
 
 class CodeMappingInline(admin.TabularInline):
@@ -17,14 +18,14 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(CodeMapping)
-class CodeMappingAdmin(admin.ModelAdmin):
+class CodeMappingAdmin(ReadOnlyHistoryAdmin):
     list_display = ["system", "code", "product", "site", "default_quantity"]
     list_filter = ["system", "site"]
     search_fields = ["code", "product__sku"]
 
 
 @admin.register(OrderableRule)
-class OrderableRuleAdmin(admin.ModelAdmin):
+class OrderableRuleAdmin(ReadOnlyHistoryAdmin):
     """Per-site (or global) rules for requests with no catalog mapping: orderable, or listed apart with a reason."""
 
     list_display = ["resource_type", "system", "code_prefix", "orderable", "reason", "site"]
@@ -33,7 +34,7 @@ class OrderableRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(PayerRule)
-class PayerRuleAdmin(admin.ModelAdmin):
+class PayerRuleAdmin(ReadOnlyHistoryAdmin):
     """Per-site (or global) rules for who pays: covered, copay, coinsurance or self-pay, by the order's payer.
 
     The first active rule wins, site rules before global ones, then by ascending priority (``PayerRule``).

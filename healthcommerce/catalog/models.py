@@ -6,6 +6,7 @@ import re
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 from healthcommerce.core.models import BaseModel
 from healthcommerce.ehr.models import EHRSite
@@ -62,6 +63,7 @@ class CodeMapping(BaseModel):
     code = models.CharField(max_length=64)
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="mappings")
     default_quantity = models.PositiveIntegerField(default=1)
+    history = HistoricalRecords()  # who changed it and when (docs/adr/0019)
 
     class Meta:
         constraints = [
@@ -95,6 +97,7 @@ class OrderableRule(BaseModel):
     code_prefix = models.CharField(max_length=64, blank=True, help_text="Blank matches every code of the system.")
     orderable = models.BooleanField(default=False)
     reason = models.CharField(max_length=200, blank=True, help_text="Shown to the clinician, e.g. 'a transport'.")
+    history = HistoricalRecords()  # who changed it and when (docs/adr/0019)
 
     class Meta:
         ordering = ["system", "code_prefix"]
@@ -164,6 +167,7 @@ class PayerRule(BaseModel):
         max_length=300, blank=True, help_text="Shown to the patient instead of the standard explanation."
     )
     is_active = models.BooleanField(default=True)
+    history = HistoricalRecords()  # who changed it and when (docs/adr/0019)
 
     class Meta:
         ordering = ["site", "priority", "created_at"]

@@ -3,13 +3,44 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from simple_history.admin import SimpleHistoryAdmin
 
 from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.ehr.models import EHRSite, Launch
 
 SECRETS = ("client_secret", "private_key_pem")
+
+
+class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
+    """django-simple-history's admin: a "History" button listing each change with who made it, when, the reason
+    (``import from <file>`` for ``ehr_site import``) and what changed (docs/adr/0019). Read-only: a past version
+    can be looked at, never restored (a restore would bypass the form's checks; edit the row or import a file).
+    Opening the history is audited like a change page when the admin audits its views (``AuditedAdminMixin``)."""
+
+    def revert_disabled(self, request: HttpRequest, obj: Any = None) -> bool:
+        return True
+
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Show one past version; refuse a POST (a restore)."""
+        if request.method == "POST":
+            raise PermissionDenied
+        response: HttpResponse = super().history_form_view(request, object_id, version_id, extra_context)
+        return response
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Show the change history, audited as ``view=history`` (target ``<Model>/<id>``) by audited admins."""
+        response: HttpResponse = super().history_view(request, object_id, extra_context)
+        audit = getattr(self, "_audit_view", None)
+        if response.status_code == 200 and audit is not None:
+            audit(request, f"{self.model.__name__}/{object_id}", view="history")
+        return response
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -84,10 +115,10 @@ class EHRSiteForm(forms.ModelForm):
 
 
 @admin.register(EHRSite)
-class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
+class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
     """Per-site configuration. The client secret and private key are write-only: the change page says only whether
     each is set, never its value, to admin and support alike (no masking needed: ``phi_fields`` is empty). Looking
-    and changing are audited."""
+    and changing are audited; "History" lists every change, who and when, without the secrets."""
 
     form = EHRSiteForm
     list_display = ["name", "iss", "client_id", "auth_method", "is_active", "sms_enabled", "discovered_at"]

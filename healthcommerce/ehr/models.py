@@ -1,6 +1,9 @@
 """EHR sites (per-site configuration) and SMART launches (server-side launch state and tokens)."""
 
+from typing import Any
+
 from django.db import models
+from simple_history.models import HistoricalRecords
 
 from healthcommerce.core.encryption import EncryptedCharField, EncryptedTextField
 from healthcommerce.core.models import BaseModel
@@ -9,6 +12,25 @@ DEFAULT_SCOPES = (
     "launch openid fhirUser patient/Patient.rs patient/DeviceRequest.rs patient/ServiceRequest.rs "
     "patient/Coverage.rs user/Practitioner.rs"
 )
+
+
+# Fields the app itself refreshes (discovery's cache, what the EHR last granted): a save of only these is an
+# observation, not a configuration change, and keeps no history row (docs/adr/0019).
+OBSERVED_FIELDS = frozenset({"discovery", "discovered_at", "scopes_granted", "updated_at"})
+# The encrypted secrets never get a historical copy (docs/adr/0016, 0019).
+SECRET_FIELDS = ["client_secret", "private_key_pem"]
+
+
+class SiteHistory(HistoricalRecords):
+    """django-simple-history's ``HistoricalRecords`` that skips saves touching only ``OBSERVED_FIELDS`` (a
+    discovery refresh at launch), unless the save names a user or a change reason (an import, an admin edit)."""
+
+    def post_save(self, instance: Any, created: bool, using: str | None = None, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        named = hasattr(instance, "_history_user") or getattr(instance, "_change_reason", None)
+        if not created and update_fields and set(update_fields) <= OBSERVED_FIELDS and not named:
+            return
+        super().post_save(instance, created, using=using, **kwargs)
 
 
 class Vendor(models.TextChoices):
@@ -102,6 +124,8 @@ class EHRSite(BaseModel):
     )
     discovery = models.JSONField(default=dict, blank=True, editable=False)
     discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Who changed what and when, without the secrets (docs/adr/0019); the admin's "History" button shows it.
+    history = SiteHistory(excluded_fields=SECRET_FIELDS)
 
     class Meta:
         verbose_name = "EHR site"

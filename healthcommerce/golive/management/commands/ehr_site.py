@@ -1,23 +1,28 @@
-"""``manage.py ehr_site add|list|check``: register and inspect EHR sites from the command line.
+"""``manage.py ehr_site add|list|check|export|import``: register, inspect, export and import EHR sites from the
+command line (the site record file: docs/adr/0019, docs/site-record.schema.json).
 
 ``check NAME [--patient ID]`` is the go-live readiness check (``healthcommerce.golive.readiness``): it prints a
 pass/warn/fail report with the fix for each problem and exits 1 when anything fails.
 """
 
 import json
+import sys
 from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
+from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite
 from healthcommerce.golive.readiness import report_dict, site_readiness
+from healthcommerce.golive.siterecord import site_by_name, site_record_dumps, site_record_export, site_record_import
 
 
 class Command(BaseCommand):
-    help = "Register (add), list, or check EHR sites. See README 'Register a real Epic site'."
+    help = "Register (add), list, check, export or import EHR sites. See README 'Register a real Epic site'."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -38,6 +43,12 @@ class Command(BaseCommand):
         check.add_argument("--iss", help="the site's iss (instead of NAME)")
         check.add_argument("--patient", default="", help="a test patient's FHIR id to read with backend services")
         check.add_argument("--json", action="store_true", help="print the report as JSON")
+        export = sub.add_parser("export", help="print a site's record file (JSON; secrets only by reference)")
+        export.add_argument("name", help="the site's name (or its iss)")
+        load = sub.add_parser("import", help="make a site match a record file, in one transaction")
+        load.add_argument("file", help="the site record file, or - for standard input")
+        load.add_argument("--dry-run", action="store_true", help="print the changes without saving them")
+        load.add_argument("--user", help="the staff username the history and audit rows name")
 
     def handle(self, *args: Any, **options: Any) -> None:
         getattr(self, f"_{options['action']}")(options)
@@ -89,3 +100,41 @@ class Command(BaseCommand):
             self.stdout.write(report.as_text(), ending="")
         if not report.passed:
             raise CommandError(f"{len(report.failures)} check(s) failed for {site.name}.", returncode=1)
+
+    def _export(self, options: dict[str, Any]) -> None:
+        try:
+            site = site_by_name(name=options["name"])
+        except HealthcommerceError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(site_record_dumps(site_record_export(site=site)), ending="")
+
+    def _import(self, options: dict[str, Any]) -> None:
+        user = None
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"], is_staff=True).first()
+            if user is None:
+                raise CommandError(f"No staff user named {options['user']!r}.")
+        path = options["file"]
+        try:
+            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+            record = json.loads(text)
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{path} is not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        source = "stdin" if path == "-" else Path(path).name
+        try:
+            result = site_record_import(record=record, source=source, user=user, dry_run=options["dry_run"])
+        except HealthcommerceError as exc:
+            raise CommandError(exc.message) from exc
+        site = result.site
+        verb = "Would create" if options["dry_run"] and result.created else "Created" if result.created else "Site"
+        self.stdout.write(f"{verb} {site.name} ({site.iss})")
+        for line in result.changes:
+            self.stdout.write(f"  {line}")
+        for line in result.warnings:
+            self.stderr.write(f"warning: {line}")
+        if not result.changes:
+            self.stdout.write("  No changes.")
+        if options["dry_run"]:
+            self.stdout.write("Dry run: nothing was saved.")

@@ -1,0 +1,503 @@
+"""The site record: one health system's EHR site and its own catalog configuration as a JSON file (docs/adr/0019).
+
+``site_record_export`` turns an ``EHRSite`` (with its code mappings, orderable and payer rules) into a dict that
+``site_record_dumps`` writes deterministically; ``site_record_import`` validates such a dict against
+``docs/site-record.schema.json`` and semantically, then makes the database match it in one transaction, keeping
+history (django-simple-history) with the importing user and the reason ``import from <file>``. Secrets are never
+in the file: each is a reference to an environment variable named after the site (``secret_env_name``).
+"""
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import cache
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import jsonschema
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from healthcommerce.audit.services import audit_record
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
+from healthcommerce.core.errors import HealthcommerceError, NotFound
+from healthcommerce.ehr.models import AppSigningKey, EHRSite
+
+FORMAT = "healthcommerce-site-record/1"
+SCHEMA_PATH = settings.BASE_DIR / "docs" / "site-record.schema.json"
+# EHRSite fields copied as they are; the rest are the space-separated scope lists, the date and the secrets.
+PLAIN_FIELDS = (
+    "name",
+    "iss",
+    "vendor",
+    "vendor_version",
+    "is_active",
+    "client_id",
+    "auth_method",
+    "key_id",
+    "signing_alg",
+    "send_jku",
+    "discovery",
+    "quirks",
+    "frame_origins",
+    "sms_enabled",
+    "backend_services",
+    "backend_client_id",
+    "shipto_reread",
+    "writeback",
+    "cds_hooks_enabled",
+    "cds_issuers",
+    "cds_jku_allowlist",
+)
+SCOPE_FIELDS = ("scopes", "scopes_granted", "backend_scopes")
+# Record key -> (model field, suffix of its environment variable).
+SECRETS = {"client_secret": "CLIENT_SECRET", "private_key_pem": "PRIVATE_KEY"}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class SiteRecordInvalid(HealthcommerceError):
+    """The file is not a valid site record; ``errors`` holds one ``"<JSON path>: <problem>"`` line per problem."""
+
+    code = "site_record_invalid"
+    message = "The site record is not valid."
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("The site record is not valid:\n" + "\n".join(f"  {line}" for line in errors))
+
+
+@dataclass
+class ImportResult:
+    """What ``site_record_import`` did: ``changes`` and ``warnings`` are lines for a person; ``site`` is saved
+    unless the import was a dry run."""
+
+    site: EHRSite
+    created: bool
+    changes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def secret_env_name(site_name: str, secret: str) -> str:
+    """Return the environment variable holding ``secret`` (``client_secret`` or ``private_key_pem``) of the site
+    named ``site_name``: ``HC_SITE_<NAME>_CLIENT_SECRET`` or ``..._PRIVATE_KEY``, ``<NAME>`` the name in capitals
+    with each run of other characters one underscore ("Example Health (prod)" -> ``EXAMPLE_HEALTH_PROD``)."""
+    slug = re.sub(r"[^A-Z0-9]+", "_", site_name.upper()).strip("_") or "SITE"
+    return f"HC_SITE_{slug}_{SECRETS[secret]}"
+
+
+def site_by_name(*, name: str) -> EHRSite:
+    """Return the one site whose name (or ``iss``) is ``name``. Raises ``NotFound`` when none or several are."""
+    sites = list(EHRSite.objects.filter(name=name)) or list(EHRSite.objects.filter(iss=name.rstrip("/")))
+    if len(sites) != 1:
+        found = "No EHR site" if not sites else f"{len(sites)} EHR sites"
+        raise NotFound(f"{found} named {name!r}; give the exact name or the iss (ehr_site list).")
+    return sites[0]
+
+
+# --- export ---------------------------------------------------------------------------------------------------
+
+
+def _utc(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _percent(value: Decimal | None) -> str | None:
+    return None if value is None else str(Decimal(value).quantize(Decimal("0.01")))
+
+
+def _payer_rule(rule: PayerRule) -> dict[str, Any]:
+    return {
+        "priority": rule.priority,
+        "match": rule.match,
+        "pattern": rule.pattern,
+        "product_kind": rule.product_kind,
+        "kind": rule.kind,
+        "copay_cents": rule.copay_cents,
+        "coinsurance_percent": _percent(rule.coinsurance_percent),
+        "patient_message": rule.patient_message,
+        "is_active": rule.is_active,
+    }
+
+
+def _catalog(site: EHRSite) -> dict[str, Any]:
+    mappings = CodeMapping.objects.filter(site=site).select_related("product")
+    rules = OrderableRule.objects.filter(site=site)
+    payer_rules = sorted(PayerRule.objects.filter(site=site), key=lambda r: (r.priority, r.created_at, str(r.pk)))
+    return {
+        "code_mappings": sorted(
+            (
+                {"system": m.system, "code": m.code, "product": m.product.sku, "default_quantity": m.default_quantity}
+                for m in mappings
+            ),
+            key=lambda m: (m["system"], m["code"]),
+        ),
+        "orderable_rules": sorted(
+            (
+                {
+                    "resource_type": r.resource_type,
+                    "system": r.system,
+                    "code_prefix": r.code_prefix,
+                    "orderable": r.orderable,
+                    "reason": r.reason,
+                }
+                for r in rules
+            ),
+            key=lambda r: (r["resource_type"], r["system"], r["code_prefix"]),
+        ),
+        "payer_rules": [_payer_rule(rule) for rule in payer_rules],
+    }
+
+
+def site_record_export(*, site: EHRSite) -> dict[str, Any]:
+    """Return the site record of ``site`` (the shape of docs/site-record.schema.json, format ``FORMAT``).
+
+    Secrets appear only as ``{"secret_ref": "env:<secret_env_name>"}`` when stored (else null); our signing keys
+    only by kid, alg, environment and status. Lists the app builds are sorted (mappings, rules, keys); payer rules
+    are in the order they are tried; lists the site holds (scopes, origins, issuers) keep their order.
+    """
+    record: dict[str, Any] = {"format": FORMAT} | {name: getattr(site, name) for name in PLAIN_FIELDS}
+    record |= {name: getattr(site, name).split() for name in SCOPE_FIELDS}
+    record["discovered_at"] = _utc(site.discovered_at)
+    for name in SECRETS:
+        record[name] = {"secret_ref": f"env:{secret_env_name(site.name, name)}"} if getattr(site, name) else None
+    keys = AppSigningKey.objects.filter(site=site)
+    record["signing_keys"] = sorted(
+        ({"kid": k.kid, "alg": k.alg, "environment": k.environment, "status": k.status} for k in keys),
+        key=lambda k: (k["environment"], k["alg"], k["kid"]),
+    )
+    return record | _catalog(site)
+
+
+def site_record_dumps(record: dict[str, Any]) -> str:
+    """Return ``record`` as the file's text: sorted keys, two-space indent, UTF-8 characters kept, final newline."""
+    return json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# --- validation -----------------------------------------------------------------------------------------------
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _schema_errors(record: object) -> list[str]:
+    errors = sorted(_validator().iter_errors(record), key=lambda e: (e.json_path, e.message))
+    return [f"{e.json_path}: {e.message}" for e in errors]
+
+
+def _url_problem(value: str, *, origin: bool = False) -> str | None:
+    """Return why ``value`` is not an https URL (http only on localhost), or an origin when ``origin``; or None."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return f"{value!r} is not a URL"
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        return f"{value!r} is not an http(s) URL"
+    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+        return f"{value!r} must be https (http only on localhost)"
+    if origin and (parts.path or parts.query or parts.fragment or parts.username):
+        return f"{value!r} must be an origin: scheme://host[:port], no path"
+    return None
+
+
+def _check_urls(record: dict[str, Any]) -> list[str]:
+    errors = []
+    problem = _url_problem(record["iss"])
+    if problem:
+        errors.append(f"$.iss: {problem}")
+    elif record["iss"].endswith("/"):
+        errors.append("$.iss: drop the trailing slash (the EHR sends iss without it)")
+    for key, origin in (("frame_origins", True), ("cds_issuers", False), ("cds_jku_allowlist", False)):
+        for i, value in enumerate(record[key]):
+            if problem := _url_problem(value, origin=origin):
+                errors.append(f"$.{key}[{i}]: {problem}")
+    return errors
+
+
+def _duplicates(items: list[dict[str, Any]], key_fields: tuple[str, ...], where: str) -> list[str]:
+    """Name each item of ``items`` whose ``key_fields`` repeat an earlier item's (``where``: its JSON path)."""
+    errors: list[str] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for i, item in enumerate(items):
+        key = tuple(item[name] for name in key_fields)
+        if key in seen:
+            errors.append(f"{where}[{i}]: duplicate of {where}[{seen[key]}] ({'|'.join(key)})")
+        seen.setdefault(key, i)
+    return errors
+
+
+def _check_catalog(record: dict[str, Any]) -> list[str]:
+    mappings = record["code_mappings"]
+    skus = set(Product.objects.filter(sku__in=[m["product"] for m in mappings]).values_list("sku", flat=True))
+    errors = [
+        f"$.code_mappings[{i}].product: no product with SKU {m['product']!r}"
+        for i, m in enumerate(mappings)
+        if m["product"] not in skus
+    ]
+    errors += _duplicates(mappings, ("system", "code"), "$.code_mappings")
+    errors += _duplicates(record["orderable_rules"], ("resource_type", "system", "code_prefix"), "$.orderable_rules")
+    for i, item in enumerate(record["payer_rules"]):
+        try:
+            _payer_rule_model(item).clean()
+        except ValidationError as exc:
+            for name, messages in exc.message_dict.items():
+                errors.extend(f"$.payer_rules[{i}].{name}: {message}" for message in messages)
+    return errors
+
+
+def _check_record(record: dict[str, Any]) -> list[str]:
+    errors = _check_urls(record) + _check_catalog(record)
+    if record["discovered_at"]:
+        try:
+            datetime.fromisoformat(record["discovered_at"])
+        except ValueError:
+            errors.append("$.discovered_at: not a date-time")
+    for name in SECRETS:
+        ref = record[name]
+        expected = f"env:{secret_env_name(record['name'], name)}"
+        if ref is not None and ref["secret_ref"] != expected:
+            errors.append(f"$.{name}.secret_ref: for the site named {record['name']!r} it is {expected!r}")
+    return errors
+
+
+def site_record_validate(record: object) -> dict[str, Any]:
+    """Return ``record`` when it is a valid site record. Raises ``SiteRecordInvalid`` naming the JSON path of each
+    problem: the schema first (docs/site-record.schema.json, draft 2020-12), then what the schema cannot say (URLs
+    https outside localhost, known product SKUs, no duplicate mapping or rule, payer rules complete, secret
+    references named after the site)."""
+    errors = _schema_errors(record)
+    if errors:
+        raise SiteRecordInvalid(errors)
+    valid = cast(dict[str, Any], record)  # the schema says it is an object
+    errors = _check_record(valid)
+    if errors:
+        raise SiteRecordInvalid(errors)
+    return valid
+
+
+# --- import ---------------------------------------------------------------------------------------------------
+
+
+def _payer_rule_model(item: dict[str, Any]) -> PayerRule:
+    percent = item["coinsurance_percent"]
+    return PayerRule(**(item | {"coinsurance_percent": None if percent is None else Decimal(percent)}))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _change_text(name: str, old: Any, new: Any) -> str:
+    """Say how field ``name`` changes from ``old`` to ``new``: scopes added and removed, else both values."""
+    if name == "discovery":
+        return "changed"
+    if name in SCOPE_FIELDS:
+        before, after = old.split(), new.split()
+        added = [f"+{scope}" for scope in after if scope not in before]
+        removed = [f"-{scope}" for scope in before if scope not in after]
+        return " ".join(added + removed) or "reordered"
+    return f"{_short(old)} -> {_short(new)}"
+
+
+def _payer_text(item: dict[str, Any]) -> str:
+    """One payer rule in a line: ``priority 5: contains 'Plan' (device) -> copay 1500 cents``."""
+    what = {"no_payer": "no payer", "any_payer": "any payer"}.get(item["match"], f"{item['match']} {item['pattern']!r}")
+    kind = item["kind"]
+    if kind == "copay":
+        kind += f" {item['copay_cents']} cents"
+    elif kind == "coinsurance":
+        kind += f" {item['coinsurance_percent']}%"
+    scope = f" ({item['product_kind']})" if item["product_kind"] else ""
+    active = "" if item["is_active"] else " [inactive]"
+    return f"priority {item['priority']}: {what}{scope} -> {kind}{active}"
+
+
+def _site_values(record: dict[str, Any]) -> dict[str, Any]:
+    values = {name: record[name] for name in PLAIN_FIELDS}
+    values |= {name: " ".join(record[name]) for name in SCOPE_FIELDS}
+    at = record["discovered_at"]
+    values["discovered_at"] = datetime.fromisoformat(at) if at else None
+    return values
+
+
+def _secret_value(record: dict[str, Any], site: EHRSite, name: str, result: ImportResult) -> str | None:
+    """Return the new value of secret ``name`` (None: keep the stored one), reading the referenced variable."""
+    if record[name] is None:
+        return ""
+    variable = record[name]["secret_ref"].removeprefix("env:")
+    value = os.environ.get(variable, "").strip()
+    if name == "private_key_pem" and value:
+        try:
+            load_pem_private_key(value.encode(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise SiteRecordInvalid([f"$.{name}: {variable} does not hold an unencrypted PEM private key"]) from exc
+    if value:
+        return value
+    if not getattr(site, name):
+        result.warnings.append(f"{name}: {variable} is not set and nothing is stored")
+    return None
+
+
+def _require_secret(site: EHRSite) -> None:
+    """Raise ``SiteRecordInvalid`` when the site's auth method needs a secret that it does not have."""
+    if site.auth_method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC and not site.client_secret:
+        variable = secret_env_name(site.name, "client_secret")
+        raise SiteRecordInvalid([f"$.client_secret: client_secret_basic needs a client secret: set {variable}"])
+    if site.auth_method == EHRSite.AuthMethod.PRIVATE_KEY_JWT and not site.private_key_pem:
+        ours = AppSigningKey.objects.filter(status__in=["next", "active"], environment=settings.APP_ENVIRONMENT)
+        if site._state.adding or not ours.filter(site=site).exists():
+            variable = secret_env_name(site.name, "private_key_pem")
+            raise SiteRecordInvalid(
+                [f"$.private_key_pem: private_key_jwt needs a private key: set {variable} (or make a key: ehr_keys)"]
+            )
+
+
+def _apply_site(record: dict[str, Any], site: EHRSite, result: ImportResult) -> list[str]:
+    """Set the record's values on ``site`` (not saved); return the changed field names and note each change."""
+    changed = []
+    for name, value in _site_values(record).items():
+        old = getattr(site, name)
+        if old != value:
+            changed.append(name)
+            result.changes.append(f"{name}: {_change_text(name, old, value)}")
+            setattr(site, name, value)
+    for name in SECRETS:
+        new = _secret_value(record, site, name, result)
+        if new is not None and new != getattr(site, name):
+            changed.append(name)
+            variable = secret_env_name(record["name"], name)
+            result.changes.append(f"{name}: {'set from ' + variable if new else 'removed'}")
+            setattr(site, name, new)
+    return changed
+
+
+def _mark(obj: Any, user: Any, reason: str) -> Any:
+    """Name who and why on ``obj`` for its history row (django-simple-history reads these attributes)."""
+    if user is not None:
+        obj._history_user = user
+    obj._change_reason = reason
+    return obj
+
+
+def _sync_mappings(record: dict[str, Any], site: EHRSite, user: Any, reason: str, result: ImportResult) -> None:
+    existing = {(m.system, m.code): m for m in CodeMapping.objects.filter(site=site).select_related("product")}
+    products = {p.sku: p for p in Product.objects.filter(sku__in=[m["product"] for m in record["code_mappings"]])}
+    for item in record["code_mappings"]:
+        key, product = (item["system"], item["code"]), products[item["product"]]
+        text = f"{key[0]}|{key[1]} -> {item['product']} x{item['default_quantity']}"
+        mapping = existing.pop(key, None)
+        if mapping is None:
+            quantity = item["default_quantity"]
+            new = CodeMapping(site=site, system=key[0], code=key[1], product=product, default_quantity=quantity)
+            _mark(new, user, reason).save()
+            result.changes.append(f"code_mappings: + {text}")
+        elif (mapping.product_id, mapping.default_quantity) != (product.pk, item["default_quantity"]):
+            was = f"{mapping.product.sku} x{mapping.default_quantity}"
+            mapping.product, mapping.default_quantity = product, item["default_quantity"]
+            _mark(mapping, user, reason).save(update_fields=["product", "default_quantity", "updated_at"])
+            result.changes.append(f"code_mappings: ~ {text} (was {was})")
+    for (system, code), mapping in sorted(existing.items()):
+        _mark(mapping, user, reason).delete()
+        result.changes.append(f"code_mappings: - {system}|{code} -> {mapping.product.sku}")
+
+
+def _sync_orderable_rules(record: dict[str, Any], site: EHRSite, user: Any, reason: str, result: ImportResult) -> None:
+    existing = {(r.resource_type, r.system, r.code_prefix): r for r in OrderableRule.objects.filter(site=site)}
+    for item in record["orderable_rules"]:
+        key = (item["resource_type"], item["system"], item["code_prefix"])
+        verdict = "orderable" if item["orderable"] else f"not orderable ({item['reason']})"
+        text = f"{key[0] or 'Any'} {key[1] or '*'}|{key[2]}* {verdict}"
+        rule = existing.pop(key, None)
+        if rule is None:
+            _mark(OrderableRule(site=site, **item), user, reason).save()
+            result.changes.append(f"orderable_rules: + {text}")
+        elif (rule.orderable, rule.reason) != (item["orderable"], item["reason"]):
+            rule.orderable, rule.reason = item["orderable"], item["reason"]
+            _mark(rule, user, reason).save(update_fields=["orderable", "reason", "updated_at"])
+            result.changes.append(f"orderable_rules: ~ {text}")
+    for rule in sorted(existing.values(), key=str):
+        _mark(rule, user, reason).delete()
+        result.changes.append(f"orderable_rules: - {rule}")
+
+
+def _sync_payer_rules(record: dict[str, Any], site: EHRSite, user: Any, reason: str, result: ImportResult) -> None:
+    """Keep rows equal to an item, delete the rest, create the missing; then make the order among equal
+    priorities (decided by ``created_at``) the file's."""
+    existing = sorted(PayerRule.objects.filter(site=site), key=lambda r: (r.priority, r.created_at, str(r.pk)))
+    wanted = sorted(record["payer_rules"], key=lambda item: item["priority"])
+    rows: list[PayerRule] = []
+    for item in wanted:
+        rule = next((r for r in existing if _payer_rule(r) == item), None)
+        if rule is not None:
+            existing.remove(rule)
+        else:
+            rule = _mark(_payer_rule_model(item), user, reason)
+            rule.site = site
+            rule.save()
+            result.changes.append(f"payer_rules: + {_payer_text(item)}")
+        rows.append(rule)
+    for rule in existing:
+        _mark(rule, user, reason).delete()
+        result.changes.append(f"payer_rules: - {_payer_text(_payer_rule(rule))}")
+    if [r.pk for r in sorted(rows, key=lambda r: (r.priority, r.created_at, str(r.pk)))] != [r.pk for r in rows]:
+        start = timezone.now()
+        for i, rule in enumerate(rows):  # the order among equals, not a change of any rule: no history row
+            PayerRule.objects.filter(pk=rule.pk).update(created_at=start + timedelta(microseconds=i))
+        result.changes.append("payer_rules: reordered among equal priorities as in the file")
+
+
+def _warn_missing_keys(record: dict[str, Any], site: EHRSite, result: ImportResult) -> None:
+    have = set(AppSigningKey.objects.filter(site=site).values_list("kid", flat=True))
+    for i, key in enumerate(record["signing_keys"]):
+        if key["kid"] not in have:
+            result.warnings.append(
+                f"$.signing_keys[{i}]: no key {key['kid']!r} here for this site (ehr_keys makes keys)"
+            )
+
+
+def site_record_import(*, record: object, source: str, user: Any = None, dry_run: bool = False) -> ImportResult:
+    """Make the database hold the site record ``record`` (parsed JSON), in one transaction; return what changed.
+
+    The site is found by ``iss`` (created when none has it). Its fields, its secrets (from the referenced
+    environment variables when set, else the stored ones kept; a null reference removes the stored secret) and its
+    code mappings, orderable rules and payer rules are made the file's. Our signing keys are not touched (a kid the
+    database lacks is a warning). Each change writes a history row with ``user`` and the reason
+    ``import from <source>``, and the import one ``site.import`` audit row. ``dry_run`` rolls everything back.
+
+    Raises ``SiteRecordInvalid`` (the JSON path of each problem) before anything is written, or when the auth method
+    needs a secret that neither the environment nor the database has.
+    """
+    valid = site_record_validate(record)
+    reason = f"import from {source}"[:100]
+    with transaction.atomic():
+        site = EHRSite.objects.select_for_update().filter(iss=valid["iss"]).first()
+        created = site is None
+        site = site or EHRSite()
+        result = ImportResult(site=site, created=created)
+        changed = _apply_site(valid, site, result)
+        _require_secret(site)
+        if created:
+            _mark(site, user, reason).save()
+        elif changed:
+            _mark(site, user, reason).save(update_fields=[*changed, "updated_at"])
+        _sync_mappings(valid, site, user, reason, result)
+        _sync_orderable_rules(valid, site, user, reason, result)
+        _sync_payer_rules(valid, site, user, reason, result)
+        _warn_missing_keys(valid, site, result)
+        actor = f"admin:{user.get_username()}" if user is not None else "command:ehr_site"
+        detail = {"source": source[:200], "changes": len(result.changes), "created": created, "dry_run": dry_run}
+        audit_record(actor=actor, action="site.import", target=f"EHRSite/{site.pk}", site=site.iss, detail=detail)
+        if dry_run:
+            transaction.set_rollback(True)
+    return result

@@ -1,0 +1,457 @@
+"""The site record file (issue 10 "The site record, versioned"; docs/adr/0019): ``ehr_site export`` and ``import``
+round-trip every fixture site byte for byte, the schema names the path of each problem, secrets never leave the
+database, and every change is kept with who made it and when."""
+
+import copy
+import io
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.core.management import call_command, execute_from_command_line
+from django.core.management.base import CommandError
+
+from healthcommerce.audit.models import AuditEvent
+from healthcommerce.catalog.models import HCPCS, CodeMapping, OrderableRule, PayerRule, Product
+from healthcommerce.ehr.models import AppSigningKey, EHRSite
+from healthcommerce.golive.siterecord import secret_env_name
+from tests.fulfillment.test_encryption_at_rest import plaintext_found
+
+pytestmark = pytest.mark.django_db
+SITES_DIR = Path(settings.BASE_DIR) / "healthcommerce" / "golive" / "sites"
+FIXTURES = sorted(SITES_DIR.glob("*.json"))
+SECRET = "site-record-secret-4c2e9a"
+
+
+def new_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode()
+
+
+def export(name: str) -> str:
+    out = io.StringIO()
+    call_command("ehr_site", "export", name, stdout=out)
+    return out.getvalue()
+
+
+def import_file(path: Path | str, *args: str) -> str:
+    out = io.StringIO()
+    call_command("ehr_site", "import", str(path), *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def set_secrets(monkeypatch, record: dict) -> None:  # type: ignore[no-untyped-def]
+    """Put a fresh value in each secret variable the record references."""
+    for name, value in (("client_secret", SECRET), ("private_key_pem", new_pem())):
+        if record[name]:
+            monkeypatch.setenv(record[name]["secret_ref"].removeprefix("env:"), value)
+
+
+def write(tmp_path: Path, record: dict, name: str = "site.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def epic() -> dict:
+    return json.loads((SITES_DIR / "epic-example.json").read_text())
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_each_fixture_site_round_trips_byte_for_byte(path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    record = json.loads(path.read_text())
+    set_secrets(monkeypatch, record)
+    assert EHRSite.objects.count() == 0 and Product.objects.exists()  # an empty database, the catalog migrated
+
+    import_file(path)
+
+    assert export(record["name"]).encode() == path.read_bytes()
+
+
+def test_the_fixtures_are_the_sandbox_an_epic_and_an_oracle_health_site() -> None:
+    records = [json.loads(p.read_text()) for p in FIXTURES]
+    assert {r["vendor"] for r in records} >= {"sandbox", "epic", "oracle"}
+    epic = next(r for r in records if r["vendor"] == "epic")
+    assert (epic["auth_method"], epic["signing_alg"]) == ("private_key_jwt", "RS384")
+    assert epic["quirks"] == {"authorize_post": True, "epic_client_id_header": True}
+    assert epic["iss"].startswith("https://fhir.epic.com/")
+    assert any(m["system"].startswith("urn:oid:1.2.840.114350.") for m in epic["code_mappings"])  # site-local
+
+
+def test_the_sandbox_fixture_is_what_demo_setup_registers(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR, settings.APP_BASE_URL = tmp_path, "http://127.0.0.1:8000"
+    call_command("demo_setup", stdout=io.StringIO())
+    fixture = json.loads((SITES_DIR / "sandbox.json").read_text())
+
+    registered = json.loads(export("Sandbox EHR"))
+
+    set_by_demo_setup = ["name", "iss", "client_id", "auth_method", "private_key_pem", "key_id", "signing_alg"]
+    set_by_demo_setup += ["scopes", "frame_origins", "sms_enabled"]
+    assert {k: registered[k] for k in set_by_demo_setup} == {k: fixture[k] for k in set_by_demo_setup}
+
+
+def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_client, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    response = admin_client.post(
+        "/admin/ehr/ehrsite/add/",
+        {
+            "name": "Harbor Health",
+            "iss": "https://ehr.harbor.example/fhir/r4",
+            "client_id": "hc-harbor",
+            "auth_method": "client_secret_basic",
+            "new_client_secret": SECRET,
+            "key_id": "",
+            "signing_alg": "RS384",
+            "scopes": "launch openid fhirUser patient/Patient.rs",
+            "quirks": '{"epic_client_id_header": true}',
+            "frame_origins": '["https://epic.harbor.example"]',
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    site = EHRSite.objects.get(name="Harbor Health")
+    cpap = Product.objects.get(sku="DME-CPAP-STD")
+    for url, data in [
+        (
+            "/admin/catalog/codemapping/add/",
+            {"site": site.pk, "system": "urn:oid:9.9", "code": "X1", "product": cpap.pk},
+        ),
+        ("/admin/catalog/codemapping/add/", {"site": site.pk, "system": HCPCS, "code": "E0601", "product": cpap.pk}),
+        ("/admin/catalog/orderablerule/add/", {"site": site.pk, "system": HCPCS, "code_prefix": "K", "reason": "no"}),
+        (
+            "/admin/catalog/payerrule/add/",
+            {"site": site.pk, "priority": 7, "match": "contains", "pattern": "Harbor", "kind": "covered"},
+        ),
+        (
+            "/admin/catalog/payerrule/add/",
+            {
+                "site": site.pk,
+                "priority": 7,
+                "match": "any_payer",
+                "kind": "coinsurance",
+                "coinsurance_percent": "12.5",
+            },
+        ),
+    ]:
+        data = {"default_quantity": 1, "is_active": "on", **data}
+        assert admin_client.post(url, data).status_code == 302, admin_client.post(url, data).content.decode()[:3000]
+    first = export("Harbor Health")
+    exported = tmp_path / "harbor.json"
+    exported.write_text(first, encoding="utf-8")
+
+    # Into the same database: nothing changes.
+    assert "No changes." in import_file(exported)
+    assert export("Harbor Health") == first
+    # Into a database without the site: the same bytes again (the secret from its variable).
+    site.delete()
+    monkeypatch.setenv(secret_env_name("Harbor Health", "client_secret"), SECRET)
+    import_file(exported)
+    assert export("Harbor Health") == first
+    assert json.loads(first)["payer_rules"][0]["pattern"] == "Harbor"  # equal priorities keep the admin's order
+
+
+def test_secrets_never_appear_in_an_export(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pem = new_pem()
+    site = EHRSite.objects.create(
+        name="Secret clinic",
+        iss="https://secret.example/fhir",
+        client_id="c",
+        auth_method=EHRSite.AuthMethod.PRIVATE_KEY_JWT,
+        client_secret=SECRET,
+        private_key_pem=pem,
+        key_id="secret-1",
+    )
+    AppSigningKey.objects.create(
+        site=site,
+        environment="test",
+        kid="secret-clinic-rs384-1",
+        alg="RS384",
+        status="active",
+        private_jwk=json.dumps({"kty": "RSA", "d": "private-exponent-never-exported", "kid": "secret-clinic-rs384-1"}),
+        public_jwk={"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "secret-clinic-rs384-1"},
+    )
+
+    text = export("Secret clinic")
+
+    pem_lines = [line for line in pem.splitlines() if "-----" not in line]
+    for secret in [SECRET, "private-exponent-never-exported", "BEGIN PRIVATE KEY", *pem_lines]:
+        assert secret not in text
+    record = json.loads(text)
+    assert record["client_secret"] == {"secret_ref": "env:HC_SITE_SECRET_CLINIC_CLIENT_SECRET"}
+    assert record["private_key_pem"] == {"secret_ref": "env:HC_SITE_SECRET_CLINIC_PRIVATE_KEY"}
+    assert record["signing_keys"] == [
+        {"kid": "secret-clinic-rs384-1", "alg": "RS384", "environment": "test", "status": "active"}
+    ]
+
+
+def test_import_takes_a_secret_from_its_variable_else_keeps_the_stored_one_else_fails(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch, epic
+) -> None:
+    variable = epic["private_key_pem"]["secret_ref"].removeprefix("env:")
+    path = write(tmp_path, epic)
+    with pytest.raises(
+        CommandError, match=rf"\$\.private_key_pem: private_key_jwt needs a private key: set {variable}"
+    ):
+        import_file(path)
+    assert not EHRSite.objects.exists()
+
+    pem = new_pem()
+    monkeypatch.setenv(variable, pem)
+    assert f"private_key_pem: set from {variable}" in import_file(path)
+    monkeypatch.delenv(variable)
+    assert "No changes." in import_file(path)  # the stored key is kept
+    assert EHRSite.objects.get().private_key_pem == pem.strip()
+
+    monkeypatch.setenv(variable, "not a key")
+    with pytest.raises(CommandError, match=f"{variable} does not hold an unencrypted PEM private key"):
+        import_file(path)
+
+    public = dict(epic, auth_method="none", private_key_pem=None)
+    assert "private_key_pem: removed" in import_file(write(tmp_path, public))
+    assert EHRSite.objects.get().private_key_pem == ""
+
+
+def mutate(record: dict, path: str, value: object) -> dict:
+    """Return a copy of ``record`` with the item at ``path`` (dots and [i]) set to ``value`` (``...``: removed)."""
+    changed = copy.deepcopy(record)
+    parts = [int(p) if p.isdigit() else p for p in path.replace("[", ".").replace("]", "").split(".")]
+    target = changed
+    for part in parts[:-1]:
+        target = target[part]
+    if value is ...:
+        del target[parts[-1]]
+    else:
+        target[parts[-1]] = value
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "error"),
+    [
+        ("format", "healthcommerce-site-record/0", "$.format: 'healthcommerce-site-record/1' was expected"),
+        ("vendor", ..., "$: 'vendor' is a required property"),
+        ("vendor", "meditech", "$.vendor: 'meditech' is not one of"),
+        ("extra", 1, "Additional properties are not allowed ('extra' was unexpected)"),
+        ("code_mappings[1].default_quantity", 0, "$.code_mappings[1].default_quantity: 0 is less than the minimum"),
+        ("code_mappings[2].product", "NO-SUCH-SKU", "$.code_mappings[2].product: no product with SKU 'NO-SUCH-SKU'"),
+        ("code_mappings[2].code", "DME1010", "$.code_mappings[2]: duplicate of $.code_mappings[1] (urn:oid:"),
+        (
+            "orderable_rules[1].code_prefix",
+            "LAB",
+            "$.orderable_rules[1]: duplicate of $.orderable_rules[0] (ServiceRequest|urn:oid:",
+        ),
+        ("payer_rules[0].copay_cents", None, "$.payer_rules[0].copay_cents: A copay rule needs the amount."),
+        ("payer_rules[1].pattern", "(unclosed", "$.payer_rules[1].pattern: Not a valid regular expression"),
+        ("iss", "http://fhir.example.org/r4", "$.iss: 'http://fhir.example.org/r4' must be https"),
+        ("iss", "https://fhir.example.org/r4/", "$.iss: drop the trailing slash"),
+        (
+            "frame_origins[0]",
+            "https://epic.example.org/page",
+            "$.frame_origins[0]: 'https://epic.example.org/page' must",
+        ),
+        ("cds_jku_allowlist[0]", "not a url at all", "$.cds_jku_allowlist[0]: 'not a url at all' is not an http(s)"),
+        ("scopes[0]", "two words", "$.scopes[0]: 'two words' does not match"),
+        ("discovered_at", "yesterday", "$.discovered_at: 'yesterday' does not match"),
+        ("client_secret", {"secret_ref": "SECRET"}, "$.client_secret: {'secret_ref': 'SECRET'} is not valid"),
+        ("client_secret", {"value": "s3cr3t"}, "$.client_secret:"),
+        ("private_key_pem", {"secret_ref": "env:HC_SITE_OTHER_PRIVATE_KEY"}, "$.private_key_pem.secret_ref: for the"),
+    ],
+)
+def test_import_rejects_a_bad_file_naming_the_path(tmp_path, monkeypatch, epic, path, value, error) -> None:  # type: ignore[no-untyped-def]
+    set_secrets(monkeypatch, epic)
+    with pytest.raises(CommandError) as raised:
+        import_file(write(tmp_path, mutate(epic, path, value)))
+    assert error in str(raised.value)
+    assert not EHRSite.objects.exists() and not AuditEvent.objects.filter(action="site.import").exists()
+
+
+def test_a_file_that_is_not_json_or_missing_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": ')
+    with pytest.raises(CommandError, match=r"broken\.json is not JSON: line 1 column 12"):
+        import_file(broken)
+    with pytest.raises(CommandError, match=r"Cannot read .*missing\.json"):
+        import_file(tmp_path / "missing.json")
+
+
+def test_an_unknown_site_on_export_exits_non_zero_without_a_traceback(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exited:
+        execute_from_command_line(["manage.py", "ehr_site", "export", "No Such Health"])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "No EHR site named 'No Such Health'" in err and "Traceback" not in err
+
+
+def test_import_replaces_the_sites_mappings_and_rules_and_prints_what_changed(tmp_path, monkeypatch, epic) -> None:  # type: ignore[no-untyped-def]
+    set_secrets(monkeypatch, epic)
+    import_file(write(tmp_path, epic))
+    site = EHRSite.objects.get()
+    global_mappings = CodeMapping.objects.filter(site=None).count()
+    edited = mutate(epic, "code_mappings[0].default_quantity", 2)
+    del edited["code_mappings"][3]
+    edited["code_mappings"].append({"system": HCPCS, "code": "E0424", "product": "DME-O2-STAT", "default_quantity": 1})
+    edited["orderable_rules"] = edited["orderable_rules"][:1]
+    edited["payer_rules"][0]["copay_cents"] = 2000
+    edited["scopes"] = [*edited["scopes"], "online_access"]
+    edited["vendor_version"] = "Epic May 2026"
+
+    out = import_file(write(tmp_path, edited))
+
+    for line in [
+        'vendor_version: "Epic February 2026" -> "Epic May 2026"',
+        "scopes: +online_access",
+        f"code_mappings: ~ {HCPCS}|E0601 -> DME-CPAP-STD x2 (was DME-CPAP-STD x1)",
+        f"code_mappings: + {HCPCS}|E0424 -> DME-O2-STAT x1",
+        "code_mappings: - urn:oid:1.2.840.114350.1.13.0.1.7.2.696580|LAB8830 -> KIT-FIT",
+        "orderable_rules: - ServiceRequest urn:oid:1.2.840.114350.1.13.0.1.7.2.696580|NUR* not orderable",
+        "payer_rules: - priority 5: contains 'Example Health Plan' -> copay 1500 cents",
+        "payer_rules: + priority 5: contains 'Example Health Plan' -> copay 2000 cents",
+    ]:
+        assert line in out
+    assert CodeMapping.objects.filter(site=site).count() == 4
+    assert CodeMapping.objects.filter(site=None).count() == global_mappings  # global rows untouched
+    assert OrderableRule.objects.filter(site=site).count() == 1
+    assert list(PayerRule.objects.filter(site=site).order_by("priority").values_list("copay_cents", flat=True)) == [
+        2000,
+        None,
+    ]
+    assert json.loads(export(epic["name"])) == json.loads(json.dumps(edited)) | {
+        "code_mappings": sorted(edited["code_mappings"], key=lambda m: (m["system"], m["code"]))
+    }
+
+
+def test_dry_run_prints_the_changes_and_saves_nothing(tmp_path, monkeypatch, epic) -> None:  # type: ignore[no-untyped-def]
+    set_secrets(monkeypatch, epic)
+
+    out = import_file(write(tmp_path, epic), "--dry-run")
+
+    assert f"Would create {epic['name']}" in out and "code_mappings: + " in out and "Dry run: nothing was saved." in out
+    assert not EHRSite.objects.exists() and not CodeMapping.objects.filter(site__isnull=False).exists()
+    assert not EHRSite.history.exists() and not AuditEvent.objects.filter(action="site.import").exists()
+
+
+def test_import_reads_standard_input(monkeypatch, epic) -> None:  # type: ignore[no-untyped-def]
+    set_secrets(monkeypatch, epic)
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(epic)))
+
+    import_file("-")
+
+    assert EHRSite.objects.get().history.get().history_change_reason == "import from stdin"
+
+
+def test_import_keeps_history_with_the_user_and_the_file_and_no_secret(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch, epic, django_user_model
+) -> None:
+    staff = django_user_model.objects.create_user(username="golive", is_staff=True)
+    pem = new_pem()
+    monkeypatch.setenv(epic["private_key_pem"]["secret_ref"].removeprefix("env:"), pem)
+    with pytest.raises(CommandError, match="No staff user named 'nobody'"):
+        import_file(write(tmp_path, epic, "epic-example.json"), "--user", "nobody")
+
+    import_file(write(tmp_path, epic, "epic-example.json"), "--user", "golive")
+
+    site = EHRSite.objects.get()
+    row = site.history.get()
+    assert (row.history_user, row.history_change_reason, row.history_type) == (
+        staff,
+        "import from epic-example.json",
+        "+",
+    )
+    mapping_rows = CodeMapping.history.filter(site_id=site.pk)
+    assert mapping_rows.count() == 4 and {r.history_user for r in mapping_rows} == {staff}
+    assert PayerRule.history.filter(site_id=site.pk, history_change_reason="import from epic-example.json").count() == 2
+    names = {f.name for f in EHRSite.history.model._meta.fields}
+    assert "client_secret" not in names and "private_key_pem" not in names
+    body = [line for line in pem.splitlines() if "-----" not in line][2]
+    assert plaintext_found([body]) == []
+    audit = AuditEvent.objects.get(action="site.import")
+    assert (audit.actor, audit.target, audit.site) == ("admin:golive", f"EHRSite/{site.pk}", epic["iss"])
+
+
+def test_the_admin_history_shows_each_change_with_who_and_when(  # type: ignore[no-untyped-def]
+    admin_client, admin_user, tmp_path, monkeypatch, epic, django_user_model
+) -> None:
+    django_user_model.objects.create_user(username="golive", is_staff=True)
+    set_secrets(monkeypatch, epic)
+    import_file(write(tmp_path, epic, "epic-example.json"), "--user", "golive")
+    site = EHRSite.objects.get()
+    data = {
+        "name": site.name,
+        "iss": site.iss,
+        "client_id": site.client_id,
+        "auth_method": site.auth_method,
+        "key_id": site.key_id,
+        "signing_alg": site.signing_alg,
+        "scopes": site.scopes,
+        "quirks": json.dumps(site.quirks),
+        "frame_origins": json.dumps(site.frame_origins),
+        "is_active": "on",
+        "sms_enabled": "on",
+    }
+    assert admin_client.post(f"/admin/ehr/ehrsite/{site.pk}/change/", data).status_code == 302
+
+    page = admin_client.get(f"/admin/ehr/ehrsite/{site.pk}/history/").content.decode()
+
+    assert "import from epic-example.json" in page
+    assert ">golive</a>" in page and f">{admin_user.username}</a>" in page  # the "Changed by" column
+    assert "<strong>Sms enabled:</strong>" in page  # what the admin changed
+    assert site.history.first().history_user == admin_user  # the admin's edit names its user
+    assert site.history.count() == 2
+    assert AuditEvent.objects.filter(action="admin.view", target=f"EHRSite/{site.pk}", detail__view="history").exists()
+    mapping = CodeMapping.objects.filter(site=site).first()
+    assert (
+        "import from epic-example.json"
+        in admin_client.get(f"/admin/catalog/codemapping/{mapping.pk}/history/").content.decode()
+    )
+    version = site.history.last().history_id
+    assert admin_client.get(f"/admin/ehr/ehrsite/{site.pk}/history/{version}/").status_code == 200
+    assert admin_client.post(f"/admin/ehr/ehrsite/{site.pk}/history/{version}/", data).status_code == 403  # no restore
+
+
+def test_a_discovery_refresh_is_not_a_change_in_the_history() -> None:
+    site = EHRSite.objects.create(name="Refreshing", iss="https://refresh.example/fhir", client_id="c")
+    site.discovery = {
+        "authorization_endpoint": "https://refresh.example/a",
+        "token_endpoint": "https://refresh.example/t",
+    }
+    site.save(update_fields=["discovery", "discovered_at", "updated_at"])
+    site.name = "Refreshed"
+    site.save(update_fields=["name", "updated_at"])
+
+    assert [row.history_type for row in site.history.order_by("history_date")] == ["+", "~"]
+
+
+def test_the_schema_is_draft_2020_12_and_describes_every_field() -> None:
+    schema = json.loads((Path(settings.BASE_DIR) / "docs" / "site-record.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+    def undescribed(node: dict, path: str) -> list[str]:
+        missing = []
+        for name, sub in node.get("properties", {}).items():
+            if "description" not in sub:
+                missing.append(f"{path}.{name}")
+            missing += undescribed(sub.get("items", sub), f"{path}.{name}")
+        return missing
+
+    assert undescribed(schema, "$") == []
+    assert set(schema["required"]) == set(schema["properties"])
+    for path in FIXTURES:
+        jsonschema.validate(json.loads(path.read_text()), schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_payer_rules_of_equal_priority_keep_the_files_order(tmp_path, monkeypatch, epic) -> None:  # type: ignore[no-untyped-def]
+    set_secrets(monkeypatch, epic)
+    for rule in epic["payer_rules"]:
+        rule["priority"] = 5
+    import_file(write(tmp_path, epic))
+    swapped = dict(epic, payer_rules=epic["payer_rules"][::-1])
+
+    out = import_file(write(tmp_path, swapped))
+
+    assert out.splitlines()[1:] == ["  payer_rules: reordered among equal priorities as in the file"]
+    assert json.loads(export(epic["name"]))["payer_rules"] == swapped["payer_rules"]
