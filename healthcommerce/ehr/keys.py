@@ -115,7 +115,7 @@ def activation_time(row: AppSigningKey, *, min_published_hours: float = MIN_PUBL
 
 
 def _locked(kid: str) -> AppSigningKey:
-    row = AppSigningKey.objects.select_for_update().filter(kid=kid, environment=_environment()).first()
+    row = AppSigningKey.objects.select_for_update().filter(kid=kid, environment=_environment()).order_by("pk").first()
     if row is None:
         raise SigningKeyRefused(f"No key {kid!r} in environment {_environment()!r}.", code="key_unknown")
     return row
@@ -145,6 +145,7 @@ def signing_key_activate(
     old = (
         AppSigningKey.objects.select_for_update()
         .filter(site=row.site, environment=row.environment, alg=row.alg, status=AppSigningKey.Status.ACTIVE)
+        .order_by("pk")  # not the model's ordering, whose join on the site FOR UPDATE cannot lock
         .first()
     )
     if old is not None:

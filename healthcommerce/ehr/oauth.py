@@ -149,9 +149,14 @@ def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None)
     if method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC:
         secret, auth_method = site.client_secret, encode_client_secret_basic
     elif method == EHRSite.AuthMethod.PRIVATE_KEY_JWT:
-        key = client_key(site)
-        secret = site.private_key_pem
-        auth_method = assertion_auth(key) if key else SmartPrivateKeyJWT(alg=site.signing_alg, kid=site.key_id)
+        try:
+            key = client_key(site)
+        except ValueError:  # an unreadable legacy PEM: signing fails in the token request, as the caller expects
+            key = None
+        if key is not None:
+            auth_method = assertion_auth(key)
+        else:
+            secret, auth_method = site.private_key_pem, SmartPrivateKeyJWT(alg=site.signing_alg, kid=site.key_id)
     return token_session(
         site,
         client_id=site.client_id,

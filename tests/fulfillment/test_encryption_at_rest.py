@@ -157,6 +157,7 @@ def test_every_column_the_review_named_is_encrypted() -> None:
         "ehr.Launch.refresh_token",
         "ehr.EHRSite.client_secret",
         "ehr.EHRSite.private_key_pem",
+        "ehr.AppSigningKey.private_jwk",
         "purchaselinks.PurchaseLink.sent_to",
         "purchaselinks.PurchaseLink.sms_sent_to",
     }
