@@ -9,7 +9,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.roles import PhiMaskedAdmin
-from healthcommerce.ehr.models import EHRSite, Launch
+from healthcommerce.ehr.models import AppSigningKey, EHRSite, Launch
 
 SECRETS = ("client_secret", "private_key_pem")
 
@@ -94,6 +94,18 @@ class EHRSiteForm(forms.ModelForm):
             "frame_origins",
             "is_active",
             "sms_enabled",
+            # the go-live kit (issue 10): vendor, our key's jku, backend services, write-back, CDS Hooks
+            "vendor",
+            "vendor_version",
+            "send_jku",
+            "backend_services",
+            "backend_client_id",
+            "backend_scopes",
+            "shipto_reread",
+            "writeback",
+            "cds_hooks_enabled",
+            "cds_issuers",
+            "cds_jku_allowlist",
         ]
 
     def clean_new_private_key_pem(self) -> str:
@@ -121,12 +133,13 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
     and changing are audited; "History" lists every change, who and when, without the secrets."""
 
     form = EHRSiteForm
-    list_display = ["name", "iss", "client_id", "auth_method", "is_active", "sms_enabled", "discovered_at"]
-    list_filter = ["auth_method", "is_active", "sms_enabled"]
+    list_display = ["name", "vendor", "iss", "client_id", "auth_method", "is_active", "writeback", "discovered_at"]
+    list_filter = ["vendor", "auth_method", "is_active", "sms_enabled", "backend_services", "cds_hooks_enabled"]
     search_fields = ["name", "iss", "client_id"]
     readonly_fields = [
         "client_secret_status",
         "private_key_status",
+        "scopes_granted",
         "discovery",
         "discovered_at",
         "created_at",
@@ -148,6 +161,26 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
     @admin.display(description="Private key")
     def private_key_status(self, obj: EHRSite) -> str:
         return "set" if obj.private_key_pem else "not set"
+
+
+@admin.register(AppSigningKey)
+class AppSigningKeyAdmin(admin.ModelAdmin):
+    """Our signing keys, read-only: kid, algorithm, site, environment and life cycle. The private key is never
+    shown; keys are made, activated and removed with ``manage.py ehr_keys`` (docs/adr/0020), which audits each."""
+
+    list_display = ["kid", "alg", "site", "environment", "status", "created_at", "activated_at", "retired_at"]
+    list_filter = ["status", "alg", "environment"]
+    fields = ("kid", "alg", "site", "environment", "status", "public_jwk", "created_at", "activated_at", "retired_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Launch)

@@ -59,6 +59,7 @@ EXEMPT = {
 # Admins without AuditedAdminMixin -> why. Their adds, changes and deletions are audited all the same (LogEntry).
 ADMIN_EXEMPT = {
     "catalog.product": "catalog configuration, no PHI",
+    "ehr.appsigningkey": "our keys' public metadata, read-only (private key never shown); ehr_keys audits changes",
     "catalog.codemapping": "catalog configuration, no PHI",
     "catalog.orderablerule": "catalog configuration, no PHI",
     "catalog.payerrule": "pricing configuration, no PHI",

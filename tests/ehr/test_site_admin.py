@@ -31,6 +31,10 @@ def form(site: EHRSite, **changes: str) -> dict[str, str]:
         "quirks": "{}",
         "frame_origins": "[]",
         "is_active": "on",
+        "vendor": site.vendor,
+        "writeback": site.writeback,
+        "cds_issuers": "[]",
+        "cds_jku_allowlist": "[]",
     }
     return data | changes
 

@@ -111,6 +111,16 @@ def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_
             "quirks": '{"epic_client_id_header": true}',
             "frame_origins": '["https://epic.harbor.example"]',
             "is_active": "on",
+            "vendor": "epic",
+            "vendor_version": "February 2026",
+            "backend_services": "on",
+            "backend_client_id": "hc-harbor-backend",
+            "backend_scopes": "system/Patient.rs system/Communication.c",
+            "shipto_reread": "on",
+            "writeback": "communication",
+            "cds_hooks_enabled": "on",
+            "cds_issuers": '["https://ehr.harbor.example/fhir/r4"]',
+            "cds_jku_allowlist": '["https://ehr.harbor.example/jwks"]',
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -392,6 +402,17 @@ def test_the_admin_history_shows_each_change_with_who_and_when(  # type: ignore[
         "frame_origins": json.dumps(site.frame_origins),
         "is_active": "on",
         "sms_enabled": "on",
+        "vendor": site.vendor,
+        "vendor_version": site.vendor_version,
+        "backend_client_id": site.backend_client_id,
+        "backend_scopes": site.backend_scopes,
+        "writeback": site.writeback,
+        "cds_issuers": json.dumps(site.cds_issuers),
+        "cds_jku_allowlist": json.dumps(site.cds_jku_allowlist),
+    } | {
+        flag: "on"
+        for flag in ("send_jku", "backend_services", "shipto_reread", "cds_hooks_enabled")
+        if getattr(site, flag)
     }
     assert admin_client.post(f"/admin/ehr/ehrsite/{site.pk}/change/", data).status_code == 302
 
