@@ -68,18 +68,23 @@ class Created:
     location: str
 
 
-def write_context(scope: str, resource_type: str) -> WriteContext | None:
-    """Return how ``scope`` lets a token create ``resource_type``: ``system`` or ``user`` (any patient), ``patient``
-    (only in the token's launch patient's compartment), None (not covered: 403). ``Type.c``, ``Type.cud``,
-    ``Type.write`` and ``*.c`` all grant create (SMART 2.2 v1 ``write`` = v2 ``cud``)."""
+def write_context(scope: str, resource_type: str, *, backend: bool = False) -> WriteContext | None:
+    """Return how ``scope`` lets a token create ``resource_type``: ``system`` (only for a ``backend`` token, one
+    of the client credentials grant: SMART 2.2 "Backend Services") or ``user`` (any patient), ``patient`` (only
+    in the token's launch patient's compartment), None (not covered: 403). ``Type.c``, ``Type.cud``,
+    ``Type.write`` and ``*.c`` all grant create (SMART 2.2 v1 ``write`` = v2 ``cud``); as for reads
+    (``scopes.access_context``), a ``system/`` scope of a launch token counts for nothing."""
     contexts = set()
     for item in scope.split():
         parsed = parse_resource_scope(item)
         if parsed and parsed.resource_type in ("*", resource_type) and "c" in parsed.permissions:
             contexts.add(parsed.context)
-    for context in ("system", "user", "patient"):
-        if context in contexts:
-            return context  # type: ignore[return-value]
+    if backend and "system" in contexts:
+        return "system"
+    if "user" in contexts:
+        return "user"
+    if "patient" in contexts:
+        return "patient"
     return None
 
 
