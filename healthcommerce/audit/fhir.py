@@ -21,7 +21,7 @@ ACTION_SYSTEM = "urn:healthcommerce:audit-action"
 ACTOR_SYSTEM = "urn:healthcommerce:audit-actor"
 OBSERVER = "healthcommerce"
 _READS = ("view", "read", "open", "verify", "export")
-_CREATES = ("sign", "issue", "add", "submit", "launch")
+_CREATES = ("sign", "issue", "add", "submit", "launch", "create")
 _UPDATES = ("edit", "change", "complete", "revoke", "cancel", "retry", "language", "shipped", "delivered")
 
 

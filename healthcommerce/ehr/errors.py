@@ -61,3 +61,75 @@ class ReauthorizationNeeded(HealthcommerceError):
     code = "reauthorization_needed"
     status = 403
     message = "Your EHR session has ended. Please launch the app again from the EHR; your draft is kept."
+
+
+class BackendServicesError(HealthcommerceError):
+    """SMART Backend Services failed (SMART App Launch 2.2 "Backend Services"); ``code`` says how, ``transient``
+    whether the same call may succeed later (network, timeout, 5xx) or never will without a fix (configuration,
+    a refusal, a 4xx)."""
+
+    code = "backend_services_error"
+    status = 502
+    message = "The EHR's backend services could not be used."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, transient: bool | None = None) -> None:
+        super().__init__(message, code=code)
+        if transient is not None:
+            self.temporary = transient
+
+    @property
+    def transient(self) -> bool:
+        """Return whether retrying later may succeed (the same as ``temporary``)."""
+        return self.temporary
+
+
+class BackendNotEnabled(BackendServicesError):
+    """The site has no backend-services registration (``EHRSite.backend_services`` off or no ``system/`` scope)."""
+
+    code = "backend_not_enabled"
+    status = 400
+    message = "Backend services are not enabled for this EHR site."
+
+
+class BackendNoSigningKey(BackendServicesError):
+    """No key to sign the client assertion with: no active ``AppSigningKey`` for the site or shared, and no
+    legacy ``private_key_pem`` (SMART App Launch 2.2 "Backend Services" requires asymmetric authentication)."""
+
+    code = "backend_no_signing_key"
+    status = 400
+    message = "There is no signing key for this EHR site's backend services."
+
+
+class BackendTokenRefused(BackendServicesError):
+    """The token endpoint refused the client credentials request (RFC 6749 section 5.2): ``oauth_error`` is
+    its error code (``invalid_client``, ``invalid_scope``, ``unauthorized_client``...) or ``http_<status>`` for a
+    4xx without an OAuth error body. Permanent until the registration or the configuration is fixed."""
+
+    code = "backend_token_refused"
+    status = 502
+    message = "The EHR refused our backend services credentials."
+
+    def __init__(self, oauth_error: str, message: str | None = None) -> None:
+        super().__init__(message, transient=False)
+        self.oauth_error = oauth_error
+
+
+class BackendTokenUnavailable(BackendServicesError):
+    """The token endpoint (or discovery) could not be reached, timed out, answered 5xx or sent no usable token.
+    ``code``: ``backend_token_unreachable`` (transient) or ``backend_token_malformed`` (not)."""
+
+    code = "backend_token_unreachable"
+    status = 502
+    temporary = True
+    message = "The EHR's token service could not be reached."
+
+
+class BackendFHIRError(BackendServicesError, FHIRError):
+    """A backend-services FHIR read or create failed. ``code`` as ``FHIRError``'s (``unauthorized``,
+    ``forbidden``, ``not_found``, ``server_error``, ``timeout``, ``unreachable``, ``malformed``) plus ``rejected``
+    (any other 4xx of a create, e.g. 400, 405, 422) and ``invalid_id``; ``transient`` is true for ``server_error``
+    (5xx, 429), ``timeout`` and ``unreachable``."""
+
+    code = "fhir_error"
+    status = 502
+    message = "The EHR could not provide this information."

@@ -8,6 +8,7 @@ client_id``, ``aud`` = token URL, ``exp`` at most 5 minutes ahead, unique ``jti`
 import base64
 import functools
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -43,22 +44,50 @@ def _private_key(pem: str, key_type: Literal["RSA", "EC"]) -> Any:
     return import_key(pem, key_type)
 
 
-class SmartPrivateKeyJWT(PrivateKeyJWT):
-    """``private_key_jwt`` with a fresh ``jti`` and a <= 300 s ``exp`` per assertion, ``kid`` and ``typ`` set.
+@dataclass(frozen=True)
+class ClientKey:
+    """The private key a site's client assertions are signed with: a joserfc key, its ``alg`` (RS384 or ES384)
+    and the ``kid`` the EHR finds it under in our JWKS."""
 
-    authlib's default reuses the ``claims`` dict (so the ``jti`` repeats) and signs for an hour.
+    key: Any
+    alg: str
+    kid: str
+
+
+def client_key(site: EHRSite) -> ClientKey | None:
+    """Return the key that signs ``site``'s client assertions: the legacy ``private_key_pem`` with ``key_id``
+    and ``signing_alg``; None when the site has none. Raises ``ValueError`` for an unreadable PEM."""
+    if not site.private_key_pem:
+        return None
+    key_type: Literal["RSA", "EC"] = "EC" if site.signing_alg.startswith("ES") else "RSA"
+    return ClientKey(key=_private_key(site.private_key_pem, key_type), alg=site.signing_alg, kid=site.key_id)
+
+
+class SmartPrivateKeyJWT(PrivateKeyJWT):
+    """``private_key_jwt`` with a fresh ``jti`` and a <= 300 s ``exp`` per assertion, ``kid`` and ``typ`` set, and
+    ``jku`` when given (SMART App Launch 2.2 "Client Authentication: Asymmetric": it must equal the JWKS URL the
+    client registered).
+
+    Signs with ``key`` (a joserfc private key) or, without one, with the PEM passed as the session's
+    ``client_secret``. authlib's default reuses the ``claims`` dict (so the ``jti`` repeats) and signs for an hour.
     """
 
-    def __init__(self, *, alg: str, kid: str, token_endpoint: str | None = None) -> None:
+    def __init__(
+        self, *, alg: str, kid: str, key: Any = None, jku: str = "", token_endpoint: str | None = None
+    ) -> None:
         super().__init__(token_endpoint=token_endpoint, alg=alg)
-        self.kid = kid
+        self.kid, self.key, self.jku = kid, key, jku
 
     def sign(self, auth: Any, token_endpoint: str) -> str:
         """Return a signed client assertion JWT for ``token_endpoint``."""
         now = int(time.time())
         header = {"alg": self.alg, "typ": "JWT"} | ({"kid": self.kid} if self.kid else {})
+        header |= {"jku": self.jku} if self.jku else {}
+        key = self.key
+        if key is None:
+            key = _private_key(auth.client_secret, "EC" if self.alg.startswith("ES") else "RSA")
         return sign_jwt_bearer_assertion(
-            key=_private_key(auth.client_secret, "EC" if self.alg.startswith("ES") else "RSA"),
+            key=key,
             issuer=auth.client_id,
             audience=token_endpoint,
             subject=auth.client_id,
@@ -75,6 +104,11 @@ class SmartPrivateKeyJWT(PrivateKeyJWT):
             body or "", [("client_assertion_type", ASSERTION_TYPE), ("client_assertion", assertion)]
         )
         return uri, headers, body
+
+
+def assertion_auth(site: EHRSite, key: ClientKey) -> SmartPrivateKeyJWT:
+    """Return the ``private_key_jwt`` client authentication signing with ``key`` for ``site``."""
+    return SmartPrivateKeyJWT(alg=key.alg, kid=key.kid, key=key.key)
 
 
 def site_label(site: EHRSite) -> str:
@@ -96,8 +130,9 @@ class MeteredOAuth2Session(OAuth2Session):
 def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None) -> OAuth2Session:
     """Return an authlib ``OAuth2Session`` set up with the site's client authentication and PKCE S256.
 
-    Public clients send ``client_id`` in the body; confidential ones authenticate per ``site.auth_method``.
-    It follows no redirect and caps the response body (``core.http.cap_response_body``).
+    Public clients send ``client_id`` in the body; confidential ones authenticate per ``site.auth_method``
+    (``private_key_jwt`` signs with ``client_key``; the legacy PEM when that gives none). It follows no
+    redirect and caps the response body (``core.http.cap_response_body``).
     """
     method = site.auth_method
     secret: str | None = None
@@ -105,16 +140,28 @@ def oauth_session(site: EHRSite, *, redirect_uri: str, scope: str | None = None)
     if method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC:
         secret, auth_method = site.client_secret, encode_client_secret_basic
     elif method == EHRSite.AuthMethod.PRIVATE_KEY_JWT:
+        key = client_key(site)
         secret = site.private_key_pem
-        auth_method = SmartPrivateKeyJWT(alg=site.signing_alg, kid=site.key_id)
-    session = MeteredOAuth2Session(
+        auth_method = assertion_auth(site, key) if key else SmartPrivateKeyJWT(alg=site.signing_alg, kid=site.key_id)
+    return token_session(
+        site,
         client_id=site.client_id,
         client_secret=secret,
-        token_endpoint_auth_method=auth_method,
+        auth_method=auth_method,
         scope=scope,
         redirect_uri=redirect_uri,
         code_challenge_method="S256",
+    )
+
+
+def token_session(site: EHRSite, *, client_id: str, auth_method: Any, **kwargs: Any) -> OAuth2Session:
+    """Return a ``MeteredOAuth2Session`` for ``site``'s token endpoint: the project's timeout and User-Agent, no
+    redirect followed, the body capped; ``kwargs`` go to ``OAuth2Session`` (scope, redirect_uri...)."""
+    session = MeteredOAuth2Session(
+        client_id=client_id,
+        token_endpoint_auth_method=auth_method,
         default_timeout=settings.HTTP_TIMEOUT,
+        **kwargs,
     )
     session.headers["User-Agent"] = "healthcommerce/1.0"
     session.metric_site = site_label(site)

@@ -6,6 +6,8 @@
 - ``SandboxCodeChallenge``: PKCE with S256 only, required for every client (SMART 2.2 "Considerations for PKCE").
 - ``SandboxClientAssertion``: ``private_key_jwt`` (SMART 2.2 "Client Authentication: Asymmetric"; RFC 7523).
 - ``SandboxOpenIDCode``: RS256 ``id_token`` with ``fhirUser`` (SMART 2.2 "Scopes for requesting identity data").
+- ``SandboxClientCredentialsGrant`` (``backendgrant``): SMART 2.2 "Backend Services", ``system/`` scopes only,
+  ``private_key_jwt`` clients only, tokens of ``SANDBOX_BACKEND_TOKEN_TTL`` seconds (default 300), no refresh token.
 - ``SandboxRefreshGrant``: refresh token grant (RFC 6749 section 6, SMART 2.2 "Refresh access token") with
   rotation and reuse detection (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2). A refresh token is issued only
   when the granted scope has ``offline_access`` or ``online_access`` (SMART 2.2 "Scopes for requesting a refresh
@@ -42,6 +44,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
 from healthcommerce.sandbox import keys
+from healthcommerce.sandbox.backendgrant import BACKEND_TOKEN_TTL, SandboxClientCredentialsGrant
 from healthcommerce.sandbox.discovery import CLIENT_ASSERTION_ALGS, SandboxUrls
 from healthcommerce.sandbox.models import (
     SandboxAuthorizationCode,
@@ -313,6 +316,14 @@ class SandboxCodeGrant(AuthorizationCodeGrant):
         return status, token, headers
 
 
+def _launch_of(token: SandboxToken) -> SandboxLaunch:
+    """Return the launch of a refreshable token; a launch-less (backend services) token never has a refresh token,
+    so none is refused as ``invalid_grant``."""
+    if token.launch is None:
+        raise InvalidGrantError("The refresh token is not valid.")
+    return token.launch
+
+
 class _RefreshTokenReused(Exception):
     """A refresh token was presented again after it had been used (or while it was being used)."""
 
@@ -352,7 +363,7 @@ class SandboxRefreshGrant(RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: SandboxToken) -> EhrUser:
         """Return the EHR user of the token's launch (the refresh keeps the launch context)."""
-        return EhrUser(launch=refresh_token.launch)
+        return EhrUser(launch=_launch_of(refresh_token))
 
     def revoke_old_credential(self, refresh_token: SandboxToken) -> None:
         """Nothing left to do: ``create_token_response`` spent the old refresh token before issuing."""
@@ -375,7 +386,7 @@ class SandboxRefreshGrant(RefreshTokenGrant):
         except _RefreshTokenReused:
             sandbox_grant_revoke(grant_id=old.grant_id)
             raise InvalidGrantError("The refresh token was already used.") from None
-        token.update(launch_context(old.launch, token.get("scope", ""), self.server.urls))
+        token.update(launch_context(_launch_of(old), token.get("scope", ""), self.server.urls))
         return status, token, headers
 
 
@@ -387,15 +398,19 @@ class SandboxAuthorizationServer(AuthorizationServer):
         super().__init__(SandboxClient, SandboxToken)
         self.register_grant(SandboxCodeGrant, [SandboxCodeChallenge(required=True), SandboxOpenIDCode(urls)])
         self.register_grant(SandboxRefreshGrant)
+        self.register_grant(SandboxClientCredentialsGrant)
         self.register_client_auth_method(SandboxClientAssertion.CLIENT_AUTH_METHOD, SandboxClientAssertion(urls.token))
 
     def load_config(self, config: dict[str, Any]) -> None:
-        """Ignore ``AUTHLIB_OAUTH2_PROVIDER``: access tokens live ``token_ttl()`` seconds; refresh tokens are
-        48 random characters."""
+        """Ignore ``AUTHLIB_OAUTH2_PROVIDER``: access tokens live ``token_ttl()`` seconds (backend-services ones
+        ``SANDBOX_BACKEND_TOKEN_TTL``, default 300); refresh tokens are 48 random characters."""
         ttl = token_ttl()
-        super().load_config(
-            {"token_expires_in": {"authorization_code": ttl, "refresh_token": ttl}, "refresh_token_generator": True}
-        )
+        lifetimes = {
+            "authorization_code": ttl,
+            "refresh_token": ttl,
+            "client_credentials": _seconds("SANDBOX_BACKEND_TOKEN_TTL", BACKEND_TOKEN_TTL),
+        }
+        super().load_config({"token_expires_in": lifetimes, "refresh_token_generator": True})
 
     def generate_token(
         self,
@@ -416,7 +431,8 @@ class SandboxAuthorizationServer(AuthorizationServer):
         return token
 
     def save_token(self, token: dict[str, Any], request: Any) -> SandboxToken:
-        """Store the hashes of the access token (and refresh token, if any) with client, scope and launch.
+        """Store the hashes of the access token (and refresh token, if any) with client, scope and launch (none
+        for a client credentials token).
 
         A refreshed token joins the grant of the token it was refreshed from and keeps its refresh deadline.
         """
@@ -430,7 +446,7 @@ class SandboxAuthorizationServer(AuthorizationServer):
         return SandboxToken.objects.create(
             access_token_hash=secret_hash(token["access_token"]),
             client=request.client,
-            launch=request.user.launch,
+            launch=request.user.launch if request.user is not None else None,
             scope=token.get("scope", ""),
             expires_at=now + timedelta(seconds=int(token.get("expires_in", token_ttl()))),
             grant_id=grant_id,
@@ -463,8 +479,8 @@ def authorization_response(request: HttpRequest) -> HttpResponse:
 
 
 def token_response(request: HttpRequest) -> HttpResponse:
-    """Answer the token endpoint (RFC 6749 sections 4.1.3 and 6; SMART 2.2 "Obtain access token" and "Refresh
-    access token")."""
+    """Answer the token endpoint (RFC 6749 sections 4.1.3, 4.4 and 6; SMART 2.2 "Obtain access token", "Refresh
+    access token" and "Backend Services")."""
     server = SandboxAuthorizationServer(SandboxUrls.from_request(request))
     try:
         return server.create_token_response(request)

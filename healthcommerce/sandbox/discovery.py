@@ -42,6 +42,8 @@ SCOPES_SUPPORTED = [
     "patient/*.rs",
     "user/*.read",
     "user/*.rs",
+    "system/*.read",
+    "system/*.rs",
 ]
 CLIENT_ASSERTION_ALGS = ["RS384", "ES384", "RS256"]
 TOKEN_AUTH_METHODS = [AuthMethod.CLIENT_SECRET_BASIC.value, AuthMethod.PRIVATE_KEY_JWT.value, AuthMethod.NONE.value]
@@ -90,7 +92,7 @@ def smart_configuration(urls: SandboxUrls) -> dict[str, Any]:
         "token_endpoint": urls.token,
         "token_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],

@@ -80,10 +80,12 @@ def test_hook() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who calls the FHIR API: the token's granted ``scope`` and launch ``patient_id``."""
+    """Who calls the FHIR API: the token's granted ``scope`` and launch ``patient_id``; ``backend`` for a client
+    credentials token (no launch, ``patient_id`` empty: SMART 2.2 "Backend Services")."""
 
     scope: str
     patient_id: str
+    backend: bool = False
 
 
 def caller_for(authorization: str) -> Caller:
@@ -97,6 +99,8 @@ def caller_for(authorization: str) -> Caller:
     token = token_for_bearer(access_token=value.strip())
     if token is None:
         raise FhirUnauthorized("The access token is invalid or expired.")
+    if token.launch is None:
+        return Caller(scope=token.scope, patient_id="", backend=True)
     return Caller(scope=token.scope, patient_id=token.launch.patient_id)
 
 
@@ -107,7 +111,7 @@ def check_resource_type(resource_type: str) -> None:
 
 
 def _context(caller: Caller, resource_type: str, interaction: Interaction) -> Context:
-    context = access_context(caller.scope, resource_type, interaction)
+    context = access_context(caller.scope, resource_type, interaction, backend=caller.backend)
     if context is None:
         verb = "read" if interaction == "r" else "search"
         raise FhirForbidden(f"The granted scopes do not allow {verb} of {resource_type}.")

@@ -121,8 +121,19 @@ class SandboxClient(BaseModel, ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        """``authorization_code`` and ``refresh_token`` (SMART 2.2 "Refresh access token")."""
+        """``authorization_code`` and ``refresh_token`` (SMART 2.2 "Refresh access token"); ``client_credentials``
+        only for a ``private_key_jwt`` client (SMART 2.2 "Backend Services" requires asymmetric authentication)."""
+        if grant_type == "client_credentials":
+            return self.token_endpoint_auth_method == AuthMethod.PRIVATE_KEY_JWT
         return grant_type in ("authorization_code", "refresh_token")
+
+    @property
+    def backend_services(self) -> bool:
+        """Return whether the client may use the client credentials grant: ``private_key_jwt`` with at least
+        one registered ``system/`` scope."""
+        return self.check_grant_type("client_credentials") and any(
+            scopes.is_system_scope(item) for item in self.scope.split()
+        )
 
 
 class SandboxLaunch(BaseModel):

@@ -14,7 +14,7 @@ _V2_PERMISSIONS = re.compile(r"c?r?u?d?s?")
 _RESOURCE_SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.([A-Za-z*]+)(\?.*)?$", re.IGNORECASE)
 
 Interaction = Literal["r", "s"]
-Context = Literal["patient", "user"]
+Context = Literal["patient", "user", "system"]
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,23 @@ def grantable(requested: str, allowed: str) -> str:
     return " ".join(granted)
 
 
-def access_context(scope: str, resource_type: str, interaction: Interaction) -> Context | None:
+def access_context(
+    scope: str, resource_type: str, interaction: Interaction, *, backend: bool = False
+) -> Context | None:
     """Return how ``scope`` lets a token ``r``ead or ``s``earch ``resource_type``.
 
-    ``"user"``: any resource of that type; ``"patient"``: only the launch patient's compartment (plus shared
-    resources such as Practitioner); None: not covered, the FHIR API answers 403.
+    ``"system"`` (only for a ``backend`` token, one issued by the client credentials grant: SMART 2.2 "Backend
+    Services") and ``"user"``: any resource of that type; ``"patient"``: only the launch patient's compartment
+    (plus shared resources such as Practitioner); None: not covered, the FHIR API answers 403. A ``system/``
+    scope of a launch token counts for nothing.
     """
     contexts = {
         granted.context
         for granted in _resource_scopes(scope)
         if granted.resource_type in ("*", resource_type) and interaction in granted.permissions
     }
+    if backend and "system" in contexts:
+        return "system"
     if "user" in contexts:
         return "user"
     if "patient" in contexts:
@@ -92,3 +98,9 @@ def access_context(scope: str, resource_type: str, interaction: Interaction) -> 
 def has_scope(scope: str, name: str) -> bool:
     """Return whether the space-separated ``scope`` contains ``name`` (case-insensitive)."""
     return name.lower() in {item.lower() for item in scope.split()}
+
+
+def is_system_scope(scope: str) -> bool:
+    """Return whether ``scope`` is a resource scope of the ``system/`` context (``system/Patient.rs``)."""
+    parsed = parse_resource_scope(scope)
+    return parsed is not None and parsed.context == "system"

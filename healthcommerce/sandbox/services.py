@@ -25,13 +25,14 @@ from healthcommerce.sandbox.models import (
     secret_hash,
 )
 from healthcommerce.sandbox.r4 import ORDER_TYPES
+from healthcommerce.sandbox.scopes import is_system_scope
 from healthcommerce.sandbox.selectors import resource_get
 
 DEFAULT_CLIENT_SCOPE = "launch openid fhirUser online_access patient/*.read patient/*.rs user/*.read user/*.rs"
 
 
 def _check_registration(
-    auth_method: str, client_secret: str | None, jwks: dict[str, Any] | None, jwks_url: str
+    auth_method: str, client_secret: str | None, jwks: dict[str, Any] | None, jwks_url: str, scope: str
 ) -> None:
     if auth_method not in AuthMethod.values:
         raise ClientRegistrationError(f"Unknown auth method {auth_method!r}.")
@@ -41,6 +42,8 @@ def _check_registration(
         raise ClientRegistrationError("private_key_jwt needs a JWKS or a JWKS URL.")
     if auth_method == AuthMethod.NONE and (client_secret or jwks or jwks_url):
         raise ClientRegistrationError("A public client has no secret and no keys.")
+    if any(is_system_scope(item) for item in scope.split()) and auth_method != AuthMethod.PRIVATE_KEY_JWT:
+        raise ClientRegistrationError("system/ scopes (backend services) need private_key_jwt.")
 
 
 @transaction.atomic
@@ -58,11 +61,14 @@ def sandbox_client_register(
     """Create or replace the registration of ``client_id`` (SMART 2.2 client types: public, symmetric, asymmetric).
 
     ``auth_method`` is ``none``, ``client_secret_basic`` (needs ``client_secret``) or ``private_key_jwt`` (needs a
-    public ``jwks`` dict or a ``jwks_url``). Raises ``ClientRegistrationError`` for an incomplete registration.
+    public ``jwks`` dict or a ``jwks_url``). ``system/`` scopes (SMART 2.2 "Backend Services", the client
+    credentials grant) need ``private_key_jwt``; a backend-only client (every scope ``system/``) needs no redirect
+    URI. Raises ``ClientRegistrationError`` for an incomplete registration.
     """
-    if not client_id or not redirect_uris:
+    backend_only = bool(scope.split()) and all(is_system_scope(item) for item in scope.split())
+    if not client_id or not (redirect_uris or backend_only):
         raise ClientRegistrationError("A client needs an id and at least one redirect URI.")
-    _check_registration(auth_method, client_secret, jwks, jwks_url)
+    _check_registration(auth_method, client_secret, jwks, jwks_url, scope)
     client, _ = SandboxClient.objects.update_or_create(
         client_id=client_id,
         defaults={

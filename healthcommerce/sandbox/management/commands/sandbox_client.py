@@ -1,4 +1,12 @@
-"""``manage.py sandbox_client add|list|remove``: register SMART apps with the sandbox EHR."""
+"""``manage.py sandbox_client add|list|remove``: register SMART apps with the sandbox EHR.
+
+A backend-services client (SMART 2.2 "Backend Services") is a ``private_key_jwt`` client (``--jwks-json``,
+``--public-key-pem`` or ``--jwks-url``) whose ``--scope`` has ``system/`` scopes; with only ``system/`` scopes it
+needs no ``--redirect-uri``::
+
+    manage.py sandbox_client add --client-id worker --jwks-url https://app.example/.well-known/jwks.json \
+        --scope "system/Patient.rs system/Communication.c"
+"""
 
 from argparse import ArgumentParser
 from pathlib import Path
@@ -19,13 +27,19 @@ class Command(BaseCommand):
         actions = parser.add_subparsers(dest="action", required=True)
         add = actions.add_parser("add", help="register or replace a client")
         add.add_argument("--client-id", required=True)
-        add.add_argument("--redirect-uri", action="append", required=True, help="repeatable")
+        add.add_argument(
+            "--redirect-uri", action="append", default=[], help="repeatable; not needed with only system/ scopes"
+        )
         keys = add.add_mutually_exclusive_group()
         keys.add_argument("--client-secret", help="client_secret_basic")
         keys.add_argument("--jwks-json", help="private_key_jwt with this public JWKS (JSON text)")
         keys.add_argument("--public-key-pem", type=Path, help="private_key_jwt with this PEM public key file")
         keys.add_argument("--jwks-url", help="private_key_jwt with keys fetched from this URL")
-        add.add_argument("--scope", default=DEFAULT_CLIENT_SCOPE, help="scopes the client may be granted")
+        add.add_argument(
+            "--scope",
+            default=DEFAULT_CLIENT_SCOPE,
+            help="scopes the client may be granted; system/ scopes allow backend services (private_key_jwt only)",
+        )
         add.add_argument("--name", default="")
         actions.add_parser("list", help="list clients")
         remove = actions.add_parser("remove", help="remove a client")
@@ -36,7 +50,8 @@ class Command(BaseCommand):
         if action == "list":
             for client in SandboxClient.objects.order_by("client_id"):
                 uris = " ".join(client.redirect_uris)
-                self.stdout.write(f"{client.client_id}\t{client.token_endpoint_auth_method}\t{uris}")
+                backend = " backend" if client.backend_services else ""
+                self.stdout.write(f"{client.client_id}\t{client.token_endpoint_auth_method}{backend}\t{uris}")
         elif action == "remove":
             deleted, _ = SandboxClient.objects.filter(client_id=options["client_id"]).delete()
             self.stdout.write(f"Removed {options['client_id']}." if deleted else "No such client.")
@@ -75,3 +90,5 @@ class Command(BaseCommand):
         except ClientRegistrationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(f"Registered {client.client_id} ({client.token_endpoint_auth_method}).")
+        if client.backend_services:
+            self.stdout.write("It may use backend services (client_credentials) for its system/ scopes.")
