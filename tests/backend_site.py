@@ -23,9 +23,7 @@ def _key() -> RSAKey:
 def sandbox_backend_client(sandbox: SandboxEHR, *, client_id: str, scope: str) -> None:
     """Register ``client_id`` with ``sandbox`` as a backend-services client allowed ``scope`` (system/ scopes)."""
     jwks = {"keys": [_key().as_dict(private=False)]}
-    sandbox.manage(
-        "sandbox_client", "add", "--client-id", client_id, "--jwks-json", json.dumps(jwks), "--scope", scope
-    )
+    sandbox.manage("sandbox_client", "add", "--client-id", client_id, "--jwks-json", json.dumps(jwks), "--scope", scope)
 
 
 def backend_site_enable(

@@ -192,8 +192,9 @@ def fulfillment_submit_batch(messages: list[OutboxMessage]) -> dict[Any, Excepti
     (``Order.DoesNotExist`` for a missing one, ``OrderNotSubmittable``, a transient error of the ship-to re-read,
     or ``commerce_order_build``'s ``OrderIncomplete``, each for its row only); one ``backend.submit_many`` call,
     outside any transaction, sends the rest under their own idempotency keys and answers per order; then
-    ``_submitted_many`` records the accepted ones in one transaction. An exception raised by that transaction rolls it all back and propagates:
-    the outbox then runs each row on its own (``fulfillment_submit``), which replays the same keys.
+    ``_submitted_many`` records the accepted ones in one transaction. An exception raised by that transaction rolls
+    it all back and propagates: the outbox then runs each row on its own (``fulfillment_submit``), which replays
+    the same keys.
     """
     try:
         with _backend_configured():

@@ -13,6 +13,7 @@ a conditional create (``If-None-Exist``), so a retry after a create whose answer
 
 import base64
 import logging
+from datetime import UTC
 from typing import Any
 
 from django.db import transaction
@@ -68,12 +69,9 @@ def _signer(order: Order) -> dict[str, str] | None:
 def writeback_text(order: Order) -> str:
     """Return the sentence the record carries: signed by whom (the practitioner's name as signed) and when (UTC,
     ISO 8601), sent for fulfilment, the order's opaque reference. No item, payer, price or link."""
-    signed_at = (order.signed_at or timezone.now()).astimezone(timezone.UTC).isoformat(timespec="seconds")
+    signed_at = (order.signed_at or timezone.now()).astimezone(UTC).isoformat(timespec="seconds")
     who = order.practitioner_name or "the ordering practitioner"
-    return (
-        f"Order {order.reference} was signed by {who} at {signed_at} and sent for fulfilment through "
-        "healthcommerce."
-    )
+    return f"Order {order.reference} was signed by {who} at {signed_at} and sent for fulfilment through healthcommerce."
 
 
 def _identifier(order: Order) -> list[dict[str, str]]:

@@ -152,7 +152,7 @@ def fhir_create(
     """
     if resource_type not in CREATABLE:
         raise FhirNotFound(f"{resource_type[:64]} cannot be created here.")
-    context = write_context(caller.scope, resource_type)
+    context = write_context(caller.scope, resource_type, backend=caller.backend)
     if context is None:
         raise FhirForbidden(f"The granted scopes do not allow create of {resource_type}.")
     if "json" not in content_type.split(";")[0].lower():

@@ -24,7 +24,7 @@ from tests.orders.test_writeback import sign
 
 pytestmark = pytest.mark.django_db
 
-PATIENT_FILE = next(d for d in default_fixture_dirs() if d.name == "davinci") / "o2teddy_01__patient.json"
+PATIENT_FILE = default_fixture_dirs()[0] / "davinci" / "o2teddy_01__patient.json"
 SIGNED_LINE = "7525 Colshire Dr"  # tests/orders/test_sign.py FORM
 MOVED = {
     "use": "home",

@@ -68,7 +68,7 @@ def sandbox_records(sandbox: SandboxEHR, resource_type: str, reference: str) -> 
         f"print(json.dumps([r.fhir_id for r in F.objects.filter(resource_type={resource_type!r}) "
         f"if any(i.get('value') == {reference!r} for i in r.data.get('identifier', []))]))"
     )
-    return list(json.loads(sandbox.manage("shell", "-c", code)))
+    return list(json.loads(sandbox.manage("shell", "-c", code).strip().splitlines()[-1]))
 
 
 @pytest.fixture

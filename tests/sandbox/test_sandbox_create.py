@@ -2,13 +2,18 @@
 the patient compartment, malformed bodies, conditional create, and a read that returns what was written."""
 
 import json
+import uuid
 from typing import Any
 
 import pytest
+import requests
 from django.http import HttpResponse
+from joserfc.jwk import RSAKey
 
 from healthcommerce.sandbox.models import FhirResource
+from tests.conftest import SandboxEHR
 from tests.sandbox.helpers import FHIR_BASE, SmartApp
+from tests.sandbox.test_sandbox_client_credentials import client_credentials, register
 from tests.sandbox.test_sandbox_fhir import token_with
 
 FHIR_JSON = "application/fhir+json"
@@ -174,3 +179,43 @@ def test_the_capability_statement_lists_create_for_the_two_writable_types_only(
     creatable = {name for name, r in resources.items() if {"code": "create"} in r["interaction"]}
     assert creatable == {"Communication", "DocumentReference"}
     assert resources["Communication"]["conditionalCreate"] is True
+
+
+# --- Backend services: a system/ token over HTTP against the running sandbox ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def system_writer(sandbox_ehr: SandboxEHR) -> str:
+    """A client-credentials token of a backend client allowed ``system/Communication.c`` and reads of it."""
+    key = RSAKey.generate_key(2048, auto_kid=True)
+    scope = "system/Communication.c system/Communication.rs"
+    register(sandbox_ehr, "create-backend", "--jwks-json", json.dumps({"keys": [key.as_dict(private=False)]}),
+             "--scope", scope)  # fmt: skip
+    response = client_credentials(sandbox_ehr, key, "create-backend", scope=scope)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def test_a_system_token_creates_for_any_patient_and_reads_it_back(sandbox_ehr: SandboxEHR, system_writer: str) -> None:
+    headers = {"Authorization": f"Bearer {system_writer}", "Content-Type": FHIR_JSON}
+    body = communication(patient="pat013") | {"identifier": [IDENTIFIER | {"value": f"HC-{uuid.uuid4().hex[:10]}"}]}
+
+    created = requests.post(f"{sandbox_ehr.fhir_base}/Communication", json=body, headers=headers, timeout=10)
+
+    assert created.status_code == 201, created.text
+    new_id = created.json()["id"]
+    assert created.headers["Location"] == f"{sandbox_ehr.fhir_base}/Communication/{new_id}/_history/1"
+    read = requests.get(created.headers["Location"].rsplit("/_history", 1)[0], headers=headers, timeout=10)
+    assert read.status_code == 200
+    assert read.json()["subject"] == {"reference": "Patient/pat013"}
+
+
+def test_a_system_token_without_the_type_cannot_create_it(sandbox_ehr: SandboxEHR, system_writer: str) -> None:
+    headers = {"Authorization": f"Bearer {system_writer}", "Content-Type": FHIR_JSON}
+
+    refused = requests.post(
+        f"{sandbox_ehr.fhir_base}/DocumentReference", json=document_reference(), headers=headers, timeout=10
+    )
+
+    assert refused.status_code == 403
+    assert refused.json()["issue"][0]["code"] == "forbidden"
