@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import transaction
 
+from healthcommerce.audit.services import audit_record
 from healthcommerce.ehr.backend import backend_read
 from healthcommerce.ehr.errors import BackendServicesError
 from healthcommerce.orders.extract import Notes, patient_address
@@ -44,6 +45,7 @@ def _record(order: Order, *, kind: str, detail: dict[str, Any], ehr_ship_to: dic
             Order.objects.filter(pk=order.pk).update(ehr_ship_to=ehr_ship_to)
             order.ehr_ship_to = ehr_ship_to
         order_event_add(order=order, kind=kind, actor=ACTOR, detail=detail)
+        audit_record(actor=ACTOR, action=f"fulfillment.{kind}", target=f"Order/{order.pk}", detail=detail)
     # The event names the outcome only: never an address value (docs/reliability.md "No PHI in logs").
     logger.info("shipto reread order=%s %s %s", order.reference, kind, detail)
 
@@ -55,15 +57,15 @@ def _warn(order: Order, reason: str) -> None:
 def shipto_reread(order: Order) -> None:
     """Re-read the patient's address for ``order`` (site with ``shipto_reread``) once, before its hand-off.
 
-    Outcomes, each recorded as an order event (no address values): ``shipto_reread`` with ``{"changed": bool}``
-    (when changed, the new address goes to ``Order.ehr_ship_to`` and on ``order``); or
-    ``shipto_reread_warning`` with ``{"reason": ...}`` and the signed ship-to stands: ``patient_corrected`` (the
-    patient's correction wins; no read), ``backend_services_off``, ``no_usable_address`` (no address with line,
-    city, state and postal code), or the backend's permanent error code (``not_found``, ``forbidden``,
-    ``backend_token_refused``...). A site without ``shipto_reread`` reads nothing and records nothing; an order
-    that already has one of these events (a retried submit) is not read again, so every attempt sends the same
-    address under the same idempotency key. Raises the backend's transient ``BackendServicesError`` (5xx,
-    timeout, unreachable) for the outbox to retry the submit.
+    Outcomes, each recorded as an order event and an audit row ``fulfillment.<kind>`` (no address values):
+    ``shipto_reread`` with ``{"changed": bool}`` (when changed, the new address goes to ``Order.ehr_ship_to`` and
+    on ``order``); or ``shipto_reread_warning`` with ``{"reason": ...}`` and the signed ship-to stands:
+    ``patient_corrected`` (the patient's correction wins; no read), ``backend_services_off``,
+    ``no_usable_address`` (no address with line, city, state and postal code), or the backend's permanent error
+    code (``not_found``, ``forbidden``, ``backend_token_refused``...). A site without ``shipto_reread`` reads
+    nothing and records nothing; an order that already has one of these events (a retried submit) is not read
+    again, so every attempt sends the same address under the same idempotency key. Raises the backend's
+    transient ``BackendServicesError`` (5xx, timeout, unreachable) for the outbox to retry the submit.
     """
     site = order.site
     if not site.shipto_reread or order.events.filter(kind__in=DONE_KINDS).exists():

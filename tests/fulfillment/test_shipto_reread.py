@@ -16,7 +16,7 @@ from healthcommerce.ehr.models import EHRSite
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
-from healthcommerce.outbox.services import outbox_deliver
+from healthcommerce.outbox.services import outbox_deliver, outbox_deliver_batch
 from healthcommerce.sandbox.loader import default_fixture_dirs
 from tests.backend_site import backend_site_enable
 from tests.conftest import SandboxEHR, sandbox_database_copy, sandbox_server
@@ -203,3 +203,19 @@ def test_a_ship_to_the_patient_corrected_is_never_replaced(
     order.refresh_from_db()
     assert order.patient_ship_to == corrected
     assert order.ehr_ship_to == {}
+
+
+def test_orders_submitted_in_one_batch_are_each_re_read(
+    client: Any, site: EHRSite, reread_ehr: SandboxEHR, tmp_path: Path
+) -> None:
+    orders = [sign(client, reread_ehr, request) for request in ("DeviceRequest/devreq021", "DeviceRequest/devreq020")]
+    patient_addresses(reread_ehr, tmp_path, [MOVED])
+    rows = OutboxMessage.objects.filter(subscriber="fulfillment.submit", subject__in=[f"Order/{o.pk}" for o in orders])
+
+    outbox_deliver_batch(message_ids=list(rows.values_list("pk", flat=True)))
+
+    assert set(rows.values_list("status", flat=True)) == {OutboxMessage.Status.DONE}
+    for order in orders:
+        assert shipped_to(order)["line1"] == "1600 Pennsylvania Ave NW"
+        assert OrderEvent.objects.get(order=order, kind="shipto_reread").detail == {"changed": True}
+    assert AuditEvent.objects.filter(action="fulfillment.shipto_reread").count() == 2

@@ -29,9 +29,10 @@ SCOPES = "system/Communication.c system/DocumentReference.c system/Patient.rs"
 GRANTED = SCOPES + " system/Communication.rs system/DocumentReference.rs"
 
 
-def sign(client: Any, sandbox: SandboxEHR) -> Order:
-    """Launch for pat014's CPAP DeviceRequest, fill the form and sign, as a clinician does; return the order."""
-    result = complete_launch(client, sandbox, patient="pat014", request="DeviceRequest/devreq021")
+def sign(client: Any, sandbox: SandboxEHR, request: str = "DeviceRequest/devreq021") -> Order:
+    """Launch for pat014's ``request`` (default the CPAP DeviceRequest), fill the form and sign, as a clinician
+    does; return the order."""
+    result = complete_launch(client, sandbox, patient="pat014", request=request)
     client.get(f"/o/{result.launch_id}/")
     order = Order.objects.get(launch_id=result.launch_id)
     response = client.post(
