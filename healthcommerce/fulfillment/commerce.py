@@ -83,9 +83,10 @@ def commerce_confirmation_build(order: Order) -> Confirmation:
 
 
 def _ship_to_build(order: Order, raw_address: dict[str, Any] | None = None) -> ShipTo:
-    """Map ``Order.ship_to`` or ``raw_address`` (FHIR-Address-like: ``line`` list, ``city``, ``state``,
-    ``postal_code``, ``country``)."""
-    raw = raw_address if raw_address is not None else (order.ship_to or {})
+    """Map ``raw_address`` or else the order's ship-to at hand-off: ``Order.ehr_ship_to`` (re-read from the EHR just
+    before fulfilment, ADR 0022) or the signed ``Order.ship_to`` (FHIR-Address-like: ``line`` list, ``city``,
+    ``state``, ``postal_code``, ``country``)."""
+    raw = raw_address if raw_address is not None else (order.ehr_ship_to or order.ship_to or {})
     lines = [str(line).strip() for line in raw.get("line") or [] if str(line).strip()]
     ship_to = ShipTo(
         name=order.patient_name.strip(),

@@ -29,6 +29,7 @@ from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
 from healthcommerce.fulfillment.commerce import commerce_confirmation_build, commerce_order_build
+from healthcommerce.fulfillment.shipto import shipto_reread
 from healthcommerce.fulfillment.status import fulfillment_status_apply
 from healthcommerce.orders.events import (
     TOPIC_ORDER_CANCELLED,
@@ -101,14 +102,16 @@ def fulfillment_submit(message: OutboxMessage) -> None:
 
     The backend call runs outside any transaction; then ``_submitted`` marks the row done, the order
     ``submitted`` and publishes ``order.submitted``, together. Raises ``OrderNotSubmittable`` (permanent) for
-    an order no longer submittable, the backend's ``TemporaryBackendError``/``PermanentBackendError``, or
-    ``OrderIncomplete`` from ``commerce_order_build``; the outbox retries or dead-letters accordingly.
+    an order no longer submittable, the backend's ``TemporaryBackendError``/``PermanentBackendError``,
+    ``OrderIncomplete`` from ``commerce_order_build``, or a transient EHR error of the ship-to re-read
+    (``shipto_reread``, where the site enables it: it runs first); the outbox retries or dead-letters accordingly.
     """
     with _backend_configured():
         name = backend_name()
     order = order_of(message)
     if order.status not in SUBMITTABLE:
         raise OrderNotSubmittable(code=f"order_{order.status}")
+    shipto_reread(order)
     commerce_order = commerce_order_build(order=order, idempotency_key=message.idempotency_key)
     with _backend_configured(), integration(site=f"commerce:{name}", kind="commerce_submit"):
         result = get_backend(name).submit(commerce_order)
@@ -186,11 +189,12 @@ def fulfillment_submit_batch(messages: list[OutboxMessage]) -> dict[Any, Excepti
     failed (the outbox retries or dead-letters each alone), the others are done.
 
     Per row exactly what ``fulfillment_submit`` does, with shared round trips: one query loads the orders
-    (``Order.DoesNotExist`` for a missing one, ``OrderNotSubmittable``, or ``commerce_order_build``'s
-    ``OrderIncomplete``, each for its row only); one ``backend.submit_many`` call, outside any transaction, sends
-    the rest under their own idempotency keys and answers per order; then ``_submitted_many`` records the
-    accepted ones in one transaction. An exception raised by that transaction rolls it all back and propagates:
-    the outbox then runs each row on its own (``fulfillment_submit``), which replays the same keys.
+    (``Order.DoesNotExist`` for a missing one, ``OrderNotSubmittable``, a transient error of the ship-to re-read,
+    or ``commerce_order_build``'s ``OrderIncomplete``, each for its row only); one ``backend.submit_many`` call,
+    outside any transaction, sends the rest under their own idempotency keys and answers per order; then
+    ``_submitted_many`` records the accepted ones in one transaction. An exception raised by that transaction rolls
+    it all back and propagates: the outbox then runs each row on its own (``fulfillment_submit``), which replays
+    the same keys.
     """
     try:
         with _backend_configured():
@@ -212,8 +216,9 @@ def fulfillment_submit_batch(messages: list[OutboxMessage]) -> dict[Any, Excepti
             failures[message.pk] = OrderNotSubmittable(code=f"order_{order.status}")
             continue
         try:
+            shipto_reread(order)  # where the site enables it; a transient EHR error retries this row only
             commerce_order = commerce_order_build(order=order, idempotency_key=message.idempotency_key)
-        except Exception as exc:  # OrderIncomplete, or anything unexpected: this row only
+        except Exception as exc:  # OrderIncomplete, a transient re-read error, or anything unexpected: this row only
             failures[message.pk] = exc
             continue
         to_submit.append((message, order, commerce_order))

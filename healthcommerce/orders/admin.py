@@ -35,6 +35,7 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
         "patient_birth_date",
         "ship_to",
         "patient_ship_to",
+        "ehr_ship_to",
         "contact_email",
         "contact_phone",
         "payer_member_id",
@@ -60,7 +61,17 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
             self.message_user(request, f"{done} order(s) cancelled; the commerce platform is told through the outbox.")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
-        return [f.name for f in Order._meta.fields]
+        return [f.name for f in Order._meta.fields] + ["ehr_writeback"]
+
+    @admin.display(description="EHR write-back")
+    def ehr_writeback(self, obj: Order) -> str:
+        """The last write-back outcome from the timeline: the record created, or the failure's code (ADR 0022)."""
+        event = obj.events.filter(kind__in=("writeback_done", "writeback_failed")).order_by("-created_at").first()
+        if event is None:
+            return "-" if obj.site.writeback == "off" else "pending"
+        if event.kind == "writeback_done":
+            return f"written: {event.detail.get('resource', '')}"
+        return f"failed: {event.detail.get('code', '')}"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -7,8 +7,17 @@ class OrdersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``)."""
+        """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
+        write-back to ``order.writeback`` (ADR 0022)."""
         from healthcommerce.audit.selectors import patient_resolver_add
+        from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
         from healthcommerce.orders.selectors import patient_audit_scope
+        from healthcommerce.outbox.subscribers import subscribe
 
         patient_resolver_add(patient_audit_scope)
+        subscribe(
+            name="orders.writeback",
+            topic=TOPIC_ORDER_WRITEBACK,
+            handler="healthcommerce.orders.writeback.writeback_deliver",
+            on_dead="healthcommerce.orders.writeback.writeback_dead",
+        )

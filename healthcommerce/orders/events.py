@@ -5,7 +5,9 @@ publishes ``order.signed``; fulfillment subscribes to it and publishes ``order.s
 subscribe to that and publish ``order.patient_confirmed``, which fulfillment passes to the backend; a cancelled
 order publishes ``order.cancelled``, which fulfillment passes to the backend too. When the backend reports the
 order shipped, delivered or cancelled (a status webhook, the reconciliation), fulfillment publishes
-``order.status_changed`` (payload ``{"status": ...}``) for the patient's notification.
+``order.status_changed`` (payload ``{"status": ...}``) for the patient's notification. A signed order at a site
+with write-back on also publishes ``order.writeback`` (same key), which orders' own ``orders.writeback``
+subscriber handles (ADR 0022); at a site with it off no row is written at all.
 """
 
 from django.db.models import QuerySet
@@ -17,6 +19,7 @@ TOPIC_ORDER_SUBMITTED = "order.submitted"
 TOPIC_PATIENT_CONFIRMED = "order.patient_confirmed"
 TOPIC_ORDER_CANCELLED = "order.cancelled"
 TOPIC_ORDER_STATUS_CHANGED = "order.status_changed"
+TOPIC_ORDER_WRITEBACK = "order.writeback"
 
 
 def order_subject(order: Order) -> str:

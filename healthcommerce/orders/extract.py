@@ -258,6 +258,13 @@ def _address(notes: Notes, value: Any) -> dict[str, Any]:
     }
 
 
+def patient_address(data: dict[str, Any], notes: Notes) -> dict[str, Any]:
+    """Return the ship-to address of Patient JSON ``data`` (``Order.ship_to`` shape: ``line`` list, ``city``,
+    ``state``, ``postal_code``, ``country``), picked as pre-fill picks it: the home address, else the first one
+    that is neither old nor postal-only; ``{}`` when there is none."""
+    return _address(notes, data.get("address"))
+
+
 def _telecom(notes: Notes, points: list[ContactPoint], system: str) -> str:
     values = [p for p in points if p.system == system and isinstance(p.value, str) and p.value.strip()]
     for point in sorted(values, key=lambda p: (p.rank or 99, p.use != "mobile")):

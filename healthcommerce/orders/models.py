@@ -105,6 +105,11 @@ class Order(BaseModel):
     # The patient's choices on the purchase page. The signed ship-to above is never changed: a corrected
     # address goes here (same shape) and is what the commerce backend gets with the confirmation.
     patient_ship_to = EncryptedJSONField(default=dict, blank=True, help_text="The patient's corrected ship-to.")
+    # Notify, then pull (ADR 0022): the patient's address as the EHR had it just before fulfilment, when it differed
+    # from the signed ship-to (same shape; empty: the signed one stands). The commerce backend gets this one.
+    ehr_ship_to = EncryptedJSONField(
+        default=dict, blank=True, help_text="The ship-to re-read from the EHR before fulfilment, when it changed."
+    )
     delivery_preference = models.CharField(max_length=20, choices=DeliveryPreference.choices, blank=True)
     terms_accepted_at = models.DateTimeField(null=True, blank=True)
     terms_version = models.CharField(max_length=20, blank=True)
@@ -118,6 +123,12 @@ class Order(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.reference} ({self.status})"
+
+    @property
+    def current_ship_to(self) -> dict:
+        """The address the order ships to now: the patient's correction, else the one re-read from the EHR before
+        fulfilment, else the signed one (``Order.ship_to`` shape)."""
+        return self.patient_ship_to or self.ehr_ship_to or self.ship_to or {}
 
 
 class OrderEvent(BaseModel):
@@ -142,6 +153,10 @@ class OrderEvent(BaseModel):
         "fulfillment_failed": "Could not be sent to the supplier",
         "link_sent": "Purchase link sent",
         "status_notified": "Patient told",
+        "writeback_done": "Recorded in the EHR",
+        "writeback_failed": "Could not be recorded in the EHR",
+        "shipto_reread": "Ship-to re-read from the EHR",
+        "shipto_reread_warning": "Ship-to not re-read: the signed address was used",
     }
 
     class Meta:

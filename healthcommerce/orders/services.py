@@ -26,6 +26,7 @@ from healthcommerce.orders.errors import InvalidTransition, OrderImmutable, Orde
 from healthcommerce.orders.events import (
     TOPIC_ORDER_CANCELLED,
     TOPIC_ORDER_SIGNED,
+    TOPIC_ORDER_WRITEBACK,
     order_event_key,
     order_subject,
 )
@@ -33,6 +34,7 @@ from healthcommerce.orders.extract import RequestInfo
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_transition
+from healthcommerce.orders.writeback import writeback_wanted
 from healthcommerce.outbox.services import outbox_cancel, outbox_publish
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ PHI_BLANK: dict[str, Any] = {
     "contact_phone": "",
     "payer_member_id": "",
     "patient_ship_to": {},
+    "ehr_ship_to": {},
 }
 
 EDITABLE = (
@@ -328,7 +331,8 @@ def content_hash(order: Order) -> str:
 @transaction.atomic
 def order_sign(*, order: Order, launch: Launch) -> Order:
     """Sign a complete draft as the launch's practitioner (``fhirUser``); publish ``order.signed`` in the same
-    transaction (the outbox hands it to fulfillment).
+    transaction (the outbox hands it to fulfillment), and ``order.writeback`` where the site writes a record back
+    into the EHR (``orders.writeback``, ADR 0022).
 
     Records who (fhirUser), when and the SHA-256 of the content; the order is immutable afterwards.
     Raises ``OrderIncomplete`` (listing what is missing) or ``OrderImmutable`` when it is not a draft.
@@ -354,6 +358,8 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
     )
     locked.status = Order.Status.SIGNED
     outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(locked), subject=order_subject(locked))
+    if writeback_wanted(locked.site):
+        outbox_publish(topic=TOPIC_ORDER_WRITEBACK, key=order_event_key(locked), subject=order_subject(locked))
     audit_record(
         actor=launch.fhir_user,
         action="order.sign",

@@ -478,7 +478,7 @@ def purchase_link_ship_to_change(*, link: PurchaseLink, address: dict[str, Any],
     order = Order.objects.select_for_update().get(pk=link.order_id)
     if link.completed_at is not None or link.verified_at is None or order.status in _ORDER_CLOSED:
         raise LinkUnavailable("not_changeable", link=link)
-    before = order.patient_ship_to or order.ship_to or {}
+    before = order.current_ship_to
     changed = sorted(
         key for key in ("line", "city", "state", "postal_code", "country") if before.get(key) != address.get(key)
     )

@@ -204,7 +204,7 @@ def link_verify(request: HttpRequest) -> HttpResponse:
 def _ship_to_lines(link: PurchaseLink) -> list[str]:
     """The address the order will go to (the patient's correction, else the signed one), as display lines."""
     order = link.order
-    raw = order.patient_ship_to or order.ship_to or {}
+    raw = order.current_ship_to
     lines = [order.patient_name, *[str(line) for line in raw.get("line") or []]]
     lines.append(" ".join(str(raw.get(key) or "") for key in ("city", "state", "postal_code")).strip())
     lines.append(str(raw.get("country") or ""))
@@ -345,7 +345,7 @@ def link_address(request: HttpRequest) -> HttpResponse:
         return redirect("purchaselinks:track")
     order = link.order
     if request.method == "GET":
-        form = AddressForm(initial=AddressForm.initial_for(order.patient_ship_to or order.ship_to or {}))
+        form = AddressForm(initial=AddressForm.initial_for(order.current_ship_to))
     else:
         form = AddressForm(request.POST)
         if form.is_valid():

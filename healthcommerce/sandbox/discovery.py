@@ -116,8 +116,12 @@ def openid_configuration(urls: SandboxUrls) -> dict[str, Any]:
     }
 
 
-def capability_statement(urls: SandboxUrls, resource_types: Iterable[str]) -> dict[str, Any]:
-    """Return a read/search CapabilityStatement listing ``resource_types`` with the SMART ``oauth-uris``."""
+def capability_statement(
+    urls: SandboxUrls, resource_types: Iterable[str], creatable: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Return a CapabilityStatement with the SMART ``oauth-uris``: read and search-type for ``resource_types``, and
+    also create for the ``creatable`` types (listed even when none is stored yet; FHIR R4 ``rest.resource``)."""
+    creatable = set(creatable)
     search_params = [
         {"name": name, "type": kind}
         for name, kind in (("patient", "reference"), ("subject", "reference"), ("status", "token"), ("_id", "token"))
@@ -158,10 +162,12 @@ def capability_statement(urls: SandboxUrls, resource_types: Iterable[str]) -> di
                 "resource": [
                     {
                         "type": name,
-                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "interaction": [{"code": "read"}, {"code": "search-type"}]
+                        + ([{"code": "create"}] if name in creatable else []),
                         "searchParam": search_params,
                     }
-                    for name in sorted(resource_types)
+                    | ({"conditionalCreate": True} if name in creatable else {})
+                    for name in sorted(set(resource_types) | creatable)
                 ],
             }
         ],

@@ -88,7 +88,7 @@ def _resolve(node: Any, urns: dict[str, str]) -> Any:
     return node
 
 
-def _patient_id(resource: Resource) -> str | None:
+def compartment_patient_id(resource: Resource) -> str | None:
     """Return the compartment patient: the Patient's own id, else its ``subject``/``patient``/``beneficiary``."""
     if resource["resourceType"] == "Patient":
         return str(resource["id"])
@@ -127,7 +127,7 @@ def _row(resource: Resource) -> FhirResource:
     return FhirResource(
         resource_type=resource["resourceType"],
         fhir_id=str(resource["id"]),
-        patient_id=_patient_id(resource),
+        patient_id=compartment_patient_id(resource),
         status=status[:32] if isinstance(status, str) else "",
         data=resource,
     )

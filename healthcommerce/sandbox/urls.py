@@ -19,6 +19,6 @@ urlpatterns: list[URLPattern] = [
     path("fhir/.well-known/smart-configuration", views.smart_configuration, name="smart-configuration"),
     path("fhir/.well-known/openid-configuration", views.openid_configuration, name="openid-configuration"),
     path("fhir/metadata", views.fhir_metadata, name="fhir-metadata"),
-    re_path(r"^fhir/(?P<resource_type>[A-Za-z]+)$", views.fhir_type, name="fhir-type"),
+    re_path(r"^fhir/(?P<resource_type>[A-Za-z]+)$", views.fhir_type_or_create, name="fhir-type"),
     re_path(r"^fhir/(?P<resource_type>[A-Za-z]+)/(?P<fhir_id>[^/]+)$", views.fhir_instance, name="fhir-instance"),
 ]

@@ -25,7 +25,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, keys, selectors
+from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, fhirwrite, keys, selectors
 from healthcommerce.sandbox.errors import FhirBadRequest, FhirError, FhirFault, LaunchError
 from healthcommerce.sandbox.models import FaultKind
 from healthcommerce.sandbox.services import sandbox_fault_take, sandbox_launch_create
@@ -342,7 +342,7 @@ def fhir_metadata(request: HttpRequest) -> HttpResponse:
     if broken is not None:
         return broken
     urls = discovery.SandboxUrls.from_request(request)
-    return _fhir(discovery.capability_statement(urls, fhirapi.stored_resource_types()))
+    return _fhir(discovery.capability_statement(urls, fhirapi.stored_resource_types(), fhirwrite.CREATABLE))
 
 
 @fhir_endpoint
@@ -368,3 +368,38 @@ def fhir_instance(request: HttpRequest, resource_type: str, fhir_id: str) -> Htt
     caller = fhirapi.caller_for(request.headers.get("Authorization", ""))
     elements = request.GET.getlist(fhirapi.ELEMENTS_PARAM)
     return _fhir(fhirapi.fhir_read(caller=caller, resource_type=resource_type, fhir_id=fhir_id, elements=elements))
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def fhir_type_or_create(request: HttpRequest, resource_type: str) -> HttpResponse:
+    """``GET {base}/{type}`` searches (``fhir_type``); ``POST {base}/{type}`` creates (``fhir_create``)."""
+    if request.method == "POST":
+        return fhir_create(request, resource_type)
+    return fhir_type(request, resource_type)
+
+
+def fhir_create(request: HttpRequest, resource_type: str) -> HttpResponse:
+    """Create ``POST {base}/{type}`` with a JSON body, optionally conditional on ``If-None-Exist`` (see
+    ``fhirwrite.fhir_create``): 201 (or 200 for a conditional match) with ``Location``, ``ETag`` and the resource;
+    an OperationOutcome for an error."""
+    try:
+        fhirapi.check_resource_type(resource_type)
+        broken = _fault(resource_type, search=False)
+        if broken is not None:
+            return broken
+        caller = fhirapi.caller_for(request.headers.get("Authorization", ""))
+        created = fhirwrite.fhir_create(
+            caller=caller,
+            resource_type=resource_type,
+            body=request.body,
+            content_type=request.content_type or "",
+            fhir_base=discovery.SandboxUrls.from_request(request).fhir_base,
+            if_none_exist=request.headers.get("If-None-Exist", ""),
+        )
+    except FhirError as error:
+        return _fhir_error(error)
+    response = _fhir(created.resource, created.status)
+    response["Location"] = created.location
+    response["ETag"] = f'W/"{created.resource["meta"]["versionId"]}"'
+    return response

@@ -147,6 +147,7 @@ def test_every_column_the_review_named_is_encrypted() -> None:
         "orders.Order.patient_name",
         "orders.Order.patient_birth_date",
         "orders.Order.ship_to",
+        "orders.Order.ehr_ship_to",
         "orders.Order.contact_email",
         "orders.Order.contact_phone",
         "orders.Order.payer_member_id",
