@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from healthcommerce.audit.admin import AuditedAdminMixin
+from healthcommerce.core.admin import ServiceOnlyAdmin
 from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.ehr.models import AppSigningKey, EHRSite, Launch
 
@@ -164,23 +165,14 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
 
 
 @admin.register(AppSigningKey)
-class AppSigningKeyAdmin(admin.ModelAdmin):
+class AppSigningKeyAdmin(ServiceOnlyAdmin):
     """Our signing keys, read-only: kid, algorithm, site, environment and life cycle. The private key is never
     shown; keys are made, activated and removed with ``manage.py ehr_keys`` (docs/adr/0020), which audits each."""
 
     list_display = ["kid", "alg", "site", "environment", "status", "created_at", "activated_at", "retired_at"]
     list_filter = ["status", "alg", "environment"]
+    exclude = ("private_jwk",)
     fields = ("kid", "alg", "site", "environment", "status", "public_jwk", "created_at", "activated_at", "retired_at")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Launch)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl
 
 from django.db import transaction
@@ -26,11 +26,11 @@ from healthcommerce.sandbox.errors import FhirBadRequest, FhirError, FhirForbidd
 from healthcommerce.sandbox.fhirapi import Caller
 from healthcommerce.sandbox.loader import compartment_patient_id
 from healthcommerce.sandbox.models import FhirResource
-from healthcommerce.sandbox.scopes import parse_resource_scope
+from healthcommerce.sandbox.scopes import Context, access_context
 
 # The resource types ``POST [base]/[type]`` accepts, with the fhirclient model that checks the body.
 CREATABLE = {"Communication": Communication, "DocumentReference": DocumentReference}
-WriteContext = Literal["system", "user", "patient"]
+WriteContext = Context
 
 
 class FhirUnprocessable(FhirError):
@@ -74,18 +74,7 @@ def write_context(scope: str, resource_type: str, *, backend: bool = False) -> W
     in the token's launch patient's compartment), None (not covered: 403). ``Type.c``, ``Type.cud``,
     ``Type.write`` and ``*.c`` all grant create (SMART 2.2 v1 ``write`` = v2 ``cud``); as for reads
     (``scopes.access_context``), a ``system/`` scope of a launch token counts for nothing."""
-    contexts = set()
-    for item in scope.split():
-        parsed = parse_resource_scope(item)
-        if parsed and parsed.resource_type in ("*", resource_type) and "c" in parsed.permissions:
-            contexts.add(parsed.context)
-    if backend and "system" in contexts:
-        return "system"
-    if "user" in contexts:
-        return "user"
-    if "patient" in contexts:
-        return "patient"
-    return None
+    return access_context(scope, resource_type, "c", backend=backend)
 
 
 def _parse(resource_type: str, body: bytes) -> dict[str, Any]:

@@ -13,7 +13,7 @@ _V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 _V2_PERMISSIONS = re.compile(r"c?r?u?d?s?")
 _RESOURCE_SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.([A-Za-z*]+)(\?.*)?$", re.IGNORECASE)
 
-Interaction = Literal["r", "s"]
+Interaction = Literal["c", "r", "s"]
 Context = Literal["patient", "user", "system"]
 
 
@@ -74,7 +74,7 @@ def grantable(requested: str, allowed: str) -> str:
 def access_context(
     scope: str, resource_type: str, interaction: Interaction, *, backend: bool = False
 ) -> Context | None:
-    """Return how ``scope`` lets a token ``r``ead or ``s``earch ``resource_type``.
+    """Return how ``scope`` lets a token ``c``reate, ``r``ead or ``s``earch ``resource_type``.
 
     ``"system"`` (only for a ``backend`` token, one issued by the client credentials grant: SMART 2.2 "Backend
     Services") and ``"user"``: any resource of that type; ``"patient"``: only the launch patient's compartment

@@ -1,6 +1,8 @@
 """The EHR site admin never shows a client secret or private key: it says whether each is set, and takes a new
 one to replace it (issue 9 "Secrets are write-only in the admin")."""
 
+import html
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -92,3 +94,17 @@ def test_a_key_that_is_not_a_pem_private_key_is_refused(admin_client, site) -> N
     assert response.status_code == 200
     assert "This is not an unencrypted PEM private key." in response.content.decode()
     assert "not a key" not in response.content.decode()  # the refused value is not echoed back either
+
+
+def test_our_signing_keys_are_listed_read_only_without_the_private_key(admin_client) -> None:  # type: ignore[no-untyped-def]
+    from healthcommerce.ehr.keys import signing_key_create
+
+    key = signing_key_create(site=None, alg="ES384", actor="test")
+    listing = admin_client.get("/admin/ehr/appsigningkey/")
+    page = admin_client.get(f"/admin/ehr/appsigningkey/{key.pk}/change/")
+
+    assert key.kid in listing.content.decode()
+    body = html.unescape(page.content.decode())
+    assert page.status_code == 200 and key.kid in body and '"crv": "P-384"' in body
+    assert '"d"' not in body and "private_jwk" not in body
+    assert admin_client.get("/admin/ehr/appsigningkey/add/").status_code == 403
