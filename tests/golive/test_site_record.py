@@ -92,7 +92,8 @@ def test_the_sandbox_fixture_is_what_demo_setup_registers(settings, tmp_path) ->
     registered = json.loads(export("Sandbox EHR"))
 
     set_by_demo_setup = ["name", "iss", "client_id", "auth_method", "private_key_pem", "key_id", "signing_alg"]
-    set_by_demo_setup += ["scopes", "frame_origins", "sms_enabled"]
+    set_by_demo_setup += ["scopes", "frame_origins", "sms_enabled", "vendor", "backend_services", "backend_scopes"]
+    set_by_demo_setup += ["cds_hooks_enabled", "cds_issuers", "cds_jku_allowlist", "writeback", "shipto_reread"]
     assert {k: registered[k] for k in set_by_demo_setup} == {k: fixture[k] for k in set_by_demo_setup}
 
 

@@ -19,12 +19,16 @@ from joserfc.jwk import RSAKey
 
 from healthcommerce.core.http import origin
 from healthcommerce.ehr.keys import published_jwks, signing_key_activate, signing_key_create, signing_key_for
-from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Vendor
+from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Vendor, Writeback
 from healthcommerce.ehr.services import redirect_uri
 
 CLIENT_ID = "healthcommerce-demo"
 KEY_ID = "demo-1"
-BACKEND_SCOPES = "system/Patient.rs system/Communication.c system/DocumentReference.c"
+# What the readiness check reads (ehr_site check "Sandbox EHR" --patient pat015), the ship-to re-read and write-back.
+BACKEND_SCOPES = (
+    "system/Patient.rs system/Coverage.rs system/DeviceRequest.rs system/ServiceRequest.rs "
+    "system/Communication.c system/DocumentReference.c"
+)
 # The sandbox's default client scope (sandbox.services.DEFAULT_CLIENT_SCOPE: the ehr app does not import the
 # sandbox) plus the backend-services scopes.
 LAUNCH_SCOPE = "launch openid fhirUser online_access patient/*.read patient/*.rs user/*.read user/*.rs"
@@ -80,6 +84,14 @@ class Command(BaseCommand):
                 "vendor": Vendor.SANDBOX,
                 "backend_services": True,
                 "backend_scopes": BACKEND_SCOPES,
+                # The sandbox EHR calls our CDS Hooks services (its "Draft order (CDS Hooks)" page), signing with its
+                # own key published at its JWKS URL (docs/adr/0021).
+                "cds_hooks_enabled": True,
+                # After sign-off a Communication records it in the sandbox EHR; the hand-off re-reads the address.
+                "writeback": Writeback.COMMUNICATION,
+                "shipto_reread": True,
+                "cds_issuers": [iss],
+                "cds_jku_allowlist": [settings.APP_BASE_URL.rstrip("/") + "/sandbox/oauth/jwks"],
                 # online_access: the sandbox then grants a refresh token (SMART 2.2 "Refresh access token").
                 "scopes": f"{DEFAULT_SCOPES} online_access",
                 # The sandbox EHR's framed mode (/sandbox/?framed=1) shows the app in an iframe (ADR 0005).
