@@ -28,7 +28,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from healthcommerce.cdshooks.errors import CdsUnauthorized
+from healthcommerce.cdshooks.errors import CdsJwksUnavailable, CdsUnauthorized
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.http import outbound_session
 from healthcommerce.ehr.models import EHRSite
@@ -145,17 +145,29 @@ def _key_set(site: EHRSite, jku: str, *, refetch: bool = False) -> KeySet:
     key = _cache_key("jwks", jku)
     data = None if refetch else cache.get(key)
     if data is None:
-        session = outbound_session(site=site_label(site), kind="jwks")
         try:
-            response = session.get(jku, headers={"Accept": "application/json"}, allow_redirects=False)
-            response.raise_for_status()
-            data = response.json()
-            KeySet.import_key_set(data)
-        except (requests.RequestException, HealthcommerceError, ValueError, TypeError, JoseError) as exc:
+            data = cds_jwks_fetch(site, jku)
+        except CdsJwksUnavailable as exc:
             logger.warning("CDS Hooks: the JWK Set of site %s could not be read", site.pk)
             raise _refused("jwks_unavailable", site) from exc
         cache.set(key, data, JWKS_TTL)
-    return KeySet.import_key_set(data)
+    return KeySet.import_key_set(data)  # type: ignore[arg-type]  # checked by cds_jwks_fetch
+
+
+def cds_jwks_fetch(site: EHRSite, jku: str) -> dict[str, Any]:
+    """Fetch the JWK Set at ``jku`` (an allowlisted URL of ``site``) through the outbound client: https only (http
+    only on loopback), no redirects, the body capped; counted as the site's ``jwks`` calls. Returns the JSON
+    (``{"keys": [...]}``, each key importable). Raises ``CdsJwksUnavailable`` for anything else. Used by the
+    hook authentication (cached) and by the go-live readiness check."""
+    session = outbound_session(site=site_label(site), kind="jwks")
+    try:
+        response = session.get(jku, headers={"Accept": "application/json"}, allow_redirects=False)
+        response.raise_for_status()
+        data = response.json()
+        KeySet.import_key_set(data)
+    except (requests.RequestException, HealthcommerceError, ValueError, TypeError, JoseError) as exc:
+        raise CdsJwksUnavailable() from exc
+    return dict(data)
 
 
 def _verified_claims(token: str, site: EHRSite, jku: str) -> dict[str, Any]:

@@ -49,3 +49,11 @@ class CdsTooLarge(HealthcommerceError):
     code = "too_large"
     status = 413
     message = "The hook request is too large."
+
+
+class CdsJwksUnavailable(HealthcommerceError):
+    """The EHR's JWK Set at an allowlisted ``jku`` could not be fetched or is not a JWK Set (unreachable, not 2xx,
+    not JSON, no valid key)."""
+
+    code = "jwks_unavailable"
+    message = "The EHR's JWK Set could not be read."

@@ -31,6 +31,8 @@ from fhirclient.models.servicerequest import ServiceRequest
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import CodeMapping
 from healthcommerce.catalog.selectors import request_orderability
+from healthcommerce.cdshooks.auth import cds_jwks_fetch
+from healthcommerce.cdshooks.errors import CdsJwksUnavailable
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.backend import backend_token
 from healthcommerce.ehr.discovery import discover
@@ -308,7 +310,15 @@ def _backend(site: EHRSite, patient_id: str) -> tuple[list[Check], str]:
     needs = _feature_scopes(site, patient_id)
     if not site.backend_services:
         if not needs:
-            return [Check("backend_services", WARN, "Not enabled (no feature needs it).", "")], ""
+            return [
+                Check(
+                    "backend_services",
+                    WARN,
+                    "Not enabled (no feature needs it).",
+                    "To check a test patient, or for the ship-to re-read and write-back, register a backend-services"
+                    " client with the EHR and enable it on the site.",
+                )
+            ], ""
         features = ", ".join(needs)
         return [
             Check(
@@ -440,7 +450,12 @@ def _requests(
             try:
                 request = extract.request_info(data, notes)
             except ValueError:
-                yield Check("request_code", WARN, f"{notes.label} is malformed and was skipped.", "")
+                yield Check(
+                    "request_code",
+                    WARN,
+                    f"{notes.label} is malformed and was skipped.",
+                    "Look at the request in the EHR: it lacks what makes it usable (its resourceType or id).",
+                )
                 continue
             seen += 1
             codings = [(s, c) for s, c, _ in request.codings if s and c]
@@ -512,10 +527,29 @@ def _features(site: EHRSite) -> Iterator[Check]:
                 "CDS Hooks enabled with " + "; ".join(problems) + ".",
                 "Set the EHR's CDS Hooks issuer (usually the FHIR base) and its JWKS URL on the site.",
             )
-        else:
-            yield Check(
-                "cds_hooks", PASS, f"{len(site.cds_issuers)} issuer(s), {len(site.cds_jku_allowlist)} jku allowed."
-            )
+            return
+        yield Check("cds_hooks", PASS, f"{len(site.cds_issuers)} issuer(s), {len(site.cds_jku_allowlist)} jku allowed.")
+        for jku in site.cds_jku_allowlist:
+            try:
+                keys = cds_jwks_fetch(site, str(jku))["keys"]
+            except CdsJwksUnavailable:
+                yield Check(
+                    "cds_jwks",
+                    FAIL,
+                    f"The EHR's JWK Set at {jku} could not be read: every hook call would be refused.",
+                    "Check the URL with the EHR team (it must answer a JWK Set over https, without a redirect).",
+                )
+                continue
+            usable = [k for k in keys if k.get("kty") in ("RSA", "EC") and k.get("alg") in (None, "RS384", "ES384")]
+            if usable:
+                yield Check("cds_jwks", PASS, f"{jku}: {len(usable)} RS384/ES384-capable key(s).")
+            else:
+                yield Check(
+                    "cds_jwks",
+                    FAIL,
+                    f"{jku} has no RSA or EC key usable with RS384 or ES384.",
+                    "Ask the EHR team which JWKS signs its CDS Hooks calls.",
+                )
 
 
 def site_readiness(site: EHRSite, *, patient_id: str = "", actor: str = "system") -> ReadinessReport:
@@ -551,7 +585,14 @@ def site_readiness(site: EHRSite, *, patient_id: str = "", actor: str = "system"
         checks.append(_coverage(reader, patient_id, record))
         checks.extend(_requests(site, reader, patient_id, record))
     elif patient_id:
-        checks.append(Check("patient", FAIL, "The test patient was not read: no backend-services token.", "See above."))
+        checks.append(
+            Check(
+                "patient",
+                FAIL,
+                "The test patient was not read: no backend-services token.",
+                "Fix the backend-services check above, then run this check again.",
+            )
+        )
     else:
         checks.append(
             Check(

@@ -70,7 +70,10 @@ def _imported(kid: str, private_jwk: str) -> RSAKey:
 def public_jwks() -> dict[str, list[dict[str, Any]]]:
     """Return the JWK Set of the sandbox's public signing keys: ``{"keys": [{"kty": "RSA", "kid", "alg", ...}]}``
     (the id_token keys with ``alg`` RS256, the CDS Hooks keys with RS384)."""
-    signing_key()  # the CDS key is made by its first hook call, before any service asks for it
+    signing_key()
+    # Both keys exist once anyone reads the JWK Set: a CDS service (or the app's readiness check) that fetches it
+    # before the first hook call finds the key that will sign the calls, as with a real EHR.
+    cds_signing_key()
     keys = []
     for row in SandboxSigningKey.objects.order_by("created_at"):
         public = RSAKey.import_key(row.private_jwk).as_dict(private=False)

@@ -69,6 +69,9 @@ def test_a_good_sandbox_site_is_ready(client, ehr_site: EHRSite, sandbox_ehr: Sa
     ehr_site.refresh_from_db()
     assert ehr_site.scopes_granted
     _backend_site(ehr_site, sandbox_ehr, client_id="ready-backend", scopes=GOOD_SCOPES, registered=GOOD_SCOPES)
+    ehr_site.cds_hooks_enabled, ehr_site.cds_issuers = True, [sandbox_ehr.fhir_base]
+    ehr_site.cds_jku_allowlist = [f"{sandbox_ehr.base}/sandbox/oauth/jwks"]
+    ehr_site.save()
 
     code, text = _check("Sandbox", "--patient", "pat015")
     print(text)  # the closing note quotes it
@@ -79,7 +82,7 @@ def test_a_good_sandbox_site_is_ready(client, ehr_site: EHRSite, sandbox_ehr: Sa
     assert {"signing_key", "discovery", "granted_scopes", "backend_token", "patient", "patient_address"} <= statuses[
         PASS
     ]
-    assert "request_code" in statuses[PASS] and "coverage" in statuses[PASS]
+    assert {"request_code", "coverage", "cds_hooks", "cds_jwks"} <= statuses[PASS]
     assert "tls" in statuses[WARN]  # plain HTTP to the sandbox on this machine
     assert text.splitlines()[-1].startswith("READY: 0 failed")
     # one audit row per read of the test patient, no PHI in the report
@@ -109,7 +112,13 @@ def broken_sandbox(tmp_path: Path) -> Iterator[SandboxEHR]:
 def test_a_broken_site_names_each_problem_with_its_fix_and_exits_1(broken_sandbox: SandboxEHR, settings) -> None:
     settings.APP_BASE_URL = "http://testserver"
     site = EHRSite.objects.create(
-        name="Broken Health", iss=broken_sandbox.fhir_base, client_id="broken-app", vendor="epic"
+        name="Broken Health",
+        iss=broken_sandbox.fhir_base,
+        client_id="broken-app",
+        vendor="epic",
+        cds_hooks_enabled=True,
+        cds_issuers=[broken_sandbox.fhir_base],
+        cds_jku_allowlist=["http://127.0.0.1:9/jwks"],  # nothing listens there
     )
     site.scopes_granted = "launch openid fhirUser patient/Patient.rs patient/DeviceRequest.rs"  # not Coverage etc.
     site.save()
@@ -133,6 +142,7 @@ def test_a_broken_site_names_each_problem_with_its_fix_and_exits_1(broken_sandbo
     assert any("request_code" in line and "http://loinc.org|2335-8" in line for line in failed)
     assert any(line.startswith("PASS") and "4548-4" in line for line in text.splitlines())
     assert "framing" in _statuses(text)[WARN]
+    assert any("cds_jwks" in line and "could not be read" in line for line in failed)
     assert "NOT READY" in text and "CommandError" in text
 
 
@@ -174,3 +184,14 @@ def test_the_admin_button_runs_the_check_and_audits_it(ehr_site: EHRSite, sandbo
     assert bad.status_code == 200 and AuditEvent.objects.filter(action="readiness.run").count() == 1
     # anonymous: the admin login, no report
     assert Client().post(url, {"patient": "pat015"}).status_code == 302
+
+
+def test_every_warning_and_failure_says_how_to_fix_it(ehr_site: EHRSite) -> None:
+    ehr_site.shipto_reread, ehr_site.writeback, ehr_site.auth_method = True, "communication", "client_secret_basic"
+    ehr_site.cds_hooks_enabled = True
+    ehr_site.save()
+    reports = [site_readiness(ehr_site), site_readiness(ehr_site, patient_id="pat015")]
+
+    unexplained = [(c.name, c.detail) for r in reports for c in r.checks if c.status != PASS and not c.fix]
+    assert unexplained == []
+    assert {c.name for c in reports[0].failures} >= {"client_auth", "backend_services", "cds_hooks"}

@@ -52,14 +52,14 @@ def test_metadata_carries_the_oauth_uris_for_older_clients(client: Client, sandb
     assert "DeviceRequest" in {r["type"] for r in body["rest"][0]["resource"]}
 
 
-def test_the_jwks_holds_one_public_rsa_key(client: Client, sandbox_data: dict[str, int]) -> None:
+def test_the_jwks_holds_the_id_token_key_and_the_cds_hooks_key_public_only(
+    client: Client, sandbox_data: dict[str, int]
+) -> None:
     keys = client.get("/sandbox/oauth/jwks").json()["keys"]
 
-    assert len(keys) == 1
-    assert keys[0]["kty"] == "RSA"
-    assert keys[0]["alg"] == "RS256"
-    assert keys[0]["kid"]
-    assert "d" not in keys[0]
+    assert [(k["kty"], k["alg"]) for k in keys] == [("RSA", "RS256"), ("RSA", "RS384")]
+    assert keys[1]["kid"].startswith("cds-") and keys[0]["kid"]
+    assert not any(member in key for key in keys for member in ("d", "p", "q", "dp", "dq", "qi"))
 
 
 def test_the_signing_key_is_created_once(client: Client, sandbox_data: dict[str, int]) -> None:
