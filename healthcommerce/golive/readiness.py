@@ -33,7 +33,8 @@ from healthcommerce.catalog.models import CodeMapping
 from healthcommerce.catalog.selectors import request_orderability
 from healthcommerce.cdshooks.auth import cds_jwks_fetch
 from healthcommerce.cdshooks.errors import CdsJwksUnavailable
-from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.errors import HealthcommerceError, OutboundRefused
+from healthcommerce.core.http import check_url
 from healthcommerce.ehr.backend import backend_token
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.fhir import FHIRReader
@@ -45,7 +46,6 @@ from healthcommerce.orders import extract
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 TLS_EXPIRY_WARN_DAYS = 21
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # What the clinician launch needs (the order form's reads and the clinician's identity).
 LAUNCH_SCOPES = "launch openid fhirUser patient/Patient.r patient/DeviceRequest.rs patient/ServiceRequest.rs"
 # What the readiness reads of the test patient need from backend services.
@@ -122,13 +122,18 @@ class ReadinessReport:
         return "\n".join(lines) + "\n"
 
 
-def _local(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in LOCAL_HOSTS
+def _allowed(url: str) -> bool:
+    """Whether the outbound client may contact ``url``: https, or http on this machine (``core.http.check_url``)."""
+    try:
+        check_url(url)
+    except OutboundRefused:
+        return False
+    return True
 
 
 def _https(name: str, url: str, what: str) -> Check | None:
     """Return a failing check when ``url`` is neither https nor on this machine (None when fine)."""
-    if url.startswith("https://") or _local(url):
+    if _allowed(url):
         return None
     return Check(name, FAIL, f"{what} is not https: {url}", "Use the https URL (an EHR is only reached over TLS).")
 
@@ -197,7 +202,7 @@ def _tls(site: EHRSite) -> Check:
     parts = urlsplit(site.iss)
     host, port = parts.hostname or "", parts.port or 443
     if parts.scheme != "https":
-        status = WARN if _local(site.iss) else FAIL
+        status = WARN if _allowed(site.iss) else FAIL
         return Check("tls", status, "Plain HTTP (allowed only for a sandbox on this machine).", "Use https.")
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -515,11 +520,7 @@ def _features(site: EHRSite) -> Iterator[Check]:
             problems.append("no allowed iss")
         if not site.cds_jku_allowlist:
             problems.append("no allowed jku")
-        problems += [
-            f"jku not https: {u}"
-            for u in site.cds_jku_allowlist
-            if not str(u).startswith("https://") and not _local(str(u))
-        ]
+        problems += [f"jku not https: {u}" for u in site.cds_jku_allowlist if not _allowed(str(u))]
         if problems:
             yield Check(
                 "cds_hooks",

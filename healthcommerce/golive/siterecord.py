@@ -26,7 +26,8 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
-from healthcommerce.core.errors import HealthcommerceError, NotFound
+from healthcommerce.core.errors import HealthcommerceError, NotFound, OutboundRefused
+from healthcommerce.core.http import check_url
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
 
 FORMAT = "healthcommerce-site-record/1"
@@ -58,7 +59,6 @@ PLAIN_FIELDS = (
 SCOPE_FIELDS = ("scopes", "scopes_granted", "backend_scopes")
 # Record key -> (model field, suffix of its environment variable).
 SECRETS = {"client_secret": "CLIENT_SECRET", "private_key_pem": "PRIVATE_KEY"}
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class SiteRecordInvalid(HealthcommerceError):
@@ -203,7 +203,9 @@ def _url_problem(value: str, *, origin: bool = False) -> str | None:
         return f"{value!r} is not a URL"
     if not parts.hostname or parts.scheme not in ("https", "http"):
         return f"{value!r} is not an http(s) URL"
-    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+    try:
+        check_url(value)  # the outbound client's own rule
+    except OutboundRefused:
         return f"{value!r} must be https (http only on localhost)"
     if origin and (parts.path or parts.query or parts.fragment or parts.username):
         return f"{value!r} must be an origin: scheme://host[:port], no path"

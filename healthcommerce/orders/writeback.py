@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
+from healthcommerce.catalog.models import LOINC
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.backend import backend_create
 from healthcommerce.ehr.errors import BackendServicesError
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "system:writeback"
 ORDER_REFERENCE_SYSTEM = "urn:healthcommerce:order-reference"
-LOINC = "http://loinc.org"
 # LOINC 34109-9 "Note": the generic clinical note document type (LOINC Document Ontology), for a site that files
 # the record as a document.
 NOTE_TYPE = {"system": LOINC, "code": "34109-9", "display": "Note"}
