@@ -114,6 +114,13 @@ def audit_record(
     return event
 
 
+def audit_retention(*, target: str, counts: dict[str, int]) -> AuditEvent:
+    """Write a retention job's one ``retention.purge`` row (actor ``system:retention``): ``target`` names what
+    was purged (a model, or ``Launch.tokens``), ``counts`` how many and the retention setting used, e.g.
+    ``{"orders": 3, "retention_days": 365}`` (docs/reliability.md "Retention"; counts only, no PHI)."""
+    return audit_record(actor="system:retention", action="retention.purge", target=target, detail=counts)
+
+
 def audit_record_many(*, records: Sequence[dict[str, Any]]) -> list[AuditEvent]:
     """Insert one ``AuditEvent`` per item of ``records`` (each holds ``audit_record``'s keyword arguments) in one
     statement and return them; for a service that did the same action on many targets in one transaction

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from requests import RequestException
 
-from healthcommerce.audit.services import audit_record, audit_refusal
+from healthcommerce.audit.services import audit_record, audit_refusal, audit_retention
 from healthcommerce.core.errors import NotFound
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import AuthorizationFailed, LaunchInvalid, UnknownIssuer
@@ -394,9 +394,7 @@ def launch_tokens_clear() -> int:
         access_token="", refresh_token="", token_expires_at=None, updated_at=now
     )
     if cleared:
-        audit_record(
-            actor="system:retention", action="retention.purge", target="Launch.tokens", detail={"launches": cleared}
-        )
+        audit_retention(target="Launch.tokens", counts={"launches": cleared})
         logger.info("retention: cleared the tokens of %d expired launch(es)", cleared)
     return cleared
 
@@ -417,11 +415,9 @@ def launches_purge() -> PurgeReport:
         sessions = deleted.get(Session._meta.label, 0)
     else:  # a cache or cookie session engine expires its own sessions
         import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
-    audit_record(
-        actor="system:retention",
-        action="retention.purge",
+    audit_retention(
         target="Launch",
-        detail={"launches": launches, "sessions": sessions, "retention_hours": settings.LAUNCH_RETENTION_HOURS},
+        counts={"launches": launches, "sessions": sessions, "retention_hours": settings.LAUNCH_RETENTION_HOURS},
     )
     if launches or sessions:
         logger.info("retention: purged %d launch(es) and %d session(s)", launches, sessions)

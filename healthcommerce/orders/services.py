@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.services import audit_record, audit_retention
 from healthcommerce.catalog.models import Product
 from healthcommerce.catalog.selectors import request_orderability
 from healthcommerce.core.errors import HealthcommerceError
@@ -422,12 +422,7 @@ def orders_phi_purge() -> int:
     cutoff = now - timedelta(days=settings.ORDER_PHI_RETENTION_DAYS)
     due = Order.objects.filter(orders_closed_before(cutoff), phi_purged_at__isnull=True)
     purged = due.update(**PHI_BLANK, phi_purged_at=now)
-    audit_record(
-        actor="system:retention",
-        action="retention.purge",
-        target="Order",
-        detail={"orders": purged, "retention_days": settings.ORDER_PHI_RETENTION_DAYS},
-    )
+    audit_retention(target="Order", counts={"orders": purged, "retention_days": settings.ORDER_PHI_RETENTION_DAYS})
     if purged:
         logger.info("retention: purged the PHI of %d closed order(s)", purged)
     return purged

@@ -29,7 +29,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.services import audit_record, audit_retention
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.subscribers import subscriber_named, subscribers_of
@@ -627,11 +627,8 @@ def outbox_purge() -> int:
     cutoff = timezone.now() - timedelta(days=settings.OUTBOX_RETENTION_DAYS)
     ended = (OutboxMessage.Status.DONE, OutboxMessage.Status.CANCELLED)
     deleted, _ = OutboxMessage.objects.filter(status__in=ended, updated_at__lt=cutoff).delete()
-    audit_record(
-        actor="system:retention",
-        action="retention.purge",
-        target="OutboxMessage",
-        detail={"outbox_messages": deleted, "retention_days": settings.OUTBOX_RETENTION_DAYS},
+    audit_retention(
+        target="OutboxMessage", counts={"outbox_messages": deleted, "retention_days": settings.OUTBOX_RETENTION_DAYS}
     )
     if deleted:
         logger.info("retention: deleted %d done or cancelled outbox row(s)", deleted)

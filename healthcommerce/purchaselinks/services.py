@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy
 
-from healthcommerce.audit.services import audit_record, audit_refusal
+from healthcommerce.audit.services import audit_record, audit_refusal, audit_retention
 from healthcommerce.orders.events import TOPIC_PATIENT_CONFIRMED, order_event_key, order_for_subject, order_subject
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add
@@ -554,12 +554,7 @@ def purchase_links_phi_purge() -> int:
     links = PurchaseLink.objects.filter(pk__in=ids)
     revoked = links.filter(revoked_at__isnull=True).update(revoked_at=now)
     purged = links.update(sent_to="", sms_sent_to="", phi_purged_at=now, updated_at=now)
-    audit_record(
-        actor="system:retention",
-        action="retention.purge",
-        target="PurchaseLink",
-        detail={"purchase_links": purged, "revoked": revoked},
-    )
+    audit_retention(target="PurchaseLink", counts={"purchase_links": purged, "revoked": revoked})
     if purged:
         logger.info("retention: purged the addresses of %d purchase link(s), %d revoked", purged, revoked)
     return purged

@@ -11,7 +11,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.services import audit_record, audit_retention
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.models import LocalCommerceOrder
@@ -144,9 +144,7 @@ def local_orders_phi_purge() -> int:
         row.phi_purged_at = now
         row.save(update_fields=["payload", "confirmation", "phi_purged_at", "updated_at"])
         purged += 1
-    audit_record(
-        actor="system:retention", action="retention.purge", target="LocalCommerceOrder", detail={"local_orders": purged}
-    )
+    audit_retention(target="LocalCommerceOrder", counts={"local_orders": purged})
     if purged:
         logger.info("retention: purged the PHI of %d local commerce order(s)", purged)
     return purged
