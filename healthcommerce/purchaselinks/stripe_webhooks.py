@@ -4,7 +4,8 @@ signatures", "Handle duplicate events", "Event ordering", "Return a 2xx response
 The signature (``Stripe-Signature: t=<unix time>,v1=<HMAC-SHA256 of "<t>.<raw body>">``) is checked over the raw
 body with ``STRIPE_WEBHOOK_SECRET`` and a 300-second timestamp tolerance by the ``stripe`` library
 (``WebhookSignature.verify_header``, the check ``Webhook.construct_event`` makes; the exception it raises holds
-the body, so it is never logged);
+the body, so it is never logged). The library only refuses a timestamp too far in the past, so one more than
+the tolerance in the future is refused here too (``_timestamp_ahead``: a replay window has two ends);
 ``payments.stripe_event_record`` deduplicates on the event id and applies it. Answers are JSON with a code and
 no PHI: 200 with the outcome (duplicates and event types this app does not act on included), 400 for a request
 that will never be accepted (Stripe's docs answer 400 to a bad payload and to a bad signature alike), 409 for an
@@ -14,6 +15,7 @@ configured here or the database failed (Stripe retries).
 
 import json
 import logging
+import time
 from typing import Any
 
 import stripe
@@ -35,6 +37,19 @@ TOLERANCE_SECONDS = 300
 
 def _error(code: str, status: int) -> JsonResponse:
     return JsonResponse({"error": code}, status=status)
+
+
+def _timestamp_ahead(signature: str, *, now: float) -> bool:
+    """Return True when the ``t=`` of a ``Stripe-Signature`` header is more than ``TOLERANCE_SECONDS`` after
+    ``now`` (Unix seconds). A header without a readable ``t=`` returns False: ``verify_header`` refuses it."""
+    for item in signature.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value) > now + TOLERANCE_SECONDS
+            except ValueError:
+                return False
+    return False
 
 
 def _event_fields(body: bytes) -> tuple[str, str, dict[str, Any]] | None:
@@ -73,6 +88,8 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     try:
         # construct_event's check, without its Event object: the body is parsed here, so an odd body is a 400.
         stripe.WebhookSignature.verify_header(body, signature, secret, tolerance=TOLERANCE_SECONDS)
+        if _timestamp_ahead(signature, now=time.time()):
+            raise stripe.SignatureVerificationError("Timestamp in the future", signature)
         fields = _event_fields(body)
     except stripe.SignatureVerificationError:
         logger.warning("stripe webhook refused: signature_invalid")

@@ -115,6 +115,16 @@ def test_a_stale_timestamp_is_refused(client, payment) -> None:
     assert post(client, body, signed(body, at=int(time.time()) - 290)).status_code == 200
 
 
+def test_a_timestamp_in_the_future_beyond_the_tolerance_is_refused(client, payment) -> None:
+    body = event("payment_intent.succeeded", intent(payment, "succeeded"))
+    for ahead in (600, 301):
+        response = post(client, body, signed(body, at=int(time.time()) + ahead))
+        assert (response.status_code, response.json()) == (400, {"error": "signature_invalid"}), ahead
+    payment.refresh_from_db()
+    assert payment.status == S.REQUIRES_PAYMENT and not StripeEvent.objects.exists()
+    assert post(client, body, signed(body, at=int(time.time()) + 200)).status_code == 200  # clock skew within
+
+
 def test_a_signed_body_that_is_not_an_event_is_a_bad_payload(client) -> None:
     for body in (b"not json", b"[]", json.dumps({"id": "evt_1", "type": "x"}).encode(), b"\xff\xfe"):
         response = post(client, body)
