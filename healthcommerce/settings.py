@@ -236,7 +236,8 @@ EMAIL_HOST_PASSWORD = _EMAIL.get("EMAIL_HOST_PASSWORD") or ""
 EMAIL_USE_TLS = bool(_EMAIL.get("EMAIL_USE_TLS"))
 EMAIL_USE_SSL = bool(_EMAIL.get("EMAIL_USE_SSL"))
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="orders@healthcommerce.invalid")
+# The sender of patient emails, with the name they see: "Harbor Health orders <orders@harbor-health.org>".
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Your clinic's orders <orders@healthcommerce.invalid>")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 # --- Text messages (django-sms; docs/adr/0010): optional, on top of email ---
@@ -434,6 +435,8 @@ if PURCHASE_LINK_REMINDER_HOURS < 0 or PURCHASE_LINK_REMINDER_MIN_AGE_HOURS < 0:
     raise ImproperlyConfigured("PURCHASE_LINK_REMINDER_HOURS and _MIN_AGE_HOURS must not be negative.")
 # After the patient confirms, the same link opens the order's tracking page (date of birth again) this long.
 PURCHASE_LINK_TRACKING_DAYS = env.int("PURCHASE_LINK_TRACKING_DAYS", default=90)
+# The delivery window the patient's receipt promises, in business days after confirming: "LOW,HIGH".
+PATIENT_DELIVERY_BUSINESS_DAYS = tuple(env.list("PATIENT_DELIVERY_BUSINESS_DAYS", cast=int, default=[3, 7]))[:2]
 
 # --- Payments through Stripe (healthcommerce.purchaselinks.payments, docs/adr/0012) ---
 # Empty STRIPE_SECRET_KEY: payments off (a patient with something to pay cannot pay online). Keys from the Stripe

@@ -23,6 +23,8 @@ export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_demo}" STRIPE_PUBLISHABLE
 export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_ZGVtby1vbmx5LWRlbW8tb25seS1kZW1vLW9ubHk=}"
 export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:$STRIPE_PORT}"
 export STRIPE_JS_URL="${STRIPE_JS_URL:-$STRIPE_API_BASE/js.stripe.com/v3/}"
+# The patients' emails come from the sandbox clinic (printed on the console; nothing is sent).
+export DEFAULT_FROM_EMAIL="${DEFAULT_FROM_EMAIL:-Sandbox Health Clinic orders <orders@sandbox-health.example>}"
 
 cat <<TXT
 

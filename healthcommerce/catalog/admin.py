@@ -13,8 +13,12 @@ class CodeMappingInline(admin.TabularInline):
 class ProductAdmin(admin.ModelAdmin):
     list_display = ["sku", "name", "kind", "hcpcs_code", "unit_price_cents", "currency", "is_active"]
     list_filter = ["kind", "is_active"]
-    search_fields = ["sku", "name", "hcpcs_code"]
+    search_fields = ["sku", "name", "name_es", "hcpcs_code"]
     inlines = [CodeMappingInline]
+    fieldsets = [
+        (None, {"fields": ["sku", "kind", "hcpcs_code", "unit_price_cents", "currency", "image", "is_active"]}),
+        ("What the patient reads", {"fields": ["name", "name_es", "description", "description_es"]}),
+    ]
 
 
 @admin.register(CodeMapping)

@@ -20,6 +20,7 @@ SNOMED = "http://snomed.info/sct"
 class Product(BaseModel):
     """A sellable item. ``hcpcs_code`` is the billing code printed on the Standard Written Order.
 
+    ``name_es``/``description_es`` are what a Spanish-speaking patient reads (``name_for``); empty: the English.
     ``unit_price_cents`` is in the minor unit of ``currency`` (ISO 4217 alphabetic code, upper case; every
     currency this app takes has two decimals). ``image`` is a path under ``static/`` for the patient's review page.
     """
@@ -30,7 +31,9 @@ class Product(BaseModel):
 
     sku = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    name_es = models.CharField("name (Spanish)", max_length=200, blank=True, help_text="Empty: patients see the English.")
     description = models.TextField(blank=True)
+    description_es = models.TextField("description (Spanish)", blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     hcpcs_code = models.CharField(max_length=10, blank=True)
     unit_price_cents = models.PositiveIntegerField(default=0)
@@ -50,6 +53,15 @@ class Product(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sku})"
+
+    def name_for(self, language: str) -> str:
+        """Return the name a patient reading ``language`` (``"es"``, ``"es-US"``, ``"en"``) sees: the Spanish
+        name for Spanish when there is one, else the English ``name``."""
+        return (self.name_es if language.lower().startswith("es") else "") or self.name
+
+    def description_for(self, language: str) -> str:
+        """Return the description in ``language`` as ``name_for`` does (Spanish when given, else English)."""
+        return (self.description_es if language.lower().startswith("es") else "") or self.description
 
 
 class CodeMapping(BaseModel):

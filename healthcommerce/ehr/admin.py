@@ -95,6 +95,7 @@ class EHRSiteForm(forms.ModelForm):
             "frame_origins",
             "is_active",
             "sms_enabled",
+            "patient_support_phone",
             # the go-live kit (issue 10): vendor, our key's jku, backend services, write-back, CDS Hooks
             "vendor",
             "vendor_version",

@@ -122,6 +122,12 @@ class EHRSite(BaseModel):
         help_text="Text purchase links to patients' mobile numbers too (the health system's consent policy allows "
         "it; docs/adr/0010). Email is always sent.",
     )
+    patient_support_phone = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The number patients call about an order, printed in their emails and on their pages, e.g. "
+        "(207) 555-0100. Empty: they are told to contact the clinic.",
+    )
     discovery = models.JSONField(default=dict, blank=True, editable=False)
     discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Who changed what and when, without the secrets (docs/adr/0019); the admin's "History" button shows it.

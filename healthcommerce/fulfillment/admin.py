@@ -13,12 +13,26 @@ from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.roles import PhiMaskedAdmin
+from healthcommerce.fulfillment.carriers import CARRIER_CHOICES, OTHER
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.fulfillment.services import local_order_mark
 
 
 def _actor(request: HttpRequest) -> str:
     return admin_actor(request)
+
+
+def _tracking_posted(request: HttpRequest, pk: str) -> dict[str, str]:
+    """The "Mark shipped" page's fields for one order: ``carrier`` (a code, or the typed name for "Other"),
+    ``tracking_number`` and ``tracking_url``."""
+    carrier = request.POST.get(f"carrier_{pk}", "")
+    if carrier == OTHER:
+        carrier = request.POST.get(f"carrier_other_{pk}", "")
+    return {
+        "carrier": carrier.strip()[:100],
+        "tracking_number": request.POST.get(f"tracking_{pk}", ""),
+        "tracking_url": request.POST.get(f"tracking_url_{pk}", ""),
+    }
 
 
 @admin.register(LocalCommerceOrder)
@@ -34,6 +48,7 @@ class LocalCommerceOrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, ServiceOnlyAdmi
     list_display = [
         "order_reference",
         "status",
+        "carrier",
         "tracking_number",
         "submit_count",
         "created_at",
@@ -49,7 +64,9 @@ class LocalCommerceOrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, ServiceOnlyAdmi
         "idempotency_key",
         "submit_count",
         "status",
+        "carrier",
         "tracking_number",
+        "tracking_url",
         "payload_pretty",
         "confirmed_at",
         "shipped_at",
@@ -62,16 +79,17 @@ class LocalCommerceOrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, ServiceOnlyAdmi
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
 
     def _mark(
-        self, request: HttpRequest, queryset: QuerySet[LocalCommerceOrder], status: str, tracking: dict[str, str]
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[LocalCommerceOrder],
+        status: str,
+        tracking: dict[str, dict[str, str]],
     ) -> None:
         done = 0
         for row in queryset:
             try:
                 local_order_mark(
-                    local_order_id=row.pk,
-                    status=status,
-                    actor=_actor(request),
-                    tracking_number=tracking.get(str(row.pk), ""),
+                    local_order_id=row.pk, status=status, actor=_actor(request), **tracking.get(str(row.pk), {})
                 )
                 done += 1
             except HealthcommerceError as exc:
@@ -81,15 +99,18 @@ class LocalCommerceOrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, ServiceOnlyAdmi
 
     @admin.action(description="Mark shipped", permissions=["change"])
     def mark_shipped(self, request: HttpRequest, queryset: QuerySet[LocalCommerceOrder]) -> HttpResponse | None:
-        """Ask for tracking numbers on an intermediate page, then mark the selected orders shipped."""
+        """Ask for each order's carrier (``carriers.CARRIER_CHOICES``; "Other" takes a typed name), tracking number
+        and, optionally, an https tracking URL on an intermediate page, then mark the selected orders shipped. Left
+        empty, the URL is the carrier's public tracking page; one that is not https refuses that order."""
         if request.POST.get("confirm") == "yes":
-            tracking = {str(row.pk): request.POST.get(f"tracking_{row.pk}", "") for row in queryset}
+            tracking = {str(row.pk): _tracking_posted(request, str(row.pk)) for row in queryset}
             self._mark(request, queryset, LocalCommerceOrder.Status.SHIPPED, tracking)
             return None
         context = {
             **self.admin_site.each_context(request),
             "title": "Mark shipped",
             "rows": queryset,
+            "carriers": CARRIER_CHOICES,
             "opts": self.model._meta,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
         }

@@ -6,7 +6,7 @@ Three sources report an order's status at the backend: a status webhook the back
 (``fulfillment.reconcile``), and the local backend's admin marks. Each calls ``fulfillment_status_apply``, which
 moves ``Order.fulfillment_status`` forward only (``received < confirmed < shipped < delivered``; ``cancelled``
 only before shipping), records shipped, delivered and cancelled on the order's timeline with the carrier and
-tracking number, moves the order to ``fulfilled`` once shipped, and publishes ``order.status_changed`` for the
+tracking number (a tracking URL only when https; derived from the carrier when none came: ``carriers``), moves the order to ``fulfilled`` once shipped, and publishes ``order.status_changed`` for the
 patient's notification (ADR 0008: the next stage hears it through the outbox).
 """
 
@@ -19,6 +19,7 @@ from django.utils import timezone
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.fulfillment.backends.base import BackendStatus, StatusEvent
+from healthcommerce.fulfillment.carriers import carrier_name, tracking_url_checked
 from healthcommerce.fulfillment.models import InboundStatusEvent
 from healthcommerce.orders.events import TOPIC_ORDER_STATUS_CHANGED, order_event_key, order_subject
 from healthcommerce.orders.models import FulfillmentStatus, Order
@@ -55,9 +56,20 @@ class InboundOrderUnknown(HealthcommerceError):
     message = "No order of this backend has that reference."
 
 
-def _tracking_changes(order: Order, update: BackendStatus) -> dict[str, str]:
-    """The carrier and tracking fields ``update`` brings that ``order`` does not have yet (or has otherwise)."""
-    fields = {"carrier": update.carrier, "tracking_number": update.tracking_number, "tracking_url": update.tracking_url}
+def _tracking_changes(order: Order, update: BackendStatus, *, source: str) -> dict[str, str]:
+    """The carrier and tracking fields ``update`` brings that ``order`` does not have yet (or has otherwise).
+
+    The carrier is stored by its display name (``carriers.carrier_name``: ``"fedex"`` -> ``"FedEx"``). A tracking
+    URL that is not https is dropped with a WARNING (it would be shown as a link); with none, one is derived from
+    a known carrier and the number (``carriers.tracking_url_checked``)."""
+    carrier = carrier_name(update.carrier)
+    url = tracking_url_checked(
+        url=update.tracking_url,
+        carrier=carrier,
+        number=update.tracking_number,
+        context=f"order={order.reference} source={source}",
+    )
+    fields = {"carrier": carrier, "tracking_number": update.tracking_number.strip(), "tracking_url": url}
     return {name: value for name, value in fields.items() if value and getattr(order, name) != value}
 
 
@@ -99,7 +111,7 @@ def fulfillment_status_apply(
         return REFUSED
     forward = new != current and (new == FS.CANCELLED or (current != FS.CANCELLED and RANK[new] > RANK[current]))
     # Tracking counts from any shipped or delivered report, a late one included; it never moves the status.
-    tracking = _tracking_changes(order, update) if new in (FS.SHIPPED, FS.DELIVERED) else {}
+    tracking = _tracking_changes(order, update, source=source) if new in (FS.SHIPPED, FS.DELIVERED) else {}
     outcome = UNCHANGED
     if forward or tracking:
         changes: dict[str, Any] = {**tracking, "fulfillment_updated_at": timezone.now()}

@@ -10,7 +10,33 @@ from healthcommerce.core.validators import validate_birth_date
 from healthcommerce.orders.models import DeliveryPreference
 
 
-class BirthDateForm(forms.Form):
+class PatientForm(forms.Form):
+    """A form on the patient pages that marks its fields for assistive technology (WCAG 2.2 3.3.1, 3.3.2, 4.1.2):
+    required fields get ``aria-required``; after a failed submit each invalid field gets ``aria-invalid`` and
+    ``aria-describedby="<id>-error"`` (the error text's id in the templates), and the first one ``autofocus``,
+    so the browser puts the cursor there. ``first_error`` is that field's name (``""`` without errors); the
+    templates show ``purchaselinks/_error_summary.html`` above the form, linking to each invalid field."""
+
+    first_error = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if field.required and not isinstance(field.widget, forms.RadioSelect):
+                field.widget.attrs["aria-required"] = "true"
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        for name, field in self.fields.items():
+            if name not in self._errors:
+                continue
+            field.widget.attrs.update({"aria-invalid": "true", "aria-describedby": f"{self[name].auto_id}-error"})
+            if not self.first_error:
+                self.first_error = name
+                field.widget.attrs["autofocus"] = True
+
+
+class BirthDateForm(PatientForm):
     """The patient's date of birth; ``<input type="date">`` sends ISO ``YYYY-MM-DD``."""
 
     birth_date = forms.DateField(
@@ -22,7 +48,7 @@ class BirthDateForm(forms.Form):
     )
 
 
-class AddressForm(forms.Form):
+class AddressForm(PatientForm):
     """A corrected US ship-to address; state and ZIP code validated by django-localflavor (USPS codes, ZIP or
     ZIP+4). ``cleaned_address()`` returns the ``Order.ship_to`` shape
     (``{"line": [...], "city", "state", "postal_code", "country": "US"}``)."""
@@ -41,7 +67,10 @@ class AddressForm(forms.Form):
     )
     state = USStateField(label=_("State"), widget=USStateSelect(attrs={"autocomplete": "address-level1"}))
     postal_code = USZipCodeField(
-        label=_("ZIP code"), widget=forms.TextInput(attrs={"autocomplete": "postal-code", "inputmode": "numeric"})
+        label=_("ZIP code"),
+        widget=forms.TextInput(attrs={"autocomplete": "postal-code", "inputmode": "numeric"}),
+        # localflavor's own message ("XXXXX or XXXXX-XXXX") reads as code in either language.
+        error_messages={"invalid": _("Enter a ZIP code of 5 digits, such as 04101, or 9 digits, such as 04101-1234.")},
     )
 
     @classmethod
@@ -69,7 +98,7 @@ class AddressForm(forms.Form):
         }
 
 
-class ReviewForm(forms.Form):
+class ReviewForm(PatientForm):
     """The review page's choices: a delivery preference and consent to the terms (required)."""
 
     delivery_preference = forms.ChoiceField(

@@ -49,7 +49,9 @@ class Payment(BaseModel):
     attempt was declined, ``last_error_code`` says why; the patient may try again) go to ``processing`` or
     ``succeeded``; ``succeeded`` goes only to ``refunded``; ``cancelled`` (never charged) is final. One live
     (not cancelled) payment per order version. ``idempotency_key`` is sent as Stripe's ``Idempotency-Key`` when
-    creating the PaymentIntent, so a retried create returns the same one. Holds no PHI and no client secret.
+    creating the PaymentIntent, so a retried create returns the same one. ``card_brand``/``card_last4`` (e.g.
+    ``Visa``/``4242``) are what the receipt shows (PCI DSS allows showing the last four digits). Holds no PHI and
+    no client secret.
     """
 
     class Status(models.TextChoices):
@@ -68,6 +70,8 @@ class Payment(BaseModel):
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=100, unique=True)
     last_error_code = models.CharField(max_length=100, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
     amount_refunded_cents = models.PositiveIntegerField(default=0)
     stripe_refund_id = models.CharField(max_length=255, blank=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)

@@ -51,10 +51,25 @@ def patient_language(order: Order) -> str:
     return language_supported(order.patient_language) or settings.LANGUAGE_CODE
 
 
+def email_context(order: Order, language: str) -> dict[str, Any]:
+    """What every patient email names, in ``language``: ``name`` (the greeting), ``clinic`` (the EHR site's
+    name), ``support_phone`` (``EHRSite.patient_support_phone``, may be empty), ``reference``, ``item`` (the
+    product's name in that language, ``Product.name_for``) and ``quantity``."""
+    return {
+        "name": order.patient_name.strip(),
+        "clinic": order.site.name,
+        "support_phone": order.site.patient_support_phone.strip(),
+        "reference": order.reference,
+        "item": order.product.name_for(language) if order.product else "",
+        "quantity": order.quantity,
+    }
+
+
 def patient_email_send(*, order: Order, subject: "StrPromise", template: str, context: dict[str, Any]) -> str:
-    """Email ``template`` (a plain-text Django template, rendered with ``context``) to ``order.contact_email``
-    from ``DEFAULT_FROM_EMAIL``; return the address it went to. The subject (lazy: ``gettext_lazy`` or
-    ``format_lazy``, so it is translated here) and the body are rendered in ``patient_language(order)``.
+    """Email ``template`` (a plain-text Django template, rendered with ``email_context`` plus ``context``) to
+    ``order.contact_email`` from ``DEFAULT_FROM_EMAIL`` (a display name and address); return the address it went
+    to. The subject (lazy: ``gettext_lazy`` or ``format_lazy``, so it is translated here) and the body are
+    rendered in ``patient_language(order)``. The body greets the patient by name: it is never logged.
 
     Raises ``NotSendable("no_contact_email")`` when the order has no address, and ``EmailFailed`` (temporary)
     when the relay refuses or does not answer within ``EMAIL_TIMEOUT`` seconds (``SMTPException``, ``OSError``).
@@ -62,8 +77,9 @@ def patient_email_send(*, order: Order, subject: "StrPromise", template: str, co
     address = order.contact_email.strip()
     if not address:
         raise NotSendable("no_contact_email")
-    with translation.override(patient_language(order)):
-        body = render_to_string(template, context)
+    language = patient_language(order)
+    with translation.override(language):
+        body = render_to_string(template, email_context(order, language) | context)
         subject_text = str(subject)
     try:
         send_mail(subject_text, body, settings.DEFAULT_FROM_EMAIL, [address])

@@ -302,8 +302,11 @@ def payment_pay_with_token(*, payment: Payment, token: str) -> Payment:
     client = stripe_client()
     intent_id = payment.stripe_payment_intent_id
     try:
-        customer = client.v1.customers.create(params={"source": token})  # type: ignore[typeddict-item]
+        customer = client.v1.customers.create(
+            params={"source": token, "expand": ["sources"]}  # type: ignore[typeddict-item]
+        )
         card = str(customer.default_source or "")
+        _card_keep(payment, customer, card)
         client.v1.payment_intents.update(intent_id, params={"customer": customer.id, "payment_method": card})
         intent = client.v1.payment_intents.confirm(intent_id)
     except stripe.CardError as exc:
@@ -326,6 +329,17 @@ def payment_pay_with_token(*, payment: Payment, token: str) -> Payment:
         raise CardDeclined(code=code)
     payment.refresh_from_db()
     return payment
+
+
+def _card_keep(payment: Payment, customer: Any, card_id: str) -> None:
+    """Keep the brand and last four digits of the Customer's card ``card_id`` (from ``sources``, expanded) on the
+    payment for the receipt; nothing when Stripe did not return them."""
+    sources = getattr(getattr(customer, "sources", None), "data", None) or []
+    card = next((s for s in sources if getattr(s, "id", None) == card_id), None)
+    brand, last4 = str(getattr(card, "brand", "") or "")[:20], str(getattr(card, "last4", "") or "")[-4:]
+    if brand or last4:
+        payment.card_brand, payment.card_last4 = brand, last4
+        payment.save(update_fields=["card_brand", "card_last4", "updated_at"])
 
 
 @transaction.atomic

@@ -4,10 +4,13 @@
 Email and text go through ``notify`` (ADR 0010), each channel once: a channel already recorded on the timeline
 for this status (``status_notified`` with ``status`` and ``channel``) is never sent again, so a retry after one
 channel failed sends only the other. Messages carry the order reference, the carrier, the tracking number and an
-https tracking URL; never the product, a diagnosis or the patient's name (a text shows on a lock screen).
+https tracking URL; the confirmation is the receipt (``receipt.order_receipt``: item, amount, card, delivery
+window). Emails greet the patient by name and name the item and the clinic's number (``notify.email_context``);
+texts never hold the product, a diagnosis or the patient's name (a text shows on a lock screen).
 """
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
@@ -15,12 +18,14 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
 from healthcommerce.audit.services import audit_record
+from healthcommerce.core.links import https_url
 from healthcommerce.orders.events import order_for_subject
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.orders.transitions import order_event_add
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.purchaselinks.errors import NotificationFailed, NotSendable
 from healthcommerce.purchaselinks.notify import patient_email_send, patient_sms_send
+from healthcommerce.purchaselinks.receipt import order_receipt
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +75,13 @@ def _notify(message: OutboxMessage, status: str) -> None:
         "status": status,
         "carrier": order.carrier,
         "tracking_number": order.tracking_number,
-        "tracking_url": order.tracking_url if order.tracking_url.startswith("https://") else "",
+        "tracking_url": https_url(order.tracking_url),
         "app_url": settings.APP_BASE_URL.rstrip("/"),
-        "paid": order.payments.filter(status="succeeded").exists() if status == "confirmed" else False,
+        "paid": False,
     }
+    if status == "confirmed":  # the receipt; the item is named in the patient's language by notify
+        receipt = asdict(order_receipt(order=order, language=settings.LANGUAGE_CODE))
+        context |= {key: value for key, value in receipt.items() if key not in ("item", "reference")}
     done = _already(order, status)
     failed: NotificationFailed | None = None
     for channel in ("email", "sms"):

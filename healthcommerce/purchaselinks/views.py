@@ -24,6 +24,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
@@ -37,6 +38,7 @@ from healthcommerce.purchaselinks.forms import AddressForm, BirthDateForm, Revie
 from healthcommerce.purchaselinks.models import Payment, PurchaseLink
 from healthcommerce.purchaselinks.payments import CardDeclined, payment_pay_with_token, payment_start
 from healthcommerce.purchaselinks.pricing import money_format, patient_quote
+from healthcommerce.purchaselinks.receipt import order_receipt
 from healthcommerce.purchaselinks.services import (
     purchase_link_choices_record,
     purchase_link_complete,
@@ -141,9 +143,12 @@ def link_start(request: HttpRequest, token: str) -> HttpResponse:
     request.session[SESSION_KEY] = {"link_id": str(link.pk), "seen": time.time(), "verified": False}
     response = redirect("purchaselinks:verify")
     chart_language = language_supported(link.order.patient_language)
-    if chart_language and not language_supported(request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)):
-        # The pages open in the language the messages were written in (the chart's, or the patient's last
-        # choice); the switch still changes it, and an earlier choice in this browser wins.
+    chosen_here = language_supported(request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME))
+    if chart_language and chart_language != settings.LANGUAGE_CODE and not chosen_here:
+        # The pages open in the language the messages were written in (the chart's, or the language the patient
+        # used on the pages before, in any browser); the switch still changes it, and an earlier choice in this
+        # browser wins. English (the default, and most charts' "en-US") does not override a browser asking for
+        # Spanish (Accept-Language: es-US).
         _language_cookie_set(response, chart_language)
     return response
 
@@ -195,10 +200,17 @@ def link_verify(request: HttpRequest) -> HttpResponse:
         return _verify_page(request, link, BirthDateForm(), failed=True)
     request.session.cycle_key()  # a fresh session id once the patient is verified
     request.session[SESSION_KEY] = {**entry, "verified": True, "seen": time.time()}
-    chosen = language_supported(request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME))
-    if chosen:  # switched before verifying: later messages follow that choice too
-        purchase_link_language_set(link=link, language=chosen, actor_ip=client_ip(request))
+    _language_keep(request, link)
     return redirect("purchaselinks:track" if link.completed_at else "purchaselinks:confirm")
+
+
+def _language_keep(request: HttpRequest, link: PurchaseLink) -> None:
+    """Keep the language this verified patient reads the pages in (the switch's cookie, else Accept-Language:
+    ``PatientLocaleMiddleware``) on the order, so later emails and texts, and the pages in another browser, follow
+    it (``purchase_link_language_set``; a no-op when unchanged)."""
+    language = language_supported(translation.get_language())
+    if language:
+        purchase_link_language_set(link=link, language=language, actor_ip=client_ip(request))
 
 
 def _ship_to_lines(link: PurchaseLink) -> list[str]:
@@ -227,8 +239,8 @@ def _review_page(
         "error": error,
         "form": form,
         "reference": order.reference,
-        "product_name": product.name if product else "",
-        "product_description": product.description if product else "",
+        "product_name": product.name_for(translation.get_language() or "") if product else "",
+        "product_description": product.description_for(translation.get_language() or "") if product else "",
         "quantity": order.quantity,
         "ship_to_lines": _ship_to_lines(link),
         "ship_to_changed": bool(order.patient_ship_to),
@@ -255,6 +267,7 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
     form = ReviewForm(request.POST)
     if not form.is_valid():
         return _review_page(request, link, form)
+    _language_keep(request, link)  # the confirmation email goes out in the language the patient confirmed in
     quote = patient_quote(order=link.order)
     if quote.needs_payment:
         try:
@@ -271,7 +284,21 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
         delivery_preference=form.cleaned_data["delivery_preference"],
         terms_version=TERMS_VERSION,
     )
-    return render(request, "purchaselinks/done.html", {"reference": link.order.reference})
+    return _done_page(request, link)
+
+
+def _done_page(request: HttpRequest, link: PurchaseLink) -> HttpResponse:
+    """The thank-you page with the receipt (``receipt.order_receipt``, the confirmation email's too): item,
+    quantity, amount and card, the delivery window, where it goes and whom to call."""
+    order = Order.objects.select_related("product", "site").get(pk=link.order_id)
+    context = {
+        "receipt": order_receipt(order=order, language=translation.get_language() or settings.LANGUAGE_CODE),
+        "reference": order.reference,
+        "ship_to_lines": _ship_to_lines(link),
+        "clinic": order.site.name,
+        "support_phone": order.site.patient_support_phone.strip(),
+    }
+    return render(request, "purchaselinks/done.html", context)
 
 
 def _live_payment(link: PurchaseLink) -> Payment | None:
@@ -319,7 +346,7 @@ def link_pay(request: HttpRequest) -> HttpResponse:
     if payment is None or payment.status == Payment.Status.FAILED:
         return redirect("purchaselinks:confirm")  # start again from the review page (a fresh PaymentIntent)
     if payment.status in (Payment.Status.SUCCEEDED, Payment.Status.PROCESSING):
-        return render(request, "purchaselinks/done.html", {"reference": link.order.reference, "paid": True})
+        return _done_page(request, link)
     if request.method == "GET":
         return _pay_page(request, link, payment)
     token = request.POST.get("stripeToken", "")
@@ -330,7 +357,7 @@ def link_pay(request: HttpRequest) -> HttpResponse:
     except CardDeclined as exc:
         fresh = payment_start(order=link.order, quote=patient_quote(order=link.order))
         return _pay_page(request, link, fresh, error=_(exc.message))
-    return render(request, "purchaselinks/done.html", {"reference": link.order.reference, "paid": True})
+    return _done_page(request, link)
 
 
 @patient_page
@@ -428,14 +455,16 @@ def link_track(request: HttpRequest) -> HttpResponse:
     events = order.events.filter(kind__in=["patient_confirmed", "shipped", "delivered", "cancelled_by_platform"])
     context = {
         "reference": order.reference,
-        "product_name": order.product.name if order.product else "",
+        "product_name": order.product.name_for(translation.get_language() or "") if order.product else "",
         "quantity": order.quantity,
         "status": status or "submitted",
         "status_text": TRACKING_STATUS.get(status, TRACKING_STATUS[""]),
         "carrier": order.carrier,
         "tracking_number": order.tracking_number,
-        "tracking_url": order.tracking_url if order.tracking_url.startswith("https://") else "",
+        "tracking_url": order.tracking_url,  # linked only when https (the template's ``https_url`` filter)
         "events": [{"at": event.created_at, "label": _TRACK_LABELS[event.kind]} for event in events],
+        "clinic": order.site.name,
+        "support_phone": order.site.patient_support_phone.strip(),
     }
     return render(request, "purchaselinks/track.html", context)
 

@@ -57,6 +57,41 @@ def test_mark_shipped_asks_for_tracking_numbers_then_ships(admin_client, message
     assert local.status == LocalCommerceOrder.Status.DELIVERED
 
 
+def test_mark_shipped_takes_a_carrier_and_links_the_carriers_tracking_page(
+    admin_client, message: OutboxMessage, order: Order
+) -> None:
+    deliver(message)
+    local = LocalCommerceOrder.objects.get()
+    ask = admin_client.post(LOCAL, {"action": "mark_shipped", ACTION_CHECKBOX_NAME: [str(local.id)]}).content.decode()
+    assert f'<select name="carrier_{local.id}"' in ask and '<option value="usps">USPS</option>' in ask
+    assert '<option value="other">Other</option>' in ask and f'name="tracking_url_{local.id}"' in ask
+
+    ship = {"action": "mark_shipped", ACTION_CHECKBOX_NAME: [str(local.id)], "confirm": "yes"}
+    admin_client.post(LOCAL, {**ship, f"carrier_{local.id}": "usps", f"tracking_{local.id}": "9400 1000"})
+    order.refresh_from_db()
+    assert (order.carrier, order.tracking_number) == ("USPS", "9400 1000")
+    assert order.tracking_url == "https://tools.usps.com/go/TrackConfirmAction?tLabels=9400%201000"
+    local.refresh_from_db()
+    assert (local.carrier, local.tracking_url) == ("USPS", order.tracking_url)
+
+
+def test_mark_shipped_takes_another_carriers_name_and_refuses_a_url_that_is_not_https(
+    admin_client, message: OutboxMessage, order: Order
+) -> None:
+    deliver(message)
+    local = LocalCommerceOrder.objects.get()
+    ship = {"action": "mark_shipped", ACTION_CHECKBOX_NAME: [str(local.id)], "confirm": "yes"}
+    fields = {f"carrier_{local.id}": "other", f"carrier_other_{local.id}": "OnTrac", f"tracking_{local.id}": "C1"}
+    refused = admin_client.post(LOCAL, {**ship, **fields, f"tracking_url_{local.id}": "javascript:alert(1)"}, follow=True)
+    assert "The tracking URL must start with https://" in refused.content.decode()
+    local.refresh_from_db()
+    assert local.status != LocalCommerceOrder.Status.SHIPPED and Order.objects.get(pk=order.pk).tracking_url == ""
+
+    admin_client.post(LOCAL, {**ship, **fields, f"tracking_url_{local.id}": "https://www.ontrac.com/t/C1"})
+    order.refresh_from_db()
+    assert (order.carrier, order.tracking_number, order.tracking_url) == ("OnTrac", "C1", "https://www.ontrac.com/t/C1")
+
+
 def test_a_backwards_mark_is_reported_not_raised(admin_client, message: OutboxMessage) -> None:
     deliver(message)
     local = LocalCommerceOrder.objects.get()

@@ -100,6 +100,31 @@ def test_shipped_fulfils_the_order_with_its_tracking_and_tells_the_next_stage(su
     assert announced(submitted) == ["shipped"]
 
 
+def test_a_tracking_url_that_is_not_https_is_dropped_with_a_warning(submitted: Order, caplog) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.WARNING, logger="healthcommerce.fulfillment.carriers"):
+        apply(submitted, "shipped", carrier="Acme Freight", tracking_number="AF-1", tracking_url="javascript:alert(1)")
+    submitted.refresh_from_db()
+    assert (submitted.carrier, submitted.tracking_number, submitted.tracking_url) == ("Acme Freight", "AF-1", "")
+    assert "javascript" not in str(OrderEvent.objects.get(order=submitted, kind="shipped").detail)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"tracking url dropped: not https order={submitted.reference} source=test"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("carrier", "url"),
+    [
+        ("ups", "https://www.ups.com/track?tracknum=1Z9"),
+        ("FedEx", "https://www.fedex.com/fedextrack/?trknbr=1Z9"),
+        ("DHL", "https://www.dhl.com/us-en/home/tracking/tracking-express.html?submit=1&tracking-id=1Z9"),
+    ],
+)
+def test_a_known_carrier_without_a_url_gets_its_public_tracking_page(submitted: Order, carrier: str, url: str) -> None:
+    apply(submitted, "shipped", carrier=carrier, tracking_number="1Z9", tracking_url="http://www.ups.com/x")
+    submitted.refresh_from_db()
+    assert submitted.tracking_url == url and submitted.carrier in ("UPS", "FedEx", "DHL")
+
+
 def test_status_never_goes_back_and_a_repeat_changes_nothing(submitted: Order) -> None:
     apply(submitted, "shipped", **UPS)
     assert apply(submitted, "delivered") == APPLIED
@@ -211,6 +236,13 @@ def test_a_signed_shipped_event_fulfils_the_order(client: Client, webhook_order:
     assert response.json() == {"events": [{"id": "msg_ship1", "outcome": "applied"}]}
     assert (webhook_order.status, webhook_order.tracking_number) == (Order.Status.FULFILLED, UPS["tracking_number"])
     assert InboundStatusEvent.objects.get().outcome == "applied"
+
+
+def test_a_webhook_tracking_url_that_is_not_https_is_not_stored(client: Client, webhook_order: Order) -> None:
+    event = shipped_event(webhook_order, carrier="Acme", tracking_url="javascript:alert(document.cookie)")
+    assert signed_post(client, event).status_code == 200
+    webhook_order.refresh_from_db()
+    assert (webhook_order.carrier, webhook_order.tracking_url) == ("Acme", "")
 
 
 def test_a_replayed_event_is_a_duplicate_and_changes_nothing(client: Client, webhook_order: Order) -> None:

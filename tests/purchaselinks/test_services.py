@@ -62,11 +62,15 @@ def test_the_email_has_the_url_and_expiry_but_no_clinical_details(issued: Issued
     message = mail.outbox[0]
     assert message.subject == f"Your order {order.reference} is ready"
     assert f"https://shop.example.org/p/{token}/" in message.body
-    assert f"Your order {order.reference} is ready." in message.body
+    assert message.body.startswith(f"Hello {PATIENT_NAME},\n")
+    assert f"Harbor clinic ordered this for you: Home sleep test kit (quantity 1), order {order.reference}." in (
+        message.body
+    )
     day = timezone.localdate(link.expires_at)
     assert f"{day:%B} {day.day}, {day.year}" in message.body
-    for detail in (PATIENT_NAME, "sleep", "Sleep", "G0399", "Casco", "Harbor View", "1961"):
+    for detail in ("G0399", "Casco", "Harbor View", "1961"):  # no code, payer, address or birth date
         assert detail not in message.subject + message.body
+    assert PATIENT_NAME not in message.subject
     link.refresh_from_db()
     assert (link.sent_to, link.sent_at is not None) == ("mateo.okafor@example.net", True)
     assert OrderEvent.objects.filter(order=order, kind="link_sent").count() == 1

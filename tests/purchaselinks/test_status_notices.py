@@ -50,7 +50,10 @@ def test_shipped_is_emailed_and_texted_with_the_tracking_and_nothing_clinical(re
     for shown in (reached.reference, "UPS", UPS["tracking_number"], UPS["tracking_url"]):
         assert shown in email.body and shown in text, shown
     for hidden in (PATIENT_NAME, "Mateo", "Home sleep test", "G0399", "Casco Bay"):
-        assert hidden not in email.body and hidden not in text, hidden
+        assert hidden not in text, hidden  # a lock screen
+    assert email.body.startswith(f"Hello {PATIENT_NAME},") and "(Home sleep test kit) has shipped" in email.body
+    for hidden in ("G0399", "Casco Bay"):
+        assert hidden not in email.body, hidden
     assert notified(reached) == [("shipped", "email"), ("shipped", "sms")]
     assert downstream() == 0
 

@@ -98,6 +98,8 @@ class Command(BaseCommand):
                 "frame_origins": [origin(settings.APP_BASE_URL)],
                 # The demo texts links too; the console SMS backend prints them with the emails (docs/adr/0010).
                 "sms_enabled": True,
+                # Printed in the patient's emails and pages (a reserved 555-01xx number).
+                "patient_support_phone": "(207) 555-0100",
             },
         )
         self.stdout.write(

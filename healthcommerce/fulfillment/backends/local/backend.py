@@ -111,11 +111,13 @@ class LocalCommerceBackend(CommerceBackend):
 
     def status(self, external_id: str) -> BackendStatus:
         """Return the local order's status (``received``, ``confirmed``, ``shipped``, ``delivered`` or
-        ``cancelled``) with its tracking number. Raises ``PermanentBackendError("not_found")``."""
+        ``cancelled``) with its carrier, tracking number and URL. Raises ``PermanentBackendError("not_found")``."""
         try:
             row = LocalCommerceOrder.objects.filter(pk=external_id).first()
         except (ValueError, ValidationError):
             row = None
         if row is None:
             raise PermanentBackendError("The local backend holds no such order.", code="not_found")
-        return BackendStatus(str(row.status), tracking_number=row.tracking_number)
+        return BackendStatus(
+            str(row.status), carrier=row.carrier, tracking_number=row.tracking_number, tracking_url=row.tracking_url
+        )

@@ -13,7 +13,9 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record, audit_retention
 from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.links import https_url
 from healthcommerce.fulfillment.backends.base import BackendStatus
+from healthcommerce.fulfillment.carriers import carrier_name, tracking_url_checked
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.fulfillment.status import fulfillment_status_apply
 from healthcommerce.orders.models import Order
@@ -82,12 +84,19 @@ def local_order_cancel(*, local_order_id: UUID | str) -> LocalCommerceOrder:
 
 @transaction.atomic
 def local_order_mark(
-    *, local_order_id: UUID | str, status: str, actor: str, tracking_number: str = ""
+    *,
+    local_order_id: UUID | str,
+    status: str,
+    actor: str,
+    tracking_number: str = "",
+    carrier: str = "",
+    tracking_url: str = "",
 ) -> LocalCommerceOrder:
     """Mark a local order ``shipped`` or ``delivered`` and record it on the order's timeline.
 
     The order hears it as from any backend (``fulfillment.status.fulfillment_status_apply``, source ``admin``):
-    ``shipped`` moves it to ``fulfilled`` with a ``shipped`` event holding the tracking number, ``delivered``
+    ``shipped`` moves it to ``fulfilled`` with a ``shipped`` event holding the carrier (a ``carriers`` code or
+    name) and tracking number, and the tracking URL (https only; derived from the carrier when empty), ``delivered``
     (only after ``shipped``) adds a ``delivered`` event, and each publishes ``order.status_changed``. Marking
     the status the row already has is a no-op. Raises ``LocalOrderTransitionError`` for any other status, a
     backwards move or delivery before shipping.
@@ -106,15 +115,27 @@ def local_order_mark(
     order = Order.objects.get(reference=row.order_reference)
     now = timezone.now()
     if status == LS.SHIPPED:
+        if tracking_url.strip() and not https_url(tracking_url):
+            raise LocalOrderTransitionError(
+                "The tracking URL must start with https://; leave it empty to use the carrier's.",
+                code="tracking_url_not_https",
+            )
+        row.carrier = carrier_name(carrier)
         row.tracking_number = tracking_number.strip()[:100]
+        row.tracking_url = tracking_url_checked(
+            url=tracking_url, carrier=row.carrier, number=row.tracking_number, context=f"order={row.order_reference}"
+        )
         row.shipped_at = now
     else:
         row.delivered_at = now
     row.status = status
-    row.save(update_fields=["status", "tracking_number", "shipped_at", "delivered_at", "updated_at"])
+    fields = ["status", "carrier", "tracking_number", "tracking_url", "shipped_at", "delivered_at", "updated_at"]
+    row.save(update_fields=fields)
     fulfillment_status_apply(
         order_id=order.pk,
-        update=BackendStatus(status, tracking_number=row.tracking_number),
+        update=BackendStatus(
+            status, carrier=row.carrier, tracking_number=row.tracking_number, tracking_url=row.tracking_url
+        ),
         source="admin",
         backend="local",
         actor=actor,
