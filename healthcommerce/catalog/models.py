@@ -31,7 +31,9 @@ class Product(BaseModel):
 
     sku = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
-    name_es = models.CharField("name (Spanish)", max_length=200, blank=True, help_text="Empty: patients see the English.")
+    name_es = models.CharField(
+        "name (Spanish)", max_length=200, blank=True, help_text="Empty: patients see the English."
+    )
     description = models.TextField(blank=True)
     description_es = models.TextField("description (Spanish)", blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)

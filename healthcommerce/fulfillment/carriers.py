@@ -29,7 +29,9 @@ CARRIERS = (
     Carrier("ups", "UPS", "https://www.ups.com/track?tracknum={number}"),
     Carrier("usps", "USPS", "https://tools.usps.com/go/TrackConfirmAction?tLabels={number}"),
     Carrier("fedex", "FedEx", "https://www.fedex.com/fedextrack/?trknbr={number}"),
-    Carrier("dhl", "DHL", "https://www.dhl.com/us-en/home/tracking/tracking-express.html?submit=1&tracking-id={number}"),
+    Carrier(
+        "dhl", "DHL", "https://www.dhl.com/us-en/home/tracking/tracking-express.html?submit=1&tracking-id={number}"
+    ),
 )
 OTHER = "other"
 # The admin's select: the carriers above, then "Other" (a name typed in; no URL is derived for it).

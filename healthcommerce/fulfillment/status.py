@@ -6,8 +6,9 @@ Three sources report an order's status at the backend: a status webhook the back
 (``fulfillment.reconcile``), and the local backend's admin marks. Each calls ``fulfillment_status_apply``, which
 moves ``Order.fulfillment_status`` forward only (``received < confirmed < shipped < delivered``; ``cancelled``
 only before shipping), records shipped, delivered and cancelled on the order's timeline with the carrier and
-tracking number (a tracking URL only when https; derived from the carrier when none came: ``carriers``), moves the order to ``fulfilled`` once shipped, and publishes ``order.status_changed`` for the
-patient's notification (ADR 0008: the next stage hears it through the outbox).
+tracking number (a tracking URL only when https; derived from the carrier when none came: ``carriers``),
+moves the order to ``fulfilled`` once shipped, and publishes ``order.status_changed`` for the patient's
+notification (ADR 0008: the next stage hears it through the outbox).
 """
 
 import logging

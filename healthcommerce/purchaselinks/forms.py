@@ -28,7 +28,7 @@ class PatientForm(forms.Form):
     def full_clean(self) -> None:
         super().full_clean()
         for name, field in self.fields.items():
-            if name not in self._errors:
+            if name not in (self._errors or {}):  # type: ignore[attr-defined]
                 continue
             field.widget.attrs.update({"aria-invalid": "true", "aria-describedby": f"{self[name].auto_id}-error"})
             if not self.first_error:

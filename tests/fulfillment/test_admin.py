@@ -82,7 +82,9 @@ def test_mark_shipped_takes_another_carriers_name_and_refuses_a_url_that_is_not_
     local = LocalCommerceOrder.objects.get()
     ship = {"action": "mark_shipped", ACTION_CHECKBOX_NAME: [str(local.id)], "confirm": "yes"}
     fields = {f"carrier_{local.id}": "other", f"carrier_other_{local.id}": "OnTrac", f"tracking_{local.id}": "C1"}
-    refused = admin_client.post(LOCAL, {**ship, **fields, f"tracking_url_{local.id}": "javascript:alert(1)"}, follow=True)
+    refused = admin_client.post(
+        LOCAL, {**ship, **fields, f"tracking_url_{local.id}": "javascript:alert(1)"}, follow=True
+    )
     assert "The tracking URL must start with https://" in refused.content.decode()
     local.refresh_from_db()
     assert local.status != LocalCommerceOrder.Status.SHIPPED and Order.objects.get(pk=order.pk).tracking_url == ""
