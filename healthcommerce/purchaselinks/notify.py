@@ -15,7 +15,7 @@ pass templates using ``{% translate %}``/``{% blocktranslate %}`` and a lazy sub
 Texts go through django-sms (``SMS_BACKEND``, ``SMS_FROM``) to ``Order.contact_phone`` normalized to E.164 by
 phonenumbers (``SMS_DEFAULT_REGION`` for numbers without a country code), only when the order's EHR site has
 ``sms_enabled`` and the number looks like a mobile. A lock screen shows a text: its template must hold no product,
-diagnosis or patient name.
+diagnosis or patient name. Emails neither, but for the receipt after the date of birth (``email_context``).
 """
 
 import logging
@@ -51,25 +51,34 @@ def patient_language(order: Order) -> str:
     return language_supported(order.patient_language) or settings.LANGUAGE_CODE
 
 
-def email_context(order: Order, language: str) -> dict[str, Any]:
-    """What every patient email names, in ``language``: ``name`` (the greeting), ``clinic`` (the EHR site's
-    name), ``support_phone`` (``EHRSite.patient_support_phone``, may be empty), ``reference``, ``item`` (the
-    product's name in that language, ``Product.name_for``) and ``quantity``."""
-    return {
-        "name": order.patient_name.strip(),
+def email_context(order: Order, language: str, *, personal: bool = False) -> dict[str, Any]:
+    """What a patient email names, in ``language``: ``clinic`` (the EHR site's name), ``support_phone``
+    (``EHRSite.patient_support_phone``, may be empty) and ``reference``. With ``personal`` also ``name`` (the
+    greeting), ``item`` (the product's name in that language, ``Product.name_for``) and ``quantity``: only for
+    the receipt, which follows the patient's date of birth. A link, reminder or shipping email goes out before
+    that or to a mailbox others may read, and the item can reveal a condition (a CPAP), so those say "Hello,"."""
+    context: dict[str, Any] = {
         "clinic": order.site.name,
         "support_phone": order.site.patient_support_phone.strip(),
         "reference": order.reference,
-        "item": order.product.name_for(language) if order.product else "",
-        "quantity": order.quantity,
     }
+    if personal:
+        context |= {
+            "name": order.patient_name.strip(),
+            "item": order.product.name_for(language) if order.product else "",
+            "quantity": order.quantity,
+        }
+    return context
 
 
-def patient_email_send(*, order: Order, subject: "StrPromise", template: str, context: dict[str, Any]) -> str:
-    """Email ``template`` (a plain-text Django template, rendered with ``email_context`` plus ``context``) to
-    ``order.contact_email`` from ``DEFAULT_FROM_EMAIL`` (a display name and address); return the address it went
-    to. The subject (lazy: ``gettext_lazy`` or ``format_lazy``, so it is translated here) and the body are
-    rendered in ``patient_language(order)``. The body greets the patient by name: it is never logged.
+def patient_email_send(
+    *, order: Order, subject: "StrPromise", template: str, context: dict[str, Any], personal: bool = False
+) -> str:
+    """Email ``template`` (a plain-text Django template, rendered with ``email_context(personal=personal)`` plus
+    ``context``) to ``order.contact_email`` from ``DEFAULT_FROM_EMAIL`` (a display name and address); return the
+    address it went to. The subject (lazy: ``gettext_lazy`` or ``format_lazy``, so it is translated here) and the
+    body are rendered in ``patient_language(order)``. ``personal`` (the receipt only, after the patient's date of
+    birth) greets the patient by name and names the item; no body is ever logged.
 
     Raises ``NotSendable("no_contact_email")`` when the order has no address, and ``EmailFailed`` (temporary)
     when the relay refuses or does not answer within ``EMAIL_TIMEOUT`` seconds (``SMTPException``, ``OSError``).
@@ -79,7 +88,7 @@ def patient_email_send(*, order: Order, subject: "StrPromise", template: str, co
         raise NotSendable("no_contact_email")
     language = patient_language(order)
     with translation.override(language):
-        body = render_to_string(template, email_context(order, language) | context)
+        body = render_to_string(template, email_context(order, language, personal=personal) | context)
         subject_text = str(subject)
     try:
         send_mail(subject_text, body, settings.DEFAULT_FROM_EMAIL, [address])

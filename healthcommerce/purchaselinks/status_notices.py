@@ -4,9 +4,10 @@
 Email and text go through ``notify`` (ADR 0010), each channel once: a channel already recorded on the timeline
 for this status (``status_notified`` with ``status`` and ``channel``) is never sent again, so a retry after one
 channel failed sends only the other. Messages carry the order reference, the carrier, the tracking number and an
-https tracking URL; the confirmation is the receipt (``receipt.order_receipt``: item, amount, card, delivery
-window). Emails greet the patient by name and name the item and the clinic's number (``notify.email_context``);
-texts never hold the product, a diagnosis or the patient's name (a text shows on a lock screen).
+https tracking URL, the clinic and its number (``notify.email_context``); never the product, a diagnosis or the
+patient's name (a text shows on a lock screen, a mailbox may be shared). The one exception is the confirmation
+email: the receipt (``receipt.order_receipt``: item, amount, card, delivery window) for a patient who just gave
+their date of birth, greeted by name (``patient_email_send(personal=True)``).
 """
 
 import logging
@@ -94,6 +95,7 @@ def _notify(message: OutboxMessage, status: str) -> None:
                     subject=SUBJECTS[status],
                     template="purchaselinks/messages/status_email.txt",
                     context=context,
+                    personal=status == "confirmed",
                 )
             else:
                 patient_sms_send(order=order, template="purchaselinks/messages/status_sms.txt", context=context)
