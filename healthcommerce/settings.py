@@ -531,6 +531,21 @@ if PRODUCTION:
             twilio_account_sid=TWILIO_ACCOUNT_SID,
             twilio_auth_token=TWILIO_AUTH_TOKEN,
             field_encryption_keys=tuple(FIELD_ENCRYPTION_KEYS),
+            proxy_ssl_header=SECURE_PROXY_SSL_HEADER is not None,
+            trusted_proxies=tuple(entry for entry in TRUSTED_PROXIES if entry.strip()),
+            secrets=(
+                ("EMAIL_HOST_PASSWORD", EMAIL_HOST_PASSWORD),
+                ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+                ("STRIPE_PUBLISHABLE_KEY", STRIPE_PUBLISHABLE_KEY),
+                ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET),
+                ("ALERT_WEBHOOK_SECRET", ALERT_WEBHOOK_SECRET),
+                ("METRICS_TOKEN", METRICS_TOKEN),
+                ("MEDUSA_API_KEY", MEDUSA_API_KEY),
+                ("MEDUSA_STATUS_SECRET", MEDUSA_STATUS_SECRET),
+                ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+                ("WEBHOOK_CLIENT_KEY", WEBHOOK_CLIENT_KEY),
+                ("WEBHOOK_STATUS_SECRET", WEBHOOK_STATUS_SECRET),
+            ),
         )
     )
     if _problems:
