@@ -311,6 +311,10 @@ CELERY_TASK_IGNORE_RESULT = True
 # Workers and beat log through LOGGING (JSON lines, request ids, the scrub and token filters), not Celery's own
 # root handler (docs/reliability.md "Integration health").
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Production sends whatever a worker prints through LOGGING too (scrubbed). Embedded mode leaves the worker's stdout
+# alone, so the demo's console email and SMS backends print the patient's message, link included, intact on its
+# console (README); production refuses those backends (healthcommerce.core.deploy), so no message reaches a log.
+CELERY_WORKER_REDIRECT_STDOUTS = PRODUCTION
 CELERY_TASK_ALWAYS_EAGER = False
 # Celery's Django fixup closes the database connection around every task unless this is set; then only every this
 # many tasks, and Django's age and health check before each task (WORKER_CONN_MAX_AGE, healthcommerce.celery) decides.
