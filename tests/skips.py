@@ -59,7 +59,7 @@ def skip_summary(reasons: list[str]) -> str:
             counts[("tests", reason or "no reason given")] += 1
     order = {f"{group} tests": number for number, (group, _, _) in enumerate(GROUPS)}
     ranked = sorted(counts.items(), key=lambda item: (order.get(item[0][0], len(order)), -item[1]))
-    parts = [f"{count} {name.replace('tests', 'test') if count == 1 else name} ({why})" for (name, why), count in ranked]
+    parts = [f"{count} {name[:-1] if count == 1 else name} ({why})" for (name, why), count in ranked]
     return "skipped: " + ", ".join(parts) if parts else ""
 
 
