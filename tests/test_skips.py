@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.servers import ROOT
 
-TINY = '''
+TINY = """
 import pytest
 
 
@@ -29,7 +29,7 @@ def test_scale_out(): pytest.skip("needs PostgreSQL (DATABASE_URL) and Redis (CE
 def test_medusa(): pytest.skip("Node.js is missing; CI runs it")
 def test_something_else(): pytest.skip("the moon is full")
 def test_that_runs(): pass
-'''
+"""
 
 
 def _pytest(*args: str, cwd: Path) -> str:
