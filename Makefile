@@ -1,6 +1,7 @@
 # healthcommerce: `make demo` runs the app with the sandbox EHR; `make test` runs the whole suite.
 # Needs only Python 3.11+: the venv, SQLite and a broker-less Celery setup are the defaults.
 # `make serve` runs it as a hospital would (docs/deploy.md): PostgreSQL, Redis, gunicorn, worker and beat.
+# Both run the Procfile with scripts/procfile.sh: Ctrl-C, or TERM or KILL to make's process group, stops every process.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -34,7 +35,7 @@ release: deploy-check
 	$(BIN)/python manage.py collectstatic --noinput -v0
 
 serve: release
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/procfile.sh
 
 test: setup
 	$(BIN)/python -m pytest

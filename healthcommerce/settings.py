@@ -312,6 +312,10 @@ CELERY_TASK_IGNORE_RESULT = True
 # Workers and beat log through LOGGING (JSON lines, request ids, the scrub and token filters), not Celery's own
 # root handler (docs/reliability.md "Integration health").
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Production sends whatever a worker prints through LOGGING too (scrubbed). Embedded mode leaves the worker's stdout
+# alone, so the demo's console email and SMS backends print the patient's message, link included, intact on its
+# console (README); production refuses those backends (healthcommerce.core.deploy), so no message reaches a log.
+CELERY_WORKER_REDIRECT_STDOUTS = PRODUCTION
 CELERY_TASK_ALWAYS_EAGER = False
 # Celery's Django fixup closes the database connection around every task unless this is set; then only every this
 # many tasks, and Django's age and health check before each task (WORKER_CONN_MAX_AGE, healthcommerce.celery) decides.
@@ -534,6 +538,21 @@ if PRODUCTION:
             twilio_account_sid=TWILIO_ACCOUNT_SID,
             twilio_auth_token=TWILIO_AUTH_TOKEN,
             field_encryption_keys=tuple(FIELD_ENCRYPTION_KEYS),
+            proxy_ssl_header=SECURE_PROXY_SSL_HEADER is not None,
+            trusted_proxies=tuple(entry for entry in TRUSTED_PROXIES if entry.strip()),
+            secrets=(
+                ("EMAIL_HOST_PASSWORD", EMAIL_HOST_PASSWORD),
+                ("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY),
+                ("STRIPE_PUBLISHABLE_KEY", STRIPE_PUBLISHABLE_KEY),
+                ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET),
+                ("ALERT_WEBHOOK_SECRET", ALERT_WEBHOOK_SECRET),
+                ("METRICS_TOKEN", METRICS_TOKEN),
+                ("MEDUSA_API_KEY", MEDUSA_API_KEY),
+                ("MEDUSA_STATUS_SECRET", MEDUSA_STATUS_SECRET),
+                ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+                ("WEBHOOK_CLIENT_KEY", WEBHOOK_CLIENT_KEY),
+                ("WEBHOOK_STATUS_SECRET", WEBHOOK_STATUS_SECRET),
+            ),
         )
     )
     if _problems:

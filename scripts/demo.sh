@@ -2,6 +2,8 @@
 # Run the demo the way production runs (gunicorn, a Celery worker, Celery beat: the Procfile), on the embedded
 # defaults (SQLite, the filesystem broker, console email) with the sandbox EHR mounted. Listens on the host and
 # port of APP_BASE_URL (default http://127.0.0.1:8000). Called by `make demo` after demo-setup; Ctrl-C stops all.
+# scripts/procfile.sh runs them (and localstripe) in this process group: Ctrl-C, or TERM or KILL to the group of
+# `make demo`, stops every one, and a new run first stops whatever an earlier one left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -16,9 +18,6 @@ BASE="${APP_BASE_URL%/}"
 # on loopback: test keys only, nothing leaves the machine. Production sets the STRIPE_* variables (docs/deploy.md).
 STRIPE_PORT="${DEMO_STRIPE_PORT:-8420}"
 mkdir -p "${HC_VAR_DIR:-var}"
-python -m tests.stripe_server --port "$STRIPE_PORT" >"${HC_VAR_DIR:-var}/localstripe.log" 2>&1 &
-STRIPE_PID=$!
-trap 'kill "$STRIPE_PID" 2>/dev/null || true' EXIT
 export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_demo}" STRIPE_PUBLISHABLE_KEY="${STRIPE_PUBLISHABLE_KEY:-pk_test_demo}"
 export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_ZGVtby1vbmx5LWRlbW8tb25seS1kZW1vLW9ubHk=}"
 export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:$STRIPE_PORT}"
@@ -37,4 +36,4 @@ cat <<TXT
   Payments go to localstripe at $STRIPE_API_BASE: pay with card 4242 4242 4242 4242 (4000 0000 0000 0341 declines).
 
 TXT
-honcho --no-colour start
+exec bash scripts/procfile.sh stripe "python -m tests.stripe_server --port $STRIPE_PORT >'${HC_VAR_DIR:-var}/localstripe.log' 2>&1"

@@ -2,7 +2,8 @@
 
 The sandbox EHR runs as its own server process with its own database (like a real EHR, reached only over
 HTTP); the app under test uses the test database. Outside CI a missing browser skips the browser test; with
-``CI`` set it fails (so does a missing PostgreSQL or Redis, see tests/test_ci_services.py).
+``CI`` set it fails (so does a missing PostgreSQL or Redis, see tests/test_ci_services.py). Every run that skipped
+tests ends with one line naming each group and why (tests/skips.py).
 """
 
 import hashlib
@@ -22,6 +23,7 @@ from django.conf import settings
 
 from healthcommerce.ehr.models import EHRSite
 from tests.servers import ROOT, base_env, free_port, gunicorn_command, running, web_env
+from tests.skips import pytest_terminal_summary  # noqa: F401  (the hook: one line naming every skipped group)
 from tests.staff import staff_login
 
 IN_CI = bool(os.environ.get("CI"))

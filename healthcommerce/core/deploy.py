@@ -41,6 +41,21 @@ EX_CONFIG = 78
 # Embedded mode's field encryption key, made once under HC_VAR_DIR (docs/adr/0016).
 DEV_FIELD_KEY_FILE = "field-encryption.key"
 GENERATE_FIELD_KEY = "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+# Every secret value this repository itself publishes (the demo's defaults in scripts/demo.sh, the examples in the
+# README and docs/): anyone can read them, so production refuses each of them in every secret setting.
+# tests/core/test_deploy.py ties this list to the literals it finds in the repository's files, so a new demo
+# secret cannot be forgotten here.
+REPOSITORY_SECRETS = frozenset(
+    {
+        DEV_SECRET_KEY,  # settings.SECRET_KEY's default
+        "sk_test_demo",  # scripts/demo.sh: STRIPE_SECRET_KEY
+        "pk_test_demo",  # scripts/demo.sh: STRIPE_PUBLISHABLE_KEY
+        "whsec_ZGVtby1vbmx5LWRlbW8tb25seS1kZW1vLW9ubHk=",  # scripts/demo.sh: STRIPE_WEBHOOK_SECRET
+        "password",  # README, docs/deploy.md, settings.py: EMAIL_URL smtp+tls://user:password@relay:587
+        "dev",  # commerce/medusa/README.md: Medusa's JWT_SECRET and COOKIE_SECRET in development
+        "setup-only",  # scripts/medusa.sh: the same while it builds the template database
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,13 @@ class ProductionConfig:
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     field_encryption_keys: tuple[str, ...] = ()
+    # Whether a proxy in front says the scheme (SECURE_PROXY_SSL_HEADER set), and the proxies believed for the
+    # client address (TRUSTED_PROXIES).
+    proxy_ssl_header: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    # Every other secret setting as (name, value): STRIPE_*, ALERT_WEBHOOK_SECRET, METRICS_TOKEN, the email
+    # password, TWILIO_AUTH_TOKEN... (empty values are not checked here).
+    secrets: tuple[tuple[str, str], ...] = ()
 
 
 def production_problems(config: ProductionConfig) -> list[str]:
@@ -100,7 +122,42 @@ def production_problems(config: ProductionConfig) -> list[str]:
             "FIELD_ENCRYPTION_KEYS is not set: set it to one or more Fernet keys, newest first, comma-separated "
             f"({GENERATE_FIELD_KEY}); PHI, tokens and site secrets are encrypted with the first."
         )
-    return problems + field_key_problems(config.field_encryption_keys) + sms_problems(config)
+    if config.proxy_ssl_header and not config.trusted_proxies:
+        problems.append(
+            "TRUSTED_PROXIES is empty but SECURE_PROXY_SSL_HEADER says a proxy is in front: every client would have "
+            "the proxy's address, so /metrics would be open to all and one client's failed attempts would lock out "
+            "everyone; set TRUSTED_PROXIES to the proxy's addresses (for example 127.0.0.1 or 10.0.0.0/8), or set "
+            "SECURE_PROXY_SSL_HEADER empty when TLS ends at gunicorn."
+        )
+    return (
+        problems
+        + field_key_problems(config.field_encryption_keys)
+        + sms_problems(config)
+        + repository_secret_problems(config)
+    )
+
+
+def repository_secret_problems(config: ProductionConfig) -> list[str]:
+    """Return one line per secret setting whose value is one this repository publishes (``REPOSITORY_SECRETS``),
+    naming the setting, never the value; empty otherwise.
+
+    ``SECRET_KEY`` at the development default is left to ``production_problems``' own line. A
+    ``FIELD_ENCRYPTION_KEYS`` key is checked one by one.
+    """
+    named: list[tuple[str, str]] = [("SECRET_KEY", config.secret_key), *config.secrets]
+    named += [("FIELD_ENCRYPTION_KEYS", key) for key in config.field_encryption_keys]
+    named += [("TWILIO_AUTH_TOKEN", config.twilio_auth_token)]
+    problems = []
+    for name, value in named:
+        if name == "SECRET_KEY" and value == DEV_SECRET_KEY:
+            continue
+        line = (
+            f"{name} is a value published in this repository (the demo's or the documentation's): anyone can read "
+            "it; set a secret of your own."
+        )
+        if value and value in REPOSITORY_SECRETS and line not in problems:
+            problems.append(line)
+    return problems
 
 
 def field_key_problems(keys: tuple[str, ...] | list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 configured like a hospital would (docs/deploy.md)."""
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from cryptography.fernet import Fernet
 
 from healthcommerce.core.deploy import (
     EX_CONFIG,
+    REPOSITORY_SECRETS,
     ProductionConfig,
     dev_field_encryption_key,
     production_problems,
@@ -26,8 +28,10 @@ PRODUCTION_ENV = {
     "APP_BASE_URL": "https://healthcommerce.example-health.org",
     "DATABASE_URL": "postgres://healthcommerce@db.internal:5432/healthcommerce",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
-    "EMAIL_URL": "smtp+tls://mailer:secret@relay.example-health.org:587",
+    "EMAIL_URL": f"smtp+tls://mailer:{secrets.token_urlsafe(16)}@relay.example-health.org:587",
     "FIELD_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
+    # The TLS proxy in front (SECURE_PROXY_SSL_HEADER is on by default in production) and its address.
+    "TRUSTED_PROXIES": "10.0.0.0/8",
 }
 FIT = ProductionConfig(
     secret_key="k" * 60,
@@ -93,6 +97,7 @@ def test_the_embedded_defaults_are_refused_all_at_once_with_debug_off() -> None:
         "DATABASE_URL",
         "CELERY_BROKER_URL",
         "FIELD_ENCRYPTION_KEYS",
+        "TRUSTED_PROXIES",
     ]
 
 
@@ -179,3 +184,101 @@ def test_a_twilio_backend_without_credentials_refuses_to_start_naming_each_setti
     assert done.returncode == EX_CONFIG
     assert named[0] == "SMS_BACKEND" and named[-1] == "SMS_FROM"
     assert "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in done.stderr
+
+
+def test_behind_a_declared_proxy_it_refuses_to_start_without_trusted_proxies() -> None:
+    """Issue 18: with no trusted proxy every client is the proxy's 127.0.0.1, so /metrics is public and one
+    client's wrong birth dates lock every patient's link. The default SECURE_PROXY_SSL_HEADER declares a proxy."""
+    done = _manage("check", **(PRODUCTION_ENV | {"TRUSTED_PROXIES": ""}))
+
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == EX_CONFIG
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("healthcommerce refuses to start (DEBUG is off): TRUSTED_PROXIES is empty")
+    assert "SECURE_PROXY_SSL_HEADER" in lines[0]
+
+
+def test_with_tls_ending_at_gunicorn_no_proxy_is_declared_and_none_need_be_trusted() -> None:
+    done = _manage("check", **(PRODUCTION_ENV | {"TRUSTED_PROXIES": "", "SECURE_PROXY_SSL_HEADER": ""}))
+
+    assert done.returncode == 0, done.stderr
+
+
+DEMO = ROOT / "scripts" / "demo.sh"
+
+
+def _demo_default(name: str) -> str:
+    match = re.search(rf"\$\{{{name}:-([^}}]+)\}}", DEMO.read_text())
+    assert match, f"scripts/demo.sh has no default for {name}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("STRIPE_SECRET_KEY", _demo_default("STRIPE_SECRET_KEY")),
+        ("STRIPE_WEBHOOK_SECRET", _demo_default("STRIPE_WEBHOOK_SECRET")),
+        ("EMAIL_URL", "smtp+tls://user:password@relay.example-health.org:587"),
+        ("METRICS_TOKEN", "setup-only"),
+    ],
+)
+def test_production_refuses_to_start_with_a_secret_this_repository_publishes(setting: str, value: str) -> None:
+    secret = value.rsplit(":", 1)[-1].split("@")[0] if setting == "EMAIL_URL" else value
+    done = _manage("check", **(PRODUCTION_ENV | {setting: value}))
+
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == EX_CONFIG, done.stderr
+    named = "EMAIL_HOST_PASSWORD" if setting == "EMAIL_URL" else setting
+    assert any(line.split(": ", 1)[1].startswith(f"{named} is a value published in this repository") for line in lines)
+    assert secret not in done.stderr  # named, never shown
+
+
+def test_every_secret_setting_is_checked_against_the_published_ones() -> None:
+    names = ("STRIPE_PUBLISHABLE_KEY", "ALERT_WEBHOOK_SECRET", "METRICS_TOKEN", "WEBHOOK_SECRET", "MEDUSA_API_KEY")
+    published = ProductionConfig(
+        **(
+            FIT.__dict__
+            | {"secrets": tuple((name, "pk_test_demo") for name in names), "twilio_auth_token": "dev"}
+            | {"secret_key": "insecure-dev-only-change-me"}
+        )
+    )
+
+    named = [problem.split(" ")[0] for problem in production_problems(published)]
+    assert named == ["SECRET_KEY", *names, "TWILIO_AUTH_TOKEN"]  # the development key: its own line, once
+    assert production_problems(ProductionConfig(**(FIT.__dict__ | {"secrets": (("METRICS_TOKEN", "x" * 40),)}))) == []
+
+
+# What the repository's files publish as secrets: a value assigned to a *SECRET*, *TOKEN*, *PASSWORD* or *_KEY(S)
+# variable in a shell line or a document (``X=value``, ``${X:-value}``), a Stripe-shaped key anywhere, and the
+# password in an smtp:// URL. Test code is left out: its secrets live only in test runs.
+_SECRET_NAME = r"(?:[A-Z_]*(?:SECRET|TOKEN|PASSWORD)|[A-Z_]*_KEYS?)"
+_ASSIGNED = re.compile(rf"\b{_SECRET_NAME}\s*(?:=|:-)\s*[\"']?([^\s\"'$`(){{}}<>\\,]+)")
+_STRIPE_SHAPED = re.compile(r"\b((?:whsec|sk_test|sk_live|rk_test|rk_live|pk_test|pk_live)_[A-Za-z0-9+/=_]{3,})")
+_MAIL_PASSWORD = re.compile(r"smtps?(?:\+(?:tls|ssl))?://[^:@/\s]+:([^@\s]+)@")
+
+
+def _published_secrets() -> dict[str, set[str]]:
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    found: dict[str, set[str]] = {}
+    for name in listed.splitlines():
+        if name.startswith(("tests/", "benchmarks/", "locale/")) or "/fixtures/" in name:
+            continue
+        try:
+            text = (ROOT / name).read_text()
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        patterns = [_STRIPE_SHAPED, _MAIL_PASSWORD] + ([] if name.endswith((".py", ".ts")) else [_ASSIGNED])
+        for pattern in patterns:
+            for match in pattern.finditer(text):
+                if set(match.group(1)) != {"."}:  # "..." is a placeholder
+                    found.setdefault(match.group(1), set()).add(name)
+    return found
+
+
+def test_every_secret_the_repository_publishes_is_in_the_list_production_refuses() -> None:
+    published = _published_secrets()
+
+    missing = {value: sorted(files) for value, files in published.items() if value not in REPOSITORY_SECRETS}
+    assert not missing, f"add these to healthcommerce.core.deploy.REPOSITORY_SECRETS: {missing}"
+    assert _demo_default("STRIPE_WEBHOOK_SECRET") in published  # the scan does see scripts/demo.sh
+    assert set(REPOSITORY_SECRETS) - {"insecure-dev-only-change-me"} <= set(published)  # no stale entry
