@@ -38,9 +38,9 @@ from healthcommerce.core.http import check_url
 from healthcommerce.ehr.backend import backend_token
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.fhir import FHIRReader
-from healthcommerce.ehr.keys import published_jwks, signing_key_for
+from healthcommerce.ehr.keys import published_jwks
 from healthcommerce.ehr.models import EHRSite, Writeback
-from healthcommerce.ehr.oauth import site_label
+from healthcommerce.ehr.oauth import client_key, site_label
 from healthcommerce.ehr.services import scopes_missing
 from healthcommerce.orders import extract
 
@@ -168,8 +168,20 @@ def _configuration(site: EHRSite) -> Iterator[Check]:
 
 
 def _keys(site: EHRSite) -> Iterator[Check]:
-    key = signing_key_for(site, site.signing_alg)
-    if key is None and not site.private_key_pem:
+    """Name the key that signs the site's assertions (``ehr.oauth.client_key``: kid, alg, the site's own or the
+    shared one) and warn about a stored key that does not sign."""
+    try:
+        key = client_key(site)
+    except ValueError:
+        yield Check(
+            "signing_key",
+            FAIL,
+            f"The private key stored on the site (kid {site.key_id or 'none'}) cannot be read.",
+            "Store an unencrypted PEM private key (`ehr_site add --private-key FILE`, or the site record's"
+            " private_key_pem variable), or make a key with `manage.py ehr_keys new`.",
+        )
+        return
+    if key is None:
         yield Check(
             "signing_key",
             FAIL,
@@ -178,12 +190,22 @@ def _keys(site: EHRSite) -> Iterator[Check]:
             " the EHR, then `ehr_keys activate KID` once the EHR has fetched it.",
         )
         return
-    if key is None:
+    if key.source != "site_pem" and site.private_key_pem:
+        yield Check(
+            "stored_key",
+            WARN,
+            f"The private key stored on the site (kid {site.key_id or 'none'}, {site.signing_alg}) is not used:"
+            f" {key.describe()} signs.",
+            "If the EHR registered the stored key, retire the site's own key (`ehr_keys`); otherwise remove the"
+            " stored key so nobody expects it to sign.",
+        )
+    if key.source == "site_pem":
         yield Check(
             "signing_key",
             WARN,
-            f"Signs with a key pasted into the site ({site.key_id or 'no kid'}), not one published in our JWKS.",
-            "Create a key with `manage.py ehr_keys new` so it is published at /.well-known/jwks.json and rotates.",
+            f"Signs with {key.describe()}, not one published in our JWKS.",
+            "The EHR must hold its public key under that kid. To rotate without pasting keys, create one with"
+            " `manage.py ehr_keys new` (published at /.well-known/jwks.json).",
         )
         return
     published = {k.get("kid") for k in published_jwks()["keys"]}
@@ -191,7 +213,7 @@ def _keys(site: EHRSite) -> Iterator[Check]:
         yield Check("signing_key", FAIL, f"Key {key.kid} signs but is not published.", "Run `ehr_keys list`.")
         return
     jwks_url = settings.APP_BASE_URL.rstrip("/") + "/.well-known/jwks.json"
-    yield Check("signing_key", PASS, f"{key.alg} key {key.kid} signs and is published at {jwks_url}.")
+    yield Check("signing_key", PASS, f"Signs with {key.describe()} at {jwks_url}.")
     if site.send_jku:
         problem = _https("jku", jwks_url, "Our JWKS URL (jku)")
         if problem:
