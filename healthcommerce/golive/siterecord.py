@@ -44,7 +44,6 @@ PLAIN_FIELDS = (
     "key_id",
     "signing_alg",
     "send_jku",
-    "discovery",
     "quirks",
     "frame_origins",
     "sms_enabled",
@@ -163,7 +162,7 @@ def site_record_export(*, site: EHRSite) -> dict[str, Any]:
     """
     record: dict[str, Any] = {"format": FORMAT} | {name: getattr(site, name) for name in PLAIN_FIELDS}
     record |= {name: getattr(site, name).split() for name in SCOPE_FIELDS}
-    record["discovered_at"] = _utc(site.discovered_at)
+    record |= {"discovery": site.discovery, "discovered_at": _utc(site.discovered_at)}
     for name in SECRETS:
         record[name] = {"secret_ref": f"env:{secret_env_name(site.name, name)}"} if getattr(site, name) else None
     keys = AppSigningKey.objects.filter(site=site)
@@ -259,7 +258,7 @@ def _check_catalog(record: dict[str, Any]) -> list[str]:
 
 def _check_record(record: dict[str, Any]) -> list[str]:
     errors = _check_urls(record) + _check_catalog(record)
-    if record["discovered_at"]:
+    if record.get("discovered_at"):
         try:
             datetime.fromisoformat(record["discovered_at"])
         except ValueError:
@@ -328,8 +327,11 @@ def _payer_text(item: dict[str, Any]) -> str:
 def _site_values(record: dict[str, Any]) -> dict[str, Any]:
     values = {name: record[name] for name in PLAIN_FIELDS}
     values |= {name: " ".join(record[name]) for name in SCOPE_FIELDS}
-    at = record["discovered_at"]
-    values["discovered_at"] = datetime.fromisoformat(at) if at else None
+    if "discovery" in record:  # left out of a hand-written file: keep what the site discovered (or discover later)
+        values["discovery"] = record["discovery"]
+    if "discovered_at" in record:
+        at = record["discovered_at"]
+        values["discovered_at"] = datetime.fromisoformat(at) if at else None
     return values
 
 

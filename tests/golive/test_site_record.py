@@ -461,7 +461,8 @@ def test_the_schema_is_draft_2020_12_and_describes_every_field() -> None:
         return missing
 
     assert undescribed(schema, "$") == []
-    assert set(schema["required"]) == set(schema["properties"])
+    # every field is required but what export observed at the EHR (a hand-written file leaves it out)
+    assert set(schema["properties"]) - set(schema["required"]) == {"discovery", "discovered_at"}
     for path in FIXTURES:
         jsonschema.validate(json.loads(path.read_text()), schema, cls=jsonschema.Draft202012Validator)
 
@@ -477,3 +478,21 @@ def test_payer_rules_of_equal_priority_keep_the_files_order(tmp_path, monkeypatc
 
     assert out.splitlines()[1:] == ["  payer_rules: reordered among equal priorities as in the file"]
     assert json.loads(export(epic["name"]))["payer_rules"] == swapped["payer_rules"]
+
+
+def test_a_hand_written_file_without_discovery_imports_and_discovers_at_first_use(tmp_path, monkeypatch, epic) -> None:  # type: ignore[no-untyped-def]
+    """``discovery`` and ``discovered_at`` are what export observed at the EHR: a file written by hand leaves
+    them out; a new site then has none (discovered at first use), an existing one keeps what it discovered."""
+    set_secrets(monkeypatch, epic)
+    minimal = {key: value for key, value in epic.items() if key not in ("discovery", "discovered_at")}
+    path = write(tmp_path, minimal, "hand-written.json")
+
+    assert "Created" in import_file(path)
+
+    site = EHRSite.objects.get()
+    assert (site.discovery, site.discovered_at) == ({}, None)
+    site.discovery = {"token_endpoint": "https://epic.example.org/oauth2/token"}
+    site.save()
+    assert "No changes." in import_file(path)
+    site.refresh_from_db()
+    assert site.discovery == {"token_endpoint": "https://epic.example.org/oauth2/token"}
