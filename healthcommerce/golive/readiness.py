@@ -35,8 +35,9 @@ from healthcommerce.cdshooks.auth import cds_jwks_fetch
 from healthcommerce.cdshooks.errors import CdsJwksUnavailable
 from healthcommerce.core.errors import HealthcommerceError, OutboundRefused
 from healthcommerce.core.http import check_url
-from healthcommerce.ehr.backend import backend_token
+from healthcommerce.ehr.backend import backend_client_id, backend_token
 from healthcommerce.ehr.discovery import discover
+from healthcommerce.ehr.errors import BackendTokenRefused
 from healthcommerce.ehr.fhir import FHIRReader
 from healthcommerce.ehr.keys import published_jwks
 from healthcommerce.ehr.models import EHRSite, Writeback
@@ -332,6 +333,24 @@ def _feature_scopes(site: EHRSite, patient_id: str) -> dict[str, str]:
     return needs
 
 
+def _token_fix(site: EHRSite, exc: BackendTokenRefused) -> str:
+    """Say what to do about the EHR's refusal of the backend token request, by its OAuth ``error``."""
+    client = backend_client_id(site)
+    if exc.oauth_error in ("invalid_client", "unauthorized_client"):
+        try:
+            key = client_key(site)
+        except ValueError:
+            key = None
+        signing = key.describe() if key else "no readable key"
+        return (
+            f"The EHR does not accept client {client} signed with {signing}: check the backend client id and that"
+            " the EHR registered that key's kid (our JWKS URL, or the public key of the site's stored key)."
+        )
+    if exc.oauth_error == "invalid_scope":
+        return f"Ask the EHR team to register the site's backend scopes for client {client}, or ask for fewer."
+    return f"Check client {client}'s backend-services registration with the EHR team (quote the EHR's error above)."
+
+
 def _backend(site: EHRSite, patient_id: str) -> tuple[list[Check], str]:
     """Return the backend-services checks and the access token ("" when there is none)."""
     needs = _feature_scopes(site, patient_id)
@@ -358,6 +377,9 @@ def _backend(site: EHRSite, patient_id: str) -> tuple[list[Check], str]:
         ], ""
     try:
         token = backend_token(site)
+    except BackendTokenRefused as exc:
+        # exc.message carries the EHR's own error and error_description (sanitised by ehr.backend.ehr_said)
+        return [Check("backend_token", FAIL, f"No backend-services token: {exc.message}", _token_fix(site, exc))], ""
     except HealthcommerceError as exc:
         return [
             Check(

@@ -195,3 +195,21 @@ def test_every_warning_and_failure_says_how_to_fix_it(ehr_site: EHRSite) -> None
     unexplained = [(c.name, c.detail) for r in reports for c in r.checks if c.status != PASS and not c.fix]
     assert unexplained == []
     assert {c.name for c in reports[0].failures} >= {"client_auth", "backend_services", "cds_hooks"}
+
+
+def test_a_refused_backend_token_shows_the_ehrs_own_error_and_the_key_it_refused(
+    ehr_site: EHRSite, sandbox_ehr: SandboxEHR
+) -> None:
+    _backend_site(ehr_site, sandbox_ehr, client_id="refused-backend", scopes=GOOD_SCOPES, registered=GOOD_SCOPES)
+    unknown = signing_key_create(site=ehr_site, alg="RS384", actor="test")  # the EHR never saw this one
+    signing_key_activate(kid=unknown.kid, actor="test", force=True)
+
+    code, text = _check("Sandbox")
+
+    assert code == 1
+    line = next(line for line in text.splitlines() if line.startswith("FAIL") and "backend_token" in line)
+    assert line.endswith(
+        f"The EHR refused our backend services credentials: invalid_client, \"No key for kid: '{unknown.kid}'\""
+    )
+    fix = text.splitlines()[text.splitlines().index(line) + 1]
+    assert "refused-backend" in fix and f"RS384 key {unknown.kid}" in fix
