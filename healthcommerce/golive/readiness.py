@@ -414,7 +414,10 @@ def _patient(site: EHRSite, reader: FHIRReader, patient_id: str, record: Callabl
     except HealthcommerceError as exc:
         record(f"Patient/{patient_id}", exc.code)
         yield Check(
-            "patient", FAIL, f"Patient/{patient_id} could not be read ({exc.code}).", FIX_READ.get(exc.code, "")
+            "patient",
+            FAIL,
+            f"Patient/{patient_id} could not be read ({_failure(exc)}).",
+            FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
         )
         return
     record(f"Patient/{patient_id}", "success")
@@ -465,7 +468,12 @@ def _coverage(reader: FHIRReader, patient_id: str, record: Callable[[str, str], 
         result = reader.search(Coverage, {"patient": patient_id})
     except HealthcommerceError as exc:
         record(f"Coverage?patient={patient_id}", exc.code)
-        return Check("coverage", FAIL, f"Coverage search failed ({exc.code}).", FIX_READ.get(exc.code, ""))
+        return Check(
+            "coverage",
+            FAIL,
+            f"The search Coverage?patient={patient_id} failed ({_failure(exc)}).",
+            FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
+        )
     record(f"Coverage?patient={patient_id}", "success")
     notes = extract.Notes("Coverage")
     info = extract.coverage_info(result.matches, notes)
@@ -481,19 +489,46 @@ def _coverage(reader: FHIRReader, patient_id: str, record: Callable[[str, str], 
     return Check("coverage", PASS, "Active Coverage with a payer name" + (" and member id." if info.member_id else "."))
 
 
+def _failure(exc: HealthcommerceError) -> str:
+    """Say how a FHIR call failed: the HTTP status when the EHR answered (``HTTP 403, forbidden``), else the
+    error code (``timeout``, ``unreachable``...)."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    status = getattr(response, "status_code", None)
+    return f"HTTP {status}, {exc.code}" if isinstance(status, int) else exc.code
+
+
 def _requests(
     site: EHRSite, reader: FHIRReader, patient_id: str, record: Callable[[str, str], None]
 ) -> Iterator[Check]:
-    seen = 0
+    """Check each DeviceRequest and ServiceRequest of the test patient. A failed search is a failure naming the
+    search, how it failed and the fix; only searches that succeeded may say the patient has none."""
+    seen, failed, empty = 0, [], []
     for model in (DeviceRequest, ServiceRequest):
         kind = model.resource_type
+        search = f"{kind}?patient={patient_id}"
         try:
             result = reader.search(model, {"patient": patient_id})
         except HealthcommerceError as exc:
-            record(f"{kind}?patient={patient_id}", exc.code)
-            yield Check("requests", FAIL, f"{kind} search failed ({exc.code}).", FIX_READ.get(exc.code, ""))
+            record(search, exc.code)
+            failed.append(kind)
+            yield Check(
+                "requests",
+                FAIL,
+                f"The search {search} failed ({_failure(exc)}): its requests were not checked.",
+                FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
+            )
             continue
-        record(f"{kind}?patient={patient_id}", "success")
+        record(search, "success")
+        if result.incomplete:
+            yield Check(
+                "requests",
+                WARN,
+                f"The search {search} stopped at a page that failed: only {len(result.matches)} read.",
+                "The EHR's next-page link failed: retry, then raise it with the EHR team.",
+            )
+        if not result.matches:
+            empty.append(kind)
         for data in result.matches:
             notes = extract.Notes(f"{kind}/{data.get('id', '?')}")
             try:
@@ -517,12 +552,19 @@ def _requests(
                 )
                 continue
             yield _code_check(site, request.reference, kind, codings)
-    if not seen:
+    if not seen and not failed:
         yield Check(
             "requests",
             WARN,
             "The test patient has no DeviceRequest or ServiceRequest.",
             "Nominate a test patient with a pending DME or kit order so the codes can be checked.",
+        )
+    elif not seen and empty:
+        yield Check(
+            "requests",
+            WARN,
+            f"The {' and '.join(empty)} search found none, and the {' and '.join(failed)} search failed (above).",
+            "Fix the failed search first; then, if the patient has no request, nominate one with a pending order.",
         )
 
 

@@ -213,3 +213,22 @@ def test_a_refused_backend_token_shows_the_ehrs_own_error_and_the_key_it_refused
     )
     fix = text.splitlines()[text.splitlines().index(line) + 1]
     assert "refused-backend" in fix and f"RS384 key {unknown.kid}" in fix
+
+
+def test_failed_request_searches_are_failures_naming_the_search_and_status_never_none_found(
+    ehr_site: EHRSite, sandbox_ehr: SandboxEHR
+) -> None:
+    """pat015 has DeviceRequests and ServiceRequests; a backend client not granted their search gets a 403, and
+    the report must not say the patient has none."""
+    patient_only = "system/Patient.rs system/Coverage.rs"
+    _backend_site(ehr_site, sandbox_ehr, client_id="no-requests", scopes=patient_only, registered=patient_only)
+
+    code, text = _check("Sandbox", "--patient", "pat015")
+
+    assert code == 1
+    lines = text.splitlines()
+    for kind in ("DeviceRequest", "ServiceRequest"):
+        line = next(line for line in lines if f"search {kind}?patient=pat015 failed" in line)
+        assert line.startswith("FAIL  requests") and "(HTTP 403, forbidden)" in line, line
+        assert lines[lines.index(line) + 1].strip().startswith("fix:")
+    assert "has no DeviceRequest or ServiceRequest" not in text and "found none" not in text

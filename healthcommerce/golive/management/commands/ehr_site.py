@@ -20,7 +20,6 @@ from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite
 from healthcommerce.golive.readiness import report_dict, site_readiness
 from healthcommerce.golive.siterecord import site_by_name, site_record_dumps, site_record_export, site_record_import
 
-
 EPIC_QUIRKS = {"epic_client_id_header": True, "authorize_post": True}
 SECRET_FIELDS = ("client_secret", "private_key_pem")
 
