@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from healthcommerce.core.deploy import (
     DEV_SECRET_KEY,
     ProductionConfig,
+    demo_hint,
     dev_field_encryption_key,
     field_key_problems,
     production_problems,
@@ -534,4 +535,10 @@ if PRODUCTION:
         )
     )
     if _problems:
-        refuse_to_start(_problems)
+        _hint = demo_hint(
+            database_url_set=bool(env.str("DATABASE_URL", default="")),
+            database_engine=DATABASES["default"]["ENGINE"],
+            email_backend=EMAIL_BACKEND,
+            broker_url=CELERY_BROKER_URL,
+        )
+        refuse_to_start(_problems, hint=_hint)
