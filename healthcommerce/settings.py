@@ -406,6 +406,13 @@ WEBHOOK_CLIENT_KEY = env.str("WEBHOOK_CLIENT_KEY", default="")
 WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
 # The secret the supplier signs its status webhooks with (POST /webhooks/webhook/); whsec_<base64>, ours to give.
 WEBHOOK_STATUS_SECRET = env.str("WEBHOOK_STATUS_SECRET", default="")
+# Production refuses outbound requests to private addresses (core.http.check_url) except to these hosts: an EHR on
+# the hospital's network (comma-separated host names), and the hosts of the URLs configured here (Medusa, the
+# webhook supplier, the alert webhook). Loopback and link-local addresses are refused whatever this says.
+OUTBOUND_PRIVATE_HOSTS = [
+    *(host.strip().lower() for host in env.list("OUTBOUND_PRIVATE_HOSTS", default=[]) if host.strip()),
+    *(host for url in (MEDUSA_URL, WEBHOOK_URL, ALERT_WEBHOOK_URL) if (host := urlsplit(url).hostname)),
+]
 
 # --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
 # CACHE_URL, else the broker's Redis server on the next database number; in embedded mode a folder under

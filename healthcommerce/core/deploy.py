@@ -197,7 +197,7 @@ def demo_hint(*, database_url_set: bool, database_engine: str, email_backend: st
     return (
         "healthcommerce: this looks like the demo (SQLite under var/, no DATABASE_URL, console email): run with "
         "SANDBOX_ENABLED=true (or DEBUG=true), e.g. `SANDBOX_ENABLED=true .venv/bin/python manage.py ...`, as "
-        "`make demo` does; production needs the settings above (docs/deploy.md \"Production mode\")."
+        '`make demo` does; production needs the settings above (docs/deploy.md "Production mode").'
     )
 
 

@@ -133,10 +133,23 @@ def _allowed(url: str) -> bool:
 
 
 def _https(name: str, url: str, what: str) -> Check | None:
-    """Return a failing check when ``url`` is neither https nor on this machine (None when fine)."""
-    if _allowed(url):
-        return None
-    return Check(name, FAIL, f"{what} is not https: {url}", "Use the https URL (an EHR is only reached over TLS).")
+    """Return a failing check when the outbound client refuses ``url`` (``core.http.check_url``: not https, or in
+    production an address on this machine or a private network); None when fine."""
+    try:
+        check_url(url)
+    except OutboundRefused as exc:
+        if urlsplit(url).scheme != "https":
+            return Check(
+                name, FAIL, f"{what} is not https: {url}", "Use the https URL (an EHR is only reached over TLS)."
+            )
+        return Check(
+            name,
+            FAIL,
+            f"{what} is refused: {exc.message}",
+            "Use the EHR's public https URL; for an EHR on the hospital's own network, add its host to"
+            " OUTBOUND_PRIVATE_HOSTS (docs/deploy.md).",
+        )
+    return None
 
 
 def _configuration(site: EHRSite) -> Iterator[Check]:
@@ -227,6 +240,8 @@ def _tls(site: EHRSite) -> Check:
     if parts.scheme != "https":
         status = WARN if _allowed(site.iss) else FAIL
         return Check("tls", status, "Plain HTTP (allowed only for a sandbox on this machine).", "Use https.")
+    if not _allowed(site.iss):
+        return Check("tls", FAIL, "Not checked: the outbound client refuses the iss (see above).", "Fix the iss.")
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

@@ -204,8 +204,10 @@ def _url_problem(value: str, *, origin: bool = False) -> str | None:
         return f"{value!r} is not an http(s) URL"
     try:
         check_url(value)  # the outbound client's own rule
-    except OutboundRefused:
-        return f"{value!r} must be https (http only on localhost)"
+    except OutboundRefused as exc:
+        if parts.scheme != "https":
+            return f"{value!r} must be https (http only on localhost)"
+        return f"{value!r} is refused: {exc.message}"
     if origin and (parts.path or parts.query or parts.fragment or parts.username):
         return f"{value!r} must be an origin: scheme://host[:port], no path"
     return None

@@ -4,9 +4,9 @@ import io
 import json
 
 import pytest
-from django.core.management import call_command
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from django.core.management import call_command
 from joserfc.jwk import ECKey, RSAKey
 
 from healthcommerce.ehr.backend import backend_token, backend_tokens_forget
@@ -103,8 +103,9 @@ def test_a_site_added_with_its_own_private_key_signs_with_it_even_when_a_shared_
     sandbox_ehr.manage("sandbox_client", "add", "--client-id", "own-key-app", "--redirect-uri", REDIRECT,
                        "--scope", f"{DEFAULT_CLIENT_SCOPE} system/Patient.rs", "--jwks-json",
                        json.dumps({"keys": [k1]}))  # fmt: skip
-    call_command("ehr_site", "add", "--name", "Own Key", "--iss", sandbox_ehr.fhir_base, "--client-id", "own-key-app",
-                 "--private-key", str(tmp_path / "k.pem"), "--key-id", "k1", "--alg", "RS384", stdout=io.StringIO())  # fmt: skip
+    call_command("ehr_site", "add", "--name", "Own Key", "--iss", sandbox_ehr.fhir_base, "--client-id",
+                 "own-key-app", "--private-key", str(tmp_path / "k.pem"), "--key-id", "k1", "--alg", "RS384",
+                 stdout=io.StringIO())  # fmt: skip
 
     result = complete_launch(client, sandbox_ehr, patient="pat014")
 
