@@ -355,17 +355,24 @@ def _secret_value(record: dict[str, Any], site: EHRSite, name: str, result: Impo
     return None
 
 
-def _require_secret(site: EHRSite) -> None:
-    """Raise ``SiteRecordInvalid`` when the site's auth method needs a secret that it does not have."""
+def _require_secret(site: EHRSite, result: ImportResult) -> None:
+    """Raise ``SiteRecordInvalid`` when the site is ``client_secret_basic`` without a secret (only its variable
+    can give one). A ``private_key_jwt`` site without any key (stored, its own next or active ``AppSigningKey``, or
+    a shared active one) is a warning naming the two ways to give it one: its key is made for the site, which
+    must exist first (``ehr_keys new --site``)."""
     if site.auth_method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC and not site.client_secret:
         variable = secret_env_name(site.name, "client_secret")
         raise SiteRecordInvalid([f"$.client_secret: client_secret_basic needs a client secret: set {variable}"])
     if site.auth_method == EHRSite.AuthMethod.PRIVATE_KEY_JWT and not site.private_key_pem:
-        ours = AppSigningKey.objects.filter(status__in=["next", "active"], environment=settings.APP_ENVIRONMENT)
-        if site._state.adding or not ours.filter(site=site).exists():
+        ours = AppSigningKey.objects.filter(environment=settings.APP_ENVIRONMENT)
+        shared = ours.filter(site__isnull=True, status=AppSigningKey.Status.ACTIVE).exists()
+        own = not site._state.adding and ours.filter(site=site, status__in=["next", "active"]).exists()
+        if not shared and not own:
             variable = secret_env_name(site.name, "private_key_pem")
-            raise SiteRecordInvalid(
-                [f"$.private_key_pem: private_key_jwt needs a private key: set {variable} (or make a key: ehr_keys)"]
+            result.warnings.append(
+                f"private_key_pem: private_key_jwt has no key to sign with yet: make one with `manage.py ehr_keys new"
+                f" --site '{site.name}' --alg {site.signing_alg}` (then `ehr_keys activate KID`), or set {variable}"
+                " and import again; launches fail until then"
             )
 
 
@@ -481,8 +488,9 @@ def site_record_import(*, record: object, source: str, user: Any = None, dry_run
     database lacks is a warning). Each change writes a history row with ``user`` and the reason
     ``import from <source>``, and the import one ``site.import`` audit row. ``dry_run`` rolls everything back.
 
-    Raises ``SiteRecordInvalid`` (the JSON path of each problem) before anything is written, or when the auth method
-    needs a secret that neither the environment nor the database has.
+    Raises ``SiteRecordInvalid`` (the JSON path of each problem) before anything is written, or when
+    ``client_secret_basic`` has a secret neither in the environment nor in the database (a ``private_key_jwt`` site
+    without any key is a warning: ``ehr_keys new --site`` can make its key only once it exists).
     """
     valid = site_record_validate(record)
     reason = f"import from {source}"[:100]
@@ -492,7 +500,7 @@ def site_record_import(*, record: object, source: str, user: Any = None, dry_run
         site = site or EHRSite()
         result = ImportResult(site=site, created=created)
         changed = _apply_site(valid, site, result)
-        _require_secret(site)
+        _require_secret(site, result)
         if created:
             _mark(site, user, reason).save()
         elif changed:

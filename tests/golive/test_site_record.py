@@ -205,10 +205,10 @@ def test_import_takes_a_secret_from_its_variable_else_keeps_the_stored_one_else_
 ) -> None:
     variable = epic["private_key_pem"]["secret_ref"].removeprefix("env:")
     path = write(tmp_path, epic)
-    with pytest.raises(
-        CommandError, match=rf"\$\.private_key_pem: private_key_jwt needs a private key: set {variable}"
-    ):
-        import_file(path)
+    secret_ref = {"secret_ref": f"env:{secret_env_name(epic['name'], 'client_secret')}"}
+    basic = dict(epic, auth_method="client_secret_basic", client_secret=secret_ref)
+    with pytest.raises(CommandError, match=r"\$\.client_secret: client_secret_basic needs a client secret: set"):
+        import_file(write(tmp_path, basic, "basic.json"))
     assert not EHRSite.objects.exists()
 
     pem = new_pem()
@@ -496,3 +496,20 @@ def test_a_hand_written_file_without_discovery_imports_and_discovers_at_first_us
     assert "No changes." in import_file(path)
     site.refresh_from_db()
     assert site.discovery == {"token_endpoint": "https://epic.example.org/oauth2/token"}
+
+
+def test_a_new_private_key_jwt_site_without_a_key_imports_with_a_warning_naming_ehr_keys(tmp_path, epic) -> None:  # type: ignore[no-untyped-def]
+    """README "Register a real Epic site": import the file, then `ehr_keys new --site` (which needs the site)."""
+    variable = epic["private_key_pem"]["secret_ref"].removeprefix("env:")
+    err = io.StringIO()
+
+    call_command("ehr_site", "import", str(write(tmp_path, epic)), stdout=io.StringIO(), stderr=err)
+
+    site = EHRSite.objects.get()
+    assert site.auth_method == "private_key_jwt" and not site.private_key_pem
+    warning = err.getvalue()
+    assert f"ehr_keys new --site '{site.name}' --alg RS384" in warning and variable in warning
+    call_command("ehr_keys", "new", "--site", site.name, stdout=io.StringIO())
+    err = io.StringIO()
+    call_command("ehr_site", "import", str(write(tmp_path, epic)), stdout=io.StringIO(), stderr=err)
+    assert "ehr_keys new" not in err.getvalue()
