@@ -40,7 +40,7 @@ from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import BackendTokenRefused
 from healthcommerce.ehr.fhir import FHIRReader
 from healthcommerce.ehr.keys import published_jwks
-from healthcommerce.ehr.models import EHRSite, Writeback
+from healthcommerce.ehr.models import AppSigningKey, EHRSite, Writeback
 from healthcommerce.ehr.oauth import client_key, site_label
 from healthcommerce.ehr.services import scopes_missing
 from healthcommerce.orders import extract
@@ -204,6 +204,17 @@ def _keys(site: EHRSite) -> Iterator[Check]:
             " the EHR, then `ehr_keys activate KID` once the EHR has fetched it.",
         )
         return
+    waiting = AppSigningKey.objects.filter(
+        site=site, environment=settings.APP_ENVIRONMENT, status=AppSigningKey.Status.NEXT
+    ).order_by("created_at")
+    for row in waiting:
+        yield Check(
+            "next_key",
+            WARN,
+            f"The site's own {row.alg} key {row.kid} is published but does not sign yet: {key.describe()} signs.",
+            f"Once the EHR has our JWKS (Epic caches it up to 29 hours), run `manage.py ehr_keys activate {row.kid}`"
+            " (add --force for a first key no EHR has cached).",
+        )
     if key.source != "site_pem" and site.private_key_pem:
         yield Check(
             "stored_key",

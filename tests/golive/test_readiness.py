@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from joserfc.jwk import RSAKey
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.backend import backend_tokens_forget
@@ -232,3 +233,22 @@ def test_failed_request_searches_are_failures_naming_the_search_and_status_never
         assert line.startswith("FAIL  requests") and "(HTTP 403, forbidden)" in line, line
         assert lines[lines.index(line) + 1].strip().startswith("fix:")
     assert "has no DeviceRequest or ServiceRequest" not in text and "found none" not in text
+
+
+def test_the_report_names_the_signing_key_a_stored_key_that_does_not_sign_and_a_key_waiting(
+    ehr_site: EHRSite,
+) -> None:
+    pem = RSAKey.generate_key(2048, private=True).as_pem(private=True).decode()
+    ehr_site.auth_method, ehr_site.private_key_pem, ehr_site.key_id = EHRSite.AuthMethod.PRIVATE_KEY_JWT, pem, "k1"
+    ehr_site.save()
+    own = signing_key_create(site=ehr_site, alg="RS384", actor="test")
+    signing_key_activate(kid=own.kid, actor="test", force=True)
+    waiting = signing_key_create(site=ehr_site, alg="RS384", actor="test")
+
+    checks = {c.name: c for c in site_readiness(ehr_site).checks}
+
+    assert checks["signing_key"].status == PASS
+    assert f"the site's own RS384 key {own.kid} (published in our JWKS)" in checks["signing_key"].detail
+    assert checks["stored_key"].status == WARN and "(kid k1, RS384) is not used" in checks["stored_key"].detail
+    assert checks["next_key"].status == WARN and waiting.kid in checks["next_key"].detail
+    assert f"ehr_keys activate {waiting.kid}" in checks["next_key"].fix
