@@ -193,8 +193,10 @@ def _schema_errors(record: object) -> list[str]:
     return [f"{e.json_path}: {e.message}" for e in errors]
 
 
-def _url_problem(value: str, *, origin: bool = False) -> str | None:
-    """Return why ``value`` is not an https URL (http only on localhost), or an origin when ``origin``; or None."""
+def _url_problem(value: str, *, origin: bool = False, fetched: bool = True) -> str | None:
+    """Return why ``value`` is not an https URL (http only on localhost), or an origin when ``origin``; or None.
+    A URL the app ``fetched`` (the iss, a jku) must also pass the outbound client's address rule; a frame origin or
+    a CDS Hooks issuer is only compared, never contacted."""
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (raises ValueError on a bad port)
@@ -202,8 +204,11 @@ def _url_problem(value: str, *, origin: bool = False) -> str | None:
         return f"{value!r} is not a URL"
     if not parts.hostname or parts.scheme not in ("https", "http"):
         return f"{value!r} is not an http(s) URL"
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return f"{value!r} must be https (http only on localhost)"
     try:
-        check_url(value)  # the outbound client's own rule
+        if fetched:
+            check_url(value)  # the outbound client's own rule
     except OutboundRefused as exc:
         if parts.scheme != "https":
             return f"{value!r} must be https (http only on localhost)"
@@ -220,9 +225,13 @@ def _check_urls(record: dict[str, Any]) -> list[str]:
         errors.append(f"$.iss: {problem}")
     elif record["iss"].endswith("/"):
         errors.append("$.iss: drop the trailing slash (the EHR sends iss without it)")
-    for key, origin in (("frame_origins", True), ("cds_issuers", False), ("cds_jku_allowlist", False)):
+    for key, origin, fetched in (
+        ("frame_origins", True, False),
+        ("cds_issuers", False, False),
+        ("cds_jku_allowlist", False, True),
+    ):
         for i, value in enumerate(record[key]):
-            if problem := _url_problem(value, origin=origin):
+            if problem := _url_problem(value, origin=origin, fetched=fetched):
                 errors.append(f"$.{key}[{i}]: {problem}")
     return errors
 

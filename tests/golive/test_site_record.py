@@ -513,3 +513,17 @@ def test_a_new_private_key_jwt_site_without_a_key_imports_with_a_warning_naming_
     err = io.StringIO()
     call_command("ehr_site", "import", str(write(tmp_path, epic)), stdout=io.StringIO(), stderr=err)
     assert "ehr_keys new" not in err.getvalue()
+
+
+def test_in_production_a_private_iss_is_refused_at_import_but_a_private_frame_origin_is_not_fetched(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch, epic, settings
+) -> None:
+    settings.PRODUCTION = True
+    set_secrets(monkeypatch, epic)
+    intranet = dict(epic, frame_origins=["https://10.1.2.3"], cds_issuers=["https://10.1.2.3/fhir"])
+    import_file(write(tmp_path, intranet))  # origins and issuers are compared, never contacted
+
+    with pytest.raises(CommandError, match=r"\$\.iss: 'https://10\.1\.2\.3/fhir' is refused: .*OUTBOUND_PRIVATE_HOSTS"):
+        import_file(write(tmp_path, dict(intranet, iss="https://10.1.2.3/fhir")))
+    settings.OUTBOUND_PRIVATE_HOSTS = ["10.1.2.3"]
+    assert "Created" in import_file(write(tmp_path, dict(intranet, iss="https://10.1.2.3/fhir")))
