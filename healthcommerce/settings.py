@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from healthcommerce.core.deploy import (
     DEV_SECRET_KEY,
     ProductionConfig,
+    demo_hint,
     dev_field_encryption_key,
     field_key_problems,
     production_problems,
@@ -410,6 +411,13 @@ WEBHOOK_CLIENT_KEY = env.str("WEBHOOK_CLIENT_KEY", default="")
 WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
 # The secret the supplier signs its status webhooks with (POST /webhooks/webhook/); whsec_<base64>, ours to give.
 WEBHOOK_STATUS_SECRET = env.str("WEBHOOK_STATUS_SECRET", default="")
+# Production refuses outbound requests to private addresses (core.http.check_url) except to these hosts: an EHR on
+# the hospital's network (comma-separated host names), and the hosts of the URLs configured here (Medusa, the
+# webhook supplier, the alert webhook). Loopback and link-local addresses are refused whatever this says.
+OUTBOUND_PRIVATE_HOSTS = [
+    *(host.strip().lower() for host in env.list("OUTBOUND_PRIVATE_HOSTS", default=[]) if host.strip()),
+    *(host for url in (MEDUSA_URL, WEBHOOK_URL, ALERT_WEBHOOK_URL) if (host := urlsplit(url).hostname)),
+]
 
 # --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
 # CACHE_URL, else the broker's Redis server on the next database number; in embedded mode a folder under
@@ -556,4 +564,10 @@ if PRODUCTION:
         )
     )
     if _problems:
-        refuse_to_start(_problems)
+        _hint = demo_hint(
+            database_url_set=bool(env.str("DATABASE_URL", default="")),
+            database_engine=DATABASES["default"]["ENGINE"],
+            email_backend=EMAIL_BACKEND,
+            broker_url=CELERY_BROKER_URL,
+        )
+        refuse_to_start(_problems, hint=_hint)

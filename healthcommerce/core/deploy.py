@@ -233,11 +233,29 @@ def sms_problems(config: ProductionConfig) -> list[str]:
     return problems
 
 
-def refuse_to_start(problems: list[str]) -> None:
-    """Write each problem on its own line to stderr and exit with ``EX_CONFIG`` (78); never returns."""
+def refuse_to_start(problems: list[str], *, hint: str = "") -> None:
+    """Write each problem on its own line to stderr, then ``hint`` (``demo_hint``) on one line when given, and
+    exit with ``EX_CONFIG`` (78); never returns."""
     for problem in problems:
         sys.stderr.write(f"healthcommerce refuses to start (DEBUG is off): {problem}\n")
+    if hint:
+        sys.stderr.write(f"{hint}\n")
     raise SystemExit(EX_CONFIG)
+
+
+def demo_hint(*, database_url_set: bool, database_engine: str, email_backend: str, broker_url: str) -> str:
+    """Return one line saying what to do when production refuses to start in what looks like the demo (no
+    ``DATABASE_URL``, so SQLite under ``HC_VAR_DIR``, and the console email or the filesystem broker): someone ran
+    ``manage.py`` beside ``make demo`` without ``SANDBOX_ENABLED=true``. ``""`` when it does not look like the demo
+    (a production host with some settings wrong gets only the per-setting lines)."""
+    demo_like = email_backend in UNDELIVERING_EMAIL_BACKENDS or broker_url.startswith("filesystem://")
+    if database_url_set or not database_engine.endswith("sqlite3") or not demo_like:
+        return ""
+    return (
+        "healthcommerce: this looks like the demo (SQLite under var/, no DATABASE_URL, console email): run with "
+        "SANDBOX_ENABLED=true (or DEBUG=true), e.g. `SANDBOX_ENABLED=true .venv/bin/python manage.py ...`, as "
+        '`make demo` does; production needs the settings above (docs/deploy.md "Production mode").'
+    )
 
 
 def redis_cache_url(broker_url: str) -> str:

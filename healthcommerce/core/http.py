@@ -6,6 +6,8 @@ Source: docs/reliability.md "Outbound HTTP", SMART App Launch 2.2 best practices
 the server that issued them), OWASP ASVS 5.0 V12 (server-side request forgery: validate every destination).
 """
 
+import ipaddress
+import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,13 +24,55 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def check_url(url: str) -> None:
-    """Raise ``OutboundRefused`` unless ``url`` is https, or http to a loopback host."""
+    """Raise ``OutboundRefused`` unless ``url`` may be contacted.
+
+    Embedded mode (the demo, the tests: ``settings.PRODUCTION`` off): https to any host, or http to a loopback host
+    (the sandbox EHR). Production: https only, and every address the host resolves to must be public: never
+    loopback, link-local (169.254.0.0/16, the cloud metadata service; fe80::/10), private, shared, reserved,
+    multicast or unspecified, so an EHR-supplied URL (``smart_style_url``, a ``next`` link) cannot reach this
+    machine or the hospital's network; a host in ``OUTBOUND_PRIVATE_HOSTS`` (an EHR on the hospital's intranet)
+    may resolve to private addresses, never to loopback or link-local ones. Sources: OWASP ASVS 5.0 V12 (SSRF),
+    RFC 6890 (special-purpose addresses, Python's ``ipaddress.is_global``).
+
+    A host that does not resolve passes: the request then fails to connect (``unreachable``) as it would anyway.
+    """
     parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    host = parts.hostname
+    if not settings.PRODUCTION:
+        if parts.scheme == "https" and host:
+            return
+        if parts.scheme == "http" and host in _LOOPBACK:
+            return
+        raise OutboundRefused("Only https URLs (or http on this machine) may be contacted.")
+    if parts.scheme != "https" or not host:
+        raise OutboundRefused("Only https URLs may be contacted.")
+    try:
+        port = parts.port or 443
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError, UnicodeError):
         return
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
-        return
-    raise OutboundRefused("Only https URLs (or http on this machine) may be contacted.")
+    private_ok = host.lower() in {h.lower() for h in settings.OUTBOUND_PRIVATE_HOSTS}
+    for *_, sockaddr in found:
+        problem = _address_problem(str(sockaddr[0]), private_ok=private_ok)
+        if problem:
+            raise OutboundRefused(f"Refusing to contact {host}: it resolves to {problem}.")
+
+
+def _address_problem(text: str, *, private_ok: bool) -> str:
+    """Return what makes the resolved address ``text`` unfit for an outbound request (``""`` when it is public,
+    or private and ``private_ok``)."""
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return f"a loopback address ({address})"
+    if address.is_link_local:
+        return f"a link-local address ({address})"
+    if address.is_global and not address.is_multicast:
+        return ""
+    if private_ok and address.is_private and not (address.is_multicast or address.is_unspecified):
+        return ""
+    return f"a private or reserved address ({address}); an EHR on the hospital's network: OUTBOUND_PRIVATE_HOSTS"
 
 
 class ResponseTooLarge(requests.RequestException):

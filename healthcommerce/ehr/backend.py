@@ -132,8 +132,13 @@ def _fetch_token(site: EHRSite, scope: str) -> BackendToken:
     try:
         response = session.fetch_token(endpoint, grant_type="client_credentials", scope=scope)
     except OAuthError as exc:
-        logger.warning("Backend token refused by site %s: %s", site.pk, exc.error)
-        raise BackendTokenRefused(str(exc.error or "invalid_request")[:80]) from exc
+        error = ehr_said(exc.error, limit=80) or "invalid_request"
+        logger.warning("Backend token refused by site %s: %s", site.pk, error)
+        described = ehr_said(exc.description, secrets=(site.client_secret,))
+        said = f'{error}, "{described}"' if described else f"{error}."
+        raise BackendTokenRefused(
+            error, f"The EHR refused our backend services credentials: {said}", description=described
+        ) from exc
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
         logger.warning("Backend token request to site %s answered %s", site.pk, status)
@@ -146,6 +151,27 @@ def _fetch_token(site: EHRSite, scope: str) -> BackendToken:
     except ValueError as exc:
         raise BackendTokenUnavailable(code="backend_token_malformed", transient=False) from exc
     return _parsed(site, dict(response), scope)
+
+
+# RFC 6749 section 5.2: ``error`` and ``error_description`` are %x20-21 / %x23-5B / %x5D-7E; anything else goes.
+_UNSAFE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]+")
+# What could be a credential the EHR echoed: a JWT or JWS (our client assertion), a run of 64+ token characters
+# (a key id, an RFC 7638 thumbprint of 43, stays readable).
+_CREDENTIAL_LIKE = re.compile(r"eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*|[A-Za-z0-9+/_\-=]{64,}")
+
+
+def ehr_said(text: Any, *, limit: int = 200, secrets: Sequence[str] = ()) -> str:
+    """Return what an EHR wrote in an OAuth ``error`` or ``error_description`` (RFC 6749 section 5.2) fit to show
+    an engineer: only the characters the RFC allows, spaces collapsed, anything that looks like a credential (a
+    JWT such as our client assertion, a run of 64+ token characters, one of ``secrets``) as ``[redacted]``, at
+    most ``limit`` characters (``...`` when cut); ``""`` for nothing or not a string."""
+    if not isinstance(text, str):
+        return ""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = " ".join(_CREDENTIAL_LIKE.sub("[redacted]", _UNSAFE.sub(" ", text)).split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 def _parsed(site: EHRSite, response: dict[str, Any], scope: str) -> BackendToken:

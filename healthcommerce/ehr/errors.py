@@ -103,15 +103,17 @@ class BackendNoSigningKey(BackendServicesError):
 class BackendTokenRefused(BackendServicesError):
     """The token endpoint refused the client credentials request (RFC 6749 section 5.2): ``oauth_error`` is
     its error code (``invalid_client``, ``invalid_scope``, ``unauthorized_client``...) or ``http_<status>`` for a
-    4xx without an OAuth error body. Permanent until the registration or the configuration is fixed."""
+    4xx without an OAuth error body; ``description`` the EHR's ``error_description`` fit to show (sanitised,
+    at most 200 characters), also in the message. Permanent until the registration or the configuration is fixed."""
 
     code = "backend_token_refused"
     status = 502
     message = "The EHR refused our backend services credentials."
 
-    def __init__(self, oauth_error: str, message: str | None = None) -> None:
+    def __init__(self, oauth_error: str, message: str | None = None, *, description: str = "") -> None:
         super().__init__(message, transient=False)
         self.oauth_error = oauth_error
+        self.description = description  # the EHR's error_description, sanitised (ehr.backend.ehr_said)
 
 
 class BackendTokenUnavailable(BackendServicesError):

@@ -49,14 +49,25 @@ def published_jwks() -> dict[str, list[dict[str, Any]]]:
     return {"keys": [dict(row.public_jwk) for row in rows]}
 
 
+def _active(alg: str) -> Any:
+    return AppSigningKey.objects.filter(environment=_environment(), alg=alg, status=AppSigningKey.Status.ACTIVE)
+
+
+def own_signing_key(site: EHRSite, alg: str) -> AppSigningKey | None:
+    """Return the active ``alg`` key made for ``site`` alone in this environment, else None."""
+    return _active(alg).filter(site=site).first()
+
+
+def shared_signing_key(alg: str) -> AppSigningKey | None:
+    """Return the active ``alg`` key shared by every site in this environment, else None."""
+    return _active(alg).filter(site__isnull=True).first()
+
+
 def signing_key_for(site: EHRSite | None, alg: str) -> AppSigningKey | None:
-    """Return the active ``alg`` key of ``site`` in this environment, else the shared active one, else None."""
-    active = AppSigningKey.objects.filter(environment=_environment(), alg=alg, status=AppSigningKey.Status.ACTIVE)
-    if site is not None:
-        own = active.filter(site=site).first()
-        if own is not None:
-            return own
-    return active.filter(site__isnull=True).first()
+    """Return the active ``alg`` key of ``site`` in this environment, else the shared active one, else None.
+    (Which key signs a site's assertions, its stored private key included, is ``ehr.oauth.client_key``.)"""
+    own = own_signing_key(site, alg) if site is not None else None
+    return own or shared_signing_key(alg)
 
 
 def private_key(row: AppSigningKey) -> RSAKey | ECKey:

@@ -21,7 +21,7 @@ from django.conf import settings
 from joserfc.jwk import import_key
 
 from healthcommerce.core.http import cap_response_body, metered_send
-from healthcommerce.ehr.keys import jwks_url, private_key, signing_key_for
+from healthcommerce.ehr.keys import jwks_url, own_signing_key, private_key, shared_signing_key
 from healthcommerce.ehr.models import EHRSite
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -48,28 +48,49 @@ def _private_key(pem: str, key_type: Literal["RSA", "EC"]) -> Any:
 @dataclass(frozen=True)
 class ClientKey:
     """The private key a site's client assertions are signed with: a joserfc key, its ``alg`` (RS384 or ES384),
-    the ``kid`` the EHR finds it under and the ``jku`` to send (our JWKS URL, or ``""``)."""
+    the ``kid`` the EHR finds it under, the ``jku`` to send (our JWKS URL, or ``""``) and ``source``: ``site``
+    (an ``AppSigningKey`` made for this site), ``site_pem`` (the private key stored on the site: ``ehr_site add
+    --private-key``, the site record's ``private_key_pem``) or ``shared`` (an ``AppSigningKey`` of every site)."""
 
     key: Any
     alg: str
     kid: str
     jku: str = ""
+    source: str = "shared"
+
+    def describe(self) -> str:
+        """Say which key this is, for a person: ``the site's own RS384 key k1 (stored private key)``."""
+        whose = {"site": "the site's own", "site_pem": "the site's own", "shared": "the shared"}[self.source]
+        kind = {"site": "published in our JWKS", "site_pem": "stored private key", "shared": "published in our JWKS"}
+        return f"{whose} {self.alg} key {self.kid or '(no kid)'} ({kind[self.source]})"
 
 
 def client_key(site: EHRSite) -> ClientKey | None:
-    """Return the key that signs ``site``'s client assertions: its active ``AppSigningKey`` (the site's own, else
-    the shared one; ``signing_alg`` first, then the other algorithm), else the legacy ``private_key_pem`` with
-    ``key_id`` and ``signing_alg``; None when there is neither. ``jku`` is our JWKS URL when ``site.send_jku``
-    (SMART App Launch 2.2 "Client Authentication: Asymmetric"). Raises ``ValueError`` for an unreadable PEM."""
+    """Return the key that signs ``site``'s client assertions, the site's own before any shared one:
+
+    1. the site's own active ``AppSigningKey`` (``signing_alg`` first, then the other algorithm);
+    2. the private key stored on the site (``private_key_pem``) with ``key_id`` and ``signing_alg``: the EHR
+       registered its public key for this client (``ehr_site add --private-key``), so a shared key would be refused;
+    3. the shared active ``AppSigningKey`` (``signing_alg`` first);
+
+    None when there is none. ``jku`` is our JWKS URL when ``site.send_jku`` and the key is one we publish (not
+    for a stored key, which is not in our JWKS) (SMART App Launch 2.2 "Client Authentication: Asymmetric").
+    Raises ``ValueError`` for an unreadable PEM."""
     jku = jwks_url() if site.send_jku else ""
-    for alg in dict.fromkeys((site.signing_alg, "RS384", "ES384")):
-        row = signing_key_for(site, alg)
+    algs = list(dict.fromkeys((site.signing_alg, "RS384", "ES384")))
+    for alg in algs:
+        row = own_signing_key(site, alg)
         if row is not None:
-            return ClientKey(key=private_key(row), alg=row.alg, kid=row.kid, jku=jku)
-    if not site.private_key_pem:
-        return None
-    key_type: Literal["RSA", "EC"] = "EC" if site.signing_alg.startswith("ES") else "RSA"
-    return ClientKey(key=_private_key(site.private_key_pem, key_type), alg=site.signing_alg, kid=site.key_id, jku=jku)
+            return ClientKey(key=private_key(row), alg=row.alg, kid=row.kid, jku=jku, source="site")
+    if site.private_key_pem:
+        key_type: Literal["RSA", "EC"] = "EC" if site.signing_alg.startswith("ES") else "RSA"
+        key = _private_key(site.private_key_pem, key_type)
+        return ClientKey(key=key, alg=site.signing_alg, kid=site.key_id, source="site_pem")
+    for alg in algs:
+        row = shared_signing_key(alg)
+        if row is not None:
+            return ClientKey(key=private_key(row), alg=row.alg, kid=row.kid, jku=jku, source="shared")
+    return None
 
 
 class SmartPrivateKeyJWT(PrivateKeyJWT):

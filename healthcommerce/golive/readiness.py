@@ -35,12 +35,13 @@ from healthcommerce.cdshooks.auth import cds_jwks_fetch
 from healthcommerce.cdshooks.errors import CdsJwksUnavailable
 from healthcommerce.core.errors import HealthcommerceError, OutboundRefused
 from healthcommerce.core.http import check_url
-from healthcommerce.ehr.backend import backend_token
+from healthcommerce.ehr.backend import backend_client_id, backend_token
 from healthcommerce.ehr.discovery import discover
+from healthcommerce.ehr.errors import BackendTokenRefused
 from healthcommerce.ehr.fhir import FHIRReader
-from healthcommerce.ehr.keys import published_jwks, signing_key_for
-from healthcommerce.ehr.models import EHRSite, Writeback
-from healthcommerce.ehr.oauth import site_label
+from healthcommerce.ehr.keys import published_jwks
+from healthcommerce.ehr.models import AppSigningKey, EHRSite, Writeback
+from healthcommerce.ehr.oauth import client_key, site_label
 from healthcommerce.ehr.services import scopes_missing
 from healthcommerce.orders import extract
 
@@ -132,10 +133,23 @@ def _allowed(url: str) -> bool:
 
 
 def _https(name: str, url: str, what: str) -> Check | None:
-    """Return a failing check when ``url`` is neither https nor on this machine (None when fine)."""
-    if _allowed(url):
-        return None
-    return Check(name, FAIL, f"{what} is not https: {url}", "Use the https URL (an EHR is only reached over TLS).")
+    """Return a failing check when the outbound client refuses ``url`` (``core.http.check_url``: not https, or in
+    production an address on this machine or a private network); None when fine."""
+    try:
+        check_url(url)
+    except OutboundRefused as exc:
+        if urlsplit(url).scheme != "https":
+            return Check(
+                name, FAIL, f"{what} is not https: {url}", "Use the https URL (an EHR is only reached over TLS)."
+            )
+        return Check(
+            name,
+            FAIL,
+            f"{what} is refused: {exc.message}",
+            "Use the EHR's public https URL; for an EHR on the hospital's own network, add its host to"
+            " OUTBOUND_PRIVATE_HOSTS (docs/deploy.md).",
+        )
+    return None
 
 
 def _configuration(site: EHRSite) -> Iterator[Check]:
@@ -168,8 +182,20 @@ def _configuration(site: EHRSite) -> Iterator[Check]:
 
 
 def _keys(site: EHRSite) -> Iterator[Check]:
-    key = signing_key_for(site, site.signing_alg)
-    if key is None and not site.private_key_pem:
+    """Name the key that signs the site's assertions (``ehr.oauth.client_key``: kid, alg, the site's own or the
+    shared one) and warn about a stored key that does not sign."""
+    try:
+        key = client_key(site)
+    except ValueError:
+        yield Check(
+            "signing_key",
+            FAIL,
+            f"The private key stored on the site (kid {site.key_id or 'none'}) cannot be read.",
+            "Store an unencrypted PEM private key (`ehr_site add --private-key FILE`, or the site record's"
+            " private_key_pem variable), or make a key with `manage.py ehr_keys new`.",
+        )
+        return
+    if key is None:
         yield Check(
             "signing_key",
             FAIL,
@@ -178,12 +204,33 @@ def _keys(site: EHRSite) -> Iterator[Check]:
             " the EHR, then `ehr_keys activate KID` once the EHR has fetched it.",
         )
         return
-    if key is None:
+    waiting = AppSigningKey.objects.filter(
+        site=site, environment=settings.APP_ENVIRONMENT, status=AppSigningKey.Status.NEXT
+    ).order_by("created_at")
+    for row in waiting:
+        yield Check(
+            "next_key",
+            WARN,
+            f"The site's own {row.alg} key {row.kid} is published but does not sign yet: {key.describe()} signs.",
+            f"Once the EHR has our JWKS (Epic caches it up to 29 hours), run `manage.py ehr_keys activate {row.kid}`"
+            " (add --force for a first key no EHR has cached).",
+        )
+    if key.source != "site_pem" and site.private_key_pem:
+        yield Check(
+            "stored_key",
+            WARN,
+            f"The private key stored on the site (kid {site.key_id or 'none'}, {site.signing_alg}) is not used:"
+            f" {key.describe()} signs.",
+            "If the EHR registered the stored key, retire the site's own key (`ehr_keys`); otherwise remove the"
+            " stored key so nobody expects it to sign.",
+        )
+    if key.source == "site_pem":
         yield Check(
             "signing_key",
             WARN,
-            f"Signs with a key pasted into the site ({site.key_id or 'no kid'}), not one published in our JWKS.",
-            "Create a key with `manage.py ehr_keys new` so it is published at /.well-known/jwks.json and rotates.",
+            f"Signs with {key.describe()}, not one published in our JWKS.",
+            "The EHR must hold its public key under that kid. To rotate without pasting keys, create one with"
+            " `manage.py ehr_keys new` (published at /.well-known/jwks.json).",
         )
         return
     published = {k.get("kid") for k in published_jwks()["keys"]}
@@ -191,7 +238,7 @@ def _keys(site: EHRSite) -> Iterator[Check]:
         yield Check("signing_key", FAIL, f"Key {key.kid} signs but is not published.", "Run `ehr_keys list`.")
         return
     jwks_url = settings.APP_BASE_URL.rstrip("/") + "/.well-known/jwks.json"
-    yield Check("signing_key", PASS, f"{key.alg} key {key.kid} signs and is published at {jwks_url}.")
+    yield Check("signing_key", PASS, f"Signs with {key.describe()} at {jwks_url}.")
     if site.send_jku:
         problem = _https("jku", jwks_url, "Our JWKS URL (jku)")
         if problem:
@@ -204,6 +251,8 @@ def _tls(site: EHRSite) -> Check:
     if parts.scheme != "https":
         status = WARN if _allowed(site.iss) else FAIL
         return Check("tls", status, "Plain HTTP (allowed only for a sandbox on this machine).", "Use https.")
+    if not _allowed(site.iss):
+        return Check("tls", FAIL, "Not checked: the outbound client refuses the iss (see above).", "Fix the iss.")
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -310,6 +359,24 @@ def _feature_scopes(site: EHRSite, patient_id: str) -> dict[str, str]:
     return needs
 
 
+def _token_fix(site: EHRSite, exc: BackendTokenRefused) -> str:
+    """Say what to do about the EHR's refusal of the backend token request, by its OAuth ``error``."""
+    client = backend_client_id(site)
+    if exc.oauth_error in ("invalid_client", "unauthorized_client"):
+        try:
+            key = client_key(site)
+        except ValueError:
+            key = None
+        signing = key.describe() if key else "no readable key"
+        return (
+            f"The EHR does not accept client {client} signed with {signing}: check the backend client id and that"
+            " the EHR registered that key's kid (our JWKS URL, or the public key of the site's stored key)."
+        )
+    if exc.oauth_error == "invalid_scope":
+        return f"Ask the EHR team to register the site's backend scopes for client {client}, or ask for fewer."
+    return f"Check client {client}'s backend-services registration with the EHR team (quote the EHR's error above)."
+
+
 def _backend(site: EHRSite, patient_id: str) -> tuple[list[Check], str]:
     """Return the backend-services checks and the access token ("" when there is none)."""
     needs = _feature_scopes(site, patient_id)
@@ -336,6 +403,9 @@ def _backend(site: EHRSite, patient_id: str) -> tuple[list[Check], str]:
         ], ""
     try:
         token = backend_token(site)
+    except BackendTokenRefused as exc:
+        # exc.message carries the EHR's own error and error_description (sanitised by ehr.backend.ehr_said)
+        return [Check("backend_token", FAIL, f"No backend-services token: {exc.message}", _token_fix(site, exc))], ""
     except HealthcommerceError as exc:
         return [
             Check(
@@ -370,7 +440,10 @@ def _patient(site: EHRSite, reader: FHIRReader, patient_id: str, record: Callabl
     except HealthcommerceError as exc:
         record(f"Patient/{patient_id}", exc.code)
         yield Check(
-            "patient", FAIL, f"Patient/{patient_id} could not be read ({exc.code}).", FIX_READ.get(exc.code, "")
+            "patient",
+            FAIL,
+            f"Patient/{patient_id} could not be read ({_failure(exc)}).",
+            FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
         )
         return
     record(f"Patient/{patient_id}", "success")
@@ -421,7 +494,12 @@ def _coverage(reader: FHIRReader, patient_id: str, record: Callable[[str, str], 
         result = reader.search(Coverage, {"patient": patient_id})
     except HealthcommerceError as exc:
         record(f"Coverage?patient={patient_id}", exc.code)
-        return Check("coverage", FAIL, f"Coverage search failed ({exc.code}).", FIX_READ.get(exc.code, ""))
+        return Check(
+            "coverage",
+            FAIL,
+            f"The search Coverage?patient={patient_id} failed ({_failure(exc)}).",
+            FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
+        )
     record(f"Coverage?patient={patient_id}", "success")
     notes = extract.Notes("Coverage")
     info = extract.coverage_info(result.matches, notes)
@@ -437,19 +515,46 @@ def _coverage(reader: FHIRReader, patient_id: str, record: Callable[[str, str], 
     return Check("coverage", PASS, "Active Coverage with a payer name" + (" and member id." if info.member_id else "."))
 
 
+def _failure(exc: HealthcommerceError) -> str:
+    """Say how a FHIR call failed: the HTTP status when the EHR answered (``HTTP 403, forbidden``), else the
+    error code (``timeout``, ``unreachable``...)."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    status = getattr(response, "status_code", None)
+    return f"HTTP {status}, {exc.code}" if isinstance(status, int) else exc.code
+
+
 def _requests(
     site: EHRSite, reader: FHIRReader, patient_id: str, record: Callable[[str, str], None]
 ) -> Iterator[Check]:
-    seen = 0
+    """Check each DeviceRequest and ServiceRequest of the test patient. A failed search is a failure naming the
+    search, how it failed and the fix; only searches that succeeded may say the patient has none."""
+    seen, failed, empty = 0, [], []
     for model in (DeviceRequest, ServiceRequest):
         kind = model.resource_type
+        search = f"{kind}?patient={patient_id}"
         try:
             result = reader.search(model, {"patient": patient_id})
         except HealthcommerceError as exc:
-            record(f"{kind}?patient={patient_id}", exc.code)
-            yield Check("requests", FAIL, f"{kind} search failed ({exc.code}).", FIX_READ.get(exc.code, ""))
+            record(search, exc.code)
+            failed.append(kind)
+            yield Check(
+                "requests",
+                FAIL,
+                f"The search {search} failed ({_failure(exc)}): its requests were not checked.",
+                FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
+            )
             continue
-        record(f"{kind}?patient={patient_id}", "success")
+        record(search, "success")
+        if result.incomplete:
+            yield Check(
+                "requests",
+                WARN,
+                f"The search {search} stopped at a page that failed: only {len(result.matches)} read.",
+                "The EHR's next-page link failed: retry, then raise it with the EHR team.",
+            )
+        if not result.matches:
+            empty.append(kind)
         for data in result.matches:
             notes = extract.Notes(f"{kind}/{data.get('id', '?')}")
             try:
@@ -473,12 +578,19 @@ def _requests(
                 )
                 continue
             yield _code_check(site, request.reference, kind, codings)
-    if not seen:
+    if not seen and not failed:
         yield Check(
             "requests",
             WARN,
             "The test patient has no DeviceRequest or ServiceRequest.",
             "Nominate a test patient with a pending DME or kit order so the codes can be checked.",
+        )
+    elif not seen and empty:
+        yield Check(
+            "requests",
+            WARN,
+            f"The {' and '.join(empty)} search found none, and the {' and '.join(failed)} search failed (above).",
+            "Fix the failed search first; then, if the patient has no request, nominate one with a pending order.",
         )
 
 

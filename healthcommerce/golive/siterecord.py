@@ -44,7 +44,6 @@ PLAIN_FIELDS = (
     "key_id",
     "signing_alg",
     "send_jku",
-    "discovery",
     "quirks",
     "frame_origins",
     "sms_enabled",
@@ -163,7 +162,7 @@ def site_record_export(*, site: EHRSite) -> dict[str, Any]:
     """
     record: dict[str, Any] = {"format": FORMAT} | {name: getattr(site, name) for name in PLAIN_FIELDS}
     record |= {name: getattr(site, name).split() for name in SCOPE_FIELDS}
-    record["discovered_at"] = _utc(site.discovered_at)
+    record |= {"discovery": site.discovery, "discovered_at": _utc(site.discovered_at)}
     for name in SECRETS:
         record[name] = {"secret_ref": f"env:{secret_env_name(site.name, name)}"} if getattr(site, name) else None
     keys = AppSigningKey.objects.filter(site=site)
@@ -194,8 +193,10 @@ def _schema_errors(record: object) -> list[str]:
     return [f"{e.json_path}: {e.message}" for e in errors]
 
 
-def _url_problem(value: str, *, origin: bool = False) -> str | None:
-    """Return why ``value`` is not an https URL (http only on localhost), or an origin when ``origin``; or None."""
+def _url_problem(value: str, *, origin: bool = False, fetched: bool = True) -> str | None:
+    """Return why ``value`` is not an https URL (http only on localhost), or an origin when ``origin``; or None.
+    A URL the app ``fetched`` (the iss, a jku) must also pass the outbound client's address rule; a frame origin or
+    a CDS Hooks issuer is only compared, never contacted."""
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (raises ValueError on a bad port)
@@ -203,10 +204,15 @@ def _url_problem(value: str, *, origin: bool = False) -> str | None:
         return f"{value!r} is not a URL"
     if not parts.hostname or parts.scheme not in ("https", "http"):
         return f"{value!r} is not an http(s) URL"
-    try:
-        check_url(value)  # the outbound client's own rule
-    except OutboundRefused:
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         return f"{value!r} must be https (http only on localhost)"
+    try:
+        if fetched:
+            check_url(value)  # the outbound client's own rule
+    except OutboundRefused as exc:
+        if parts.scheme != "https":
+            return f"{value!r} must be https (http only on localhost)"
+        return f"{value!r} is refused: {exc.message}"
     if origin and (parts.path or parts.query or parts.fragment or parts.username):
         return f"{value!r} must be an origin: scheme://host[:port], no path"
     return None
@@ -219,9 +225,13 @@ def _check_urls(record: dict[str, Any]) -> list[str]:
         errors.append(f"$.iss: {problem}")
     elif record["iss"].endswith("/"):
         errors.append("$.iss: drop the trailing slash (the EHR sends iss without it)")
-    for key, origin in (("frame_origins", True), ("cds_issuers", False), ("cds_jku_allowlist", False)):
+    for key, origin, fetched in (
+        ("frame_origins", True, False),
+        ("cds_issuers", False, False),
+        ("cds_jku_allowlist", False, True),
+    ):
         for i, value in enumerate(record[key]):
-            if problem := _url_problem(value, origin=origin):
+            if problem := _url_problem(value, origin=origin, fetched=fetched):
                 errors.append(f"$.{key}[{i}]: {problem}")
     return errors
 
@@ -259,7 +269,7 @@ def _check_catalog(record: dict[str, Any]) -> list[str]:
 
 def _check_record(record: dict[str, Any]) -> list[str]:
     errors = _check_urls(record) + _check_catalog(record)
-    if record["discovered_at"]:
+    if record.get("discovered_at"):
         try:
             datetime.fromisoformat(record["discovered_at"])
         except ValueError:
@@ -328,8 +338,11 @@ def _payer_text(item: dict[str, Any]) -> str:
 def _site_values(record: dict[str, Any]) -> dict[str, Any]:
     values = {name: record[name] for name in PLAIN_FIELDS}
     values |= {name: " ".join(record[name]) for name in SCOPE_FIELDS}
-    at = record["discovered_at"]
-    values["discovered_at"] = datetime.fromisoformat(at) if at else None
+    if "discovery" in record:  # left out of a hand-written file: keep what the site discovered (or discover later)
+        values["discovery"] = record["discovery"]
+    if "discovered_at" in record:
+        at = record["discovered_at"]
+        values["discovered_at"] = datetime.fromisoformat(at) if at else None
     return values
 
 
@@ -351,17 +364,24 @@ def _secret_value(record: dict[str, Any], site: EHRSite, name: str, result: Impo
     return None
 
 
-def _require_secret(site: EHRSite) -> None:
-    """Raise ``SiteRecordInvalid`` when the site's auth method needs a secret that it does not have."""
+def _require_secret(site: EHRSite, result: ImportResult) -> None:
+    """Raise ``SiteRecordInvalid`` when the site is ``client_secret_basic`` without a secret (only its variable
+    can give one). A ``private_key_jwt`` site without any key (stored, its own next or active ``AppSigningKey``, or
+    a shared active one) is a warning naming the two ways to give it one: its key is made for the site, which
+    must exist first (``ehr_keys new --site``)."""
     if site.auth_method == EHRSite.AuthMethod.CLIENT_SECRET_BASIC and not site.client_secret:
         variable = secret_env_name(site.name, "client_secret")
         raise SiteRecordInvalid([f"$.client_secret: client_secret_basic needs a client secret: set {variable}"])
     if site.auth_method == EHRSite.AuthMethod.PRIVATE_KEY_JWT and not site.private_key_pem:
-        ours = AppSigningKey.objects.filter(status__in=["next", "active"], environment=settings.APP_ENVIRONMENT)
-        if site._state.adding or not ours.filter(site=site).exists():
+        ours = AppSigningKey.objects.filter(environment=settings.APP_ENVIRONMENT)
+        shared = ours.filter(site__isnull=True, status=AppSigningKey.Status.ACTIVE).exists()
+        own = not site._state.adding and ours.filter(site=site, status__in=["next", "active"]).exists()
+        if not shared and not own:
             variable = secret_env_name(site.name, "private_key_pem")
-            raise SiteRecordInvalid(
-                [f"$.private_key_pem: private_key_jwt needs a private key: set {variable} (or make a key: ehr_keys)"]
+            result.warnings.append(
+                f"private_key_pem: private_key_jwt has no key to sign with yet: make one with `manage.py ehr_keys new"
+                f" --site '{site.name}' --alg {site.signing_alg}` (then `ehr_keys activate KID`), or set {variable}"
+                " and import again; launches fail until then"
             )
 
 
@@ -477,8 +497,9 @@ def site_record_import(*, record: object, source: str, user: Any = None, dry_run
     database lacks is a warning). Each change writes a history row with ``user`` and the reason
     ``import from <source>``, and the import one ``site.import`` audit row. ``dry_run`` rolls everything back.
 
-    Raises ``SiteRecordInvalid`` (the JSON path of each problem) before anything is written, or when the auth method
-    needs a secret that neither the environment nor the database has.
+    Raises ``SiteRecordInvalid`` (the JSON path of each problem) before anything is written, or when
+    ``client_secret_basic`` has a secret neither in the environment nor in the database (a ``private_key_jwt`` site
+    without any key is a warning: ``ehr_keys new --site`` can make its key only once it exists).
     """
     valid = site_record_validate(record)
     reason = f"import from {source}"[:100]
@@ -488,7 +509,7 @@ def site_record_import(*, record: object, source: str, user: Any = None, dry_run
         site = site or EHRSite()
         result = ImportResult(site=site, created=created)
         changed = _apply_site(valid, site, result)
-        _require_secret(site)
+        _require_secret(site, result)
         if created:
             _mark(site, user, reason).save()
         elif changed:

@@ -88,7 +88,8 @@ def test_with_debug_off_it_refuses_to_start_with_one_line_naming_the_setting(set
 def test_the_embedded_defaults_are_refused_all_at_once_with_debug_off() -> None:
     done = _manage("check", DEBUG="false", SANDBOX_ENABLED="false", FIELD_ENCRYPTION_KEYS="")
 
-    named = [line.split(": ", 1)[1].split(" ", 1)[0] for line in done.stderr.strip().splitlines()]
+    lines = done.stderr.strip().splitlines()
+    named = [line.split(": ", 1)[1].split(" ", 1)[0] for line in lines if line.startswith("healthcommerce refuses")]
     assert done.returncode == EX_CONFIG
     assert named == [
         "SECRET_KEY",
@@ -282,3 +283,26 @@ def test_every_secret_the_repository_publishes_is_in_the_list_production_refuses
     assert not missing, f"add these to healthcommerce.core.deploy.REPOSITORY_SECRETS: {missing}"
     assert _demo_default("STRIPE_WEBHOOK_SECRET") in published  # the scan does see scripts/demo.sh
     assert set(REPOSITORY_SECRETS) - {"insecure-dev-only-change-me"} <= set(published)  # no stale entry
+
+
+def test_beside_the_demo_without_sandbox_enabled_the_refusal_says_in_one_line_what_to_do(tmp_path: Path) -> None:
+    """``manage.py`` run in the demo's folder without ``SANDBOX_ENABLED=true``: production mode refuses (one line
+    per setting, as always) and a last line says it looks like the demo and how to run it."""
+    env = base_env(DEBUG="false", SANDBOX_ENABLED="false", FIELD_ENCRYPTION_KEYS="", HC_VAR_DIR=str(tmp_path))
+    for name in ("DATABASE_URL", "EMAIL_URL", "EMAIL_BACKEND", "CELERY_BROKER_URL", "CACHE_URL"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "manage.py", "ehr_site", "list"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == EX_CONFIG
+    assert [line for line in lines if "DATABASE_URL is SQLite" in line]  # the per-setting lines stay
+    assert lines[-1].startswith("healthcommerce: this looks like the demo (SQLite under var/, no DATABASE_URL")
+    assert "run with SANDBOX_ENABLED=true (or DEBUG=true)" in lines[-1] and "production needs" in lines[-1]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_production_host_with_a_wrong_setting_gets_no_demo_hint() -> None:
+    done = _manage("check", **(PRODUCTION_ENV | {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}))
+
+    assert done.returncode == EX_CONFIG and "looks like the demo" not in done.stderr

@@ -12,10 +12,11 @@ import requests
 from fhirclient.models.patient import Patient
 
 from healthcommerce.core.errors import OutboundRefused
-from healthcommerce.core.http import ResponseTooLarge, outbound_session
+from healthcommerce.core.http import ResponseTooLarge, check_url, outbound_session
 from healthcommerce.ehr.fhir import FHIRError, FHIRReader
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.ehr.oauth import oauth_session
+from healthcommerce.ehr.style import smart_style_properties
 
 FHIR_JSON = "application/fhir+json"
 PATIENT = {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01"}
@@ -143,3 +144,57 @@ def test_the_token_exchange_follows_no_redirect(servers) -> None:  # type: ignor
         session.fetch_token(f"{ehr.url}/token", code="c0de", code_verifier="v" * 43)
 
     assert ehr.hits == ["/token"] and elsewhere.hits == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/x",
+        "https://localhost:8443/x",  # a name: resolved, and every address checked
+        "https://[::1]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://169.254.169.254/latest/meta-data/",  # link-local: the cloud metadata service
+        "https://[fe80::1]/x",
+        "https://10.0.0.5/x",
+        "https://192.168.1.10/x",
+        "https://172.16.0.1/x",
+        "https://100.64.0.1/x",  # shared address space
+        "https://0.0.0.0/x",
+        "https://224.0.0.1/x",
+    ],
+)
+def test_production_refuses_https_to_loopback_link_local_and_private_addresses(settings, url: str) -> None:  # type: ignore[no-untyped-def]
+    settings.PRODUCTION = True
+    with pytest.raises(OutboundRefused, match=r"Refusing to contact .*: it resolves to a"):
+        check_url(url)
+
+
+def test_production_refuses_plain_http_even_to_this_machine_before_sending(servers, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.PRODUCTION = True
+    first, _ = servers
+    first.routes["/style"] = (200, {"Content-Type": "application/json"}, b'{"color_background": "#ffffff"}')
+
+    with pytest.raises(OutboundRefused):
+        outbound_session().get(f"{first.url}/style")
+    assert smart_style_properties(f"{first.url}/style") == {}  # an EHR-supplied smart_style_url on loopback
+
+    assert first.hits == []
+
+
+def test_production_allows_a_public_address_and_a_listed_intranet_ehr_but_never_link_local(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.PRODUCTION = True
+    check_url("https://93.184.215.14/fhir")  # public
+    settings.OUTBOUND_PRIVATE_HOSTS = ["10.0.0.5", "169.254.169.254"]
+    check_url("https://10.0.0.5/fhir")  # the hospital's own EHR, listed
+    with pytest.raises(OutboundRefused, match="link-local"):
+        check_url("https://169.254.169.254/latest/meta-data/")
+    with pytest.raises(OutboundRefused, match="OUTBOUND_PRIVATE_HOSTS"):
+        check_url("https://10.0.0.6/fhir")
+
+
+def test_embedded_mode_keeps_http_to_loopback_and_https_anywhere(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.PRODUCTION = False
+    for url in ("http://127.0.0.1:8000/sandbox/fhir", "http://localhost:1/x", "https://10.0.0.5/x"):
+        check_url(url)
+    with pytest.raises(OutboundRefused):
+        check_url("http://10.0.0.5/x")

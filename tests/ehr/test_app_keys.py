@@ -143,17 +143,19 @@ def test_a_rotation_publishes_the_next_key_before_it_signs_and_the_old_one_until
 
 
 @pytest.mark.django_db
-def test_a_sites_own_key_wins_over_the_shared_one_and_the_legacy_pem_comes_last() -> None:
+def test_a_sites_own_key_then_its_stored_pem_win_over_the_shared_one() -> None:
     site = EHRSite.objects.create(name="Mercy", iss="https://ehr.example.org/fhir", client_id="hc", key_id="legacy")
     assert client_key(site) is None
     shared = active_key()
-    assert client_key(site).kid == shared.kid  # type: ignore[union-attr]
-    own = active_key(site=site, alg="ES384")
+    assert (client_key(site).kid, client_key(site).source) == (shared.kid, "shared")  # type: ignore[union-attr]
+    site.private_key_pem = ECKey.generate_key("P-384", private=True).as_pem(private=True).decode()
     site.signing_alg = "ES384"
+    assert (client_key(site).kid, client_key(site).source) == ("legacy", "site_pem")  # type: ignore[union-attr]
+    own = active_key(site=site, alg="ES384")
 
     chosen = client_key(site)
 
-    assert chosen is not None and (chosen.kid, chosen.alg, chosen.jku) == (own.kid, "ES384", "")
+    assert chosen is not None and (chosen.kid, chosen.alg, chosen.jku, chosen.source) == (own.kid, "ES384", "", "site")
     other = EHRSite.objects.create(name="Other", iss="https://other.example.org/fhir", client_id="hc", send_jku=True)
     assert client_key(other).jku == jwks_url()  # type: ignore[union-attr]
 

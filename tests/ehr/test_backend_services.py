@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.jwk import ECKey, RSAKey
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.ehr.backend import backend_create, backend_read, backend_token, backend_tokens_forget
+from healthcommerce.ehr.backend import backend_create, backend_read, backend_token, backend_tokens_forget, ehr_said
 from healthcommerce.ehr.errors import (
     BackendFHIRError,
     BackendNoSigningKey,
@@ -173,6 +173,22 @@ def test_a_key_the_ehr_does_not_know_is_refused_as_invalid_client(site: EHRSite)
 
     assert caught.value.oauth_error == "invalid_client"
     assert caught.value.code == "backend_token_refused" and not caught.value.transient
+    assert caught.value.description  # the EHR's own error_description, shown
+    assert caught.value.message == (
+        f'The EHR refused our backend services credentials: invalid_client, "{caught.value.description}"'
+    )
+
+
+def test_the_ehrs_error_text_is_shown_without_control_characters_credentials_or_excess() -> None:
+    assertion = "eyJhbGciOiJSUzM4NCJ9.eyJpc3MiOiJoYyJ9.c2lnbmF0dXJlLW9mLXRoZS1hc3NlcnRpb24"
+    said = ehr_said(
+        f"bad\x1b[31m assertion {assertion} for secret s3cr3t-value\n" + "x " * 200, secrets=["s3cr3t-value"]
+    )
+
+    assert said.startswith("bad [31m assertion [redacted] for secret [redacted] x x")
+    assert ehr_said(f"No key for kid: {'k' * 43} token {'t' * 64}") == f"No key for kid: {'k' * 43} token [redacted]"
+    assert len(said) == 200 and said.endswith("...") and assertion not in said and "\x1b" not in said
+    assert ehr_said(None) == "" and ehr_said("invalid_client", limit=80) == "invalid_client"
 
 
 def test_a_scope_beyond_the_registration_is_refused_as_invalid_scope(site: EHRSite) -> None:

@@ -60,3 +60,20 @@ def test_it_registers_an_asymmetric_epic_site(tmp_path):
 def test_it_refuses_a_plain_http_iss():
     with pytest.raises(CommandError):
         call_command("ehr_site", "add", "--name", "X", "--iss", "http://fhir.example.org/r4", "--client-id", "abc")
+
+
+def test_re_adding_a_site_without_epic_clears_the_epic_quirks_and_says_what_changed(capsys):
+    args = ["ehr_site", "add", "--name", "Epic", "--iss", "https://epic.example.org/FHIR/api/FHIR/R4",
+            "--client-id", "abc", "--client-secret", "first-secret"]  # fmt: skip
+    call_command(*args, "--epic")
+    assert EHRSite.objects.get().quirks == {"epic_client_id_header": True, "authorize_post": True}
+    capsys.readouterr()
+
+    call_command(*args[:-1], "second-secret")
+
+    assert EHRSite.objects.get().quirks == {}
+    out = capsys.readouterr().out
+    assert 'quirks: {"authorize_post": true, "epic_client_id_header": true} -> {}' in out
+    assert "client_secret: replaced" in out and "second-secret" not in out and "first-secret" not in out
+    call_command(*args[:-1], "second-secret")
+    assert "No changes." in capsys.readouterr().out

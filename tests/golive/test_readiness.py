@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from joserfc.jwk import RSAKey
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.backend import backend_tokens_forget
@@ -195,3 +196,59 @@ def test_every_warning_and_failure_says_how_to_fix_it(ehr_site: EHRSite) -> None
     unexplained = [(c.name, c.detail) for r in reports for c in r.checks if c.status != PASS and not c.fix]
     assert unexplained == []
     assert {c.name for c in reports[0].failures} >= {"client_auth", "backend_services", "cds_hooks"}
+
+
+def test_a_refused_backend_token_shows_the_ehrs_own_error_and_the_key_it_refused(
+    ehr_site: EHRSite, sandbox_ehr: SandboxEHR
+) -> None:
+    _backend_site(ehr_site, sandbox_ehr, client_id="refused-backend", scopes=GOOD_SCOPES, registered=GOOD_SCOPES)
+    unknown = signing_key_create(site=ehr_site, alg="RS384", actor="test")  # the EHR never saw this one
+    signing_key_activate(kid=unknown.kid, actor="test", force=True)
+
+    code, text = _check("Sandbox")
+
+    assert code == 1
+    line = next(line for line in text.splitlines() if line.startswith("FAIL") and "backend_token" in line)
+    assert line.endswith(
+        f"The EHR refused our backend services credentials: invalid_client, \"No key for kid: '{unknown.kid}'\""
+    )
+    fix = text.splitlines()[text.splitlines().index(line) + 1]
+    assert "refused-backend" in fix and f"RS384 key {unknown.kid}" in fix
+
+
+def test_failed_request_searches_are_failures_naming_the_search_and_status_never_none_found(
+    ehr_site: EHRSite, sandbox_ehr: SandboxEHR
+) -> None:
+    """pat015 has DeviceRequests and ServiceRequests; a backend client not granted their search gets a 403, and
+    the report must not say the patient has none."""
+    patient_only = "system/Patient.rs system/Coverage.rs"
+    _backend_site(ehr_site, sandbox_ehr, client_id="no-requests", scopes=patient_only, registered=patient_only)
+
+    code, text = _check("Sandbox", "--patient", "pat015")
+
+    assert code == 1
+    lines = text.splitlines()
+    for kind in ("DeviceRequest", "ServiceRequest"):
+        line = next(line for line in lines if f"search {kind}?patient=pat015 failed" in line)
+        assert line.startswith("FAIL  requests") and "(HTTP 403, forbidden)" in line, line
+        assert lines[lines.index(line) + 1].strip().startswith("fix:")
+    assert "has no DeviceRequest or ServiceRequest" not in text and "found none" not in text
+
+
+def test_the_report_names_the_signing_key_a_stored_key_that_does_not_sign_and_a_key_waiting(
+    ehr_site: EHRSite,
+) -> None:
+    pem = RSAKey.generate_key(2048, private=True).as_pem(private=True).decode()
+    ehr_site.auth_method, ehr_site.private_key_pem, ehr_site.key_id = EHRSite.AuthMethod.PRIVATE_KEY_JWT, pem, "k1"
+    ehr_site.save()
+    own = signing_key_create(site=ehr_site, alg="RS384", actor="test")
+    signing_key_activate(kid=own.kid, actor="test", force=True)
+    waiting = signing_key_create(site=ehr_site, alg="RS384", actor="test")
+
+    checks = {c.name: c for c in site_readiness(ehr_site).checks}
+
+    assert checks["signing_key"].status == PASS
+    assert f"the site's own RS384 key {own.kid} (published in our JWKS)" in checks["signing_key"].detail
+    assert checks["stored_key"].status == WARN and "(kid k1, RS384) is not used" in checks["stored_key"].detail
+    assert checks["next_key"].status == WARN and waiting.kid in checks["next_key"].detail
+    assert f"ehr_keys activate {waiting.kid}" in checks["next_key"].fix

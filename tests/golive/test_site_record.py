@@ -205,10 +205,10 @@ def test_import_takes_a_secret_from_its_variable_else_keeps_the_stored_one_else_
 ) -> None:
     variable = epic["private_key_pem"]["secret_ref"].removeprefix("env:")
     path = write(tmp_path, epic)
-    with pytest.raises(
-        CommandError, match=rf"\$\.private_key_pem: private_key_jwt needs a private key: set {variable}"
-    ):
-        import_file(path)
+    secret_ref = {"secret_ref": f"env:{secret_env_name(epic['name'], 'client_secret')}"}
+    basic = dict(epic, auth_method="client_secret_basic", client_secret=secret_ref)
+    with pytest.raises(CommandError, match=r"\$\.client_secret: client_secret_basic needs a client secret: set"):
+        import_file(write(tmp_path, basic, "basic.json"))
     assert not EHRSite.objects.exists()
 
     pem = new_pem()
@@ -461,7 +461,8 @@ def test_the_schema_is_draft_2020_12_and_describes_every_field() -> None:
         return missing
 
     assert undescribed(schema, "$") == []
-    assert set(schema["required"]) == set(schema["properties"])
+    # every field is required but what export observed at the EHR (a hand-written file leaves it out)
+    assert set(schema["properties"]) - set(schema["required"]) == {"discovery", "discovered_at"}
     for path in FIXTURES:
         jsonschema.validate(json.loads(path.read_text()), schema, cls=jsonschema.Draft202012Validator)
 
@@ -477,3 +478,52 @@ def test_payer_rules_of_equal_priority_keep_the_files_order(tmp_path, monkeypatc
 
     assert out.splitlines()[1:] == ["  payer_rules: reordered among equal priorities as in the file"]
     assert json.loads(export(epic["name"]))["payer_rules"] == swapped["payer_rules"]
+
+
+def test_a_hand_written_file_without_discovery_imports_and_discovers_at_first_use(tmp_path, monkeypatch, epic) -> None:  # type: ignore[no-untyped-def]
+    """``discovery`` and ``discovered_at`` are what export observed at the EHR: a file written by hand leaves
+    them out; a new site then has none (discovered at first use), an existing one keeps what it discovered."""
+    set_secrets(monkeypatch, epic)
+    minimal = {key: value for key, value in epic.items() if key not in ("discovery", "discovered_at")}
+    path = write(tmp_path, minimal, "hand-written.json")
+
+    assert "Created" in import_file(path)
+
+    site = EHRSite.objects.get()
+    assert (site.discovery, site.discovered_at) == ({}, None)
+    site.discovery = {"token_endpoint": "https://epic.example.org/oauth2/token"}
+    site.save()
+    assert "No changes." in import_file(path)
+    site.refresh_from_db()
+    assert site.discovery == {"token_endpoint": "https://epic.example.org/oauth2/token"}
+
+
+def test_a_new_private_key_jwt_site_without_a_key_imports_with_a_warning_naming_ehr_keys(tmp_path, epic) -> None:  # type: ignore[no-untyped-def]
+    """README "Register a real Epic site": import the file, then `ehr_keys new --site` (which needs the site)."""
+    variable = epic["private_key_pem"]["secret_ref"].removeprefix("env:")
+    err = io.StringIO()
+
+    call_command("ehr_site", "import", str(write(tmp_path, epic)), stdout=io.StringIO(), stderr=err)
+
+    site = EHRSite.objects.get()
+    assert site.auth_method == "private_key_jwt" and not site.private_key_pem
+    warning = err.getvalue()
+    assert f"ehr_keys new --site '{site.name}' --alg RS384" in warning and variable in warning
+    call_command("ehr_keys", "new", "--site", site.name, stdout=io.StringIO())
+    err = io.StringIO()
+    call_command("ehr_site", "import", str(write(tmp_path, epic)), stdout=io.StringIO(), stderr=err)
+    assert "ehr_keys new" not in err.getvalue()
+
+
+def test_in_production_a_private_iss_is_refused_at_import_but_a_private_frame_origin_is_not_fetched(  # type: ignore[no-untyped-def]
+    tmp_path, monkeypatch, epic, settings
+) -> None:
+    settings.PRODUCTION = True
+    set_secrets(monkeypatch, epic)
+    intranet = dict(epic, frame_origins=["https://10.1.2.3"], cds_issuers=["https://10.1.2.3/fhir"])
+    import_file(write(tmp_path, intranet))  # origins and issuers are compared, never contacted
+
+    with pytest.raises(CommandError, match=r"\$\.iss: 'https://10\.1\.2\.3/fhir' is refused: .*OUTBOUND_PRIVATE_HOSTS"):
+        import_file(write(tmp_path, dict(intranet, iss="https://10.1.2.3/fhir")))
+    settings.OUTBOUND_PRIVATE_HOSTS = ["10.1.2.3"]
+    assert "Created" in import_file(write(tmp_path, dict(intranet, iss="https://10.1.2.3/fhir")))

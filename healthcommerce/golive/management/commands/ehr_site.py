@@ -20,6 +20,19 @@ from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite
 from healthcommerce.golive.readiness import report_dict, site_readiness
 from healthcommerce.golive.siterecord import site_by_name, site_record_dumps, site_record_export, site_record_import
 
+EPIC_QUIRKS = {"epic_client_id_header": True, "authorize_post": True}
+SECRET_FIELDS = ("client_secret", "private_key_pem")
+
+
+def _change(name: str, old: Any, new: Any) -> str:
+    """Say how field ``name`` of an existing site changes (``""`` when it does not); secrets only as set,
+    replaced or removed, never their value."""
+    if old == new:
+        return ""
+    if name in SECRET_FIELDS:
+        return f"{name}: {'removed' if not new else 'replaced' if old else 'set'}"
+    return f"{name}: {json.dumps(old, sort_keys=True)} -> {json.dumps(new, sort_keys=True)}"
+
 
 class Command(BaseCommand):
     help = "Register (add), list, check, export or import EHR sites. See README 'Register a real Epic site'."
@@ -36,7 +49,12 @@ class Command(BaseCommand):
         add.add_argument("--key-id", default="", help="kid of the signing key in our JWKS")
         add.add_argument("--alg", default="RS384", choices=["RS384", "ES384"])
         add.add_argument("--scopes", default=DEFAULT_SCOPES)
-        add.add_argument("--epic", action="store_true", help="Epic quirks: Epic-Client-ID on metadata, POST authorize")
+        add.add_argument(
+            "--epic",
+            action="store_true",
+            help="Epic quirks: Epic-Client-ID on metadata, POST authorize (without it, an existing site's quirks are"
+            " cleared: add sets the site to exactly what its flags say)",
+        )
         sub.add_parser("list", help="list sites")
         check = sub.add_parser("check", help="readiness check against the live EHR (exit 1 on any failure)")
         check.add_argument("site", nargs="?", help="the site's name (or its iss)")
@@ -74,12 +92,17 @@ class Command(BaseCommand):
             if "PRIVATE KEY" not in pem:
                 raise CommandError("--private-key must be a PEM private key file.")
             fields |= {"auth_method": EHRSite.AuthMethod.PRIVATE_KEY_JWT, "private_key_pem": pem}
-        if options["epic"]:
-            fields["quirks"] = {"epic_client_id_header": True, "authorize_post": True}
+        # Exactly what the flags say: without --epic, Epic quirks an earlier --epic set are cleared.
+        fields["quirks"] = dict(EPIC_QUIRKS) if options["epic"] else {}
+        before = EHRSite.objects.filter(iss=iss).first()
         site, created = EHRSite.objects.update_or_create(iss=iss, defaults=fields)
         self.stdout.write(
             f"{'Registered' if created else 'Updated'} {site.name}: iss={site.iss} auth={site.auth_method}"
         )
+        if before is not None:
+            changes = [_change(name, getattr(before, name), value) for name, value in fields.items()]
+            for line in [c for c in changes if c] or ["No changes."]:
+                self.stdout.write(f"  {line}")
 
     def _list(self, options: dict[str, Any]) -> None:
         for site in EHRSite.objects.all():
