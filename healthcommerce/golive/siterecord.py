@@ -47,6 +47,7 @@ PLAIN_FIELDS = (
     "quirks",
     "frame_origins",
     "sms_enabled",
+    "patient_support_phone",
     "backend_services",
     "backend_client_id",
     "shipto_reread",

@@ -8,14 +8,11 @@ import json
 import secrets
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from joserfc.jwk import RSAKey
 
 from healthcommerce.core.http import origin
 from healthcommerce.ehr.keys import published_jwks, signing_key_activate, signing_key_create, signing_key_for
@@ -23,7 +20,6 @@ from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Vendor, Writeback
 from healthcommerce.ehr.services import redirect_uri
 
 CLIENT_ID = "healthcommerce-demo"
-KEY_ID = "demo-1"
 # What the readiness check reads (ehr_site check "Sandbox EHR" --patient pat015), the ship-to re-read and write-back.
 BACKEND_SCOPES = (
     "system/Patient.rs system/Coverage.rs system/DeviceRequest.rs system/ServiceRequest.rs "
@@ -42,16 +38,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.SANDBOX_ENABLED:
             raise CommandError("Set SANDBOX_ENABLED=true: the demo needs the sandbox EHR.")
-        key_path = settings.VAR_DIR / "demo-client-key.pem"
-        if not key_path.exists():
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            key_path.write_bytes(pem)
-            key_path.chmod(0o600)
-        pem_text = key_path.read_text()
-        public = RSAKey.import_key(pem_text).as_dict(private=False) | {"kid": KEY_ID, "alg": "RS384", "use": "sig"}
         if signing_key_for(None, "RS384") is None:
             # The demo has no EHR caching our JWKS, so the new key may sign at once.
             created = signing_key_create(site=None, alg="RS384", actor=ACTOR)
@@ -65,7 +51,7 @@ class Command(BaseCommand):
             "--redirect-uri",
             redirect_uri(),
             "--jwks-json",
-            json.dumps({"keys": [*published_jwks()["keys"], public]}),
+            json.dumps(published_jwks()),
             "--scope",
             CLIENT_SCOPE,
             "--name",
@@ -78,8 +64,10 @@ class Command(BaseCommand):
                 "name": "Sandbox EHR",
                 "client_id": CLIENT_ID,
                 "auth_method": EHRSite.AuthMethod.PRIVATE_KEY_JWT,
-                "private_key_pem": pem_text,
-                "key_id": KEY_ID,
+                # No key of the site's own: the shared active key signs (ehr/oauth.py client_key), as the
+                # readiness check reports.
+                "private_key_pem": "",
+                "key_id": "",
                 "signing_alg": "RS384",
                 "vendor": Vendor.SANDBOX,
                 "backend_services": True,
