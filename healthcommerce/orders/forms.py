@@ -41,8 +41,9 @@ class OrderForm(forms.Form):
         """Return ``[(field id or "", message)]`` for every error, the form's own first, then by field order."""
         summary = [("", str(error)) for error in self.non_field_errors()]
         for field in self:
-            for error in field.errors:
-                summary.append((field.id_for_label, f"{field.label}: {error}"))
+            for error in field.errors:  # the confirmation's error says it all; other fields are named first
+                message = str(error) if field.name == "confirm_product" else f"{field.label}: {error}"
+                summary.append((field.id_for_label, message))
         return summary
 
     def chosen(self, name: str, default: Any) -> Any:

@@ -188,6 +188,7 @@ class OrderEvent(BaseModel):
     }
     CHANNELS = {"email": "by email", "sms": "by text"}
     NOTIFIED = {
+        "confirmed": "that the order is confirmed",
         "shipped": "that it shipped",
         "delivered": "that it was delivered",
         "cancelled": "that it was cancelled",
