@@ -8,6 +8,7 @@ from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
 from tests.conftest import sandbox_server
 from tests.e2e.conftest import screenshot
+from tests.e2e.test_accessibility import WCAG_AA
 from tests.servers import app_cluster, free_port, isolated_broker_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -16,6 +17,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, seria
 def focused(page) -> str:  # type: ignore[no-untyped-def]
     """The id of the element that has the focus ("" for the body)."""
     return str(page.evaluate("() => document.activeElement ? document.activeElement.id : ''"))
+
+
+def serious_violations(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """The serious or critical WCAG 2.1 AA violations axe-core finds on ``page`` (as tests/e2e/test_accessibility)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options=WCAG_AA).response
+    return [f"{v['id']} ({v['impact']})" for v in results["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def test_a_refused_sign_puts_the_focus_on_the_error_summary_which_leads_to_the_field(browser, tmp_path):
@@ -46,6 +55,7 @@ def test_a_refused_sign_puts_the_focus_on_the_error_summary_which_leads_to_the_f
         assert "not signed" in summary and "Patient email" in summary
         assert page.get_attribute("#id_contact_email", "aria-invalid") == "true"
         screenshot(page, "order-form-refused")
+        assert serious_violations(page) == []
         page.click("#error-summary a[href='#id_contact_email']")
         assert focused(page) == "id_contact_email"
         page.fill("#id_contact_email", "theodor@example.org")
