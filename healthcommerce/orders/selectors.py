@@ -158,16 +158,17 @@ class ShipTo:
 
 def order_ship_to(order: Order, events: Iterable[OrderEvent] | None = None) -> ShipTo:
     """Return the ship-to ``order`` will actually go to (``Order.current_ship_to``) and why, for the clinician."""
+    address = order.current_ship_to
+    if address == (order.ship_to or {}):
+        return ShipTo(address, "signed")
     timeline = list(order.events.all() if events is None else events)
-    if order.patient_ship_to:
-        changed = [e for e in timeline if e.kind == "ship_to_changed_by_patient"]
-        note = f"Corrected by the patient on {_day(changed[-1])}" if changed else "Corrected by the patient"
-        return ShipTo(order.patient_ship_to, "patient", note, order.ship_to)
-    if order.ehr_ship_to:
-        reread = [e for e in timeline if e.kind == "shipto_reread"]
-        note = f"Updated from the EHR on {_day(reread[-1])}" if reread else "Updated from the EHR"
-        return ShipTo(order.ehr_ship_to, "ehr", note, order.ship_to)
-    return ShipTo(order.ship_to or {}, "signed")
+    source, kind, who = (
+        ("patient", "ship_to_changed_by_patient", "Corrected by the patient")
+        if address is order.patient_ship_to
+        else ("ehr", "shipto_reread", "Updated from the EHR")
+    )
+    changed = [e for e in timeline if e.kind == kind]
+    return ShipTo(address, source, f"{who} on {_day(changed[-1])}" if changed else who, order.ship_to)
 
 
 @dataclass(frozen=True)

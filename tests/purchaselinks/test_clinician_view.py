@@ -152,3 +152,34 @@ def test_the_timeline_says_what_happened_in_plain_words(make_order: Callable[...
     assert "No text sent: no mobile number on file" in page
     assert "Patient notified that it shipped by email" in page
     assert "Link not sent" not in page and "Patient told" not in page
+
+
+def test_a_covered_order_the_patient_confirmed_says_so_and_nothing_was_paid(issued, order: Order, clinician) -> None:  # type: ignore[no-untyped-def]
+    Order.objects.filter(pk=order.pk).update(commerce_backend="local", commerce_id="x")
+    assert "Thank you" in verified(issued[1]).post("/p/confirm/", CONFIRM).content.decode()  # Medicaid covers it
+    browser, home = clinician(order)
+
+    page = browser.get(f"{home}orders/{order.pk}/").content.decode()
+
+    assert status_of(page) == "Patient confirmed" and "nothing to pay" in page
+
+
+@pytest.mark.parametrize(
+    ("status", "kinds", "expected", "tone"),
+    [
+        (Order.Status.SIGNED, [], "Signed", "waiting"),
+        (Order.Status.SUBMITTED, [], "Sent to supplier", "waiting"),
+        (Order.Status.CANCELLED, ["link_sent"], "Cancelled", "stopped"),
+        (Order.Status.FAILED, [], "Failed: not sent to the supplier", "stopped"),
+        (Order.Status.SUBMITTED, ["link_sent", "payment_succeeded", "payment_refunded"], "Refunded", "stopped"),
+    ],
+)
+def test_the_one_status_follows_the_furthest_stage(make_order, clinician, status, kinds, expected, tone) -> None:  # type: ignore[no-untyped-def]
+    order = make_order(status=status)
+    for kind in kinds:
+        order_event_add(order=order, kind=kind, actor="t", detail={"amount_cents": 500} if "payment" in kind else {})
+    browser, home = clinician(order)
+
+    page = browser.get(f"{home}orders/{order.pk}/").content.decode()
+
+    assert status_of(page) == expected and f'class="status status-{tone}"' in page
