@@ -25,3 +25,12 @@ class OrderImmutable(HealthcommerceError):
     code = "order_immutable"
     status = 409
     message = "This order is already signed and cannot be changed."
+
+
+class ProductMismatch(HealthcommerceError):
+    """The chosen product is not what the catalog maps the EHR request's code to, and the clinician has not
+    confirmed that it fulfils the request (``orders.services.order_product_mismatch``)."""
+
+    code = "product_mismatch"
+    status = 400
+    message = "The chosen item does not match the request in the EHR: confirm it fulfils the request, or pick another."

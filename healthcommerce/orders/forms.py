@@ -10,7 +10,12 @@ from healthcommerce.orders.models import Order
 
 
 class OrderForm(forms.Form):
-    """Edits to a draft; ``changes()`` returns them keyed like ``orders.services.EDITABLE``."""
+    """Edits to a draft; ``changes()`` returns them keyed like ``orders.services.EDITABLE``.
+
+    Required fields render with ``required`` (the form has ``novalidate``: the server's messages are the ones the
+    clinician reads) and a field with an error with ``aria-invalid`` and ``aria-describedby`` naming its error
+    (Django's ``BoundField``). ``error_summary`` lists every error with the id of the field to fix.
+    """
 
     product = forms.ModelChoiceField(
         queryset=Product.objects.filter(is_active=True), required=True, empty_label="— pick a product —"
@@ -29,6 +34,22 @@ class OrderForm(forms.Form):
     contact_phone = forms.CharField(max_length=40, required=False, label="Patient phone")
     payer_name = forms.CharField(max_length=300, required=False, label="Payer")
     payer_member_id = forms.CharField(max_length=100, required=False, label="Member ID")
+    # Shown only when the chosen product does not fulfil the EHR request (orders.services.order_product_mismatch).
+    confirm_product = forms.BooleanField(required=False, label="I confirm this item fulfils the EHR request")
+
+    def error_summary(self) -> list[tuple[str, str]]:
+        """Return ``[(field id or "", message)]`` for every error, the form's own first, then by field order."""
+        summary = [("", str(error)) for error in self.non_field_errors()]
+        for field in self:
+            for error in field.errors:  # the confirmation's error says it all; other fields are named first
+                message = str(error) if field.name == "confirm_product" else f"{field.label}: {error}"
+                summary.append((field.id_for_label, message))
+        return summary
+
+    def chosen(self, name: str, default: Any) -> Any:
+        """Return the submitted, valid value of ``name``, else ``default`` (the saved draft's)."""
+        cleaned = getattr(self, "cleaned_data", None) or {}
+        return cleaned.get(name, default)
 
     @classmethod
     def initial_for(cls, order: Order) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from healthcommerce.catalog.models import Product
+from healthcommerce.catalog.pricing import money_format
 from healthcommerce.core.encryption import (
     EncryptedCharField,
     EncryptedDateField,
@@ -151,12 +152,46 @@ class OrderEvent(BaseModel):
         "tracking_updated": "Tracking updated",
         "submitted_after_cancel": "Reached the supplier as it was cancelled: cancelling there",
         "fulfillment_failed": "Could not be sent to the supplier",
-        "link_sent": "Purchase link sent",
-        "status_notified": "Patient told",
+        "product_mismatch_confirmed": "The signer confirmed the item fulfils the EHR request",
+        "link_sent": "Purchase link sent to the patient",
+        "link_revoked": "Purchase link withdrawn",
+        "link_not_sent": "Purchase link not sent",
+        "patient_confirmed": "Patient confirmed the order",
+        "ship_to_changed_by_patient": "Patient corrected the ship-to address",
+        "payment_succeeded": "Patient paid",
+        "payment_failed": "A card payment was declined (the patient can try again)",
+        "payment_refunded": "Payment refunded to the patient",
+        "status_notified": "Patient notified",
         "writeback_done": "Recorded in the EHR",
         "writeback_failed": "Could not be recorded in the EHR",
         "shipto_reread": "Ship-to re-read from the EHR",
         "shipto_reread_warning": "Ship-to not re-read: the signed address was used",
+    }
+    # ``kind="status"`` entries, by the status reached.
+    STATUS_LABELS = {
+        "signed": "Signed",
+        "submitted": "Sent to the supplier",
+        "fulfilled": "Shipped by the supplier",
+        "failed": "Failed: not sent to the supplier",
+        "cancelled": "Cancelled",
+    }
+    # ``link_not_sent``: why (``detail.reason``), as the clinician would say it.
+    NOT_SENT = {
+        "no_birth_date": "Purchase link not sent: no date of birth to check the patient against",
+        "no_contact_email": "No email sent: no patient email on file",
+        "no_contact_phone": "No text sent: no mobile number on file",
+        "phone_unparseable": "No text sent: the phone number on file could not be read",
+        "phone_not_mobile": "No text sent: the phone number on file is not a mobile number",
+        "sms_rejected": "No text sent: the text provider refused the number",
+        "email_error": "Purchase link email failed: it is retried automatically",
+        "sms_error": "Purchase link text failed: it is retried automatically",
+    }
+    CHANNELS = {"email": "by email", "sms": "by text"}
+    NOTIFIED = {
+        "confirmed": "that the order is confirmed",
+        "shipped": "that it shipped",
+        "delivered": "that it was delivered",
+        "cancelled": "that it was cancelled",
     }
 
     class Meta:
@@ -167,5 +202,25 @@ class OrderEvent(BaseModel):
 
     @property
     def label(self) -> str:
-        """A clinician-readable label for ``kind`` (the kind itself, spaced, when none is set)."""
-        return self.LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
+        """A clinician-readable label for this entry, with what its ``detail`` adds (the channel, the reason, the
+        amount); the kind itself, spaced, when none is set."""
+        detail = self.detail or {}
+        if self.kind == "status":
+            return self.STATUS_LABELS.get(self.to_status, self.to_status.capitalize())
+        if self.kind == "link_not_sent":
+            return self.NOT_SENT.get(str(detail.get("reason")), self.LABELS["link_not_sent"])
+        label = self.LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
+        if self.kind == "link_sent":
+            reminder = " (reminder)" if detail.get("reminder") else ""
+            return f"{label} {self.CHANNELS.get(str(detail.get('channel')), '')}".rstrip() + reminder
+        if self.kind == "status_notified":
+            what = self.NOTIFIED.get(str(detail.get("status")), "of a status change")
+            return f"{label} {what} {self.CHANNELS.get(str(detail.get('channel')), '')}".rstrip()
+        if self.kind in ("shipped", "delivered", "tracking_updated"):
+            carrier, number = str(detail.get("carrier") or "").strip(), str(detail.get("tracking_number") or "").strip()
+            parts = " · ".join(part for part in (f"via {carrier}" if carrier else "", number) if part)
+            return f"{label} {parts}".rstrip()
+        if self.kind == "payment_succeeded" and detail.get("amount_cents") is not None:
+            product = self.order.product  # the order is the one whose timeline this is: no query
+            return f"{label} {money_format(int(detail['amount_cents']), product.currency if product else 'USD')}"
+        return label

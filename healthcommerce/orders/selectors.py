@@ -1,11 +1,18 @@
 """Order look-ups for clinician pages."""
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from django.db.models import Prefetch
+from django.utils import timezone
 
 from healthcommerce.audit.selectors import PatientScope
+from healthcommerce.catalog.pricing import money_format
 from healthcommerce.core.errors import NotFound
 from healthcommerce.ehr.models import Launch
-from healthcommerce.orders.models import Order
+from healthcommerce.orders.models import FulfillmentStatus, Order, OrderEvent
 
 
 def order_access(*, launch: Launch, order_id: Any) -> Order:
@@ -21,13 +28,20 @@ def order_access(*, launch: Launch, order_id: Any) -> Order:
 
 
 def orders_for_patient(*, launch: Launch) -> list[Order]:
-    """Return this patient's orders at this site that are past draft (most recent first), for the status list."""
-    return list(
+    """Return this patient's orders at this site that are past draft (most recent first, at most 50), for the
+    status list; each carries ``clinician_status`` (``order_clinician_status``) and ``tracking``
+    (``order_tracking``). Two queries whatever the count (the timelines are prefetched)."""
+    orders = list(
         Order.objects.select_related("product")
         .filter(site=launch.site, patient_fhir_id=launch.patient_id)
         .exclude(status=Order.Status.DRAFT)
+        .prefetch_related(Prefetch("events", queryset=OrderEvent.objects.order_by("created_at")))
         .order_by("-created_at")[:50]
     )
+    for order in orders:
+        order.clinician_status = order_clinician_status(order, order.events.all())  # type: ignore[attr-defined]
+        order.tracking = order_tracking(order)  # type: ignore[attr-defined]
+    return orders
 
 
 def patient_audit_scope(patient_id: str) -> PatientScope:
@@ -39,3 +53,142 @@ def patient_audit_scope(patient_id: str) -> PatientScope:
     return PatientScope(
         targets=frozenset(f"Order/{pk}" for pk in orders), launch_ids=frozenset(str(pk) for pk in launches)
     )
+
+
+@dataclass(frozen=True)
+class ClinicianStatus:
+    """Where an order stands, in the clinician's words (``order_clinician_status``).
+
+    ``key`` names the stage (``draft``, ``signed``, ``sent``, ``awaiting_patient``, ``patient_confirmed``,
+    ``paid``, ``refunded``, ``shipped``, ``delivered``, ``cancelled``, ``failed``); ``label`` is what the badge
+    says ("Paid $139.80"); ``detail`` one sentence more, or ""; ``tone`` the badge's colour: ``waiting`` (someone
+    else has to act), ``moving`` (on its way), ``done`` (delivered) or ``stopped`` (cancelled, failed, refunded).
+    """
+
+    key: str
+    label: str
+    detail: str = ""
+    tone: str = "waiting"
+
+
+# Why a purchase link did not go out (``link_not_sent`` events from purchaselinks, ``detail.reason``).
+LINK_NOT_SENT = {
+    "no_birth_date": "The purchase link was not sent: there is no date of birth to check the patient against.",
+    "no_contact_email": "No email was sent: there is no patient email on file.",
+    "no_contact_phone": "No text was sent: there is no mobile number on file.",
+    "phone_unparseable": "No text was sent: the phone number on file could not be read.",
+    "phone_not_mobile": "No text was sent: the phone number on file is not a mobile number.",
+    "sms_rejected": "No text was sent: the text provider refused the number.",
+    "email_error": "The purchase link email could not be sent yet: it is retried automatically.",
+    "sms_error": "The purchase link text could not be sent yet: it is retried automatically.",
+}
+
+
+def _day(event: OrderEvent) -> str:
+    return timezone.localtime(event.created_at).strftime("%Y-%m-%d")
+
+
+def order_clinician_status(order: Order, events: Iterable[OrderEvent] | None = None) -> ClinicianStatus:
+    """Return where ``order`` stands for the clinician, decided in this one place from its status, the commerce
+    backend's ``fulfillment_status`` and the patient's progress as the purchase-link stage records it on the
+    timeline (``link_sent``, ``link_not_sent``, ``patient_confirmed``, ``payment_succeeded``,
+    ``payment_refunded`` events: ``purchaselinks`` calls ``orders.transitions.order_event_add``).
+
+    ``events`` are the order's timeline (oldest first); read from the database when not given. The furthest stage
+    wins: cancelled or failed, then delivered, shipped, refunded, paid, patient confirmed, awaiting patient (a
+    link went out), sent to supplier, signed.
+    """
+    S, FS = Order.Status, FulfillmentStatus
+    if order.status == S.DRAFT:
+        return ClinicianStatus("draft", "Draft", "Not signed yet.")
+    timeline = list(order.events.all() if events is None else events)
+    latest = {event.kind: event for event in timeline}
+    if order.status == S.CANCELLED or order.fulfillment_status == FS.CANCELLED:
+        by_supplier = "cancelled_by_platform" in latest
+        detail = "Cancelled by the supplier." if by_supplier else ""
+        return ClinicianStatus("cancelled", "Cancelled", detail, "stopped")
+    if order.status == S.FAILED:
+        return ClinicianStatus(
+            "failed",
+            "Failed: not sent to the supplier",
+            "The supplier could not be reached after repeated tries. Call the supplier, or sign a new order.",
+            "stopped",
+        )
+    shipped = latest.get("shipped")
+    if order.fulfillment_status == FS.DELIVERED:
+        delivered = latest.get("delivered")
+        return ClinicianStatus("delivered", "Delivered", f"On {_day(delivered)}." if delivered else "", "done")
+    if order.fulfillment_status == FS.SHIPPED:
+        return ClinicianStatus("shipped", "Shipped", f"On {_day(shipped)}." if shipped else "", "moving")
+    payments = [e for e in timeline if e.kind in ("payment_succeeded", "payment_refunded")]
+    currency = order.product.currency if order.product else "USD"
+    if payments and payments[-1].kind == "payment_refunded":
+        return ClinicianStatus("refunded", "Refunded", f"On {_day(payments[-1])}.", "stopped")
+    if payments:
+        paid = payments[-1]
+        amount = money_format(int(paid.detail.get("amount_cents") or 0), currency)
+        return ClinicianStatus("paid", f"Paid {amount}", f"The patient paid {amount} on {_day(paid)}.", "moving")
+    if "patient_confirmed" in latest or order.fulfillment_status == FS.CONFIRMED:
+        confirmed = latest.get("patient_confirmed")
+        detail = f"The patient confirmed on {_day(confirmed)}; nothing to pay." if confirmed else ""
+        return ClinicianStatus("patient_confirmed", "Patient confirmed", detail, "moving")
+    if "link_sent" in latest:
+        sent = latest["link_sent"]
+        how = "by text" if sent.detail.get("channel") == "sms" else "by email"
+        detail = f"Purchase link sent {how} on {_day(sent)}; the patient has not confirmed yet."
+        return ClinicianStatus("awaiting_patient", "Awaiting patient", detail)
+    if order.status in (S.SUBMITTED, S.FULFILLED) or order.commerce_backend:
+        not_sent = latest.get("link_not_sent")
+        detail = LINK_NOT_SENT.get(str(not_sent.detail.get("reason")), "") if not_sent else ""
+        return ClinicianStatus("sent", "Sent to supplier", detail or "The purchase link is on its way to the patient.")
+    return ClinicianStatus("signed", "Signed", "On its way to the supplier.")
+
+
+@dataclass(frozen=True)
+class ShipTo:
+    """The address an order ships to and where it came from (``order_ship_to``): ``address`` in
+    ``Order.ship_to`` shape; ``source`` is ``signed``, ``patient`` or ``ehr``; ``note`` says so for the clinician
+    ("corrected by the patient on 2026-12-06"); ``signed`` is the signed address when it no longer applies."""
+
+    address: dict[str, Any]
+    source: str
+    note: str = ""
+    signed: dict[str, Any] | None = None
+
+
+def order_ship_to(order: Order, events: Iterable[OrderEvent] | None = None) -> ShipTo:
+    """Return the ship-to ``order`` will actually go to (``Order.current_ship_to``) and why, for the clinician."""
+    address = order.current_ship_to
+    if address == (order.ship_to or {}):
+        return ShipTo(address, "signed")
+    timeline = list(order.events.all() if events is None else events)
+    source, kind, who = (
+        ("patient", "ship_to_changed_by_patient", "Corrected by the patient")
+        if address is order.patient_ship_to
+        else ("ehr", "shipto_reread", "Updated from the EHR")
+    )
+    changed = [e for e in timeline if e.kind == kind]
+    return ShipTo(address, source, f"{who} on {_day(changed[-1])}" if changed else who, order.ship_to)
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """How a shipment is tracked, for display: empty parts are "" and ``url`` is set only when it is https."""
+
+    carrier: str
+    number: str
+    url: str
+
+
+def https_only(url: str) -> str:
+    """Return ``url`` when it is an absolute https URL with a host, else "" (a stored ``javascript:`` or http
+    tracking URL is never rendered as a link)."""
+    parts = urlsplit(url.strip())
+    return url.strip() if parts.scheme == "https" and parts.hostname else ""
+
+
+def order_tracking(order: Order) -> Tracking | None:
+    """Return the order's tracking (carrier, number, https link), or None when there is nothing to show."""
+    if not (order.tracking_number or order.carrier or order.tracking_url):
+        return None
+    return Tracking(order.carrier.strip(), order.tracking_number.strip(), https_only(order.tracking_url))

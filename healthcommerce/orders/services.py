@@ -16,13 +16,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record, audit_retention
-from healthcommerce.catalog.models import Product
-from healthcommerce.catalog.selectors import request_orderability
+from healthcommerce.catalog.models import HCPCS, Product
+from healthcommerce.catalog.selectors import mapping_for_codes, request_orderability
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.validators import validate_birth_date
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
-from healthcommerce.orders.errors import InvalidTransition, OrderImmutable, OrderIncomplete
+from healthcommerce.orders.errors import InvalidTransition, OrderImmutable, OrderIncomplete, ProductMismatch
 from healthcommerce.orders.events import (
     TOPIC_ORDER_CANCELLED,
     TOPIC_ORDER_SIGNED,
@@ -33,7 +33,7 @@ from healthcommerce.orders.events import (
 from healthcommerce.orders.extract import RequestInfo
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import Prefill, can_sign, prefill_gather
-from healthcommerce.orders.transitions import order_transition
+from healthcommerce.orders.transitions import order_event_add, order_transition
 from healthcommerce.orders.writeback import writeback_wanted
 from healthcommerce.outbox.services import outbox_cancel, outbox_publish
 
@@ -212,29 +212,66 @@ def launch_reread(*, launch: Launch) -> None:
     launch.refresh_from_db()
 
 
-def order_missing(order: Order) -> list[str]:
-    """Return what the order still needs before it can be signed (user-facing labels, empty when complete)."""
+def order_missing_fields(order: Order) -> list[tuple[str, str]]:
+    """Return what the order still needs before it can be signed: ``[(form field, user-facing label)]`` in form
+    order, the field being the ``OrderForm`` field to correct ("" when the form cannot fix it); empty when
+    complete."""
     missing = []
     if order.product_id is None:
-        missing.append("a product (the requested code is not in the catalog: pick one)")
+        missing.append(("product", "a product (the requested code is not in the catalog: pick one)"))
+    if order.quantity < 1:
+        missing.append(("quantity", "a quantity of at least 1"))
     if not order.patient_name:
-        missing.append("the patient's name")
+        missing.append(("patient_name", "the patient's name"))
     if order.patient_birth_date is None:
-        missing.append("the patient's date of birth")
+        missing.append(("patient_birth_date", "the patient's date of birth"))
     else:
         try:
             validate_birth_date(order.patient_birth_date)
         except ValidationError:
-            missing.append("a real date of birth (the one on file is in the future or before 1900)")
+            missing.append(
+                ("patient_birth_date", "a real date of birth (the one on file is in the future or before 1900)")
+            )
     if not all(order.ship_to.get(key) for key in SHIP_TO_REQUIRED):
-        missing.append("a complete ship-to address")
+        missing.append(("line1", "a complete ship-to address"))
     if not order.contact_email:
-        missing.append("the patient's email for the purchase link")
+        missing.append(("contact_email", "the patient's email for the purchase link"))
     if not order.practitioner_reference or not order.practitioner_name:
-        missing.append("the signing practitioner (launch as a practitioner)")
-    if order.quantity < 1:
-        missing.append("a quantity of at least 1")
+        missing.append(("", "the signing practitioner (launch as a practitioner)"))
     return missing
+
+
+def order_missing(order: Order) -> list[str]:
+    """Return what the order still needs before it can be signed (user-facing labels, empty when complete)."""
+    return [label for _, label in order_missing_fields(order)]
+
+
+def order_product_mismatch(order: Order, product: Product | None = None) -> str:
+    """Return a sentence for the clinician when ``product`` (default: the order's) does not fulfil the EHR request
+    the order answers, else "".
+
+    It fulfils the request when the request's code (``request_system``/``request_code``, kept from pre-fill)
+    maps to it in the catalog (``catalog.selectors.mapping_for_codes``), when it bills under the same HCPCS code
+    as the product the code maps to, or, for an HCPCS-coded request, when it bills under that very code. A
+    draft with no coded request (nothing found in the EHR) or no product yet has nothing to compare.
+    """
+    product = product if product is not None else order.product
+    if product is None or not order.request_code:
+        return ""
+    code = order.request_code
+    mapping = mapping_for_codes(site=order.site, codings=[(order.request_system, code)])
+    if mapping is not None and (
+        mapping.product_id == product.pk or (product.hcpcs_code and product.hcpcs_code == mapping.product.hcpcs_code)
+    ):
+        return ""
+    if order.request_system == HCPCS and product.hcpcs_code.upper() == code.upper():
+        return ""
+    requested = f"{order.request_display} ({code})" if order.request_display else code
+    if mapping is not None:
+        return (
+            f"The EHR requested {requested}, which the catalog fills with {mapping.product.name}, not {product.name}."
+        )
+    return f"The EHR requested {requested}; the catalog does not say {product.name} fulfils it."
 
 
 @transaction.atomic
@@ -263,9 +300,11 @@ def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any], lau
     return locked
 
 
-def order_edit(*, order: Order, launch: Launch, changes: dict[str, Any], sign: bool = False) -> Order:
+def order_edit(
+    *, order: Order, launch: Launch, changes: dict[str, Any], sign: bool = False, mismatch_confirmed: bool = False
+) -> Order:
     """Save the clinician's edits and, with ``sign``, sign the draft in the same transaction (the order page's one
-    click); return the order.
+    click); return the order. ``mismatch_confirmed`` is passed to ``order_sign``.
 
     Not one transaction on purpose: the edits and the signature commit or roll back together in an inner
     transaction, and a refusal (any ``HealthcommerceError`` from ``order_update_draft`` or ``order_sign``) is then
@@ -279,7 +318,7 @@ def order_edit(*, order: Order, launch: Launch, changes: dict[str, Any], sign: b
             if not sign:
                 return edited
             step = "order.sign"
-            return order_sign(order=edited, launch=launch)
+            return order_sign(order=edited, launch=launch, mismatch_confirmed=mismatch_confirmed)
     except HealthcommerceError as exc:
         audit_record(
             actor=launch.fhir_user or "unknown",
@@ -329,13 +368,18 @@ def content_hash(order: Order) -> str:
 
 
 @transaction.atomic
-def order_sign(*, order: Order, launch: Launch) -> Order:
+def order_sign(*, order: Order, launch: Launch, mismatch_confirmed: bool = False) -> Order:
     """Sign a complete draft as the launch's practitioner (``fhirUser``); publish ``order.signed`` in the same
     transaction (the outbox hands it to fulfillment), and ``order.writeback`` where the site writes a record back
     into the EHR (``orders.writeback``, ADR 0022).
 
-    Records who (fhirUser), when and the SHA-256 of the content; the order is immutable afterwards.
-    Raises ``OrderIncomplete`` (listing what is missing) or ``OrderImmutable`` when it is not a draft.
+    Records who (fhirUser), when and the SHA-256 of the content (which includes the EHR request's code); the order
+    is immutable afterwards. A product that does not fulfil the EHR request (``order_product_mismatch``) is signed
+    only with ``mismatch_confirmed`` (the clinician ticked "I confirm ..."); the ``order.sign`` audit row then
+    records the request code and the product's SKU and HCPCS code as ``product_mismatch_confirmed``, and so does a
+    ``product_mismatch_confirmed`` event on the order's timeline.
+    Raises ``OrderIncomplete`` (listing what is missing), ``ProductMismatch`` or ``OrderImmutable`` when it is
+    not a draft.
     """
     locked = Order.objects.select_for_update(of=("self",)).select_related("product", "site").get(pk=order.pk)
     if locked.status != Order.Status.DRAFT:
@@ -350,6 +394,9 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
     missing = order_missing(locked)
     if missing:
         raise OrderIncomplete("Before signing, add " + "; ".join(missing) + ".")
+    mismatch = order_product_mismatch(locked)
+    if mismatch and not mismatch_confirmed:
+        raise ProductMismatch(mismatch + " Confirm that it fulfils the request, or pick another item.")
     locked.signed_by, locked.signed_at = launch.fhir_user, timezone.now()
     locked.content_hash = content_hash(locked)
     locked.save(update_fields=["signed_by", "signed_at", "content_hash", "updated_at"])
@@ -357,6 +404,12 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
         order_id=locked.pk, to_status=Order.Status.SIGNED, actor=launch.fhir_user, detail={"hash": locked.content_hash}
     )
     locked.status = Order.Status.SIGNED
+    product = locked.product
+    confirmed = (
+        {"request_code": locked.request_code, "sku": product.sku, "hcpcs": product.hcpcs_code} if product else {}
+    )
+    if mismatch:
+        order_event_add(order=locked, kind="product_mismatch_confirmed", actor=launch.fhir_user, detail=confirmed)
     outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(locked), subject=order_subject(locked))
     if writeback_wanted(locked.site):
         outbox_publish(topic=TOPIC_ORDER_WRITEBACK, key=order_event_key(locked), subject=order_subject(locked))
@@ -367,6 +420,7 @@ def order_sign(*, order: Order, launch: Launch) -> Order:
         where=launch.site.iss,
         site=launch.site.iss,
         launch_id=launch.pk,
+        detail={"product_mismatch_confirmed": confirmed} if mismatch else None,
     )
     return locked
 

@@ -16,20 +16,30 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from healthcommerce.audit.services import audit_record
+from healthcommerce.catalog.models import PayerRule
+from healthcommerce.catalog.pricing import Quote, money_format, price_quote
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.views import render_error
 from healthcommerce.ehr.fhir import fhir_error
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.services import launch_access
+from healthcommerce.orders.errors import ProductMismatch
 from healthcommerce.orders.forms import OrderForm
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import can_sign
-from healthcommerce.orders.selectors import order_access, orders_for_patient
+from healthcommerce.orders.selectors import (
+    order_access,
+    order_clinician_status,
+    order_ship_to,
+    order_tracking,
+    orders_for_patient,
+)
 from healthcommerce.orders.services import (
     launch_prefill,
     launch_reread,
     order_edit,
-    order_missing,
+    order_missing_fields,
+    order_product_mismatch,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,21 +117,88 @@ def order_page(request: HttpRequest, launch_id: UUID, order_id: UUID) -> HttpRes
         return render_error(request, exc)
     _audit_view(launch, f"Order/{order.pk}", "orders:order")
     if order.status != Order.Status.DRAFT:
-        return render(request, "orders/detail.html", _context(launch, order=order, events=order.events.all()))
+        return render(request, "orders/detail.html", _context(launch, **_detail(order)))
     if request.method == "POST" and request.POST.get("action") == "reread":
         return _reread(request, launch)
     form = OrderForm(request.POST or None, initial=OrderForm.initial_for(order))
     if request.method == "POST" and form.is_valid():
         sign = request.POST.get("action") == "sign"
         try:
-            order = order_edit(order=order, launch=launch, changes=form.changes(order), sign=sign)
+            order = order_edit(
+                order=order,
+                launch=launch,
+                changes=form.changes(order),
+                sign=sign,
+                mismatch_confirmed=form.cleaned_data["confirm_product"],
+            )
+        except ProductMismatch as exc:
+            form.add_error("confirm_product", exc.message)
         except HealthcommerceError as exc:
             form.add_error(None, exc.message)
         else:
             if sign:
-                messages.success(request, f"Order {order.reference} signed. It is on its way to fulfillment.")
+                messages.success(request, f"Order {order.reference} signed. It is on its way to the supplier.")
             return HttpResponseRedirect(request.path)
-    return render(request, "orders/form.html", _context(launch, order=order, form=form, missing=order_missing(order)))
+    return render(request, "orders/form.html", _context(launch, **_form(order, form)))
+
+
+def _detail(order: Order) -> dict[str, Any]:
+    """The signed order page's context: the order, its timeline, the one clinician-facing status, the ship-to it
+    will really go to and its tracking."""
+    events = list(order.events.all())
+    return {
+        "order": order,
+        "events": events,
+        "clinician_status": order_clinician_status(order, events),
+        "ship_to": order_ship_to(order, events),
+        "tracking": order_tracking(order),
+    }
+
+
+def _form(order: Order, form: OrderForm) -> dict[str, Any]:
+    """The draft page's context: the form, its error summary, what is still needed (each with the field to fix),
+    the quote for the product, quantity and payer on screen, and whether that product fulfils the EHR request."""
+    product = form.chosen("product", order.product)
+    quote: Quote | None = None
+    if product is not None:
+        quantity = form.chosen("quantity", order.quantity)
+        payer = form.chosen("payer_name", order.payer_name)
+        quote = price_quote(site=order.site, product=product, quantity=quantity, payer_name=payer)
+    missing = order_missing_fields(order)
+    if form.is_bound:  # what the clinician just typed counts; what failed to validate is still needed
+        missing = [
+            (name, label)
+            for name, label in missing
+            if not name or form[name].errors or not str(form.data.get(name, "")).strip()
+        ]
+    return {
+        "order": order,
+        "form": form,
+        "action": _action(form),
+        "errors": form.error_summary() if form.is_bound else [],
+        "missing": [(f"id_{name}" if name else "", label) for name, label in missing],
+        "quote": _quote_shown(quote) if quote else None,
+        "product": product,
+        "mismatch": order_product_mismatch(order, product),
+    }
+
+
+def _action(form: OrderForm) -> str:
+    """The button the clinician pressed (``sign`` or ``save``), "" on a GET."""
+    return str(form.data.get("action", "")) if form.is_bound else ""
+
+
+def _quote_shown(quote: Quote) -> dict[str, Any]:
+    """The quote's amounts as the clinician reads them (``catalog.pricing.money_format``) and its kind's label."""
+    return {
+        "quantity": quote.quantity,
+        "unit_price_display": money_format(quote.unit_price_cents, quote.currency),
+        "subtotal_display": money_format(quote.subtotal_cents, quote.currency),
+        "payer_pays_display": money_format(quote.payer_pays_cents, quote.currency),
+        "patient_pays_display": money_format(quote.patient_pays_cents, quote.currency),
+        "kind_display": PayerRule.Kind(quote.kind).label,
+        "reason": quote.reason,
+    }
 
 
 def _reread(request: HttpRequest, launch: Launch) -> HttpResponse:

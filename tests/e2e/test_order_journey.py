@@ -12,7 +12,7 @@ from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.conftest import sandbox_server
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import screenshot, wait_for
 from tests.e2e.test_checkout import fill_card
 from tests.servers import app_cluster, free_port, isolated_broker_url
 
@@ -58,9 +58,14 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         assert page.input_value("#id_city") == "McLean" and page.input_value("#id_line1") == "7525 Colshire Dr"
         assert page.input_value("#id_payer_name") == "Medicare Part B"
         assert "1122334455" in body  # practitioner NPI
-        page.screenshot(path=str(tmp_path / "order-form.png"), full_page=True)
+        assert "$139.80" in page.inner_text("#patient-pays")  # what the patient will owe, before signing
+        screenshot(page, "1-order-form")
 
-        # The chart has no email: the clinician adds it and signs in one click.
+        # The chart has no email: Sign is refused, the focus goes to the summary at the top that says why.
+        page.click("button#sign")
+        page.wait_for_selector("#error-summary")
+        assert page.evaluate("() => document.activeElement.id") == "error-summary"
+        screenshot(page, "2-sign-refused")
         page.fill("#id_contact_email", "theodor@example.org")
         page.click("button#sign")
         try:
@@ -89,6 +94,15 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         patient.wait_for_selector("text=Review your order")
         assert "7525 Colshire Dr" in patient.inner_text("body")
         assert "20%" in patient.inner_text("#you-pay")  # Medicare Part B: the seeded coinsurance rule
+        # The patient moved: they correct the ship-to before paying.
+        patient.click("text=Change the address")
+        patient.fill("input[name=line1]", "40 Pleasant St")
+        patient.fill("input[name=city]", "Bangor")
+        patient.select_option("select[name=state]", "ME")
+        patient.fill("input[name=postal_code]", "04401")
+        patient.click("button[type=submit]")
+        patient.wait_for_selector("text=Review your order")
+        assert "40 Pleasant St" in patient.inner_text("#ship-to")
         patient.check("input[name=accept_terms]")
         patient.click("text=Continue to payment")
         patient.wait_for_selector("#card-element input")
@@ -100,9 +114,16 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         confirmed = LocalCommerceOrder.Status.CONFIRMED
         wait_for(lambda: LocalCommerceOrder.objects.get().status == confirmed, seconds=60)
 
-        # Relaunching shows the clinician the order's status.
+        # Relaunching shows the clinician the order's status in plain words, and where it will go.
         page.goto(f"{ehr.base}/sandbox/?practitioner=pra1234")
         page.click("a.ehr-launch[href*='devreq021']")
         page.wait_for_selector(f"text={order.reference}")
-        assert "Submitted" in page.inner_text("body")
+        assert "Paid $139.80" in page.inner_text("body")
+        screenshot(page, "3-relaunch-list")
+        page.click(f"text={order.reference}")
+        page.wait_for_selector("#order-status")
+        assert page.inner_text("#order-status") == "Paid $139.80"
+        ship_to = page.inner_text("#ship-to")
+        assert "40 Pleasant St, Bangor, ME 04401" in ship_to and "Corrected by the patient on" in ship_to
+        screenshot(page, "4-relaunch-order")
         print(f"\nlaunch-to-form: {launch_to_form:.2f} s")

@@ -396,7 +396,8 @@ def exercise(case: BoundaryCase, ehr: FuzzEHR, backends: list[Backend]) -> Outco
     launch_prefill(launch=launch)
     for draft in Order.objects.filter(launch=launch, status=Order.Status.DRAFT).select_related("product", "site"):
         try:
-            order = order_sign(order=_complete(draft, launch.fhir_user), launch=launch)
+            # A product picked for an unmapped request is confirmed, as the clinician ticks it on the form.
+            order = order_sign(order=_complete(draft, launch.fhir_user), launch=launch, mismatch_confirmed=True)
         except OrderIncomplete as exc:
             outcome.results.append(f"unsigned:{exc.code}")
             continue

@@ -1,4 +1,5 @@
-"""What the patient pays, and why: the catalog price split by the site's payer rules (purchaselinks/pricing.py)."""
+"""What the patient pays, and why: the catalog price split by the site's payer rules (catalog/pricing.py, through
+purchaselinks/pricing.py patient_quote for an order)."""
 
 from collections.abc import Callable
 from decimal import Decimal
@@ -6,9 +7,10 @@ from decimal import Decimal
 import pytest
 
 from healthcommerce.catalog.models import PayerRule, Product
+from healthcommerce.catalog.pricing import money_format, share_cents
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
-from healthcommerce.purchaselinks.pricing import QuoteUnavailable, money_format, patient_quote, share_cents
+from healthcommerce.purchaselinks.pricing import QuoteUnavailable, patient_quote
 
 K = PayerRule.Kind
 

@@ -1,0 +1,116 @@
+"""What the patient pays for an item, and why: the catalog price and the site's payer rules (``catalog.PayerRule``).
+
+One computation for both stages that show it: the clinician's order form (``orders.views``, before signing) and
+the patient's purchase pages (``purchaselinks.pricing.patient_quote``). Pure: reads the product and the rules,
+writes nothing, calls nothing outside. Money is integer cents (the minor unit of the product's ISO 4217 currency);
+a coinsurance share is rounded half-up to the cent (12.5 cents -> 13 cents), and the payer pays the rest, so
+``patient_pays_cents + payer_pays_cents`` is always ``subtotal_cents``. The ``reason`` is a sentence for the
+patient (translated with Django i18n); it may name the order's payer, so a ``Quote`` is shown only to the
+verified patient and the signing clinician, and never logged.
+"""
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from uuid import UUID
+
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+
+from healthcommerce.catalog.models import PayerRule, Product
+from healthcommerce.catalog.selectors import payer_rule_for
+from healthcommerce.ehr.models import EHRSite
+
+Kind = PayerRule.Kind
+_SYMBOLS = {"USD": "$"}
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The price of an order and who pays it. Amounts are integer cents of ``currency`` (ISO 4217, upper case).
+
+    ``kind`` is a ``PayerRule.Kind`` value (``covered``, ``copay``, ``coinsurance``, ``self_pay``); ``reason``
+    explains ``patient_pays_cents`` to the patient; ``rule_id`` is the deciding ``PayerRule`` (None: no rule
+    matched, so self-pay).
+    """
+
+    unit_price_cents: int
+    quantity: int
+    subtotal_cents: int
+    patient_pays_cents: int
+    payer_pays_cents: int
+    currency: str
+    kind: str
+    reason: str
+    rule_id: UUID | None = None
+
+    @property
+    def needs_payment(self) -> bool:
+        """Whether the patient has anything to pay (a PaymentIntent is needed)."""
+        return self.patient_pays_cents > 0
+
+
+def money_format(cents: int, currency: str) -> str:
+    """Return ``cents`` of ``currency`` for a sentence in the active language: ``$1,025.00`` for USD,
+    ``25.00 EUR`` otherwise; separators from the language's formats (``core/formats``: US conventions in English
+    and in Spanish, as CLDR ``es-US``)."""
+    amount = number_format(Decimal(cents) / 100, decimal_pos=2, use_l10n=True, force_grouping=True)
+    symbol = _SYMBOLS.get(currency.upper())
+    return f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
+
+
+def share_cents(subtotal_cents: int, percent: Decimal) -> int:
+    """Return ``percent`` (0-100) of ``subtotal_cents``, rounded half-up to the cent."""
+    share = Decimal(subtotal_cents) * Decimal(percent) / Decimal(100)
+    return int(share.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _split(rule: PayerRule | None, subtotal: int) -> tuple[str, int]:
+    """Return the kind and the patient's share of ``subtotal`` cents under ``rule`` (None: self-pay)."""
+    if rule is None or rule.kind == Kind.SELF_PAY:
+        return Kind.SELF_PAY, subtotal
+    if rule.kind == Kind.COVERED:
+        return Kind.COVERED, 0
+    if rule.kind == Kind.COPAY:
+        return Kind.COPAY, min(rule.copay_cents or 0, subtotal)
+    return Kind.COINSURANCE, min(share_cents(subtotal, rule.coinsurance_percent or Decimal(0)), subtotal)
+
+
+def _reason(rule: PayerRule | None, kind: str, payer: str, patient_pays: int, currency: str) -> str:
+    """The sentence the patient reads next to the amount (the rule's own message when it has one)."""
+    if rule is not None and rule.patient_message:
+        return rule.patient_message
+    amount = money_format(patient_pays, currency)
+    if kind == Kind.COVERED:
+        return _("Your plan %(payer)s covers this item.") % {"payer": payer}
+    if kind == Kind.COPAY:
+        return _("Copay set by your plan: %(amount)s.") % {"amount": amount}
+    if kind == Kind.COINSURANCE:
+        percent = format(Decimal((rule.coinsurance_percent if rule else 0) or 0).normalize(), "f")
+        return _("Your share under your plan is %(percent)s%% of the price: %(amount)s.") % {
+            "percent": percent,
+            "amount": amount,
+        }
+    if not payer:
+        return _("No insurance on file: you pay the full price.")
+    return _("Your plan %(payer)s does not pay for this item here: you pay the full price.") % {"payer": payer}
+
+
+def price_quote(*, site: EHRSite, product: Product, quantity: int, payer_name: str) -> Quote:
+    """Return what the patient and the payer pay for ``quantity`` of ``product`` at ``site`` with the payer named
+    ``payer_name`` (free text, as on the order): the product's price times the quantity, split by the payer rule
+    for the site, payer and product kind (``catalog.selectors.payer_rule_for``; no rule: self-pay)."""
+    payer = payer_name.strip()
+    rule = payer_rule_for(site=site, payer_name=payer, product_kind=product.kind)
+    subtotal = product.unit_price_cents * quantity
+    kind, patient_pays = _split(rule, subtotal)
+    return Quote(
+        unit_price_cents=product.unit_price_cents,
+        quantity=quantity,
+        subtotal_cents=subtotal,
+        patient_pays_cents=patient_pays,
+        payer_pays_cents=subtotal - patient_pays,
+        currency=product.currency.upper(),
+        kind=kind,
+        reason=_reason(rule, kind, payer, patient_pays, product.currency),
+        rule_id=rule.pk if rule else None,
+    )
