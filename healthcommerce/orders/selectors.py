@@ -3,7 +3,6 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.db.models import Prefetch
 from django.utils import timezone
@@ -11,6 +10,7 @@ from django.utils import timezone
 from healthcommerce.audit.selectors import PatientScope
 from healthcommerce.catalog.pricing import money_format
 from healthcommerce.core.errors import NotFound
+from healthcommerce.core.links import https_url
 from healthcommerce.ehr.models import Launch
 from healthcommerce.orders.models import FulfillmentStatus, Order, OrderEvent
 
@@ -180,15 +180,9 @@ class Tracking:
     url: str
 
 
-def https_only(url: str) -> str:
-    """Return ``url`` when it is an absolute https URL with a host, else "" (a stored ``javascript:`` or http
-    tracking URL is never rendered as a link)."""
-    parts = urlsplit(url.strip())
-    return url.strip() if parts.scheme == "https" and parts.hostname else ""
-
-
 def order_tracking(order: Order) -> Tracking | None:
-    """Return the order's tracking (carrier, number, https link), or None when there is nothing to show."""
+    """Return the order's tracking (carrier, number, a link only when https: ``core.links.https_url``), or None
+    when there is nothing to show."""
     if not (order.tracking_number or order.carrier or order.tracking_url):
         return None
-    return Tracking(order.carrier.strip(), order.tracking_number.strip(), https_only(order.tracking_url))
+    return Tracking(order.carrier.strip(), order.tracking_number.strip(), https_url(order.tracking_url))
