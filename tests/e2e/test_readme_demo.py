@@ -83,8 +83,6 @@ def test_the_readme_demo_walks_from_the_sandbox_ehr_to_a_paid_order_with_the_cor
             "a.ehr-launch"
         ).click()
         clinician.wait_for_selector(f"text={reference}")
-        # From here on the assertions pass once the clinician's pages show the payment and the patient's address
-        # (issue 18, the order page's part, on another branch); everything above passes without it.
         listed = _relaunched(clinician, seconds=20)
         assert "Paid" in listed, listed[:2000]
         clinician.click(f"text={reference}")
