@@ -217,7 +217,11 @@ def launch_reread(*, launch: Launch) -> None:
     ``ReauthorizationNeeded`` when it cannot, ``RefreshUnavailable`` or ``EHRUnavailable`` when the EHR did not
     answer: the drafts then stay as they are.
     """
-    found = _gather(launch)
+    try:
+        found = _gather(launch)
+    except EHRUnavailable as exc:
+        message = "The EHR could not be reached just now; nothing was changed. Please try Re-read again in a moment."
+        raise EHRUnavailable(exc.reads, message) from exc
     with transaction.atomic():
         locked = Launch.objects.select_for_update().select_related("site").get(pk=launch.pk)
         _record_prefill(locked, found, order_drafts_create(launch=locked, found=found))

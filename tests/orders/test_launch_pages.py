@@ -168,3 +168,19 @@ def test_a_launch_naming_one_request_opens_its_form_even_with_earlier_orders(cli
     assert 'id="sign"' in form and f'href="/o/{launch}/"' in form  # "All orders for this patient"
     listing = client.get(f"/o/{launch}/").content.decode()  # the earlier orders are one click away
     assert "Earlier orders" in listing and BILEVEL in listed_requests(listing)
+
+
+@pytest.mark.django_db
+def test_re_read_during_an_outage_changes_nothing_and_says_to_try_again(client, ehr_site, sandbox_faults):
+    launch = launch_id(client, sandbox_faults, request=CPAP)
+    path = client.get(f"/o/{launch}/", follow=True).request["PATH_INFO"]
+    before = Launch.objects.get(pk=launch).prefill_outcomes
+    sandbox_faults.fault("*", "503")
+
+    page = client.post(path, {"action": "reread"}, follow=True)
+
+    html = page.content.decode()
+    assert "nothing was changed" in html and "try Re-read again in a moment" in html
+    assert "session has ended" not in html
+    assert Launch.objects.get(pk=launch).prefill_outcomes == before
+    assert Order.objects.get(launch_id=launch).request_code == "E0601"
