@@ -12,7 +12,7 @@ document.querySelectorAll("form.reread").forEach(function (form) {
     var status = form.querySelector("[role=status]") || document.createElement("span");
     status.setAttribute("role", "status");
     status.className = "muted";
-    status.textContent = "Reading from the EHR: this can take a few seconds.";
+    status.textContent = "This can take a few seconds.";
     form.appendChild(status);
   });
 });

@@ -3,7 +3,10 @@ app's own gunicorn over the app's database (``make demo-setup``'s ``sandbox_load
 short-lived access tokens so every read goes through a refresh. Two browsers on one patient, Re-read with its
 "reading" feedback, and an EHR outage during pre-fill that a reload recovers from."""
 
+import base64
+import os
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -14,6 +17,15 @@ from tests.servers import app_cluster, free_port, isolated_broker_url
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 NAME = "Theodor Alan Roosevelt"  # pat014
+
+
+def _screenshot_now(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """As ``screenshot``, but of what the page shows this instant (Playwright's own waits for a navigation in
+    flight): through the DevTools protocol."""
+    folder = os.environ.get("HC_SCREENSHOTS")
+    if folder:
+        shot = page.context.new_cdp_session(page).send("Page.captureScreenshot")
+        (Path(folder) / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
 def test_the_clinicians_launch_walk_in_the_demo_layout(browser, tmp_path, settings):
@@ -59,7 +71,7 @@ def test_the_clinicians_launch_walk_in_the_demo_layout(browser, tmp_path, settin
             "done([b.disabled, b.textContent]); }, 100))"
         )
         assert busy == [True, "Reading from the EHR…"], busy
-        screenshot(a, "launch-04-reread-running")
+        _screenshot_now(a, "launch-04-reread-running")
         a.wait_for_selector("text=Read again from the EHR.", timeout=15000)
         screenshot(a, "launch-05-reread-done")
         assert "session has ended" not in a.inner_text("body")
