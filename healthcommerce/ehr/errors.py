@@ -45,6 +45,24 @@ class AuthorizationFailed(HealthcommerceError):
     message = "The EHR did not authorize this launch. Please launch the app again."
 
 
+class EHRSetupError(AuthorizationFailed):
+    """The EHR refused this app's registration or configuration (RFC 6749 section 4.1.2.1 / 5.2:
+    ``invalid_client``, ``unauthorized_client``, ``invalid_scope``, ``unsupported_grant_type``,
+    ``unsupported_response_type``): launching again will not help; the hospital's IT must fix the registration.
+    The message names it as a set-up problem and carries ``reference`` (the request id) to quote."""
+
+    code = "ehr_setup"
+
+    def __init__(self, *, code: str, reference: str) -> None:
+        self.reference = reference
+        super().__init__(
+            "The EHR refused this app's set-up, so it cannot start. This is not something launching again will "
+            "fix: please contact your hospital's IT or EHR support team and give them this reference: "
+            f"{reference} ({code}).",
+            code=code,
+        )
+
+
 class FHIRError(HealthcommerceError):
     """A FHIR read failed; ``code`` tells which way (unauthorized, forbidden, not_found, server, timeout, malformed)."""
 
@@ -61,6 +79,17 @@ class ReauthorizationNeeded(HealthcommerceError):
     code = "reauthorization_needed"
     status = 403
     message = "Your EHR session has ended. Please launch the app again from the EHR; your draft is kept."
+
+
+class RefreshUnavailable(HealthcommerceError):
+    """The EHR's token service did not answer a refresh (``refresh_unreachable``) or another refresh of the same
+    launch is still running (``refresh_busy``): temporary, the refresh token is kept and the same action may work
+    in a moment."""
+
+    code = "refresh_unreachable"
+    status = 503
+    temporary = True
+    message = "The EHR did not answer in time. Please try again in a moment; your draft is kept."
 
 
 class BackendServicesError(HealthcommerceError):

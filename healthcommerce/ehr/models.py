@@ -207,12 +207,16 @@ class Launch(BaseModel):
     expires_at = models.DateTimeField()
     error_code = models.CharField(max_length=80, blank=True)
     # Filled by the callback (SMART App Launch 2.2 "Launch context arrives with your access_token").
-    # Encrypted at rest; cleared when pre-fill finishes (the refresh token kept) and when the launch expires.
+    # Encrypted at rest; the access token is kept for its lifetime (so "Re-read from the EHR" works while it lives)
+    # and cleared once it has expired or the launch has (``ehr.services.launch_tokens_clear``).
     access_token = EncryptedTextField(blank=True)
     refresh_token = EncryptedTextField(
         blank=True, help_text="Single-use when the EHR rotates it; never leaves the server."
     )
     token_expires_at = models.DateTimeField(null=True, blank=True)
+    # A refresh in progress holds this lease (``ehr.tokens``): callers wait for it instead of holding a database
+    # lock across the token request.
+    token_refreshing_until = models.DateTimeField(null=True, blank=True)
     scope_granted = models.TextField(blank=True)
     patient_id = models.CharField(max_length=200, blank=True)
     encounter_id = models.CharField(max_length=200, blank=True)
@@ -222,6 +226,9 @@ class Launch(BaseModel):
         blank=True, help_text="`appContext` from the token response (CDS Hooks SMART link: the draft order)."
     )
     need_patient_banner = models.BooleanField(default=True)
+    # The patient's display name as pre-fill read it (the banner shows it whether or not the launch has a draft).
+    # PHI: encrypted at rest; the launch purge deletes the row with it.
+    patient_name = EncryptedCharField(max_length=300, blank=True)
     smart_style_url = models.URLField(max_length=500, blank=True)
     # Pre-fill ran once for this launch: when, how long (seconds) and each read's outcome (label -> code).
     prefilled_at = models.DateTimeField(null=True, blank=True)

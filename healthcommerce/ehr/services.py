@@ -18,13 +18,15 @@ from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from requests import RequestException
 
 from healthcommerce.audit.services import audit_record, audit_refusal, audit_retention
 from healthcommerce.core.errors import NotFound
+from healthcommerce.core.requestid import new_request_id, request_id
 from healthcommerce.ehr.discovery import discover
-from healthcommerce.ehr.errors import AuthorizationFailed, LaunchInvalid, UnknownIssuer
+from healthcommerce.ehr.errors import AuthorizationFailed, EHRSetupError, LaunchInvalid, UnknownIssuer
 from healthcommerce.ehr.idtoken import id_token_validate
 from healthcommerce.ehr.models import EHRSite, Launch
 from healthcommerce.ehr.oauth import oauth_session
@@ -47,6 +49,16 @@ OAUTH_ERRORS = {
     "login_required",
     "consent_required",
 }
+# Errors that mean this app's registration or configuration at the EHR is wrong (RFC 6749 4.1.2.1 and 5.2):
+# launching again cannot help; the clinician is told to call IT with a reference (``EHRSetupError``).
+SETUP_ERRORS = {
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_scope",
+    "unsupported_grant_type",
+    "unsupported_response_type",
+}
+TEMPORARY_ERRORS = {"server_error", "temporarily_unavailable"}  # the same launch may work in a moment
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,27 @@ def _fail(record: Launch, code: str) -> None:
     record.save(update_fields=["status", "error_code", "updated_at"])
 
 
+def _setup_error(record: Launch, code: str) -> EHRSetupError:
+    """Return the ``EHRSetupError`` for ``code`` with a reference IT can find in the logs: this request's id (a new
+    one outside a request), logged here with the launch and the site."""
+    reference = request_id() or new_request_id()
+    logger.warning(
+        "Launch %s: site %s refused the app's set-up (%s), reference %s", record.pk, record.site.pk, code, reference
+    )
+    return EHRSetupError(code=code, reference=reference)
+
+
+def _temporary(code: str) -> AuthorizationFailed:
+    """Return the ``AuthorizationFailed`` for an EHR that is busy or failing for now (``TEMPORARY_ERRORS``)."""
+    error = AuthorizationFailed(
+        "The EHR could not complete this launch just now. Please try again in a moment: launch the app again "
+        "from the EHR.",
+        code=code,
+    )
+    error.temporary = True
+    return error
+
+
 def _exchange(record: Launch, code: str) -> dict[str, Any]:
     site = record.site
     config = discover(site)
@@ -162,7 +195,12 @@ def _exchange(record: Launch, code: str) -> dict[str, Any]:
         )
     except OAuthError as exc:
         known = exc.error in OAUTH_ERRORS | {"invalid_grant", "invalid_client"}
-        raise AuthorizationFailed(code=f"token_{exc.error}" if known else "token_error") from exc
+        code = f"token_{exc.error}" if known else "token_error"
+        if exc.error in SETUP_ERRORS:
+            raise _setup_error(record, code) from exc
+        if exc.error in TEMPORARY_ERRORS:
+            raise _temporary(code) from exc
+        raise AuthorizationFailed(code=code) from exc
     except (RequestException, ValueError) as exc:
         message = "The EHR's token service could not be reached. Please launch again."
         raise AuthorizationFailed(message, code="token_unreachable") from exc
@@ -270,14 +308,24 @@ def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
     """Finish the launch at the redirect URI: validate ``state``, exchange the code, validate the id_token.
 
     ``params`` is the callback's query. Returns the active ``Launch`` and records it in the session.
+    Renews the session id once the state check passes (session fixation), keeping the session's data.
     Raises ``LaunchInvalid`` (state missing, unknown, foreign, replayed, expired; audited aggregated, see
     ``_state_refused``) or ``AuthorizationFailed`` (an ``error`` from the EHR, a failed exchange, an invalid
-    id_token, no patient context; one ``smart.launch`` row with the code).
+    id_token, no patient context; one ``smart.launch`` row with the code), ``EHRSetupError`` (a subclass) when the
+    error says this app's registration or configuration at the EHR is wrong (``SETUP_ERRORS``).
     """
     record = _claim_state(params.get("state", ""), session)
+    # The state check passed: renew the session id (as the patient and admin logins do), keeping its data (the
+    # browser binding and the launches this browser already owned), so a session id planted before the launch
+    # (session fixation, OWASP ASVS 3.2.1) never reaches this launch's pages.
+    session.cycle_key()
     try:
         if params.get("error"):
             error = params["error"] if params["error"] in OAUTH_ERRORS else "error"
+            if error in SETUP_ERRORS:
+                raise _setup_error(record, f"authorize_{error}")
+            if error in TEMPORARY_ERRORS:
+                raise _temporary(f"authorize_{error}")
             raise AuthorizationFailed(code=f"authorize_{error}")
         if not params.get("code"):
             raise AuthorizationFailed(code="code_missing")
@@ -384,19 +432,28 @@ class PurgeReport:
 
 @transaction.atomic
 def launch_tokens_clear() -> int:
-    """Clear the OAuth tokens (access and refresh) of every launch that has expired and still holds one; return
-    how many launches were cleared. A launch holds tokens while ``token_expires_at`` is set (the callback sets it;
-    pre-fill clears it when no refresh token is left). One ``retention.purge`` audit row with the count when any
-    was cleared (issue 9: "access tokens are cleared when pre-fill finishes or the launch expires"). Run every
-    10 minutes by beat (``healthcommerce.ehr.tasks.clear_tokens``); idempotent, one UPDATE."""
+    """Clear the OAuth tokens a launch no longer needs; return how many launches were cleared.
+
+    Two UPDATEs: every launch that has expired and still holds a token (``token_expires_at`` set) loses both
+    tokens and ``token_expires_at``; every live launch whose access token has expired loses the access token (the
+    refresh token, when the site granted one, stays for "Re-read from the EHR"), and its ``token_expires_at``
+    moves to the launch's own expiry so the first UPDATE clears the rest then. The access token is otherwise
+    kept (encrypted) for its lifetime, so a re-read works while it lives. One ``retention.purge`` audit row with
+    the counts when any was cleared (issue 9 "Retention"). Run every 10 minutes by beat
+    (``healthcommerce.ehr.tasks.clear_tokens``); idempotent."""
     now = timezone.now()
     cleared = Launch.objects.filter(expires_at__lte=now, token_expires_at__isnull=False).update(
         access_token="", refresh_token="", token_expires_at=None, updated_at=now
     )
-    if cleared:
-        audit_retention(target="Launch.tokens", counts={"launches": cleared})
-        logger.info("retention: cleared the tokens of %d expired launch(es)", cleared)
-    return cleared
+    expired_access = Launch.objects.filter(expires_at__gt=now, token_expires_at__lte=now).update(
+        access_token="", token_expires_at=F("expires_at"), updated_at=now
+    )
+    if cleared or expired_access:
+        audit_retention(target="Launch.tokens", counts={"launches": cleared, "access_tokens": expired_access})
+        logger.info(
+            "retention: cleared the tokens of %d launch(es), %d expired access token(s)", cleared, expired_access
+        )
+    return cleared + expired_access
 
 
 def launches_purge() -> PurgeReport:

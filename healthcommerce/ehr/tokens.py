@@ -9,17 +9,19 @@ Tokens never leave the server and are never logged.
 """
 
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.integrations.base_client import OAuthError
-from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from requests import RequestException
 
 from healthcommerce.audit.services import audit_record
+from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.discovery import discover
-from healthcommerce.ehr.errors import DiscoveryFailed, ReauthorizationNeeded
+from healthcommerce.ehr.errors import DiscoveryFailed, ReauthorizationNeeded, RefreshUnavailable
 from healthcommerce.ehr.models import EHRSite, Launch
 from healthcommerce.ehr.oauth import oauth_session
 from healthcommerce.ehr.services import DEFAULT_TOKEN_LIFETIME, redirect_uri
@@ -27,6 +29,9 @@ from healthcommerce.ehr.services import DEFAULT_TOKEN_LIFETIME, redirect_uri
 logger = logging.getLogger(__name__)
 
 REFRESH_MARGIN = 30  # seconds: a token closer than this to its expiry is refreshed before use
+# Seconds a refresh may hold its lease: longer than one token request (HTTP_TIMEOUT, discovery included).
+REFRESH_LEASE = 30
+LEASE_POLL = 0.1  # seconds between looks at another caller's lease
 MAX_TOKEN_LIFETIME = 86400  # seconds; a larger or odd ``expires_in`` counts as missing
 # Token endpoint error codes (RFC 6749 section 5.2) kept in the audit outcome; others show as "refresh_error".
 TOKEN_ERRORS = {
@@ -67,10 +72,11 @@ def launch_token_refresh(launch: Launch, *, force: bool = True) -> str:
     looks unexpired, unless another caller already replaced it. ``force=False`` refreshes only a token that is
     missing or within ``REFRESH_MARGIN`` seconds of expiry.
 
-    Concurrency: the launch row is locked (``select_for_update`` inside a transaction) and the stored token is
-    checked again under the lock, so concurrent callers spend a single-use refresh token once; the others get
-    the token the first one stored. Not one short transaction on purpose: the lock is held across the token
-    request (bounded by ``HTTP_TIMEOUT``), which is what serializes the callers.
+    Concurrency: the caller that refreshes first takes a lease on the launch (``token_refreshing_until``, one
+    conditional UPDATE, committed at once); the others wait for it to end and use the token it stored, so a
+    single-use refresh token is spent once. No database lock or transaction is held across the token request:
+    the EHR may share this database (the sandbox mounted in the demo's own server) and must be able to write
+    while we wait for its answer. A lease whose holder died ends by itself after ``REFRESH_LEASE`` seconds.
 
     Saves the new ``access_token``, ``token_expires_at`` (``expires_in`` seconds ahead, default 3600 when
     missing), ``refresh_token`` (the rotated one; the previous one is kept when the response has none) and
@@ -79,18 +85,29 @@ def launch_token_refresh(launch: Launch, *, force: bool = True) -> str:
 
     Raises ``ReauthorizationNeeded`` (the clinician must launch again; drafts are kept) with ``code``:
     ``no_refresh_token``; ``refresh_<oauth error>`` when the EHR refused (``refresh_invalid_grant`` also clears
-    the stored refresh token); ``refresh_unreachable`` when it did not answer; ``refresh_malformed`` or
-    ``refresh_patient_mismatch`` for an unusable response.
+    the stored refresh token); ``refresh_malformed`` or ``refresh_patient_mismatch`` for an unusable response;
+    ``RefreshUnavailable`` (temporary: try again) with ``refresh_unreachable`` when the EHR did not answer.
     """
     seen = launch.access_token
     site = launch.site
-    error: ReauthorizationNeeded | None = None
-    with transaction.atomic():
-        record = Launch.objects.select_for_update().get(pk=launch.pk)
+    deadline = time.monotonic() + REFRESH_LEASE
+    error: HealthcommerceError | None = None
+    while True:
+        record = Launch.objects.get(pk=launch.pk)
         now = timezone.now()
         replaced = record.access_token != seen and record.token_expires_at is not None and record.token_expires_at > now
-        if not replaced and (force or not _fresh(record, now)):
-            error = _refresh_locked(record, site, force=force)
+        if replaced or not (force or not _fresh(record, now)):
+            break
+        lease = Launch.objects.filter(pk=launch.pk).filter(
+            Q(token_refreshing_until__isnull=True) | Q(token_refreshing_until__lt=now)
+        )
+        if lease.update(token_refreshing_until=now + timedelta(seconds=REFRESH_LEASE)) == 1:
+            error = _refresh_leased(record, site, force=force)
+            break
+        if time.monotonic() > deadline:  # another caller's refresh is still running: let the clinician retry
+            error = RefreshUnavailable(code="refresh_busy")
+            break
+        time.sleep(LEASE_POLL)
     for name in _TOKEN_FIELDS:
         setattr(launch, name, getattr(record, name))
     if error is not None:
@@ -121,8 +138,9 @@ def _token_request(site: EHRSite, refresh_token: str) -> dict[str, Any]:
     return dict(client.refresh_token(config["token_endpoint"], refresh_token=refresh_token))
 
 
-def _refresh_locked(record: Launch, site: EHRSite, *, force: bool) -> ReauthorizationNeeded | None:
-    """Refresh the locked ``record`` and save it; return the error to raise, or None on success."""
+def _refresh_leased(record: Launch, site: EHRSite, *, force: bool) -> HealthcommerceError | None:
+    """Refresh ``record`` (whose lease this caller holds), save it and end the lease; return the error to raise,
+    or None on success."""
     previous = record.refresh_token
     if not record.refresh_token:
         outcome = "no_refresh_token"
@@ -137,7 +155,8 @@ def _refresh_locked(record: Launch, site: EHRSite, *, force: bool) -> Reauthoriz
             outcome = "refresh_unreachable"
         else:
             outcome = _apply(record, token)
-    record.save(update_fields=[*_TOKEN_FIELDS, "updated_at"])
+    record.token_refreshing_until = None
+    record.save(update_fields=[*_TOKEN_FIELDS, "token_refreshing_until", "updated_at"])
     detail = {"forced": force} | ({"rotated": record.refresh_token != previous} if outcome == "success" else {})
     audit_record(
         actor=record.fhir_user or "unknown",
@@ -153,6 +172,8 @@ def _refresh_locked(record: Launch, site: EHRSite, *, force: bool) -> Reauthoriz
         logger.info("Launch %s: access token refreshed at site %s", record.pk, site.pk)
         return None
     logger.warning("Launch %s: token refresh at site %s failed: %s", record.pk, site.pk, outcome)
+    if outcome == "refresh_unreachable":
+        return RefreshUnavailable(code=outcome)
     return ReauthorizationNeeded(code=outcome)
 
 

@@ -16,7 +16,7 @@ from healthcommerce.core.clientip import client_ip
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.metrics import integration
 from healthcommerce.core.views import render_error
-from healthcommerce.ehr.errors import LaunchThrottled
+from healthcommerce.ehr.errors import EHRSetupError, LaunchThrottled
 from healthcommerce.ehr.keys import published_jwks
 from healthcommerce.ehr.oauth import site_label
 from healthcommerce.ehr.services import launch_access, launch_complete, launch_start
@@ -71,10 +71,15 @@ def launch(request: HttpRequest) -> HttpResponse:
 def callback(request: HttpRequest) -> HttpResponse:
     """Redirect URI (SMART App Launch 2.2 "Obtain authorization code" and "Obtain access token").
 
-    On success redirects to the launch's order page ``/o/<launch id>/``; every failure gets a clear page.
+    On success redirects to the launch's order page ``/o/<launch id>/`` (under a renewed session id); every
+    failure gets a clear page: a set-up problem at the EHR (``EHRSetupError``) names it as one for the hospital's
+    IT, with a reference to quote.
     """
     try:
         record = launch_complete(params=request.GET.dict(), session=request.session)
+    except EHRSetupError as exc:
+        logger.warning("SMART callback refused: %s (the EHR's set-up; reference %s)", exc.code, exc.reference)
+        return render_error(request, exc, title="The app is not set up correctly for this EHR")
     except HealthcommerceError as exc:
         logger.info("SMART callback refused: %s", exc.code)
         return render_error(request, exc, title="The app could not start")

@@ -34,3 +34,21 @@ class ProductMismatch(HealthcommerceError):
     code = "product_mismatch"
     status = 400
     message = "The chosen item does not match the request in the EHR: confirm it fulfils the request, or pick another."
+
+
+class EHRUnavailable(HealthcommerceError):
+    """Pre-fill's reads failed in a way that may pass (the EHR answered 5xx or 429, timed out or was unreachable:
+    ``FHIRError`` codes in ``prefill.TRANSIENT``): nothing was created or recorded, so the next visit reads again.
+    ``code`` is ``ehr_unavailable``; ``reads`` names the reads that failed (labels, no PHI)."""
+
+    code = "ehr_unavailable"
+    status = 503
+    temporary = True
+    message = (
+        "The EHR could not be reached just now, so nothing was pre-filled. Reload this page in a moment; "
+        "your launch is still valid."
+    )
+
+    def __init__(self, reads: list[str], message: str | None = None) -> None:
+        super().__init__(message)
+        self.reads = reads

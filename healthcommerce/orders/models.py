@@ -60,6 +60,9 @@ class Order(BaseModel):
     reference = models.CharField(max_length=20, unique=True, default=new_reference, editable=False)
     site = models.ForeignKey(EHRSite, on_delete=models.PROTECT, related_name="orders")
     launch = models.ForeignKey(Launch, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
+    # Every launch whose pre-fill found this draft (its creator included): a second launch of the same patient
+    # shares the draft instead of taking it from the first, so each launch's page keeps listing it.
+    launches = models.ManyToManyField(Launch, blank=True, related_name="shared_orders")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
     version = models.PositiveIntegerField(default=1)
     # What the EHR asked for.

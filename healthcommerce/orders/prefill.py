@@ -45,6 +45,9 @@ ELEMENTS = {
 REQUEST_MODELS: dict[str, Any] = {"DeviceRequest": DeviceRequest, "ServiceRequest": ServiceRequest}
 PENDING = "draft,active"
 SIGNER_TYPES = ("Practitioner", "PractitionerRole")
+# Read outcomes (``FHIRError`` codes) that may pass on their own: 5xx or 429, a timeout, no connection. Pre-fill
+# records nothing from a round with one of them (``orders.services``), so a reload reads again.
+TRANSIENT = frozenset({"server_error", "timeout", "unreachable"})
 MAX_READERS = 6
 
 
@@ -112,6 +115,16 @@ def app_context_request(launch: Launch) -> tuple[tuple[str, str] | None, str]:
 
 def _context_requests(launch: Launch) -> list[tuple[str, str]]:
     return [ref for item in launch.fhir_context if (ref := _request_ref(str(item.get("reference", "")))) is not None]
+
+
+def named_requests(launch: Launch) -> list[str]:
+    """Return the references (``DeviceRequest/<id>``) of the requests the launch itself names: those in its
+    ``fhirContext``, else the draft order of its CDS Hooks ``appContext``; empty when it names none."""
+    named = ["/".join(ref) for ref in _context_requests(launch)]
+    if not named:
+        draft, _ = app_context_request(launch)
+        named = ["/".join(draft)] if draft else []
+    return named
 
 
 def _app_context_select(launch: Launch, found: Prefill) -> None:

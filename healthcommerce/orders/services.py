@@ -22,7 +22,13 @@ from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.validators import validate_birth_date
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
-from healthcommerce.orders.errors import InvalidTransition, OrderImmutable, OrderIncomplete, ProductMismatch
+from healthcommerce.orders.errors import (
+    EHRUnavailable,
+    InvalidTransition,
+    OrderImmutable,
+    OrderIncomplete,
+    ProductMismatch,
+)
 from healthcommerce.orders.events import (
     TOPIC_ORDER_CANCELLED,
     TOPIC_ORDER_SIGNED,
@@ -32,7 +38,7 @@ from healthcommerce.orders.events import (
 )
 from healthcommerce.orders.extract import RequestInfo
 from healthcommerce.orders.models import Order
-from healthcommerce.orders.prefill import Prefill, can_sign, prefill_gather
+from healthcommerce.orders.prefill import TRANSIENT, Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_event_add, order_transition
 from healthcommerce.orders.writeback import writeback_wanted
 from healthcommerce.outbox.services import outbox_cancel, outbox_publish
@@ -110,8 +116,8 @@ def order_drafts_create(*, launch: Launch, found: Prefill) -> list[dict[str, str
     A request that is not pending (status other than draft/active) or that no product fulfils
     (``catalog.selectors.request_orderability``: home-health visits, transport ...) gets no draft and is
     returned in the set-aside list (``[{"reference", "display", "code", "reason"}]``). A request that already
-    has a signed (or later) order at this site gets no new draft; a draft from an earlier launch for the same
-    request is refreshed and moved to this launch.
+    has a signed (or later) order at this site gets no new draft; a draft of another launch for the same request
+    is refreshed and shared with this one (``Order.launches``), never taken from it.
     """
     set_aside: list[dict[str, str]] = []
     drafts: list[tuple[RequestInfo | None, Any]] = [] if found.requests else [(None, None)]
@@ -135,10 +141,12 @@ def order_drafts_create(*, launch: Launch, found: Prefill) -> list[dict[str, str
         if reference and existing.exclude(status=Order.Status.DRAFT).exists():
             continue
         fields = _draft_fields(launch, found, request, mapping)
-        # A draft left by an earlier launch for the same request moves to this launch instead of doubling.
+        # A draft of another launch (earlier, or open in another browser now) for the same request is shared, not
+        # taken: refreshed with what the EHR holds now and listed by both launches, so neither page loses it and
+        # the request still has one draft to sign.
         draft = existing.filter(status=Order.Status.DRAFT).first() if reference else None
         if draft is None:
-            Order.objects.create(
+            draft = Order.objects.create(
                 site=launch.site,
                 launch=launch,
                 patient_fhir_id=launch.patient_id,
@@ -146,36 +154,43 @@ def order_drafts_create(*, launch: Launch, found: Prefill) -> list[dict[str, str
                 **fields,
             )
         else:
-            fields["launch"] = launch
             for name, value in fields.items():
                 setattr(draft, name, value)
             draft.save(update_fields=[*fields, "updated_at"])
+        draft.launches.add(launch)
     return set_aside
 
 
 def _gather(launch: Launch) -> Prefill:
     """Gather with a usable token; after a 401, refresh once (when the EHR granted a refresh token) and retry.
 
-    Raises ``ReauthorizationNeeded`` when the token has expired and cannot be refreshed.
+    Raises ``ReauthorizationNeeded`` when the token has expired and cannot be refreshed, ``RefreshUnavailable``
+    when the EHR did not answer the refresh, and ``EHRUnavailable`` when a read failed in a way that may pass
+    (``prefill.TRANSIENT``): then nothing may be created or recorded from what was read.
     """
     found = prefill_gather(launch=launch, access_token=launch_access_token(launch))
     if "unauthorized" in found.outcomes.values() and launch.refresh_token:
         found = prefill_gather(launch=launch, access_token=launch_token_refresh(launch, force=True))
+    failed = sorted(label for label, outcome in found.outcomes.items() if outcome in TRANSIENT)
+    if failed:
+        logger.warning("Pre-fill for launch %s not recorded: temporary failure of %s", launch.pk, ", ".join(failed))
+        raise EHRUnavailable(failed)
     return found
 
 
 def _record_prefill(launch: Launch, found: Prefill, set_aside: list[dict[str, str]]) -> None:
-    """Mark ``launch`` pre-filled and clear its access token: the reads are done (issue 9, docs/adr/0016). A
-    refresh token, when the site granted one, is kept (encrypted) so "Re-read from the EHR" can get a new access
-    token; without one, a re-read asks the clinician to launch again (``ReauthorizationNeeded``)."""
+    """Mark ``launch`` pre-filled and keep the patient's display name for its banner (encrypted, like the other
+    PHI; the launch purge deletes it). The access token stays (encrypted) for its lifetime, so "Re-read from the
+    EHR" works while it lives; ``ehr.services.launch_tokens_clear`` clears it once it has expired (issue 9,
+    docs/adr/0016). A refresh token, when the site granted one, then gets a new one; without one, a re-read asks
+    the clinician to launch again (``ReauthorizationNeeded``)."""
     launch.prefilled_at = timezone.now()
     launch.prefill_outcomes, launch.prefill_seconds = found.outcomes, found.seconds
     launch.prefill_warnings, launch.prefill_set_aside = found.warnings[:100], set_aside
-    launch.access_token = ""
-    if not launch.refresh_token:
-        launch.token_expires_at = None  # nothing left to use or to clear at expiry
+    if found.patient is not None and found.patient.name:
+        launch.patient_name = found.patient.name[:300]
     fields = ["prefilled_at", "prefill_outcomes", "prefill_seconds", "prefill_warnings", "prefill_set_aside"]
-    launch.save(update_fields=[*fields, "access_token", "token_expires_at", "updated_at"])
+    launch.save(update_fields=[*fields, "patient_name", "updated_at"])
 
 
 def launch_prefill(*, launch: Launch) -> bool:
@@ -184,7 +199,9 @@ def launch_prefill(*, launch: Launch) -> bool:
 
     The reads run before the transaction (no lock is held across EHR round trips); under the launch's row lock
     the mark is re-checked, so two concurrent first visits make one set of drafts. A failure rolls the whole
-    transaction back, leaving the launch unmarked, so the next visit retries. Raises ``ReauthorizationNeeded``.
+    transaction back, leaving the launch unmarked, so the next visit retries; so does a temporary failure of the
+    reads (``EHRUnavailable``: no draft, nothing recorded). Raises ``ReauthorizationNeeded``,
+    ``RefreshUnavailable`` or ``EHRUnavailable``.
     """
     if launch.prefilled_at is not None:
         return False
@@ -202,10 +219,15 @@ def launch_reread(*, launch: Launch) -> None:
     """Read the EHR again for a launch already pre-filled ("re-read from the EHR"): refresh its drafts, warnings
     and set-aside list from the current EHR data. Signed orders are untouched.
 
-    Refreshes an expired access token first (``ehr.tokens``); raises ``ReauthorizationNeeded`` when it cannot,
-    and the drafts stay as they are.
+    Uses the stored access token while it lives, else refreshes it (``ehr.tokens``); raises
+    ``ReauthorizationNeeded`` when it cannot, ``RefreshUnavailable`` or ``EHRUnavailable`` when the EHR did not
+    answer: the drafts then stay as they are.
     """
-    found = _gather(launch)
+    try:
+        found = _gather(launch)
+    except EHRUnavailable as exc:
+        message = "The EHR could not be reached just now; nothing was changed. Please try Re-read again in a moment."
+        raise EHRUnavailable(exc.reads, message) from exc
     with transaction.atomic():
         locked = Launch.objects.select_for_update().select_related("site").get(pk=launch.pk)
         _record_prefill(locked, found, order_drafts_create(launch=locked, found=found))

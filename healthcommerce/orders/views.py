@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -26,7 +27,7 @@ from healthcommerce.ehr.services import launch_access
 from healthcommerce.orders.errors import ProductMismatch
 from healthcommerce.orders.forms import OrderForm
 from healthcommerce.orders.models import Order
-from healthcommerce.orders.prefill import can_sign
+from healthcommerce.orders.prefill import REQUEST_MODELS, can_sign, named_requests
 from healthcommerce.orders.selectors import (
     order_access,
     order_clinician_status,
@@ -52,8 +53,20 @@ def _warnings(launch: Launch) -> list[str]:
     return failed + list(launch.prefill_warnings)
 
 
+def _launch_orders(launch: Launch) -> QuerySet[Order]:
+    """The orders this launch's pre-fill made or found: its own and those it shares with another launch."""
+    return Order.objects.filter(Q(launch=launch) | Q(launches=launch)).distinct()
+
+
+def _requests_unread(launch: Launch) -> bool:
+    """Return True when a read of the EHR's requests (named or searched) failed: "no request found" would be false."""
+    return any(
+        code != "success" for label, code in launch.prefill_outcomes.items() if label.split("/")[0] in REQUEST_MODELS
+    )
+
+
 def _context(launch: Launch, **extra: Any) -> dict[str, Any]:
-    drafts = Order.objects.filter(launch=launch, status=Order.Status.DRAFT).select_related("product")
+    drafts = _launch_orders(launch).filter(status=Order.Status.DRAFT).select_related("product")
     return {
         "launch": launch,
         "drafts": drafts,
@@ -61,6 +74,7 @@ def _context(launch: Launch, **extra: Any) -> dict[str, Any]:
         "warnings": _warnings(launch),
         "banner": _banner(launch),
         "can_sign": can_sign(launch.fhir_user),
+        "requests_unread": _requests_unread(launch),
         **extra,
     }
 
@@ -79,31 +93,52 @@ def _audit_view(launch: Launch, target: str, page: str) -> None:
 
 
 def _banner(launch: Launch) -> dict[str, Any] | None:
+    """The patient banner: the name pre-fill kept on the launch (whether or not it made a draft), the birth date
+    from one of its orders when it has one; None when the EHR shows its own banner."""
     if not launch.need_patient_banner:
         return None
     # patient_name is encrypted (no lookups): a launch has a handful of drafts, so pick in Python.
-    order = next((o for o in Order.objects.filter(launch=launch) if o.patient_name), None)
-    return {"name": order.patient_name if order else "", "birth_date": order.patient_birth_date if order else None}
+    order = next((o for o in _launch_orders(launch) if o.patient_name), None)
+    name = launch.patient_name or (order.patient_name if order else "")
+    return {"name": name, "birth_date": order.patient_birth_date if order else None}
 
 
 @never_cache
 @require_http_methods(["GET"])
 def launch_home(request: HttpRequest, launch_id: UUID) -> HttpResponse:
     """Pre-fill on the first visit, then list this launch's drafts, the requests set apart (not ordered through
-    this app) and the patient's earlier orders. A single draft with nothing else to show opens directly,
-    unless ``?all=1``."""
+    this app) and the patient's earlier orders.
+
+    Opens a draft directly, unless ``?all=1``: on the visit that pre-filled, the draft of the one request the
+    launch names (``fhirContext`` or ``appContext``), even when the patient has earlier orders (the form links
+    back here for them); on any visit, a single draft with nothing else to show. A temporary EHR failure during
+    pre-fill shows a 503 page saying to reload (nothing was recorded, so the reload reads again).
+    """
     try:
         launch = launch_access(launch_id=launch_id, session=request.session)
-        launch_prefill(launch=launch)
+        first_visit = launch_prefill(launch=launch)
     except HealthcommerceError as exc:
-        return render_error(request, exc)
+        title = "The EHR could not be reached" if exc.temporary else "We could not continue"
+        response = render_error(request, exc, title=title)
+        if exc.temporary:
+            response["Retry-After"] = "5"
+        return response
     _audit_view(launch, f"Patient/{launch.patient_id}", "orders:launch")
     context = _context(launch, previous=orders_for_patient(launch=launch))
     drafts = list(context["drafts"])
+    named = named_requests(launch)
+    if first_visit and len(named) == 1 and not request.GET.get("all"):
+        chosen = [draft for draft in drafts if draft.request_reference == named[0]]
+        if chosen:
+            return _open(launch, chosen[0])
     alone = not (context["previous"] or context["warnings"] or context["set_aside"] or request.GET.get("all"))
     if len(drafts) == 1 and alone:
-        return HttpResponseRedirect(reverse("orders:order", kwargs={"launch_id": launch.pk, "order_id": drafts[0].pk}))
+        return _open(launch, drafts[0])
     return render(request, "orders/launch.html", context)
+
+
+def _open(launch: Launch, order: Order) -> HttpResponse:
+    return HttpResponseRedirect(reverse("orders:order", kwargs={"launch_id": launch.pk, "order_id": order.pk}))
 
 
 @never_cache
@@ -202,7 +237,9 @@ def _quote_shown(quote: Quote) -> dict[str, Any]:
 
 
 def _reread(request: HttpRequest, launch: Launch) -> HttpResponse:
-    """Read the EHR again (refreshing an expired token); without a way to refresh, say to relaunch, keep drafts."""
+    """Read the EHR again with the launch's access token while it lives (refreshing an expired one when the EHR
+    granted a refresh token); when it cannot, say why and what to do (launch again, or try again in a moment for a
+    temporary failure); the drafts are kept either way."""
     try:
         launch_reread(launch=launch)
     except HealthcommerceError as exc:

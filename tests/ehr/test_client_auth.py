@@ -86,7 +86,7 @@ def test_a_wrong_secret_ends_in_a_clear_page_not_a_500(client, sandbox_ehr, sett
     result = complete_launch(client, sandbox_ehr, patient="pat014")
     assert result.launch_id is None
     assert result.response.status_code == 400
-    assert b"did not authorize" in result.response.content
+    assert b"refused this app&#x27;s set-up" in result.response.content  # for IT, with a reference (issue 18)
 
 
 def test_a_site_added_with_its_own_private_key_signs_with_it_even_when_a_shared_key_is_active(

@@ -131,3 +131,64 @@ def test_scopes_compare_by_permission_so_writes_reads_and_split_grants_add_up():
     assert scopes_missing(requested="patient/Observation.rs", granted=limited) == ["patient/Observation.rs"]
     assert scopes_missing(requested=limited, granted="patient/Observation.rs") == []
     assert scopes_missing(requested="launch/patient", granted="LAUNCH/PATIENT") == []
+
+
+# --- Session fixation and the EHR's set-up errors (issue 18) -------------------------------------------------
+
+
+def test_a_planted_session_id_no_longer_works_after_the_callback(client, ehr_site, sandbox_ehr, settings):
+    from django.test import Client
+
+    attacker = Client()
+    attacker.get("/smart/launch", sandbox_launch(sandbox_ehr, patient="pat013"))  # any visit gives a session
+    planted = attacker.cookies[settings.SESSION_COOKIE_NAME].value
+    client.cookies[settings.SESSION_COOKIE_NAME] = planted  # the victim's browser now carries it
+    earlier = complete_launch(client, sandbox_ehr, patient="pat013")
+
+    result = complete_launch(client, sandbox_ehr, patient="pat014", request="DeviceRequest/devreq021")
+
+    assert result.launch_id
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value != planted  # renewed at the callback
+    assert attacker.get(f"/o/{result.launch_id}/").status_code == 404
+    assert attacker.get(f"/o/{earlier.launch_id}/").status_code == 404
+    assert client.get(f"/o/{result.launch_id}/", follow=True).status_code == 200
+    assert client.get(f"/o/{earlier.launch_id}/", follow=True).status_code == 200  # the launches it owned stay
+
+
+def test_a_client_the_ehr_does_not_accept_is_a_set_up_problem_for_it_with_a_reference(client, ehr_site, sandbox_ehr):
+    # The sandbox registered test-app as a public client; a secret it does not know is refused as invalid_client.
+    ehr_site.auth_method, ehr_site.client_secret = ehr_site.AuthMethod.CLIENT_SECRET_BASIC, "not-the-secret"
+    ehr_site.save()
+
+    result = complete_launch(client, sandbox_ehr, patient="pat014")
+
+    html = result.response.content.decode()
+    assert result.launch_id is None and result.response.status_code == 400
+    assert "token_invalid_client" in html and "IT" in html
+    assert "launching again will not" in html.lower() or "not something launching again will fix" in html
+    assert "Please launch the app again" not in html
+    reference = result.response["X-Request-ID"]
+    assert reference and reference in html
+    assert Launch.objects.get().error_code == "token_invalid_client"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "says"),
+    [
+        ("unauthorized_client", 400, "contact your hospital"),
+        ("invalid_scope", 400, "contact your hospital"),
+        ("temporarily_unavailable", 400, "try again in a moment"),
+        ("server_error", 400, "try again in a moment"),
+    ],
+)
+def test_an_authorization_error_says_whether_it_is_set_up_or_temporary(
+    client, ehr_site, sandbox_ehr, error, status, says
+):
+    response = client.get("/smart/launch", sandbox_launch(sandbox_ehr, patient="pat014"))
+    state = parse_qs(urlsplit(response["Location"]).query)["state"][0]
+
+    refused = client.get("/smart/callback", {"state": state, "error": error})
+
+    html = refused.content.decode()
+    assert refused.status_code == status and says in html
+    assert f"authorize_{error}" in html

@@ -24,7 +24,7 @@ from joserfc.jwk import RSAKey
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr import tokens
-from healthcommerce.ehr.errors import ReauthorizationNeeded
+from healthcommerce.ehr.errors import ReauthorizationNeeded, RefreshUnavailable
 from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
 from tests.conftest import SandboxEHR, complete_launch, sandbox_database_copy, sandbox_server
@@ -225,7 +225,7 @@ def test_without_a_refresh_token_the_clinician_is_asked_to_relaunch(client, site
 
 
 @pytest.mark.django_db
-def test_an_unreachable_token_endpoint_asks_to_relaunch_and_keeps_the_refresh_token(
+def test_an_unreachable_token_endpoint_says_try_again_and_keeps_the_refresh_token(
     client, site, refresh_sandbox, monkeypatch
 ):
     launch = launched(client, refresh_sandbox)
@@ -234,10 +234,11 @@ def test_an_unreachable_token_endpoint_asks_to_relaunch_and_keeps_the_refresh_to
     dead = {"authorization_endpoint": "http://127.0.0.1:9/authorize", "token_endpoint": "http://127.0.0.1:9/token"}
     monkeypatch.setattr(tokens, "discover", lambda site: dead)
 
-    with pytest.raises(ReauthorizationNeeded) as needed:
+    with pytest.raises(RefreshUnavailable) as needed:
         launch_access_token(launch)
 
-    assert needed.value.code == "refresh_unreachable"
+    assert needed.value.code == "refresh_unreachable" and needed.value.temporary
+    assert "try again in a moment" in needed.value.message
     assert Launch.objects.get(pk=launch.pk).refresh_token == refresh_token
     assert refresh_audits("refresh_unreachable") == 1
 
@@ -431,18 +432,22 @@ def test_re_read_without_a_refresh_token_says_to_relaunch_and_keeps_the_draft(
 
 
 @pytest.mark.django_db
-def test_pre_fill_clears_the_access_token_and_keeps_only_the_refresh_token(client: Any, site: EHRSite, refresh_sandbox):
+def test_pre_fill_keeps_both_tokens_and_re_read_renews_an_expired_access_token(
+    client: Any, site: EHRSite, refresh_sandbox
+):
     launch = launched(client, refresh_sandbox)
     assert launch.access_token and launch.refresh_token
     order_path = open_draft(client, launch)
     after = Launch.objects.get(pk=launch.pk)
     assert after.prefilled_at is not None
-    assert after.access_token == "" and after.refresh_token  # (rotated already: the sandbox's tokens last 2 s)
-    assert after.token_expires_at is not None  # a token is still held: cleared when the launch expires
+    assert after.access_token and after.refresh_token  # kept (encrypted) for the access token's lifetime
+    assert after.token_expires_at is not None
     refreshes = refresh_audits()
+    time.sleep(TTL + 0.5)  # the sandbox's access token has expired
 
     page = client.post(order_path, {"action": "reread"}, follow=True)  # a new access token from the refresh token
     assert b"Read again from the EHR." in page.content
     again = Launch.objects.get(pk=launch.pk)
-    assert again.access_token == "" and again.refresh_token not in ("", after.refresh_token)
+    assert again.access_token not in ("", after.access_token)
+    assert again.refresh_token not in ("", after.refresh_token)
     assert refresh_audits() == refreshes + 1

@@ -88,19 +88,25 @@ def test_beat_purges_launches_ended_a_day_ago_and_expired_sessions_and_audits_it
     assert launches_purge().launches == 0  # idempotent
 
 
-def test_beat_clears_the_tokens_of_expired_launches_and_audits_it(site: EHRSite) -> None:
+def test_beat_clears_the_tokens_of_expired_launches_and_expired_access_tokens_and_audits_it(site: EHRSite) -> None:
     now = timezone.now()
     held = {"access_token": "a-token", "refresh_token": "r-token", "token_expires_at": now + timedelta(minutes=5)}
     expired = Launch.objects.create(site=site, state="s-exp", expires_at=now - timedelta(seconds=1), **held)
     live = Launch.objects.create(site=site, state="s-live", expires_at=now + timedelta(minutes=30), **held)
+    spent = held | {"token_expires_at": now - timedelta(seconds=1)}
+    lapsed = Launch.objects.create(site=site, state="s-lapsed", expires_at=now + timedelta(minutes=30), **spent)
 
-    assert clear_tokens() == 1
+    assert clear_tokens() == 2
 
     cleared = Launch.objects.get(pk=expired.pk)
     assert (cleared.access_token, cleared.refresh_token, cleared.token_expires_at) == ("", "", None)
     kept = Launch.objects.get(pk=live.pk)
     assert (kept.access_token, kept.refresh_token) == ("a-token", "r-token")
+    # A live launch whose access token expired keeps only its refresh token, until the launch itself expires.
+    access_gone = Launch.objects.get(pk=lapsed.pk)
+    assert (access_gone.access_token, access_gone.refresh_token) == ("", "r-token")
+    assert access_gone.token_expires_at == access_gone.expires_at
     row = AuditEvent.objects.get(action="retention.purge", target="Launch.tokens")
-    assert row.detail == {"launches": 1} and row.actor == "system:retention"
+    assert row.detail == {"launches": 1, "access_tokens": 1} and row.actor == "system:retention"
     assert launch_tokens_clear() == 0  # idempotent, and a run that clears nothing writes no audit row
     assert AuditEvent.objects.filter(target="Launch.tokens").count() == 1

@@ -137,11 +137,13 @@ def test_odd_context_items_and_lifetimes_are_dropped_not_fatal():
     assert timedelta(minutes=59) < record.token_expires_at - timezone.now() <= timedelta(hours=1)
 
 
-def test_pre_fill_clears_the_access_token_and_without_a_refresh_token_holds_none(client, ehr_site, sandbox_ehr):
+def test_pre_fill_keeps_the_access_token_for_its_lifetime_and_the_patients_name(client, ehr_site, sandbox_ehr):
     launch = launched(client, sandbox_ehr, patient="pat014", request="DeviceRequest/devreq021")
     assert launch.access_token and not launch.refresh_token
+    expires_at = launch.token_expires_at
 
     assert services.launch_prefill(launch=launch) is True
     after = Launch.objects.get(pk=launch.pk)
-    assert (after.access_token, after.refresh_token, after.token_expires_at) == ("", "", None)
+    assert (after.access_token, after.refresh_token, after.token_expires_at) == (launch.access_token, "", expires_at)
+    assert after.patient_name == "Theodor Alan Roosevelt"
     assert Order.objects.filter(launch=launch).exists()
