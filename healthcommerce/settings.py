@@ -62,9 +62,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "axes",
+    "healthcommerce.core.apps.LoginLockoutsConfig",  # django-axes, named for the admin index
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "healthcommerce.core.apps.TwoFactorDevicesConfig",  # django_otp.plugins.otp_totp, named for the admin index
     "localflavor",  # US state names and ZIP code fields, with their translations
     "simple_history",  # who changed an EHR site, its code mappings and rules, and when (docs/adr/0019)
     "healthcommerce.core",

@@ -59,6 +59,9 @@ class StaffAdminSite(OTPAdminSite):
     ``OTPAdminSite`` kept under the name ``admin``, so ``admin:`` URL names and ``/admin/`` stay as they were."""
 
     login_form = StaffAuthenticationForm
+    site_header = "healthcommerce administration"  # the page header (Django's default: "Django administration")
+    site_title = "healthcommerce admin"  # the end of every <title>
+    index_title = "Orders, EHR sites and integrations"  # the index page's heading
 
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)

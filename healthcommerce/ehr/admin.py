@@ -75,7 +75,7 @@ class EHRSiteForm(forms.ModelForm):
     iss = forms.URLField(
         max_length=500,
         assume_scheme="https",
-        label="Iss",
+        label=EHRSite._meta.get_field("iss").verbose_name.capitalize(),
         help_text=EHRSite._meta.get_field("iss").help_text,
         widget=forms.URLInput(attrs={"class": "vURLField"}),
     )
