@@ -474,6 +474,8 @@ AXES_PARAMETER_LIMITS = {"username": 20}
 AXES_HANDLER = "healthcommerce.core.lockout.StaffLockoutHandler"
 AXES_COOLOFF_TIME = 1  # hours
 AXES_CLIENT_IP_CALLABLE = "healthcommerce.core.clientip.client_ip"
+# A locked-out login gets the login page with the message every refused login gets (it never says which failed).
+AXES_LOCKOUT_CALLABLE = "healthcommerce.core.adminsite.staff_lockout_response"
 # TOTP (RFC 6238): the issuer shown in authenticator apps; codes one 30-second step either side are accepted.
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="healthcommerce")
 # The admin never shows a device's secret (no key field, no QR code page): `manage.py staff_totp add` shows it once.
