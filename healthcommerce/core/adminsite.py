@@ -27,7 +27,6 @@ from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 from django_otp.models import Device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-
 LOGIN_REFUSED = (
     "Login refused. Check your username, password and the current code from your authenticator app, then try "
     "again. After repeated failures logins for the account are paused for up to an hour; another administrator "
