@@ -45,4 +45,8 @@ class AuditEvent(BaseModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target} {self.outcome}"
+        """The row in one line, a patient's FHIR id hidden (``str`` reaches page titles, checkboxes and logs)."""
+        from healthcommerce.core.roles import mask_reference
+
+        target = mask_reference(self.target)
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {target} {self.outcome}"

@@ -35,6 +35,18 @@ def sees_phi(user: Any) -> bool:
     return bool(user.is_superuser or user.groups.filter(name=ADMIN).exists())
 
 
+PATIENT_REFERENCE_PREFIX = "Patient/"
+
+
+def mask_reference(reference: str) -> str:
+    """Return a FHIR-style reference with a patient's id hidden: ``Patient/pat014`` -> ``Patient/(hidden)``; any
+    other reference (``Order/<uuid>``, ``EHRSite/<uuid>``) unchanged. A patient's FHIR id is PHI (an identifier
+    that leads to the chart); an order's or a site's UUID is not."""
+    if reference.startswith(PATIENT_REFERENCE_PREFIX):
+        return f"{PATIENT_REFERENCE_PREFIX}{MASK}"
+    return reference
+
+
 def _masked_display(name: str, label: str) -> Callable[[Any], str]:
     def shown(obj: Any) -> str:
         return MASK
