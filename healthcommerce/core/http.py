@@ -21,6 +21,26 @@ from healthcommerce.core.errors import OutboundRefused
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
+def url_problem(value: str, *, origin: bool = False) -> str | None:
+    """Return why ``value`` is not an https URL (http only on localhost: ``check_url``), or not an origin
+    (``scheme://host[:port]``) when ``origin``; ``None`` when it is fine. Used where people type URLs: the site
+    record import (golive/siterecord.py) and the EHR site admin form (ehr/admin.py)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return f"{value!r} is not a URL"
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        return f"{value!r} is not an http(s) URL"
+    try:
+        check_url(value)  # the outbound client's own rule
+    except OutboundRefused:
+        return f"{value!r} must be https (http only on localhost)"
+    if origin and (parts.path or parts.query or parts.fragment or parts.username):
+        return f"{value!r} must be an origin: scheme://host[:port], no path"
+    return None
+
+
 def check_url(url: str) -> None:
     """Raise ``OutboundRefused`` unless ``url`` is https, or http to a loopback host."""
     parts = urlsplit(url)

@@ -21,6 +21,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import FieldDoesNotExist
 from django.http import HttpRequest
+from django.utils.text import capfirst
 
 ADMIN = "admin"
 SUPPORT = "support"
@@ -79,7 +80,7 @@ class PhiMaskedAdmin(admin.ModelAdmin):
         masked = f"{_PREFIX}{name}"
         if not hasattr(self, masked):
             try:
-                label = str(self.model._meta.get_field(name).verbose_name).capitalize()
+                label = capfirst(str(self.model._meta.get_field(name).verbose_name))
             except FieldDoesNotExist:  # an admin display method
                 label = str(getattr(getattr(self, name, None), "short_description", name.replace("_", " ")))
             setattr(self, masked, _masked_display(name, label))

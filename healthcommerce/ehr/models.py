@@ -50,6 +50,14 @@ class Writeback(models.TextChoices):
     DOCUMENT_REFERENCE = "document_reference", "A DocumentReference (clinical note)"
 
 
+# The on/off quirks a site can have (keys of ``EHRSite.quirks``, docs/extending.md "Add a site quirk"): the admin
+# offers one checkbox each. A key not listed here (from an older import) is kept, edited as JSON.
+QUIRKS = {
+    "epic_client_id_header": "Send Epic-Client-ID on the metadata request (ehr/discovery.py)",
+    "authorize_post": "Send the authorize request as a form POST, not a redirect (ehr/services.py launch_start)",
+}
+
+
 class EHRSite(BaseModel):
     """One registered EHR (one health system's FHIR server), keyed by its FHIR base URL, ``iss``.
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import jsonschema
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -26,8 +25,8 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
-from healthcommerce.core.errors import HealthcommerceError, NotFound, OutboundRefused
-from healthcommerce.core.http import check_url
+from healthcommerce.core.errors import HealthcommerceError, NotFound
+from healthcommerce.core.http import url_problem
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
 
 FORMAT = "healthcommerce-site-record/1"
@@ -196,20 +195,7 @@ def _schema_errors(record: object) -> list[str]:
 
 def _url_problem(value: str, *, origin: bool = False) -> str | None:
     """Return why ``value`` is not an https URL (http only on localhost), or an origin when ``origin``; or None."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (raises ValueError on a bad port)
-    except ValueError:
-        return f"{value!r} is not a URL"
-    if not parts.hostname or parts.scheme not in ("https", "http"):
-        return f"{value!r} is not an http(s) URL"
-    try:
-        check_url(value)  # the outbound client's own rule
-    except OutboundRefused:
-        return f"{value!r} must be https (http only on localhost)"
-    if origin and (parts.path or parts.query or parts.fragment or parts.username):
-        return f"{value!r} must be an origin: scheme://host[:port], no path"
-    return None
+    return url_problem(value, origin=origin)
 
 
 def _check_urls(record: dict[str, Any]) -> list[str]:
