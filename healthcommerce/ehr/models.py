@@ -53,8 +53,8 @@ class Writeback(models.TextChoices):
 # The on/off quirks a site can have (keys of ``EHRSite.quirks``, docs/extending.md "Add a site quirk"): the admin
 # offers one checkbox each. A key not listed here (from an older import) is kept, edited as JSON.
 QUIRKS = {
-    "epic_client_id_header": "Send Epic-Client-ID on the metadata request (ehr/discovery.py)",
-    "authorize_post": "Send the authorize request as a form POST, not a redirect (ehr/services.py launch_start)",
+    "epic_client_id_header": "Epic-Client-ID header on metadata",  # ehr/discovery.py
+    "authorize_post": "Authorize by form POST, not redirect",  # ehr/services.py launch_start
 }
 
 

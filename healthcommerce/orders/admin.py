@@ -26,7 +26,7 @@ def _clipped(text: str) -> str:
 
 class OrderEventInline(admin.TabularInline):
     """The order's timeline, read-only; long actors and details are clipped with the whole text as a tooltip and
-    every cell wraps, so the table fits the page at 1280 px (``static/admin/orders.css``)."""
+    every cell wraps, so the table fits the page at 1280 px (``static/admin/healthcommerce.css``)."""
 
     model = OrderEvent
     extra = 0
@@ -91,18 +91,30 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
     )
 
     # What an admin scans for: which order, where it stands, whether the patient paid, where the parcel is.
-    list_display = ["reference", "status", "payment", "fulfillment_status", "site", "product", "signed_at"]
+    list_display = ["reference", "status", "payment", "shipment", "site_name", "signed"]
     list_filter = [OrderStatusFilter, "fulfillment_status", "site"]
     search_fields = ["reference"]
     inlines = [OrderEventInline]
     actions = ["cancel_orders"]
 
-    class Media:
-        css = {"all": ["admin/orders.css"]}
-
     def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
         """Orders with what the payment column reads (``orders_with_payment``) and their site and product."""
-        return orders_with_payment(super().get_queryset(request).select_related("site", "product"))
+        return orders_with_payment(super().get_queryset(request).select_related("site"))
+
+    @admin.display(description="Shipment", ordering="fulfillment_status")
+    def shipment(self, obj: Order) -> str:
+        """Where the parcel is, as the commerce backend reports it (``fulfillment_status``)."""
+        return obj.get_fulfillment_status_display() if obj.fulfillment_status else "-"
+
+    @admin.display(description="Signed (UTC)", ordering="signed_at")
+    def signed(self, obj: Order) -> str:
+        """When it was signed, short (``2026-12-06 14:20``)."""
+        return obj.signed_at.strftime("%Y-%m-%d %H:%M") if obj.signed_at else "-"
+
+    @admin.display(description="Site", ordering="site__name")
+    def site_name(self, obj: Order) -> str:
+        """The site's name (its ``str`` adds the FHIR base URL, too wide for a column)."""
+        return obj.site.name
 
     @admin.display(description="Payment")
     def payment(self, obj: Order) -> str:

@@ -120,7 +120,7 @@ class Order(BaseModel):
     terms_version = models.CharField(max_length=20, blank=True)
     # Retention (orders.services.orders_phi_purge): when the PHI columns of this closed order were blanked.
     phi_purged_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the PHI of this closed order was purged."
+        verbose_name="PHI purged at", null=True, blank=True, help_text="When the PHI of this closed order was purged."
     )
 
     class Meta:

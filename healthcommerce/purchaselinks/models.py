@@ -35,7 +35,7 @@ class PurchaseLink(BaseModel):
     sms_sent_at = models.DateTimeField(verbose_name="SMS sent at", null=True, blank=True)
     purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.LINK)
     # Retention: when ``sent_to``/``sms_sent_to`` were blanked (the order's PHI went; the link is revoked).
-    phi_purged_at = models.DateTimeField(null=True, blank=True)
+    phi_purged_at = models.DateTimeField(verbose_name="PHI purged at", null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Link for {self.order.reference}"

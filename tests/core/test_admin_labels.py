@@ -12,7 +12,7 @@ from django.test import Client, RequestFactory
 
 # Written upper case wherever they appear in a label (a word in parentheses is a literal name, e.g. "(kid)").
 ACRONYMS = {
-    "cds", "ehr", "fhir", "hcpcs", "http", "id", "ip", "jku", "jwk", "jwks", "npi", "otp", "pem", "pkce", "sku",
+    "cds", "ehr", "fhir", "hcpcs", "http", "id", "ip", "jku", "jwk", "jwks", "npi", "otp", "pem", "phi", "pkce", "sku",
     "smart", "sms", "totp", "uri", "url",
 }  # fmt: skip
 # Field-name fragments that are not words: each needs its real name in the label.
