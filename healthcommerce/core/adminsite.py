@@ -79,7 +79,7 @@ class StaffAuthenticationForm(OTPAdminAuthenticationForm):
         try:
             return super().clean()
         except ValidationError as exc:
-            if self.user_cache is not None:
+            if self.get_user() is not None:
                 # the password was right: axes counts this attempt like a wrong password
                 user_login_failed.send(
                     sender=__name__,

@@ -233,7 +233,7 @@ class EHRSiteForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         """Put the quirks back together: each ticked known quirk ``true``, the other keys as written."""
-        cleaned = super().clean()
+        cleaned: dict[str, Any] = super().clean() or {}
         other = cleaned.get("other_quirks") or {}
         clash = sorted(set(other) & set(QUIRKS))
         if clash:
@@ -295,7 +295,7 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
         if not obj.discovery:
             return "-"
         text = json.dumps(obj.discovery, indent=2, sort_keys=True, ensure_ascii=False)
-        return format_html('<pre style="max-height: 20em; overflow: auto; white-space: pre-wrap">{}</pre>', text)
+        return format_html('<pre class="hc-json">{}</pre>', text)
 
     @admin.display(description="Client secret")
     def client_secret_status(self, obj: EHRSite) -> str:
