@@ -1,4 +1,5 @@
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,7 @@ class LinesField(forms.Field):
     Cleans to ``list[str]``; shows a stored list one item per line."""
 
     widget = forms.Textarea(attrs={"rows": 3, "cols": 60, "spellcheck": "false"})
+    words = False  # True: a line may hold several items separated by spaces
 
     def __init__(self, *, check: Callable[[str], str | None], **kwargs: Any) -> None:
         self.check = check
@@ -79,13 +81,11 @@ class LinesField(forms.Field):
         items: list[str] = []
         errors = []
         for number, line in enumerate(str(value or "").splitlines(), start=1):
-            item = line.strip()
-            if not item:
-                continue
-            if problem := self.check(item):
-                errors.append(forms.ValidationError(f"Line {number}: {problem}.", code="bad_line"))
-            elif item not in items:
-                items.append(item)
+            for item in line.split() if self.words else [line.strip()] if line.strip() else []:
+                if problem := self.check(item):
+                    errors.append(forms.ValidationError(f"Line {number}: {problem}.", code="bad_line"))
+                elif item not in items:
+                    items.append(item)
         if errors:
             raise forms.ValidationError(errors)
         return items
@@ -129,6 +129,33 @@ class JSONObjectField(forms.JSONField):
         if not isinstance(parsed, dict):
             raise forms.ValidationError('Write a JSON object, e.g. {"name": true}, not a list or a value.')
         return parsed
+
+
+class ScopesField(LinesField):
+    """SMART scopes (stored space-separated in a text column) edited one per line; a line holding several scopes
+    separated by spaces is split. Cleans to the space-separated string the model stores."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value.split()) if isinstance(value, str) else super().prepare_value(value)
+
+    words = True
+
+    def clean(self, value: Any) -> str:
+        return " ".join(super().clean(value))
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.clean(data) != " ".join(str(initial or "").split())
+        except forms.ValidationError:
+            return True
+
+
+_SCOPE = re.compile(r"^[A-Za-z0-9_.:/*?=&|\-]+$")
+
+
+def _scope_line(value: str) -> str | None:
+    """Why ``value`` is not one SMART scope (``launch``, ``patient/Patient.rs``, ``system/Communication.c``)."""
+    return None if _SCOPE.match(value) else f"{value!r} is not a scope (letters, digits and _ . : / * ? = & | -)"
 
 
 def _url_line(value: str) -> str | None:
@@ -175,6 +202,19 @@ class EHRSiteForm(forms.ModelForm):
         check=_url_line,
         label=capfirst(EHRSite._meta.get_field("cds_jku_allowlist").verbose_name),
         help_text="One URL per line: the JWKS URLs (jku) the EHR's CDS Hooks JWTs may name.",
+    )
+    scopes = ScopesField(
+        check=_scope_line,
+        required=True,
+        label="Scopes",
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 40, "spellcheck": "false"}),
+        help_text="One SMART scope per line, asked for at launch.",
+    )
+    backend_scopes = ScopesField(
+        check=_scope_line,
+        label="Backend scopes",
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40, "spellcheck": "false"}),
+        help_text="One system/ scope per line for backend services, e.g. system/Patient.rs.",
     )
     quirks = forms.MultipleChoiceField(
         required=False,

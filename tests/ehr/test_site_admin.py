@@ -182,3 +182,14 @@ def test_the_site_record_round_trips_what_the_admin_saved(admin_client, site) ->
     record = site_record_export(site=EHRSite.objects.get(pk=site.pk))
     assert record["frame_origins"] == ["https://epic.harbor.example"]
     assert record["quirks"] == {"authorize_post": True}
+
+
+def test_scopes_are_edited_one_per_line_and_stored_space_separated(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    page = html.unescape(admin_client.get(f"{SITES}{site.pk}/change/").content.decode())
+    assert ">\nlaunch\nopenid\n" in page
+    scopes = "launch\nopenid fhirUser\n\npatient/Patient.rs"
+    response = admin_client.post(f"{SITES}{site.pk}/change/", form(site, scopes=scopes))
+    assert response.status_code == 302
+    assert EHRSite.objects.get(pk=site.pk).scopes == "launch openid fhirUser patient/Patient.rs"
+    bad = admin_client.post(f"{SITES}{site.pk}/change/", form(site, scopes="launch\npatient/Patient.rs,openid"))
+    assert "Line 2: 'patient/Patient.rs,openid' is not a scope" in html.unescape(bad.content.decode())
