@@ -99,9 +99,16 @@ class AuditEventAdmin(AuditedAdminMixin, admin.ModelAdmin):
         """The row's fields; ``target`` masked for staff who do not see PHI."""
         return self._swap_target(request, list(super().get_readonly_fields(request, obj)))
 
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> list[Any] | None:
+        """For staff who do not see PHI, the raw ``target`` never reaches the form (only its masked twin shows)."""
+        excluded = super().get_exclude(request, obj)
+        if self._sees_phi(request):
+            return None if excluded is None else list(excluded)
+        return [*(excluded or ()), "target"]
+
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
-        """The row's fields in model order; ``target`` masked for staff who do not see PHI."""
-        return self._swap_target(request, list(super().get_fields(request, obj)))
+        """The row's fields in model order, each once; ``target`` masked for staff who do not see PHI."""
+        return list(dict.fromkeys(self._swap_target(request, list(super().get_fields(request, obj)))))
 
     def get_search_fields(self, request: HttpRequest) -> list[Any]:
         """Search actor, action and launch; ``target`` (which can hold a patient's id) only for staff who see PHI."""

@@ -30,6 +30,8 @@ def test_support_sees_a_patients_fhir_id_masked_in_the_audit_list_and_row(patien
     pages = client.get(LIST).content.decode() + client.get(f"{LIST}{patient_row.pk}/change/").content.decode()
     assert "pat014" not in pages
     assert "Patient/(hidden)" in pages and "Order/42" in pages
+    row = client.get(f"{LIST}{patient_row.pk}/change/").content.decode()
+    assert row.count("Target:</label>") == 1
 
 
 def test_support_cannot_find_audit_rows_by_a_patients_fhir_id(patient_row, django_user_model) -> None:
