@@ -306,7 +306,8 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
     and changing are audited; "History" lists every change, who and when, without the secrets."""
 
     form = EHRSiteForm
-    list_display = ["name", "vendor", "iss", "client_id", "auth_method", "is_active", "writeback", "discovered_at"]
+    # Which site, which EHR, on or off; client, auth method and discovery are on the site's page (fits 1280 px).
+    list_display = ["name", "vendor", "iss", "is_active", "writeback"]
     list_filter = ["vendor", "auth_method", "is_active", "sms_enabled", "backend_services", "cds_hooks_enabled"]
     search_fields = ["name", "iss", "client_id"]
     readonly_fields = [

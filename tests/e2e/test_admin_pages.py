@@ -40,6 +40,8 @@ MUST_FIT = {
     "ehr-ehrsite-change",
     "catalog-product-change",
     "readiness",
+    "audit-auditevent",
+    "ehr-ehrsite",
 }
 
 
