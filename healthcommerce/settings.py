@@ -63,9 +63,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "axes",
+    "healthcommerce.core.apps.LoginLockoutsConfig",  # django-axes, named for the admin index
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "healthcommerce.core.apps.TwoFactorDevicesConfig",  # django_otp.plugins.otp_totp, named for the admin index
     "localflavor",  # US state names and ZIP code fields, with their translations
     "simple_history",  # who changed an EHR site, its code mappings and rules, and when (docs/adr/0019)
     "healthcommerce.core",
@@ -489,6 +489,8 @@ AXES_PARAMETER_LIMITS = {"username": 20}
 AXES_HANDLER = "healthcommerce.core.lockout.StaffLockoutHandler"
 AXES_COOLOFF_TIME = 1  # hours
 AXES_CLIENT_IP_CALLABLE = "healthcommerce.core.clientip.client_ip"
+# A locked-out login gets the login page with the message every refused login gets (it never says which failed).
+AXES_LOCKOUT_CALLABLE = "healthcommerce.core.adminsite.staff_lockout_response"
 # TOTP (RFC 6238): the issuer shown in authenticator apps; codes one 30-second step either side are accepted.
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="healthcommerce")
 # The admin never shows a device's secret (no key field, no QR code page): `manage.py staff_totp add` shows it once.

@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class AuditConfig(AppConfig):
     name = "healthcommerce.audit"
+    verbose_name = "Audit trail"
     label = "audit"
     default_auto_field = "django.db.models.BigAutoField"
 

@@ -29,12 +29,12 @@ class AuditEvent(BaseModel):
     outcome = models.CharField(max_length=80, default="success")
     detail = models.JSONField(default=dict, blank=True)
     site = models.CharField(max_length=300, blank=True, default="")
-    ip = models.CharField(max_length=64, blank=True, default="")
+    ip = models.CharField(verbose_name="IP address", max_length=64, blank=True, default="")
     user_agent = models.CharField(max_length=300, blank=True, default="")
-    launch_id = models.CharField(max_length=64, blank=True, default="")
-    seq = models.BigIntegerField(null=True, blank=True, unique=True)
+    launch_id = models.CharField(verbose_name="launch ID", max_length=64, blank=True, default="")
+    seq = models.BigIntegerField(verbose_name="sequence number", null=True, blank=True, unique=True)
     # NULL, not "", means "not sealed yet": the PostgreSQL trigger lets only such a row be sealed.
-    prev_hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    prev_hash = models.CharField(verbose_name="previous hash", max_length=64, null=True, blank=True)  # noqa: DJ001
     hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
@@ -45,4 +45,8 @@ class AuditEvent(BaseModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target} {self.outcome}"
+        """The row in one line, a patient's FHIR id hidden (``str`` reaches page titles, checkboxes and logs)."""
+        from healthcommerce.core.roles import mask_reference
+
+        target = mask_reference(self.target)
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {target} {self.outcome}"

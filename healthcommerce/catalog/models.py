@@ -29,7 +29,7 @@ class Product(BaseModel):
         DEVICE = "device", "Durable medical equipment"
         KIT = "kit", "Specimen-collection kit"
 
-    sku = models.CharField(max_length=64, unique=True)
+    sku = models.CharField(verbose_name="SKU", max_length=64, unique=True)
     name = models.CharField(max_length=200)
     name_es = models.CharField(
         "name (Spanish)", max_length=200, blank=True, help_text="Empty: patients see the English."
@@ -37,8 +37,8 @@ class Product(BaseModel):
     description = models.TextField(blank=True)
     description_es = models.TextField("description (Spanish)", blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    hcpcs_code = models.CharField(max_length=10, blank=True)
-    unit_price_cents = models.PositiveIntegerField(default=0)
+    hcpcs_code = models.CharField(verbose_name="HCPCS code", max_length=10, blank=True)
+    unit_price_cents = models.PositiveIntegerField(verbose_name="unit price (cents)", default=0)
     currency = models.CharField(
         max_length=3,
         default="USD",
@@ -168,7 +168,9 @@ class PayerRule(BaseModel):
         max_length=10, blank=True, choices=[("", "Any"), *Product.Kind.choices], help_text="Blank: every product."
     )
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    copay_cents = models.PositiveIntegerField(null=True, blank=True, help_text="For 'copay': cents per order.")
+    copay_cents = models.PositiveIntegerField(
+        verbose_name="copay (cents)", null=True, blank=True, help_text="For 'copay': cents per order."
+    )
     coinsurance_percent = models.DecimalField(
         max_digits=5,
         decimal_places=2,

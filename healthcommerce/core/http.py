@@ -23,6 +23,33 @@ from healthcommerce.core.errors import OutboundRefused
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
+def url_problem(value: str, *, origin: bool = False, fetched: bool = True) -> str | None:
+    """Return why ``value`` is not an https URL (http only on localhost), or not an origin
+    (``scheme://host[:port]``) when ``origin``; ``None`` when it is fine. A URL the app ``fetched`` (an ``iss``, a
+    ``jku``) must also pass the outbound client's address rule (``check_url``); a frame origin or a CDS Hooks
+    issuer is only compared, never contacted. Used where people type URLs: the site record import
+    (golive/siterecord.py) and the EHR site admin form (ehr/admin.py)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return f"{value!r} is not a URL"
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        return f"{value!r} is not an http(s) URL"
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return f"{value!r} must be https (http only on localhost)"
+    try:
+        if fetched:
+            check_url(value)  # the outbound client's own rule
+    except OutboundRefused as exc:
+        if parts.scheme != "https":
+            return f"{value!r} must be https (http only on localhost)"
+        return f"{value!r} is refused: {exc.message}"
+    if origin and (parts.path or parts.query or parts.fragment or parts.username):
+        return f"{value!r} must be an origin: scheme://host[:port], no path"
+    return None
+
+
 def check_url(url: str) -> None:
     """Raise ``OutboundRefused`` unless ``url`` may be contacted.
 

@@ -21,6 +21,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import FieldDoesNotExist
 from django.http import HttpRequest
+from django.utils.text import capfirst
 
 ADMIN = "admin"
 SUPPORT = "support"
@@ -33,6 +34,18 @@ def sees_phi(user: Any) -> bool:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
     return bool(user.is_superuser or user.groups.filter(name=ADMIN).exists())
+
+
+PATIENT_REFERENCE_PREFIX = "Patient/"
+
+
+def mask_reference(reference: str) -> str:
+    """Return a FHIR-style reference with a patient's id hidden: ``Patient/pat014`` -> ``Patient/(hidden)``; any
+    other reference (``Order/<uuid>``, ``EHRSite/<uuid>``) unchanged. A patient's FHIR id is PHI (an identifier
+    that leads to the chart); an order's or a site's UUID is not."""
+    if reference.startswith(PATIENT_REFERENCE_PREFIX):
+        return f"{PATIENT_REFERENCE_PREFIX}{MASK}"
+    return reference
 
 
 def _masked_display(name: str, label: str) -> Callable[[Any], str]:
@@ -67,7 +80,7 @@ class PhiMaskedAdmin(admin.ModelAdmin):
         masked = f"{_PREFIX}{name}"
         if not hasattr(self, masked):
             try:
-                label = str(self.model._meta.get_field(name).verbose_name).capitalize()
+                label = capfirst(str(self.model._meta.get_field(name).verbose_name))
             except FieldDoesNotExist:  # an admin display method
                 label = str(getattr(getattr(self, name, None), "short_description", name.replace("_", " ")))
             setattr(self, masked, _masked_display(name, label))

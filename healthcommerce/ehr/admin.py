@@ -1,3 +1,6 @@
+import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -5,12 +8,15 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html
+from django.utils.text import capfirst
 from simple_history.admin import SimpleHistoryAdmin
 
 from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import ServiceOnlyAdmin
+from healthcommerce.core.http import url_problem
 from healthcommerce.core.roles import PhiMaskedAdmin
-from healthcommerce.ehr.models import AppSigningKey, EHRSite, Launch
+from healthcommerce.ehr.models import QUIRKS, AppSigningKey, EHRSite, Launch
 
 SECRETS = ("client_secret", "private_key_pem")
 
@@ -51,6 +57,115 @@ class WriteOnlyTextarea(forms.Textarea):
         return None
 
 
+class LinesField(forms.Field):
+    """A list of strings edited as one item per line (blank lines and surrounding spaces dropped, repeats kept
+    once). ``check`` returns why one item is wrong, or ``None``; a bad line is refused naming its number and text.
+    Cleans to ``list[str]``; shows a stored list one item per line."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60, "spellcheck": "false"})
+    words = False  # True: a line may hold several items separated by spaces
+
+    def __init__(self, *, check: Callable[[str], str | None], **kwargs: Any) -> None:
+        self.check = check
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return "\n".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list):
+            return [str(item) for item in value]
+        items: list[str] = []
+        errors = []
+        for number, line in enumerate(str(value or "").splitlines(), start=1):
+            for item in line.split() if self.words else [line.strip()] if line.strip() else []:
+                if problem := self.check(item):
+                    errors.append(forms.ValidationError(f"Line {number}: {problem}.", code="bad_line"))
+                elif item not in items:
+                    items.append(item)
+        if errors:
+            raise forms.ValidationError(errors)
+        return items
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.to_python(data) != list(initial or [])
+        except forms.ValidationError:
+            return True
+
+
+class JSONObjectField(forms.JSONField):
+    """A JSON object (``{}``) shown pretty-printed; anything else is refused with the parser's line and column."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60, "spellcheck": "false"})
+    default_error_messages = {"invalid": 'Not valid JSON: %(value)s. Write an object, e.g. {"name": true}.'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> str:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return str(value)
+        return json.dumps(value if value is not None else {}, indent=2, sort_keys=True, ensure_ascii=False)
+
+    def to_python(self, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return {}
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise forms.ValidationError(
+                    f"Not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+                    'Write an object, e.g. {"name": true}.',
+                    code="invalid",
+                ) from exc
+        else:
+            parsed = value
+        if not isinstance(parsed, dict):
+            raise forms.ValidationError('Write a JSON object, e.g. {"name": true}, not a list or a value.')
+        return parsed
+
+
+class ScopesField(LinesField):
+    """SMART scopes (stored space-separated in a text column) edited one per line; a line holding several scopes
+    separated by spaces is split. Cleans to the space-separated string the model stores."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value.split()) if isinstance(value, str) else super().prepare_value(value)
+
+    words = True
+
+    def clean(self, value: Any) -> str:
+        return " ".join(super().clean(value))
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return self.clean(data) != " ".join(str(initial or "").split())
+        except forms.ValidationError:
+            return True
+
+
+_SCOPE = re.compile(r"^[A-Za-z0-9_.:/*?=&|\-]+$")
+
+
+def _scope_line(value: str) -> str | None:
+    """Why ``value`` is not one SMART scope (``launch``, ``patient/Patient.rs``, ``system/Communication.c``)."""
+    return None if _SCOPE.match(value) else f"{value!r} is not a scope (letters, digits and _ . : / * ? = & | -)"
+
+
+def _url_line(value: str) -> str | None:
+    return url_problem(value)
+
+
+def _origin_line(value: str) -> str | None:
+    return url_problem(value, origin=True)
+
+
 class EHRSiteForm(forms.ModelForm):
     """The site form without its secrets: each has an empty "replace" field and a "remove" box instead, so a
     stored secret is never sent to a browser (issue 9 "Secrets are write-only in the admin")."""
@@ -72,10 +187,50 @@ class EHRSiteForm(forms.ModelForm):
         help_text="A PEM private key for private_key_jwt. Leave empty to keep the stored key.",
     )
     remove_private_key_pem = forms.BooleanField(required=False, label="Remove the private key")
+    frame_origins = LinesField(
+        check=_origin_line,
+        label="Frame origins",
+        help_text="One origin per line (https://host[:port], no path): the EHR pages allowed to frame the app "
+        "(CSP frame-ancestors).",
+    )
+    cds_issuers = LinesField(
+        check=_url_line,
+        label=capfirst(EHRSite._meta.get_field("cds_issuers").verbose_name),
+        help_text="One URL per line: the allowed iss of the EHR's CDS Hooks JWTs (usually the FHIR base).",
+    )
+    cds_jku_allowlist = LinesField(
+        check=_url_line,
+        label=capfirst(EHRSite._meta.get_field("cds_jku_allowlist").verbose_name),
+        help_text="One URL per line: the JWKS URLs (jku) the EHR's CDS Hooks JWTs may name.",
+    )
+    scopes = ScopesField(
+        check=_scope_line,
+        required=True,
+        label="Scopes",
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 40, "spellcheck": "false"}),
+        help_text="One SMART scope per line, asked for at launch.",
+    )
+    backend_scopes = ScopesField(
+        check=_scope_line,
+        label="Backend scopes",
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40, "spellcheck": "false"}),
+        help_text="One system/ scope per line for backend services, e.g. system/Patient.rs.",
+    )
+    quirks = forms.MultipleChoiceField(
+        required=False,
+        choices=list(QUIRKS.items()),
+        widget=forms.CheckboxSelectMultiple,
+        label="Quirks",
+        help_text='How this EHR differs from the standard (docs/extending.md "Add a site quirk").',
+    )
+    other_quirks = JSONObjectField(
+        label="Other quirks (JSON)",
+        help_text="Quirk keys this version does not know (from an imported record), kept as they are. Usually {}.",
+    )
     iss = forms.URLField(
         max_length=500,
         assume_scheme="https",
-        label="Iss",
+        label=capfirst(EHRSite._meta.get_field("iss").verbose_name),
         help_text=EHRSite._meta.get_field("iss").help_text,
         widget=forms.URLInput(attrs={"class": "vURLField"}),
     )
@@ -92,6 +247,7 @@ class EHRSiteForm(forms.ModelForm):
             "signing_alg",
             "scopes",
             "quirks",
+            "other_quirks",
             "frame_origins",
             "is_active",
             "sms_enabled",
@@ -109,6 +265,22 @@ class EHRSiteForm(forms.ModelForm):
             "cds_issuers",
             "cds_jku_allowlist",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stored = self.instance.quirks if isinstance(self.instance.quirks, dict) else {}
+        self.initial["quirks"] = [key for key in QUIRKS if stored.get(key) is True]
+        self.initial["other_quirks"] = {key: value for key, value in stored.items() if key not in QUIRKS}
+
+    def clean(self) -> dict[str, Any]:
+        """Put the quirks back together: each ticked known quirk ``true``, the other keys as written."""
+        cleaned: dict[str, Any] = super().clean() or {}
+        other = cleaned.get("other_quirks") or {}
+        clash = sorted(set(other) & set(QUIRKS))
+        if clash:
+            self.add_error("other_quirks", f"{', '.join(clash)}: use the checkbox above, not JSON.")
+        cleaned["quirks"] = {**other, **{key: True for key in cleaned.get("quirks") or []}}
+        return cleaned
 
     def clean_new_private_key_pem(self) -> str:
         pem = self.cleaned_data["new_private_key_pem"]
@@ -135,14 +307,15 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
     and changing are audited; "History" lists every change, who and when, without the secrets."""
 
     form = EHRSiteForm
-    list_display = ["name", "vendor", "iss", "client_id", "auth_method", "is_active", "writeback", "discovered_at"]
+    # Which site, which EHR, on or off; client, auth method and discovery are on the site's page (fits 1280 px).
+    list_display = ["name", "vendor", "iss", "is_active", "writeback"]
     list_filter = ["vendor", "auth_method", "is_active", "sms_enabled", "backend_services", "cds_hooks_enabled"]
     search_fields = ["name", "iss", "client_id"]
     readonly_fields = [
         "client_secret_status",
         "private_key_status",
         "scopes_granted",
-        "discovery",
+        "discovery_json",
         "discovered_at",
         "created_at",
         "updated_at",
@@ -152,9 +325,19 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
         fields = [str(f) for f in super().get_fields(request, obj) if f not in SECRETS]
         order = ["client_secret_status", "new_client_secret", "remove_client_secret"]
         order += ["private_key_status", "new_private_key_pem", "remove_private_key_pem"]
-        rest = [f for f in fields if f not in order]
+        rest = [f for f in fields if f not in order and f != "other_quirks"]
+        if "quirks" in rest and "other_quirks" in fields:
+            rest.insert(rest.index("quirks") + 1, "other_quirks")
         at = rest.index("auth_method") + 1 if "auth_method" in rest else len(rest)
         return [*rest[:at], *order, *rest[at:]]
+
+    @admin.display(description="Discovery document")
+    def discovery_json(self, obj: EHRSite) -> str:
+        """The cached SMART configuration, pretty-printed in a scrolling box."""
+        if not obj.discovery:
+            return "-"
+        text = json.dumps(obj.discovery, indent=2, sort_keys=True, ensure_ascii=False)
+        return format_html('<pre class="hc-json">{}</pre>', text)
 
     @admin.display(description="Client secret")
     def client_secret_status(self, obj: EHRSite) -> str:

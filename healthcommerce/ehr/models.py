@@ -50,6 +50,14 @@ class Writeback(models.TextChoices):
     DOCUMENT_REFERENCE = "document_reference", "A DocumentReference (clinical note)"
 
 
+# The on/off quirks a site can have (keys of ``EHRSite.quirks``, docs/extending.md "Add a site quirk"): the admin
+# offers one checkbox each. A key not listed here (from an older import) is kept, edited as JSON.
+QUIRKS = {
+    "epic_client_id_header": "Epic-Client-ID header on metadata",  # ehr/discovery.py
+    "authorize_post": "Authorize by form POST, not redirect",  # ehr/services.py launch_start
+}
+
+
 class EHRSite(BaseModel):
     """One registered EHR (one health system's FHIR server), keyed by its FHIR base URL, ``iss``.
 
@@ -64,14 +72,28 @@ class EHRSite(BaseModel):
         PRIVATE_KEY_JWT = "private_key_jwt", "Confidential asymmetric (private_key_jwt)"
 
     name = models.CharField(max_length=200)
-    iss = models.URLField(max_length=500, unique=True, help_text="FHIR base URL exactly as the EHR sends it in `iss`.")
-    client_id = models.CharField(max_length=200)
+    iss = models.URLField(
+        verbose_name="issuer (iss)",
+        max_length=500,
+        unique=True,
+        help_text="FHIR base URL exactly as the EHR sends it in `iss`.",
+    )
+    client_id = models.CharField(verbose_name="client ID", max_length=200)
     auth_method = models.CharField(max_length=40, choices=AuthMethod.choices, default=AuthMethod.PUBLIC)
     # Encrypted at rest and write-only in the admin (docs/adr/0016).
     client_secret = EncryptedCharField(max_length=500, blank=True)
-    private_key_pem = EncryptedTextField(blank=True, help_text="PEM private key for private_key_jwt.")
-    key_id = models.CharField(max_length=200, blank=True, help_text="`kid` of the signing key in our JWKS.")
-    signing_alg = models.CharField(max_length=10, default="RS384", choices=[("RS384", "RS384"), ("ES384", "ES384")])
+    private_key_pem = EncryptedTextField(
+        verbose_name="private key (PEM)", blank=True, help_text="PEM private key for private_key_jwt."
+    )
+    key_id = models.CharField(
+        verbose_name="key ID", max_length=200, blank=True, help_text="`kid` of the signing key in our JWKS."
+    )
+    signing_alg = models.CharField(
+        verbose_name="signing algorithm",
+        max_length=10,
+        default="RS384",
+        choices=[("RS384", "RS384"), ("ES384", "ES384")],
+    )
     scopes = models.TextField(default=DEFAULT_SCOPES)
     quirks = models.JSONField(default=dict, blank=True, help_text='e.g. {"epic_client_id_header": true}')
     frame_origins = models.JSONField(
@@ -87,6 +109,7 @@ class EHRSite(BaseModel):
         blank=True, editable=False, help_text="Scopes the EHR granted the last time (launch or readiness check)."
     )
     send_jku = models.BooleanField(
+        verbose_name="send JKU",
         default=False,
         help_text="Put our JWKS URL in client assertions' `jku` header (only where the site registered that URL).",
     )
@@ -95,29 +118,43 @@ class EHRSite(BaseModel):
         help_text="SMART Backend Services (client credentials with a signed assertion) are registered for this site.",
     )
     backend_client_id = models.CharField(
-        max_length=200, blank=True, help_text="Client id of the backend-services registration; blank: client_id."
+        verbose_name="backend client ID",
+        max_length=200,
+        blank=True,
+        help_text="Client id of the backend-services registration; blank: client_id.",
     )
     backend_scopes = models.TextField(
         blank=True, help_text="system/ scopes to ask for, e.g. system/Patient.rs system/Communication.c"
     )
     shipto_reread = models.BooleanField(
+        verbose_name="ship-to re-read",
         default=False,
         help_text="Notify, then pull: re-read only the patient's address with backend services just before fulfilment.",
     )
     writeback = models.CharField(
+        verbose_name="EHR write-back",
         max_length=20,
         choices=Writeback.choices,
         default=Writeback.OFF,
         help_text="After sign-off, record in the EHR that the order was signed and sent (no commerce data).",
     )
-    cds_hooks_enabled = models.BooleanField(default=False, help_text="Answer this site's CDS Hooks calls.")
+    cds_hooks_enabled = models.BooleanField(
+        verbose_name="CDS Hooks enabled", default=False, help_text="Answer this site's CDS Hooks calls."
+    )
     cds_issuers = models.JSONField(
-        default=list, blank=True, help_text="Allowed `iss` of the EHR's CDS Hooks JWTs (usually the FHIR base)."
+        verbose_name="CDS Hooks issuers",
+        default=list,
+        blank=True,
+        help_text="Allowed `iss` of the EHR's CDS Hooks JWTs (usually the FHIR base).",
     )
     cds_jku_allowlist = models.JSONField(
-        default=list, blank=True, help_text="Allowed `jku` (JWKS URLs) of the EHR's CDS Hooks JWTs."
+        verbose_name="CDS Hooks JKU allowlist",
+        default=list,
+        blank=True,
+        help_text="Allowed `jku` (JWKS URLs) of the EHR's CDS Hooks JWTs.",
     )
     sms_enabled = models.BooleanField(
+        verbose_name="SMS enabled",
         default=False,
         help_text="Text purchase links to patients' mobile numbers too (the health system's consent policy allows "
         "it; docs/adr/0010). Email is always sent.",
@@ -160,11 +197,15 @@ class AppSigningKey(BaseModel):
 
     site = models.ForeignKey(EHRSite, null=True, blank=True, on_delete=models.CASCADE, related_name="signing_keys")
     environment = models.CharField(max_length=40)
-    kid = models.CharField(max_length=100, unique=True)
-    alg = models.CharField(max_length=10, choices=[("RS384", "RS384"), ("ES384", "ES384")])
+    kid = models.CharField(verbose_name="key ID (kid)", max_length=100, unique=True)
+    alg = models.CharField(verbose_name="algorithm", max_length=10, choices=[("RS384", "RS384"), ("ES384", "ES384")])
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEXT)
-    private_jwk = EncryptedTextField(help_text="The private key as a JWK (JSON); encrypted at rest.")
-    public_jwk = models.JSONField()
+    private_jwk = EncryptedTextField(
+        verbose_name="private JWK", help_text="The private key as a JWK (JSON); encrypted at rest."
+    )
+    public_jwk = models.JSONField(
+        verbose_name="public JWK",
+    )
     activated_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
@@ -218,10 +259,10 @@ class Launch(BaseModel):
     # lock across the token request.
     token_refreshing_until = models.DateTimeField(null=True, blank=True)
     scope_granted = models.TextField(blank=True)
-    patient_id = models.CharField(max_length=200, blank=True)
-    encounter_id = models.CharField(max_length=200, blank=True)
-    fhir_user = models.CharField(max_length=500, blank=True)
-    fhir_context = models.JSONField(default=list, blank=True)
+    patient_id = models.CharField(verbose_name="patient ID", max_length=200, blank=True)
+    encounter_id = models.CharField(verbose_name="encounter ID", max_length=200, blank=True)
+    fhir_user = models.CharField(verbose_name="FHIR user", max_length=500, blank=True)
+    fhir_context = models.JSONField(verbose_name="FHIR context", default=list, blank=True)
     app_context = models.TextField(
         blank=True, help_text="`appContext` from the token response (CDS Hooks SMART link: the draft order)."
     )
@@ -229,7 +270,7 @@ class Launch(BaseModel):
     # The patient's display name as pre-fill read it (the banner shows it whether or not the launch has a draft).
     # PHI: encrypted at rest; the launch purge deletes the row with it.
     patient_name = EncryptedCharField(max_length=300, blank=True)
-    smart_style_url = models.URLField(max_length=500, blank=True)
+    smart_style_url = models.URLField(verbose_name="SMART style URL", max_length=500, blank=True)
     # Pre-fill ran once for this launch: when, how long (seconds) and each read's outcome (label -> code).
     prefilled_at = models.DateTimeField(null=True, blank=True)
     prefill_seconds = models.FloatField(null=True, blank=True)
@@ -240,6 +281,7 @@ class Launch(BaseModel):
     prefill_set_aside = models.JSONField(default=list, blank=True)
 
     class Meta:
+        verbose_name_plural = "launches"
         indexes = [models.Index(fields=["expires_at"])]
 
     def __str__(self) -> str:

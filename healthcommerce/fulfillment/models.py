@@ -37,7 +37,7 @@ class LocalCommerceOrder(BaseModel):
     shipped_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     # Retention: when ship-to and contact were removed from ``payload`` and ``confirmation`` (the order's PHI went).
-    phi_purged_at = models.DateTimeField(null=True, blank=True)
+    phi_purged_at = models.DateTimeField(verbose_name="PHI purged at", null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

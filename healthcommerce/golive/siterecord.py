@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import jsonschema
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -26,8 +25,8 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
-from healthcommerce.core.errors import HealthcommerceError, NotFound, OutboundRefused
-from healthcommerce.core.http import check_url
+from healthcommerce.core.errors import HealthcommerceError, NotFound
+from healthcommerce.core.http import url_problem
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
 
 FORMAT = "healthcommerce-site-record/1"
@@ -194,34 +193,9 @@ def _schema_errors(record: object) -> list[str]:
     return [f"{e.json_path}: {e.message}" for e in errors]
 
 
-def _url_problem(value: str, *, origin: bool = False, fetched: bool = True) -> str | None:
-    """Return why ``value`` is not an https URL (http only on localhost), or an origin when ``origin``; or None.
-    A URL the app ``fetched`` (the iss, a jku) must also pass the outbound client's address rule; a frame origin or
-    a CDS Hooks issuer is only compared, never contacted."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (raises ValueError on a bad port)
-    except ValueError:
-        return f"{value!r} is not a URL"
-    if not parts.hostname or parts.scheme not in ("https", "http"):
-        return f"{value!r} is not an http(s) URL"
-    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        return f"{value!r} must be https (http only on localhost)"
-    try:
-        if fetched:
-            check_url(value)  # the outbound client's own rule
-    except OutboundRefused as exc:
-        if parts.scheme != "https":
-            return f"{value!r} must be https (http only on localhost)"
-        return f"{value!r} is refused: {exc.message}"
-    if origin and (parts.path or parts.query or parts.fragment or parts.username):
-        return f"{value!r} must be an origin: scheme://host[:port], no path"
-    return None
-
-
 def _check_urls(record: dict[str, Any]) -> list[str]:
     errors = []
-    problem = _url_problem(record["iss"])
+    problem = url_problem(record["iss"])
     if problem:
         errors.append(f"$.iss: {problem}")
     elif record["iss"].endswith("/"):
@@ -232,7 +206,7 @@ def _check_urls(record: dict[str, Any]) -> list[str]:
         ("cds_jku_allowlist", False, True),
     ):
         for i, value in enumerate(record[key]):
-            if problem := _url_problem(value, origin=origin, fetched=fetched):
+            if problem := url_problem(value, origin=origin, fetched=fetched):
                 errors.append(f"$.{key}[{i}]: {problem}")
     return errors
 

@@ -1,25 +1,74 @@
+import json
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import admin_actor
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.orders.models import Order, OrderEvent
+from healthcommerce.orders.selectors import order_payment_label, orders_with_payment
 from healthcommerce.orders.services import order_cancel
+
+SHORT = 60  # characters of an event's actor or detail shown in the timeline; the whole text is its tooltip
+
+
+def _clipped(text: str) -> str:
+    """``text`` up to ``SHORT`` characters, the whole of it in a ``title`` tooltip (the timeline fits the page)."""
+    if len(text) <= SHORT:
+        return format_html('<span class="order-event-text">{}</span>', text)
+    return format_html('<span class="order-event-text" title="{}">{}…</span>', text, text[: SHORT - 1])
 
 
 class OrderEventInline(admin.TabularInline):
+    """The order's timeline, read-only; long actors and details are clipped with the whole text as a tooltip and
+    every cell wraps, so the table fits the page at 1280 px (``static/admin/healthcommerce.css``)."""
+
     model = OrderEvent
     extra = 0
     can_delete = False
-    _shown = ("created_at", "kind", "from_status", "to_status", "actor", "detail")
+    _shown = ("created_at", "kind", "from_status", "to_status", "actor_short", "detail_short")
     fields = _shown
     readonly_fields = _shown
 
+    @admin.display(description="Actor")
+    def actor_short(self, obj: OrderEvent) -> str:
+        return _clipped(obj.actor)
+
+    @admin.display(description="Detail")
+    def detail_short(self, obj: OrderEvent) -> str:
+        return _clipped(json.dumps(obj.detail, sort_keys=True) if obj.detail else "")
+
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class OrderStatusFilter(admin.SimpleListFilter):
+    """Status, signed and later by default: unsigned drafts (every launch makes one) are one click away."""
+
+    title = "status"
+    parameter_name = "status"
+    ANY = "any"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(status.value, status.label) for status in Order.Status] + [(self.ANY, "Any, drafts included")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Order]) -> QuerySet[Order]:
+        value = self.value()
+        if value is None:
+            return queryset.exclude(status=Order.Status.DRAFT)
+        if value == self.ANY:
+            return queryset
+        return queryset.filter(status=value)
+
+    def choices(self, changelist: Any) -> Any:
+        """Django's entries, the first (no parameter) reading "Signed and later" rather than "All"."""
+        for index, choice in enumerate(super().choices(changelist)):
+            yield {**choice, "display": "Signed and later"} if index == 0 else choice
 
 
 @admin.register(Order)
@@ -41,11 +90,36 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
         "payer_member_id",
     )
 
-    list_display = ["reference", "status", "site", "product", "quantity", "signed_at", "created_at"]
-    list_filter = ["status", "site"]
+    # What an admin scans for: which order, where it stands, whether the patient paid, where the parcel is.
+    list_display = ["reference", "status", "payment", "shipment", "site_name", "signed"]
+    list_filter = [OrderStatusFilter, "fulfillment_status", "site"]
     search_fields = ["reference"]
     inlines = [OrderEventInline]
     actions = ["cancel_orders"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
+        """Orders with what the payment column reads (``orders_with_payment``) and their site and product."""
+        return orders_with_payment(super().get_queryset(request).select_related("site"))
+
+    @admin.display(description="Shipment", ordering="fulfillment_status")
+    def shipment(self, obj: Order) -> str:
+        """Where the parcel is, as the commerce backend reports it (``fulfillment_status``)."""
+        return obj.get_fulfillment_status_display() if obj.fulfillment_status else "-"
+
+    @admin.display(description="Signed (UTC)", ordering="signed_at")
+    def signed(self, obj: Order) -> str:
+        """When it was signed, short (``2026-12-06 14:20``)."""
+        return obj.signed_at.strftime("%Y-%m-%d %H:%M") if obj.signed_at else "-"
+
+    @admin.display(description="Site", ordering="site__name")
+    def site_name(self, obj: Order) -> str:
+        """The site's name (its ``str`` adds the FHIR base URL, too wide for a column)."""
+        return obj.site.name
+
+    @admin.display(description="Payment")
+    def payment(self, obj: Order) -> str:
+        """What the patient did about paying (``orders.selectors.order_payment_label``)."""
+        return order_payment_label(obj)
 
     @admin.action(description="Cancel (not yet shipped)", permissions=["change"])
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:

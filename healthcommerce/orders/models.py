@@ -66,7 +66,7 @@ class Order(BaseModel):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
     version = models.PositiveIntegerField(default=1)
     # What the EHR asked for.
-    patient_fhir_id = models.CharField(max_length=200)
+    patient_fhir_id = models.CharField(verbose_name="patient FHIR ID", max_length=200)
     request_reference = models.CharField(max_length=300, blank=True, help_text="e.g. DeviceRequest/devreq021")
     request_system = models.CharField(max_length=200, blank=True)
     request_code = models.CharField(max_length=64, blank=True)
@@ -80,7 +80,7 @@ class Order(BaseModel):
     patient_birth_date = EncryptedDateField(null=True, blank=True)
     practitioner_reference = models.CharField(max_length=500, blank=True)
     practitioner_name = models.CharField(max_length=300, blank=True)
-    practitioner_npi = models.CharField(max_length=20, blank=True)
+    practitioner_npi = models.CharField(verbose_name="practitioner NPI", max_length=20, blank=True)
     # Fulfillment: ship-to, contact, payer.
     ship_to = EncryptedJSONField(default=dict, blank=True)
     contact_email = EncryptedEmailField(blank=True)
@@ -89,7 +89,7 @@ class Order(BaseModel):
     # From Patient.communication at pre-fill, then the patient's own choice on the purchase pages (ADR 0013).
     patient_language = models.CharField(max_length=35, blank=True, help_text="e.g. es; blank: English")
     payer_name = models.CharField(max_length=300, blank=True)
-    payer_member_id = EncryptedCharField(max_length=100, blank=True)
+    payer_member_id = EncryptedCharField(verbose_name="payer member ID", max_length=100, blank=True)
     # Sign-off.
     signed_by = models.CharField(max_length=500, blank=True)
     signed_at = models.DateTimeField(null=True, blank=True)
@@ -98,28 +98,33 @@ class Order(BaseModel):
     # got there. ``fulfillment_status`` never goes back (received < confirmed < shipped < delivered; cancelled
     # only before shipping).
     commerce_backend = models.CharField(max_length=40, blank=True, help_text="The backend that took the order.")
-    commerce_id = models.CharField(max_length=200, blank=True, help_text="The backend's own id for the order.")
+    commerce_id = models.CharField(
+        verbose_name="commerce ID", max_length=200, blank=True, help_text="The backend's own id for the order."
+    )
     fulfillment_status = models.CharField(
         max_length=20, choices=FulfillmentStatus.choices, blank=True, help_text="As the commerce backend reports it."
     )
     fulfillment_updated_at = models.DateTimeField(null=True, blank=True)
     carrier = models.CharField(max_length=100, blank=True)
     tracking_number = models.CharField(max_length=100, blank=True)
-    tracking_url = models.URLField(max_length=500, blank=True)
+    tracking_url = models.URLField(verbose_name="tracking URL", max_length=500, blank=True)
     # The patient's choices on the purchase page. The signed ship-to above is never changed: a corrected
     # address goes here (same shape) and is what the commerce backend gets with the confirmation.
     patient_ship_to = EncryptedJSONField(default=dict, blank=True, help_text="The patient's corrected ship-to.")
     # Notify, then pull (ADR 0022): the patient's address as the EHR had it just before fulfilment, when it differed
     # from the signed ship-to (same shape; empty: the signed one stands). The commerce backend gets this one.
     ehr_ship_to = EncryptedJSONField(
-        default=dict, blank=True, help_text="The ship-to re-read from the EHR before fulfilment, when it changed."
+        verbose_name="EHR ship-to",
+        default=dict,
+        blank=True,
+        help_text="The ship-to re-read from the EHR before fulfilment, when it changed.",
     )
     delivery_preference = models.CharField(max_length=20, choices=DeliveryPreference.choices, blank=True)
     terms_accepted_at = models.DateTimeField(null=True, blank=True)
     terms_version = models.CharField(max_length=20, blank=True)
     # Retention (orders.services.orders_phi_purge): when the PHI columns of this closed order were blanked.
     phi_purged_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the PHI of this closed order was purged."
+        verbose_name="PHI purged at", null=True, blank=True, help_text="When the PHI of this closed order was purged."
     )
 
     class Meta:

@@ -1,10 +1,10 @@
-"""Order look-ups for clinician pages."""
+"""Order look-ups for clinician pages and the admin."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
 from healthcommerce.audit.selectors import PatientScope
@@ -13,6 +13,16 @@ from healthcommerce.core.errors import NotFound
 from healthcommerce.core.links import https_url
 from healthcommerce.ehr.models import Launch
 from healthcommerce.orders.models import FulfillmentStatus, Order, OrderEvent
+
+# The timeline kinds the payment column reads (written by purchaselinks through ``order_event_add``), strongest
+# first: a refund outranks the success before it, a success outranks earlier failures.
+PAYMENT_STATES = (
+    ("payment_refunded", "Refunded"),
+    ("payment_succeeded", "Paid"),
+    ("patient_confirmed", "Confirmed, no payment"),
+    ("payment_failed", "Payment failed"),
+    ("link_sent", "Awaiting patient"),
+)
 
 
 def order_access(*, launch: Launch, order_id: Any) -> Order:
@@ -186,3 +196,33 @@ def order_tracking(order: Order) -> Tracking | None:
     if not (order.tracking_number or order.carrier or order.tracking_url):
         return None
     return Tracking(order.carrier.strip(), order.tracking_number.strip(), https_url(order.tracking_url))
+
+
+def orders_with_payment(queryset: QuerySet[Order]) -> QuerySet[Order]:
+    """Return ``queryset`` with one boolean per kind in ``PAYMENT_STATES`` (``has_<kind>``), read by
+    ``order_payment_label``; one query for the whole page (``EXISTS`` subqueries on ``OrderEvent``).
+
+    The order has no payment field: what the patient did is on its timeline, the same events
+    ``order_clinician_status`` reads; this column keeps a failed payment visible after the order moves on."""
+    return queryset.annotate(
+        **{
+            f"has_{kind}": Exists(OrderEvent.objects.filter(order=OuterRef("pk"), kind=kind))
+            for kind, _ in PAYMENT_STATES
+        }
+    )
+
+
+def order_payment_label(order: Order) -> str:
+    """Return what the patient has done about paying, for the admin's order list: ``Refunded``, ``Paid``,
+    ``Confirmed, no payment`` (confirmed with nothing to pay), ``Payment failed``, ``Awaiting patient`` (link sent),
+    or ``-`` (no link yet). Reads the ``has_<kind>`` annotations of ``orders_with_payment`` when present, else the
+    timeline (one query)."""
+    if all(hasattr(order, f"has_{kind}") for kind, _ in PAYMENT_STATES):
+        present = {kind for kind, _ in PAYMENT_STATES if getattr(order, f"has_{kind}")}
+    else:
+        kinds = [kind for kind, _ in PAYMENT_STATES]
+        present = set(order.events.filter(kind__in=kinds).values_list("kind", flat=True))
+    for kind, label in PAYMENT_STATES:
+        if kind in present:
+            return label
+    return "-"

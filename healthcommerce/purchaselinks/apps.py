@@ -7,6 +7,7 @@ class PurchaselinksConfig(AppConfig):
     (a reminder before the link expires, published by beat)."""
 
     name = "healthcommerce.purchaselinks"
+    verbose_name = "Purchase links"
     label = "purchaselinks"
     default_auto_field = "django.db.models.BigAutoField"
 

@@ -31,11 +31,11 @@ class PurchaseLink(BaseModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     sent_to = EncryptedCharField(max_length=300, blank=True)  # an email address: encrypted (docs/adr/0016)
     sent_at = models.DateTimeField(null=True, blank=True)
-    sms_sent_to = EncryptedCharField(max_length=20, blank=True)
-    sms_sent_at = models.DateTimeField(null=True, blank=True)
+    sms_sent_to = EncryptedCharField(verbose_name="SMS sent to", max_length=20, blank=True)
+    sms_sent_at = models.DateTimeField(verbose_name="SMS sent at", null=True, blank=True)
     purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.LINK)
     # Retention: when ``sent_to``/``sms_sent_to`` were blanked (the order's PHI went; the link is revoked).
-    phi_purged_at = models.DateTimeField(null=True, blank=True)
+    phi_purged_at = models.DateTimeField(verbose_name="PHI purged at", null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Link for {self.order.reference}"
@@ -64,16 +64,18 @@ class Payment(BaseModel):
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
     order_version = models.PositiveIntegerField()
-    amount_cents = models.PositiveIntegerField()
+    amount_cents = models.PositiveIntegerField(
+        verbose_name="amount (cents)",
+    )
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUIRES_PAYMENT, db_index=True)
-    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
+    stripe_payment_intent_id = models.CharField(verbose_name="Stripe PaymentIntent ID", max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=100, unique=True)
     last_error_code = models.CharField(max_length=100, blank=True)
     card_brand = models.CharField(max_length=20, blank=True)
-    card_last4 = models.CharField(max_length=4, blank=True)
-    amount_refunded_cents = models.PositiveIntegerField(default=0)
-    stripe_refund_id = models.CharField(max_length=255, blank=True)
+    card_last4 = models.CharField(verbose_name="card last 4", max_length=4, blank=True)
+    amount_refunded_cents = models.PositiveIntegerField(verbose_name="amount refunded (cents)", default=0)
+    stripe_refund_id = models.CharField(verbose_name="Stripe refund ID", max_length=255, blank=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)
 
@@ -104,7 +106,7 @@ class StripeEvent(BaseModel):
     not a type we act on). Holds no PHI: ids, a type and a code.
     """
 
-    event_id = models.CharField(max_length=255, unique=True)
+    event_id = models.CharField(verbose_name="event ID", max_length=255, unique=True)
     type = models.CharField(max_length=100)
     payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     outcome = models.CharField(max_length=20)

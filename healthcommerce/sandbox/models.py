@@ -47,13 +47,14 @@ class FhirResource(BaseModel):
     """
 
     resource_type = models.CharField(max_length=64)
-    fhir_id = models.CharField(max_length=64)
+    fhir_id = models.CharField(verbose_name="FHIR ID", max_length=64)
     # Null, not "", means "in no compartment" (the brief and FHIR semantics), and keeps the index selective.
-    patient_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    patient_id = models.CharField(verbose_name="patient ID", max_length=64, null=True, blank=True)  # noqa: DJ001
     status = models.CharField(max_length=32, blank=True, default="")
     data = models.JSONField()
 
     class Meta:
+        verbose_name = "FHIR resource"
         constraints = [models.UniqueConstraint(fields=["resource_type", "fhir_id"], name="sandbox_resource_type_id")]
         indexes = [models.Index(fields=["resource_type", "patient_id"], name="sandbox_resource_patient")]
         ordering = ["resource_type", "fhir_id"]
@@ -77,14 +78,14 @@ class SandboxClient(BaseModel, ClientMixin):
     JWK Set (dict) or ``jwks_url`` for ``private_key_jwt``; ``client_secret_hash`` for ``client_secret_basic``.
     """
 
-    client_id = models.CharField(max_length=200, unique=True)
+    client_id = models.CharField(verbose_name="client ID", max_length=200, unique=True)
     name = models.CharField(max_length=200, blank=True)
     token_endpoint_auth_method = models.CharField(max_length=32, choices=AuthMethod.choices, default=AuthMethod.NONE)
     client_secret_hash = models.CharField(max_length=64, blank=True)
-    redirect_uris = models.JSONField(default=list)
+    redirect_uris = models.JSONField(verbose_name="redirect URIs", default=list)
     scope = models.TextField(blank=True)
-    jwks = models.JSONField(null=True, blank=True)
-    jwks_url = models.URLField(max_length=500, blank=True)
+    jwks = models.JSONField(verbose_name="JWKS", null=True, blank=True)
+    jwks_url = models.URLField(verbose_name="JWKS URL", max_length=500, blank=True)
 
     def __str__(self) -> str:
         return self.client_id
@@ -143,13 +144,16 @@ class SandboxLaunch(BaseModel):
     """
 
     value = models.CharField(max_length=64, unique=True)
-    patient_id = models.CharField(max_length=64)
-    practitioner_id = models.CharField(max_length=64)
-    encounter_id = models.CharField(max_length=64, blank=True)
+    patient_id = models.CharField(verbose_name="patient ID", max_length=64)
+    practitioner_id = models.CharField(verbose_name="practitioner ID", max_length=64)
+    encounter_id = models.CharField(verbose_name="encounter ID", max_length=64, blank=True)
     request_ref = models.CharField(max_length=140, blank=True)
     app_context = models.TextField(blank=True, help_text="CDS Hooks SMART link appContext, returned with the token.")
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "sandbox launches"
 
     def __str__(self) -> str:
         return f"launch {self.patient_id} by {self.practitioner_id}"
@@ -166,7 +170,9 @@ class SandboxAuthorizationCode(BaseModel, AuthorizationCodeMixin):
     code = models.CharField(max_length=120, unique=True)
     client = models.ForeignKey(SandboxClient, on_delete=models.CASCADE)
     launch = models.ForeignKey(SandboxLaunch, on_delete=models.CASCADE)
-    redirect_uri = models.TextField()
+    redirect_uri = models.TextField(
+        verbose_name="redirect URI",
+    )
     scope = models.TextField(blank=True)
     nonce = models.CharField(max_length=300, blank=True)
     code_challenge = models.CharField(max_length=128)
@@ -211,7 +217,7 @@ class SandboxToken(BaseModel, TokenMixin):
     launch = models.ForeignKey(SandboxLaunch, null=True, blank=True, on_delete=models.CASCADE)
     scope = models.TextField(blank=True)
     expires_at = models.DateTimeField()
-    grant_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+    grant_id = models.UUIDField(verbose_name="grant ID", default=uuid.uuid4, editable=False, db_index=True)
     refresh_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
     refresh_expires_at = models.DateTimeField(null=True, blank=True)
     refresh_revoked_at = models.DateTimeField(null=True, blank=True)
@@ -253,8 +259,10 @@ class SandboxToken(BaseModel, TokenMixin):
 class SandboxSigningKey(BaseModel):
     """The sandbox's RSA key that signs id_tokens, stored as a private JWK (dict)."""
 
-    kid = models.CharField(max_length=64, unique=True)
-    private_jwk = models.JSONField()
+    kid = models.CharField(verbose_name="key ID (kid)", max_length=64, unique=True)
+    private_jwk = models.JSONField(
+        verbose_name="private JWK",
+    )
 
     def __str__(self) -> str:
         return self.kid

@@ -82,7 +82,7 @@ def test_admin_changes_are_audited_with_field_names_only(admin_client, ehr_site)
     url = f"/admin/ehr/ehrsite/{ehr_site.pk}/change/"
     form = admin_client.get(url).context["adminform"].form
     data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
-    data.update({"name": "Renamed clinic", "quirks": "{}", "frame_origins": "[]", "_save": "Save"})
+    data.update({"name": "Renamed clinic", "quirks": [], "frame_origins": "", "_save": "Save"})
     response = admin_client.post(url, {k: v for k, v in data.items() if not isinstance(v, bool) or v})
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     change = AuditEvent.objects.get(action="admin.change", target=f"ehr.ehrsite/{ehr_site.pk}")

@@ -138,3 +138,21 @@ def test_support_revokes_a_link_but_cannot_cancel_an_order(phi_rows, django_user
     from healthcommerce.orders.models import Order
 
     assert Order.objects.get(pk=order_id).status != Order.Status.CANCELLED
+
+
+def test_mask_reference_hides_only_a_patients_id() -> None:
+    from healthcommerce.core.roles import mask_reference
+
+    assert mask_reference("Patient/pat014") == "Patient/(hidden)"
+    assert mask_reference("Order/42") == "Order/42" and mask_reference("") == ""
+
+
+def test_support_sees_no_patient_fhir_id_in_the_audit_trail(phi_rows, django_user_model) -> None:
+    from healthcommerce.audit.services import audit_record
+    from healthcommerce.orders.models import Order
+
+    patient = Order.objects.get(pk=phi_rows["/admin/orders/order/"]).patient_fhir_id
+    audit_record(actor="clinician:Practitioner/x", action="phi.read", target=f"Patient/{patient}")
+    client = staff_login(Client(), staff_user(django_user_model, "sam", "support"))
+    assert patient not in client.get("/admin/audit/auditevent/").content.decode()
+    assert 'class="action-select"' not in client.get(f"/admin/audit/auditevent/?q={patient}").content.decode()

@@ -97,3 +97,57 @@ def test_staff_totp_code_prints_a_code_that_logs_in_in_embedded_mode(staff, sett
     client = Client()
     _login(client, "ada", token=out.getvalue().strip())
     assert _in_admin(client)
+
+
+def _refusal(response) -> str:  # type: ignore[no-untyped-def]
+    """The page's error notes, as text (one per refused login)."""
+    import re
+
+    notes = re.findall(r'<p class="errornote"[^>]*>\s*(.*?)\s*</p>', response.content.decode(), re.S)
+    return " | ".join(notes)
+
+
+def test_every_refused_login_says_the_same_thing_whatever_failed(staff, settings) -> None:
+    """Wrong password, missing code, wrong code after a right password, a device throttled after wrong codes, and
+    an account locked by django-axes: one message, and the page never shows that the password was right."""
+    from django.utils import timezone
+
+    device = totp_device(staff)
+    wrong = "000000" if totp_code(device) != "000000" else "111111"
+    attempts = {
+        "wrong password": ("wrong", totp_code(device)),
+        "right password, no code": ("password", ""),
+        "right password, wrong code": ("password", wrong),
+    }
+    pages = {}
+    for name, (password, token) in attempts.items():
+        pages[name] = Client().post(LOGIN, {"username": "ada", "password": password, "otp_token": token})
+    TOTPDevice.objects.filter(pk=device.pk).update(
+        throttling_failure_count=3, throttling_failure_timestamp=timezone.now()
+    )
+    pages["throttled device"] = Client().post(
+        LOGIN, {"username": "ada", "password": "password", "otp_token": totp_code(device)}
+    )
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=0, throttling_failure_timestamp=None)
+    settings.AXES_ENABLED = True
+    for _ in range(5):
+        Client().post(LOGIN, {"username": "ada", "password": "wrong", "otp_token": ""})
+    pages["locked out"] = Client().post(
+        LOGIN, {"username": "ada", "password": "password", "otp_token": totp_code(device)}
+    )
+    messages = {name: _refusal(page) for name, page in pages.items()}
+    assert len(set(messages.values())) == 1, messages
+    assert "Login refused" in messages["wrong password"]
+    for name, page in pages.items():
+        html = page.content.decode()
+        assert "Verification" not in html and "id_otp_device" not in html and "otp_challenge" not in html, name
+        assert 'name="password"' in html and 'value="password"' not in html, name
+
+
+def test_a_staff_member_with_two_devices_logs_in_with_a_code_from_either(staff) -> None:
+    first = totp_device(staff)
+    second = TOTPDevice.objects.create(user=staff, name="backup", confirmed=True)
+    client = Client()
+    _login(client, "ada", token=totp_code(second))
+    assert _in_admin(client)
+    assert first.pk != second.pk

@@ -1,5 +1,6 @@
 """The EHR site admin never shows a client secret or private key: it says whether each is set, and takes a new
-one to replace it (issue 9 "Secrets are write-only in the admin")."""
+one to replace it (issue 9 "Secrets are write-only in the admin"). Lists are edited one item per line, quirks as
+checkboxes, and a bad line is refused by its number."""
 
 import html
 
@@ -30,13 +31,13 @@ def form(site: EHRSite, **changes: str) -> dict[str, str]:
         "key_id": site.key_id,
         "signing_alg": site.signing_alg,
         "scopes": site.scopes,
-        "quirks": "{}",
-        "frame_origins": "[]",
+        "other_quirks": "{}",
+        "frame_origins": "",
         "is_active": "on",
         "vendor": site.vendor,
         "writeback": site.writeback,
-        "cds_issuers": "[]",
-        "cds_jku_allowlist": "[]",
+        "cds_issuers": "",
+        "cds_jku_allowlist": "",
     }
     return data | changes
 
@@ -108,3 +109,87 @@ def test_our_signing_keys_are_listed_read_only_without_the_private_key(admin_cli
     assert page.status_code == 200 and key.kid in body and '"crv": "P-384"' in body
     assert '"d"' not in body and "private_jwk" not in body
     assert admin_client.get("/admin/ehr/appsigningkey/add/").status_code == 403
+
+
+def test_lists_are_edited_one_item_per_line_and_quirks_as_checkboxes(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    site.frame_origins = ["https://epic.harbor.example"]
+    site.quirks = {"authorize_post": True}
+    site.save()
+    page = html.unescape(admin_client.get(f"{SITES}{site.pk}/change/").content.decode())
+    assert ">\nhttps://epic.harbor.example</textarea>" in page and '["https://epic.harbor.example"]' not in page
+    assert 'type="checkbox" name="quirks" value="authorize_post"' in page
+    assert 'name="quirks" value="epic_client_id_header"' in page
+
+    response = admin_client.post(
+        f"{SITES}{site.pk}/change/",
+        form(
+            site,
+            frame_origins="https://epic.harbor.example\n\n  https://mychart.harbor.example  \n",
+            cds_issuers="https://ehr.harbor.example/fhir",
+            cds_jku_allowlist="https://ehr.harbor.example/jwks\nhttps://ehr.harbor.example/jwks",
+            quirks="epic_client_id_header",
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    saved = EHRSite.objects.get(pk=site.pk)
+    assert saved.frame_origins == ["https://epic.harbor.example", "https://mychart.harbor.example"]
+    assert saved.cds_issuers == ["https://ehr.harbor.example/fhir"]
+    assert saved.cds_jku_allowlist == ["https://ehr.harbor.example/jwks"]
+    assert saved.quirks == {"epic_client_id_header": True}
+
+
+def test_a_bad_line_is_refused_by_its_number_and_text(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    response = admin_client.post(
+        f"{SITES}{site.pk}/change/",
+        form(
+            site,
+            frame_origins="https://epic.harbor.example\nhttps://epic.harbor.example/path",
+            cds_jku_allowlist="http://ehr.harbor.example/jwks",
+        ),
+    )
+    assert response.status_code == 200
+    body = html.unescape(response.content.decode())
+    assert "Line 2: 'https://epic.harbor.example/path' must be an origin" in body
+    assert "Line 1: 'http://ehr.harbor.example/jwks' must be https (http only on localhost)" in body
+    assert EHRSite.objects.get(pk=site.pk).frame_origins == []
+
+
+def test_unknown_quirks_stay_as_pretty_printed_json_and_bad_json_says_where(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    site.quirks = {"authorize_post": True, "legacy_flag": {"level": 2}}
+    site.save()
+    page = html.unescape(admin_client.get(f"{SITES}{site.pk}/change/").content.decode())
+    assert '{\n  "legacy_flag": {\n    "level": 2\n  }\n}</textarea>' in page
+    kept = admin_client.post(
+        f"{SITES}{site.pk}/change/",
+        form(site, quirks="authorize_post", other_quirks='{"legacy_flag": {"level": 2}}'),
+    )
+    assert kept.status_code == 302
+    assert EHRSite.objects.get(pk=site.pk).quirks == {"authorize_post": True, "legacy_flag": {"level": 2}}
+    bad = admin_client.post(f"{SITES}{site.pk}/change/", form(site, other_quirks='{"legacy_flag": }'))
+    assert bad.status_code == 200
+    assert "Not valid JSON (Expecting value at line 1, column 17)" in html.unescape(bad.content.decode())
+    listed = admin_client.post(f"{SITES}{site.pk}/change/", form(site, other_quirks="[1]"))
+    assert "Write a JSON object" in html.unescape(listed.content.decode())
+
+
+def test_the_site_record_round_trips_what_the_admin_saved(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    from healthcommerce.golive.siterecord import site_record_export
+
+    admin_client.post(
+        f"{SITES}{site.pk}/change/",
+        form(site, frame_origins="https://epic.harbor.example", quirks="authorize_post"),
+    )
+    record = site_record_export(site=EHRSite.objects.get(pk=site.pk))
+    assert record["frame_origins"] == ["https://epic.harbor.example"]
+    assert record["quirks"] == {"authorize_post": True}
+
+
+def test_scopes_are_edited_one_per_line_and_stored_space_separated(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    page = html.unescape(admin_client.get(f"{SITES}{site.pk}/change/").content.decode())
+    assert ">\nlaunch\nopenid\n" in page
+    scopes = "launch\nopenid fhirUser\n\npatient/Patient.rs"
+    response = admin_client.post(f"{SITES}{site.pk}/change/", form(site, scopes=scopes))
+    assert response.status_code == 302
+    assert EHRSite.objects.get(pk=site.pk).scopes == "launch openid fhirUser patient/Patient.rs"
+    bad = admin_client.post(f"{SITES}{site.pk}/change/", form(site, scopes="launch\npatient/Patient.rs,openid"))
+    assert "Line 2: 'patient/Patient.rs,openid' is not a scope" in html.unescape(bad.content.decode())

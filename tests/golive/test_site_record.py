@@ -109,8 +109,8 @@ def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_
             "key_id": "",
             "signing_alg": "RS384",
             "scopes": "launch openid fhirUser patient/Patient.rs",
-            "quirks": '{"epic_client_id_header": true}',
-            "frame_origins": '["https://epic.harbor.example"]',
+            "quirks": "epic_client_id_header",  # the admin's checkboxes
+            "frame_origins": "https://epic.harbor.example",  # one per line
             "is_active": "on",
             "vendor": "epic",
             "vendor_version": "February 2026",
@@ -120,8 +120,8 @@ def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_
             "shipto_reread": "on",
             "writeback": "communication",
             "cds_hooks_enabled": "on",
-            "cds_issuers": '["https://ehr.harbor.example/fhir/r4"]',
-            "cds_jku_allowlist": '["https://ehr.harbor.example/jwks"]',
+            "cds_issuers": "https://ehr.harbor.example/fhir/r4",
+            "cds_jku_allowlist": "https://ehr.harbor.example/jwks",
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -399,8 +399,9 @@ def test_the_admin_history_shows_each_change_with_who_and_when(  # type: ignore[
         "key_id": site.key_id,
         "signing_alg": site.signing_alg,
         "scopes": site.scopes,
-        "quirks": json.dumps(site.quirks),
-        "frame_origins": json.dumps(site.frame_origins),
+        "quirks": [key for key, on in site.quirks.items() if on is True],  # the admin's checkboxes
+        "other_quirks": "{}",
+        "frame_origins": "\n".join(site.frame_origins),  # one per line
         "is_active": "on",
         "sms_enabled": "on",
         "vendor": site.vendor,
@@ -408,8 +409,8 @@ def test_the_admin_history_shows_each_change_with_who_and_when(  # type: ignore[
         "backend_client_id": site.backend_client_id,
         "backend_scopes": site.backend_scopes,
         "writeback": site.writeback,
-        "cds_issuers": json.dumps(site.cds_issuers),
-        "cds_jku_allowlist": json.dumps(site.cds_jku_allowlist),
+        "cds_issuers": "\n".join(site.cds_issuers),
+        "cds_jku_allowlist": "\n".join(site.cds_jku_allowlist),
     } | {
         flag: "on"
         for flag in ("send_jku", "backend_services", "shipto_reread", "cds_hooks_enabled")
@@ -421,7 +422,7 @@ def test_the_admin_history_shows_each_change_with_who_and_when(  # type: ignore[
 
     assert "import from epic-example.json" in page
     assert ">golive</a>" in page and f">{admin_user.username}</a>" in page  # the "Changed by" column
-    assert "<strong>Sms enabled:</strong>" in page  # what the admin changed
+    assert "<strong>SMS enabled:</strong>" in page  # what the admin changed
     assert site.history.first().history_user == admin_user  # the admin's edit names its user
     assert site.history.count() == 2
     assert AuditEvent.objects.filter(action="admin.view", target=f"EHRSite/{site.pk}", detail__view="history").exists()

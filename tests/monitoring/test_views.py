@@ -94,3 +94,12 @@ def test_readyz_fails_while_a_migration_is_not_applied(client, monkeypatch) -> N
     )
     body = client.get("/readyz").json()
     assert body["checks"]["migrations"] == "1 migrations are not applied: run `manage.py migrate` (make release)"
+
+
+def test_the_admin_index_and_a_sites_page_link_to_the_dashboard(admin_client) -> None:  # type: ignore[no-untyped-def]
+    from healthcommerce.ehr.models import EHRSite
+
+    assert 'href="/admin/monitoring/dashboard/"' in admin_client.get("/admin/").content.decode()
+    site = EHRSite.objects.create(name="Clinic A", iss="https://ehr.example/fhir", client_id="c")
+    page = admin_client.get(f"/admin/ehr/ehrsite/{site.pk}/change/").content.decode()
+    assert 'href="/admin/monitoring/dashboard/?site=Clinic%20A"' in page
