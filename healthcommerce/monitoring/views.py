@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -47,10 +46,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type=content_type)
 
 
-@never_cache
-@staff_member_required
-@require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def _dashboard(request: HttpRequest) -> HttpResponse:
     """The last 24 hours of one site (``?site=<label>``) as inline SVG charts, or the list of sites; the open
     alerts on both (docs/reliability.md "Integration health")."""
     now = timezone.now()
@@ -79,3 +75,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "query_ms": round((time.monotonic() - started) * 1000),
         }
     return render(request, "monitoring/dashboard.html", context)
+
+
+# As every admin page: staff whose session passed the second factor (core/adminsite.py), not staff status alone.
+dashboard = never_cache(require_GET(admin.site.admin_view(_dashboard)))

@@ -12,6 +12,7 @@ from healthcommerce.core import metrics as core_metrics
 from healthcommerce.monitoring.models import Alert
 from healthcommerce.monitoring.tasks import evaluate
 from healthcommerce.outbox import health
+from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -64,8 +65,7 @@ def test_the_dashboard_shows_a_sites_day_as_svg_and_its_open_alerts_to_staff_onl
     client.login(username="clerk", password="pw-0123456789")
     assert client.get("/admin/monitoring/dashboard/").status_code == 302  # not staff
     client.logout()
-    User.objects.create_user("ops", password="pw-0123456789", is_staff=True)
-    client.login(username="ops", password="pw-0123456789")
+    staff_login(client, User.objects.create_user("ops", password="pw-0123456789", is_staff=True))  # with TOTP
     index = client.get("/admin/monitoring/dashboard/").content.decode()
     assert "?site=Clinic%20A" in index and "Authentication failures on Clinic A" in index
     page = client.get("/admin/monitoring/dashboard/", {"site": "Clinic A"}).content.decode()
@@ -103,3 +103,14 @@ def test_the_admin_index_and_a_sites_page_link_to_the_dashboard(admin_client) ->
     site = EHRSite.objects.create(name="Clinic A", iss="https://ehr.example/fhir", client_id="c")
     page = admin_client.get(f"/admin/ehr/ehrsite/{site.pk}/change/").content.decode()
     assert 'href="/admin/monitoring/dashboard/?site=Clinic%20A"' in page
+
+
+def test_the_dashboard_asks_for_the_second_factor_like_every_admin_page(client) -> None:  # type: ignore[no-untyped-def]
+    """A staff session that passed the password but not the TOTP code (django-otp's ``is_verified``) is sent to the
+    login page, as the admin itself does (issue 18: the dashboard only checked staff status)."""
+    user = User.objects.create_user("half", password="pw-12345678", is_staff=True, is_superuser=True)
+    client.force_login(user)
+
+    response = client.get("/admin/monitoring/dashboard/")
+
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
