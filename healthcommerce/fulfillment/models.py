@@ -32,7 +32,7 @@ class LocalCommerceOrder(BaseModel):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)
     carrier = models.CharField(max_length=100, blank=True)
     tracking_number = models.CharField(max_length=100, blank=True)
-    tracking_url = models.URLField(max_length=500, blank=True)
+    tracking_url = models.URLField(verbose_name="tracking URL", max_length=500, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

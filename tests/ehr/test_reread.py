@@ -60,6 +60,16 @@ def test_re_read_after_the_token_expired_without_a_refresh_token_says_the_sessio
     assert list(Order.objects.filter(launch=launch).values_list("pk", "request_code")) == drafts
 
 
+def _apps_database() -> dict:
+    """``sandbox_server`` arguments that put the sandbox EHR on the test's own database: the SQLite file (the
+    demo's layout, where the lock was held), or the same PostgreSQL database (CI)."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return {"database": Path(db["NAME"])}
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}{port}/{db['NAME']}"}
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_re_read_renews_the_token_at_once_when_the_ehr_shares_the_apps_database(client, settings):
     """The demo's layout: the sandbox EHR writes its tokens into the app's own database. A refresh that held a
@@ -67,8 +77,7 @@ def test_re_read_renews_the_token_at_once_when_the_ehr_shares_the_apps_database(
     (``refresh_unreachable``, "Your EHR session has ended")."""
     settings.APP_BASE_URL = "http://testserver"
     call_command("sandbox_load", "--no-client", stdout=StringIO())  # into the app's database, as `make demo` does
-    shared = Path(connection.settings_dict["NAME"])
-    with sandbox_server(database=shared, SANDBOX_TOKEN_TTL="2") as ehr:
+    with sandbox_server(**_apps_database(), SANDBOX_TOKEN_TTL="2") as ehr:
         ehr.manage(
             "sandbox_client",
             "add",

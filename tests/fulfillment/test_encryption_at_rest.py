@@ -156,6 +156,7 @@ def test_every_column_the_review_named_is_encrypted() -> None:
         "fulfillment.LocalCommerceOrder.confirmation",
         "ehr.Launch.access_token",
         "ehr.Launch.refresh_token",
+        "ehr.Launch.patient_name",
         "ehr.EHRSite.client_secret",
         "ehr.EHRSite.private_key_pem",
         "ehr.AppSigningKey.private_jwk",

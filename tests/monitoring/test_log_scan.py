@@ -29,6 +29,7 @@ from healthcommerce.outbox.models import OutboxMessage
 from tests.conftest import complete_launch
 from tests.orders.test_sign import FORM
 from tests.pipeline import deliver, downstream
+from tests.staff import staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -120,9 +121,7 @@ def test_a_whole_order_logs_no_phi_and_no_token(client, ehr_site: EHRSite, sandb
     metrics.flush(force=True)
     alerts_evaluate()
     assert client.get("/metrics").status_code == 200
-    User.objects.create_user("ops", password="pw-0123456789", is_staff=True)
-    staff = Client()
-    staff.login(username="ops", password="pw-0123456789")
+    staff = staff_login(Client(), User.objects.create_user("ops", password="pw-0123456789", is_staff=True))
     assert staff.get("/admin/monitoring/dashboard/", {"site": ehr_site.name}).status_code == 200
 
     text = captured.getvalue()

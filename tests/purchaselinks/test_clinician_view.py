@@ -133,8 +133,14 @@ def test_tracking_names_the_carrier_and_links_only_https(make_order: Callable[..
     listing = browser.get(f"{home}?all=1").content.decode()
     assert "via UPS · 1Z999AA10123456784" in listing
 
+    # The javascript: URL is dropped where it enters (fulfillment.status); UPS's own https page takes its place.
     unsafe = browser.get(f"{home}orders/{other.pk}/").content.decode()
-    assert "via UPS · T-1" in unsafe and "javascript:" not in unsafe and "track</a>" not in unsafe
+    assert "via UPS · T-1" in unsafe and "javascript:" not in unsafe
+    assert '<a href="https://www.ups.com/track?tracknum=T-1"' in unsafe
+    other.tracking_url = "javascript:alert(1)"  # stored before the check at entry existed: never a link
+    other.save(update_fields=["tracking_url"])
+    stored = browser.get(f"{home}orders/{other.pk}/").content.decode()
+    assert "javascript:" not in stored and "track</a>" not in stored
 
 
 def test_the_timeline_says_what_happened_in_plain_words(make_order: Callable[..., Order], clinician) -> None:  # type: ignore[no-untyped-def]

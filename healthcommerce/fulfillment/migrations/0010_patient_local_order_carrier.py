@@ -18,6 +18,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='localcommerceorder',
             name='tracking_url',
-            field=models.URLField(blank=True, max_length=500),
+            field=models.URLField(blank=True, max_length=500, verbose_name='tracking URL'),
         ),
     ]
