@@ -9,16 +9,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
 
 from healthcommerce.ehr.models import Launch
-from healthcommerce.ehr.services import SESSION_LAUNCHES
 from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.models import InboundStatusEvent, LocalCommerceOrder
 from healthcommerce.fulfillment.reconcile import fulfillment_reconcile
@@ -28,6 +25,7 @@ from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
 from tests.fulfillment.conftest import PATIENT_NAME, clinical_values
 from tests.pipeline import deliver
+from tests.relaunch import relaunch_owned
 
 STATUS_KEY = secrets.token_bytes(32)
 STATUS_SECRET = "whsec_" + base64.b64encode(STATUS_KEY).decode()
@@ -48,23 +46,7 @@ def launch_for(client: Client) -> Callable[[Order], Launch]:
     """A pre-filled launch for the order's site and patient, owned by ``client``'s session (a relaunch)."""
 
     def make(order: Order) -> Launch:
-        launch = Launch.objects.create(
-            site=order.site,
-            status=Launch.Status.ACTIVE,
-            browser_key="k",
-            state=secrets.token_hex(8),
-            code_verifier="v",
-            nonce="n",
-            launch_token="l",
-            expires_at=timezone.now() + timedelta(hours=1),
-            patient_id=order.patient_fhir_id,
-            fhir_user="Practitioner/pra1234",
-            prefilled_at=timezone.now(),
-        )
-        session = client.session
-        session[SESSION_LAUNCHES] = [str(launch.pk)]
-        session.save()
-        return launch
+        return relaunch_owned(client, order)
 
     return make
 

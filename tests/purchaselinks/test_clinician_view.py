@@ -4,17 +4,13 @@ the order will really go to (the patient's correction, labelled), tracking as "S
 with only https links, and timeline entries that say what happened."""
 
 import re
-import secrets
 from collections.abc import Callable
-from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
 from healthcommerce.catalog.models import Product
-from healthcommerce.ehr.models import Launch
-from healthcommerce.ehr.services import SESSION_LAUNCHES
 from healthcommerce.fulfillment.backends.base import BackendStatus
 from healthcommerce.fulfillment.status import fulfillment_status_apply
 from healthcommerce.orders.models import Order
@@ -25,6 +21,7 @@ from tests.pipeline import deliver, signed
 from tests.purchaselinks.test_checkout import VISA, card_token
 from tests.purchaselinks.test_pages import CONFIRM, verified
 from tests.purchaselinks.test_review import NEW_ADDRESS
+from tests.relaunch import relaunch_owned
 
 UPS = {"carrier": "UPS", "tracking_number": "1Z999AA10123456784", "tracking_url": "https://www.ups.com/track?t=1"}
 
@@ -35,22 +32,7 @@ def clinician() -> Callable[[Order], tuple[Client, str]]:
 
     def relaunch(order: Order) -> tuple[Client, str]:
         browser = Client()
-        launch = Launch.objects.create(
-            site=order.site,
-            status=Launch.Status.ACTIVE,
-            browser_key="k",
-            state=secrets.token_hex(8),
-            code_verifier="v",
-            nonce="n",
-            launch_token="l",
-            expires_at=timezone.now() + timedelta(hours=1),
-            patient_id=order.patient_fhir_id,
-            fhir_user="Practitioner/pra77",
-            prefilled_at=timezone.now(),
-        )
-        session = browser.session
-        session[SESSION_LAUNCHES] = [str(launch.pk)]
-        session.save()
+        launch = relaunch_owned(browser, order, fhir_user="Practitioner/pra77")
         return browser, f"/o/{launch.pk}/"
 
     return relaunch
