@@ -45,7 +45,8 @@ def test_a_failed_submit_focuses_the_first_invalid_field_under_a_summary(
 
     page.goto(f"{live_server.url}/p/{token}/")
     page.click("button[type=submit]")  # no date of birth
-    assert focused_id(page) == "id_birth_date" and page.is_visible("#error-summary")
+    page.wait_for_selector("#error-summary")  # the refused page has loaded (the click does not wait for it)
+    assert focused_id(page) == "id_birth_date"
     screenshot(page, f"{language}-1-verify-error")
     page.fill("input[type=date]", BIRTH_DATE.isoformat())
     page.click("button[type=submit]")
