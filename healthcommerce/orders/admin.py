@@ -14,6 +14,9 @@ from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.orders.selectors import order_payment_label, orders_with_payment
 from healthcommerce.orders.services import order_cancel
 
+# Each ship-to column and the display method that shows it as one address line on the order page (not a dict).
+ADDRESS_FIELDS = {"ship_to": "ship_to_address", "patient_ship_to": "patient_ship_to_address",
+                  "ehr_ship_to": "ehr_ship_to_address"}  # fmt: skip
 SHORT = 60  # characters of an event's actor or detail shown in the timeline; the whole text is its tooltip
 
 
@@ -22,6 +25,15 @@ def _clipped(text: str) -> str:
     if len(text) <= SHORT:
         return format_html('<span class="order-event-text">{}</span>', text)
     return format_html('<span class="order-event-text" title="{}">{}…</span>', text, text[: SHORT - 1])
+
+
+def address_line(address: dict[str, Any] | None) -> str:
+    """Return an ``Order.ship_to``-shaped dict as one line ("7525 Colshire Dr, McLean, VA 22102"), or "-"."""
+    if not address:
+        return "-"
+    street = ", ".join(str(line) for line in address.get("line") or [] if line)
+    place = " ".join(str(part) for part in (address.get("state"), address.get("postal_code")) if part)
+    return ", ".join(part for part in (street, str(address.get("city") or ""), place) if part) or "-"
 
 
 class OrderEventInline(admin.TabularInline):
@@ -85,6 +97,7 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
         "ship_to",
         "patient_ship_to",
         "ehr_ship_to",
+        *ADDRESS_FIELDS.values(),
         "contact_email",
         "contact_phone",
         "payer_member_id",
@@ -94,6 +107,7 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
     list_display = ["reference", "status", "payment", "shipment", "site_name", "signed"]
     list_filter = [OrderStatusFilter, "fulfillment_status", "site"]
     search_fields = ["reference"]
+    exclude = tuple(ADDRESS_FIELDS)  # shown through their display methods, never as editable JSON
     inlines = [OrderEventInline]
     actions = ["cancel_orders"]
 
@@ -135,7 +149,20 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
             self.message_user(request, f"{done} order(s) cancelled; the commerce platform is told through the outbox.")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
-        return [f.name for f in Order._meta.fields] + ["ehr_writeback"]
+        """Every column, read-only; a ship-to is shown as an address line (``ADDRESS_FIELDS``)."""
+        return [ADDRESS_FIELDS.get(f.name, f.name) for f in Order._meta.fields] + ["ehr_writeback"]
+
+    @admin.display(description="ship to (as signed)")
+    def ship_to_address(self, obj: Order) -> str:
+        return address_line(obj.ship_to)
+
+    @admin.display(description="ship to (corrected by the patient)")
+    def patient_ship_to_address(self, obj: Order) -> str:
+        return address_line(obj.patient_ship_to)
+
+    @admin.display(description="ship to (re-read from the EHR)")
+    def ehr_ship_to_address(self, obj: Order) -> str:
+        return address_line(obj.ehr_ship_to)
 
     @admin.display(description="EHR write-back")
     def ehr_writeback(self, obj: Order) -> str:

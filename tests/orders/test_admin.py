@@ -6,10 +6,12 @@ import html
 import re
 
 import pytest
+from django.test import Client
 
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add
 from tests.purchaselinks.conftest import order_factory
+from tests.staff import staff_login, staff_user
 
 LIST = "/admin/orders/order/"
 
@@ -84,3 +86,21 @@ def test_a_long_timeline_entry_is_clipped_with_the_whole_text_as_its_tooltip(ord
     shown = re.search(r'<span class="order-event-text" title="[^"]*x{300}[^"]*">([^<]*)</span>', page)
     assert shown and len(html.unescape(shown.group(1))) <= 60
     assert "admin/healthcommerce.css" in page
+
+
+def test_the_order_page_shows_each_ship_to_as_an_address_line_and_none_as_an_editable_field(
+    orders, admin_client, django_user_model
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18: the admin's order page showed the ship-to as a raw dict; support still sees it hidden."""
+    order = orders["paid"]
+    order.patient_ship_to = {"line": ["1600 Sagamore Hill Rd"], "city": "Oyster Bay", "state": "NY",
+                             "postal_code": "11771", "country": "US"}  # fmt: skip
+    order.save(update_fields=["patient_ship_to"])
+
+    page = admin_client.get(f"{LIST}{order.pk}/change/").content.decode()
+
+    assert "1600 Sagamore Hill Rd, Oyster Bay, NY 11771" in page
+    assert "{&#x27;line&#x27;" not in page and "{'line'" not in page and 'name="ship_to"' not in page
+    support = staff_login(Client(), staff_user(django_user_model, "helpdesk", "support"))
+    masked = support.get(f"{LIST}{order.pk}/change/").content.decode()
+    assert "Sagamore" not in masked and "(hidden)" in masked
