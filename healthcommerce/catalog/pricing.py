@@ -48,6 +48,29 @@ class Quote:
         """Whether the patient has anything to pay (a PaymentIntent is needed)."""
         return self.patient_pays_cents > 0
 
+    # The amounts as people read them (``money_format``, in the language active when a template renders them):
+    # the clinician's form and the patient's review page show the same figures from here.
+    @property
+    def unit_price_display(self) -> str:
+        return money_format(self.unit_price_cents, self.currency)
+
+    @property
+    def subtotal_display(self) -> str:
+        return money_format(self.subtotal_cents, self.currency)
+
+    @property
+    def payer_pays_display(self) -> str:
+        return money_format(self.payer_pays_cents, self.currency)
+
+    @property
+    def patient_pays_display(self) -> str:
+        return money_format(self.patient_pays_cents, self.currency)
+
+    @property
+    def kind_display(self) -> str:
+        """The payer rule kind's label ("Coinsurance: a percentage of the price")."""
+        return str(PayerRule.Kind(self.kind).label)
+
 
 def money_format(cents: int, currency: str) -> str:
     """Return ``cents`` of ``currency`` for a sentence in the active language: ``$1,025.00`` for USD,

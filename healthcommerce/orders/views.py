@@ -17,8 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from healthcommerce.audit.services import audit_record
-from healthcommerce.catalog.models import PayerRule
-from healthcommerce.catalog.pricing import Quote, money_format, price_quote
+from healthcommerce.catalog.pricing import Quote, price_quote
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.views import render_error
 from healthcommerce.ehr.fhir import fhir_error
@@ -212,7 +211,7 @@ def _form(order: Order, form: OrderForm) -> dict[str, Any]:
         "action": _action(form),
         "errors": form.error_summary() if form.is_bound else [],
         "missing": [(f"id_{name}" if name else "", label) for name, label in missing],
-        "quote": _quote_shown(quote) if quote else None,
+        "quote": quote,
         "product": product,
         "mismatch": order_product_mismatch(order, product),
     }
@@ -221,19 +220,6 @@ def _form(order: Order, form: OrderForm) -> dict[str, Any]:
 def _action(form: OrderForm) -> str:
     """The button the clinician pressed (``sign`` or ``save``), "" on a GET."""
     return str(form.data.get("action", "")) if form.is_bound else ""
-
-
-def _quote_shown(quote: Quote) -> dict[str, Any]:
-    """The quote's amounts as the clinician reads them (``catalog.pricing.money_format``) and its kind's label."""
-    return {
-        "quantity": quote.quantity,
-        "unit_price_display": money_format(quote.unit_price_cents, quote.currency),
-        "subtotal_display": money_format(quote.subtotal_cents, quote.currency),
-        "payer_pays_display": money_format(quote.payer_pays_cents, quote.currency),
-        "patient_pays_display": money_format(quote.patient_pays_cents, quote.currency),
-        "kind_display": PayerRule.Kind(quote.kind).label,
-        "reason": quote.reason,
-    }
 
 
 def _reread(request: HttpRequest, launch: Launch) -> HttpResponse:

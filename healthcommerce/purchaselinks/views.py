@@ -231,10 +231,6 @@ def _review_page(
     quote = patient_quote(order=order)
     context = {
         "quote": quote,
-        "price": money_format(quote.unit_price_cents, quote.currency),
-        "subtotal": money_format(quote.subtotal_cents, quote.currency),
-        "payer_pays": money_format(quote.payer_pays_cents, quote.currency),
-        "patient_pays": money_format(quote.patient_pays_cents, quote.currency),
         "image": product.image if product else "",
         "error": error,
         "form": form,
