@@ -52,8 +52,8 @@ def _detail(kind: str, value: str) -> dict[str, str]:
     return {"type": kind, "valueString": value}
 
 
-def audit_event_resource(event: AuditEvent) -> dict[str, Any]:
-    """Return ``event`` as a FHIR R4 AuditEvent (JSON-ready dict, ``id`` = the row's UUID)."""
+def _agent(event: AuditEvent) -> dict[str, Any]:
+    """The AuditEvent's one ``agent``: the actor, with the network address and user agent when recorded."""
     agent: dict[str, Any] = {
         "who": {"identifier": {"system": ACTOR_SYSTEM, "value": event.actor}, "display": event.actor},
         "requestor": True,
@@ -62,10 +62,13 @@ def audit_event_resource(event: AuditEvent) -> dict[str, Any]:
         agent["network"] = {"address": event.ip, "type": "2"}  # 2 = IP address (network-type)
     if event.user_agent:
         agent["altId"] = event.user_agent
-    entity: dict[str, Any] = {"detail": []}
-    if event.target:
-        entity["what"] = {"reference": event.target} if "/" in event.target else {"display": event.target}
-    details = entity["detail"]
+    return agent
+
+
+def _entity(event: AuditEvent) -> dict[str, Any] | None:
+    """The AuditEvent's one ``entity`` (what, and the launch, place, detail and chain position as details), or
+    None when the row has none of them."""
+    details: list[dict[str, str]] = []
     if event.launch_id:
         details.append(_detail("launch_id", event.launch_id))
     if event.where:
@@ -74,6 +77,14 @@ def audit_event_resource(event: AuditEvent) -> dict[str, Any]:
         details.append(_detail("detail", json.dumps(event.detail, sort_keys=True, separators=(",", ":"))))
     if event.seq is not None:
         details += [_detail("seq", str(event.seq)), _detail("hash", event.hash or "")]
+    entity: dict[str, Any] = {"detail": details} if details else {}
+    if event.target:
+        entity["what"] = {"reference": event.target} if "/" in event.target else {"display": event.target}
+    return entity or None
+
+
+def audit_event_resource(event: AuditEvent) -> dict[str, Any]:
+    """Return ``event`` as a FHIR R4 AuditEvent (JSON-ready dict, ``id`` = the row's UUID)."""
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": str(event.pk),
@@ -82,7 +93,7 @@ def audit_event_resource(event: AuditEvent) -> dict[str, Any]:
         "action": _crud(event.action),
         "recorded": event.created_at.isoformat(),
         "outcome": "0" if event.outcome == "success" else "4",
-        "agent": [agent],
+        "agent": [_agent(event)],
         "source": {
             "observer": {"display": OBSERVER},
             "type": [
@@ -98,9 +109,8 @@ def audit_event_resource(event: AuditEvent) -> dict[str, Any]:
         resource["outcomeDesc"] = event.outcome
     if event.site:
         resource["source"]["site"] = event.site
-    if entity.get("what") or details:
-        if not details:
-            del entity["detail"]
+    entity = _entity(event)
+    if entity:
         resource["entity"] = [entity]
     return resource
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
-from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule
 from healthcommerce.ehr.models import EHRSite
 
 
@@ -24,11 +24,6 @@ def mapping_for_codes(*, site: EHRSite, codings: Iterable[tuple[str, str]]) -> C
         if found:
             return found[0]
     return None
-
-
-def products_active() -> list[Product]:
-    """Return every active product, devices first, for the clinician's manual pick."""
-    return list(Product.objects.filter(is_active=True).order_by("kind", "name"))
 
 
 @dataclass(frozen=True)
@@ -58,23 +53,30 @@ def request_orderability(*, site: EHRSite, resource_type: str, codings: Iterable
     if mapping is not None:
         return Orderability(orderable=True, mapping=mapping)
     rules = OrderableRule.objects.filter(Q(site=site) | Q(site__isnull=True), resource_type__in=["", resource_type])
-    best: tuple[tuple[int, int, int], OrderableRule] | None = None
-    for rule in rules:
-        matches = any(
-            (not rule.system or rule.system == system) and code.startswith(rule.code_prefix) for system, code in codings
-        ) or (not rule.system and not rule.code_prefix)
-        if not matches:
-            continue
-        rank = (rule.site_id is not None, len(rule.code_prefix) + bool(rule.system), bool(rule.resource_type))
-        if best is None or rank > best[0]:
-            best = (rank, rule)
-    if best is None:
+    matching = [rule for rule in rules if _rule_matches(rule, codings)]
+    if not matching:
         orderable = resource_type == "DeviceRequest"
         return Orderability(orderable=orderable, reason="" if orderable else NOT_ORDERABLE_DEFAULT)
-    rule = best[1]
+    rule = max(matching, key=_rule_rank)  # the first of equally specific rules
     return Orderability(
         orderable=rule.orderable, reason="" if rule.orderable else rule.reason or NOT_ORDERABLE_DEFAULT, rule=rule
     )
+
+
+def _rule_matches(rule: OrderableRule, codings: list[tuple[str, str]]) -> bool:
+    """Whether ``rule`` applies to a request coded ``codings``: a coding in its system (any, when blank) whose code
+    starts with its prefix; a rule with neither system nor prefix applies to every request."""
+    if not rule.system and not rule.code_prefix:
+        return True
+    return any(
+        (not rule.system or rule.system == system) and code.startswith(rule.code_prefix) for system, code in codings
+    )
+
+
+def _rule_rank(rule: OrderableRule) -> tuple[bool, int, bool]:
+    """How specific ``rule`` is (higher wins): a site's own rule, then a longer code prefix (a named system counts
+    one more), then a named resource type."""
+    return (rule.site_id is not None, len(rule.code_prefix) + bool(rule.system), bool(rule.resource_type))
 
 
 def payer_rule_for(*, site: EHRSite, payer_name: str, product_kind: str) -> PayerRule | None:

@@ -215,22 +215,6 @@ def _intent_cancel(client: stripe.StripeClient, *, payment: Payment, intent_id: 
         _provider_error(exc, action="payment_intent.cancel", payment=payment)
 
 
-def payment_client_secret(*, payment: Payment) -> str:
-    """Return the PaymentIntent's ``client_secret`` for stripe.js on the patient's page.
-
-    Read from Stripe on each call and never stored or logged: it lets its holder confirm the payment. Raises
-    ``PaymentsUnavailable``, ``PaymentProviderError``, or ``NothingToPay`` when the payment has no PaymentIntent.
-    """
-    if not payment.stripe_payment_intent_id:
-        raise NothingToPay()
-    client = stripe_client()
-    try:
-        intent = client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
-    except stripe.StripeError as exc:
-        raise _provider_error(exc, action="payment_intent.retrieve", payment=payment) from exc
-    return str(intent.client_secret)
-
-
 def _move(payment: Payment, to_status: str, **changes: Any) -> bool:
     """Move ``payment`` to ``to_status`` with a conditional UPDATE from the statuses allowed to reach it; return
     whether it moved (``payment`` is refreshed either way)."""

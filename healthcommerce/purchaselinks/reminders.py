@@ -109,11 +109,7 @@ def purchase_link_remind(message: OutboxMessage) -> None:
         links = list(PurchaseLink.objects.select_for_update().filter(order_id=order.pk).order_by("created_at"))
         live = [link for link in links if link.revoked_at is None and link.expires_at > now]
         firsts = [link for link in live if link.purpose == PurchaseLink.Purpose.LINK]
-        if (
-            order.status != Order.Status.SUBMITTED
-            or not firsts
-            or any(link.completed_at is not None or link.locked_at is not None for link in links)
-        ):
+        if not _still_waiting(order, links, firsts):
             logger.info("purchase link reminder skipped order=%s", order.reference)
             return
         reminders = [link for link in live if link.purpose == PurchaseLink.Purpose.REMINDER]
@@ -121,12 +117,29 @@ def purchase_link_remind(message: OutboxMessage) -> None:
         pending = [channel for channel in CHANNELS if channel not in done]
         if not _worth_a_link(order, pending):
             return
-        for link in reminders:
-            if not _channels_sent(link):
-                purchase_link_revoke(link=link, actor=SYSTEM_ACTOR)
-        first = firsts[-1]
-        link, token = _link_create(order=order, actor=SYSTEM_ACTOR, expires_at=first.expires_at)
-        link.purpose = PurchaseLink.Purpose.REMINDER
-        link.failed_attempts = max(candidate.failed_attempts for candidate in live)
-        link.save(update_fields=["purpose", "failed_attempts", "updated_at"])
+        link, token = _reminder_link_create(order, live=live, first=firsts[-1], reminders=reminders)
     purchase_link_send(link=link, token=token, channels=pending, raise_on_error=True)
+
+
+def _still_waiting(order: Order, links: list[PurchaseLink], firsts: list[PurchaseLink]) -> bool:
+    """Whether ``order`` still waits for its patient: submitted, with a live first link, and no link of it
+    completed or locked (``links``: all of the order's links; ``firsts``: its live first links)."""
+    if order.status != Order.Status.SUBMITTED or not firsts:
+        return False
+    return not any(link.completed_at is not None or link.locked_at is not None for link in links)
+
+
+def _reminder_link_create(
+    order: Order, *, live: list[PurchaseLink], first: PurchaseLink, reminders: list[PurchaseLink]
+) -> tuple[PurchaseLink, str]:
+    """Revoke the reminder links that went out nowhere (their raw tokens are gone), then make the reminder link
+    (purpose ``reminder``) expiring with ``first`` and carrying the most wrong dates of birth of any ``live``
+    link; return it with its raw token. Runs inside ``purchase_link_remind``'s transaction."""
+    for link in reminders:
+        if not _channels_sent(link):
+            purchase_link_revoke(link=link, actor=SYSTEM_ACTOR)
+    link, token = _link_create(order=order, actor=SYSTEM_ACTOR, expires_at=first.expires_at)
+    link.purpose = PurchaseLink.Purpose.REMINDER
+    link.failed_attempts = max(candidate.failed_attempts for candidate in live)
+    link.save(update_fields=["purpose", "failed_attempts", "updated_at"])
+    return link, token

@@ -8,7 +8,7 @@ section 3 (``WWW-Authenticate``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -252,21 +252,38 @@ def _included(
         kind, _, element = include.partition(":")
         if kind != resource_type or not element.isidentifier():
             raise FhirBadRequest(f"Unsupported _include {include[:64]!r}.")
-        for row in rows:
-            value = row.data.get(element)
-            for ref in value if isinstance(value, list) else [value]:
-                target = ref.get("reference") if isinstance(ref, dict) else None
-                parts = target.split("/") if isinstance(target, str) else []
-                if len(parts) != 2 or parts[0] not in RESOURCE_TYPES or tuple(parts) in found:
-                    continue
-                try:
-                    context = _context(caller, parts[0], "r")
-                except FhirError:
-                    continue
-                resource = resource_get(resource_type=parts[0], fhir_id=parts[1])
-                if resource is not None and (context != "patient" or _in_compartment(resource, caller.patient_id)):
-                    found[(parts[0], parts[1])] = resource
+        for key in _references(rows, element):
+            if key in found:
+                continue
+            resource = _include_target(caller, *key)
+            if resource is not None:
+                found[key] = resource
     return list(found.values())
+
+
+def _references(rows: list[FhirResource], element: str) -> Iterator[tuple[str, str]]:
+    """Yield ``(type, id)`` of each ``Type/id`` Reference in the top-level ``element`` (one or a list) of
+    ``rows``, for a resource type the sandbox serves; anything else is skipped."""
+    for row in rows:
+        value = row.data.get(element)
+        for ref in value if isinstance(value, list) else [value]:
+            target = ref.get("reference") if isinstance(ref, dict) else None
+            parts = target.split("/") if isinstance(target, str) else []
+            if len(parts) == 2 and parts[0] in RESOURCE_TYPES:
+                yield parts[0], parts[1]
+
+
+def _include_target(caller: Caller, kind: str, fhir_id: str) -> FhirResource | None:
+    """Return the resource ``kind/fhir_id`` when the caller may read it (scope, and compartment under
+    ``patient/`` scopes), else None."""
+    try:
+        context = _context(caller, kind, "r")
+    except FhirError:
+        return None
+    resource = resource_get(resource_type=kind, fhir_id=fhir_id)
+    if resource is not None and (context != "patient" or _in_compartment(resource, caller.patient_id)):
+        return resource
+    return None
 
 
 def operation_outcome(error: FhirError) -> dict[str, Any]:

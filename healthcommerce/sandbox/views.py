@@ -185,21 +185,6 @@ def _cards_shown(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     through ``cds_launch``) or ``absolute`` with an http(s) URL."""
     shown = []
     for card in cards:
-        links = []
-        for link in card.get("links") or []:
-            if not isinstance(link, dict) or not isinstance(link.get("url"), str):
-                continue
-            kind = link.get("type")
-            if kind == "smart" or (kind == "absolute" and urlsplit(link["url"]).scheme in ("http", "https")):
-                app_context = link.get("appContext")
-                links.append(
-                    {
-                        "label": str(link.get("label") or link["url"]),
-                        "url": link["url"],
-                        "type": kind,
-                        "app_context": app_context if isinstance(app_context, str) else "",
-                    }
-                )
         source = card.get("source")
         source = source if isinstance(source, dict) else {}
         shown.append(
@@ -208,10 +193,27 @@ def _cards_shown(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "detail": str(card.get("detail") or ""),
                 "indicator": str(card.get("indicator") or "info"),
                 "source": str(source.get("label") or ""),
-                "links": links,
+                "links": [item for link in card.get("links") or [] if (item := _link_shown(link)) is not None],
             }
         )
     return shown
+
+
+def _link_shown(link: Any) -> dict[str, str] | None:
+    """Return a card's link as the page shows it, or None for one it does not show (not an object, no string
+    ``url``, or neither ``smart`` nor ``absolute`` with an http(s) URL)."""
+    if not isinstance(link, dict) or not isinstance(link.get("url"), str):
+        return None
+    kind = link.get("type")
+    if not (kind == "smart" or (kind == "absolute" and urlsplit(link["url"]).scheme in ("http", "https"))):
+        return None
+    app_context = link.get("appContext")
+    return {
+        "label": str(link.get("label") or link["url"]),
+        "url": link["url"],
+        "type": kind,
+        "app_context": app_context if isinstance(app_context, str) else "",
+    }
 
 
 @require_GET
