@@ -7,12 +7,7 @@ from simple_history.models import HistoricalRecords
 
 from healthcommerce.core.encryption import EncryptedCharField, EncryptedTextField
 from healthcommerce.core.models import BaseModel
-
-DEFAULT_SCOPES = (
-    "launch openid fhirUser patient/Patient.rs patient/DeviceRequest.rs patient/ServiceRequest.rs "
-    "patient/Coverage.rs user/Practitioner.rs"
-)
-
+from healthcommerce.ehr.scopes import default_scopes
 
 # Fields the app itself refreshes (discovery's cache, what the EHR last granted): a save of only these is an
 # observation, not a configuration change, and keeps no history row (docs/adr/0019).
@@ -94,7 +89,7 @@ class EHRSite(BaseModel):
         default="RS384",
         choices=[("RS384", "RS384"), ("ES384", "ES384")],
     )
-    scopes = models.TextField(default=DEFAULT_SCOPES)
+    scopes = models.TextField(default=default_scopes)
     quirks = models.JSONField(default=dict, blank=True, help_text='e.g. {"epic_client_id_header": true}')
     frame_origins = models.JSONField(
         default=list,

@@ -10,6 +10,7 @@ from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import admin_actor
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.roles import PhiMaskedAdmin
+from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.orders.selectors import order_payment_label, orders_with_payment
 from healthcommerce.orders.services import order_cancel
@@ -89,19 +90,12 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
 
     audit_phi = True
 
-    # hidden from support (core/roles.py)
-    phi_fields = (
-        "patient_fhir_id",
-        "patient_name",
-        "patient_birth_date",
-        "ship_to",
-        "patient_ship_to",
-        "ehr_ship_to",
-        *ADDRESS_FIELDS.values(),
-        "contact_email",
-        "contact_phone",
-        "payer_member_id",
-    )
+    @property
+    def phi_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Hidden from support (core/roles.py): the PHI columns of the order's field table (``orders.fields``),
+        and the address line that shows each ship-to column."""
+        columns = order_fields.phi_columns()
+        return (*columns, *(ADDRESS_FIELDS[name] for name in columns if name in ADDRESS_FIELDS))
 
     # What an admin scans for: which order, where it stands, whether the patient paid, where the parcel is.
     list_display = ["reference", "status", "payment", "shipment", "site_name", "signed"]

@@ -8,9 +8,15 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
-        write-back to ``order.writeback`` (ADR 0022)."""
+        write-back to ``order.writeback`` (ADR 0022); add the scopes pre-fill's reads need to a new site's default
+        (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``)."""
+        from django.core import checks
+
         from healthcommerce.audit.selectors import patient_resolver_add
+        from healthcommerce.ehr.scopes import scope_register
+        from healthcommerce.orders.checks import order_fields_check
         from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
+        from healthcommerce.orders.fields import scopes
         from healthcommerce.orders.selectors import patient_audit_scope
         from healthcommerce.outbox.subscribers import subscribe
 
@@ -21,3 +27,6 @@ class OrdersConfig(AppConfig):
             handler="healthcommerce.orders.writeback.writeback_deliver",
             on_dead="healthcommerce.orders.writeback.writeback_dead",
         )
+        for scope in scopes():
+            scope_register(scope)
+        checks.register(order_fields_check, checks.Tags.models)

@@ -78,6 +78,8 @@ class Notes:
 
     label: str
     warnings: list[str] = field(default_factory=list)
+    # Elements already parsed, so a list two columns read (``telecom``: email and phone) is parsed and warned once.
+    parsed: dict[tuple[str, str, int], list[Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def warn(self, text: str) -> None:
         """Record ``"{label}: {text}"``."""
@@ -102,10 +104,13 @@ class Notes:
         naming it (``"address 2 could not be read"``). A single object where a list belongs is accepted."""
         if value is None:
             return []
-        items = value if isinstance(value, list) else [value]
-        named = [(item, f"{name} {n}" if len(items) > 1 else name) for n, item in enumerate(items, 1)]
-        parsed = [self.element(model, item, label) for item, label in named]
-        return [item for item in parsed if item is not None]
+        key = (model.__name__, name, id(value))
+        if key not in self.parsed:
+            items = value if isinstance(value, list) else [value]
+            named = [(item, f"{name} {n}" if len(items) > 1 else name) for n, item in enumerate(items, 1)]
+            parsed = [self.element(model, item, label) for item, label in named]
+            self.parsed[key] = [item for item in parsed if item is not None]
+        return list(self.parsed[key])
 
     def text(self, value: Any, name: str, limit: int) -> str:
         """Return ``value`` stripped when it is a string of at most ``limit`` characters; else "" with a warning."""
@@ -234,6 +239,18 @@ def _strings(value: Any) -> list[str]:
     return [item.strip() for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
+def _country(notes: Notes, value: Any) -> str:
+    """Return an address's country as a two-letter code ("US" for the spelled-out United States), or "" with a
+    warning when it is something else."""
+    country = notes.text(value, "address country", 60).upper()
+    if country in ("USA", "UNITED STATES", "UNITED STATES OF AMERICA"):
+        return "US"
+    if country and not re.fullmatch(r"[A-Z]{2}", country):
+        notes.warn("address country is not a two-letter code; US assumed")
+        return ""
+    return country
+
+
 def _address(notes: Notes, value: Any) -> dict[str, Any]:
     addresses = notes.elements(Address, value, "address")
     usable = [a for a in addresses if a.use != "old" and a.type != "postal"] or addresses
@@ -243,12 +260,7 @@ def _address(notes: Notes, value: Any) -> dict[str, Any]:
     limit = COLUMN_LIMITS
     raw_lines = chosen.line if isinstance(chosen.line, list) else []
     lines = [notes.text(line, "address line", limit["address_line"]) for line in raw_lines]
-    country = notes.text(chosen.country, "address country", 60).upper()
-    if country in ("USA", "UNITED STATES", "UNITED STATES OF AMERICA"):
-        country = "US"
-    if country and not re.fullmatch(r"[A-Z]{2}", country):
-        notes.warn("address country is not a two-letter code; US assumed")
-        country = ""
+    country = _country(notes, chosen.country)
     return {
         "line": [line for line in lines if line][:2],
         "city": notes.text(chosen.city, "address city", limit["city"]),
@@ -330,17 +342,46 @@ def _language(notes: Notes, value: Any) -> str:
     return ""
 
 
+def resource_name(data: dict[str, Any], notes: Notes) -> str:
+    """Return the display name of Patient or Practitioner JSON ``data`` (``human_name``), "" when none fits."""
+    return _resource_name(notes, data)
+
+
+def birth_date(data: dict[str, Any], notes: Notes) -> datetime.date | None:
+    """Return Patient ``birthDate`` as a full date from 1900 to today, else None with a warning."""
+    return _birth_date(notes, data.get("birthDate"))
+
+
+def _telecoms(data: dict[str, Any], notes: Notes) -> list[ContactPoint]:
+    return notes.elements(ContactPoint, data.get("telecom"), "telecom")
+
+
+def email(data: dict[str, Any], notes: Notes) -> str:
+    """Return the first valid email of ``telecom`` (by ``rank``, mobile first), or ""."""
+    return _telecom(notes, _telecoms(data, notes), "email")
+
+
+def phone(data: dict[str, Any], notes: Notes) -> str:
+    """Return the first phone number of ``telecom`` (by ``rank``, mobile first), or ""."""
+    return _telecom(notes, _telecoms(data, notes), "phone")
+
+
+def language(data: dict[str, Any], notes: Notes) -> str:
+    """Return the patient's language from ``communication`` (``_language``), "" when none is offered."""
+    return _language(notes, data.get("communication"))
+
+
 def patient_info(data: dict[str, Any], notes: Notes) -> PatientInfo:
     """Return the order's patient fields from Patient JSON (checked with ``resource_check``)."""
-    name = _resource_name(notes, data)
-    points = notes.elements(ContactPoint, data.get("telecom"), "telecom")
+    name = resource_name(data, notes)
+    _telecoms(data, notes)  # parsed (and warned about) before the birth date, as the readiness check reports it
     return PatientInfo(
         name=name,
-        birth_date=_birth_date(notes, data.get("birthDate")),
-        address=_address(notes, data.get("address")),
-        email=_telecom(notes, points, "email"),
-        phone=_telecom(notes, points, "phone"),
-        language=_language(notes, data.get("communication")),
+        birth_date=birth_date(data, notes),
+        address=patient_address(data, notes),
+        email=email(data, notes),
+        phone=phone(data, notes),
+        language=language(data, notes),
     )
 
 
@@ -402,31 +443,51 @@ def request_info(data: dict[str, Any], notes: Notes) -> RequestInfo:
     )
 
 
-def coverage_info(coverages: list[dict[str, Any]], notes: Notes) -> CoverageInfo | None:
-    """Return payer and member id from the first active Coverage JSON, or None when there is none."""
-    active = [c for c in coverages if c.get("status") == "active"]
-    if not active:
-        return None
-    coverage = active[0]
+def coverage_active(coverages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Return the first Coverage JSON with ``status`` active, or None."""
+    return next((c for c in coverages if c.get("status") == "active"), None)
+
+
+def _class_name(coverage: dict[str, Any]) -> Any:
+    raw = coverage.get("class")
+    classes = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
+    return next((c.get("name") or c.get("value") for c in classes if c.get("name") or c.get("value")), "")
+
+
+def payer_name(coverage: dict[str, Any], notes: Notes) -> str:
+    """Return the payer of Coverage JSON: a ``payor`` display, else a ``class`` name or value; "Coverage on file"
+    with a warning when none is usable."""
     payors = notes.elements(Reference, coverage.get("payor"), "payor")
     payer: Any = next((p.display.strip() for p in payors if isinstance(p.display, str) and p.display.strip()), "")
-    if not payer:
-        raw_classes = coverage.get("class")
-        classes = [c for c in raw_classes if isinstance(c, dict)] if isinstance(raw_classes, list) else []
-        payer = next((c.get("name") or c.get("value") for c in classes if c.get("name") or c.get("value")), "")
-    payer = notes.text(payer, "payer name", COLUMN_LIMITS["payer_name"])
+    payer = notes.text(payer or _class_name(coverage), "payer name", COLUMN_LIMITS["payer_name"])
     if not payer:
         notes.warn("payer name missing")
-    member = notes.text(coverage.get("subscriberId"), "member id", COLUMN_LIMITS["member_id"])
-    return CoverageInfo(payer_name=payer or "Coverage on file", member_id=member)
+    return payer or "Coverage on file"
+
+
+def member_id(coverage: dict[str, Any], notes: Notes) -> str:
+    """Return Coverage ``subscriberId`` (the member id), or ""."""
+    return notes.text(coverage.get("subscriberId"), "member id", COLUMN_LIMITS["member_id"])
+
+
+def coverage_info(coverages: list[dict[str, Any]], notes: Notes) -> CoverageInfo | None:
+    """Return payer and member id from the first active Coverage JSON, or None when there is none."""
+    coverage = coverage_active(coverages)
+    if coverage is None:
+        return None
+    return CoverageInfo(payer_name=payer_name(coverage, notes), member_id=member_id(coverage, notes))
+
+
+def npi(data: dict[str, Any], notes: Notes) -> str:
+    """Return Practitioner JSON's NPI (``identifier`` with the US NPI system): ten digits, else "" with a warning."""
+    identifiers = notes.elements(Identifier, data.get("identifier"), "identifier")
+    found = next((str(i.value).strip() for i in identifiers if i.system == NPI_SYSTEM and i.value), "")
+    if found and not re.fullmatch(r"\d{10}", found):
+        notes.warn("NPI is not ten digits and was not used")
+        return ""
+    return found
 
 
 def practitioner_info(data: dict[str, Any], notes: Notes) -> PractitionerInfo:
     """Return name and NPI (ten digits, else dropped with a warning) from Practitioner JSON."""
-    name = _resource_name(notes, data)
-    identifiers = notes.elements(Identifier, data.get("identifier"), "identifier")
-    npi = next((str(i.value).strip() for i in identifiers if i.system == NPI_SYSTEM and i.value), "")
-    if npi and not re.fullmatch(r"\d{10}", npi):
-        notes.warn("NPI is not ten digits and was not used")
-        npi = ""
-    return PractitionerInfo(name=name, npi=npi)
+    return PractitionerInfo(name=resource_name(data, notes), npi=npi(data, notes))

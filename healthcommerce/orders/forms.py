@@ -4,38 +4,36 @@ from typing import Any
 
 from django import forms
 
-from healthcommerce.catalog.models import Product
-from healthcommerce.core.validators import validate_birth_date
+from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.models import Order
 
 
 class OrderForm(forms.Form):
-    """Edits to a draft; ``changes()`` returns them keyed like ``orders.services.EDITABLE``.
+    """Edits to a draft; ``changes()`` returns them keyed like ``orders.fields.editable()``.
 
+    Its fields come from the order's field table (``orders.fields.FIELDS``: each editable row's form fields, in
+    table order), read when the form is made, then ``confirm_product``. ``cards`` groups them for the template.
     Required fields render with ``required`` (the form has ``novalidate``: the server's messages are the ones the
     clinician reads) and a field with an error with ``aria-invalid`` and ``aria-describedby`` naming its error
     (Django's ``BoundField``). ``error_summary`` lists every error with the id of the field to fix.
     """
 
-    product = forms.ModelChoiceField(
-        queryset=Product.objects.filter(is_active=True), required=True, empty_label="— pick a product —"
-    )
-    quantity = forms.IntegerField(min_value=1, max_value=99)
-    patient_name = forms.CharField(max_length=300, label="Patient name")
-    patient_birth_date = forms.DateField(
-        label="Date of birth", widget=forms.DateInput(attrs={"type": "date"}), validators=[validate_birth_date]
-    )
-    line1 = forms.CharField(max_length=200, label="Address line 1")
-    line2 = forms.CharField(max_length=200, label="Address line 2", required=False)
-    city = forms.CharField(max_length=100)
-    state = forms.CharField(max_length=50)
-    postal_code = forms.CharField(max_length=20, label="ZIP / postal code")
-    contact_email = forms.EmailField(label="Patient email (the purchase link goes here)")
-    contact_phone = forms.CharField(max_length=40, required=False, label="Patient phone")
-    payer_name = forms.CharField(max_length=300, required=False, label="Payer")
-    payer_member_id = forms.CharField(max_length=100, required=False, label="Member ID")
     # Shown only when the chosen product does not fulfil the EHR request (orders.services.order_product_mismatch).
     confirm_product = forms.BooleanField(required=False, label="I confirm this item fulfils the EHR request")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        rows = [field for row in order_fields.FIELDS for field in row.form_fields().items()]
+        self.fields = {**dict(rows), "confirm_product": self.fields["confirm_product"]}
+
+    @property
+    def cards(self) -> dict[str, list[forms.BoundField]]:
+        """Return ``{card: [bound fields]}`` in table order (cards ``item``, ``patient``, ``ship_to``, ``contact``)."""
+        cards: dict[str, list[forms.BoundField]] = {}
+        for row in order_fields.FIELDS:
+            if row.edit is not None:
+                cards.setdefault(row.edit.card, []).extend(self[name] for name in row.form_fields())
+        return cards
 
     def error_summary(self) -> list[tuple[str, str]]:
         """Return ``[(field id or "", message)]`` for every error, the form's own first, then by field order."""
@@ -53,38 +51,15 @@ class OrderForm(forms.Form):
 
     @classmethod
     def initial_for(cls, order: Order) -> dict[str, Any]:
-        """Return the form's initial values from a draft order."""
-        lines = list(order.ship_to.get("line") or [])
-        return {
-            "product": order.product_id,
-            "quantity": order.quantity,
-            "patient_name": order.patient_name,
-            "patient_birth_date": order.patient_birth_date,
-            "line1": lines[0] if lines else "",
-            "line2": " ".join(lines[1:]),
-            "city": order.ship_to.get("city", ""),
-            "state": order.ship_to.get("state", ""),
-            "postal_code": order.ship_to.get("postal_code", ""),
-            "contact_email": order.contact_email,
-            "contact_phone": order.contact_phone,
-            "payer_name": order.payer_name,
-            "payer_member_id": order.payer_member_id,
-        }
+        """Return the form's initial values from a draft order (each editable row's ``form_initial``)."""
+        initial: dict[str, Any] = {}
+        for row in order_fields.FIELDS:
+            if row.edit is not None:
+                initial |= row.form_initial(order)
+        return initial
 
     def changes(self, order: Order) -> dict[str, Any]:
-        """Return the cleaned edits as order fields (``ship_to`` rebuilt as a dict)."""
-        data = self.cleaned_data
-        lines = [line for line in (data["line1"], data["line2"]) if line]
-        ship_to = {
-            "line": lines,
-            "city": data["city"],
-            "state": data["state"],
-            "postal_code": data["postal_code"],
-            "country": order.ship_to.get("country") or "US",
-        }
-        keep = ("product", "quantity", "patient_name", "patient_birth_date", "contact_email", "contact_phone")
-        return {name: data[name] for name in keep} | {
-            "ship_to": ship_to,
-            "payer_name": data["payer_name"],
-            "payer_member_id": data["payer_member_id"],
+        """Return the cleaned edits as order columns (``ship_to`` rebuilt as a dict), one per editable row."""
+        return {
+            row.name: row.form_value(self.cleaned_data, order) for row in order_fields.FIELDS if row.edit is not None
         }

@@ -1,6 +1,8 @@
 """Orders: the pre-filled Standard Written Order a clinician signs, and its timeline."""
 
 import secrets
+from collections.abc import Callable
+from typing import ClassVar
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -218,17 +220,34 @@ class OrderEvent(BaseModel):
         if self.kind == "link_not_sent":
             return self.NOT_SENT.get(str(detail.get("reason")), self.LABELS["link_not_sent"])
         label = self.LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
-        if self.kind == "link_sent":
-            reminder = " (reminder)" if detail.get("reminder") else ""
-            return f"{label} {self.CHANNELS.get(str(detail.get('channel')), '')}".rstrip() + reminder
-        if self.kind == "status_notified":
-            what = self.NOTIFIED.get(str(detail.get("status")), "of a status change")
-            return f"{label} {what} {self.CHANNELS.get(str(detail.get('channel')), '')}".rstrip()
-        if self.kind in ("shipped", "delivered", "tracking_updated"):
-            carrier, number = str(detail.get("carrier") or "").strip(), str(detail.get("tracking_number") or "").strip()
-            parts = " · ".join(part for part in (f"via {carrier}" if carrier else "", number) if part)
-            return f"{label} {parts}".rstrip()
-        if self.kind == "payment_succeeded" and detail.get("amount_cents") is not None:
-            product = self.order.product  # the order is the one whose timeline this is: no query
-            return f"{label} {money_format(int(detail['amount_cents']), product.currency if product else 'USD')}"
-        return label
+        more = self._ADDS.get(self.kind)
+        return more(self, label, detail) if more is not None else label
+
+    def _link_sent(self, label: str, detail: dict) -> str:
+        reminder = " (reminder)" if detail.get("reminder") else ""
+        return f"{label} {self.CHANNELS.get(str(detail.get('channel')), '')}".rstrip() + reminder
+
+    def _status_notified(self, label: str, detail: dict) -> str:
+        what = self.NOTIFIED.get(str(detail.get("status")), "of a status change")
+        return f"{label} {what} {self.CHANNELS.get(str(detail.get('channel')), '')}".rstrip()
+
+    def _tracking(self, label: str, detail: dict) -> str:
+        carrier, number = str(detail.get("carrier") or "").strip(), str(detail.get("tracking_number") or "").strip()
+        parts = " · ".join(part for part in (f"via {carrier}" if carrier else "", number) if part)
+        return f"{label} {parts}".rstrip()
+
+    def _payment(self, label: str, detail: dict) -> str:
+        if detail.get("amount_cents") is None:
+            return label
+        product = self.order.product  # the order is the one whose timeline this is: no query
+        return f"{label} {money_format(int(detail['amount_cents']), product.currency if product else 'USD')}"
+
+    # What a kind's ``detail`` adds to its label.
+    _ADDS: ClassVar[dict[str, Callable[["OrderEvent", str, dict], str]]] = {
+        "link_sent": _link_sent,
+        "status_notified": _status_notified,
+        "shipped": _tracking,
+        "delivered": _tracking,
+        "tracking_updated": _tracking,
+        "payment_succeeded": _payment,
+    }

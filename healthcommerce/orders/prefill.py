@@ -31,17 +31,10 @@ from healthcommerce.audit.services import audit_record
 from healthcommerce.ehr.errors import FHIRError
 from healthcommerce.ehr.fhir import FHIRReader, SearchResult
 from healthcommerce.ehr.models import Launch
-from healthcommerce.orders import extract
+from healthcommerce.orders import extract, fields
 
 logger = logging.getLogger(__name__)
 
-ELEMENTS = {
-    "Patient": "name,birthDate,address,telecom,communication",
-    "DeviceRequest": "status,intent,code,subject,authoredOn,requester,insurance,parameter",
-    "ServiceRequest": "status,intent,code,subject,authoredOn,requester,insurance,quantity",
-    "Coverage": "status,beneficiary,payor,class,subscriberId",
-    "Practitioner": "name,identifier",
-}
 REQUEST_MODELS: dict[str, Any] = {"DeviceRequest": DeviceRequest, "ServiceRequest": ServiceRequest}
 PENDING = "draft,active"
 SIGNER_TYPES = ("Practitioner", "PractitionerRole")
@@ -49,20 +42,22 @@ SIGNER_TYPES = ("Practitioner", "PractitionerRole")
 # records nothing from a round with one of them (``orders.services``), so a reload reads again.
 TRANSIENT = frozenset({"server_error", "timeout", "unreachable"})
 MAX_READERS = 6
+# The reads made once per launch whose value is a dict of columns (the requests are a list of ``RequestInfo``).
+ONCE = ("Patient", "Coverage", "Practitioner")
 
 
 @dataclass
 class Prefill:
     """What pre-fill found: plain values only (no FHIR objects), per-read outcomes, and warnings.
 
-    ``outcomes`` maps a read label (``"Patient"``, ``"DeviceRequest/dr1"``) to ``"success"`` or a
+    ``values`` maps a resource read once per launch (``Patient``, ``Coverage``, ``Practitioner``) to the columns it
+    filled (``{"patient_name": ..., ...}``: ``orders.fields.prefill_values``); a read that failed or found nothing
+    has no entry. ``outcomes`` maps a read label (``"Patient"``, ``"DeviceRequest/dr1"``) to ``"success"`` or a
     ``FHIRError`` code; ``warnings`` are user-facing lines naming each element that could not be used.
     """
 
-    patient: extract.PatientInfo | None = None
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[extract.RequestInfo] = field(default_factory=list)
-    coverage: extract.CoverageInfo | None = None
-    practitioner: extract.PractitionerInfo | None = None
     outcomes: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -176,17 +171,24 @@ def _requests(result: SearchResult, kind: str) -> tuple[list[extract.RequestInfo
     return found, warnings
 
 
-def _coverage(result: SearchResult) -> tuple[extract.CoverageInfo | None, list[str]]:
+def _values(resource: str) -> Callable[[dict[str, Any], extract.Notes], dict[str, Any]]:
+    """Return the parser filling the columns read from ``resource`` (``orders.fields.prefill_values``)."""
+    return functools.partial(fields.prefill_values, resource)
+
+
+def _coverage(result: SearchResult) -> tuple[dict[str, Any] | None, list[str]]:
+    """Return the columns read from the patient's first active Coverage (None when there is none)."""
     usable = [c for c in result.matches if isinstance(c.get("id"), str)]
     notes = extract.Notes("Coverage")
     if result.skipped:
         notes.warn(f"{result.skipped} entries could not be read")
     if result.incomplete:
         notes.warn("the EHR's next page could not be read")
-    return extract.coverage_info(usable, notes), notes.warnings
+    coverage = extract.coverage_active(usable)
+    return (fields.prefill_values("Coverage", coverage, notes) if coverage else None), notes.warnings
 
 
-def _practitioner_role(reader: FHIRReader, role_id: str) -> tuple[extract.PractitionerInfo | None, list[str]]:
+def _practitioner_role(reader: FHIRReader, role_id: str) -> tuple[dict[str, Any] | None, list[str]]:
     """Return the practitioner of PractitionerRole ``role_id``, fetched with the role through
     ``_include=PractitionerRole:practitioner`` (FHIR R4 search "_include"): one request.
 
@@ -201,15 +203,15 @@ def _practitioner_role(reader: FHIRReader, role_id: str) -> tuple[extract.Practi
         result = reader.search(PractitionerRole, {"_id": role_id})
     included = [r for r in result.included if r.get("resourceType") == "Practitioner"]
     if included:
-        return _one(included[0], "Practitioner", extract.practitioner_info)
+        return _one(included[0], "Practitioner", _values("Practitioner"))
     role = result.matches[0] if result.matches else {}
     notes = extract.Notes("PractitionerRole")
     practitioner = notes.element(Reference, role.get("practitioner"), "practitioner")
     user = user_reference(practitioner.reference or "") if practitioner else None
     if not user or user[0] != "Practitioner":
         return None, [*notes.warnings, "PractitionerRole: no practitioner to sign as; launch as a practitioner"]
-    data = reader.read(Practitioner, user[1], elements=ELEMENTS["Practitioner"])
-    info, warnings = _one(data, "Practitioner", extract.practitioner_info)
+    data = reader.read(Practitioner, user[1], elements=fields.elements("Practitioner"))
+    info, warnings = _one(data, "Practitioner", _values("Practitioner"))
     return info, notes.warnings + warnings
 
 
@@ -219,11 +221,11 @@ def _reads(launch: Launch, reader: FHIRReader) -> dict[str, _Read]:
     reads = {
         "Patient": _Read(
             f"Patient/{pid}",
-            lambda: _one(reader.read(Patient, pid, elements=ELEMENTS["Patient"]), "Patient", extract.patient_info),
+            lambda: _one(reader.read(Patient, pid, elements=fields.elements("Patient")), "Patient", _values("Patient")),
         ),
         "Coverage": _Read(
             f"Coverage?beneficiary={pid}",
-            lambda: _coverage(reader.search(Coverage, {"beneficiary": pid}, elements=ELEMENTS["Coverage"])),
+            lambda: _coverage(reader.search(Coverage, {"beneficiary": pid}, elements=fields.elements("Coverage"))),
         ),
     }
     named = _context_requests(launch)
@@ -236,9 +238,9 @@ def _reads(launch: Launch, reader: FHIRReader) -> dict[str, _Read]:
         reads["Practitioner"] = _Read(
             f"Practitioner/{user[1]}",
             lambda: _one(
-                reader.read(Practitioner, user[1], elements=ELEMENTS["Practitioner"]),
+                reader.read(Practitioner, user[1], elements=fields.elements("Practitioner")),
                 "Practitioner",
-                extract.practitioner_info,
+                _values("Practitioner"),
             ),
         )
     elif user and user[0] == "PractitionerRole":
@@ -250,7 +252,7 @@ def _reads(launch: Launch, reader: FHIRReader) -> dict[str, _Read]:
 
 def _named_request(reader: FHIRReader, kind: str, rid: str) -> tuple[list[extract.RequestInfo], list[str]]:
     """Read the request named in ``fhirContext``."""
-    data = reader.read(REQUEST_MODELS[kind], rid, elements=ELEMENTS[kind])
+    data = reader.read(REQUEST_MODELS[kind], rid, elements=fields.elements(kind))
     info, warnings = _one(data, kind, extract.request_info)
     return [info], warnings
 
@@ -258,7 +260,7 @@ def _named_request(reader: FHIRReader, kind: str, rid: str) -> tuple[list[extrac
 def _pending(reader: FHIRReader, kind: str, pid: str) -> tuple[list[extract.RequestInfo], list[str]]:
     """Search the patient's draft and active requests of ``kind``."""
     params = {"patient": pid, "status": PENDING}
-    return _requests(reader.search(REQUEST_MODELS[kind], params, elements=ELEMENTS[kind]), kind)
+    return _requests(reader.search(REQUEST_MODELS[kind], params, elements=fields.elements(kind)), kind)
 
 
 def _run(label: str, read: _Read) -> tuple[str, Any, list[str], str]:
@@ -299,12 +301,8 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
         found.warnings.extend(warnings)
         if value is None:
             continue
-        if label == "Patient":
-            found.patient = value
-        elif label == "Coverage":
-            found.coverage = value
-        elif label == "Practitioner":
-            found.practitioner = value
+        if label in ONCE:
+            found.values[label] = value
         else:
             for request in value:
                 if request.patient_matches(launch.patient_id):

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -19,9 +18,9 @@ from healthcommerce.audit.services import audit_record, audit_retention
 from healthcommerce.catalog.models import HCPCS, Product
 from healthcommerce.catalog.selectors import mapping_for_codes, request_orderability
 from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.core.validators import validate_birth_date
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
+from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.errors import (
     EHRUnavailable,
     InvalidTransition,
@@ -37,6 +36,8 @@ from healthcommerce.orders.events import (
     order_subject,
 )
 from healthcommerce.orders.extract import RequestInfo
+from healthcommerce.orders.fields import SHIP_TO_REQUIRED as SHIP_TO_REQUIRED  # tests/fulfillment/boundary.py
+from healthcommerce.orders.fields import blank, editable, order_content, phi_blank, prefilled
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import TRANSIENT, Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_event_add, order_transition
@@ -44,63 +45,32 @@ from healthcommerce.orders.writeback import writeback_wanted
 from healthcommerce.outbox.services import outbox_cancel, outbox_publish
 
 logger = logging.getLogger(__name__)
-# What a purge leaves in an order's PHI columns (issue 9 "Retention"); ids, product, status, timestamps and
-# content_hash stay.
-PHI_BLANK: dict[str, Any] = {
-    "patient_name": "",
-    "patient_birth_date": None,
-    "ship_to": {},
-    "contact_email": "",
-    "contact_phone": "",
-    "payer_member_id": "",
-    "patient_ship_to": {},
-    "ehr_ship_to": {},
-}
-
-EDITABLE = (
-    "product",
-    "quantity",
-    "patient_name",
-    "patient_birth_date",
-    "ship_to",
-    "contact_email",
-    "contact_phone",
-    "payer_name",
-    "payer_member_id",
-)
-SHIP_TO_REQUIRED = ("line", "city", "state", "postal_code")
 PENDING_STATUSES = ("draft", "active")
 
 
-def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None, mapping: Any) -> dict[str, Any]:
-    patient, coverage, practitioner = found.patient, found.coverage, found.practitioner
-    fields: dict[str, Any] = {
-        "patient_name": patient.name if patient else "",
-        "patient_birth_date": patient.birth_date if patient else None,
-        "ship_to": patient.address if patient else {},
-        "contact_email": patient.email if patient else "",
-        "contact_phone": patient.phone if patient else "",
-        "patient_language": patient.language if patient else "",
-        "payer_name": coverage.payer_name if coverage else "",
-        "payer_member_id": coverage.member_id if coverage else "",
-        "practitioner_reference": launch.fhir_user,
-        "practitioner_name": practitioner.name if practitioner else "",
-        "practitioner_npi": practitioner.npi if practitioner else "",
+def _request_fields(request: RequestInfo, mapping: Any) -> dict[str, Any]:
+    """Return the columns a draft takes from the EHR request and its catalog ``mapping`` (None: no product)."""
+    system, code, _ = request.codings[0] if request.codings else ("", "", "")
+    if mapping is not None:
+        system, code = mapping.system, mapping.code
+    return {
+        "request_reference": request.reference,
+        "request_system": system,
+        "request_code": code,
+        "request_display": request.display[:300],
+        "product": mapping.product if mapping else None,
+        "quantity": request.quantity or (mapping.default_quantity if mapping else 1),
     }
-    if request is not None:
-        system, code, _ = request.codings[0] if request.codings else ("", "", "")
-        if mapping is not None:
-            system, code = mapping.system, mapping.code
-        default = mapping.default_quantity if mapping else 1
-        fields |= {
-            "request_reference": request.reference,
-            "request_system": system,
-            "request_code": code,
-            "request_display": request.display[:300],
-            "product": mapping.product if mapping else None,
-            "quantity": request.quantity or default,
-        }
-    return fields
+
+
+def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None, mapping: Any) -> dict[str, Any]:
+    """Return a draft's columns: each pre-filled row's value (its empty value when its read found nothing), the
+    launch's user as the practitioner, and the request's columns."""
+    fields: dict[str, Any] = {row.name: blank(row.name) for row in prefilled()}
+    for values in found.values.values():
+        fields |= values
+    fields["practitioner_reference"] = launch.fhir_user
+    return fields | (_request_fields(request, mapping) if request is not None else {})
 
 
 def _set_aside(request: RequestInfo, reason: str) -> dict[str, str]:
@@ -187,8 +157,9 @@ def _record_prefill(launch: Launch, found: Prefill, set_aside: list[dict[str, st
     launch.prefilled_at = timezone.now()
     launch.prefill_outcomes, launch.prefill_seconds = found.outcomes, found.seconds
     launch.prefill_warnings, launch.prefill_set_aside = found.warnings[:100], set_aside
-    if found.patient is not None and found.patient.name:
-        launch.patient_name = found.patient.name[:300]
+    name = found.values.get("Patient", {}).get("patient_name")
+    if name:
+        launch.patient_name = name[:300]
     fields = ["prefilled_at", "prefill_outcomes", "prefill_seconds", "prefill_warnings", "prefill_set_aside"]
     launch.save(update_fields=[*fields, "patient_name", "updated_at"])
 
@@ -237,30 +208,8 @@ def launch_reread(*, launch: Launch) -> None:
 def order_missing_fields(order: Order) -> list[tuple[str, str]]:
     """Return what the order still needs before it can be signed: ``[(form field, user-facing label)]`` in form
     order, the field being the ``OrderForm`` field to correct ("" when the form cannot fix it); empty when
-    complete."""
-    missing = []
-    if order.product_id is None:
-        missing.append(("product", "a product (the requested code is not in the catalog: pick one)"))
-    if order.quantity < 1:
-        missing.append(("quantity", "a quantity of at least 1"))
-    if not order.patient_name:
-        missing.append(("patient_name", "the patient's name"))
-    if order.patient_birth_date is None:
-        missing.append(("patient_birth_date", "the patient's date of birth"))
-    else:
-        try:
-            validate_birth_date(order.patient_birth_date)
-        except ValidationError:
-            missing.append(
-                ("patient_birth_date", "a real date of birth (the one on file is in the future or before 1900)")
-            )
-    if not all(order.ship_to.get(key) for key in SHIP_TO_REQUIRED):
-        missing.append(("line1", "a complete ship-to address"))
-    if not order.contact_email:
-        missing.append(("contact_email", "the patient's email for the purchase link"))
-    if not order.practitioner_reference or not order.practitioner_name:
-        missing.append(("", "the signing practitioner (launch as a practitioner)"))
-    return missing
+    complete. The rows with ``required`` in ``orders.fields.FIELDS`` say what is needed."""
+    return [(row.fix_field(), label) for row in order_fields.FIELDS if (label := row.lacking(order))]
 
 
 def order_missing(order: Order) -> list[str]:
@@ -298,7 +247,8 @@ def order_product_mismatch(order: Order, product: Product | None = None) -> str:
 
 @transaction.atomic
 def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any], launch: Launch | None = None) -> Order:
-    """Apply the clinician's edits (keys from ``EDITABLE``) to a draft. Raises ``OrderImmutable`` once signed.
+    """Apply the clinician's edits (keys from ``orders.fields.editable()``) to a draft. Raises ``OrderImmutable``
+    once signed.
 
     Writes one ``order.edit`` audit row naming the changed fields (names only, never values; HIPAA 164.312(b))
     when any changed; ``launch`` adds its site and id to the row.
@@ -306,7 +256,8 @@ def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any], lau
     locked = Order.objects.select_for_update().get(pk=order.pk)
     if locked.status != Order.Status.DRAFT:
         raise OrderImmutable()
-    fields = [name for name in changes if name in EDITABLE]
+    allowed = editable()
+    fields = [name for name in changes if name in allowed]
     for name in fields:
         setattr(locked, name, changes[name])
     locked.save(update_fields=[*fields, "updated_at"])
@@ -351,36 +302,6 @@ def order_edit(
             launch_id=launch.pk,
         )
         raise
-
-
-def order_content(order: Order) -> dict[str, Any]:
-    """Return the canonical content a signature covers (JSON-ready dict, keys sorted when hashed)."""
-    product: Product | None = order.product
-    return {
-        "reference": order.reference,
-        "version": order.version,
-        "site": order.site.iss,
-        "patient": {
-            "fhir_id": order.patient_fhir_id,
-            "name": order.patient_name,
-            "birth_date": str(order.patient_birth_date),
-        },
-        "request": {"reference": order.request_reference, "system": order.request_system, "code": order.request_code},
-        "item": {
-            "sku": product.sku if product else "",
-            "hcpcs": product.hcpcs_code if product else "",
-            "quantity": order.quantity,
-        },
-        "order_date": order.order_date.isoformat(),
-        "practitioner": {
-            "reference": order.practitioner_reference,
-            "name": order.practitioner_name,
-            "npi": order.practitioner_npi,
-        },
-        "ship_to": order.ship_to,
-        "contact": {"email": order.contact_email, "phone": order.contact_phone},
-        "payer": {"name": order.payer_name, "member_id": order.payer_member_id},
-    }
 
 
 def content_hash(order: Order) -> str:
@@ -487,8 +408,8 @@ def orders_closed_before(cutoff: Any) -> Q:
 
 @transaction.atomic
 def orders_phi_purge() -> int:
-    """Blank the PHI columns (``PHI_BLANK``: name, birth date, ship-to, email, phone, member id, the patient's
-    corrected ship-to) of orders closed more than ``ORDER_PHI_RETENTION_DAYS`` ago (``orders_closed_before``) and
+    """Blank the PHI columns (``orders.fields.phi_blank``: each ``Phi.ENCRYPTED`` row of the order's field table)
+    of orders closed more than ``ORDER_PHI_RETENTION_DAYS`` ago (``orders_closed_before``) and
     set ``phi_purged_at``; return how many. Ids, reference, product, status, timestamps and ``content_hash`` stay.
     The links and the local backend's copy follow in their own purges, which key on ``phi_purged_at``. One
     ``retention.purge`` audit row with the count (docs/reliability.md "Retention"). Run daily by beat
@@ -497,7 +418,7 @@ def orders_phi_purge() -> int:
     now = timezone.now()
     cutoff = now - timedelta(days=settings.ORDER_PHI_RETENTION_DAYS)
     due = Order.objects.filter(orders_closed_before(cutoff), phi_purged_at__isnull=True)
-    purged = due.update(**PHI_BLANK, phi_purged_at=now)
+    purged = due.update(**phi_blank(), phi_purged_at=now)
     audit_retention(target="Order", counts={"orders": purged, "retention_days": settings.ORDER_PHI_RETENTION_DAYS})
     if purged:
         logger.info("retention: purged the PHI of %d closed order(s)", purged)

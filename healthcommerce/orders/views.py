@@ -23,6 +23,7 @@ from healthcommerce.core.views import render_error
 from healthcommerce.ehr.fhir import fhir_error
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.services import launch_access
+from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.errors import ProductMismatch
 from healthcommerce.orders.forms import OrderForm
 from healthcommerce.orders.models import Order
@@ -178,7 +179,7 @@ def order_page(request: HttpRequest, launch_id: UUID, order_id: UUID) -> HttpRes
 
 def _detail(order: Order) -> dict[str, Any]:
     """The signed order page's context: the order, its timeline, the one clinician-facing status, the ship-to it
-    will really go to and its tracking."""
+    will really go to, its tracking, and the lines the order's field table adds (``orders.fields.shown``)."""
     events = list(order.events.all())
     return {
         "order": order,
@@ -186,6 +187,7 @@ def _detail(order: Order) -> dict[str, Any]:
         "clinician_status": order_clinician_status(order, events),
         "ship_to": order_ship_to(order, events),
         "tracking": order_tracking(order),
+        "shown": order_fields.shown(order),
     }
 
 

@@ -25,14 +25,15 @@ from joserfc.jwk import RSAKey
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr import tokens
 from healthcommerce.ehr.errors import ReauthorizationNeeded, RefreshUnavailable
-from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Launch
+from healthcommerce.ehr.models import EHRSite, Launch
+from healthcommerce.ehr.scopes import default_scopes
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
 from tests.conftest import SandboxEHR, complete_launch, sandbox_database_copy, sandbox_server
 
 TTL = 2  # seconds, the sandbox's access token lifetime
 CLIENT_ID = "refresh-app"
 REDIRECT = "http://testserver/smart/callback"
-ONLINE_SCOPES = f"{DEFAULT_SCOPES} online_access"
+ONLINE_SCOPES = f"{default_scopes()} online_access"
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +205,7 @@ def test_a_refused_refresh_asks_to_relaunch_and_clears_the_refresh_token(client,
 
 @pytest.mark.django_db
 def test_without_a_refresh_token_the_clinician_is_asked_to_relaunch(client, site, refresh_sandbox, monkeypatch):
-    site.scopes = DEFAULT_SCOPES  # no online_access: the sandbox grants no refresh token
+    site.scopes = default_scopes()  # no online_access: the sandbox grants no refresh token
     site.save(update_fields=["scopes"])
     launch = launched(client, refresh_sandbox)
     assert launch.refresh_token == ""
@@ -416,7 +417,7 @@ def test_re_read_after_the_token_expired_refreshes_it_and_reads_again(client: An
 def test_re_read_without_a_refresh_token_says_to_relaunch_and_keeps_the_draft(
     client: Any, site: EHRSite, refresh_sandbox
 ):
-    site.scopes = DEFAULT_SCOPES  # no online_access: the EHR grants no refresh token
+    site.scopes = default_scopes()  # no online_access: the EHR grants no refresh token
     site.save()
     launch = launched(client, refresh_sandbox)
     order_path = open_draft(client, launch)

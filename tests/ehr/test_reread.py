@@ -16,7 +16,8 @@ from django.db import connection
 from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Launch
+from healthcommerce.ehr.models import EHRSite, Launch
+from healthcommerce.ehr.scopes import default_scopes
 from healthcommerce.orders.models import Order
 from tests.conftest import SandboxEHR, complete_launch, sandbox_server
 
@@ -87,7 +88,7 @@ def test_re_read_renews_the_token_at_once_when_the_ehr_shares_the_apps_database(
             f"{settings.APP_BASE_URL}/smart/callback",
         )
         EHRSite.objects.create(
-            name="Sandbox", iss=ehr.fhir_base, client_id="demo-app", scopes=f"{DEFAULT_SCOPES} online_access"
+            name="Sandbox", iss=ehr.fhir_base, client_id="demo-app", scopes=f"{default_scopes()} online_access"
         )
         launch, path = open_draft(client, ehr)
         assert launch.refresh_token

@@ -39,20 +39,20 @@ class Reader:
 def test_the_practitioner_comes_with_the_role_in_one_request():
     reader = Reader("include")
     info, warnings = prefill._practitioner_role(reader, "prarol1234")
-    assert (info.name, info.npi, warnings) == ("Jane Doe", "1122334455", [])
+    assert (info["practitioner_name"], info["practitioner_npi"], warnings) == ("Jane Doe", "1122334455", [])
     assert reader.calls == [("search", {"_id": "prarol1234", "_include": "PractitionerRole:practitioner"})]
 
 
 def test_a_server_that_ignores_include_costs_one_more_read():
     reader = Reader("ignore")
     info, _ = prefill._practitioner_role(reader, "prarol1234")
-    assert info.name == "Jane Doe" and reader.calls[-1] == ("read", "pra1")
+    assert info["practitioner_name"] == "Jane Doe" and reader.calls[-1] == ("read", "pra1")
 
 
 def test_a_server_that_refuses_include_is_asked_without_it():
     reader = Reader("refuse")
     info, _ = prefill._practitioner_role(reader, "prarol1234")
-    assert info.npi == "1122334455"
+    assert info["practitioner_npi"] == "1122334455"
     assert [c[0] for c in reader.calls] == ["search", "search", "read"]
 
 
@@ -76,5 +76,5 @@ def test_against_the_sandbox_the_practitioner_comes_in_the_same_request(client, 
     reader.server.request_json = lambda path: calls.append(path) or original(path)
 
     info, warnings = prefill._practitioner_role(reader, "prarol1234")
-    assert (info.name, info.npi, warnings) == ("Dr. Jane Betty Doe", "1122334455", [])
+    assert (info["practitioner_name"], info["practitioner_npi"], warnings) == ("Dr. Jane Betty Doe", "1122334455", [])
     assert len(calls) == 1 and "_include=PractitionerRole%3Apractitioner" in calls[0]

@@ -16,7 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from healthcommerce.core.http import origin
 from healthcommerce.ehr.keys import published_jwks, signing_key_activate, signing_key_create, signing_key_for
-from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Vendor, Writeback
+from healthcommerce.ehr.models import EHRSite, Vendor, Writeback
+from healthcommerce.ehr.scopes import default_scopes
 from healthcommerce.ehr.services import redirect_uri
 
 CLIENT_ID = "healthcommerce-demo"
@@ -81,7 +82,7 @@ class Command(BaseCommand):
                 "cds_issuers": [iss],
                 "cds_jku_allowlist": [settings.APP_BASE_URL.rstrip("/") + "/sandbox/oauth/jwks"],
                 # online_access: the sandbox then grants a refresh token (SMART 2.2 "Refresh access token").
-                "scopes": f"{DEFAULT_SCOPES} online_access",
+                "scopes": f"{default_scopes()} online_access",
                 # The sandbox EHR's framed mode (/sandbox/?framed=1) shows the app in an iframe (ADR 0005).
                 "frame_origins": [origin(settings.APP_BASE_URL)],
                 # The demo texts links too; the console SMS backend prints them with the emails (docs/adr/0010).

@@ -16,7 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite
+from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.scopes import default_scopes
 from healthcommerce.golive.readiness import report_dict, site_readiness
 from healthcommerce.golive.siterecord import site_by_name, site_record_dumps, site_record_export, site_record_import
 
@@ -48,7 +49,7 @@ class Command(BaseCommand):
         secret.add_argument("--private-key", help="path to a PEM private key (private_key_jwt)")
         add.add_argument("--key-id", default="", help="kid of the signing key in our JWKS")
         add.add_argument("--alg", default="RS384", choices=["RS384", "ES384"])
-        add.add_argument("--scopes", default=DEFAULT_SCOPES)
+        add.add_argument("--scopes", default=default_scopes())
         add.add_argument(
             "--epic",
             action="store_true",
