@@ -8,9 +8,12 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
-        write-back to ``order.writeback`` (ADR 0022)."""
+        write-back to ``order.writeback`` (ADR 0022); register the per-site orders settings (``ehr.sitefeatures``)."""
         from healthcommerce.audit.selectors import patient_resolver_add
+        from healthcommerce.ehr.sitefeatures import site_feature_register
         from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
+        from healthcommerce.orders.models import OrderSite
+        from healthcommerce.orders.readiness import order_patient_readiness
         from healthcommerce.orders.selectors import patient_audit_scope
         from healthcommerce.outbox.subscribers import subscribe
 
@@ -20,4 +23,11 @@ class OrdersConfig(AppConfig):
             topic=TOPIC_ORDER_WRITEBACK,
             handler="healthcommerce.orders.writeback.writeback_deliver",
             on_dead="healthcommerce.orders.writeback.writeback_dead",
+        )
+        site_feature_register(
+            name="orders",
+            title="Orders",
+            model=OrderSite,
+            backend_needs=lambda site: OrderSite.of(site).backend_needs(),
+            patient_checks=order_patient_readiness,
         )

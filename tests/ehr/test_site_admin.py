@@ -8,7 +8,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from healthcommerce.cdshooks.models import CdsHooksSite
 from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.sitefeatures import site_feature_fields
+from tests.site_settings import settings_form
 
 pytestmark = pytest.mark.django_db
 SITES = "/admin/ehr/ehrsite/"
@@ -22,7 +25,9 @@ def new_pem() -> str:
 
 
 def form(site: EHRSite, **changes: str) -> dict[str, str]:
-    """The change form's fields as the page posts them, with ``changes``."""
+    """The change form's fields as the page posts them (each stage's settings in its own section, posted by
+    ``settings_form``), with ``changes``."""
+    stage = {name: changes.pop(name) for name in list(changes) if name in site_feature_fields()}
     data = {
         "name": site.name,
         "iss": site.iss,
@@ -35,11 +40,8 @@ def form(site: EHRSite, **changes: str) -> dict[str, str]:
         "frame_origins": "",
         "is_active": "on",
         "vendor": site.vendor,
-        "writeback": site.writeback,
-        "cds_issuers": "",
-        "cds_jku_allowlist": "",
     }
-    return data | changes
+    return data | settings_form(site, **stage) | changes
 
 
 @pytest.fixture
@@ -133,8 +135,9 @@ def test_lists_are_edited_one_item_per_line_and_quirks_as_checkboxes(admin_clien
     assert response.status_code == 302, response.content.decode()[:3000]
     saved = EHRSite.objects.get(pk=site.pk)
     assert saved.frame_origins == ["https://epic.harbor.example", "https://mychart.harbor.example"]
-    assert saved.cds_issuers == ["https://ehr.harbor.example/fhir"]
-    assert saved.cds_jku_allowlist == ["https://ehr.harbor.example/jwks"]
+    cds = CdsHooksSite.of(saved)
+    assert cds.cds_issuers == ["https://ehr.harbor.example/fhir"]
+    assert cds.cds_jku_allowlist == ["https://ehr.harbor.example/jwks"]
     assert saved.quirks == {"epic_client_id_header": True}
 
 
