@@ -177,7 +177,7 @@ class SiteSettings(BaseModel):
         try:
             return getattr(site, cls._meta.model_name or "")
         except cls.DoesNotExist:  # type: ignore[attr-defined]
-            row, _ = cls.objects.get_or_create(site=site)  # type: ignore[attr-defined]
+            row, _ = cls._default_manager.get_or_create(site=site)
             return row
 
 

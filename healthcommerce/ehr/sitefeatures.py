@@ -144,7 +144,7 @@ def site_settings_create(sender: Any, instance: EHRSite, created: bool, raw: boo
     """``post_save`` receiver of ``EHRSite``: give a new site each feature's row with the defaults."""
     if created and not raw:
         for feature in site_features():
-            feature.model.objects.get_or_create(site=instance)
+            feature.model._default_manager.get_or_create(site=instance)
 
 
 # --- values ---------------------------------------------------------------------------------------------------
