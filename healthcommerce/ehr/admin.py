@@ -213,7 +213,7 @@ class EHRSiteForm(forms.ModelForm):
         choices=list(QUIRKS.items()),
         widget=forms.CheckboxSelectMultiple,
         label="Quirks",
-        help_text='How this EHR differs from the standard (docs/extending.md "Add a site quirk").',
+        help_text='How this EHR differs from the standard (docs/extending.md "Add a site setting").',
     )
     other_quirks = JSONObjectField(
         label="Other quirks (JSON)",

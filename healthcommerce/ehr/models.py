@@ -42,7 +42,7 @@ class Vendor(models.TextChoices):
     OTHER = "other", "Other SMART on FHIR server"
 
 
-# The on/off quirks a site can have (keys of ``EHRSite.quirks``, docs/extending.md "Add a site quirk"): the admin
+# The on/off quirks a site can have (keys of ``EHRSite.quirks``, docs/extending.md "Add a site setting"): the admin
 # offers one checkbox each. A key not listed here (from an older import) is kept, edited as JSON.
 QUIRKS = {
     "epic_client_id_header": "Epic-Client-ID header on metadata",  # ehr/discovery.py
