@@ -120,7 +120,9 @@ def _site_and_jku(iss: Any, header: dict[str, Any]) -> tuple[EHRSite, str]:
     wanted = iss.rstrip("/")
     sites = [
         site
-        for site in EHRSite.objects.filter(is_active=True, cdshookssite__cds_hooks_enabled=True).order_by("name")
+        for site in EHRSite.objects.filter(is_active=True, cdshookssite__cds_hooks_enabled=True)
+        .select_related("cdshookssite")
+        .order_by("name")
         if wanted in {item.rstrip("/") for item in _strings(CdsHooksSite.of(site).cds_issuers)}
     ]
     if not sites:

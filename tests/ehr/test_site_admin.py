@@ -196,3 +196,13 @@ def test_scopes_are_edited_one_per_line_and_stored_space_separated(admin_client,
     assert EHRSite.objects.get(pk=site.pk).scopes == "launch openid fhirUser patient/Patient.rs"
     bad = admin_client.post(f"{SITES}{site.pk}/change/", form(site, scopes="launch\npatient/Patient.rs,openid"))
     assert "Line 2: 'patient/Patient.rs,openid' is not a scope" in html.unescape(bad.content.decode())
+
+
+def test_the_site_page_groups_each_stages_settings_under_its_title_with_readable_labels(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    page = html.unescape(admin_client.get(f"{SITES}{site.pk}/change/").content.decode())
+
+    for title in ("CDS Hooks", "Orders", "Fulfillment", "Purchase links"):
+        assert f"<h2>{title}</h2>" in page or f">{title}</h2>" in page, title
+    for label in ("CDS Hooks enabled", "CDS Hooks JKU allowlist", "EHR write-back", "Ship-to re-read", "SMS enabled"):
+        assert f">{label}:</label>" in page, label
+    assert page.index("Ship-to re-read") > page.index("Backend scopes")  # after the site's own fields

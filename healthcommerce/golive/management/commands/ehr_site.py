@@ -115,17 +115,20 @@ class Command(BaseCommand):
             fields |= {"auth_method": EHRSite.AuthMethod.PRIVATE_KEY_JWT, "private_key_pem": pem}
         # Exactly what the flags say: without --epic, Epic quirks an earlier --epic set are cleared.
         fields["quirks"] = dict(EPIC_QUIRKS) if options["epic"] else {}
+        self._add_save(iss, fields, site_settings_options(options))
+
+    def _add_save(self, iss: str, fields: dict[str, Any], stage_settings: dict[str, Any]) -> None:
+        """Create or update the site ``iss`` with ``fields`` and its stages' ``stage_settings``; print what changed."""
         before = EHRSite.objects.filter(iss=iss).first()
         stored = site_settings_values(before) if before is not None else {}
         site, created = EHRSite.objects.update_or_create(iss=iss, defaults=fields)
-        stage_settings = site_settings_options(options)
         site_settings_update(site, stage_settings)
         self.stdout.write(
             f"{'Registered' if created else 'Updated'} {site.name}: iss={site.iss} auth={site.auth_method}"
         )
         if before is not None:
-            changes = [_change(name, getattr(before, name), value) for name, value in fields.items()]
-            changes += [_change(name, stored[name], value) for name, value in stage_settings.items()]
+            old = {name: getattr(before, name) for name in fields} | stored
+            changes = [_change(name, old[name], value) for name, value in (fields | stage_settings).items()]
             for line in [c for c in changes if c] or ["No changes."]:
                 self.stdout.write(f"  {line}")
 
