@@ -352,6 +352,17 @@ def feature_inline(feature: SiteFeature) -> type[SiteFeatureInline]:
     return type(f"{model.__name__}Inline", (SiteFeatureInline,), attrs)
 
 
+def _setting_column(feature: SiteFeature, field: models.Field) -> Callable[[EHRSite], str]:
+    """A list column showing a stage's choice setting of each site, headed with the field's label."""
+
+    def column(site: EHRSite) -> str:
+        return str(dict(field.flatchoices).get(getattr(feature.model.of(site), field.name), ""))
+
+    column.short_description = capfirst(field.verbose_name)  # type: ignore[attr-defined]
+    column.__name__ = f"{feature.name}_{field.name}"
+    return column
+
+
 @admin.register(EHRSite)
 class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
     """Per-site configuration. The client secret and private key are write-only: the change page says only whether
@@ -380,10 +391,8 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
         return [feature_inline(feature) for feature in site_features()]
 
     def get_list_display(self, request: HttpRequest) -> list[Any]:
-        """The site's columns, then each stage's choice settings (``ordersite__writeback``)."""
-        shown = [
-            f"{f.model._meta.model_name}__{name}" for name, (f, field) in site_feature_fields().items() if field.choices
-        ]
+        """The site's columns, then each stage's choice settings (the orders stage's write-back)."""
+        shown = [_setting_column(f, field) for f, field in site_feature_fields().values() if field.choices]
         return [*super().get_list_display(request), *shown]
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
