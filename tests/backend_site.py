@@ -10,6 +10,7 @@ from joserfc.jwk import RSAKey
 
 from healthcommerce.ehr.backend import backend_tokens_forget
 from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.sitefeatures import site_feature_fields, site_settings_update
 from tests.conftest import SandboxEHR
 
 KID = "wb-backend-1"
@@ -31,7 +32,7 @@ def backend_site_enable(
 ) -> EHRSite:
     """Turn on backend services for ``site``: our key on the site, a sandbox client per site named
     ``<client_id>-backend`` allowed ``granted`` (default ``scopes``), ``site.backend_scopes`` = ``scopes``; set the
-    other ``fields`` (``writeback``, ``shipto_reread``...). Returns the saved site."""
+    other ``fields`` (the site's, or a stage's setting: ``writeback``, ``shipto_reread``...). Returns the saved site."""
     client_id = f"{site.client_id}-backend"
     sandbox_backend_client(sandbox, client_id=client_id, scope=granted if granted is not None else scopes)
     site.backend_services = True
@@ -41,7 +42,9 @@ def backend_site_enable(
     site.key_id = KID
     site.signing_alg = "RS384"
     for name, value in fields.items():
-        setattr(site, name, value)
+        if name not in site_feature_fields():
+            setattr(site, name, value)
     site.save()
+    site_settings_update(site, {name: value for name, value in fields.items() if name in site_feature_fields()})
     backend_tokens_forget()
     return site

@@ -6,7 +6,8 @@ payload ``iss``, ``aud`` (the exact service URL, a string or an array of strings
 service SHOULD allowlist ``iss`` and ``jku``; without ``jku`` the JWK Set is agreed out of band. ES384 and RS384 are
 the recommended algorithms and the only ones accepted here. RFC 7515 section 4.1.2 (``jku``), RFC 7519 section 4.1.
 
-The allowlists live on the EHR site (``cds_hooks_enabled``, ``cds_issuers``, ``cds_jku_allowlist``). A JWT without
+The allowlists are the site's CDS Hooks settings (``models.CdsHooksSite``: ``cds_hooks_enabled``, ``cds_issuers``,
+``cds_jku_allowlist``). A JWT without
 ``jku`` is accepted only when the site allowlists exactly one JWKS URL, which is then the out-of-band agreement
 (docs/adr/0021-cds-hooks.md). The body is parsed only after every check, and the algorithm is checked before any
 site or key is looked up.
@@ -29,6 +30,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from healthcommerce.cdshooks.errors import CdsJwksUnavailable, CdsUnauthorized
+from healthcommerce.cdshooks.models import CdsHooksSite
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.http import outbound_session
 from healthcommerce.ehr.models import EHRSite
@@ -105,7 +107,7 @@ def _strings(value: Any) -> list[str]:
 def _jku_allowed(site: EHRSite, jku: Any) -> str | None:
     """Return the JWKS URL to use for ``site``: the header's ``jku`` when the site allowlists it, or, without one,
     the site's only allowlisted URL; ``None`` when neither applies."""
-    allowed = _strings(site.cds_jku_allowlist)
+    allowed = _strings(CdsHooksSite.of(site).cds_jku_allowlist)
     if jku is None:
         return allowed[0] if len(allowed) == 1 else None
     return jku if isinstance(jku, str) and jku in allowed else None
@@ -118,8 +120,10 @@ def _site_and_jku(iss: Any, header: dict[str, Any]) -> tuple[EHRSite, str]:
     wanted = iss.rstrip("/")
     sites = [
         site
-        for site in EHRSite.objects.filter(is_active=True, cds_hooks_enabled=True).order_by("name")
-        if wanted in {item.rstrip("/") for item in _strings(site.cds_issuers)}
+        for site in EHRSite.objects.filter(is_active=True, cdshookssite__cds_hooks_enabled=True)
+        .select_related("cdshookssite")
+        .order_by("name")
+        if wanted in {item.rstrip("/") for item in _strings(CdsHooksSite.of(site).cds_issuers)}
     ]
     if not sites:
         raise _refused("iss_unknown")

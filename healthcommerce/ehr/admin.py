@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 from django.utils.text import capfirst
@@ -16,7 +17,8 @@ from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import ServiceOnlyAdmin
 from healthcommerce.core.http import url_problem
 from healthcommerce.core.roles import PhiMaskedAdmin
-from healthcommerce.ehr.models import QUIRKS, AppSigningKey, EHRSite, Launch
+from healthcommerce.ehr.models import QUIRKS, AppSigningKey, EHRSite, Launch, SiteSettings, URLListField
+from healthcommerce.ehr.sitefeatures import SiteFeature, site_feature_fields, site_features
 
 SECRETS = ("client_secret", "private_key_pem")
 
@@ -193,16 +195,6 @@ class EHRSiteForm(forms.ModelForm):
         help_text="One origin per line (https://host[:port], no path): the EHR pages allowed to frame the app "
         "(CSP frame-ancestors).",
     )
-    cds_issuers = LinesField(
-        check=_url_line,
-        label=capfirst(EHRSite._meta.get_field("cds_issuers").verbose_name),
-        help_text="One URL per line: the allowed iss of the EHR's CDS Hooks JWTs (usually the FHIR base).",
-    )
-    cds_jku_allowlist = LinesField(
-        check=_url_line,
-        label=capfirst(EHRSite._meta.get_field("cds_jku_allowlist").verbose_name),
-        help_text="One URL per line: the JWKS URLs (jku) the EHR's CDS Hooks JWTs may name.",
-    )
     scopes = ScopesField(
         check=_scope_line,
         required=True,
@@ -221,7 +213,7 @@ class EHRSiteForm(forms.ModelForm):
         choices=list(QUIRKS.items()),
         widget=forms.CheckboxSelectMultiple,
         label="Quirks",
-        help_text='How this EHR differs from the standard (docs/extending.md "Add a site quirk").',
+        help_text='How this EHR differs from the standard (docs/extending.md "Add a site setting").',
     )
     other_quirks = JSONObjectField(
         label="Other quirks (JSON)",
@@ -250,21 +242,15 @@ class EHRSiteForm(forms.ModelForm):
             "other_quirks",
             "frame_origins",
             "is_active",
-            "sms_enabled",
-            "patient_support_phone",
-            # the go-live kit (issue 10): vendor, our key's jku, backend services, write-back, CDS Hooks
+            # the go-live kit (issue 10): vendor, our key's jku, backend services
             "vendor",
             "vendor_version",
             "send_jku",
             "backend_services",
             "backend_client_id",
             "backend_scopes",
-            "shipto_reread",
-            "writeback",
-            "cds_hooks_enabled",
-            "cds_issuers",
-            "cds_jku_allowlist",
         ]
+        # Each stage's own settings are not here: they are the inlines below, one per registered feature.
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -300,6 +286,83 @@ class EHRSiteForm(forms.ModelForm):
         return super().save(commit=commit)
 
 
+class _SettingsFormSet(forms.BaseInlineFormSet):
+    """A feature's one row: a new site already has it (``sitefeatures.site_settings_create`` runs when the site is
+    saved), so the form of the add page updates that row instead of inserting a second one."""
+
+    def save_new(self, form: forms.ModelForm, commit: bool = True) -> Any:
+        row = form.save(commit=False)
+        row.site = self.instance
+        existing = type(row).objects.filter(site=self.instance).first()
+        if existing is not None:
+            row.pk, row.created_at = existing.pk, existing.created_at
+            row._state.adding = False
+        if commit:
+            row.save()
+        return row
+
+
+class SiteFeatureInline(admin.StackedInline):
+    """One registered stage's settings on the EHR site's page (``ehr.sitefeatures``): a section titled with the
+    feature, the model's fields with their labels and help texts, URL lists one per line. Who may view or change
+    the site may view or change its settings; a row is never deleted on its own."""
+
+    formset = _SettingsFormSet
+    extra = 1
+    min_num = 0
+    max_num = 1
+    can_delete = False
+    feature: SiteFeature
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if isinstance(db_field, URLListField):
+            return LinesField(
+                check=_url_line,
+                label=capfirst(db_field.verbose_name),
+                help_text=f"One URL per line. {db_field.help_text}",
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_extra(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> int:
+        return 0 if obj is not None and self.model.objects.filter(site=obj).exists() else 1
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("ehr.view_ehrsite") or request.user.has_perm("ehr.change_ehrsite")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("ehr.change_ehrsite")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("ehr.change_ehrsite") or request.user.has_perm("ehr.add_ehrsite")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def feature_inline(feature: SiteFeature) -> type[SiteFeatureInline]:
+    """Return the inline of ``feature``: its model, its settings (``SiteFeature.field_names``) and its title."""
+    model: type[SiteSettings] = feature.model
+    attrs = {
+        "model": model,
+        "feature": feature,
+        "fields": feature.field_names,
+        "verbose_name": feature.title,
+        "verbose_name_plural": feature.title,
+    }
+    return type(f"{model.__name__}Inline", (SiteFeatureInline,), attrs)
+
+
+def _setting_column(feature: SiteFeature, field: models.Field) -> Callable[[EHRSite], str]:
+    """A list column showing a stage's choice setting of each site, headed with the field's label."""
+
+    def column(site: EHRSite) -> str:
+        return str(dict(field.flatchoices).get(getattr(feature.model.of(site), field.name), ""))
+
+    column.short_description = capfirst(field.verbose_name)  # type: ignore[attr-defined]
+    column.__name__ = f"{feature.name}_{field.name}"
+    return column
+
+
 @admin.register(EHRSite)
 class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
     """Per-site configuration. The client secret and private key are write-only: the change page says only whether
@@ -308,8 +371,9 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
 
     form = EHRSiteForm
     # Which site, which EHR, on or off; client, auth method and discovery are on the site's page (fits 1280 px).
-    list_display = ["name", "vendor", "iss", "is_active", "writeback"]
-    list_filter = ["vendor", "auth_method", "is_active", "sms_enabled", "backend_services", "cds_hooks_enabled"]
+    # Each stage's settings follow: a choice in the list, an on/off in the filters (``get_list_display``).
+    list_display = ["name", "vendor", "iss", "is_active"]
+    list_filter = ["vendor", "auth_method", "is_active", "backend_services"]
     search_fields = ["name", "iss", "client_id"]
     readonly_fields = [
         "client_secret_status",
@@ -320,6 +384,25 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
         "created_at",
         "updated_at",
     ]
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[type[SiteFeatureInline]]:  # type: ignore[override]
+        """One section per registered stage's settings, in the registry's order (built per request: stages
+        register in their ``ready()``, after this module is imported)."""
+        return [feature_inline(feature) for feature in site_features()]
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """The site's columns, then each stage's choice settings (the orders stage's write-back)."""
+        shown = [_setting_column(f, field) for f, field in site_feature_fields().values() if field.choices]
+        return [*super().get_list_display(request), *shown]
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        """The site's filters, then each stage's on/off settings (``cdshookssite__cds_hooks_enabled``)."""
+        switches = [
+            f"{f.model._meta.model_name}__{name}"
+            for name, (f, field) in site_feature_fields().items()
+            if isinstance(field, models.BooleanField)
+        ]
+        return [*super().get_list_filter(request), *switches]
 
     def get_fields(self, request: HttpRequest, obj: EHRSite | None = None) -> list[str]:  # type: ignore[override]
         fields = [str(f) for f in super().get_fields(request, obj) if f not in SECRETS]

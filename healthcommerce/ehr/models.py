@@ -37,15 +37,7 @@ class Vendor(models.TextChoices):
     OTHER = "other", "Other SMART on FHIR server"
 
 
-class Writeback(models.TextChoices):
-    """What the app writes into the EHR after sign-off (SMART-EPIC.md: Epic offers no DeviceRequest create)."""
-
-    OFF = "off", "Nothing (default)"
-    COMMUNICATION = "communication", "A Communication"
-    DOCUMENT_REFERENCE = "document_reference", "A DocumentReference (clinical note)"
-
-
-# The on/off quirks a site can have (keys of ``EHRSite.quirks``, docs/extending.md "Add a site quirk"): the admin
+# The on/off quirks a site can have (keys of ``EHRSite.quirks``, docs/extending.md "Add a site setting"): the admin
 # offers one checkbox each. A key not listed here (from an older import) is kept, edited as JSON.
 QUIRKS = {
     "epic_client_id_header": "Epic-Client-ID header on metadata",  # ehr/discovery.py
@@ -56,9 +48,10 @@ QUIRKS = {
 class EHRSite(BaseModel):
     """One registered EHR (one health system's FHIR server), keyed by its FHIR base URL, ``iss``.
 
-    Everything that differs between health systems lives here: the FHIR base, the client id and how the
-    client authenticates (SMART App Launch 2.2 "Client Authentication"), the scopes to ask for, quirks,
-    and the cached discovery document.
+    What the launch needs lives here: the FHIR base, the client id and how the client authenticates (SMART App
+    Launch 2.2 "Client Authentication"), the scopes to ask for, quirks, backend services and the cached discovery
+    document. Each later stage keeps its own settings for the site in its own one-to-one row (a ``SiteSettings``
+    subclass registered in ``ehr.sitefeatures``; docs/extending.md "Add a site setting").
     """
 
     class AuthMethod(models.TextChoices):
@@ -121,45 +114,6 @@ class EHRSite(BaseModel):
     backend_scopes = models.TextField(
         blank=True, help_text="system/ scopes to ask for, e.g. system/Patient.rs system/Communication.c"
     )
-    shipto_reread = models.BooleanField(
-        verbose_name="ship-to re-read",
-        default=False,
-        help_text="Notify, then pull: re-read only the patient's address with backend services just before fulfilment.",
-    )
-    writeback = models.CharField(
-        verbose_name="EHR write-back",
-        max_length=20,
-        choices=Writeback.choices,
-        default=Writeback.OFF,
-        help_text="After sign-off, record in the EHR that the order was signed and sent (no commerce data).",
-    )
-    cds_hooks_enabled = models.BooleanField(
-        verbose_name="CDS Hooks enabled", default=False, help_text="Answer this site's CDS Hooks calls."
-    )
-    cds_issuers = models.JSONField(
-        verbose_name="CDS Hooks issuers",
-        default=list,
-        blank=True,
-        help_text="Allowed `iss` of the EHR's CDS Hooks JWTs (usually the FHIR base).",
-    )
-    cds_jku_allowlist = models.JSONField(
-        verbose_name="CDS Hooks JKU allowlist",
-        default=list,
-        blank=True,
-        help_text="Allowed `jku` (JWKS URLs) of the EHR's CDS Hooks JWTs.",
-    )
-    sms_enabled = models.BooleanField(
-        verbose_name="SMS enabled",
-        default=False,
-        help_text="Text purchase links to patients' mobile numbers too (the health system's consent policy allows "
-        "it; docs/adr/0010). Email is always sent.",
-    )
-    patient_support_phone = models.CharField(
-        max_length=40,
-        blank=True,
-        help_text="The number patients call about an order, printed in their emails and on their pages, e.g. "
-        "(207) 555-0100. Empty: they are told to contact the clinic.",
-    )
     discovery = models.JSONField(default=dict, blank=True, editable=False)
     discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Who changed what and when, without the secrets (docs/adr/0019); the admin's "History" button shows it.
@@ -171,6 +125,55 @@ class EHRSite(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.iss})"
+
+
+class URLListField(models.JSONField):
+    """A list of http(s) URLs stored as JSON (``[]`` by default). The site record checks each item with
+    ``core.http.url_problem`` (``fetched``: the app fetches it, so it must be reachable from here), and the admin
+    edits it one URL per line."""
+
+    def __init__(self, *args: Any, fetched: bool = False, **kwargs: Any) -> None:
+        self.fetched = fetched
+        kwargs.setdefault("default", list)
+        kwargs.setdefault("blank", True)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        if self.fetched:
+            kwargs["fetched"] = True
+        return name, path, args, kwargs
+
+
+class SiteSettings(BaseModel):
+    """A stage's own settings for one EHR site: one row per site, registered with ``ehr.sitefeatures``
+    (``site_feature_register``) in the stage's ``AppConfig.ready()``.
+
+    Every other concrete, editable field of a subclass is a setting: the site record, its JSON Schema, the site's
+    admin page and ``ehr_site add``'s flags are derived from it (docs/extending.md "Add a site setting"). Each field
+    needs a default, so a missing row reads as the defaults. Changes keep history like ``EHRSite`` (ADR 0019).
+    """
+
+    site = models.OneToOneField(EHRSite, on_delete=models.CASCADE, related_name="%(class)s")
+    history = HistoricalRecords(inherit=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} of {self.site.name}"
+
+    @classmethod
+    def of(cls, site: EHRSite) -> Any:
+        """Return this stage's row for ``site``, created with the defaults when missing (callers never see
+        ``DoesNotExist``); for an unsaved ``site``, an unsaved row with the defaults."""
+        if site.pk is None:
+            return cls(site=site)
+        try:
+            return getattr(site, cls._meta.model_name or "")
+        except cls.DoesNotExist:  # type: ignore[attr-defined]
+            row, _ = cls._default_manager.get_or_create(site=site)
+            return row
 
 
 class AppSigningKey(BaseModel):

@@ -9,8 +9,10 @@ class FulfillmentConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the outbox subscribers of this stage and its system checks."""
+        """Register the outbox subscribers of this stage, its system checks and its per-site settings."""
+        from healthcommerce.ehr.sitefeatures import site_feature_register
         from healthcommerce.fulfillment import checks  # noqa: F401  (registers the deploy check)
+        from healthcommerce.fulfillment.models import FulfillmentSite
         from healthcommerce.orders.events import TOPIC_ORDER_CANCELLED, TOPIC_ORDER_SIGNED, TOPIC_PATIENT_CONFIRMED
         from healthcommerce.outbox.subscribers import subscribe
 
@@ -32,4 +34,10 @@ class FulfillmentConfig(AppConfig):
             name="fulfillment.confirm",
             topic=TOPIC_PATIENT_CONFIRMED,
             handler="healthcommerce.fulfillment.services.fulfillment_confirm",
+        )
+        site_feature_register(
+            name="fulfillment",
+            title="Fulfillment",
+            model=FulfillmentSite,
+            backend_needs=lambda site: FulfillmentSite.of(site).backend_needs(),
         )

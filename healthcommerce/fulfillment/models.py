@@ -4,6 +4,7 @@ from django.db import models
 
 from healthcommerce.core.encryption import EncryptedJSONField
 from healthcommerce.core.models import BaseModel
+from healthcommerce.ehr.models import SiteSettings
 
 
 class LocalCommerceOrder(BaseModel):
@@ -66,3 +67,22 @@ class InboundStatusEvent(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.backend} {self.event_id} ({self.outcome})"
+
+
+class FulfillmentSite(SiteSettings):
+    """The fulfillment stage's own settings for an EHR site (registered in ``apps.py``; docs/extending.md "Add a
+    site setting")."""
+
+    shipto_reread = models.BooleanField(
+        verbose_name="ship-to re-read",
+        default=False,
+        help_text="Notify, then pull: re-read only the patient's address with backend services just before fulfilment.",
+    )
+
+    class Meta:
+        verbose_name = "fulfillment settings"
+        verbose_name_plural = "fulfillment settings"
+
+    def backend_needs(self) -> dict[str, str]:
+        """Return ``{"ship-to re-read": "system/Patient.r"}`` when the site re-reads the ship-to, else ``{}``."""
+        return {"ship-to re-read": "system/Patient.r"} if self.shipto_reread else {}

@@ -16,6 +16,7 @@ from django.db import transaction
 from healthcommerce.audit.services import audit_record
 from healthcommerce.ehr.backend import backend_read
 from healthcommerce.ehr.errors import BackendServicesError
+from healthcommerce.fulfillment.models import FulfillmentSite
 from healthcommerce.orders.extract import Notes, patient_address
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add
@@ -68,7 +69,7 @@ def shipto_reread(order: Order) -> None:
     transient ``BackendServicesError`` (5xx, timeout, unreachable) for the outbox to retry the submit.
     """
     site = order.site
-    if not site.shipto_reread or order.events.filter(kind__in=DONE_KINDS).exists():
+    if not FulfillmentSite.of(site).shipto_reread or order.events.filter(kind__in=DONE_KINDS).exists():
         return
     if order.patient_ship_to:
         _warn(order, "patient_corrected")

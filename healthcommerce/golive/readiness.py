@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,16 +23,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
-from fhirclient.models.coverage import Coverage
-from fhirclient.models.devicerequest import DeviceRequest
-from fhirclient.models.patient import Patient
-from fhirclient.models.servicerequest import ServiceRequest
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import CodeMapping
-from healthcommerce.catalog.selectors import request_orderability
-from healthcommerce.cdshooks.auth import cds_jwks_fetch
-from healthcommerce.cdshooks.errors import CdsJwksUnavailable
 from healthcommerce.core.errors import HealthcommerceError, OutboundRefused
 from healthcommerce.core.http import check_url
 from healthcommerce.ehr.backend import backend_client_id, backend_token
@@ -40,45 +33,31 @@ from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import BackendTokenRefused
 from healthcommerce.ehr.fhir import FHIRReader
 from healthcommerce.ehr.keys import published_jwks
-from healthcommerce.ehr.models import AppSigningKey, EHRSite, Writeback
+from healthcommerce.ehr.models import AppSigningKey, EHRSite
 from healthcommerce.ehr.oauth import client_key, site_label
 from healthcommerce.ehr.services import scopes_missing
-from healthcommerce.orders import extract
+from healthcommerce.ehr.sitefeatures import (
+    FAIL,
+    FIX_READ,
+    PASS,
+    WARN,
+    Check,
+    PatientReads,
+    site_backend_needs,
+    site_feature_checks,
+    site_patient_checks,
+)
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
+__all__ = ["FAIL", "PASS", "WARN", "Check", "ReadinessReport", "report_dict", "site_readiness"]
 TLS_EXPIRY_WARN_DAYS = 21
 # What the clinician launch needs (the order form's reads and the clinician's identity).
 LAUNCH_SCOPES = "launch openid fhirUser patient/Patient.r patient/DeviceRequest.rs patient/ServiceRequest.rs"
 # What the readiness reads of the test patient need from backend services.
 CHECK_SCOPES = "system/Patient.r system/Coverage.s system/DeviceRequest.s system/ServiceRequest.s"
-WRITEBACK_SCOPES = {
-    Writeback.COMMUNICATION: "system/Communication.c",
-    Writeback.DOCUMENT_REFERENCE: "system/DocumentReference.c",
-}
 CAPABILITIES = {
     "launch-ehr": "the EHR launch",
     "context-ehr-patient": "the patient in context at launch",
 }
-FIX_READ = {
-    "unauthorized": "The EHR refused the backend token: check the backend client registration and our JWKS URL.",
-    "forbidden": "Ask the EHR team to grant the backend client the scope for this read (see the scopes check).",
-    "not_found": "Check the test patient id (it must exist in this environment).",
-    "server_error": "The EHR answered with an error: retry, then raise it with the EHR team.",
-    "timeout": "The EHR did not answer in time: check the network path and retry.",
-    "unreachable": "The FHIR base could not be reached: check DNS, firewall and the iss.",
-    "malformed": "The EHR sent something that is not the FHIR resource asked for: raise it with the EHR team.",
-}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One item of the report: ``name`` (e.g. ``"discovery"``), ``status`` (``pass``, ``warn``, ``fail``),
-    ``detail`` (what was found, no PHI) and ``fix`` (what to do; empty on a pass)."""
-
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
 
 
 @dataclass
@@ -349,14 +328,8 @@ def _launch_scopes(site: EHRSite) -> Iterator[Check]:
 
 def _feature_scopes(site: EHRSite, patient_id: str) -> dict[str, str]:
     """Return ``{feature: scopes it needs}`` for the backend features this check and the site use."""
-    needs = {}
-    if patient_id:
-        needs["readiness reads"] = CHECK_SCOPES
-    if site.shipto_reread:
-        needs["ship-to re-read"] = "system/Patient.r"
-    if site.writeback in WRITEBACK_SCOPES:
-        needs[f"write-back ({site.get_writeback_display()})"] = WRITEBACK_SCOPES[Writeback(site.writeback)]
-    return needs
+    needs = {"readiness reads": CHECK_SCOPES} if patient_id else {}
+    return needs | site_backend_needs(site)
 
 
 def _token_fix(site: EHRSite, exc: BackendTokenRefused) -> str:
@@ -434,183 +407,6 @@ def _backend(site: EHRSite, patient_id: str) -> tuple[list[Check], str]:
     return checks, token.access_token
 
 
-def _patient(site: EHRSite, reader: FHIRReader, patient_id: str, record: Callable[[str, str], None]) -> Iterator[Check]:
-    try:
-        data = reader.read(Patient, patient_id)
-    except HealthcommerceError as exc:
-        record(f"Patient/{patient_id}", exc.code)
-        yield Check(
-            "patient",
-            FAIL,
-            f"Patient/{patient_id} could not be read ({_failure(exc)}).",
-            FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
-        )
-        return
-    record(f"Patient/{patient_id}", "success")
-    notes = extract.Notes("Patient")
-    info = extract.patient_info(data, notes)
-    yield Check(
-        "patient",
-        PASS if info.name and info.birth_date else WARN,
-        f"Patient/{patient_id} read; name {'present' if info.name else 'missing'}, birth date "
-        f"{'present' if info.birth_date else 'missing'}.",
-        "" if info.name and info.birth_date else "The order and the patient's check need both; fix the test patient.",
-    )
-    address = info.address
-    missing = [part for part in ("line", "city", "state", "postal_code") if not address.get(part)]
-    if missing:
-        yield Check(
-            "patient_address",
-            FAIL,
-            "No usable ship-to address: " + ("none on file" if not address else "missing " + ", ".join(missing)) + ".",
-            "Give the test patient a home address (line, city, state, postal code), or nominate one who has.",
-        )
-    else:
-        yield Check("patient_address", PASS, "Home address present with line, city, state and postal code.")
-    if not info.email and not info.phone:
-        yield Check(
-            "patient_telecom",
-            FAIL,
-            "No email and no phone: the purchase link cannot be sent.",
-            "Add an email (and a mobile phone) to the test patient's telecom.",
-        )
-    else:
-        have = [n for n, v in (("email", info.email), ("phone", info.phone)) if v]
-        lack = [n for n, v in (("email", info.email), ("phone", info.phone)) if not v]
-        yield Check(
-            "patient_telecom",
-            PASS if not lack else WARN,
-            f"Contact present: {', '.join(have)}" + (f"; missing {', '.join(lack)}." if lack else "."),
-            "" if not lack else "Links go out by the channels present; add the other for a fuller test.",
-        )
-    for warning in notes.warnings:
-        yield Check(
-            "patient_data", WARN, warning + ".", "Real data is read leniently; fix it at the source if it matters."
-        )
-
-
-def _coverage(reader: FHIRReader, patient_id: str, record: Callable[[str, str], None]) -> Check:
-    try:
-        result = reader.search(Coverage, {"patient": patient_id})
-    except HealthcommerceError as exc:
-        record(f"Coverage?patient={patient_id}", exc.code)
-        return Check(
-            "coverage",
-            FAIL,
-            f"The search Coverage?patient={patient_id} failed ({_failure(exc)}).",
-            FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
-        )
-    record(f"Coverage?patient={patient_id}", "success")
-    notes = extract.Notes("Coverage")
-    info = extract.coverage_info(result.matches, notes)
-    if info is None:
-        return Check(
-            "coverage",
-            WARN,
-            f"No active Coverage ({len(result.matches)} read): orders will be self-pay.",
-            "If the health system bills insurance, give the test patient an active Coverage with a payor.",
-        )
-    if not info.payer_name:
-        return Check("coverage", WARN, "Active Coverage without a payer name.", "Fill Coverage.payor (display).")
-    return Check("coverage", PASS, "Active Coverage with a payer name" + (" and member id." if info.member_id else "."))
-
-
-def _failure(exc: HealthcommerceError) -> str:
-    """Say how a FHIR call failed: the HTTP status when the EHR answered (``HTTP 403, forbidden``), else the
-    error code (``timeout``, ``unreachable``...)."""
-    cause = exc.__cause__
-    response = getattr(cause, "response", None)
-    status = getattr(response, "status_code", None)
-    return f"HTTP {status}, {exc.code}" if isinstance(status, int) else exc.code
-
-
-def _requests(
-    site: EHRSite, reader: FHIRReader, patient_id: str, record: Callable[[str, str], None]
-) -> Iterator[Check]:
-    """Check each DeviceRequest and ServiceRequest of the test patient. A failed search is a failure naming the
-    search, how it failed and the fix; only searches that succeeded may say the patient has none."""
-    seen, failed, empty = 0, [], []
-    for model in (DeviceRequest, ServiceRequest):
-        kind = model.resource_type
-        search = f"{kind}?patient={patient_id}"
-        try:
-            result = reader.search(model, {"patient": patient_id})
-        except HealthcommerceError as exc:
-            record(search, exc.code)
-            failed.append(kind)
-            yield Check(
-                "requests",
-                FAIL,
-                f"The search {search} failed ({_failure(exc)}): its requests were not checked.",
-                FIX_READ.get(exc.code, "Retry, then raise it with the EHR team."),
-            )
-            continue
-        record(search, "success")
-        if result.incomplete:
-            yield Check(
-                "requests",
-                WARN,
-                f"The search {search} stopped at a page that failed: only {len(result.matches)} read.",
-                "The EHR's next-page link failed: retry, then raise it with the EHR team.",
-            )
-        if not result.matches:
-            empty.append(kind)
-        for data in result.matches:
-            notes = extract.Notes(f"{kind}/{data.get('id', '?')}")
-            try:
-                request = extract.request_info(data, notes)
-            except ValueError:
-                yield Check(
-                    "request_code",
-                    WARN,
-                    f"{notes.label} is malformed and was skipped.",
-                    "Look at the request in the EHR: it lacks what makes it usable (its resourceType or id).",
-                )
-                continue
-            seen += 1
-            codings = [(s, c) for s, c, _ in request.codings if s and c]
-            if not codings:
-                yield Check(
-                    "request_code",
-                    FAIL,
-                    f"{request.reference} has no coded system and code.",
-                    "Orders need a code (HCPCS, LOINC, SNOMED CT or a site-local code) on the request.",
-                )
-                continue
-            yield _code_check(site, request.reference, kind, codings)
-    if not seen and not failed:
-        yield Check(
-            "requests",
-            WARN,
-            "The test patient has no DeviceRequest or ServiceRequest.",
-            "Nominate a test patient with a pending DME or kit order so the codes can be checked.",
-        )
-    elif not seen and empty:
-        yield Check(
-            "requests",
-            WARN,
-            f"The {' and '.join(empty)} search found none, and the {' and '.join(failed)} search failed (above).",
-            "Fix the failed search first; then, if the patient has no request, nominate one with a pending order.",
-        )
-
-
-def _code_check(site: EHRSite, reference: str, kind: str, codings: list[tuple[str, str]]) -> Check:
-    verdict = request_orderability(site=site, resource_type=kind, codings=codings)
-    shown = ", ".join(f"{s}|{c}" for s, c in codings)
-    if verdict.mapping is not None:
-        scope = "site-local" if verdict.mapping.site_id else "shared"
-        return Check("request_code", PASS, f"{reference} {shown} maps to {verdict.mapping.product.sku} ({scope}).")
-    if verdict.rule is not None and not verdict.rule.orderable:
-        return Check("request_code", PASS, f"{reference} {shown} is marked not orderable ({verdict.reason}).")
-    return Check(
-        "request_code",
-        FAIL,
-        f"{reference} {shown} maps to no product and is not marked not orderable.",
-        f"Add a code mapping for {codings[0][0]}|{codings[0][1]} to a product at this site, or an orderable rule"
-        " marking it not orderable (admin: Catalog).",
-    )
-
-
 def _features(site: EHRSite) -> Iterator[Check]:
     if site.vendor == "epic" and not site.frame_origins:
         yield Check(
@@ -626,52 +422,16 @@ def _features(site: EHRSite) -> Iterator[Check]:
             "No site-local code mappings: only the shared catalog codes map to products.",
             "Add the health system's local codes (admin: Catalog > Code mappings, or the site record file).",
         )
-    if site.cds_hooks_enabled:
-        problems = []
-        if not site.cds_issuers:
-            problems.append("no allowed iss")
-        if not site.cds_jku_allowlist:
-            problems.append("no allowed jku")
-        problems += [f"jku not https: {u}" for u in site.cds_jku_allowlist if not _allowed(str(u))]
-        if problems:
-            yield Check(
-                "cds_hooks",
-                FAIL,
-                "CDS Hooks enabled with " + "; ".join(problems) + ".",
-                "Set the EHR's CDS Hooks issuer (usually the FHIR base) and its JWKS URL on the site.",
-            )
-            return
-        yield Check("cds_hooks", PASS, f"{len(site.cds_issuers)} issuer(s), {len(site.cds_jku_allowlist)} jku allowed.")
-        for jku in site.cds_jku_allowlist:
-            try:
-                keys = cds_jwks_fetch(site, str(jku))["keys"]
-            except CdsJwksUnavailable:
-                yield Check(
-                    "cds_jwks",
-                    FAIL,
-                    f"The EHR's JWK Set at {jku} could not be read: every hook call would be refused.",
-                    "Check the URL with the EHR team (it must answer a JWK Set over https, without a redirect).",
-                )
-                continue
-            usable = [k for k in keys if k.get("kty") in ("RSA", "EC") and k.get("alg") in (None, "RS384", "ES384")]
-            if usable:
-                yield Check("cds_jwks", PASS, f"{jku}: {len(usable)} RS384/ES384-capable key(s).")
-            else:
-                yield Check(
-                    "cds_jwks",
-                    FAIL,
-                    f"{jku} has no RSA or EC key usable with RS384 or ES384.",
-                    "Ask the EHR team which JWKS signs its CDS Hooks calls.",
-                )
 
 
 def site_readiness(site: EHRSite, *, patient_id: str = "", actor: str = "system") -> ReadinessReport:
     """Run the readiness checks for ``site`` against its live EHR and return the report.
 
-    ``patient_id`` names a test patient to read with backend services: Patient (name, birth date, address,
-    telecom), Coverage, DeviceRequest and ServiceRequest (each request's code must map to a product or be marked
-    not orderable). Each read writes a ``readiness.read`` audit row for ``actor``. Raises nothing for what the
-    EHR answers: every problem is a failing check.
+    ``patient_id`` names a test patient to read with backend services: each registered stage checks what it reads
+    (``SiteFeature.patient_checks``; the orders stage: Patient, Coverage, DeviceRequest and ServiceRequest, each
+    request's code mapping to a product or marked not orderable). Each stage's own checks follow the site's
+    (``SiteFeature.checks``, e.g. CDS Hooks' allowlists and JWK Sets). Each read writes a ``readiness.read``
+    audit row for ``actor``. Raises nothing for what the EHR answers: every problem is a failing check.
     """
     report = ReadinessReport(site_name=site.name, iss=site.iss, checked_at=timezone.now(), patient_id=patient_id)
     checks = report.checks
@@ -694,9 +454,7 @@ def site_readiness(site: EHRSite, *, patient_id: str = "", actor: str = "system"
             )
 
         reader = FHIRReader(iss=site.iss, access_token=access_token, site=site_label(site))
-        checks.extend(_patient(site, reader, patient_id, record))
-        checks.append(_coverage(reader, patient_id, record))
-        checks.extend(_requests(site, reader, patient_id, record))
+        checks.extend(site_patient_checks(site, PatientReads(reader=reader, patient_id=patient_id, record=record)))
     elif patient_id:
         checks.append(
             Check(
@@ -716,6 +474,7 @@ def site_readiness(site: EHRSite, *, patient_id: str = "", actor: str = "system"
             )
         )
     checks.extend(_features(site))
+    checks.extend(site_feature_checks(site))
     return report
 
 

@@ -1,10 +1,13 @@
-"""The site record: one health system's EHR site and its own catalog configuration as a JSON file (docs/adr/0019).
+"""The site record: one health system's EHR site, each stage's settings for it and its own catalog configuration as a
+JSON file (docs/adr/0019).
 
-``site_record_export`` turns an ``EHRSite`` (with its code mappings, orderable and payer rules) into a dict that
-``site_record_dumps`` writes deterministically; ``site_record_import`` validates such a dict against
-``docs/site-record.schema.json`` and semantically, then makes the database match it in one transaction, keeping
-history (django-simple-history) with the importing user and the reason ``import from <file>``. Secrets are never
-in the file: each is a reference to an environment variable named after the site (``secret_env_name``).
+``site_record_export`` turns an ``EHRSite`` (with each registered stage's settings, ``ehr.sitefeatures``, and its
+code mappings, orderable and payer rules) into a dict that ``site_record_dumps`` writes deterministically;
+``site_record_import`` validates such a dict against ``site_record_schema()`` (``manage.py ehr_site schema``: the
+base ``site-record.base.schema.json`` beside this module plus each stage's settings) and semantically, then
+makes the database match it in one transaction, keeping history (django-simple-history) with the importing user and
+the reason ``import from <file>``. Secrets are never in the file: each is a reference to an environment variable
+named after the site (``secret_env_name``).
 """
 
 import json
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
+from pathlib import Path
 from typing import Any, cast
 
 import jsonschema
@@ -28,10 +32,19 @@ from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule,
 from healthcommerce.core.errors import HealthcommerceError, NotFound
 from healthcommerce.core.http import url_problem
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
+from healthcommerce.ehr.sitefeatures import (
+    site_feature_fields,
+    site_record_settings_schema,
+    site_settings_defaults,
+    site_settings_update,
+    site_settings_urls,
+    site_settings_values,
+)
 
 FORMAT = "healthcommerce-site-record/1"
-SCHEMA_PATH = settings.BASE_DIR / "docs" / "site-record.schema.json"
-# EHRSite fields copied as they are; the rest are the space-separated scope lists, the date and the secrets.
+BASE_SCHEMA_PATH = Path(__file__).with_name("site-record.base.schema.json")
+# EHRSite fields copied as they are; the rest are the space-separated scope lists, the date and the secrets. Each
+# stage's settings come from the registry (ehr.sitefeatures), optional in a record.
 PLAIN_FIELDS = (
     "name",
     "iss",
@@ -45,15 +58,8 @@ PLAIN_FIELDS = (
     "send_jku",
     "quirks",
     "frame_origins",
-    "sms_enabled",
-    "patient_support_phone",
     "backend_services",
     "backend_client_id",
-    "shipto_reread",
-    "writeback",
-    "cds_hooks_enabled",
-    "cds_issuers",
-    "cds_jku_allowlist",
 )
 SCOPE_FIELDS = ("scopes", "scopes_granted", "backend_scopes")
 # Record key -> (model field, suffix of its environment variable).
@@ -154,13 +160,15 @@ def _catalog(site: EHRSite) -> dict[str, Any]:
 
 
 def site_record_export(*, site: EHRSite) -> dict[str, Any]:
-    """Return the site record of ``site`` (the shape of docs/site-record.schema.json, format ``FORMAT``).
+    """Return the site record of ``site`` (the shape of ``site_record_schema()``, format ``FORMAT``), every
+    registered stage's settings included.
 
     Secrets appear only as ``{"secret_ref": "env:<secret_env_name>"}`` when stored (else null); our signing keys
     only by kid, alg, environment and status. Lists the app builds are sorted (mappings, rules, keys); payer rules
     are in the order they are tried; lists the site holds (scopes, origins, issuers) keep their order.
     """
     record: dict[str, Any] = {"format": FORMAT} | {name: getattr(site, name) for name in PLAIN_FIELDS}
+    record |= site_settings_values(site)
     record |= {name: getattr(site, name).split() for name in SCOPE_FIELDS}
     record |= {"discovery": site.discovery, "discovered_at": _utc(site.discovered_at)}
     for name in SECRETS:
@@ -181,15 +189,26 @@ def site_record_dumps(record: dict[str, Any]) -> str:
 # --- validation -----------------------------------------------------------------------------------------------
 
 
+def site_record_schema() -> dict[str, Any]:
+    """Return the site record's JSON Schema (draft 2020-12): the base (the EHR site's own keys and the catalog's,
+    ``site-record.base.schema.json``) with one optional property per registered stage setting, derived from its
+    model field (``ehr.sitefeatures.site_record_settings_schema``). ``manage.py ehr_site schema`` prints it."""
+    schema: dict[str, Any] = json.loads(BASE_SCHEMA_PATH.read_text())
+    schema["properties"] |= site_record_settings_schema()
+    return schema
+
+
 @cache
-def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(SCHEMA_PATH.read_text())
+def _validator(settings_names: tuple[str, ...]) -> jsonschema.Draft202012Validator:
+    """The validator of ``site_record_schema()``, kept per set of registered settings."""
+    schema = site_record_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
 
 
 def _schema_errors(record: object) -> list[str]:
-    errors = sorted(_validator().iter_errors(record), key=lambda e: (e.json_path, e.message))
+    validator = _validator(tuple(site_feature_fields()))
+    errors = sorted(validator.iter_errors(record), key=lambda e: (e.json_path, e.message))
     return [f"{e.json_path}: {e.message}" for e in errors]
 
 
@@ -200,12 +219,9 @@ def _check_urls(record: dict[str, Any]) -> list[str]:
         errors.append(f"$.iss: {problem}")
     elif record["iss"].endswith("/"):
         errors.append("$.iss: drop the trailing slash (the EHR sends iss without it)")
-    for key, origin, fetched in (
-        ("frame_origins", True, False),
-        ("cds_issuers", False, False),
-        ("cds_jku_allowlist", False, True),
-    ):
-        for i, value in enumerate(record[key]):
+    lists = [("frame_origins", True, False)] + [(key, False, fetched) for key, fetched in site_settings_urls().items()]
+    for key, origin, fetched in lists:
+        for i, value in enumerate(record.get(key, [])):
             if problem := url_problem(value, origin=origin, fetched=fetched):
                 errors.append(f"$.{key}[{i}]: {problem}")
     return errors
@@ -259,7 +275,7 @@ def _check_record(record: dict[str, Any]) -> list[str]:
 
 def site_record_validate(record: object) -> dict[str, Any]:
     """Return ``record`` when it is a valid site record. Raises ``SiteRecordInvalid`` naming the JSON path of each
-    problem: the schema first (docs/site-record.schema.json, draft 2020-12), then what the schema cannot say (URLs
+    problem: the schema first (``site_record_schema()``, draft 2020-12), then what the schema cannot say (URLs
     https outside localhost, known product SKUs, no duplicate mapping or rule, payer rules complete, secret
     references named after the site)."""
     errors = _schema_errors(record)
@@ -358,6 +374,17 @@ def _require_secret(site: EHRSite, result: ImportResult) -> None:
                 f" --site '{site.name}' --alg {site.signing_alg}` (then `ehr_keys activate KID`), or set {variable}"
                 " and import again; launches fail until then"
             )
+
+
+def _settings_changes(record: dict[str, Any], site: EHRSite, result: ImportResult) -> dict[str, Any]:
+    """Return each stage's settings as the record gives them (a setting it leaves out: the default, so a file from
+    before the setting existed imports), noting each change from what ``site`` has."""
+    stored = site_settings_values(site)
+    values = {name: record.get(name, default) for name, default in site_settings_defaults().items()}
+    for name, value in values.items():
+        if stored[name] != value:
+            result.changes.append(f"{name}: {_short(stored[name])} -> {_short(value)}")
+    return values
 
 
 def _apply_site(record: dict[str, Any], site: EHRSite, result: ImportResult) -> list[str]:
@@ -466,7 +493,8 @@ def _warn_missing_keys(record: dict[str, Any], site: EHRSite, result: ImportResu
 def site_record_import(*, record: object, source: str, user: Any = None, dry_run: bool = False) -> ImportResult:
     """Make the database hold the site record ``record`` (parsed JSON), in one transaction; return what changed.
 
-    The site is found by ``iss`` (created when none has it). Its fields, its secrets (from the referenced
+    The site is found by ``iss`` (created when none has it). Its fields, each stage's settings (a setting the record
+    leaves out gets its default), its secrets (from the referenced
     environment variables when set, else the stored ones kept; a null reference removes the stored secret) and its
     code mappings, orderable rules and payer rules are made the file's. Our signing keys are not touched (a kid the
     database lacks is a warning). Each change writes a history row with ``user`` and the reason
@@ -484,11 +512,13 @@ def site_record_import(*, record: object, source: str, user: Any = None, dry_run
         site = site or EHRSite()
         result = ImportResult(site=site, created=created)
         changed = _apply_site(valid, site, result)
+        stage_settings = _settings_changes(valid, site, result)
         _require_secret(site, result)
         if created:
             _mark(site, user, reason).save()
         elif changed:
             _mark(site, user, reason).save(update_fields=[*changed, "updated_at"])
+        site_settings_update(site, stage_settings, user=user, reason=reason)
         _sync_mappings(valid, site, user, reason, result)
         _sync_orderable_rules(valid, site, user, reason, result)
         _sync_payer_rules(valid, site, user, reason, result)

@@ -11,7 +11,7 @@ from healthcommerce.core.admin import admin_actor
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.roles import PhiMaskedAdmin
 from healthcommerce.orders import fields as order_fields
-from healthcommerce.orders.models import Order, OrderEvent
+from healthcommerce.orders.models import Order, OrderEvent, OrderSite
 from healthcommerce.orders.selectors import order_payment_label, orders_with_payment
 from healthcommerce.orders.services import order_cancel
 
@@ -163,7 +163,7 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
         """The last write-back outcome from the timeline: the record created, or the failure's code (ADR 0022)."""
         event = obj.events.filter(kind__in=("writeback_done", "writeback_failed")).order_by("-created_at").first()
         if event is None:
-            return "-" if obj.site.writeback == "off" else "pending"
+            return "-" if OrderSite.of(obj.site).writeback == "off" else "pending"
         if event.kind == "writeback_done":
             return f"written: {event.detail.get('resource', '')}"
         return f"failed: {event.detail.get('code', '')}"

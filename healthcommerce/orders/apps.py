@@ -9,14 +9,18 @@ class OrdersConfig(AppConfig):
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
         write-back to ``order.writeback`` (ADR 0022); add the scopes pre-fill's reads need to a new site's default
-        (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``)."""
+        (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``);
+        register the per-site orders settings (``ehr.sitefeatures``)."""
         from django.core import checks
 
         from healthcommerce.audit.selectors import patient_resolver_add
         from healthcommerce.ehr.scopes import scope_register
+        from healthcommerce.ehr.sitefeatures import site_feature_register
         from healthcommerce.orders.checks import order_fields_check
         from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
         from healthcommerce.orders.fields import scopes
+        from healthcommerce.orders.models import OrderSite
+        from healthcommerce.orders.readiness import order_patient_readiness
         from healthcommerce.orders.selectors import patient_audit_scope
         from healthcommerce.outbox.subscribers import subscribe
 
@@ -30,3 +34,10 @@ class OrdersConfig(AppConfig):
         for scope in scopes():
             scope_register(scope)
         checks.register(order_fields_check, checks.Tags.models)
+        site_feature_register(
+            name="orders",
+            title="Orders",
+            model=OrderSite,
+            backend_needs=lambda site: OrderSite.of(site).backend_needs(),
+            patient_checks=order_patient_readiness,
+        )

@@ -16,7 +16,7 @@ from healthcommerce.core.encryption import (
     EncryptedJSONField,
 )
 from healthcommerce.core.models import BaseModel
-from healthcommerce.ehr.models import EHRSite, Launch
+from healthcommerce.ehr.models import EHRSite, Launch, SiteSettings
 
 
 def new_reference() -> str:
@@ -251,3 +251,41 @@ class OrderEvent(BaseModel):
         "tracking_updated": _tracking,
         "payment_succeeded": _payment,
     }
+
+
+class Writeback(models.TextChoices):
+    """What the app writes into the EHR after sign-off (SMART-EPIC.md: Epic offers no DeviceRequest create)."""
+
+    OFF = "off", "Nothing (default)"
+    COMMUNICATION = "communication", "A Communication"
+    DOCUMENT_REFERENCE = "document_reference", "A DocumentReference (clinical note)"
+
+
+# The backend-services scope each write-back needs (ADR 0022).
+WRITEBACK_SCOPES = {
+    Writeback.COMMUNICATION: "system/Communication.c",
+    Writeback.DOCUMENT_REFERENCE: "system/DocumentReference.c",
+}
+
+
+class OrderSite(SiteSettings):
+    """The orders stage's own settings for an EHR site (registered in ``apps.py``; docs/extending.md "Add a site
+    setting")."""
+
+    writeback = models.CharField(
+        verbose_name="EHR write-back",
+        max_length=20,
+        choices=Writeback.choices,
+        default=Writeback.OFF,
+        help_text="After sign-off, record in the EHR that the order was signed and sent (no commerce data).",
+    )
+
+    class Meta:
+        verbose_name = "order settings"
+        verbose_name_plural = "order settings"
+
+    def backend_needs(self) -> dict[str, str]:
+        """Return ``{"write-back (<kind>)": scope}`` when the site writes back, else ``{}`` (readiness)."""
+        if self.writeback not in WRITEBACK_SCOPES:
+            return {}
+        return {f"write-back ({self.get_writeback_display()})": WRITEBACK_SCOPES[Writeback(self.writeback)]}

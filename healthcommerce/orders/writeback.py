@@ -1,7 +1,7 @@
 """Write-back: after sign-off, record in the EHR that the order was signed and sent (issue 10 "Write-back", ADR 0022).
 
 Epic offers no DeviceRequest create, so the record is a FHIR R4 Communication or DocumentReference, chosen per
-site (``EHRSite.writeback``; off by default), written with SMART Backend Services (``ehr.backend.backend_create``).
+site (``OrderSite.writeback``; off by default), written with SMART Backend Services (``ehr.backend.backend_create``).
 ``order_sign`` publishes ``order.writeback`` only for a site that has it on; ``writeback_deliver`` handles it.
 
 The record says who signed the order and when, that it was sent for fulfilment, and the order's opaque reference,
@@ -24,9 +24,9 @@ from healthcommerce.catalog.models import LOINC
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.backend import backend_create
 from healthcommerce.ehr.errors import BackendServicesError
-from healthcommerce.ehr.models import EHRSite, Writeback
+from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.events import order_for_subject
-from healthcommerce.orders.models import Order
+from healthcommerce.orders.models import Order, OrderSite, Writeback
 from healthcommerce.orders.transitions import order_event_add
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import message_done
@@ -125,8 +125,8 @@ def writeback_resource(order: Order, kind: str) -> dict[str, Any]:
 
 
 def writeback_wanted(site: EHRSite) -> bool:
-    """Whether ``site`` writes a record back after sign-off (``EHRSite.writeback`` other than off)."""
-    return site.writeback in (Writeback.COMMUNICATION, Writeback.DOCUMENT_REFERENCE)
+    """Whether ``site`` writes a record back after sign-off (``OrderSite.writeback`` other than off)."""
+    return OrderSite.of(site).writeback in (Writeback.COMMUNICATION, Writeback.DOCUMENT_REFERENCE)
 
 
 def _order(message: OutboxMessage) -> Order:
@@ -149,7 +149,7 @@ def writeback_deliver(message: OutboxMessage) -> None:
     if skipped:
         message_done(message, result=f"skipped:{skipped}")
         return
-    resource = writeback_resource(order, site.writeback)
+    resource = writeback_resource(order, OrderSite.of(site).writeback)
     resource_type = resource["resourceType"]
     condition = f"identifier={ORDER_REFERENCE_SYSTEM}|{order.reference}"
     try:
@@ -170,6 +170,6 @@ def writeback_dead(*, message: OutboxMessage, code: str) -> str:
     """On a dead-lettered ``order.writeback`` row (in its transaction): add a ``writeback_failed`` order event with
     the ``code`` (the order itself is untouched). Returns the alert's context, ``order=<reference> site=<id>``."""
     order = _order(message)
-    detail = {"code": code, "attempts": message.attempts, "writeback": order.site.writeback}
+    detail = {"code": code, "attempts": message.attempts, "writeback": OrderSite.of(order.site).writeback}
     order_event_add(order=order, kind="writeback_failed", actor=ACTOR, detail=detail)
     return f"order={order.reference} site={order.site_id}"

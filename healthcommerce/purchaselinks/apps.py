@@ -12,7 +12,8 @@ class PurchaselinksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the outbox subscribers of this stage and its system checks."""
+        """Register the outbox subscribers of this stage, its system checks and its per-site settings."""
+        from healthcommerce.ehr.sitefeatures import site_feature_register
         from healthcommerce.orders.events import (
             TOPIC_ORDER_STATUS_CHANGED,
             TOPIC_ORDER_SUBMITTED,
@@ -20,6 +21,7 @@ class PurchaselinksConfig(AppConfig):
         )
         from healthcommerce.outbox.subscribers import subscribe
         from healthcommerce.purchaselinks import checks  # noqa: F401  (registers the Stripe deploy check)
+        from healthcommerce.purchaselinks.models import PatientLinkSite
         from healthcommerce.purchaselinks.reminders import TOPIC_LINK_REMINDER_DUE
 
         subscribe(
@@ -42,3 +44,4 @@ class PurchaselinksConfig(AppConfig):
             topic=TOPIC_ORDER_STATUS_CHANGED,
             handler="healthcommerce.purchaselinks.status_notices.status_notify",
         )
+        site_feature_register(name="purchaselinks", title="Purchase links", model=PatientLinkSite)

@@ -4,6 +4,7 @@ from django.db import models
 
 from healthcommerce.core.encryption import EncryptedCharField
 from healthcommerce.core.models import BaseModel
+from healthcommerce.ehr.models import SiteSettings
 from healthcommerce.orders.models import Order
 
 
@@ -116,3 +117,26 @@ class StripeEvent(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id} ({self.outcome})"
+
+
+class PatientLinkSite(SiteSettings):
+    """The purchase-link stage's own settings for an EHR site: how links reach patients and the number they call
+    (registered in ``apps.py``; docs/extending.md "Add a site setting")."""
+
+    sms_enabled = models.BooleanField(
+        verbose_name="SMS enabled",
+        default=False,
+        help_text="Text purchase links to patients' mobile numbers too (the health system's consent policy allows "
+        "it; docs/adr/0010). Email is always sent.",
+    )
+    patient_support_phone = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        help_text="The number patients call about an order, printed in their emails and on their pages, e.g. "
+        "(207) 555-0100. Empty: they are told to contact the clinic.",
+    )
+
+    class Meta:
+        verbose_name = "patient link settings"
+        verbose_name_plural = "patient link settings"

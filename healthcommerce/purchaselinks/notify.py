@@ -33,6 +33,7 @@ from django.utils import translation
 from healthcommerce.core.language import language_supported
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.errors import EmailFailed, NotSendable, SmsFailed
+from healthcommerce.purchaselinks.models import PatientLinkSite
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrPromise
@@ -53,13 +54,13 @@ def patient_language(order: Order) -> str:
 
 def email_context(order: Order, language: str, *, personal: bool = False) -> dict[str, Any]:
     """What a patient email names, in ``language``: ``clinic`` (the EHR site's name), ``support_phone``
-    (``EHRSite.patient_support_phone``, may be empty) and ``reference``. With ``personal`` also ``name`` (the
+    (``PatientLinkSite.patient_support_phone``, may be empty) and ``reference``. With ``personal`` also ``name`` (the
     greeting), ``item`` (the product's name in that language, ``Product.name_for``) and ``quantity``: only for
     the receipt, which follows the patient's date of birth. A link, reminder or shipping email goes out before
     that or to a mailbox others may read, and the item can reveal a condition (a CPAP), so those say "Hello,"."""
     context: dict[str, Any] = {
         "clinic": order.site.name,
-        "support_phone": order.site.patient_support_phone.strip(),
+        "support_phone": PatientLinkSite.of(order.site).patient_support_phone.strip(),
         "reference": order.reference,
     }
     if personal:
@@ -108,7 +109,7 @@ def patient_phone(order: Order) -> str:
     """
     if not settings.SMS_BACKEND:
         raise NotSendable("sms_off")
-    if not order.site.sms_enabled:
+    if not PatientLinkSite.of(order.site).sms_enabled:
         raise NotSendable("site_sms_off")
     raw = order.contact_phone.strip()
     if not raw:

@@ -35,7 +35,7 @@ from healthcommerce.core.language import language_supported
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.errors import LinkUnavailable
 from healthcommerce.purchaselinks.forms import AddressForm, BirthDateForm, ReviewForm
-from healthcommerce.purchaselinks.models import Payment, PurchaseLink
+from healthcommerce.purchaselinks.models import PatientLinkSite, Payment, PurchaseLink
 from healthcommerce.purchaselinks.payments import CardDeclined, payment_pay_with_token, payment_start
 from healthcommerce.purchaselinks.pricing import money_format, patient_quote
 from healthcommerce.purchaselinks.receipt import order_receipt
@@ -292,7 +292,7 @@ def _done_page(request: HttpRequest, link: PurchaseLink) -> HttpResponse:
         "reference": order.reference,
         "ship_to_lines": _ship_to_lines(link),
         "clinic": order.site.name,
-        "support_phone": order.site.patient_support_phone.strip(),
+        "support_phone": PatientLinkSite.of(order.site).patient_support_phone.strip(),
     }
     return render(request, "purchaselinks/done.html", context)
 
@@ -460,7 +460,7 @@ def link_track(request: HttpRequest) -> HttpResponse:
         "tracking_url": order.tracking_url,  # linked only when https (the template's ``https_url`` filter)
         "events": [{"at": event.created_at, "label": _TRACK_LABELS[event.kind]} for event in events],
         "clinic": order.site.name,
-        "support_phone": order.site.patient_support_phone.strip(),
+        "support_phone": PatientLinkSite.of(order.site).patient_support_phone.strip(),
     }
     return render(request, "purchaselinks/track.html", context)
 

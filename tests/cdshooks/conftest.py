@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.sitefeatures import site_settings_update
 from tests.conftest import SandboxEHR, sandbox_server
 
 FIXTURES = Path(__file__).resolve().parents[2] / "healthcommerce" / "sandbox" / "fixtures" / "davinci"
@@ -75,14 +76,12 @@ def cds_site(live_server, cds_ehr: SandboxEHR, jwks_url: str, settings) -> EHRSi
     test's are the allowed ``jku``. The app's public URL is the live server's, so ``aud`` is a live URL."""
     settings.APP_BASE_URL = live_server.url
     cache.clear()
-    return EHRSite.objects.create(
-        name="Sandbox (CDS)",
-        iss=cds_ehr.fhir_base,
-        client_id="cds-app",
-        cds_hooks_enabled=True,
-        cds_issuers=[cds_ehr.fhir_base],
-        cds_jku_allowlist=[f"{cds_ehr.base}/sandbox/oauth/jwks", jwks_url],
+    site = EHRSite.objects.create(name="Sandbox (CDS)", iss=cds_ehr.fhir_base, client_id="cds-app")
+    jkus = [f"{cds_ehr.base}/sandbox/oauth/jwks", jwks_url]
+    site_settings_update(
+        site, {"cds_hooks_enabled": True, "cds_issuers": [cds_ehr.fhir_base], "cds_jku_allowlist": jkus}
     )
+    return site
 
 
 def fixture(name: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from joserfc.jwk import OctKey, RSAKey
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.cdshooks.services import service_url
+from healthcommerce.ehr.sitefeatures import site_settings_update
 from tests.cdshooks.conftest import ES_KEY, RS_KEY, SELECT, SIGN, STRANGER_KEY, call, hook_body, signed
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -104,15 +105,13 @@ def test_without_jku_only_a_single_allowlisted_jwks_is_used(cds_site, cds_ehr, j
     url = service_url(SELECT)
     response = call(url, hook_body(), signed(aud=url, iss=cds_ehr.fhir_base, jku=None))
     assert response.status_code == 401  # two JWKS URLs allowlisted: which one is not ours to guess
-    cds_site.cds_jku_allowlist = [jwks_url]
-    cds_site.save(update_fields=["cds_jku_allowlist", "updated_at"])
+    site_settings_update(cds_site, {"cds_jku_allowlist": [jwks_url]})
     response = call(url, hook_body(), signed(aud=url, iss=cds_ehr.fhir_base, jku=None))
     assert response.status_code == 200
 
 
 def test_a_site_without_cds_hooks_enabled_is_refused(cds_site, cds_ehr, jwks_url) -> None:
-    cds_site.cds_hooks_enabled = False
-    cds_site.save(update_fields=["cds_hooks_enabled", "updated_at"])
+    site_settings_update(cds_site, {"cds_hooks_enabled": False})
     url = service_url(SELECT)
     response = call(url, hook_body(), signed(aud=url, iss=cds_ehr.fhir_base, jku=jwks_url))
     assert response.status_code == 401

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import transaction
 
+from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.orders.events import TOPIC_ORDER_SUBMITTED, order_event_key, order_subject
 from healthcommerce.outbox import services as outbox_services
 from healthcommerce.outbox.services import outbox_publish
@@ -29,8 +30,7 @@ def test_the_demo_worker_prints_the_patients_link_email_and_number_intact(
     # The worker's own relay (run by beat) publishes the rows; the test process's broker is not the worker's.
     monkeypatch.setattr(outbox_services, "_publish_fast_path", lambda message_id: None)
     order = order_factory()()
-    order.site.sms_enabled = True
-    order.site.save(update_fields=["sms_enabled"])
+    site_settings_update(order.site, {"sms_enabled": True})
     with transaction.atomic():
         outbox_publish(topic=TOPIC_ORDER_SUBMITTED, key=order_event_key(order), subject=order_subject(order))
     env = base_env(

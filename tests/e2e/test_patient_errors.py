@@ -4,8 +4,8 @@ links carrier and number to the carrier's tracking page."""
 
 import pytest
 
-from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
+from healthcommerce.purchaselinks.models import PatientLinkSite
 from healthcommerce.purchaselinks.services import purchase_link_issue
 from tests.e2e.conftest import screenshot
 from tests.purchaselinks.conftest import BIRTH_DATE, order_factory
@@ -36,7 +36,7 @@ def test_a_failed_submit_focuses_the_first_invalid_field_under_a_summary(
 
     monkeypatch.setattr(tasks.deliver, "apply_async", lambda *args, **kwargs: None)  # no worker in this test
     order = order_factory()()
-    EHRSite.objects.filter(pk=order.site_id).update(patient_support_phone="(207) 555-0100")
+    PatientLinkSite.objects.filter(site_id=order.site_id).update(patient_support_phone="(207) 555-0100")
     _, token = purchase_link_issue(order=order)
     locale = "es-US" if language == "es" else "en-US"
     context = browser.new_context(viewport=PHONE, locale=locale)

@@ -3,12 +3,16 @@ one to replace it (issue 9 "Secrets are write-only in the admin"). Lists are edi
 checkboxes, and a bad line is refused by its number."""
 
 import html
+import re
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from healthcommerce.cdshooks.models import CdsHooksSite
 from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.sitefeatures import site_feature_fields
+from tests.site_settings import settings_form
 
 pytestmark = pytest.mark.django_db
 SITES = "/admin/ehr/ehrsite/"
@@ -22,7 +26,9 @@ def new_pem() -> str:
 
 
 def form(site: EHRSite, **changes: str) -> dict[str, str]:
-    """The change form's fields as the page posts them, with ``changes``."""
+    """The change form's fields as the page posts them (each stage's settings in its own section, posted by
+    ``settings_form``), with ``changes``."""
+    stage = {name: changes.pop(name) for name in list(changes) if name in site_feature_fields()}
     data = {
         "name": site.name,
         "iss": site.iss,
@@ -35,11 +41,8 @@ def form(site: EHRSite, **changes: str) -> dict[str, str]:
         "frame_origins": "",
         "is_active": "on",
         "vendor": site.vendor,
-        "writeback": site.writeback,
-        "cds_issuers": "",
-        "cds_jku_allowlist": "",
     }
-    return data | changes
+    return data | settings_form(site, **stage) | changes
 
 
 @pytest.fixture
@@ -133,8 +136,9 @@ def test_lists_are_edited_one_item_per_line_and_quirks_as_checkboxes(admin_clien
     assert response.status_code == 302, response.content.decode()[:3000]
     saved = EHRSite.objects.get(pk=site.pk)
     assert saved.frame_origins == ["https://epic.harbor.example", "https://mychart.harbor.example"]
-    assert saved.cds_issuers == ["https://ehr.harbor.example/fhir"]
-    assert saved.cds_jku_allowlist == ["https://ehr.harbor.example/jwks"]
+    cds = CdsHooksSite.of(saved)
+    assert cds.cds_issuers == ["https://ehr.harbor.example/fhir"]
+    assert cds.cds_jku_allowlist == ["https://ehr.harbor.example/jwks"]
     assert saved.quirks == {"epic_client_id_header": True}
 
 
@@ -193,3 +197,13 @@ def test_scopes_are_edited_one_per_line_and_stored_space_separated(admin_client,
     assert EHRSite.objects.get(pk=site.pk).scopes == "launch openid fhirUser patient/Patient.rs"
     bad = admin_client.post(f"{SITES}{site.pk}/change/", form(site, scopes="launch\npatient/Patient.rs,openid"))
     assert "Line 2: 'patient/Patient.rs,openid' is not a scope" in html.unescape(bad.content.decode())
+
+
+def test_the_site_page_groups_each_stages_settings_under_its_title_with_readable_labels(admin_client, site) -> None:  # type: ignore[no-untyped-def]
+    page = html.unescape(admin_client.get(f"{SITES}{site.pk}/change/").content.decode())
+
+    for title in ("CDS Hooks", "Orders", "Fulfillment", "Purchase links"):
+        assert re.search(r'class="inline-heading">\s*' + re.escape(title) + r"\s*</h2>", page), title
+    for label in ("CDS Hooks enabled", "CDS Hooks JKU allowlist", "EHR write-back", "Ship-to re-read", "SMS enabled"):
+        assert re.search(">" + re.escape(label) + ":?</label>", page), label
+    assert page.index("Ship-to re-read") > page.index("Backend scopes")  # after the site's own fields

@@ -77,3 +77,41 @@ def test_re_adding_a_site_without_epic_clears_the_epic_quirks_and_says_what_chan
     assert "client_secret: replaced" in out and "second-secret" not in out and "first-secret" not in out
     call_command(*args[:-1], "second-secret")
     assert "No changes." in capsys.readouterr().out
+
+
+def test_each_stage_setting_has_a_flag_and_a_flag_left_out_keeps_the_stored_value(capsys):
+    from healthcommerce.ehr.sitefeatures import site_settings_values
+
+    base = ["ehr_site", "add", "--name", "Flags", "--iss", "https://flags.example/fhir", "--client-id", "f"]
+    call_command(
+        *base,
+        "--writeback",
+        "communication",
+        "--shipto-reread",
+        "--sms-enabled",
+        "--patient-support-phone",
+        "(207) 555-0100",
+        "--cds-hooks-enabled",
+        "--cds-issuers",
+        "https://flags.example/fhir",
+        "--cds-jku-allowlist",
+        "https://flags.example/jwks",
+    )
+    site = EHRSite.objects.get()
+    expected = {
+        "writeback": "communication",
+        "shipto_reread": True,
+        "sms_enabled": True,
+        "patient_support_phone": "(207) 555-0100",
+        "cds_hooks_enabled": True,
+        "cds_issuers": ["https://flags.example/fhir"],
+        "cds_jku_allowlist": ["https://flags.example/jwks"],
+    }
+    assert site_settings_values(site) == expected
+
+    capsys.readouterr()
+    call_command(*base, "--no-sms-enabled")
+    assert site_settings_values(EHRSite.objects.get()) == expected | {"sms_enabled": False}
+    assert "sms_enabled: true -> false" in capsys.readouterr().out
+    with pytest.raises(CommandError):
+        call_command(*base, "--writeback", "fax")

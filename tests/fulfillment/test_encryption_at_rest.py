@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from healthcommerce.core.encryption import encrypted_fields, encryption_rotate
 from healthcommerce.ehr.models import EHRSite, Launch
+from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.fulfillment.backends.local.services import local_order_confirm
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.fields import Phi, phi_columns
@@ -117,8 +118,8 @@ def test_no_table_holds_the_fixture_phi_tokens_or_secrets_in_plaintext(  # type:
         client_id="hc-secret",
         client_secret=CLIENT_SECRET,
         private_key_pem=PRIVATE_KEY,
-        sms_enabled=True,
     )
+    site_settings_update(site, {"sms_enabled": True})
     Launch.objects.create(
         site=site,
         state="state-fixture",

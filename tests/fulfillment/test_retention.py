@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
+from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.fulfillment.backends.local.services import local_orders_phi_purge
 from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.fulfillment.tasks import purge as local_purge_task
@@ -114,8 +115,7 @@ def test_the_phi_of_closed_orders_is_blanked_and_everything_else_kept(  # type: 
 def test_the_local_payload_and_the_links_of_a_purged_order_lose_their_phi_and_the_links_close(  # type: ignore[no-untyped-def]
     settings, make_order: Callable[..., Order], ful_site
 ) -> None:
-    ful_site.sms_enabled = True
-    ful_site.save(update_fields=["sms_enabled", "updated_at"])
+    site_settings_update(ful_site, {"sms_enabled": True})
     gone, open_order = make_order(contact_phone="+1 703 555 0100"), make_order(contact_phone="+1 703 555 0100")
     for order in (gone, open_order):
         deliver(signed(order))

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.models import FulfillmentSite, LocalCommerceOrder
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_deliver, outbox_deliver_batch
@@ -132,7 +132,7 @@ def test_an_unchanged_address_is_recorded_as_unchanged(client: Any, site: EHRSit
 def test_a_site_without_the_re_read_reads_nothing(
     client: Any, site: EHRSite, reread_ehr: SandboxEHR, tmp_path: Path
 ) -> None:
-    EHRSite.objects.filter(pk=site.pk).update(shipto_reread=False)
+    FulfillmentSite.objects.filter(site_id=site.pk).update(shipto_reread=False)
     order = sign(client, reread_ehr)
     patient_addresses(reread_ehr, tmp_path, [MOVED])
 

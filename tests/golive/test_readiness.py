@@ -18,6 +18,7 @@ from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.backend import backend_tokens_forget
 from healthcommerce.ehr.keys import signing_key_activate, signing_key_create
 from healthcommerce.ehr.models import EHRSite
+from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.golive.readiness import FAIL, PASS, WARN, site_readiness
 from tests.conftest import SandboxEHR, complete_launch, sandbox_database_copy, sandbox_server
 from tests.staff import staff_login
@@ -70,9 +71,9 @@ def test_a_good_sandbox_site_is_ready(client, ehr_site: EHRSite, sandbox_ehr: Sa
     ehr_site.refresh_from_db()
     assert ehr_site.scopes_granted
     _backend_site(ehr_site, sandbox_ehr, client_id="ready-backend", scopes=GOOD_SCOPES, registered=GOOD_SCOPES)
-    ehr_site.cds_hooks_enabled, ehr_site.cds_issuers = True, [sandbox_ehr.fhir_base]
-    ehr_site.cds_jku_allowlist = [f"{sandbox_ehr.base}/sandbox/oauth/jwks"]
-    ehr_site.save()
+    jwks = f"{sandbox_ehr.base}/sandbox/oauth/jwks"
+    cds = {"cds_hooks_enabled": True, "cds_issuers": [sandbox_ehr.fhir_base], "cds_jku_allowlist": [jwks]}
+    site_settings_update(ehr_site, cds)
 
     code, text = _check("Sandbox", "--patient", "pat015")
     print(text)  # the closing note quotes it
@@ -117,10 +118,9 @@ def test_a_broken_site_names_each_problem_with_its_fix_and_exits_1(broken_sandbo
         iss=broken_sandbox.fhir_base,
         client_id="broken-app",
         vendor="epic",
-        cds_hooks_enabled=True,
-        cds_issuers=[broken_sandbox.fhir_base],
-        cds_jku_allowlist=["http://127.0.0.1:9/jwks"],  # nothing listens there
     )
+    cds = {"cds_hooks_enabled": True, "cds_issuers": [broken_sandbox.fhir_base]}
+    site_settings_update(site, cds | {"cds_jku_allowlist": ["http://127.0.0.1:9/jwks"]})  # nothing listens there
     site.scopes_granted = "launch openid fhirUser patient/Patient.rs patient/DeviceRequest.rs"  # not Coverage etc.
     site.save()
     # the backend client was registered without Coverage: the EHR does not grant it
@@ -188,9 +188,9 @@ def test_the_admin_button_runs_the_check_and_audits_it(ehr_site: EHRSite, sandbo
 
 
 def test_every_warning_and_failure_says_how_to_fix_it(ehr_site: EHRSite) -> None:
-    ehr_site.shipto_reread, ehr_site.writeback, ehr_site.auth_method = True, "communication", "client_secret_basic"
-    ehr_site.cds_hooks_enabled = True
+    ehr_site.auth_method = "client_secret_basic"
     ehr_site.save()
+    site_settings_update(ehr_site, {"shipto_reread": True, "writeback": "communication", "cds_hooks_enabled": True})
     reports = [site_readiness(ehr_site), site_readiness(ehr_site, patient_id="pat015")]
 
     unexplained = [(c.name, c.detail) for r in reports for c in r.checks if c.status != PASS and not c.fix]

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from healthcommerce.ehr.backend import backend_read
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.orders.models import Order, OrderEvent
+from healthcommerce.orders.models import Order, OrderEvent, OrderSite
 from healthcommerce.orders.writeback import ORDER_REFERENCE_SYSTEM
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_deliver
@@ -131,7 +131,7 @@ def test_a_signed_order_is_recorded_as_a_communication_without_commerce_data(
 def test_a_document_reference_site_gets_a_text_note_with_the_reference(
     client: Any, writeback_site: EHRSite, sandbox_ehr: SandboxEHR
 ) -> None:
-    EHRSite.objects.filter(pk=writeback_site.pk).update(writeback="document_reference")
+    OrderSite.objects.filter(site_id=writeback_site.pk).update(writeback="document_reference")
     order = sign(client, sandbox_ehr)
     fulfil(order)
 

@@ -4,8 +4,7 @@ import sms
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core import mail
 
-from healthcommerce.ehr.models import EHRSite
-from healthcommerce.purchaselinks.models import PurchaseLink
+from healthcommerce.purchaselinks.models import PatientLinkSite, PurchaseLink
 
 LINKS = "/admin/purchaselinks/purchaselink/"
 
@@ -37,7 +36,7 @@ def test_reissue_action_sends_a_new_link(admin_client, issued) -> None:
 
 def test_reissue_action_also_texts_when_the_site_enables_texts(admin_client, issued) -> None:
     link, _ = issued
-    EHRSite.objects.filter(pk=link.order.site_id).update(sms_enabled=True)
+    PatientLinkSite.objects.filter(site_id=link.order.site_id).update(sms_enabled=True)
     response = admin_client.post(LINKS, {"action": "reissue", ACTION_CHECKBOX_NAME: [str(link.id)]}, follow=True)
     assert len(mail.outbox) == 1 and len(sms.outbox) == 1
     assert "1 new link(s) issued, 1 emailed, 1 texted" in response.content.decode()

@@ -11,12 +11,11 @@ from django.core import mail
 from django.db import transaction
 from django.utils import timezone
 
-from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.events import TOPIC_ORDER_SUBMITTED, order_event_key, order_subject
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_deliver, outbox_publish
-from healthcommerce.purchaselinks.models import PurchaseLink
+from healthcommerce.purchaselinks.models import PatientLinkSite, PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_complete, purchase_link_reissue, purchase_link_verify
 from tests.pipeline import downstream
 from tests.purchaselinks.conftest import BIRTH_DATE, PATIENT_MOBILE, PATIENT_MOBILE_E164, PATIENT_NAME
@@ -37,7 +36,7 @@ class ProviderRefused(Exception):
 @pytest.fixture
 def texting(order: Order) -> Order:
     """``order`` at a site that enables texts."""
-    EHRSite.objects.filter(pk=order.site_id).update(sms_enabled=True)
+    PatientLinkSite.objects.filter(site_id=order.site_id).update(sms_enabled=True)
     return Order.objects.select_related("site").get(pk=order.pk)
 
 
@@ -107,7 +106,7 @@ def test_a_number_that_cannot_take_a_text_gets_none_and_the_email_still_goes(
     make_order: Callable[..., Order], phone: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     order = make_order(contact_phone=phone)
-    EHRSite.objects.filter(pk=order.site_id).update(sms_enabled=True)
+    PatientLinkSite.objects.filter(site_id=order.site_id).update(sms_enabled=True)
     row = submitted(order)
     with caplog.at_level("DEBUG"):
         outbox_deliver(message_id=row.pk)
@@ -257,7 +256,7 @@ def test_a_mobile_without_a_country_code_is_read_in_the_default_region(
 ) -> None:
     settings.SMS_DEFAULT_REGION = "GB"
     order = make_order(contact_phone="07400 123456")
-    EHRSite.objects.filter(pk=order.site_id).update(sms_enabled=True)
+    PatientLinkSite.objects.filter(site_id=order.site_id).update(sms_enabled=True)
     outbox_deliver(message_id=submitted(order).pk)
 
     assert sms.outbox[0].recipients == ["+447400123456"]

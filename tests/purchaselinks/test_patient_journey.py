@@ -9,9 +9,8 @@ from django.core import mail
 from django.template import Context, Template
 
 from healthcommerce.catalog.models import Product
-from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
-from healthcommerce.purchaselinks.models import Payment, PurchaseLink
+from healthcommerce.purchaselinks.models import PatientLinkSite, Payment, PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_issue
 from tests.pipeline import downstream
 from tests.purchaselinks.conftest import PATIENT_NAME
@@ -81,7 +80,7 @@ def test_the_zip_code_error_is_a_sentence_with_an_example_in_both_languages(issu
 
 
 def test_the_thank_you_page_and_the_email_are_a_receipt(issued: Issued, order: Order) -> None:
-    EHRSite.objects.filter(pk=order.site_id).update(patient_support_phone="(207) 555-0100")
+    PatientLinkSite.objects.filter(site_id=order.site_id).update(patient_support_phone="(207) 555-0100")
     sent(order)
     done = verified(issued[1]).post("/p/confirm/", CONFIRM).content.decode()
     receipt = re.search(r'<table id="receipt">(.*?)</table>', done, re.S).group(1)  # type: ignore[union-attr]

@@ -10,12 +10,11 @@ from django.conf import settings
 from django.core import mail
 from django.utils import timezone
 
-from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_deliver
 from healthcommerce.purchaselinks import tasks
-from healthcommerce.purchaselinks.models import PurchaseLink
+from healthcommerce.purchaselinks.models import PatientLinkSite, PurchaseLink
 from healthcommerce.purchaselinks.reminders import purchase_link_reminders_due
 from healthcommerce.purchaselinks.services import (
     purchase_link_access,
@@ -32,7 +31,7 @@ REMINDER = "purchaselinks.remind"
 @pytest.fixture
 def waiting(order: Order) -> Order:
     """``order`` at a texting site, its link emailed and texted six days ago, expiring in a day."""
-    EHRSite.objects.filter(pk=order.site_id).update(sms_enabled=True)
+    PatientLinkSite.objects.filter(site_id=order.site_id).update(sms_enabled=True)
     outbox_deliver(message_id=submitted(order).pk)
     age(order, sent_days_ago=6, expires_in=timedelta(days=1))
     mail.outbox.clear()

@@ -10,6 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
+from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.purchaselinks import notify, services
 from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE, LinkUnavailable, TooManyAttempts
@@ -58,8 +59,7 @@ def test_a_revoked_or_expired_link_is_replaced_on_issue(issued: Issued, order: O
 def test_the_email_has_the_url_and_expiry_but_no_clinical_details(issued: Issued, order: Order, settings) -> None:
     settings.APP_BASE_URL = "https://shop.example.org/"
     link, token = issued
-    link.order.site.patient_support_phone = "(207) 555-0100"
-    link.order.site.save(update_fields=["patient_support_phone"])
+    site_settings_update(link.order.site, {"patient_support_phone": "(207) 555-0100"})
     assert purchase_link_send(link=link, token=token) == ["email"]
     message = mail.outbox[0]
     assert message.subject == f"Your order {order.reference} is ready"

@@ -16,9 +16,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from healthcommerce.core.http import origin
 from healthcommerce.ehr.keys import published_jwks, signing_key_activate, signing_key_create, signing_key_for
-from healthcommerce.ehr.models import EHRSite, Vendor, Writeback
+from healthcommerce.ehr.models import EHRSite, Vendor
 from healthcommerce.ehr.scopes import default_scopes
 from healthcommerce.ehr.services import redirect_uri
+from healthcommerce.ehr.sitefeatures import site_settings_update
 
 CLIENT_ID = "healthcommerce-demo"
 # What the readiness check reads (ehr_site check "Sandbox EHR" --patient pat015), the ship-to re-read and write-back.
@@ -59,7 +60,7 @@ class Command(BaseCommand):
             "healthcommerce demo",
         )
         iss = settings.APP_BASE_URL.rstrip("/") + "/sandbox/fhir"
-        EHRSite.objects.update_or_create(
+        site, _ = EHRSite.objects.update_or_create(
             iss=iss,
             defaults={
                 "name": "Sandbox EHR",
@@ -73,18 +74,24 @@ class Command(BaseCommand):
                 "vendor": Vendor.SANDBOX,
                 "backend_services": True,
                 "backend_scopes": BACKEND_SCOPES,
-                # The sandbox EHR calls our CDS Hooks services (its "Draft order (CDS Hooks)" page), signing with its
-                # own key published at its JWKS URL (docs/adr/0021).
-                "cds_hooks_enabled": True,
-                # After sign-off a Communication records it in the sandbox EHR; the hand-off re-reads the address.
-                "writeback": Writeback.COMMUNICATION,
-                "shipto_reread": True,
-                "cds_issuers": [iss],
-                "cds_jku_allowlist": [settings.APP_BASE_URL.rstrip("/") + "/sandbox/oauth/jwks"],
                 # online_access: the sandbox then grants a refresh token (SMART 2.2 "Refresh access token").
                 "scopes": f"{default_scopes()} online_access",
                 # The sandbox EHR's framed mode (/sandbox/?framed=1) shows the app in an iframe (ADR 0005).
                 "frame_origins": [origin(settings.APP_BASE_URL)],
+            },
+        )
+        # Each stage's own settings (ehr.sitefeatures).
+        site_settings_update(
+            site,
+            {
+                # The sandbox EHR calls our CDS Hooks services (its "Draft order (CDS Hooks)" page), signing with its
+                # own key published at its JWKS URL (docs/adr/0021).
+                "cds_hooks_enabled": True,
+                "cds_issuers": [iss],
+                "cds_jku_allowlist": [settings.APP_BASE_URL.rstrip("/") + "/sandbox/oauth/jwks"],
+                # After sign-off a Communication records it in the sandbox EHR; the hand-off re-reads the address.
+                "writeback": "communication",
+                "shipto_reread": True,
                 # The demo texts links too; the console SMS backend prints them with the emails (docs/adr/0010).
                 "sms_enabled": True,
                 # Printed in the patient's emails and pages (a reserved 555-01xx number).

@@ -1,5 +1,8 @@
-"""``manage.py ehr_site add|list|check|export|import``: register, inspect, export and import EHR sites from the
-command line (the site record file: docs/adr/0019, docs/site-record.schema.json).
+"""``manage.py ehr_site add|list|check|export|import|schema``: register, inspect, export and import EHR sites from
+the command line (the site record file: docs/adr/0019; ``schema`` prints its JSON Schema).
+
+``add`` has one flag per registered stage setting (``ehr.sitefeatures``: ``--shipto-reread``, ``--writeback``,
+``--cds-issuers URL ...``), derived from the setting's model field; a flag left out keeps the stored value.
 
 ``check NAME [--patient ID]`` is the go-live readiness check (``healthcommerce.golive.readiness``): it prints a
 pass/warn/fail report with the fix for each problem and exits 1 when anything fails.
@@ -18,8 +21,21 @@ from django.db.models import Q
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.ehr.scopes import default_scopes
+from healthcommerce.ehr.sitefeatures import (
+    site_settings_arguments,
+    site_settings_options,
+    site_settings_update,
+    site_settings_values,
+)
 from healthcommerce.golive.readiness import report_dict, site_readiness
-from healthcommerce.golive.siterecord import site_by_name, site_record_dumps, site_record_export, site_record_import
+from healthcommerce.golive.siterecord import (
+    ImportResult,
+    site_by_name,
+    site_record_dumps,
+    site_record_export,
+    site_record_import,
+    site_record_schema,
+)
 
 EPIC_QUIRKS = {"epic_client_id_header": True, "authorize_post": True}
 SECRET_FIELDS = ("client_secret", "private_key_pem")
@@ -36,7 +52,10 @@ def _change(name: str, old: Any, new: Any) -> str:
 
 
 class Command(BaseCommand):
-    help = "Register (add), list, check, export or import EHR sites. See README 'Register a real Epic site'."
+    help = (
+        "Register (add), list, check, export or import EHR sites, or print the site record's JSON Schema (schema)."
+        " See README 'Register a real Epic site'."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -56,6 +75,7 @@ class Command(BaseCommand):
             help="Epic quirks: Epic-Client-ID on metadata, POST authorize (without it, an existing site's quirks are"
             " cleared: add sets the site to exactly what its flags say)",
         )
+        site_settings_arguments(add)  # each stage's settings; left out: unchanged
         sub.add_parser("list", help="list sites")
         check = sub.add_parser("check", help="readiness check against the live EHR (exit 1 on any failure)")
         check.add_argument("site", nargs="?", help="the site's name (or its iss)")
@@ -68,6 +88,7 @@ class Command(BaseCommand):
         load.add_argument("file", help="the site record file, or - for standard input")
         load.add_argument("--dry-run", action="store_true", help="print the changes without saving them")
         load.add_argument("--user", help="the staff username the history and audit rows name")
+        sub.add_parser("schema", help="print the site record's JSON Schema (draft 2020-12)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         getattr(self, f"_{options['action']}")(options)
@@ -95,13 +116,20 @@ class Command(BaseCommand):
             fields |= {"auth_method": EHRSite.AuthMethod.PRIVATE_KEY_JWT, "private_key_pem": pem}
         # Exactly what the flags say: without --epic, Epic quirks an earlier --epic set are cleared.
         fields["quirks"] = dict(EPIC_QUIRKS) if options["epic"] else {}
+        self._add_save(iss, fields, site_settings_options(options))
+
+    def _add_save(self, iss: str, fields: dict[str, Any], stage_settings: dict[str, Any]) -> None:
+        """Create or update the site ``iss`` with ``fields`` and its stages' ``stage_settings``; print what changed."""
         before = EHRSite.objects.filter(iss=iss).first()
+        stored = site_settings_values(before) if before is not None else {}
         site, created = EHRSite.objects.update_or_create(iss=iss, defaults=fields)
+        site_settings_update(site, stage_settings)
         self.stdout.write(
             f"{'Registered' if created else 'Updated'} {site.name}: iss={site.iss} auth={site.auth_method}"
         )
         if before is not None:
-            changes = [_change(name, getattr(before, name), value) for name, value in fields.items()]
+            old = {name: getattr(before, name) for name in fields} | stored
+            changes = [_change(name, old[name], value) for name, value in (fields | stage_settings).items()]
             for line in [c for c in changes if c] or ["No changes."]:
                 self.stdout.write(f"  {line}")
 
@@ -132,27 +160,32 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from exc
         self.stdout.write(site_record_dumps(site_record_export(site=site)), ending="")
 
-    def _import(self, options: dict[str, Any]) -> None:
-        user = None
-        if options["user"]:
-            user = get_user_model().objects.filter(username=options["user"], is_staff=True).first()
-            if user is None:
-                raise CommandError(f"No staff user named {options['user']!r}.")
-        path = options["file"]
+    def _schema(self, options: dict[str, Any]) -> None:
+        self.stdout.write(json.dumps(site_record_schema(), indent=2, ensure_ascii=False))
+
+    def _import_user(self, username: str | None) -> Any:
+        """Return the staff user named ``username`` (None when not given). Raises ``CommandError`` for no such."""
+        if not username:
+            return None
+        user = get_user_model().objects.filter(username=username, is_staff=True).first()
+        if user is None:
+            raise CommandError(f"No staff user named {username!r}.")
+        return user
+
+    def _import_read(self, path: str) -> Any:
+        """Return the parsed JSON of file ``path`` (``-``: standard input). Raises ``CommandError`` when it cannot
+        be read or is not JSON."""
         try:
             text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-            record = json.loads(text)
+            return json.loads(text)
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}") from exc
         except json.JSONDecodeError as exc:
             raise CommandError(f"{path} is not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-        source = "stdin" if path == "-" else Path(path).name
-        try:
-            result = site_record_import(record=record, source=source, user=user, dry_run=options["dry_run"])
-        except HealthcommerceError as exc:
-            raise CommandError(exc.message) from exc
+
+    def _import_report(self, result: ImportResult, dry_run: bool) -> None:
         site = result.site
-        verb = "Would create" if options["dry_run"] and result.created else "Created" if result.created else "Site"
+        verb = "Would create" if dry_run and result.created else "Created" if result.created else "Site"
         self.stdout.write(f"{verb} {site.name} ({site.iss})")
         for line in result.changes:
             self.stdout.write(f"  {line}")
@@ -160,5 +193,16 @@ class Command(BaseCommand):
             self.stderr.write(f"warning: {line}")
         if not result.changes:
             self.stdout.write("  No changes.")
-        if options["dry_run"]:
+        if dry_run:
             self.stdout.write("Dry run: nothing was saved.")
+
+    def _import(self, options: dict[str, Any]) -> None:
+        user = self._import_user(options["user"])
+        path = options["file"]
+        record = self._import_read(path)
+        source = "stdin" if path == "-" else Path(path).name
+        try:
+            result = site_record_import(record=record, source=source, user=user, dry_run=options["dry_run"])
+        except HealthcommerceError as exc:
+            raise CommandError(exc.message) from exc
+        self._import_report(result, options["dry_run"])
