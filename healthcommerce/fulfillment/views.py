@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.http import request_body_capped
-from healthcommerce.fulfillment.backends.registry import BACKENDS, get_backend
+from healthcommerce.fulfillment.backends.registry import backend_names, get_backend
 from healthcommerce.fulfillment.status import inbound_status_record
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def status_webhook(request: HttpRequest, backend: str) -> JsonResponse:
     Returns ``{"events": [{"id": <event id>, "outcome": "applied" | "unchanged" | "refused" | "duplicate"}]}``
     (200), or ``{"error": <code>}``. Logs the backend, the code and the event id only.
     """
-    if backend not in BACKENDS:
+    if backend not in backend_names():
         return _error("backend_unknown", 404)
     body = request_body_capped(request, MAX_BODY_BYTES)
     if body is None:

@@ -228,7 +228,7 @@ def local_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[
 def webhook_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[str]:
     """``webhook``: POSTs to ``WEBHOOK_URL`` only, with ``WEBHOOK_HEADERS`` and a body of ``WEBHOOK_KEYS``."""
     problems = []
-    url = str(django_settings.WEBHOOK_URL)
+    url = str(django_settings.COMMERCE_BACKENDS["webhook"]["OPTIONS"]["URL"])
     for s in sent:
         where = f"webhook {s.method} {urlsplit(s.url).path}"
         if s.method != "POST" or s.url != url:
@@ -260,7 +260,7 @@ def medusa_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list
     """``medusa``: Admin API calls to ``MEDUSA_URL`` only, each on a ``MEDUSA_ROUTES`` route with its query
     parameters and body keys, and ``MEDUSA_HEADERS``."""
     problems = []
-    base = urlsplit(str(django_settings.MEDUSA_URL))
+    base = urlsplit(str(django_settings.COMMERCE_BACKENDS["medusa"]["OPTIONS"]["URL"]))
     for s in sent:
         parts = urlsplit(s.url)
         where = f"medusa {s.method} {parts.path}"

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
+from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -52,15 +52,27 @@ def _text(data: dict[str, Any], key: str, limit: int) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
-def standard_status_events(body: bytes, headers: Mapping[str, str], *, setting: str) -> list[StatusEvent]:
-    """Verify one Standard Webhooks status event signed with the secret in ``settings.<setting>`` and return it.
+def secret_errors(secret: str, *, setting: str) -> list[CheckMessage]:
+    """Return ``[Error healthcommerce.E103]`` when ``secret`` is set but not ``whsec_<base64>`` (``secret_check``),
+    else ``[]``: for a backend's ``check()``. Names ``setting`` (the environment variable), never the secret."""
+    if not secret:
+        return []
+    try:
+        secret_check(secret, setting=setting)
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="healthcommerce.E103")]
+    return []
 
-    Raises ``InboundRejected``: 503 ``webhook_status_unconfigured`` when the setting is empty or not a
+
+def standard_status_events(body: bytes, headers: Mapping[str, str], *, secret: str, setting: str) -> list[StatusEvent]:
+    """Verify one Standard Webhooks status event signed with ``secret`` (the backend's ``STATUS_SECRET`` option,
+    environment ``setting``) and return it.
+
+    Raises ``InboundRejected``: 503 ``webhook_status_unconfigured`` when the secret is empty or not a
     ``whsec_`` secret, 401 ``signature_invalid`` (a missing or wrong signature, a timestamp more than 5 minutes
     off), 400 ``event_unknown`` (a type not in ``INBOUND_STATUS``) or ``event_malformed`` (not JSON, no
     ``order_reference``).
     """
-    secret = str(getattr(settings, setting, "") or "")
     try:
         verifier = Webhook(secret_check(secret, setting=setting))
     except ImproperlyConfigured as exc:
