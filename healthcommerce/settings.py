@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "healthcommerce.orders",
     "healthcommerce.outbox",
     "healthcommerce.fulfillment",
+    "healthcommerce.fulfillment.backends.local",  # the local commerce backend's model and admin
     "healthcommerce.purchaselinks",
     "healthcommerce.cdshooks",
     "healthcommerce.golive",

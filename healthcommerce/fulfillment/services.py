@@ -26,7 +26,6 @@ from healthcommerce.audit.services import audit_record, audit_record_many
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.metrics import integration, sign_to_ack_record
 from healthcommerce.fulfillment.backends.base import BackendStatus
-from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
 from healthcommerce.fulfillment.commerce import commerce_confirmation_build, commerce_order_build
 from healthcommerce.fulfillment.shipto import shipto_reread
@@ -52,7 +51,6 @@ __all__ = [
     "fulfillment_submit",
     "fulfillment_submit_batch",
     "fulfillment_submits_in_batches",
-    "local_order_mark",
     "order_of",
 ]
 

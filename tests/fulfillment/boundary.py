@@ -29,8 +29,8 @@ from django.test import Client, override_settings
 
 from healthcommerce.catalog.models import Product
 from healthcommerce.ehr.models import Launch
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.commerce import commerce_order_build
-from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.errors import OrderIncomplete
 from healthcommerce.orders.events import order_subject
 from healthcommerce.orders.models import Order

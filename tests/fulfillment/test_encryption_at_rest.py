@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from healthcommerce.core.encryption import encrypted_fields, encryption_rotate
 from healthcommerce.ehr.models import EHRSite, Launch
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.backends.local.services import local_order_confirm
-from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.conftest import complete_launch
@@ -152,8 +152,8 @@ def test_every_column_the_review_named_is_encrypted() -> None:
         "orders.Order.contact_phone",
         "orders.Order.payer_member_id",
         "orders.Order.patient_ship_to",
-        "fulfillment.LocalCommerceOrder.payload",
-        "fulfillment.LocalCommerceOrder.confirmation",
+        "commerce_local.LocalCommerceOrder.payload",
+        "commerce_local.LocalCommerceOrder.confirmation",
         "ehr.Launch.access_token",
         "ehr.Launch.refresh_token",
         "ehr.Launch.patient_name",

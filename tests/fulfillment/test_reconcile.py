@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.reconcile import fulfillment_reconcile
 from healthcommerce.orders.models import Order
 from tests.fulfillment.conftest import PATIENT_NAME

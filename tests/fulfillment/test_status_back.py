@@ -17,7 +17,8 @@ from django.test import Client
 
 from healthcommerce.ehr.models import Launch
 from healthcommerce.fulfillment.backends.base import BackendStatus
-from healthcommerce.fulfillment.models import InboundStatusEvent, LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
+from healthcommerce.fulfillment.models import InboundStatusEvent
 from healthcommerce.fulfillment.reconcile import fulfillment_reconcile
 from healthcommerce.fulfillment.status import APPLIED, REFUSED, UNCHANGED, fulfillment_status_apply
 from healthcommerce.orders.events import TOPIC_ORDER_STATUS_CHANGED
@@ -161,7 +162,7 @@ def test_shipping_an_order_we_cancelled_is_a_conflict(submitted: Order) -> None:
 
 
 def test_the_local_admin_mark_goes_through_the_same_path(submitted: Order) -> None:
-    from healthcommerce.fulfillment.services import local_order_mark
+    from healthcommerce.fulfillment.backends.local.services import local_order_mark
 
     local = LocalCommerceOrder.objects.get()
     local_order_mark(local_order_id=local.pk, status="shipped", actor="admin:ops", tracking_number="TRK1")

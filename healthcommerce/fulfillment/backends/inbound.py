@@ -1,4 +1,6 @@
-"""Inbound status webhooks in the Standard Webhooks format, shared by the backends that push status
+"""The one inbound path for status a backend reports (``inbound_status_report``): the status webhooks
+(``/webhooks/<backend>/``, ``fulfillment/views.py``) and the local backend's admin marks both hand it a
+``StatusEvent``. And the Standard Webhooks format those webhooks use, shared by the backends that push status
 (``webhook``: the supplier; ``medusa``: our subscriber inside Medusa, commerce/medusa/src/subscribers/).
 
 Headers ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256 of
@@ -21,6 +23,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from healthcommerce.fulfillment.backends.base import BackendStatus, InboundRejected, StatusEvent
+from healthcommerce.fulfillment.status import inbound_status_record
 
 SECRET_PREFIX = "whsec_"
 # The event types a backend may push, and the status each one means (``orders.models.FulfillmentStatus``).
@@ -31,6 +34,17 @@ INBOUND_STATUS = {
     "order.cancelled": "cancelled",
 }
 _ID_MAX = 200
+
+
+def inbound_status_report(
+    *, backend: str, event: StatusEvent, source: str = "webhook", actor: str = ""
+) -> tuple[Any, str]:
+    """Apply one verified status ``event`` from ``backend``, deduplicated on ``event.event_id``; return
+    ``(order id, outcome)``: ``applied``, ``unchanged``, ``refused`` or ``duplicate``. ``source`` is ``webhook``
+    or ``admin``; ``actor`` defaults to ``system:webhook:<backend>``. Raises ``InboundOrderUnknown`` (no order of
+    this backend has that reference and id) or ``UnknownFulfillmentStatus``
+    (``fulfillment.status.inbound_status_record``)."""
+    return inbound_status_record(backend=backend, event=event, source=source, actor=actor)
 
 
 def secret_check(secret: str, *, setting: str = "WEBHOOK_SECRET") -> str:
