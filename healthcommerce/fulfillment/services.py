@@ -236,6 +236,21 @@ def fulfillment_submit_batch(messages: list[OutboxMessage]) -> dict[Any, Excepti
     return failures
 
 
+def _moving(
+    rows: list[tuple[OutboxMessage, Order, str]], *, statuses: dict[Any, str], backend: str
+) -> list[tuple[OutboxMessage, Order, str, dict[str, str]]]:
+    """The ``rows`` whose order can move to ``submitted``, each with its event detail; an order cancelled meanwhile
+    (``statuses``: order pk -> status, read under lock) is handed to ``_submitted_after_cancel`` instead."""
+    moving = []
+    for message, order, external_id in rows:
+        detail = {"backend": backend, "external_id": external_id, "message_id": str(message.pk)}
+        if statuses[order.pk] == Order.Status.CANCELLED:
+            _submitted_after_cancel(message, order=order, backend=backend, detail=detail)
+        else:
+            moving.append((message, order, external_id, detail))
+    return moving
+
+
 @transaction.atomic
 def _submitted_many(accepted: list[tuple[OutboxMessage, Order, str]], *, backend: str) -> None:
     """``_submitted`` for many rows in one transaction: ``accepted`` holds ``(message, order, backend id)``.
@@ -256,13 +271,7 @@ def _submitted_many(accepted: list[tuple[OutboxMessage, Order, str]], *, backend
         commerce_id=Case(*(When(pk=order.pk, then=Value(external_id)) for _, order, external_id in rows)),
     )
     statuses = dict(Order.objects.filter(pk__in=ids).values_list("pk", "status"))
-    moving = []
-    for message, order, external_id in rows:
-        detail = {"backend": backend, "external_id": external_id, "message_id": str(message.pk)}
-        if statuses[order.pk] == Order.Status.CANCELLED:
-            _submitted_after_cancel(message, order=order, backend=backend, detail=detail)
-        else:
-            moving.append((message, order, external_id, detail))
+    moving = _moving(rows, statuses=statuses, backend=backend)
     if not moving:
         return
     order_transition_many(
