@@ -17,8 +17,8 @@ from healthcommerce.fulfillment.backends.medusa.backend import MedusaCommerceBac
 from healthcommerce.fulfillment.backends.registry import get_backend
 from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation, ShipTo, commerce_order_build
 from healthcommerce.orders.models import Order
+from tests.fulfillment.backends.medusa.conftest import PG_URL, MedusaServer
 from tests.fulfillment.conftest import backend_options_set, clinical_values
-from tests.fulfillment.medusa.conftest import PG_URL, MedusaServer
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]

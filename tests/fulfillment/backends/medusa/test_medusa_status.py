@@ -23,9 +23,9 @@ from django.test import Client
 from healthcommerce.catalog.models import Product
 from healthcommerce.fulfillment.reconcile import fulfillment_reconcile
 from healthcommerce.orders.models import Order
+from tests.fulfillment.backends.medusa.conftest import MedusaServer
+from tests.fulfillment.backends.medusa.test_medusa_backend import medusa_order, synced  # noqa: F401  (fixture)
 from tests.fulfillment.conftest import backend_options_set
-from tests.fulfillment.medusa.conftest import MedusaServer
-from tests.fulfillment.medusa.test_medusa_backend import medusa_order, synced  # noqa: F401  (fixture)
 from tests.pipeline import signed
 from tests.servers import free_port
 

@@ -19,9 +19,9 @@ from healthcommerce.fulfillment.backends.webhook.backend import WebhookCommerceB
 from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation, ShipTo, commerce_order_build
 from healthcommerce.orders.models import Order
 from healthcommerce.outbox.models import OutboxMessage
+from tests.fulfillment.backends.webhook.conftest import Receiver
 from tests.fulfillment.conftest import PATIENT_NAME, backend_options_set
 from tests.fulfillment.test_commerce import ALLOWED_KEYS, key_paths
-from tests.fulfillment.webhook.conftest import Receiver
 from tests.pipeline import deliver, rows_of
 from tests.servers import free_port
 
