@@ -69,7 +69,7 @@ messages: setup
 		--ignore=commerce --ignore=benchmarks --ignore=tests --ignore=docs --ignore=static --ignore=scripts
 	SANDBOX_ENABLED=true $(BIN)/python manage.py compilemessages -l es --ignore=.venv --ignore=var --ignore=commerce
 
-# Medusa 2 from npm and its template database on the local PostgreSQL, for tests/fulfillment/medusa/
+# Medusa 2 from npm and its template database on the local PostgreSQL, for tests/fulfillment/backends/medusa/
 # (commerce/medusa/README.md). Needs Node.js 20.19+, npm and PostgreSQL; a no-op when nothing changed.
 medusa-setup:
 	bash scripts/medusa.sh setup

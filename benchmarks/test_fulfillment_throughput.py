@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from healthcommerce.catalog.models import Product
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.events import TOPIC_ORDER_SIGNED, order_event_key, order_subject
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage

@@ -7,6 +7,7 @@ behind TLS, and refuses to start without them (``healthcommerce.core.deploy``, A
 """
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import environ
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "healthcommerce.orders",
     "healthcommerce.outbox",
     "healthcommerce.fulfillment",
+    "healthcommerce.fulfillment.backends.local",  # the local commerce backend's model and admin
     "healthcommerce.purchaselinks",
     "healthcommerce.cdshooks",
     "healthcommerce.golive",
@@ -391,32 +393,54 @@ OUTBOX_RELAY_LEASE_SECONDS = env.int("OUTBOX_RELAY_LEASE_SECONDS", default=60)
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=20)
 # Dead-letter an outbox message (any subscriber) after this many attempts.
 FULFILLMENT_MAX_ATTEMPTS = env.int("FULFILLMENT_MAX_ATTEMPTS", default=8)
+# Commerce backends, configured like Django's CACHES: each entry names its class (BACKEND) and the options the
+# backend reads and validates itself (its ``check()``, run by ``manage.py check --deploy``). COMMERCE_BACKEND picks
+# the one that takes new orders; an order keeps the backend that took it (status, confirm, cancel). The options
+# read the environment variables operators set (docs/deploy.md "Commerce backend"); a new backend is its folder
+# under healthcommerce/fulfillment/backends/ plus one entry here (docs/extending.md).
 COMMERCE_BACKEND = env.str("COMMERCE_BACKEND", default="local")
-# The medusa backend (Medusa 2 Admin API; docs/adr/0007): https, or http to loopback, and a secret API key.
-MEDUSA_URL = env.str("MEDUSA_URL", default="")
-MEDUSA_API_KEY = env.str("MEDUSA_API_KEY", default="")
-# Optional ids; when empty the backend looks them up (first region shipping to the country, default channel).
-MEDUSA_REGION_ID = env.str("MEDUSA_REGION_ID", default="")
-MEDUSA_SALES_CHANNEL_ID = env.str("MEDUSA_SALES_CHANNEL_ID", default="")
-MEDUSA_SHIPPING_OPTION_ID = env.str("MEDUSA_SHIPPING_OPTION_ID", default="")
-MEDUSA_SHIPPING_PROFILE_ID = env.str("MEDUSA_SHIPPING_PROFILE_ID", default="")
-# The secret Medusa's healthcommerce-status subscriber signs with (its HC_STATUS_WEBHOOK_SECRET); whsec_<base64>.
-MEDUSA_STATUS_SECRET = env.str("MEDUSA_STATUS_SECRET", default="")
-# The webhook backend (Standard Webhooks to one DME supplier; docs/adr/0009): https URL and whsec_ secret;
-# optional mutual TLS (PEM client certificate and key) and a CA bundle that replaces the system's trusted CAs.
-WEBHOOK_URL = env.str("WEBHOOK_URL", default="")
-WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
-WEBHOOK_CLIENT_CERT = env.str("WEBHOOK_CLIENT_CERT", default="")
-WEBHOOK_CLIENT_KEY = env.str("WEBHOOK_CLIENT_KEY", default="")
-WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
-# The secret the supplier signs its status webhooks with (POST /webhooks/webhook/); whsec_<base64>, ours to give.
-WEBHOOK_STATUS_SECRET = env.str("WEBHOOK_STATUS_SECRET", default="")
+COMMERCE_BACKENDS: dict[str, dict[str, Any]] = {
+    "local": {"BACKEND": "healthcommerce.fulfillment.backends.local.backend.LocalCommerceBackend", "OPTIONS": {}},
+    # Medusa 2 Admin API (docs/adr/0007): https, or http to loopback, and a secret API key. The ids are optional:
+    # when empty the backend looks them up (first region shipping to the country, default channel). STATUS_SECRET
+    # is what Medusa's healthcommerce-status subscriber signs with (its HC_STATUS_WEBHOOK_SECRET); whsec_<base64>.
+    "medusa": {
+        "BACKEND": "healthcommerce.fulfillment.backends.medusa.backend.MedusaCommerceBackend",
+        "OPTIONS": {
+            "URL": env.str("MEDUSA_URL", default=""),
+            "API_KEY": env.str("MEDUSA_API_KEY", default=""),
+            "REGION_ID": env.str("MEDUSA_REGION_ID", default=""),
+            "SALES_CHANNEL_ID": env.str("MEDUSA_SALES_CHANNEL_ID", default=""),
+            "SHIPPING_OPTION_ID": env.str("MEDUSA_SHIPPING_OPTION_ID", default=""),
+            "SHIPPING_PROFILE_ID": env.str("MEDUSA_SHIPPING_PROFILE_ID", default=""),
+            "STATUS_SECRET": env.str("MEDUSA_STATUS_SECRET", default=""),
+        },
+    },
+    # Standard Webhooks to one DME supplier (docs/adr/0009): https URL and whsec_ secret; optional mutual TLS (PEM
+    # client certificate and key) and a CA bundle that replaces the system's trusted CAs. STATUS_SECRET is the one
+    # the supplier signs its status webhooks with (POST /webhooks/webhook/); whsec_<base64>, ours to give.
+    "webhook": {
+        "BACKEND": "healthcommerce.fulfillment.backends.webhook.backend.WebhookCommerceBackend",
+        "OPTIONS": {
+            "URL": env.str("WEBHOOK_URL", default=""),
+            "SECRET": env.str("WEBHOOK_SECRET", default=""),
+            "CLIENT_CERT": env.str("WEBHOOK_CLIENT_CERT", default=""),
+            "CLIENT_KEY": env.str("WEBHOOK_CLIENT_KEY", default=""),
+            "CA_BUNDLE": env.str("WEBHOOK_CA_BUNDLE", default=""),
+            "STATUS_SECRET": env.str("WEBHOOK_STATUS_SECRET", default=""),
+        },
+    },
+}
 # Production refuses outbound requests to private addresses (core.http.check_url) except to these hosts: an EHR on
 # the hospital's network (comma-separated host names), and the hosts of the URLs configured here (Medusa, the
 # webhook supplier, the alert webhook). Loopback and link-local addresses are refused whatever this says.
 OUTBOUND_PRIVATE_HOSTS = [
     *(host.strip().lower() for host in env.list("OUTBOUND_PRIVATE_HOSTS", default=[]) if host.strip()),
-    *(host for url in (MEDUSA_URL, WEBHOOK_URL, ALERT_WEBHOOK_URL) if (host := urlsplit(url).hostname)),
+    *(
+        host
+        for url in (*(str(b["OPTIONS"].get("URL", "")) for b in COMMERCE_BACKENDS.values()), ALERT_WEBHOOK_URL)
+        if (host := urlsplit(url).hostname)
+    ),
 ]
 
 # --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
@@ -557,11 +581,11 @@ if PRODUCTION:
                 ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET),
                 ("ALERT_WEBHOOK_SECRET", ALERT_WEBHOOK_SECRET),
                 ("METRICS_TOKEN", METRICS_TOKEN),
-                ("MEDUSA_API_KEY", MEDUSA_API_KEY),
-                ("MEDUSA_STATUS_SECRET", MEDUSA_STATUS_SECRET),
-                ("WEBHOOK_SECRET", WEBHOOK_SECRET),
-                ("WEBHOOK_CLIENT_KEY", WEBHOOK_CLIENT_KEY),
-                ("WEBHOOK_STATUS_SECRET", WEBHOOK_STATUS_SECRET),
+                ("MEDUSA_API_KEY", COMMERCE_BACKENDS["medusa"]["OPTIONS"]["API_KEY"]),
+                ("MEDUSA_STATUS_SECRET", COMMERCE_BACKENDS["medusa"]["OPTIONS"]["STATUS_SECRET"]),
+                ("WEBHOOK_SECRET", COMMERCE_BACKENDS["webhook"]["OPTIONS"]["SECRET"]),
+                ("WEBHOOK_CLIENT_KEY", COMMERCE_BACKENDS["webhook"]["OPTIONS"]["CLIENT_KEY"]),
+                ("WEBHOOK_STATUS_SECRET", COMMERCE_BACKENDS["webhook"]["OPTIONS"]["STATUS_SECRET"]),
             ),
         )
     )

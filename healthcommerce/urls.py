@@ -13,6 +13,7 @@ urlpatterns = [
     # Before the admin's catch-all: the per-site integration dashboard (staff only).
     path("admin/monitoring/", include("healthcommerce.monitoring.urls")),
     path("admin/golive/", include("healthcommerce.golive.urls")),
+    path("admin/fulfillment/localcommerceorder/", include("healthcommerce.fulfillment.backends.local.urls")),
     path("admin/", admin.site.urls),
     path("smart/", include("healthcommerce.ehr.urls")),
     path("o/", include("healthcommerce.orders.urls")),

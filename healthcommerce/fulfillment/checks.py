@@ -1,7 +1,7 @@
 """Django system checks for fulfillment (``manage.py check --deploy``; ``make deploy-check`` and ``make release``
-run it): the configured commerce backend can be built from its settings, and the status webhook secrets, when
-set, are Standard Webhooks secrets. Without this, a missing ``MEDUSA_API_KEY`` shows only when the first order
-is handed over (docs/reliability.md "Retries and dead letters").
+run it): every configured commerce backend checks its own options (``CommerceBackend.check``), the one
+``COMMERCE_BACKEND`` selects fully. Without this, a missing ``MEDUSA_API_KEY`` shows only when the first order is
+handed over (docs/reliability.md "Retries and dead letters").
 """
 
 from typing import Any
@@ -10,39 +10,26 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
-from healthcommerce.core.errors import OutboundRefused
-from healthcommerce.core.http import check_url
-from healthcommerce.fulfillment.backends.inbound import secret_check
-from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
-
-# The settings each backend sends requests to; each must pass the outbound rules (https, or http to loopback).
-_URL_SETTINGS = {"medusa": "MEDUSA_URL", "webhook": "WEBHOOK_URL"}
-_STATUS_SECRETS = ("WEBHOOK_STATUS_SECRET", "MEDUSA_STATUS_SECRET")
+from healthcommerce.fulfillment.backends.registry import backend_config, backend_name, backend_names
 
 
 @register(Tags.compatibility, deploy=True)
 def commerce_backend_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Return errors ``healthcommerce.E101`` (``COMMERCE_BACKEND`` unknown, or the backend's settings missing or
-    wrong: the message says which), ``E102`` (its URL breaks the outbound rules) and ``E103`` (a status webhook
-    secret that is set but not ``whsec_<base64>``). Never puts a secret into a message."""
+    """Return each configured backend's ``check(options, selected=...)`` messages (``healthcommerce.E101``
+    options missing or wrong, ``E102`` a URL the outbound rules refuse, ``E103`` a malformed status webhook
+    secret), plus ``E101`` when ``COMMERCE_BACKEND`` names no configured backend or an entry names no class.
+    Never puts a secret into a message."""
     errors: list[CheckMessage] = []
     try:
-        name = backend_name()
-        get_backend(name)
+        selected = backend_name()
     except ImproperlyConfigured as exc:
         errors.append(Error(f"COMMERCE_BACKEND={settings.COMMERCE_BACKEND!r}: {exc}", id="healthcommerce.E101"))
-        name = ""
-    url_setting = _URL_SETTINGS.get(name)
-    if url_setting:
+        selected = ""
+    for name in backend_names():
         try:
-            check_url(str(getattr(settings, url_setting)))
-        except OutboundRefused:
-            errors.append(Error(f"{url_setting} must be https (or http to this machine).", id="healthcommerce.E102"))
-    for setting in _STATUS_SECRETS:
-        value = str(getattr(settings, setting, "") or "")
-        if value:
-            try:
-                secret_check(value, setting=setting)
-            except ImproperlyConfigured as exc:
-                errors.append(Error(str(exc), id="healthcommerce.E103"))
+            backend_class, options = backend_config(name)
+        except ImproperlyConfigured as exc:
+            errors.append(Error(str(exc), id="healthcommerce.E101"))
+            continue
+        errors += backend_class.check(options, selected=name == selected)
     return errors

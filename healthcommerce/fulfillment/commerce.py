@@ -82,6 +82,11 @@ def commerce_confirmation_build(order: Order) -> Confirmation:
     return Confirmation(ship_to=ship_to, delivery_preference=order.delivery_preference)
 
 
+def _part(raw: dict[str, Any], key: str, default: str = "") -> str:
+    """``raw[key]`` as stripped text; ``default`` when it is missing or empty."""
+    return str(raw.get(key) or default).strip()
+
+
 def _ship_to_build(order: Order, raw_address: dict[str, Any] | None = None) -> ShipTo:
     """Map ``raw_address`` or else the order's ship-to at hand-off: ``Order.ehr_ship_to`` (re-read from the EHR just
     before fulfilment, ADR 0022) or the signed ``Order.ship_to`` (FHIR-Address-like: ``line`` list, ``city``,
@@ -92,10 +97,10 @@ def _ship_to_build(order: Order, raw_address: dict[str, Any] | None = None) -> S
         name=order.patient_name.strip(),
         line1=lines[0] if lines else "",
         line2=", ".join(lines[1:]),
-        city=str(raw.get("city") or "").strip(),
-        state=str(raw.get("state") or "").strip(),
-        postal_code=str(raw.get("postal_code") or "").strip(),
-        country=str(raw.get("country") or "US").strip().upper(),
+        city=_part(raw, "city"),
+        state=_part(raw, "state"),
+        postal_code=_part(raw, "postal_code"),
+        country=_part(raw, "country", "US").upper(),
     )
     if not (ship_to.name and ship_to.line1 and ship_to.city and ship_to.postal_code):
         raise OrderIncomplete("The order has no complete ship-to address.", code="ship_to_incomplete")

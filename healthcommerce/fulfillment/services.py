@@ -26,7 +26,6 @@ from healthcommerce.audit.services import audit_record, audit_record_many
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.metrics import integration, sign_to_ack_record
 from healthcommerce.fulfillment.backends.base import BackendStatus
-from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.backends.registry import backend_name, get_backend
 from healthcommerce.fulfillment.commerce import commerce_confirmation_build, commerce_order_build
 from healthcommerce.fulfillment.shipto import shipto_reread
@@ -52,7 +51,6 @@ __all__ = [
     "fulfillment_submit",
     "fulfillment_submit_batch",
     "fulfillment_submits_in_batches",
-    "local_order_mark",
     "order_of",
 ]
 
@@ -238,6 +236,21 @@ def fulfillment_submit_batch(messages: list[OutboxMessage]) -> dict[Any, Excepti
     return failures
 
 
+def _moving(
+    rows: list[tuple[OutboxMessage, Order, str]], *, statuses: dict[Any, str], backend: str
+) -> list[tuple[OutboxMessage, Order, str, dict[str, str]]]:
+    """The ``rows`` whose order can move to ``submitted``, each with its event detail; an order cancelled meanwhile
+    (``statuses``: order pk -> status, read under lock) is handed to ``_submitted_after_cancel`` instead."""
+    moving = []
+    for message, order, external_id in rows:
+        detail = {"backend": backend, "external_id": external_id, "message_id": str(message.pk)}
+        if statuses[order.pk] == Order.Status.CANCELLED:
+            _submitted_after_cancel(message, order=order, backend=backend, detail=detail)
+        else:
+            moving.append((message, order, external_id, detail))
+    return moving
+
+
 @transaction.atomic
 def _submitted_many(accepted: list[tuple[OutboxMessage, Order, str]], *, backend: str) -> None:
     """``_submitted`` for many rows in one transaction: ``accepted`` holds ``(message, order, backend id)``.
@@ -258,13 +271,7 @@ def _submitted_many(accepted: list[tuple[OutboxMessage, Order, str]], *, backend
         commerce_id=Case(*(When(pk=order.pk, then=Value(external_id)) for _, order, external_id in rows)),
     )
     statuses = dict(Order.objects.filter(pk__in=ids).values_list("pk", "status"))
-    moving = []
-    for message, order, external_id in rows:
-        detail = {"backend": backend, "external_id": external_id, "message_id": str(message.pk)}
-        if statuses[order.pk] == Order.Status.CANCELLED:
-            _submitted_after_cancel(message, order=order, backend=backend, detail=detail)
-        else:
-            moving.append((message, order, external_id, detail))
+    moving = _moving(rows, statuses=statuses, backend=backend)
     if not moving:
         return
     order_transition_many(

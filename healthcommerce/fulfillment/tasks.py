@@ -30,7 +30,10 @@ def reconcile() -> dict[str, object]:
 @shared_task(name="healthcommerce.fulfillment.tasks.purge")
 def purge() -> int:
     """Remove purged orders' PHI from the local backend's copies (beat, daily, after the orders' purge):
-    ``local_orders_phi_purge``; return how many."""
+    ``local_orders_phi_purge`` with the references of the orders whose PHI is gone; return how many."""
     from healthcommerce.fulfillment.backends.local.services import local_orders_phi_purge
+    from healthcommerce.orders.models import Order
 
-    return local_orders_phi_purge()
+    return local_orders_phi_purge(
+        references=Order.objects.filter(phi_purged_at__isnull=False).values_list("reference", flat=True)
+    )

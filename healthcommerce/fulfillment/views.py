@@ -1,7 +1,7 @@
 """``POST /webhooks/<backend>/``: status events a commerce backend pushes (docs/reliability.md "Status back").
 
 The backend verifies the request (``CommerceBackend.status_events``: signature over the raw body, timestamp
-tolerance); ``fulfillment.status.inbound_status_record`` deduplicates on the event id and applies it. Answers are
+tolerance); ``backends.inbound.inbound_status_report`` deduplicates on the event id and applies it. Answers are
 JSON with a code and no PHI: 200 with each event's outcome, 400/401 for a request that will never be accepted,
 404 for an unknown backend or order (the sender retries), 413 over 64 KiB, 503 when the backend is not
 configured here.
@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.http import request_body_capped
-from healthcommerce.fulfillment.backends.registry import BACKENDS, get_backend
-from healthcommerce.fulfillment.status import inbound_status_record
+from healthcommerce.fulfillment.backends.inbound import inbound_status_report
+from healthcommerce.fulfillment.backends.registry import backend_names, get_backend
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def status_webhook(request: HttpRequest, backend: str) -> JsonResponse:
     Returns ``{"events": [{"id": <event id>, "outcome": "applied" | "unchanged" | "refused" | "duplicate"}]}``
     (200), or ``{"error": <code>}``. Logs the backend, the code and the event id only.
     """
-    if backend not in BACKENDS:
+    if backend not in backend_names():
         return _error("backend_unknown", 404)
     body = request_body_capped(request, MAX_BODY_BYTES)
     if body is None:
@@ -54,7 +54,7 @@ def status_webhook(request: HttpRequest, backend: str) -> JsonResponse:
     results = []
     for event in events:
         try:
-            outcome = inbound_status_record(backend=backend, event=event)
+            _, outcome = inbound_status_report(backend=backend, event=event)
         except HealthcommerceError as exc:
             logger.warning("status webhook backend=%s event=%s refused: %s", backend, event.event_id, exc.code)
             return _error(exc.code, exc.status)

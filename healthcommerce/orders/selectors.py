@@ -108,37 +108,61 @@ def order_clinician_status(order: Order, events: Iterable[OrderEvent] | None = N
     wins: cancelled or failed, then delivered, shipped, refunded, paid, patient confirmed, awaiting patient (a
     link went out), sent to supplier, signed.
     """
-    S, FS = Order.Status, FulfillmentStatus
-    if order.status == S.DRAFT:
+    if order.status == Order.Status.DRAFT:
         return ClinicianStatus("draft", "Draft", "Not signed yet.")
     timeline = list(order.events.all() if events is None else events)
     latest = {event.kind: event for event in timeline}
-    if order.status == S.CANCELLED or order.fulfillment_status == FS.CANCELLED:
-        by_supplier = "cancelled_by_platform" in latest
-        detail = "Cancelled by the supplier." if by_supplier else ""
+    return (
+        _stopped(order, latest)
+        or _shipping(order, latest)
+        or _payment(order, timeline)
+        or _patient(order, latest)
+        or _handed_over(order, latest)
+    )
+
+
+def _stopped(order: Order, latest: dict[str, OrderEvent]) -> ClinicianStatus | None:
+    """Cancelled (by us or the supplier) or failed, else ``None``."""
+    if order.status == Order.Status.CANCELLED or order.fulfillment_status == FulfillmentStatus.CANCELLED:
+        detail = "Cancelled by the supplier." if "cancelled_by_platform" in latest else ""
         return ClinicianStatus("cancelled", "Cancelled", detail, "stopped")
-    if order.status == S.FAILED:
+    if order.status == Order.Status.FAILED:
         return ClinicianStatus(
             "failed",
             "Failed: not sent to the supplier",
             "The supplier could not be reached after repeated tries. Call the supplier, or sign a new order.",
             "stopped",
         )
-    shipped = latest.get("shipped")
-    if order.fulfillment_status == FS.DELIVERED:
+    return None
+
+
+def _shipping(order: Order, latest: dict[str, OrderEvent]) -> ClinicianStatus | None:
+    """Delivered or shipped (with the day of its timeline event), else ``None``."""
+    if order.fulfillment_status == FulfillmentStatus.DELIVERED:
         delivered = latest.get("delivered")
         return ClinicianStatus("delivered", "Delivered", f"On {_day(delivered)}." if delivered else "", "done")
-    if order.fulfillment_status == FS.SHIPPED:
+    if order.fulfillment_status == FulfillmentStatus.SHIPPED:
+        shipped = latest.get("shipped")
         return ClinicianStatus("shipped", "Shipped", f"On {_day(shipped)}." if shipped else "", "moving")
+    return None
+
+
+def _payment(order: Order, timeline: list[OrderEvent]) -> ClinicianStatus | None:
+    """Refunded or paid (the last payment event wins), else ``None``."""
     payments = [e for e in timeline if e.kind in ("payment_succeeded", "payment_refunded")]
+    if not payments:
+        return None
+    last = payments[-1]
+    if last.kind == "payment_refunded":
+        return ClinicianStatus("refunded", "Refunded", f"On {_day(last)}.", "stopped")
     currency = order.product.currency if order.product else "USD"
-    if payments and payments[-1].kind == "payment_refunded":
-        return ClinicianStatus("refunded", "Refunded", f"On {_day(payments[-1])}.", "stopped")
-    if payments:
-        paid = payments[-1]
-        amount = money_format(int(paid.detail.get("amount_cents") or 0), currency)
-        return ClinicianStatus("paid", f"Paid {amount}", f"The patient paid {amount} on {_day(paid)}.", "moving")
-    if "patient_confirmed" in latest or order.fulfillment_status == FS.CONFIRMED:
+    amount = money_format(int(last.detail.get("amount_cents") or 0), currency)
+    return ClinicianStatus("paid", f"Paid {amount}", f"The patient paid {amount} on {_day(last)}.", "moving")
+
+
+def _patient(order: Order, latest: dict[str, OrderEvent]) -> ClinicianStatus | None:
+    """Patient confirmed (nothing to pay), or awaiting the patient (a link went out), else ``None``."""
+    if "patient_confirmed" in latest or order.fulfillment_status == FulfillmentStatus.CONFIRMED:
         confirmed = latest.get("patient_confirmed")
         detail = f"The patient confirmed on {_day(confirmed)}; nothing to pay." if confirmed else ""
         return ClinicianStatus("patient_confirmed", "Patient confirmed", detail, "moving")
@@ -147,7 +171,12 @@ def order_clinician_status(order: Order, events: Iterable[OrderEvent] | None = N
         how = "by text" if sent.detail.get("channel") == "sms" else "by email"
         detail = f"Purchase link sent {how} on {_day(sent)}; the patient has not confirmed yet."
         return ClinicianStatus("awaiting_patient", "Awaiting patient", detail)
-    if order.status in (S.SUBMITTED, S.FULFILLED) or order.commerce_backend:
+    return None
+
+
+def _handed_over(order: Order, latest: dict[str, OrderEvent]) -> ClinicianStatus:
+    """Sent to the supplier (with why no link went out, if none did), else signed."""
+    if order.status in (Order.Status.SUBMITTED, Order.Status.FULFILLED) or order.commerce_backend:
         not_sent = latest.get("link_not_sent")
         detail = LINK_NOT_SENT.get(str(not_sent.detail.get("reason")), "") if not_sent else ""
         return ClinicianStatus("sent", "Sent to supplier", detail or "The purchase link is on its way to the patient.")

@@ -1,6 +1,7 @@
 """The order state machine: ``draft -> signed -> submitted -> fulfilled``, plus ``failed`` and ``cancelled``.
 
-A later status never goes back (docs/architecture.md "Order status").
+A later status never goes back (docs/architecture.md "Order status"). The tables live in ``orders.forward`` (with
+the fulfillment status and how the order follows it); this module moves the rows.
 """
 
 from collections.abc import Sequence
@@ -9,17 +10,10 @@ from typing import Any
 from django.db import transaction
 
 from healthcommerce.orders.errors import InvalidTransition
+from healthcommerce.orders.forward import ALLOWED
 from healthcommerce.orders.models import Order, OrderEvent
 
-S = Order.Status
-ALLOWED: dict[str, set[str]] = {
-    S.DRAFT: {S.SIGNED, S.CANCELLED},
-    S.SIGNED: {S.SUBMITTED, S.FAILED, S.CANCELLED},
-    S.SUBMITTED: {S.FULFILLED, S.FAILED, S.CANCELLED},
-    S.FAILED: {S.SUBMITTED},  # an admin may re-drive a dead-lettered order; it still moves forward
-    S.FULFILLED: set(),
-    S.CANCELLED: set(),
-}
+__all__ = ["ALLOWED", "order_event_add", "order_transition", "order_transition_many"]
 
 
 @transaction.atomic

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import formats, timezone
 
 from healthcommerce.ehr.models import Launch
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.purchaselinks.models import PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_issue
 from tests.conftest import complete_launch
@@ -64,7 +64,7 @@ def phi_rows(db: None) -> dict[str, str]:
     return {
         "/admin/orders/order/": str(order.pk),
         "/admin/purchaselinks/purchaselink/": str(link.pk),
-        "/admin/fulfillment/localcommerceorder/": str(local.pk),
+        "/admin/commerce_local/localcommerceorder/": str(local.pk),
         "/admin/ehr/launch/": str(launch.pk),
         "/admin/ehr/ehrsite/": str(order.site_id),
     }
@@ -113,7 +113,7 @@ def test_support_can_run_the_operating_actions_but_not_cancel_orders(phi_rows, d
     client = staff_login(Client(), staff_user(django_user_model, "sam", "support"))
     links = client.get("/admin/purchaselinks/purchaselink/").content.decode()
     assert 'value="revoke"' in links and 'value="reissue"' in links
-    assert 'value="mark_shipped"' in client.get("/admin/fulfillment/localcommerceorder/").content.decode()
+    assert 'value="mark_shipped"' in client.get("/admin/commerce_local/localcommerceorder/").content.decode()
     assert 'value="cancel_orders"' not in client.get("/admin/orders/order/").content.decode()
     assert client.get("/admin/auth/user/").status_code == 403
 

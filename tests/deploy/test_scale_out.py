@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.purchaselinks.models import PurchaseLink

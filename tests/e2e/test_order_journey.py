@@ -8,7 +8,7 @@ import time
 import pytest
 
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.conftest import sandbox_server

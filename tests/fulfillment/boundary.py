@@ -5,14 +5,15 @@ clinician's completion of what is missing (``order_update_draft``) and ``order_s
 
 What each delivery sends is captured where it leaves the process: every ``requests.Session.send`` (method, URL
 with its query, headers, body), plus what a receiver recorded (the webhook's) or what the ``local`` backend
-stored. Each is checked against that backend's allowlist (``LOCAL_KEYS``, ``WEBHOOK_*``, ``MEDUSA_*``: key paths,
-query parameters, headers, routes), and no clinical value of the case or of the order may appear in it
+stored. Each is checked against that backend's allowlist, kept in its own test folder
+(``tests/fulfillment/backends/<name>/allowlist.py``: key paths, query parameters, headers, routes; ``check_for``),
+and no clinical value of the case or of the order may appear in it
 anywhere (``leaks``).
 """
 
 import datetime
+import importlib
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from unittest import mock
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 import requests
 from django.conf import settings as django_settings
@@ -30,7 +31,6 @@ from django.test import Client, override_settings
 from healthcommerce.catalog.models import Product
 from healthcommerce.ehr.models import Launch
 from healthcommerce.fulfillment.commerce import commerce_order_build
-from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.errors import OrderIncomplete
 from healthcommerce.orders.events import order_subject
 from healthcommerce.orders.models import Order
@@ -40,86 +40,9 @@ from healthcommerce.outbox.services import outbox_deliver
 from tests.conftest import complete_launch, sandbox_database_copy, sandbox_server
 from tests.fulfillment.boundary_strategies import SENTINEL_PREFIX, BoundaryCase
 from tests.fulfillment.conftest import clinical_values
-from tests.fulfillment.test_commerce import ALLOWED_KEYS, key_paths
 from tests.orders.fuzz_strategies import CANARY, path_text
 from tests.orders.test_fuzz_prefill import CLIENT_ID, FuzzEHR, fixture_reads
 
-# --- the allowlists, per backend, as the code sends today ----------------------------------------------------
-
-LOCAL_KEYS = ALLOWED_KEYS  # LocalCommerceOrder.payload is CommerceOrder.to_dict()
-WEBHOOK_KEYS = {"type", "timestamp", "data"} | {f"data.{key}" for key in ALLOWED_KEYS}
-WEBHOOK_TYPES = {"order.created"}
-WEBHOOK_HEADERS = {  # lower-case; the receiver also sees ``host``
-    "host",
-    "user-agent",
-    "accept-encoding",
-    "accept",
-    "connection",
-    "content-type",
-    "content-length",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-}
-MEDUSA_HEADERS = {
-    "user-agent",
-    "accept-encoding",
-    "accept",
-    "connection",
-    "authorization",
-    "content-type",
-    "content-length",
-}
-_ID = r"[A-Za-z0-9_]+"
-# (method, path pattern, query parameters, body key paths): every Admin API call ``submit`` makes.
-MEDUSA_ROUTES: list[tuple[str, str, set[str], set[str]]] = [
-    ("GET", "/admin/orders", {"q", "fields", "limit"}, set()),
-    ("GET", "/admin/draft-orders", {"q", "fields", "limit"}, set()),
-    ("GET", "/admin/product-variants", {"sku", "fields", "limit"}, set()),
-    ("GET", "/admin/regions", {"fields", "limit"}, set()),
-    ("GET", f"/admin/regions/{_ID}", {"fields"}, set()),
-    ("GET", f"/admin/shipping-options/{_ID}", {"fields"}, set()),
-    (
-        "POST",
-        "/admin/draft-orders",
-        set(),
-        {
-            "region_id",
-            "sales_channel_id",
-            "email",
-            "items",
-            "items[].variant_id",
-            "items[].quantity",
-            "shipping_address",
-            *(
-                f"shipping_address.{key}"
-                for key in (
-                    "first_name",
-                    "last_name",
-                    "address_1",
-                    "address_2",
-                    "city",
-                    "province",
-                    "postal_code",
-                    "country_code",
-                    "phone",
-                )
-            ),
-            "shipping_methods",
-            "shipping_methods[].shipping_option_id",
-            "shipping_methods[].name",
-            "shipping_methods[].amount",
-            "no_notification_order",
-            "metadata",  # exactly these three: our opaque reference, the idempotency key, the display id built of both
-            "metadata.healthcommerce_reference",
-            "metadata.healthcommerce_idempotency_key",
-            "metadata.healthcommerce_display_id",
-        },
-    ),
-    ("POST", f"/admin/draft-orders/{_ID}/convert-to-order", set(), set()),
-]
-
-# What a clinician types into the form for what the EHR did not give (none of it clinical except the birth date).
 FILLER_BIRTH_DATE = datetime.date(1951, 3, 17)
 FILLER = {
     "patient_name": "Robin Filler",
@@ -206,87 +129,23 @@ def leaks(text: str, clinical: list[str]) -> list[str]:
     return found
 
 
-def _json(body: bytes) -> Any:
+def json_body(body: bytes) -> Any:
+    """``body`` parsed as JSON (``{}`` when empty), or ``None`` when it is not JSON."""
     try:
         return json.loads(body) if body else {}
     except ValueError:
         return None
 
 
-def local_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[str]:
-    """``local``: nothing goes over HTTP; the stored row holds only ``LOCAL_KEYS`` and no clinical value."""
-    problems = [f"local sent HTTP: {s.method} {s.url}" for s in sent]
-    for row in LocalCommerceOrder.objects.filter(order_reference=order.reference):
-        extra = key_paths(row.payload) - LOCAL_KEYS
-        if extra:
-            problems.append(f"local payload keys outside the allowlist: {sorted(extra)}")
-        stored = json.dumps([row.order_reference, row.idempotency_key, row.payload], ensure_ascii=False)
-        problems += [f"local payload holds {value!r}" for value in leaks(stored, clinical)]
-    return problems
-
-
-def webhook_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[str]:
-    """``webhook``: POSTs to ``WEBHOOK_URL`` only, with ``WEBHOOK_HEADERS`` and a body of ``WEBHOOK_KEYS``."""
-    problems = []
-    url = str(django_settings.WEBHOOK_URL)
-    for s in sent:
-        where = f"webhook {s.method} {urlsplit(s.url).path}"
-        if s.method != "POST" or s.url != url:
-            problems.append(f"{where}: not a POST to WEBHOOK_URL exactly ({s.url})")
-        extra_headers = {name.lower() for name in s.headers} - WEBHOOK_HEADERS
-        if extra_headers:
-            problems.append(f"{where}: headers outside the allowlist: {sorted(extra_headers)}")
-        body = _json(s.body)
-        if not isinstance(body, dict):
-            problems.append(f"{where}: the body is not a JSON object")
-        else:
-            extra = key_paths(body) - WEBHOOK_KEYS
-            if extra:
-                problems.append(f"{where}: body keys outside the allowlist: {sorted(extra)}")
-            if body.get("type") not in WEBHOOK_TYPES:
-                problems.append(f"{where}: event type {body.get('type')!r}")
-        problems += [f"{where} carries {value!r}" for value in leaks(s.text(), clinical)]
-    return problems
-
-
-def _medusa_route(method: str, path: str) -> tuple[set[str], set[str]] | None:
-    for route_method, pattern, query, body in MEDUSA_ROUTES:
-        if method == route_method and re.fullmatch(pattern, path):
-            return query, body
-    return None
-
-
-def medusa_problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[str]:
-    """``medusa``: Admin API calls to ``MEDUSA_URL`` only, each on a ``MEDUSA_ROUTES`` route with its query
-    parameters and body keys, and ``MEDUSA_HEADERS``."""
-    problems = []
-    base = urlsplit(str(django_settings.MEDUSA_URL))
-    for s in sent:
-        parts = urlsplit(s.url)
-        where = f"medusa {s.method} {parts.path}"
-        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
-            problems.append(f"{where}: not to MEDUSA_URL ({parts.scheme}://{parts.netloc})")
-        route = _medusa_route(s.method, parts.path)
-        if route is None:
-            problems.append(f"{where}: a route outside the allowlist")
-            route = (set(), set())
-        query, keys = route
-        extra_query = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)} - query
-        if extra_query:
-            problems.append(f"{where}: query parameters outside the allowlist: {sorted(extra_query)}")
-        extra_headers = {name.lower() for name in s.headers} - MEDUSA_HEADERS
-        if extra_headers:
-            problems.append(f"{where}: headers outside the allowlist: {sorted(extra_headers)}")
-        body = _json(s.body)
-        extra = key_paths(body) - keys if isinstance(body, dict) else {"<not a JSON object>"}
-        if extra:
-            problems.append(f"{where}: body keys outside the allowlist: {sorted(extra)}")
-        problems += [f"{where} carries {value!r}" for value in leaks(s.text(), clinical)]
-    return problems
-
-
 Check = Callable[[Order, list[Sent], list[str]], list[str]]
-CHECKS: dict[str, Check] = {"local": local_problems, "webhook": webhook_problems, "medusa": medusa_problems}
+
+
+def check_for(name: str) -> Check:
+    """Backend ``name``'s boundary check: ``problems`` in its own test folder,
+    ``tests/fulfillment/backends/<name>/allowlist.py`` (its allowlist lives beside its tests)."""
+    module = importlib.import_module(f"tests.fulfillment.backends.{name}.allowlist")
+    check: Check = module.problems
+    return check
 
 
 @dataclass
@@ -378,7 +237,7 @@ def _fulfil(case: BoundaryCase, order: Order, backends: list[Backend], outcome: 
                 sent, result = _deliver(message, backend)
                 outcome.results.append(result)
                 outcome.requests += len(sent)
-                outcome.problems += [f"[{order.reference}] {p}" for p in CHECKS[backend.name](order, sent, clinical)]
+                outcome.problems += [f"[{order.reference}] {p}" for p in check_for(backend.name)(order, sent, clinical)]
                 raise _Rollback()
         except _Rollback:
             pass

@@ -1,5 +1,5 @@
 """Hypothesis strategies for the commerce-boundary property tests (tests/fulfillment/test_boundary.py and
-tests/fulfillment/medusa/test_medusa_boundary.py).
+tests/fulfillment/backends/medusa/test_medusa_boundary.py).
 
 A ``BoundaryCase`` is a pre-fill fuzz ``FuzzCase`` (tests/orders/fuzz_strategies.py) whose mutations plant
 clinical content into the fixture resources a launch reads: notes, diagnoses (``reasonCode``,

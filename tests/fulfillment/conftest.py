@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from healthcommerce.catalog.models import HCPCS, Product
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment.backends import registry
 from healthcommerce.orders.models import Order
 from healthcommerce.outbox import tasks
 from healthcommerce.outbox.models import OutboxMessage
@@ -126,10 +125,34 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
+def backend_options_set(settings: Any, name: str, **options: Any) -> None:
+    """Set options of backend ``name`` in ``settings.COMMERCE_BACKENDS`` (``URL="..."``...), replacing the dicts
+    rather than changing them, so pytest-django's ``settings`` fixture restores them after the test."""
+    entries = dict(settings.COMMERCE_BACKENDS)
+    entry = dict(entries[name])
+    entry["OPTIONS"] = {**entry.get("OPTIONS", {}), **options}
+    entries[name] = entry
+    settings.COMMERCE_BACKENDS = entries
+
+
 @pytest.fixture
-def use_backend(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Callable[[str], None]:
-    """Switch ``COMMERCE_BACKEND`` to one of the fake backends (``flaky``, ``rejecting``...)."""
-    monkeypatch.setattr(registry, "BACKENDS", {**registry.BACKENDS, **FAKE_BACKENDS})
+def backend_options(settings: Any) -> Callable[..., None]:
+    """``backend_options("webhook", URL=..., SECRET=...)``: set a backend's options for this test."""
+
+    def set_options(name: str, **options: Any) -> None:
+        backend_options_set(settings, name, **options)
+
+    return set_options
+
+
+@pytest.fixture
+def use_backend(settings: Any) -> Callable[[str], None]:
+    """Switch ``COMMERCE_BACKEND`` to one of the fake backends (``flaky``, ``rejecting``...), each configured in
+    ``COMMERCE_BACKENDS`` as any backend is."""
+    settings.COMMERCE_BACKENDS = {
+        **settings.COMMERCE_BACKENDS,
+        **{name: {"BACKEND": path, "OPTIONS": {}} for name, path in FAKE_BACKENDS.items()},
+    }
     RecordingBackend.received = []
 
     def use(name: str) -> None:

@@ -1,4 +1,4 @@
-"""Commerce backends that fail on purpose, registered by tests through ``registry.BACKENDS``."""
+"""Commerce backends that fail on purpose, configured by tests in ``settings.COMMERCE_BACKENDS`` (``use_backend``)."""
 
 from healthcommerce.fulfillment.backends.base import (
     CommerceBackend,

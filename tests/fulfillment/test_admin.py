@@ -3,13 +3,13 @@
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
 from tests.pipeline import deliver
 
 OUTBOX = "/admin/outbox/outboxmessage/"
-LOCAL = "/admin/fulfillment/localcommerceorder/"
+LOCAL = "/admin/commerce_local/localcommerceorder/"
 
 
 def test_the_outbox_list_shows_rows_and_offers_no_add(admin_client, message: OutboxMessage, order: Order) -> None:
@@ -121,3 +121,16 @@ def test_the_change_form_offers_no_save_and_a_post_changes_nothing(admin_client,
     admin_client.post(url, {"status": "done", "attempts": "99"})
     message.refresh_from_db()
     assert (message.status, message.attempts) == (OutboxMessage.Status.PENDING, 0)
+
+
+def test_the_local_orders_old_admin_address_redirects_to_the_moved_page(admin_client, message: OutboxMessage) -> None:
+    deliver(message)
+    local = LocalCommerceOrder.objects.get()
+    old = "/admin/fulfillment/localcommerceorder/"
+
+    listed = admin_client.get(f"{old}?status=received")
+    changed = admin_client.get(f"{old}{local.pk}/change/")
+
+    assert (listed.status_code, listed["Location"]) == (301, f"{LOCAL}?status=received")
+    assert (changed.status_code, changed["Location"]) == (301, f"{LOCAL}{local.pk}/change/")
+    assert admin_client.get(listed["Location"]).status_code == 200

@@ -14,8 +14,8 @@ from django.utils import timezone
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.fulfillment.backends.base import PermanentBackendError, SubmitResult
 from healthcommerce.fulfillment.backends.local.backend import LocalCommerceBackend
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.commerce import commerce_order_build
-from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.fulfillment.services import fulfillment_submits_in_batches
 from healthcommerce.orders.events import order_subject
 from healthcommerce.orders.models import Order, OrderEvent

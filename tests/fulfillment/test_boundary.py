@@ -15,16 +15,10 @@ import pytest
 
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
-from tests.fulfillment.boundary import (
-    Backend,
-    Sent,
-    Tally,
-    medusa_problems,
-    run_examples,
-    webhook_problems,
-)
-from tests.fulfillment.webhook import conftest as webhook_conftest
-from tests.fulfillment.webhook.conftest import Receiver
+from tests.fulfillment.backends.webhook import conftest as webhook_conftest
+from tests.fulfillment.backends.webhook.conftest import Receiver
+from tests.fulfillment.boundary import Backend, Sent, Tally, check_for, run_examples
+from tests.fulfillment.conftest import backend_options_set
 from tests.orders.test_fuzz_prefill import FuzzEHR
 
 MAX_EXAMPLES = int(os.environ.get("HC_FUZZ_EXAMPLES", "100"))
@@ -55,21 +49,33 @@ def test_no_clinical_value_or_key_outside_the_allowlist_reaches_the_local_or_web
 def test_the_checks_catch_clinical_values_and_keys_headers_queries_and_routes_outside_the_allowlists(
     settings: Any,
 ) -> None:
-    settings.WEBHOOK_URL = "https://127.0.0.1:9/hooks/orders"
-    settings.MEDUSA_URL = "http://127.0.0.1:9"
+    backend_options_set(settings, "webhook", URL="https://127.0.0.1:9/hooks/orders")
+    backend_options_set(settings, "medusa", URL="http://127.0.0.1:9")
     envelope = {"type": "order.created", "timestamp": "t", "data": {"order_reference": "HC-X", "note": "E11.9"}}
-    webhook = Sent("POST", settings.WEBHOOK_URL, {"X-Reason": "CLIN-req-0000000a"}, json.dumps(envelope).encode())
-    search = Sent("GET", f"{settings.MEDUSA_URL}/admin/orders?q=HC-X&dx=clin-req-0000000a", {}, b"")
-    customer = Sent("POST", f"{settings.MEDUSA_URL}/admin/customers", {}, b'{"note": "x"}')
+    webhook = Sent(
+        "POST",
+        settings.COMMERCE_BACKENDS["webhook"]["OPTIONS"]["URL"],
+        {"X-Reason": "CLIN-req-0000000a"},
+        json.dumps(envelope).encode(),
+    )
+    search = Sent(
+        "GET",
+        f"{settings.COMMERCE_BACKENDS['medusa']['OPTIONS']['URL']}/admin/orders?q=HC-X&dx=clin-req-0000000a",
+        {},
+        b"",
+    )
+    customer = Sent(
+        "POST", f"{settings.COMMERCE_BACKENDS['medusa']['OPTIONS']['URL']}/admin/customers", {}, b'{"note": "x"}'
+    )
     clinical = ["E11.9", "CLIN-req-0000000a"]
 
-    assert webhook_problems(Order(), [webhook], clinical) == [
+    assert check_for("webhook")(Order(), [webhook], clinical) == [
         "webhook POST /hooks/orders: headers outside the allowlist: ['x-reason']",
         "webhook POST /hooks/orders: body keys outside the allowlist: ['data.note']",
         "webhook POST /hooks/orders carries 'E11.9'",
         "webhook POST /hooks/orders carries 'CLIN-req-0000000a'",
     ]
-    assert medusa_problems(Order(), [search, customer], clinical) == [
+    assert check_for("medusa")(Order(), [search, customer], clinical) == [
         "medusa GET /admin/orders: query parameters outside the allowlist: ['dx']",
         "medusa GET /admin/orders carries 'CLIN-req-0000000a'",
         "medusa POST /admin/customers: a route outside the allowlist",

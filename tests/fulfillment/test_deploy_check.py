@@ -5,6 +5,7 @@ import base64
 from typing import Any
 
 from healthcommerce.fulfillment.checks import commerce_backend_check
+from tests.fulfillment.conftest import backend_options_set
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -22,27 +23,27 @@ def test_an_unknown_backend_or_missing_medusa_settings_fail(settings: Any) -> No
     settings.COMMERCE_BACKEND = "shopify"
     assert ids(settings) == ["healthcommerce.E101"]
     settings.COMMERCE_BACKEND = "medusa"
-    settings.MEDUSA_URL, settings.MEDUSA_API_KEY = "", ""
+    backend_options_set(settings, "medusa", URL="", API_KEY="")
     messages = commerce_backend_check()
     assert [m.id for m in messages] == ["healthcommerce.E101"] and "MEDUSA_URL" in messages[0].msg
 
 
 def test_a_plain_http_url_to_another_host_fails(settings: Any) -> None:
     settings.COMMERCE_BACKEND = "medusa"
-    settings.MEDUSA_URL, settings.MEDUSA_API_KEY = "http://medusa.example", "sk_test"
+    backend_options_set(settings, "medusa", URL="http://medusa.example", API_KEY="sk_test")
     assert ids(settings) == ["healthcommerce.E102"]
-    settings.MEDUSA_URL = "https://medusa.example"
+    backend_options_set(settings, "medusa", URL="https://medusa.example")
     assert ids(settings) == []
     settings.COMMERCE_BACKEND = "webhook"  # its backend refuses the URL itself
-    settings.WEBHOOK_URL, settings.WEBHOOK_SECRET = "http://supplier.example/hooks", SECRET
+    backend_options_set(settings, "webhook", URL="http://supplier.example/hooks", SECRET=SECRET)
     messages = commerce_backend_check()
     assert [m.id for m in messages] == ["healthcommerce.E101"] and "https" in messages[0].msg
-    settings.WEBHOOK_URL = "https://supplier.example/hooks"
+    backend_options_set(settings, "webhook", URL="https://supplier.example/hooks")
     assert ids(settings) == []
 
 
 def test_a_malformed_status_secret_fails_without_echoing_it(settings: Any) -> None:
     settings.COMMERCE_BACKEND = "local"
-    settings.WEBHOOK_STATUS_SECRET = "hunter2-not-a-secret"
+    backend_options_set(settings, "webhook", STATUS_SECRET="hunter2-not-a-secret")
     messages = commerce_backend_check()
     assert [m.id for m in messages] == ["healthcommerce.E103"] and "hunter2" not in messages[0].msg

@@ -19,8 +19,8 @@ from django.utils import timezone
 from healthcommerce.core.encryption import encrypted_fields, encryption_rotate
 from healthcommerce.ehr.models import EHRSite, Launch
 from healthcommerce.ehr.sitefeatures import site_settings_update
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.backends.local.services import local_order_confirm
-from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.fields import Phi, phi_columns
 from healthcommerce.orders.models import Order
 from healthcommerce.purchaselinks.models import PurchaseLink
@@ -161,8 +161,8 @@ def test_encrypted_columns_cannot_be_filtered_by_value(make_order: Callable[...,
 # Encrypted columns outside the order's field table: tokens and site secrets, the banner's name on the launch, and
 # the later stages' copies of the order's PHI (docs/reliability.md "PHI and secrets at rest").
 OUTSIDE_THE_ORDER = {
-    "fulfillment.LocalCommerceOrder.payload",
-    "fulfillment.LocalCommerceOrder.confirmation",
+    "commerce_local.LocalCommerceOrder.payload",
+    "commerce_local.LocalCommerceOrder.confirmation",
     "ehr.Launch.access_token",
     "ehr.Launch.refresh_token",
     "ehr.Launch.patient_name",

@@ -7,7 +7,7 @@ import pytest
 from django.core import mail
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_cancel
@@ -134,7 +134,7 @@ def test_cancelling_a_submitted_order_cancels_it_at_the_backend(message: OutboxM
 
 
 def test_a_fulfilled_order_cannot_be_cancelled(message: OutboxMessage, order: Order) -> None:
-    from healthcommerce.fulfillment.services import local_order_mark
+    from healthcommerce.fulfillment.backends.local.services import local_order_mark
     from healthcommerce.orders.errors import InvalidTransition
     from healthcommerce.orders.services import order_cancel
 

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.fulfillment.models import FulfillmentSite, LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
+from healthcommerce.fulfillment.models import FulfillmentSite
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_deliver, outbox_deliver_batch

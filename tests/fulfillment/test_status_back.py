@@ -17,13 +17,14 @@ from django.test import Client
 
 from healthcommerce.ehr.models import Launch
 from healthcommerce.fulfillment.backends.base import BackendStatus
-from healthcommerce.fulfillment.models import InboundStatusEvent, LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
+from healthcommerce.fulfillment.models import InboundStatusEvent
 from healthcommerce.fulfillment.reconcile import fulfillment_reconcile
 from healthcommerce.fulfillment.status import APPLIED, REFUSED, UNCHANGED, fulfillment_status_apply
 from healthcommerce.orders.events import TOPIC_ORDER_STATUS_CHANGED
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage
-from tests.fulfillment.conftest import PATIENT_NAME, clinical_values
+from tests.fulfillment.conftest import PATIENT_NAME, backend_options_set, clinical_values
 from tests.pipeline import deliver
 from tests.relaunch import relaunch_owned
 
@@ -161,7 +162,7 @@ def test_shipping_an_order_we_cancelled_is_a_conflict(submitted: Order) -> None:
 
 
 def test_the_local_admin_mark_goes_through_the_same_path(submitted: Order) -> None:
-    from healthcommerce.fulfillment.services import local_order_mark
+    from healthcommerce.fulfillment.backends.local.services import local_order_mark
 
     local = LocalCommerceOrder.objects.get()
     local_order_mark(local_order_id=local.pk, status="shipped", actor="admin:ops", tracking_number="TRK1")
@@ -176,9 +177,13 @@ def test_the_local_admin_mark_goes_through_the_same_path(submitted: Order) -> No
 @pytest.fixture
 def webhook_order(submitted: Order, settings: Any) -> Order:
     """``submitted`` as if the ``webhook`` backend had taken it, with the webhook backend configured."""
-    settings.WEBHOOK_URL = "https://supplier.example/hooks"
-    settings.WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"outbound-secret-0123456789abcdef").decode()
-    settings.WEBHOOK_STATUS_SECRET = STATUS_SECRET
+    backend_options_set(
+        settings,
+        "webhook",
+        URL="https://supplier.example/hooks",
+        SECRET="whsec_" + base64.b64encode(b"outbound-secret-0123456789abcdef").decode(),
+        STATUS_SECRET=STATUS_SECRET,
+    )
     Order.objects.filter(pk=submitted.pk).update(commerce_backend="webhook", commerce_id="SUP-1001")
     submitted.refresh_from_db()
     return submitted
@@ -305,10 +310,10 @@ def test_the_endpoint_answers_clearly_for_other_backends_methods_sizes_and_missi
     assert client.get("/webhooks/webhook/").status_code == 405
     big = client.post("/webhooks/webhook/", "x" * (65 * 1024), content_type="application/json")
     assert (big.status_code, big.json()) == (413, {"error": "body_too_large"})
-    settings.WEBHOOK_STATUS_SECRET = ""
+    backend_options_set(settings, "webhook", STATUS_SECRET="")
     unconfigured = signed_post(client, shipped_event(webhook_order))
     assert (unconfigured.status_code, unconfigured.json()) == (503, {"error": "webhook_status_unconfigured"})
-    settings.WEBHOOK_URL = ""
+    backend_options_set(settings, "webhook", URL="")
     assert signed_post(client, shipped_event(webhook_order)).json() == {"error": "backend_unconfigured"}
 
 

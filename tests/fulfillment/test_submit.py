@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.fulfillment import tasks
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.services import order_of
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.outbox.models import OutboxMessage

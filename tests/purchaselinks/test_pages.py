@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.purchaselinks.errors import UNAVAILABLE_MESSAGE
 from healthcommerce.purchaselinks.models import PurchaseLink

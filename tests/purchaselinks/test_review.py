@@ -4,7 +4,7 @@ validated, kept beside the signed one, and reaches the commerce backend with the
 from django.test import Client
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.fulfillment.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.purchaselinks.models import PurchaseLink
 from tests.pipeline import deliver, downstream, signed

@@ -2,11 +2,16 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from django.conf import settings
+from django.core.checks import CheckMessage, Error
+from django.core.exceptions import ImproperlyConfigured
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from healthcommerce.core.errors import HealthcommerceError
+from healthcommerce.core.errors import HealthcommerceError, OutboundRefused
+from healthcommerce.core.http import check_url
 from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation
 
 _RETRY = Retry()  # only its Retry-After parser is used
@@ -103,13 +108,58 @@ class PermanentBackendError(BackendError):
     code = "backend_rejected"
 
 
+def url_check(url: str, *, setting: str) -> list[CheckMessage]:
+    """Return ``[Error healthcommerce.E102]`` when ``url`` breaks the outbound rules (``core.http.check_url``:
+    https, or http to this machine), else ``[]``: for a backend's ``check()``; ``setting`` names it."""
+    try:
+        check_url(url)
+    except OutboundRefused:
+        return [Error(f"{setting} must be https (or http to this machine).", id="healthcommerce.E102")]
+    return []
+
+
+def configured_options(name: str) -> dict[str, Any]:
+    """Return the ``OPTIONS`` of backend ``name`` in ``settings.COMMERCE_BACKENDS`` (``{}`` when it has none)."""
+    entry = getattr(settings, "COMMERCE_BACKENDS", {}).get(name) or {}
+    return dict(entry.get("OPTIONS") or {})
+
+
 class CommerceBackend:
-    """Base class of every commerce backend. Subclasses set ``name`` and implement the methods."""
+    """Base class of every commerce backend. Subclasses set ``name`` and implement ``submit`` and ``confirm``;
+    ``cancel``, ``status`` and ``status_events`` when the platform has them.
+
+    A backend is configured like Django's ``CACHES``: one entry of ``settings.COMMERCE_BACKENDS`` names its class
+    (``BACKEND``) and its ``OPTIONS`` (a dict, upper-case keys), which the registry passes to ``__init__``. The
+    backend reads and validates its own options (``check``); ``__init__`` raises ``ImproperlyConfigured`` for
+    options it cannot work with.
+    """
 
     name = "base"
     # True when ``submit_many`` stores many orders in one round trip (the local backend); the outbox then hands
     # ``fulfillment.submit`` rows over in batches (ADR 0014). A network backend keeps one call per order.
     bulk_submit = False
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        """Keep ``options``; ``None`` reads this backend's entry in ``settings.COMMERCE_BACKENDS`` (by ``name``)."""
+        self.options: dict[str, Any] = dict(configured_options(self.name) if options is None else options)
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any], *, selected: bool) -> list[CheckMessage]:
+        """Return the Django check messages for ``options`` (``manage.py check --deploy``,
+        ``fulfillment/checks.py``); never a secret in a message.
+
+        ``selected`` is true for the backend ``COMMERCE_BACKEND`` names (it takes new orders, so its options must
+        be complete); the other configured backends are checked only for what they do unselected (their status
+        webhooks). The default builds the selected backend and reports ``ImproperlyConfigured`` as
+        ``healthcommerce.E101``.
+        """
+        if not selected:
+            return []
+        try:
+            cls(options)
+        except ImproperlyConfigured as exc:
+            return [Error(f"COMMERCE_BACKEND={cls.name!r}: {exc}", id="healthcommerce.E101")]
+        return []
 
     def submit_many(self, orders: Sequence[CommerceOrder]) -> list[SubmitResult | Exception]:
         """Submit each of ``orders``; return, in the same order, its ``SubmitResult`` or the exception its submit
@@ -148,9 +198,10 @@ class CommerceBackend:
     def status(self, external_id: str) -> BackendStatus:
         """Return the order's status at the backend (``BackendStatus``: ``received``, ``confirmed``, ``shipped``,
         ``delivered`` or ``cancelled``, with carrier and tracking once shipped), for the daily reconciliation.
-        Raises ``TemporaryBackendError`` or ``PermanentBackendError`` (``not_found``, or ``status_unsupported``
-        for a backend that cannot be asked)."""
-        raise NotImplementedError
+        Raises ``TemporaryBackendError`` or ``PermanentBackendError`` (``not_found``). A backend that cannot be
+        asked leaves this out (or raises ``PermanentBackendError("status_unsupported")``): the reconciliation then
+        skips it (``backend_reports_status``)."""
+        raise PermanentBackendError("This backend cannot be asked for status.", code="status_unsupported")
 
     def status_events(self, body: bytes, headers: Mapping[str, str]) -> list[StatusEvent]:
         """Verify and parse a status webhook the backend sent to ``/webhooks/<name>/``: ``body`` is the raw

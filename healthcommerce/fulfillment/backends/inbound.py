@@ -1,4 +1,6 @@
-"""Inbound status webhooks in the Standard Webhooks format, shared by the backends that push status
+"""The one inbound path for status a backend reports (``inbound_status_report``): the status webhooks
+(``/webhooks/<backend>/``, ``fulfillment/views.py``) and the local backend's admin marks both hand it a
+``StatusEvent``. And the Standard Webhooks format those webhooks use, shared by the backends that push status
 (``webhook``: the supplier; ``medusa``: our subscriber inside Medusa, commerce/medusa/src/subscribers/).
 
 Headers ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64 HMAC-SHA256 of
@@ -15,12 +17,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
+from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from healthcommerce.fulfillment.backends.base import BackendStatus, InboundRejected, StatusEvent
+from healthcommerce.fulfillment.status import inbound_status_record
 
 SECRET_PREFIX = "whsec_"
 # The event types a backend may push, and the status each one means (``orders.models.FulfillmentStatus``).
@@ -31,6 +34,17 @@ INBOUND_STATUS = {
     "order.cancelled": "cancelled",
 }
 _ID_MAX = 200
+
+
+def inbound_status_report(
+    *, backend: str, event: StatusEvent, source: str = "webhook", actor: str = ""
+) -> tuple[Any, str]:
+    """Apply one verified status ``event`` from ``backend``, deduplicated on ``event.event_id``; return
+    ``(order id, outcome)``: ``applied``, ``unchanged``, ``refused`` or ``duplicate``. ``source`` is ``webhook``
+    or ``admin``; ``actor`` defaults to ``system:webhook:<backend>``. Raises ``InboundOrderUnknown`` (no order of
+    this backend has that reference and id) or ``UnknownFulfillmentStatus``
+    (``fulfillment.status.inbound_status_record``)."""
+    return inbound_status_record(backend=backend, event=event, source=source, actor=actor)
 
 
 def secret_check(secret: str, *, setting: str = "WEBHOOK_SECRET") -> str:
@@ -52,15 +66,27 @@ def _text(data: dict[str, Any], key: str, limit: int) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
-def standard_status_events(body: bytes, headers: Mapping[str, str], *, setting: str) -> list[StatusEvent]:
-    """Verify one Standard Webhooks status event signed with the secret in ``settings.<setting>`` and return it.
+def secret_errors(secret: str, *, setting: str) -> list[CheckMessage]:
+    """Return ``[Error healthcommerce.E103]`` when ``secret`` is set but not ``whsec_<base64>`` (``secret_check``),
+    else ``[]``: for a backend's ``check()``. Names ``setting`` (the environment variable), never the secret."""
+    if not secret:
+        return []
+    try:
+        secret_check(secret, setting=setting)
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="healthcommerce.E103")]
+    return []
 
-    Raises ``InboundRejected``: 503 ``webhook_status_unconfigured`` when the setting is empty or not a
+
+def standard_status_events(body: bytes, headers: Mapping[str, str], *, secret: str, setting: str) -> list[StatusEvent]:
+    """Verify one Standard Webhooks status event signed with ``secret`` (the backend's ``STATUS_SECRET`` option,
+    environment ``setting``) and return it.
+
+    Raises ``InboundRejected``: 503 ``webhook_status_unconfigured`` when the secret is empty or not a
     ``whsec_`` secret, 401 ``signature_invalid`` (a missing or wrong signature, a timestamp more than 5 minutes
     off), 400 ``event_unknown`` (a type not in ``INBOUND_STATUS``) or ``event_malformed`` (not JSON, no
     ``order_reference``).
     """
-    secret = str(getattr(settings, setting, "") or "")
     try:
         verifier = Webhook(secret_check(secret, setting=setting))
     except ImproperlyConfigured as exc:

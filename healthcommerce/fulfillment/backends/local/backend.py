@@ -12,6 +12,7 @@ from healthcommerce.fulfillment.backends.base import (
     PermanentBackendError,
     SubmitResult,
 )
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.backends.local.services import (
     LocalOrderNotFound,
     LocalOrderTransitionError,
@@ -19,7 +20,6 @@ from healthcommerce.fulfillment.backends.local.services import (
     local_order_confirm,
 )
 from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation
-from healthcommerce.fulfillment.models import LocalCommerceOrder
 
 
 class LocalCommerceBackend(CommerceBackend):

@@ -1,10 +1,14 @@
 """Services for the local backend's orders: patient confirmation and the admin's shipped/delivered marks.
 
-``LocalCommerceOrder`` moves ``received -> confirmed -> shipped -> delivered`` and never back
-(docs/architecture.md "Order status": fulfillment details hang off the order as events).
+``LocalCommerceOrder`` moves ``received -> confirmed -> shipped -> delivered`` and never back, by the one
+forward-only table (``orders.forward.fulfillment_step``). The admin's marks reach the order the way a status
+webhook from any other backend does: as a ``StatusEvent`` through ``backends.inbound.inbound_status_report``
+(docs/architecture.md "Order status": fulfillment details hang off the order as events). This backend reads no
+order row and no other part of fulfillment's status code.
 """
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
@@ -14,17 +18,16 @@ from django.utils import timezone
 from healthcommerce.audit.services import audit_record, audit_retention
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.links import https_url
-from healthcommerce.fulfillment.backends.base import BackendStatus
+from healthcommerce.fulfillment.backends.base import BackendStatus, StatusEvent
+from healthcommerce.fulfillment.backends.inbound import inbound_status_report
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.carriers import carrier_name, tracking_url_checked
-from healthcommerce.fulfillment.models import LocalCommerceOrder
-from healthcommerce.fulfillment.status import fulfillment_status_apply
-from healthcommerce.orders.models import Order
+from healthcommerce.orders.forward import CONFLICT, STALE, fulfillment_step
 
 logger = logging.getLogger(__name__)
 LS = LocalCommerceOrder.Status
 # What a purged local order keeps of its payload (``CommerceOrder.to_dict()``): no ship-to, no contact.
 PAYLOAD_KEPT = ("order_reference", "idempotency_key", "items")
-_RANK: dict[str, int] = {LS.RECEIVED: 0, LS.CONFIRMED: 1, LS.SHIPPED: 2, LS.DELIVERED: 3, LS.CANCELLED: 4}
 
 
 class LocalOrderNotFound(HealthcommerceError):
@@ -57,7 +60,7 @@ def local_order_confirm(
     row = LocalCommerceOrder.objects.select_for_update().filter(pk=local_order_id).first()
     if row is None:
         raise LocalOrderNotFound()
-    if _RANK[row.status] >= _RANK[LS.CONFIRMED]:
+    if fulfillment_step(row.status, LS.CONFIRMED) == STALE:  # confirmed, shipped, delivered or cancelled already
         return row
     row.status = LS.CONFIRMED
     row.confirmed_at = timezone.now()
@@ -73,9 +76,10 @@ def local_order_cancel(*, local_order_id: UUID | str) -> LocalCommerceOrder:
     row = LocalCommerceOrder.objects.select_for_update().filter(pk=local_order_id).first()
     if row is None:
         raise LocalOrderNotFound()
-    if row.status == LS.CANCELLED:
+    step = fulfillment_step(row.status, LS.CANCELLED)
+    if step == STALE:
         return row
-    if row.status in (LS.SHIPPED, LS.DELIVERED):
+    if step == CONFLICT:
         raise LocalOrderTransitionError("The order has already shipped.", code="too_late")
     row.status = LS.CANCELLED
     row.save(update_fields=["status", "updated_at"])
@@ -92,69 +96,82 @@ def local_order_mark(
     carrier: str = "",
     tracking_url: str = "",
 ) -> LocalCommerceOrder:
-    """Mark a local order ``shipped`` or ``delivered`` and record it on the order's timeline.
+    """Mark a local order ``shipped`` or ``delivered`` and report it to the order like any backend's status event.
 
-    The order hears it as from any backend (``fulfillment.status.fulfillment_status_apply``, source ``admin``):
-    ``shipped`` moves it to ``fulfilled`` with a ``shipped`` event holding the carrier (a ``carriers`` code or
-    name) and tracking number, and the tracking URL (https only; derived from the carrier when empty), ``delivered``
-    (only after ``shipped``) adds a ``delivered`` event, and each publishes ``order.status_changed``. Marking
-    the status the row already has is a no-op. Raises ``LocalOrderTransitionError`` for any other status, a
-    backwards move or delivery before shipping.
+    ``shipped`` stores the carrier (a ``carriers`` code or name), the tracking number and the tracking URL (https
+    only; derived from the carrier when empty); ``delivered`` only after ``shipped``. The order hears it through
+    ``inbound_status_report`` (event id ``local:<row id>:<status>``, source ``admin``, ``actor``): ``shipped``
+    moves it to ``fulfilled`` with a ``shipped`` event holding carrier and tracking, ``delivered`` adds a
+    ``delivered`` event, and each publishes ``order.status_changed``. Marking the status the row already has is a
+    no-op. Raises ``LocalOrderTransitionError`` for any other status, a backwards move, a cancelled order or
+    delivery before shipping (and ``InboundOrderUnknown`` when no order took this row yet).
     """
     if status not in (LS.SHIPPED, LS.DELIVERED):
         raise LocalOrderTransitionError("Only shipped or delivered can be marked.", code="local_order_status_unknown")
     row = LocalCommerceOrder.objects.select_for_update().get(pk=local_order_id)
     if row.status == status:
         return row
-    if row.status == LS.CANCELLED:
-        raise LocalOrderTransitionError("The order was cancelled.", code="local_order_cancelled")
-    if _RANK[status] < _RANK[row.status]:
-        raise LocalOrderTransitionError(f"A {row.status} order cannot become {status}.", code="local_order_backwards")
-    if status == LS.DELIVERED and row.status != LS.SHIPPED:
-        raise LocalOrderTransitionError("Mark the order shipped first.", code="local_order_not_shipped")
-    order = Order.objects.get(reference=row.order_reference)
-    now = timezone.now()
+    _mark_allowed(row, status)
     if status == LS.SHIPPED:
-        if tracking_url.strip() and not https_url(tracking_url):
-            raise LocalOrderTransitionError(
-                "The tracking URL must start with https://; leave it empty to use the carrier's.",
-                code="tracking_url_not_https",
-            )
-        row.carrier = carrier_name(carrier)
-        row.tracking_number = tracking_number.strip()[:100]
-        row.tracking_url = tracking_url_checked(
-            url=tracking_url, carrier=row.carrier, number=row.tracking_number, context=f"order={row.order_reference}"
-        )
-        row.shipped_at = now
+        _shipment_set(row, carrier=carrier, tracking_number=tracking_number, tracking_url=tracking_url)
     else:
-        row.delivered_at = now
+        row.delivered_at = timezone.now()
     row.status = status
     fields = ["status", "carrier", "tracking_number", "tracking_url", "shipped_at", "delivered_at", "updated_at"]
     row.save(update_fields=fields)
-    fulfillment_status_apply(
-        order_id=order.pk,
-        update=BackendStatus(
-            status, carrier=row.carrier, tracking_number=row.tracking_number, tracking_url=row.tracking_url
-        ),
-        source="admin",
-        backend="local",
-        actor=actor,
+    update = BackendStatus(
+        status, carrier=row.carrier, tracking_number=row.tracking_number, tracking_url=row.tracking_url
     )
+    event = StatusEvent(
+        event_id=f"local:{row.pk}:{status}",
+        order_reference=row.order_reference,
+        external_id=str(row.pk),
+        update=update,
+    )
+    order_id, _ = inbound_status_report(backend="local", event=event, source="admin", actor=actor)
     detail = {"local_order_id": str(row.pk)}
-    audit_record(actor=actor, action=f"local_order.{status}", target=f"Order/{order.pk}", where="admin", detail=detail)
+    audit_record(actor=actor, action=f"local_order.{status}", target=f"Order/{order_id}", where="admin", detail=detail)
     return row
 
 
+def _mark_allowed(row: LocalCommerceOrder, status: str) -> None:
+    """Raise ``LocalOrderTransitionError`` unless ``row`` may move to ``status`` (``orders.forward``): not when
+    cancelled, never backwards, delivered only after shipped."""
+    step = fulfillment_step(row.status, status)
+    if step == CONFLICT:
+        raise LocalOrderTransitionError("The order was cancelled.", code="local_order_cancelled")
+    if step == STALE:
+        raise LocalOrderTransitionError(f"A {row.status} order cannot become {status}.", code="local_order_backwards")
+    if status == LS.DELIVERED and row.status != LS.SHIPPED:
+        raise LocalOrderTransitionError("Mark the order shipped first.", code="local_order_not_shipped")
+
+
+def _shipment_set(row: LocalCommerceOrder, *, carrier: str, tracking_number: str, tracking_url: str) -> None:
+    """Set ``row``'s carrier (display name), tracking number, tracking URL and ``shipped_at``. Raises
+    ``LocalOrderTransitionError`` (``tracking_url_not_https``) for a typed URL that is not https."""
+    if tracking_url.strip() and not https_url(tracking_url):
+        raise LocalOrderTransitionError(
+            "The tracking URL must start with https://; leave it empty to use the carrier's.",
+            code="tracking_url_not_https",
+        )
+    row.carrier = carrier_name(carrier)
+    row.tracking_number = tracking_number.strip()[:100]
+    row.tracking_url = tracking_url_checked(
+        url=tracking_url, carrier=row.carrier, number=row.tracking_number, context=f"order={row.order_reference}"
+    )
+    row.shipped_at = timezone.now()
+
+
 @transaction.atomic
-def local_orders_phi_purge() -> int:
-    """Remove the ship-to and contact (PHI) from the payload and confirmation of local orders whose order's PHI
-    was purged (``Order.phi_purged_at``, ``orders_phi_purge``), keeping ``PAYLOAD_KEPT`` and the delivery
+def local_orders_phi_purge(*, references: Iterable[str]) -> int:
+    """Remove the ship-to and contact (PHI) from the payload and confirmation of the local orders of
+    ``references`` (the orders whose PHI was purged: ``Order.phi_purged_at``, ``orders_phi_purge``; a list, or a
+    ``values_list("reference", flat=True)`` query used as a subquery), keeping ``PAYLOAD_KEPT`` and the delivery
     preference, and set ``phi_purged_at``; return how many. One ``retention.purge`` audit row with the count
     (docs/reliability.md "Retention"). Run daily by beat after the orders' purge
     (``healthcommerce.fulfillment.tasks.purge``); idempotent.
     """
     now = timezone.now()
-    references = Order.objects.filter(phi_purged_at__isnull=False).values("reference")
     rows = LocalCommerceOrder.objects.select_for_update().filter(
         order_reference__in=references, phi_purged_at__isnull=True
     )

@@ -8,9 +8,10 @@ idempotency key. Source for every route: Medusa V2 Admin API Reference, sections
 """
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
+from django.core.checks import CheckMessage
 from django.utils import timezone
 
 from healthcommerce.fulfillment.backends.base import (
@@ -19,8 +20,9 @@ from healthcommerce.fulfillment.backends.base import (
     PermanentBackendError,
     StatusEvent,
     SubmitResult,
+    url_check,
 )
-from healthcommerce.fulfillment.backends.inbound import standard_status_events
+from healthcommerce.fulfillment.backends.inbound import secret_errors, standard_status_events
 from healthcommerce.fulfillment.backends.medusa.client import (
     CONFIRMED_KEY,
     DISPLAY_ID_KEY,
@@ -72,21 +74,44 @@ def _address(ship_to: ShipTo, phone: str) -> dict[str, str]:
     }
 
 
+def _first_label(found: dict[str, Any]) -> dict[str, Any]:
+    """The first shipping label with a tracking number among a Medusa order's ``fulfillments``, or ``{}``."""
+    for fulfillment in found.get("fulfillments") or []:
+        labels = fulfillment.get("labels") if isinstance(fulfillment, dict) else None
+        for label in labels or []:
+            if isinstance(label, dict) and label.get("tracking_number"):
+                return label
+    return {}
+
+
 class MedusaCommerceBackend(CommerceBackend):
     """Create, confirm, cancel and read orders on a Medusa 2 server through its Admin API.
 
-    Settings (read with ``getattr``): ``MEDUSA_URL`` and ``MEDUSA_API_KEY`` (required), ``MEDUSA_REGION_ID``
-    (else the first region that ships to the order's country), ``MEDUSA_SALES_CHANNEL_ID`` (else the store's
-    default sales channel), ``MEDUSA_SHIPPING_OPTION_ID`` (else no shipping method: the merchant picks one).
+    Options (``settings.COMMERCE_BACKENDS["medusa"]["OPTIONS"]``, environment ``MEDUSA_<option>``): ``URL`` and
+    ``API_KEY`` (required), ``REGION_ID`` (else the first region that ships to the order's country),
+    ``SALES_CHANNEL_ID`` (else the store's default sales channel), ``SHIPPING_OPTION_ID`` (else no shipping
+    method: the merchant picks one), ``SHIPPING_PROFILE_ID`` (the catalog sync's; else Medusa's default) and
+    ``STATUS_SECRET`` (``whsec_``: what Medusa's status subscriber signs with).
     """
 
     name = "medusa"
 
-    def __init__(self, client: MedusaClient | None = None) -> None:
-        self.client = client or medusa_client()
-        self.region_id: str = getattr(settings, "MEDUSA_REGION_ID", "")
-        self.sales_channel_id: str = getattr(settings, "MEDUSA_SALES_CHANNEL_ID", "")
-        self.shipping_option_id: str = getattr(settings, "MEDUSA_SHIPPING_OPTION_ID", "")
+    def __init__(self, options: Mapping[str, Any] | None = None, client: MedusaClient | None = None) -> None:
+        super().__init__(options)
+        self.client = client or medusa_client(self.options)
+        self.region_id = str(self.options.get("REGION_ID") or "")
+        self.sales_channel_id = str(self.options.get("SALES_CHANNEL_ID") or "")
+        self.shipping_option_id = str(self.options.get("SHIPPING_OPTION_ID") or "")
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any], *, selected: bool) -> list[CheckMessage]:
+        """The base checks when ``selected`` (``URL`` and ``API_KEY`` set: ``E101``), then ``URL`` against the
+        outbound rules (``E102``: https, or http to this machine) and, selected or not, ``STATUS_SECRET`` when set
+        (``E103``: ``whsec_<base64>``)."""
+        errors = super().check(options, selected=selected)
+        if selected and not errors:
+            errors += url_check(str(options.get("URL") or ""), setting="MEDUSA_URL")
+        return errors + secret_errors(str(options.get("STATUS_SECRET") or ""), setting="MEDUSA_STATUS_SECRET")
 
     def submit(self, order: CommerceOrder) -> SubmitResult:
         """Return the Medusa order for this submit, creating it if Medusa holds none.
@@ -179,14 +204,7 @@ class MedusaCommerceBackend(CommerceBackend):
             return BackendStatus("cancelled")
         shipping = _SHIPPING_STATUS.get(str(found.get("fulfillment_status") or ""))
         if shipping:
-            labels = [
-                label
-                for fulfillment in found.get("fulfillments") or []
-                if isinstance(fulfillment, dict)
-                for label in fulfillment.get("labels") or []
-                if isinstance(label, dict) and label.get("tracking_number")
-            ]
-            first = labels[0] if labels else {}
+            first = _first_label(found)
             return BackendStatus(
                 shipping,
                 tracking_number=str(first.get("tracking_number") or "")[:100],
@@ -196,9 +214,10 @@ class MedusaCommerceBackend(CommerceBackend):
 
     def status_events(self, body: bytes, headers: Any) -> list[StatusEvent]:
         """Verify a status event our subscriber inside Medusa pushed
-        (commerce/medusa/src/subscribers/healthcommerce-status.ts: shipped, delivered, cancelled), signed with
-        ``MEDUSA_STATUS_SECRET`` (Standard Webhooks, ``standard_status_events``). Raises ``InboundRejected``."""
-        return standard_status_events(body, headers, setting="MEDUSA_STATUS_SECRET")
+        (commerce/medusa/src/subscribers/healthcommerce-status.ts: shipped, delivered, cancelled), signed with the
+        ``STATUS_SECRET`` option (Standard Webhooks, ``standard_status_events``). Raises ``InboundRejected``."""
+        secret = str(self.options.get("STATUS_SECRET") or "")
+        return standard_status_events(body, headers, secret=secret, setting="MEDUSA_STATUS_SECRET")
 
     def _order(self, external_id: str, *, fields: str = ORDER_FIELDS) -> dict[str, Any]:
         """``GET /admin/orders/{id}`` with ``fields``; a 404 becomes ``PermanentBackendError("not_found")``."""

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
-
 from healthcommerce.catalog.models import Product
 from healthcommerce.fulfillment.backends.base import PermanentBackendError
-from healthcommerce.fulfillment.backends.medusa.client import SKU_KEY, MedusaClient
+from healthcommerce.fulfillment.backends.medusa.client import SKU_KEY, MedusaClient, medusa_options
 
 CURRENCY = "usd"
 VARIANT_FIELDS = (
@@ -55,7 +53,7 @@ def _product_fields(product: Product) -> dict[str, Any]:
 def _shipping_profile_id(client: MedusaClient) -> str:
     """``MEDUSA_SHIPPING_PROFILE_ID``, else Medusa's ``default`` shipping profile (``GET /admin/shipping-profiles``);
     raise ``PermanentBackendError`` (``medusa_shipping_profile_missing``) when it has none."""
-    configured: str = getattr(settings, "MEDUSA_SHIPPING_PROFILE_ID", "")
+    configured = str(medusa_options().get("SHIPPING_PROFILE_ID") or "")
     if configured:
         return configured
     profiles = client.get("/admin/shipping-profiles", type="default", fields="id", limit=1)["shipping_profiles"]
@@ -81,7 +79,7 @@ def _create(client: MedusaClient, product: Product, shipping_profile_id: str) ->
         ],
         "metadata": {SKU_KEY: product.sku},
     }
-    sales_channel_id: str = getattr(settings, "MEDUSA_SALES_CHANNEL_ID", "")
+    sales_channel_id = str(medusa_options().get("SALES_CHANNEL_ID") or "")
     if sales_channel_id:
         body["sales_channels"] = [{"id": sales_channel_id}]
     client.post("/admin/products", body)

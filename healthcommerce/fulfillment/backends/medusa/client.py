@@ -8,7 +8,6 @@ as the user name and an empty password) and "Errors" (``{"type", "message"}`` bo
 from typing import Any
 
 import requests
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from healthcommerce.core.http import outbound_session
@@ -16,6 +15,7 @@ from healthcommerce.fulfillment.backends.base import (
     BackendError,
     PermanentBackendError,
     TemporaryBackendError,
+    configured_options,
     retry_after_seconds,
 )
 
@@ -99,9 +99,17 @@ class MedusaClient:
         return self.request("POST", path, json=body or {})
 
 
-def medusa_client() -> MedusaClient:
-    """Return a client configured from ``settings.MEDUSA_URL`` and ``settings.MEDUSA_API_KEY``.
+def medusa_options() -> dict[str, Any]:
+    """Return the ``medusa`` backend's options (``settings.COMMERCE_BACKENDS["medusa"]["OPTIONS"]``: ``URL``,
+    ``API_KEY``, ``REGION_ID``, ``SALES_CHANNEL_ID``, ``SHIPPING_OPTION_ID``, ``SHIPPING_PROFILE_ID``,
+    ``STATUS_SECRET``; environment ``MEDUSA_<option>``), ``{}`` when it is not configured."""
+    return configured_options("medusa")
+
+
+def medusa_client(options: dict[str, Any] | None = None) -> MedusaClient:
+    """Return a client for ``options["URL"]`` with ``options["API_KEY"]`` (default: ``medusa_options()``).
 
     Raises ``ImproperlyConfigured`` when either is empty.
     """
-    return MedusaClient(base_url=getattr(settings, "MEDUSA_URL", ""), api_key=getattr(settings, "MEDUSA_API_KEY", ""))
+    options = medusa_options() if options is None else options
+    return MedusaClient(base_url=str(options.get("URL") or ""), api_key=str(options.get("API_KEY") or ""))

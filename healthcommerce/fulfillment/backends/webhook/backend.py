@@ -5,8 +5,9 @@
 Only the ``CommerceOrder`` crosses (docs/architecture.md "The commerce boundary"): the body is
 ``{"type": "order.created", "timestamp": <ISO 8601 UTC>, "data": order.to_dict()}``. ``order.confirmed`` and
 ``order.cancelled`` carry ``{"id": <external id>}`` and nothing else. The supplier can only be told, never asked:
-``status`` is unsupported. Source: the Standard Webhooks specification (standardwebhooks.com), signing done by its
-reference library ``standardwebhooks``.
+the backend has no ``status`` (the daily reconciliation skips it); the supplier pushes status webhooks instead.
+Source: the Standard Webhooks specification (standardwebhooks.com), signing done by its reference library
+``standardwebhooks``.
 """
 
 import hashlib
@@ -14,12 +15,13 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
-from django.conf import settings
+from django.core.checks import CheckMessage
 from django.core.exceptions import ImproperlyConfigured
 from standardwebhooks import Webhook
 
@@ -27,7 +29,6 @@ from healthcommerce.core.errors import OutboundRefused
 from healthcommerce.core.http import check_url, outbound_session
 from healthcommerce.fulfillment.backends.base import (
     BackendError,
-    BackendStatus,
     CommerceBackend,
     PermanentBackendError,
     StatusEvent,
@@ -35,7 +36,7 @@ from healthcommerce.fulfillment.backends.base import (
     TemporaryBackendError,
     retry_after_seconds,
 )
-from healthcommerce.fulfillment.backends.inbound import secret_check, standard_status_events
+from healthcommerce.fulfillment.backends.inbound import secret_check, secret_errors, standard_status_events
 from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation
 
 logger = logging.getLogger(__name__)
@@ -94,29 +95,32 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) and 0 < len(value) <= _EXTERNAL_ID_MAX else ""
 
 
-def _file_setting(name: str) -> str:
-    """The path in ``settings.<name>`` (empty when unset); raise ``ImproperlyConfigured`` if it names no file."""
-    value = str(getattr(settings, name, "") or "")
+def _file_option(options: Mapping[str, Any], key: str) -> str:
+    """The path in ``options[key]`` (empty when unset); raise ``ImproperlyConfigured`` naming ``WEBHOOK_<key>`` if
+    it names no file."""
+    value = str(options.get(key) or "")
     if value and not Path(value).is_file():
-        raise ImproperlyConfigured(f"{name} names no readable file.")
+        raise ImproperlyConfigured(f"WEBHOOK_{key} names no readable file.")
     return value
 
 
 class WebhookCommerceBackend(CommerceBackend):
     """POST signed Standard Webhooks events about orders to one supplier endpoint.
 
-    Settings (read with ``getattr``): ``WEBHOOK_URL`` (required; https, or http to loopback) and
-    ``WEBHOOK_SECRET`` (required; ``whsec_<base64>``); ``WEBHOOK_CLIENT_CERT`` and ``WEBHOOK_CLIENT_KEY`` (PEM
-    file paths, both or neither: the client certificate for mutual TLS); ``WEBHOOK_CA_BUNDLE`` (a PEM file of CAs
-    to trust instead of the system's, for a supplier with a private CA). Raises ``ImproperlyConfigured`` when
-    they are missing or wrong.
+    Options (``settings.COMMERCE_BACKENDS["webhook"]["OPTIONS"]``, environment ``WEBHOOK_<option>``): ``URL``
+    (required; https, or http to loopback) and ``SECRET`` (required; ``whsec_<base64>``); ``CLIENT_CERT`` and
+    ``CLIENT_KEY`` (PEM file paths, both or neither: the client certificate for mutual TLS); ``CA_BUNDLE`` (a PEM
+    file of CAs to trust instead of the system's, for a supplier with a private CA); ``STATUS_SECRET`` (``whsec_``:
+    what the supplier signs its status webhooks with). Raises ``ImproperlyConfigured`` when they are missing or
+    wrong.
     """
 
     name = "webhook"
 
-    def __init__(self) -> None:
-        url = str(getattr(settings, "WEBHOOK_URL", "") or "")
-        secret = str(getattr(settings, "WEBHOOK_SECRET", "") or "")
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        url = str(self.options.get("URL") or "")
+        secret = str(self.options.get("SECRET") or "")
         if not url or not secret:
             raise ImproperlyConfigured("WEBHOOK_URL and WEBHOOK_SECRET must be set for the webhook backend.")
         try:
@@ -125,10 +129,10 @@ class WebhookCommerceBackend(CommerceBackend):
             raise ImproperlyConfigured("WEBHOOK_URL must be https (or http to this machine).") from exc
         self.url = url
         self.signer = Webhook(secret_check(secret))
-        cert, key = _file_setting("WEBHOOK_CLIENT_CERT"), _file_setting("WEBHOOK_CLIENT_KEY")
+        cert, key = _file_option(self.options, "CLIENT_CERT"), _file_option(self.options, "CLIENT_KEY")
         if bool(cert) != bool(key):
             raise ImproperlyConfigured("WEBHOOK_CLIENT_CERT and WEBHOOK_CLIENT_KEY must be set together.")
-        ca_bundle = _file_setting("WEBHOOK_CA_BUNDLE")
+        ca_bundle = _file_option(self.options, "CA_BUNDLE")
         self.session = outbound_session(only_origin=url, site="commerce:webhook", kind="commerce_submit")
         self.session.headers["Accept"] = "application/json"
         # Passed on every request: a session-level ``verify`` loses to REQUESTS_CA_BUNDLE in the environment.
@@ -164,15 +168,19 @@ class WebhookCommerceBackend(CommerceBackend):
         (a supplier that has shipped answers with a 4xx: ``PermanentBackendError``)."""
         self._post(ORDER_CANCELLED, webhook_id(ORDER_CANCELLED, external_id), {"id": external_id})
 
-    def status(self, external_id: str) -> BackendStatus:
-        """A push-only supplier cannot be asked: always raises ``PermanentBackendError("status_unsupported")``."""
-        raise PermanentBackendError("The webhook supplier cannot be asked for status.", code="status_unsupported")
+    @classmethod
+    def check(cls, options: Mapping[str, Any], *, selected: bool) -> list[CheckMessage]:
+        """The base checks when ``selected`` (``__init__`` validates every option: ``E101``, naming the
+        environment variable), and, selected or not, ``STATUS_SECRET`` when set (``E103``)."""
+        errors = super().check(options, selected=selected)
+        return errors + secret_errors(str(options.get("STATUS_SECRET") or ""), setting="WEBHOOK_STATUS_SECRET")
 
     def status_events(self, body: bytes, headers: Any) -> list[StatusEvent]:
         """Verify a Standard Webhooks status event from the supplier, signed with ``WEBHOOK_STATUS_SECRET`` (the
-        secret we gave it; not the one we sign with), and return it (``standard_status_events``). Raises
-        ``InboundRejected``."""
-        return standard_status_events(body, headers, setting="WEBHOOK_STATUS_SECRET")
+        secret we gave it, option ``STATUS_SECRET``; not the one we sign with), and return it
+        (``standard_status_events``). Raises ``InboundRejected``."""
+        secret = str(self.options.get("STATUS_SECRET") or "")
+        return standard_status_events(body, headers, secret=secret, setting="WEBHOOK_STATUS_SECRET")
 
     def _post(
         self, event_type: str, message_id: str, data: dict[str, Any], *, idempotency_key: str = ""

@@ -17,8 +17,8 @@ from healthcommerce.fulfillment.backends.medusa.backend import MedusaCommerceBac
 from healthcommerce.fulfillment.backends.registry import get_backend
 from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation, ShipTo, commerce_order_build
 from healthcommerce.orders.models import Order
-from tests.fulfillment.conftest import clinical_values
-from tests.fulfillment.medusa.conftest import PG_URL, MedusaServer
+from tests.fulfillment.backends.medusa.conftest import PG_URL, MedusaServer
+from tests.fulfillment.conftest import backend_options_set, clinical_values
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
@@ -194,7 +194,7 @@ def test_an_unknown_sku_is_permanent_and_creates_nothing(
 
 
 def test_a_wrong_api_key_is_permanent(medusa: MedusaServer, synced: Product, order: Order, settings: Any) -> None:
-    settings.MEDUSA_API_KEY = "sk_" + "0" * 64
+    backend_options_set(settings, "medusa", API_KEY="sk_" + "0" * 64)
 
     with pytest.raises(PermanentBackendError) as raised:
         get_backend("medusa").submit(built(order))
@@ -203,7 +203,7 @@ def test_a_wrong_api_key_is_permanent(medusa: MedusaServer, synced: Product, ord
 
 
 def test_a_stopped_medusa_is_temporary(medusa: MedusaServer, synced: Product, order: Order, settings: Any) -> None:
-    settings.MEDUSA_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    backend_options_set(settings, "medusa", URL=f"http://127.0.0.1:{free_port()}")  # nothing listens there
 
     with pytest.raises(TemporaryBackendError) as raised:
         get_backend("medusa").submit(built(order))

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ehr', '0011_admin_labels'),
+        ('ehr', '0012_site_settings_moved_to_stages'),
     ]
 
     operations = [

@@ -14,8 +14,8 @@ import pytest
 from django.core.management import call_command
 
 from healthcommerce.ehr.models import EHRSite
+from tests.fulfillment.backends.medusa.conftest import MedusaServer
 from tests.fulfillment.boundary import Backend, Tally, run_examples
-from tests.fulfillment.medusa.conftest import MedusaServer
 from tests.orders.test_fuzz_prefill import FuzzEHR
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]

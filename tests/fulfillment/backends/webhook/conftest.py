@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.fulfillment.conftest import backend_options_set
 from tests.servers import free_port
 
 SECRET_KEY = secrets.token_bytes(32)
@@ -260,9 +261,9 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
 def webhook_settings(receiver: Receiver, settings: Any) -> Receiver:
     """Point the webhook backend at the receiver with the client certificate and the test CA; empty the record."""
     receiver.reset()
-    settings.WEBHOOK_URL = receiver.url
-    settings.WEBHOOK_SECRET = SECRET
-    settings.WEBHOOK_CLIENT_CERT = str(receiver.pki.client_cert)
-    settings.WEBHOOK_CLIENT_KEY = str(receiver.pki.client_key)
-    settings.WEBHOOK_CA_BUNDLE = str(receiver.pki.ca)
+    backend_options_set(settings, "webhook", URL=receiver.url)
+    backend_options_set(settings, "webhook", SECRET=SECRET)
+    backend_options_set(settings, "webhook", CLIENT_CERT=str(receiver.pki.client_cert))
+    backend_options_set(settings, "webhook", CLIENT_KEY=str(receiver.pki.client_key))
+    backend_options_set(settings, "webhook", CA_BUNDLE=str(receiver.pki.ca))
     return receiver

@@ -3,10 +3,13 @@
 import pytest
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.fulfillment.backends.local.services import LocalOrderTransitionError, local_order_confirm
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.services import (
+    LocalOrderTransitionError,
+    local_order_confirm,
+    local_order_mark,
+)
 from healthcommerce.fulfillment.backends.registry import get_backend
-from healthcommerce.fulfillment.models import LocalCommerceOrder
-from healthcommerce.fulfillment.services import local_order_mark
 from healthcommerce.orders.errors import InvalidTransition
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.orders.transitions import order_transition

@@ -9,9 +9,9 @@ from healthcommerce.fulfillment.backends.base import (
     TemporaryBackendError,
 )
 from healthcommerce.fulfillment.backends.local.backend import LocalCommerceBackend
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.backends.registry import get_backend
 from healthcommerce.fulfillment.commerce import commerce_order_build
-from healthcommerce.fulfillment.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
 
 

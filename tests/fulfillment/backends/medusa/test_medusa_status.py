@@ -23,8 +23,9 @@ from django.test import Client
 from healthcommerce.catalog.models import Product
 from healthcommerce.fulfillment.reconcile import fulfillment_reconcile
 from healthcommerce.orders.models import Order
-from tests.fulfillment.medusa.conftest import MedusaServer
-from tests.fulfillment.medusa.test_medusa_backend import medusa_order, synced  # noqa: F401  (fixture)
+from tests.fulfillment.backends.medusa.conftest import MedusaServer
+from tests.fulfillment.backends.medusa.test_medusa_backend import medusa_order, synced  # noqa: F401  (fixture)
+from tests.fulfillment.conftest import backend_options_set
 from tests.pipeline import signed
 from tests.servers import free_port
 
@@ -80,7 +81,7 @@ def handed_over(medusa: MedusaServer, synced: Product, order: Order, settings: A
     from tests.pipeline import deliver
 
     settings.COMMERCE_BACKEND = "medusa"
-    settings.MEDUSA_STATUS_SECRET = STATUS_SECRET
+    backend_options_set(settings, "medusa", STATUS_SECRET=STATUS_SECRET)
     deliver(signed(order))
     order.refresh_from_db()
     assert order.commerce_backend == "medusa" and order.commerce_id.startswith("order_")

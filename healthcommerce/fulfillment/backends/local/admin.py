@@ -13,9 +13,9 @@ from healthcommerce.audit.admin import AuditedAdminMixin
 from healthcommerce.core.admin import ServiceOnlyAdmin, admin_actor
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.roles import PhiMaskedAdmin
+from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
+from healthcommerce.fulfillment.backends.local.services import local_order_mark
 from healthcommerce.fulfillment.carriers import CARRIER_CHOICES, OTHER
-from healthcommerce.fulfillment.models import LocalCommerceOrder
-from healthcommerce.fulfillment.services import local_order_mark
 
 
 def _actor(request: HttpRequest) -> str:

@@ -22,6 +22,7 @@ import requests
 from django.conf import settings
 
 from tests.conftest import IN_CI
+from tests.fulfillment.conftest import backend_options_set
 from tests.servers import ROOT, free_port, wait_http
 
 MEDUSA_DIR = ROOT / "commerce" / "medusa"
@@ -136,10 +137,14 @@ def medusa_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
 
 @pytest.fixture
 def medusa(medusa_server: MedusaServer, settings: Any) -> MedusaServer:
-    """The module's Medusa, with the app's ``MEDUSA_*`` settings pointing at it."""
-    settings.MEDUSA_URL = medusa_server.url
-    settings.MEDUSA_API_KEY = medusa_server.seed["api_key"]
-    settings.MEDUSA_REGION_ID = medusa_server.seed["region_id"]
-    settings.MEDUSA_SALES_CHANNEL_ID = medusa_server.seed["sales_channel_id"]
-    settings.MEDUSA_SHIPPING_OPTION_ID = medusa_server.seed["shipping_option_id"]
+    """The module's Medusa, with the ``medusa`` backend's options pointing at it."""
+    backend_options_set(
+        settings,
+        "medusa",
+        URL=medusa_server.url,
+        API_KEY=medusa_server.seed["api_key"],
+        REGION_ID=medusa_server.seed["region_id"],
+        SALES_CHANNEL_ID=medusa_server.seed["sales_channel_id"],
+        SHIPPING_OPTION_ID=medusa_server.seed["shipping_option_id"],
+    )
     return medusa_server

@@ -19,11 +19,13 @@ from healthcommerce.fulfillment.backends.webhook.backend import WebhookCommerceB
 from healthcommerce.fulfillment.commerce import CommerceOrder, Confirmation, ShipTo, commerce_order_build
 from healthcommerce.orders.models import Order
 from healthcommerce.outbox.models import OutboxMessage
-from tests.fulfillment.conftest import PATIENT_NAME
+from tests.fulfillment.backends.webhook.conftest import Receiver
+from tests.fulfillment.conftest import PATIENT_NAME, backend_options_set
 from tests.fulfillment.test_commerce import ALLOWED_KEYS, key_paths
-from tests.fulfillment.webhook.conftest import Receiver
 from tests.pipeline import deliver, rows_of
 from tests.servers import free_port
+
+WEBHOOK_CLASS = "healthcommerce.fulfillment.backends.webhook.backend.WebhookCommerceBackend"
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +117,7 @@ def test_a_409_about_another_message_is_permanent(hook: Receiver, order: Order) 
 def test_without_the_client_certificate_the_handshake_fails_and_is_temporary(
     hook: Receiver, order: Order, settings: Any
 ) -> None:
-    settings.WEBHOOK_CLIENT_CERT = settings.WEBHOOK_CLIENT_KEY = ""
+    backend_options_set(settings, "webhook", CLIENT_CERT="", CLIENT_KEY="")
 
     with pytest.raises(TemporaryBackendError) as caught:
         WebhookCommerceBackend().submit(built(order))
@@ -126,7 +128,7 @@ def test_without_the_client_certificate_the_handshake_fails_and_is_temporary(
 def test_a_server_our_ca_bundle_does_not_trust_is_a_temporary_tls_error(
     hook: Receiver, order: Order, settings: Any
 ) -> None:
-    settings.WEBHOOK_CA_BUNDLE = str(hook.pki.other_ca)
+    backend_options_set(settings, "webhook", CA_BUNDLE=str(hook.pki.other_ca))
 
     with pytest.raises(TemporaryBackendError) as caught:
         WebhookCommerceBackend().submit(built(order))
@@ -135,7 +137,7 @@ def test_a_server_our_ca_bundle_does_not_trust_is_a_temporary_tls_error(
 
 
 def test_the_system_trust_store_does_not_trust_a_private_ca(hook: Receiver, order: Order, settings: Any) -> None:
-    settings.WEBHOOK_CA_BUNDLE = ""
+    backend_options_set(settings, "webhook", CA_BUNDLE="")
 
     with pytest.raises(TemporaryBackendError) as caught:
         WebhookCommerceBackend().submit(built(order))
@@ -145,7 +147,9 @@ def test_the_system_trust_store_does_not_trust_a_private_ca(hook: Receiver, orde
 def test_a_wrong_secret_is_rejected_by_the_receiver_and_is_permanent(
     hook: Receiver, order: Order, settings: Any
 ) -> None:
-    settings.WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"not the supplier's secret, 32 b").decode()
+    backend_options_set(
+        settings, "webhook", SECRET="whsec_" + base64.b64encode(b"not the supplier's secret, 32 b").decode()
+    )
 
     with pytest.raises(PermanentBackendError) as caught:
         WebhookCommerceBackend().submit(built(order))
@@ -203,7 +207,7 @@ def silent_port() -> Iterator[int]:
 
 
 def test_a_timeout_is_temporary(hook: Receiver, order: Order, settings: Any, silent_port: int) -> None:
-    settings.WEBHOOK_URL = f"https://127.0.0.1:{silent_port}/hooks/orders"
+    backend_options_set(settings, "webhook", URL=f"https://127.0.0.1:{silent_port}/hooks/orders")
     settings.HTTP_TIMEOUT = (1, 0.5)
 
     with pytest.raises(TemporaryBackendError) as caught:
@@ -212,7 +216,7 @@ def test_a_timeout_is_temporary(hook: Receiver, order: Order, settings: Any, sil
 
 
 def test_a_closed_port_is_unreachable_and_temporary(hook: Receiver, order: Order, settings: Any) -> None:
-    settings.WEBHOOK_URL = f"https://127.0.0.1:{free_port()}/hooks/orders"
+    backend_options_set(settings, "webhook", URL=f"https://127.0.0.1:{free_port()}/hooks/orders")
 
     with pytest.raises(TemporaryBackendError) as caught:
         WebhookCommerceBackend().submit(built(order))
@@ -269,29 +273,26 @@ def test_status_is_unsupported(hook: Receiver) -> None:
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"WEBHOOK_URL": ""},
-        {"WEBHOOK_SECRET": ""},
-        {"WEBHOOK_SECRET": "not-a-standard-webhooks-secret"},
-        {"WEBHOOK_SECRET": "whsec_!!!"},
-        {"WEBHOOK_URL": "http://supplier.example/hooks"},
-        {"WEBHOOK_CLIENT_KEY": ""},
-        {"WEBHOOK_CA_BUNDLE": "/nonexistent/ca.pem"},
+        {"URL": ""},
+        {"SECRET": ""},
+        {"SECRET": "not-a-standard-webhooks-secret"},
+        {"SECRET": "whsec_!!!"},
+        {"URL": "http://supplier.example/hooks"},
+        {"CLIENT_KEY": ""},
+        {"CA_BUNDLE": "/nonexistent/ca.pem"},
     ],
 )
 def test_missing_or_wrong_settings_are_improperly_configured(
     hook: Receiver, settings: Any, overrides: dict[str, str]
 ) -> None:
-    for name, value in overrides.items():
-        setattr(settings, name, value)
+    backend_options_set(settings, "webhook", **overrides)
 
     with pytest.raises(ImproperlyConfigured):
         WebhookCommerceBackend()
 
 
 def test_unset_settings_are_improperly_configured(settings: Any) -> None:
-    for name in ("WEBHOOK_URL", "WEBHOOK_SECRET"):
-        if hasattr(settings, name):
-            delattr(settings, name)
+    settings.COMMERCE_BACKENDS = {**settings.COMMERCE_BACKENDS, "webhook": {"BACKEND": WEBHOOK_CLASS}}
 
     with pytest.raises(ImproperlyConfigured):
         get_backend("webhook")

@@ -1,0 +1,1 @@
+"""The local backend's tests and boundary allowlist."""
