@@ -35,13 +35,13 @@ from healthcommerce.cdshooks.auth import cds_jwks_fetch
 from healthcommerce.cdshooks.errors import CdsJwksUnavailable
 from healthcommerce.core.errors import HealthcommerceError, OutboundRefused
 from healthcommerce.core.http import check_url
-from healthcommerce.ehr.backend import backend_client_id, backend_token
+from healthcommerce.ehr.backend import backend_client, backend_client_id, backend_token
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import BackendTokenRefused
 from healthcommerce.ehr.fhir import FHIRReader
 from healthcommerce.ehr.keys import published_jwks
 from healthcommerce.ehr.models import AppSigningKey, EHRSite, Writeback
-from healthcommerce.ehr.oauth import client_key, site_label
+from healthcommerce.ehr.oauth import client_key
 from healthcommerce.ehr.services import scopes_missing
 from healthcommerce.orders import extract
 
@@ -693,7 +693,7 @@ def site_readiness(site: EHRSite, *, patient_id: str = "", actor: str = "system"
                 site=site.iss,
             )
 
-        reader = FHIRReader(iss=site.iss, access_token=access_token, site=site_label(site))
+        reader = backend_client(site)  # the workers' client and token: one retry after a 401, their errors
         checks.extend(_patient(site, reader, patient_id, record))
         checks.append(_coverage(reader, patient_id, record))
         checks.extend(_requests(site, reader, patient_id, record))
