@@ -4,10 +4,11 @@ Source: SMART App Launch 2.2 "Backend Services": ``grant_type=client_credentials
 client assertion (``client-confidential-asymmetric``, a new assertion per request), ``system/`` scopes, short
 access tokens and no refresh token; FHIR R4 RESTful API (read with ``_elements``, create with ``Location``).
 
-``backend_token`` fetches (and caches per process until 60 s before expiry) a token; ``backend_read`` and
-``backend_create`` use it against the site's FHIR base, retry once with a fresh token after a 401, and write one
-audit row each (``fhir.read`` / ``fhir.create``, actor ``backend:<client id>``). Errors are ``BackendServicesError``
-subclasses with a ``code`` and ``transient``. Nothing here logs a token or a resource body.
+``backend_token`` fetches (and caches per process until 60 s before expiry) a token; ``backend_client`` is the one
+FHIR client (``ehr.fhir.FHIRClient``) with that token, which retries once with a fresh token after a 401;
+``backend_read`` and ``backend_create`` use it and write one audit row each (``fhir.read`` / ``fhir.create``, actor
+``backend:<client id>``). Errors are ``BackendServicesError`` subclasses with a ``code`` and ``transient``. Nothing
+here logs a token or a resource body.
 """
 
 import logging

@@ -113,11 +113,17 @@ class FHIRClient:
     """
 
     def __init__(
-        self, *, iss: str, access_token: str = "", bearer: Bearer | None = None, site: str = "", refused: str = ""
+        self,
+        *,
+        iss: str,
+        access_token: str = "",
+        bearer: Bearer | None = None,
+        site: str = "",
+        refused: str = "server_error",
     ) -> None:
         self.base = iss.rstrip("/") + "/"
         self.bearer: Bearer = bearer if bearer is not None else AccessToken(access_token)
-        self.refused = refused or "server_error"
+        self.refused = refused
         # Counted as ``fhir:<ResourceType>`` of ``site`` (core.metrics); reads may run on a thread pool.
         self.session = outbound_session(only_origin=iss, site=site, kind="fhir", base=self.base)
 
