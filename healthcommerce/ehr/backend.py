@@ -4,10 +4,11 @@ Source: SMART App Launch 2.2 "Backend Services": ``grant_type=client_credentials
 client assertion (``client-confidential-asymmetric``, a new assertion per request), ``system/`` scopes, short
 access tokens and no refresh token; FHIR R4 RESTful API (read with ``_elements``, create with ``Location``).
 
-``backend_token`` fetches (and caches per process until 60 s before expiry) a token; ``backend_read`` and
-``backend_create`` use it against the site's FHIR base, retry once with a fresh token after a 401, and write one
-audit row each (``fhir.read`` / ``fhir.create``, actor ``backend:<client id>``). Errors are ``BackendServicesError``
-subclasses with a ``code`` and ``transient``. Nothing here logs a token or a resource body.
+``backend_token`` fetches (and caches per process until 60 s before expiry) a token; ``backend_client`` is the one
+FHIR client (``ehr.fhir.FHIRClient``) with that token, which retries once with a fresh token after a 401;
+``backend_read`` and ``backend_create`` use it and write one audit row each (``fhir.read`` / ``fhir.create``, actor
+``backend:<client id>``). Errors are ``BackendServicesError`` subclasses with a ``code`` and ``transient``. Nothing
+here logs a token or a resource body.
 """
 
 import logging
@@ -17,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -25,7 +25,6 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.core.errors import OutboundRefused
-from healthcommerce.core.http import outbound_session
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import (
     BackendFHIRError,
@@ -35,8 +34,9 @@ from healthcommerce.ehr.errors import (
     BackendTokenRefused,
     BackendTokenUnavailable,
     DiscoveryFailed,
+    FHIRError,
 )
-from healthcommerce.ehr.fhir import MESSAGES
+from healthcommerce.ehr.fhir import TYPE_PATTERN, FHIRClient
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.ehr.oauth import assertion_auth, client_key, site_label, token_session
 
@@ -45,14 +45,6 @@ logger = logging.getLogger(__name__)
 EARLY_RENEWAL = timedelta(seconds=60)  # a cached token is used until 60 s before it expires
 DEFAULT_LIFETIME = 300  # seconds, when the token response has no usable expires_in (SMART: short tokens)
 MAX_LIFETIME = 3600
-FHIR_JSON = "application/fhir+json"
-_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR R4 id datatype
-_TRANSIENT = {"server_error", "timeout", "unreachable"}
-MESSAGES_BACKEND = MESSAGES | {
-    "rejected": "The EHR did not accept the record.",
-    "invalid_id": "That is not a valid FHIR resource type or id.",
-}
 
 
 @dataclass(frozen=True)
@@ -189,47 +181,33 @@ def _parsed(site: EHRSite, response: dict[str, Any], scope: str) -> BackendToken
     return BackendToken(access_token=access, scope=granted, expires_at=timezone.now() + timedelta(seconds=lifetime))
 
 
-def _error(code: str) -> BackendFHIRError:
-    return BackendFHIRError(MESSAGES_BACKEND[code], code=code, transient=code in _TRANSIENT)
+@dataclass(frozen=True)
+class BackendBearer:
+    """The ``ehr.fhir.Bearer`` of a backend-services token for ``site`` with ``scope`` (default
+    ``site.backend_scopes``): ``backend_token`` (cached), and after a 401 a fresh one (the cache of the site
+    dropped, a new client assertion). Raises the token's errors (``BackendServicesError`` subclasses)."""
+
+    site: EHRSite
+    scope: str | None = None
+    errors: type[FHIRError] = BackendFHIRError
+
+    def token(self) -> str:
+        """Return the access token (``backend_token``)."""
+        return backend_token(self.site, scope=self.scope).access_token
+
+    def renewed(self) -> str:
+        """Forget the site's cached tokens and return a freshly fetched one."""
+        backend_tokens_forget(self.site)
+        return self.token()
 
 
-def _status_error(status: int) -> BackendFHIRError:
-    if status == 401:
-        return _error("unauthorized")
-    if status == 403:
-        return _error("forbidden")
-    if status in (404, 410):
-        return _error("not_found")
-    if status == 429 or status >= 500:
-        return _error("server_error")
-    return _error("rejected")
-
-
-def _send(site: EHRSite, method: str, path: str, scope: str | None, **kwargs: Any) -> requests.Response:
-    """Send ``method`` ``[base]/path`` with a backend token; once more with a fresh token after a 401.
-
-    Returns a 2xx response; raises ``BackendFHIRError`` (or the token's errors)."""
-    base = site.iss.rstrip("/") + "/"
-    session = outbound_session(only_origin=site.iss, site=site_label(site), kind="fhir", base=base)
-    extra = kwargs.pop("headers", {})
-    for attempt in (1, 2):
-        token = backend_token(site, scope=scope)
-        headers = {"Accept": FHIR_JSON, "Authorization": f"Bearer {token.access_token}"} | extra
-        try:
-            response = session.request(method, base + path, headers=headers, **kwargs)
-        except requests.Timeout as exc:
-            raise _error("timeout") from exc
-        except (requests.ConnectionError, OutboundRefused) as exc:
-            raise _error("unreachable") from exc
-        except requests.RequestException as exc:
-            raise _error("malformed") from exc
-        if response.status_code == 401 and attempt == 1:
-            backend_tokens_forget(site)
-            continue
-        if not 200 <= response.status_code < 300:
-            raise _status_error(response.status_code)
-        return response
-    raise _error("unauthorized")  # pragma: no cover - the loop always returns or raises
+def backend_client(site: EHRSite, *, scope: str | None = None) -> FHIRClient:
+    """Return the ``FHIRClient`` of ``site`` with a backend-services token (``BackendBearer``): the client the
+    workers use (ship-to re-read, write-back) and the readiness check reads its test patient with. Its errors are
+    ``BackendFHIRError`` (also ``BackendServicesError``), and a 4xx other than 401, 403, 404 and 410 is
+    ``rejected`` (permanent). It writes no audit row (``backend_read``, ``backend_create`` and the readiness check
+    write their own)."""
+    return FHIRClient(iss=site.iss, bearer=BackendBearer(site, scope), site=site_label(site), refused="rejected")
 
 
 def _audit(site: EHRSite, *, action: str, target: str, outcome: str, detail: dict[str, Any]) -> None:
@@ -248,8 +226,8 @@ def backend_read(
     site: EHRSite, resource_type: str, fhir_id: str, *, elements: Sequence[str] = (), scope: str | None = None
 ) -> dict[str, Any]:
     """Return ``GET [base]/{resource_type}/{fhir_id}[?_elements=a,b]`` as JSON (a dict of that ``resourceType``)
-    read with a backend-services token (``scope``: default ``site.backend_scopes``); write one ``fhir.read``
-    audit row (outcome ``success`` or the error code; ``detail`` names the elements, never values).
+    read with ``backend_client`` (``scope``: default ``site.backend_scopes``); write one ``fhir.read`` audit row
+    (outcome ``success`` or the error code; ``detail`` names the elements, never values).
 
     Raises ``BackendFHIRError`` with ``code`` ``unauthorized`` (401 twice), ``forbidden``, ``not_found``,
     ``server_error`` (5xx, 429), ``timeout``, ``unreachable`` (transient for the last three), ``malformed``
@@ -259,48 +237,21 @@ def backend_read(
     target = f"{resource_type}/{fhir_id}"
     detail: dict[str, Any] = {"elements": list(elements)} if elements else {}
     try:
-        if not _TYPE.match(resource_type) or not _ID.match(fhir_id):
-            raise _error("invalid_id")
-        path = f"{resource_type}/{quote(fhir_id, safe='')}"
-        params = {"_elements": ",".join(elements)} if elements else None
-        response = _send(site, "GET", path, scope, params=params)
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise _error("malformed") from exc
-        if not isinstance(data, dict) or data.get("resourceType") != resource_type:
-            raise _error("malformed")
+        data = backend_client(site, scope=scope).read(resource_type, fhir_id, elements=",".join(elements))
     except BackendServicesError as exc:
         _audit(site, action="fhir.read", target=target[:300], outcome=exc.code, detail=detail)
-        logger.warning("Backend read of %s at site %s failed: %s", resource_type, site.pk, exc.code)
+        logger.warning("Backend read of %s at site %s failed: %s", resource_type[:64], site.pk, exc.code)
         raise
     _audit(site, action="fhir.read", target=target, outcome="success", detail=detail)
     return data
 
 
-def _created_id(response: requests.Response, resource_type: str) -> str:
-    """Return the new id from ``Location`` (``[base]/Type/id[/_history/vid]``, FHIR R4 "create") or the body."""
-    location = response.headers.get("Location") or response.headers.get("Content-Location") or ""
-    parts = [p for p in urlsplit(location).path.split("/") if p]
-    if resource_type in parts:
-        index = len(parts) - 1 - parts[::-1].index(resource_type)
-        if index + 1 < len(parts) and _ID.match(parts[index + 1]):
-            return parts[index + 1]
-    try:
-        body = response.json() if response.content else None
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("id"), str) and _ID.match(body["id"]):
-        return str(body["id"])
-    raise _error("malformed")
-
-
 def backend_create(
     site: EHRSite, resource: dict[str, Any], *, if_none_exist: str = "", scope: str | None = None
 ) -> str:
-    """``POST [base]/{resourceType}`` ``resource`` with a backend-services token and return the new resource's id
-    (from ``Location``, else the body's ``id``); write one ``fhir.create`` audit row (target ``Type/id`` or the
-    type, outcome ``success`` or the error code; no resource content).
+    """``POST [base]/{resourceType}`` ``resource`` with ``backend_client`` and return the new resource's id
+    (``FHIRClient.create``: from ``Location``, else the body's ``id``); write one ``fhir.create`` audit row (target
+    ``Type/id`` or the type, outcome ``success`` or the error code; no resource content).
 
     ``if_none_exist`` (a search query such as ``identifier=urn:x|123``) makes it a FHIR conditional create, so a
     retry after a timeout does not create the record twice where the EHR supports it. Raises ``BackendFHIRError``
@@ -309,13 +260,10 @@ def backend_create(
     ``ValueError`` when ``resource`` has no valid ``resourceType``.
     """
     resource_type = str(resource.get("resourceType") or "")
-    if not _TYPE.match(resource_type):
+    if not TYPE_PATTERN.match(resource_type):
         raise ValueError("resource needs a resourceType")
-    headers = {"Content-Type": FHIR_JSON, "Prefer": "return=minimal"}
-    headers |= {"If-None-Exist": if_none_exist} if if_none_exist else {}
     try:
-        response = _send(site, "POST", resource_type, scope, json=resource, headers=headers)
-        new_id = _created_id(response, resource_type)
+        new_id = backend_client(site, scope=scope).create(resource, if_none_exist=if_none_exist)
     except BackendServicesError as exc:
         _audit(site, action="fhir.create", target=resource_type, outcome=exc.code, detail={})
         logger.warning("Backend create of %s at site %s failed: %s", resource_type, site.pk, exc.code)

@@ -64,7 +64,9 @@ class EHRSetupError(AuthorizationFailed):
 
 
 class FHIRError(HealthcommerceError):
-    """A FHIR read failed; ``code`` tells which way (unauthorized, forbidden, not_found, server, timeout, malformed)."""
+    """A FHIR request failed (``ehr.fhir.FHIRClient``); ``code`` tells which way (a key of ``ehr.fhir.MESSAGES``:
+    unauthorized, forbidden, not_found, server_error, timeout, unreachable, malformed, rejected, invalid_id) and
+    ``temporary`` whether it may pass on its own (server_error, timeout, unreachable)."""
 
     status = 502
     code = "fhir_error"

@@ -28,13 +28,12 @@ from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import CodeMapping
 from healthcommerce.core.errors import HealthcommerceError, OutboundRefused
 from healthcommerce.core.http import check_url
-from healthcommerce.ehr.backend import backend_client_id, backend_token
+from healthcommerce.ehr.backend import backend_client, backend_client_id, backend_token
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import BackendTokenRefused
-from healthcommerce.ehr.fhir import FHIRReader
 from healthcommerce.ehr.keys import published_jwks
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
-from healthcommerce.ehr.oauth import client_key, site_label
+from healthcommerce.ehr.oauth import client_key
 from healthcommerce.ehr.services import scopes_missing
 from healthcommerce.ehr.sitefeatures import (
     FAIL,
@@ -453,7 +452,7 @@ def site_readiness(site: EHRSite, *, patient_id: str = "", actor: str = "system"
                 site=site.iss,
             )
 
-        reader = FHIRReader(iss=site.iss, access_token=access_token, site=site_label(site))
+        reader = backend_client(site)  # the workers' client and token: one retry after a 401, their errors
         checks.extend(site_patient_checks(site, PatientReads(reader=reader, patient_id=patient_id, record=record)))
     elif patient_id:
         checks.append(

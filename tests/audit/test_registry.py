@@ -72,10 +72,11 @@ ADMIN_EXEMPT = {
     "monitoring.alert": "integration alerts: rule, site, counts and text; no PHI; changes audited via LogEntry",
     "sandbox.*": "the sandbox EHR's own data, not the app's",
 }
-# Modules that construct a FHIRReader -> how their reads are audited (driven in the clinician test below).
+# Modules that construct a FHIR client (ehr.fhir) -> how their reads are audited (driven in the clinician test below).
 FHIR_READERS = {
     "healthcommerce/orders/prefill.py": "prefill_gather writes one fhir.read row per read",
     "healthcommerce/golive/readiness.py": "site_readiness writes one readiness.read row per read (test_readiness)",
+    "healthcommerce/ehr/backend.py": "backend_read and backend_create write one fhir.read / fhir.create row each",
 }
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,7 +117,7 @@ def test_every_module_that_reads_fhir_is_known() -> None:
     readers = {
         str(path.relative_to(ROOT))
         for path in (ROOT / "healthcommerce").rglob("*.py")
-        if re.search(r"\bFHIRReader\(", path.read_text()) and path.name != "fhir.py"
+        if re.search(r"\b(FHIRReader|FHIRClient|backend_client)\(", path.read_text()) and path.name != "fhir.py"
     }
     assert readers == set(FHIR_READERS)
 

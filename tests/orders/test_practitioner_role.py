@@ -72,8 +72,8 @@ def test_against_the_sandbox_the_practitioner_comes_in_the_same_request(client, 
     launch = Launch.objects.get(pk=result.launch_id)
     reader = FHIRReader(iss=ehr_site.iss, access_token=launch.access_token)
     calls = []
-    original = reader.server.request_json
-    reader.server.request_json = lambda path: calls.append(path) or original(path)
+    original = reader.request_json
+    reader.request_json = lambda path: calls.append(path) or original(path)
 
     info, warnings = prefill._practitioner_role(reader, "prarol1234")
     assert (info["practitioner_name"], info["practitioner_npi"], warnings) == ("Dr. Jane Betty Doe", "1122334455", [])
