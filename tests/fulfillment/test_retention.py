@@ -11,7 +11,6 @@ from django.utils import timezone
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
-from healthcommerce.fulfillment.backends.local.services import local_orders_phi_purge
 from healthcommerce.fulfillment.tasks import purge as local_purge_task
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.services import orders_phi_purge
