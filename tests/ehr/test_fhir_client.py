@@ -15,7 +15,8 @@ from django.utils import timezone
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.ehr.backend import backend_client, backend_read, backend_token, backend_tokens_forget
 from healthcommerce.ehr.errors import BackendFHIRError
-from healthcommerce.ehr.models import DEFAULT_SCOPES, EHRSite, Launch
+from healthcommerce.ehr.models import EHRSite, Launch
+from healthcommerce.ehr.scopes import default_scopes
 from healthcommerce.golive.readiness import PASS, site_readiness
 from healthcommerce.orders.services import launch_prefill
 from tests.backend_site import backend_site_enable
@@ -54,7 +55,7 @@ def site(private_sandbox: SandboxEHR, settings: Any) -> EHRSite:
     """The private sandbox as an EHR site with ``online_access`` (a refresh token) and backend services."""
     settings.APP_BASE_URL = "http://testserver"
     site = EHRSite.objects.create(
-        name="Sandbox", iss=private_sandbox.fhir_base, client_id=CLIENT_ID, scopes=f"{DEFAULT_SCOPES} online_access"
+        name="Sandbox", iss=private_sandbox.fhir_base, client_id=CLIENT_ID, scopes=f"{default_scopes()} online_access"
     )
     return backend_site_enable(site, private_sandbox, scopes=SCOPES, shipto_reread=True)
 
