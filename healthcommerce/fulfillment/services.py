@@ -92,7 +92,7 @@ class OrderNotSubmittable(HealthcommerceError):
 
 def order_of(message: OutboxMessage) -> Order:
     """Return the order an ``order.*`` message is about (``subject`` = ``Order/<id>``)."""
-    return order_for_subject(message.subject).select_related("product", "site", "site__fulfillmentsite").get()
+    return order_for_subject(message.subject).select_related("product", "site__fulfillmentsite").get()
 
 
 def fulfillment_submit(message: OutboxMessage) -> None:
@@ -202,9 +202,7 @@ def fulfillment_submit_batch(messages: list[OutboxMessage]) -> dict[Any, Excepti
         return {m.pk: exc for m in messages}
     orders = {
         str(o.pk): o
-        for o in orders_for_subjects([m.subject for m in messages]).select_related(
-            "product", "site", "site__fulfillmentsite"
-        )
+        for o in orders_for_subjects([m.subject for m in messages]).select_related("product", "site__fulfillmentsite")
     }
     failures: dict[Any, Exception] = {}
     to_submit = []

@@ -18,6 +18,7 @@ from healthcommerce.orders.models import Order
 from healthcommerce.outbox.models import OutboxMessage
 from tests.conftest import complete_launch
 from tests.orders.test_sign import FORM
+from tests.site_settings import settings_form
 from tests.staff import totp_code, totp_device
 
 pytestmark = pytest.mark.django_db
@@ -83,6 +84,7 @@ def test_admin_changes_are_audited_with_field_names_only(admin_client, ehr_site)
     form = admin_client.get(url).context["adminform"].form
     data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
     data.update({"name": "Renamed clinic", "quirks": [], "frame_origins": "", "_save": "Save"})
+    data |= settings_form(ehr_site)  # each stage's settings section (issue 19)
     response = admin_client.post(url, {k: v for k, v in data.items() if not isinstance(v, bool) or v})
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     change = AuditEvent.objects.get(action="admin.change", target=f"ehr.ehrsite/{ehr_site.pk}")
