@@ -9,19 +9,9 @@ from collections.abc import Iterator
 from healthcommerce.cdshooks.auth import cds_jwks_fetch
 from healthcommerce.cdshooks.errors import CdsJwksUnavailable
 from healthcommerce.cdshooks.models import CdsHooksSite
-from healthcommerce.core.errors import OutboundRefused
-from healthcommerce.core.http import check_url
+from healthcommerce.core.http import url_allowed
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.ehr.sitefeatures import FAIL, PASS, Check
-
-
-def _allowed(url: str) -> bool:
-    """Whether the outbound client may contact ``url``: https, or http on this machine (``core.http.check_url``)."""
-    try:
-        check_url(url)
-    except OutboundRefused:
-        return False
-    return True
 
 
 def _jwks(site: EHRSite, jku: str) -> Check:
@@ -58,7 +48,7 @@ def cds_readiness(site: EHRSite) -> Iterator[Check]:
         problems.append("no allowed iss")
     if not cds.cds_jku_allowlist:
         problems.append("no allowed jku")
-    problems += [f"jku not https: {u}" for u in cds.cds_jku_allowlist if not _allowed(str(u))]
+    problems += [f"jku not https: {u}" for u in cds.cds_jku_allowlist if not url_allowed(str(u))]
     if problems:
         yield Check(
             "cds_hooks",

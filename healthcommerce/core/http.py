@@ -85,6 +85,16 @@ def check_url(url: str) -> None:
             raise OutboundRefused(f"Refusing to contact {host}: it resolves to {problem}.")
 
 
+def url_allowed(url: str) -> bool:
+    """Whether the outbound client may contact ``url`` (``check_url`` without the exception): the readiness
+    checks' yes or no."""
+    try:
+        check_url(url)
+    except OutboundRefused:
+        return False
+    return True
+
+
 def _address_problem(text: str, *, private_ok: bool) -> str:
     """Return what makes the resolved address ``text`` unfit for an outbound request (``""`` when it is public,
     or private and ``private_ok``)."""

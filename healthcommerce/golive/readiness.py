@@ -27,7 +27,7 @@ from django.utils import timezone
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import CodeMapping
 from healthcommerce.core.errors import HealthcommerceError, OutboundRefused
-from healthcommerce.core.http import check_url
+from healthcommerce.core.http import check_url, url_allowed
 from healthcommerce.ehr.backend import backend_client, backend_client_id, backend_token
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import BackendTokenRefused
@@ -99,15 +99,6 @@ class ReadinessReport:
         verdict = "READY" if self.passed else "NOT READY"
         lines.append(f"{verdict}: {counts[FAIL]} failed, {counts[WARN]} warnings, {counts[PASS]} passed")
         return "\n".join(lines) + "\n"
-
-
-def _allowed(url: str) -> bool:
-    """Whether the outbound client may contact ``url``: https, or http on this machine (``core.http.check_url``)."""
-    try:
-        check_url(url)
-    except OutboundRefused:
-        return False
-    return True
 
 
 def _https(name: str, url: str, what: str) -> Check | None:
@@ -227,9 +218,9 @@ def _tls(site: EHRSite) -> Check:
     parts = urlsplit(site.iss)
     host, port = parts.hostname or "", parts.port or 443
     if parts.scheme != "https":
-        status = WARN if _allowed(site.iss) else FAIL
+        status = WARN if url_allowed(site.iss) else FAIL
         return Check("tls", status, "Plain HTTP (allowed only for a sandbox on this machine).", "Use https.")
-    if not _allowed(site.iss):
+    if not url_allowed(site.iss):
         return Check("tls", FAIL, "Not checked: the outbound client refuses the iss (see above).", "Fix the iss.")
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
