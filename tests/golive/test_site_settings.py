@@ -3,6 +3,7 @@ every value landing in the stage's own row, and a setting added the way docs/ext
 says appears by itself in the site record and its schema, the admin page, ``ehr_site add``'s flags and the
 readiness check."""
 
+import datetime
 import io
 import json
 from collections.abc import Iterator
@@ -107,6 +108,20 @@ def test_the_migration_moves_every_sites_values_into_each_stages_row() -> None:
     }
     site = old.objects.create(name="Old", iss="https://old.example/fhir", client_id="c", **values)
     plain = old.objects.create(name="Plain", iss="https://plain.example/fhir", client_id="p")
+    # two earlier versions of the site, as simple-history keeps them (ADR 0019): who changed which setting, when
+    versions = executor.loader.project_state([node for node in before if node[1]]).apps
+    versions = versions.get_model("ehr", "HistoricalEHRSite")
+    then = datetime.datetime(2026, 3, 1, 9, 30, tzinfo=datetime.UTC)
+    common = {"id": site.pk, "name": "Old", "iss": site.iss, "client_id": "c", "created_at": then}
+    versions.objects.create(**common, updated_at=then, history_date=then, history_type="+", writeback="off")
+    versions.objects.create(
+        **common,
+        updated_at=then + datetime.timedelta(days=1),
+        history_date=then + datetime.timedelta(days=1),
+        history_type="~",
+        history_change_reason="write-back on for go-live",
+        **values,
+    )
 
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
@@ -114,6 +129,13 @@ def test_the_migration_moves_every_sites_values_into_each_stages_row() -> None:
     for name, model in MOVED.items():
         assert getattr(model.objects.get(site_id=site.pk), name) == values[name], name
         assert getattr(model.objects.get(site_id=plain.pk), name) == model._meta.get_field(name).get_default()
+    kept = OrderSite.history.filter(site_id=site.pk).order_by("history_date")
+    row = OrderSite.objects.get(site_id=site.pk)
+    assert [(v.history_date, v.writeback, v.history_change_reason) for v in kept] == [
+        (then, "off", None),
+        (then + datetime.timedelta(days=1), "document_reference", "write-back on for go-live"),
+    ]
+    assert {v.id for v in kept} == {row.id}  # the versions belong to the site's row: its History lists them
 
 
 # --- the recipe: a new site setting -----------------------------------------------------------------------------
