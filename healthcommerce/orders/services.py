@@ -36,7 +36,6 @@ from healthcommerce.orders.events import (
     order_subject,
 )
 from healthcommerce.orders.extract import RequestInfo
-from healthcommerce.orders.fields import SHIP_TO_REQUIRED as SHIP_TO_REQUIRED  # tests/fulfillment/boundary.py
 from healthcommerce.orders.fields import blank, editable, order_content, phi_blank, prefilled
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import TRANSIENT, Prefill, can_sign, prefill_gather

@@ -33,8 +33,9 @@ from healthcommerce.ehr.models import Launch
 from healthcommerce.fulfillment.commerce import commerce_order_build
 from healthcommerce.orders.errors import OrderIncomplete
 from healthcommerce.orders.events import order_subject
+from healthcommerce.orders.fields import SHIP_TO_REQUIRED
 from healthcommerce.orders.models import Order
-from healthcommerce.orders.services import SHIP_TO_REQUIRED, launch_prefill, order_sign, order_update_draft
+from healthcommerce.orders.services import launch_prefill, order_sign, order_update_draft
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_deliver
 from tests.conftest import complete_launch, sandbox_database_copy, sandbox_server
