@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "healthcommerce.audit",
     "healthcommerce.ehr",
     "healthcommerce.catalog",
+    "healthcommerce.intake",
     "healthcommerce.orders",
     "healthcommerce.outbox",
     "healthcommerce.fulfillment",

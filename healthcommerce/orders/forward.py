@@ -15,7 +15,8 @@ reports with them, and the ``local`` backend moves its own rows with them (it im
 
 # The order's status machine: from each status, the statuses it may move to.
 ALLOWED: dict[str, set[str]] = {
-    "draft": {"signed", "cancelled"},
+    "draft": {"signed", "held", "cancelled"},
+    "held": {"signed", "cancelled"},  # an order signed in the EHR, completed by staff at intake (ADR 0024)
     "signed": {"submitted", "failed", "cancelled"},
     "submitted": {"fulfilled", "failed", "cancelled"},
     "failed": {"submitted"},  # an admin may re-drive a dead-lettered order; it still moves forward

@@ -53,13 +53,31 @@ class Order(BaseModel):
 
     class Status(models.TextChoices):
         DRAFT = "draft"
+        HELD = "held"  # arrived signed in the EHR but incomplete: staff complete it in the intake queue (ADR 0024)
         SIGNED = "signed"
         SUBMITTED = "submitted"
         FULFILLED = "fulfilled"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    class Source(models.TextChoices):
+        """Where the order came from: the app (a clinician signed it here, after a SMART launch or a CDS Hooks card),
+        or by itself, signed in the EHR (ADR 0024): an HL7 v2 order message or a FHIR notification."""
+
+        APP = "app", "Signed in the app"
+        HL7V2 = "hl7v2", "HL7 v2 order from the EHR"
+        FHIR_NOTIFICATION = "fhir_notification", "FHIR notification from the EHR"
+
     reference = models.CharField(max_length=20, unique=True, default=new_reference, editable=False)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.APP, db_index=True)
+    # An order that arrived by itself: the EHR's own order number (ORC-2 placer order number, or the request's
+    # FHIR id) and the message it came in; status messages back name it.
+    placer_order_number = models.CharField(max_length=200, blank=True, db_index=True)
+    intake_message = models.ForeignKey(
+        "intake.IntakeMessage", null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
+    )
+    # ``held``: what staff must complete before it proceeds (user-facing lines, no PHI).
+    hold_reasons = models.JSONField(default=list, blank=True)
     site = models.ForeignKey(EHRSite, on_delete=models.PROTECT, related_name="orders")
     launch = models.ForeignKey(Launch, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
     # Every launch whose pre-fill found this draft (its creator included): a second launch of the same patient
@@ -179,6 +197,7 @@ class OrderEvent(BaseModel):
     }
     # ``kind="status"`` entries, by the status reached.
     STATUS_LABELS = {
+        "held": "Held at intake: staff must complete it",
         "signed": "Signed",
         "submitted": "Sent to the supplier",
         "fulfilled": "Shipped by the supplier",
