@@ -345,6 +345,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "healthcommerce.purchaselinks.tasks.purge",
         "schedule": crontab(hour=3, minute=31),
     },
+    # Blank the raw copy of intake messages that made no order (healthcommerce.intake.services.intake_raw_retention).
+    "purge-intake-raw": {"task": "healthcommerce.intake.tasks.purge", "schedule": crontab(hour=3, minute=33)},
     # Remind patients whose purchase link is about to expire (healthcommerce.purchaselinks.reminders), hourly.
     "remind-purchase-links": {"task": "healthcommerce.purchaselinks.tasks.remind", "schedule": crontab(minute=41)},
     # Seal the audit rows into the hash chain (healthcommerce.audit.services.audit_seal; also after each commit).
@@ -488,6 +490,20 @@ STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 # Retries of a failed Stripe request (the library retries connection errors, 409, 429 and 5xx with backoff, and
 # resends the same Idempotency-Key); each request has HTTP_TIMEOUT.
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+
+# --- HL7 v2 intake over MLLP (healthcommerce.intake; `manage.py hl7_listen`, the Procfile's hl7 line) ---
+# Where the listener binds. TLS with client certificates (HL7_TLS_CERT and HL7_TLS_KEY: our PEM certificate chain and
+# key; HL7_TLS_CLIENT_CA: the PEM CA bundle the sending interface engines' certificates must chain to) is required in
+# production (`manage.py check --deploy`, intake.E001); plain TCP only in embedded mode on a loopback address.
+HL7_LISTEN_HOST = env.str("HL7_LISTEN_HOST", default="127.0.0.1")
+HL7_LISTEN_PORT = env.int("HL7_LISTEN_PORT", default=2575)
+HL7_TLS_CERT = env.str("HL7_TLS_CERT", default="")
+HL7_TLS_KEY = env.str("HL7_TLS_KEY", default="")
+HL7_TLS_CLIENT_CA = env.str("HL7_TLS_CLIENT_CA", default="")
+# Seconds a connection may stay silent (between or inside frames) before the listener closes it.
+HL7_IDLE_TIMEOUT = env.float("HL7_IDLE_TIMEOUT", default=300.0)
+# Threads that run the messages' database work (one message at a time per connection; connections share these).
+HL7_WORKER_THREADS = env.int("HL7_WORKER_THREADS", default=8)
 
 # --- Sandbox EHR ---
 # Where the sandbox's EHR launch sends the browser (default: /smart/launch on the sandbox's own host).

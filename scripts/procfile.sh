@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every process of the Procfile (web, worker, beat), plus any `name 'command'` pairs given as arguments, in the
+# Run every process of the Procfile (web, worker, beat, hl7), plus any `name 'command'` pairs given as arguments, in the
 # foreground with their output prefixed by their name, as `honcho start` does, but so that nothing outlives them:
 # - the processes stay in this script's process group (honcho gives each its own session), so Ctrl-C, and a TERM
 #   or KILL sent to the group of `make demo` or `make serve`, reaches every one of them, Celery's pool included;

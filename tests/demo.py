@@ -48,6 +48,7 @@ def demo_prepare(var_dir: Path) -> Demo:
         HC_VAR_DIR=str(var_dir),
         APP_BASE_URL=f"http://127.0.0.1:{port}",
         DEMO_STRIPE_PORT=str(free_port()),
+        DEMO_HL7_PORT=str(free_port()),
         PROCFILE_KILL_WAIT="3",
     )
     for step in DEMO_SETUP:
@@ -83,8 +84,8 @@ def demo_start(demo: Demo) -> subprocess.Popen:
 
 
 def demo_wait_ready(demo: Demo, proc: subprocess.Popen, seconds: float = 90) -> None:
-    """Wait until the sandbox page answers and the worker, its pool, beat and localstripe run; raise
-    ``RuntimeError`` with the console's tail if the demo exits or is not ready in time."""
+    """Wait until the sandbox page answers, the worker, its pool, beat and localstripe run and the HL7 listener
+    listens; raise ``RuntimeError`` with the console's tail if the demo exits or is not ready in time."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -94,8 +95,10 @@ def demo_wait_ready(demo: Demo, proc: subprocess.Popen, seconds: float = 90) -> 
             "worker": sum(" worker " in command for command in commands),
             "beat": sum(" beat " in command for command in commands),
             "stripe": sum("tests.stripe_server" in command for command in commands),
+            "hl7": sum("hl7_listen" in command for command in commands),
         }
-        if kinds["worker"] >= 3 and kinds["beat"] and kinds["stripe"]:  # the worker and its two pool processes
+        ready = kinds["beat"] and kinds["stripe"] and kinds["hl7"] and "hl7_listen: listening" in demo.console_text()
+        if kinds["worker"] >= 3 and ready:  # the worker and its two pool processes
             try:
                 if requests.get(f"{demo.base}/sandbox/", timeout=2).status_code == 200:
                     return

@@ -36,7 +36,9 @@ def test_terminating_then_killing_the_demos_process_group_leaves_no_process_behi
     try:
         demo_wait_ready(demo, proc)
         running = demo_processes(demo.var_dir)
-        assert len(running) >= 7, running  # gunicorn and its worker, the Celery worker and its pool, beat, stripe
+        # gunicorn and its worker, the Celery worker and its pool, beat, stripe, the HL7 listener
+        assert len(running) >= 8, running
+        assert any("hl7_listen" in command for _, command in running), running
 
         demo_kill(proc)  # TERM to the group, KILL to the group 4 s later, as a terminal or supervisor does
 

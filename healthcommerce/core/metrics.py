@@ -45,6 +45,7 @@ KINDS = (
     "commerce_status",
     "alert_webhook",
     "sign_to_ack",
+    "hl7_receive",  # inbound: one HL7 v2 message received over MLLP (healthcommerce.intake.services)
     "other",
 )
 # Upper bounds (seconds) of the latency buckets, Prometheus's and the stored rows' (``le_*`` columns).

@@ -57,6 +57,11 @@ def intake_handler_register(message_type: str, handler: Hl7Handler) -> None:
     _HANDLERS[message_type] = handler
 
 
+def intake_handler_unregister(message_type: str) -> None:
+    """Forget the handler of ``message_type`` (tests that register a handler of their own); no-op when none."""
+    _HANDLERS.pop(message_type, None)
+
+
 def intake_handler_for(message_type: str) -> Hl7Handler | None:
     """Return the handler of ``message_type`` (``"ORM^O01"``), None when no stage registered one (answered AR)."""
     return _HANDLERS.get(message_type)

@@ -1,0 +1,54 @@
+"""``manage.py hl7_listen [--host HOST] [--port PORT]``: the HL7 v2 MLLP listener (the Procfile's ``hl7`` line;
+``intake/mllp.py``). Prints one line once it listens (``hl7_listen: listening on 127.0.0.1:2575 (TLS, client
+certificate required)``; with ``--port 0`` the line gives the port it got), runs until SIGTERM or SIGINT, then
+finishes the messages being answered and exits 0.
+
+TLS from ``HL7_TLS_CERT``, ``HL7_TLS_KEY`` and ``HL7_TLS_CLIENT_CA``; without them it runs plain TCP only in
+embedded mode on a loopback address, and otherwise refuses to start (exit 78, EX_CONFIG) naming what is missing.
+"""
+
+import asyncio
+import signal
+from argparse import ArgumentParser
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+from healthcommerce.core.deploy import EX_CONFIG
+from healthcommerce.intake.mllp import Hl7Listener, listen, listener_ssl_context
+
+
+class Command(BaseCommand):
+    help = "Listen for HL7 v2 messages over MLLP (TLS with client certificates; plain TCP on loopback in the demo)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--host", default=None, help="Address to bind (default HL7_LISTEN_HOST, 127.0.0.1).")
+        parser.add_argument("--port", type=int, default=None, help="Port (default HL7_LISTEN_PORT, 2575; 0: any).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host = options["host"] or settings.HL7_LISTEN_HOST
+        port = settings.HL7_LISTEN_PORT if options["port"] is None else options["port"]
+        try:
+            context = listener_ssl_context(host)
+        except (ImproperlyConfigured, OSError) as exc:
+            raise CommandError(f"hl7_listen refuses to start: {exc}", returncode=EX_CONFIG) from None
+        mode = "TLS, client certificate required" if context else "plain TCP, embedded mode"
+
+        def ready(listener: Hl7Listener) -> None:
+            self.stdout.write(f"hl7_listen: listening on {host}:{listener.port} ({mode})")
+            self.stdout.flush()
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await listen(host=host, port=port, ssl_context=context, stop=stop, ready=ready)
+
+        try:
+            asyncio.run(main())
+        except OSError as exc:  # the port is taken, the address is not ours
+            raise CommandError(f"hl7_listen cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.stdout.write("hl7_listen: stopped")
