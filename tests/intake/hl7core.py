@@ -224,3 +224,46 @@ def listener_thread(ssl_context: ssl.SSLContext | None = None, **options: Any) -
         loop.call_soon_threadsafe(box["stop"].set)
         thread.join(20)
         loop.close()
+
+
+@contextmanager
+def hl7_listen_process(env: dict[str, str], *, log: Path, host: str = "127.0.0.1") -> Iterator[tuple[Any, int]]:
+    """Run ``manage.py hl7_listen --host host --port 0`` with ``env`` (``tests.servers.base_env`` with
+    ``DATABASE_URL`` and, for TLS, ``Pki.env()``) until the block ends; yield (the process, the port it printed).
+    Its stderr goes to ``log``. Stops it with SIGTERM (KILL after 20 s). Raises ``RuntimeError`` with the log when
+    it exits or prints no listening line within 60 s."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.servers import ROOT
+
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "hl7_listen", "--host", host, "--port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        deadline, port = time.monotonic() + 60, 0
+        while not port and time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError(f"hl7_listen exited with {proc.wait(5)}:\n{log.read_text()[-3000:]}")
+            if line.startswith("hl7_listen: listening on "):
+                port = int(line.split(" on ", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
+        if not port:
+            raise RuntimeError(f"hl7_listen printed no listening line:\n{log.read_text()[-3000:]}")
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        proc.stdout.close()  # type: ignore[union-attr]
