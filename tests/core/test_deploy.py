@@ -19,7 +19,7 @@ from healthcommerce.core.deploy import (
     production_problems,
     redis_cache_url,
 )
-from tests.servers import ROOT, base_env
+from tests.servers import ROOT, base_env, self_signed_certificate
 
 PRODUCTION_ENV = {
     "DEBUG": "false",
@@ -56,11 +56,26 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_production_environment_passes_the_deploy_check_at_warning_level() -> None:
-    done = _manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV)
+def _hl7_tls_env(folder: Path) -> dict[str, str]:
+    """``HL7_TLS_*`` naming a certificate, its key and a CA bundle written into ``folder``."""
+    tls = self_signed_certificate(folder)
+    return {"HL7_TLS_CERT": str(tls.certfile), "HL7_TLS_KEY": str(tls.keyfile), "HL7_TLS_CLIENT_CA": str(tls.certfile)}
+
+
+def test_a_production_environment_passes_the_deploy_check_at_warning_level(tmp_path: Path) -> None:
+    done = _manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV, **_hl7_tls_env(tmp_path))
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues" in done.stdout
+
+
+def test_the_deploy_check_fails_without_tls_for_the_hl7_listener() -> None:
+    """Issue 20: production's MLLP listener speaks TLS with client certificates only."""
+    done = _manage("check", "--deploy", **PRODUCTION_ENV)
+
+    assert done.returncode != 0
+    assert all(f"{name} is not set" in done.stderr for name in ("HL7_TLS_CERT", "HL7_TLS_KEY", "HL7_TLS_CLIENT_CA"))
+    assert done.stderr.count("intake.E001") == 3
 
 
 @pytest.mark.parametrize(
