@@ -298,11 +298,22 @@ def test_a_handler_that_fails_costs_its_work_only_the_message_is_kept_and_answer
 
 def test_a_latin_1_message_naming_8859_1_is_read(handler: Recorder) -> None:
     hl7_site()
-    text = message(control_id="L1").replace("Doe^Jane", "Muñoz^José")
-    raw = text.replace("|||", "|||", 1).encode("latin-1")
+    msh, rest = message(control_id="L1").replace("Doe^Jane", "Muñoz^José").split("\r", 1)
+    raw = f"{msh}||8859/1\r{rest}".encode("latin-1")
 
     assert ack_read(receive(raw))[0] == "AA"
     assert "Muñoz" in IntakeMessage.objects.get().raw
+
+
+def test_bytes_that_are_not_utf_8_under_another_character_set_are_rejected(handler: Recorder) -> None:
+    hl7_site()
+    msh, rest = message(control_id="L2").replace("Doe^Jane", "Muñoz^José").split("\r", 1)
+    raw = f"{msh}||ISO IR87\r{rest}".encode("latin-1")
+
+    ack = receive(raw)
+
+    assert ack_read(ack) == ("AR", "L2") and segments(ack)["ERR"][2] == "MSH^1^18"
+    assert not IntakeMessage.objects.exists()
 
 
 def test_a_message_with_lf_segment_ends_is_read(handler: Recorder) -> None:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from healthcommerce.core import metrics
 from healthcommerce.core.deploy import EX_CONFIG
 from healthcommerce.intake.mllp import Hl7Listener, listen, listener_ssl_context
 
@@ -51,4 +52,5 @@ class Command(BaseCommand):
             asyncio.run(main())
         except OSError as exc:  # the port is taken, the address is not ours
             raise CommandError(f"hl7_listen cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        metrics.flush(force=True)  # the last integration-health counts
         self.stdout.write("hl7_listen: stopped")
