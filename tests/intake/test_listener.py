@@ -295,8 +295,12 @@ def test_hl7_listen_runs_as_its_own_process_over_tls_and_stops_on_sigterm(pki: P
         assert ack_read(ack) == ("AR", "PROC1")
         stored = IntakeMessage.objects.get()
         assert (stored.control_id, stored.ack) == ("PROC1", ack)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:  # a peer that keeps its connection
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+            assert time.monotonic() - started < 10
+            assert closed_by_peer(idle, timeout=1)
         assert proc.stdout.read().strip() == "hl7_listen: stopped"
 
 
@@ -333,3 +337,19 @@ def test_plain_tcp_is_refused_in_production_even_on_loopback(settings) -> None: 
 
 def test_ssl_module_requires_the_client_certificate(pki: Pki) -> None:
     assert pki.server_context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_the_fault_hook_delays_the_answer_after_the_commit_outside_production(
+    handler: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``HL7_FAULT_ACK_DELAY_MS`` (make test-faults) holds the answer of a committed message, so a SIGKILL can land
+    between the commit and the ACK."""
+    hl7_site()
+    monkeypatch.setenv("HL7_FAULT_ACK_DELAY_MS", "700")
+
+    with listener_thread() as listener:
+        started = time.monotonic()
+        ack = mllp_send(endpoint(listener.port), message(control_id="SLOW"), timeout=10)
+
+    assert time.monotonic() - started >= 0.7
+    assert ack_read(ack) == ("AA", "SLOW")
