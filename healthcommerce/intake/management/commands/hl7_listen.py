@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from healthcommerce.core import metrics
 from healthcommerce.core.deploy import EX_CONFIG
@@ -36,6 +37,10 @@ class Command(BaseCommand):
         except (ImproperlyConfigured, OSError) as exc:
             raise CommandError(f"hl7_listen refuses to start: {exc}", returncode=EX_CONFIG) from None
         mode = "TLS, client certificate required" if context else "plain TCP, embedded mode"
+        # Keep each worker thread's database connection between messages, as a Celery worker does
+        # (WORKER_CONN_MAX_AGE; healthcommerce/celery.py): a connection per message would cost the ACK latency.
+        for alias in connections:
+            connections.settings[alias]["CONN_MAX_AGE"] = settings.WORKER_CONN_MAX_AGE
 
         def ready(listener: Hl7Listener) -> None:
             self.stdout.write(f"hl7_listen: listening on {host}:{listener.port} ({mode})")
