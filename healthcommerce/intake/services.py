@@ -96,14 +96,15 @@ def intake_hl7_answer(raw: bytes, *, peer_certificate_sha256: str = "", peer: st
         parsed = hl7_parse(text)
     except HeaderError as exc:
         return _untrusted(exc, peer=peer, started=started)
-    site_settings = _site_for(header)
-    fingerprint = fingerprint_normalize(peer_certificate_sha256)
-    refusal = _refusal(header, site_settings, fingerprint)
-    sender = header.sender
-    if refusal is not None and refusal.metric == "403" and site_settings is not None:
-        # A foreign certificate's messages are kept apart, so they can never take a control ID of the real sender's.
-        sender = f"{sender} cert:{fingerprint[:16]}"
+    site_settings: IntakeSite | None = None
     try:
+        site_settings = _site_for(header)
+        fingerprint = fingerprint_normalize(peer_certificate_sha256)
+        refusal = _refusal(header, site_settings, fingerprint)
+        sender = header.sender
+        if refusal is not None and refusal.metric == "403" and site_settings is not None:
+            # A foreign certificate's messages are kept apart: they can never take a control ID of the real sender's.
+            sender = f"{sender} cert:{fingerprint[:16]}"
         answer, code = _store_once(
             header=header,
             parsed=parsed,

@@ -390,3 +390,25 @@ def test_production_deploy_check_requires_the_hl7_tls_settings(settings, tmp_pat
         (tmp_path / name).write_text("pem")
         setattr(settings, name, str(tmp_path / name))
     assert not [m for m in run_checks(include_deployment_checks=True) if m.id == "intake.E001"]
+
+
+@pytest.mark.parametrize(("accept_ack", "expected"), [("", b""), ("AL", b"CE")])
+def test_a_message_that_cannot_be_stored_is_not_acknowledged_or_gets_ce_and_the_connection_closes(
+    handler: Recorder, monkeypatch: pytest.MonkeyPatch, accept_ack: str, expected: bytes
+) -> None:
+    """The database refusing the write (here: the insert raising ``OperationalError``, as a lost connection does):
+    original mode answers nothing so the peer resends; enhanced mode answers CE (commit error)."""
+    from django.db import OperationalError
+
+    hl7_site()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(IntakeMessage.objects, "create", refuse)
+
+    answer = intake_hl7_answer(message(control_id="DB1", accept_ack=accept_ack).encode())
+
+    assert answer.close is True
+    assert ack_read(answer.ack.decode())[0].encode() == expected
+    assert handler.seen == []
