@@ -155,6 +155,17 @@ def server_ssl_context(*, cert: str, key: str, client_ca: str) -> ssl.SSLContext
     return context
 
 
+def client_ssl_context(*, cafile: str | None = None) -> ssl.SSLContext:
+    """Return a TLS context for ``mllp_send`` to a site's MLLP endpoint: the server verified against ``cafile``
+    (PEM; None: the system's CAs), TLS 1.2 or later, and our client certificate ``HL7_TLS_CERT`` with
+    ``HL7_TLS_KEY`` presented when they are set (the interface engine may require it)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.HL7_TLS_CERT and settings.HL7_TLS_KEY:
+        context.load_cert_chain(settings.HL7_TLS_CERT, settings.HL7_TLS_KEY)
+    return context
+
+
 def listener_ssl_context(host: str) -> ssl.SSLContext | None:
     """Return the TLS context from ``HL7_TLS_CERT``, ``HL7_TLS_KEY`` and ``HL7_TLS_CLIENT_CA``; None (plain TCP)
     when none is set, which only embedded mode on a loopback ``host`` allows. Raises ``ImproperlyConfigured``
