@@ -345,9 +345,9 @@ def _moment(text: str) -> datetime.datetime | None:
     match = _DTM.fullmatch(text.strip())
     if match is None or match.group(5) is None:
         return None
-    numbers = [int(part) if part else 0 for part in match.groups()[:6]]
+    year, month, day, hour, minute, second = (int(part) if part else 0 for part in match.groups()[:6])
     try:
-        naive = datetime.datetime(*numbers)
+        naive = datetime.datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
     offset = match.group(7)

@@ -387,8 +387,8 @@ def order_cancel(*, order: Order, actor: str, reason: str = "") -> Order:
 
     In the same transaction: a hand-over to fulfillment that no worker has taken is cancelled
     (``outbox_cancel``), and an order signed (here, or in the EHR: ``held`` too) publishes ``order.cancelled`` so
-    fulfillment cancels it at the backend. Links of a cancelled order stop working (``purchaselinks`` refuses them). Raises
-    ``InvalidTransition`` once the order is fulfilled, failed or already cancelled.
+    fulfillment cancels it at the backend. Links of a cancelled order stop working (``purchaselinks`` refuses
+    them). Raises ``InvalidTransition`` once the order is fulfilled, failed or already cancelled.
     """
     locked = Order.objects.select_for_update().get(pk=order.pk)
     if locked.status not in CANCELLABLE:
@@ -423,8 +423,8 @@ def orders_phi_purge() -> int:
     set ``phi_purged_at``; return how many. Ids, reference, product, status, timestamps and ``content_hash`` stay.
     The raw intake messages those orders came in (HL7 v2, kept encrypted for audit) are blanked with them
     (``intake_raw_purge``). The links and the local backend's copy follow in their own purges, which key on
-    ``phi_purged_at``. One ``retention.purge`` audit row with the count (docs/reliability.md "Retention"). Run daily by beat
-    (``healthcommerce.orders.tasks.purge``); idempotent (a purged order is not purged again).
+    ``phi_purged_at``. One ``retention.purge`` audit row with the count (docs/reliability.md "Retention"). Run
+    daily by beat (``healthcommerce.orders.tasks.purge``); idempotent (a purged order is not purged again).
     """
     now = timezone.now()
     cutoff = now - timedelta(days=settings.ORDER_PHI_RETENTION_DAYS)
