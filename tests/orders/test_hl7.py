@@ -79,7 +79,7 @@ def test_an_orm_with_rqd_for_a_cpap_becomes_a_signed_order_with_what_the_message
 
 
 def test_an_oml_with_obr_loinc_for_a_fit_kit_becomes_a_signed_order(site: EHRSite) -> None:
-    outcome, ctx = handle(site, OML_FIT)
+    outcome, _ctx = handle(site, OML_FIT)
 
     assert outcome.code == ACCEPT, outcome
     order = Order.objects.get(reference=outcome.order)
@@ -233,7 +233,7 @@ def cancel_lines() -> list[str]:
 
 def test_ca_cancels_the_order_through_the_cancel_path(site: EHRSite) -> None:
     created, _ = handle(site, ORM_CPAP)
-    outcome, ctx = handle(site, cancel_lines())
+    outcome, _ctx = handle(site, cancel_lines())
 
     assert (outcome.code, outcome.order) == (ACCEPT, created.order)
     order = Order.objects.get(reference=created.order)
