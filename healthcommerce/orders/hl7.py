@@ -20,6 +20,7 @@ from typing import Any
 from django.db import transaction
 
 from healthcommerce.audit.services import audit_record
+from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.intake.registry import ACCEPT, ERROR, Hl7Context, Outcome
 from healthcommerce.orders import extract, hl7read
 from healthcommerce.orders.fields import hl7_values
@@ -159,6 +160,7 @@ def _group_handle(parsed: Any, group: list[Any], ctx: Hl7Context) -> Order | str
         outcome = order_intake_cancel(site=ctx.settings.site, placer_order_number=placer, actor=_actor(ctx))
         if outcome.code != ACCEPT:
             raise Refused(outcome.location, outcome.text)
+        IntakeMessage.objects.filter(pk=ctx.message.pk).update(order_reference=outcome.order)
         return outcome.order
     shown = read.control[:2] or "empty"
     raise Refused("ORC-1", f"ORC-1 order control {shown!r}: {AMENDMENT} (only NW and CA are accepted).")

@@ -233,13 +233,15 @@ def cancel_lines() -> list[str]:
 
 def test_ca_cancels_the_order_through_the_cancel_path(site: EHRSite) -> None:
     created, _ = handle(site, ORM_CPAP)
-    outcome, _ctx = handle(site, cancel_lines())
+    outcome, ctx = handle(site, cancel_lines())
 
     assert (outcome.code, outcome.order) == (ACCEPT, created.order)
     order = Order.objects.get(reference=created.order)
     assert order.status == Order.Status.CANCELLED
     assert OutboxMessage.objects.filter(topic="order.cancelled", subject=f"Order/{order.pk}").exists()
     assert AuditEvent.objects.filter(action="order.cancel", target=f"Order/{order.pk}").exists()
+    ctx.message.refresh_from_db()
+    assert ctx.message.order_reference == order.reference
     again, _ = handle(site, replace(cancel_lines(), "MSH", ORM_CPAP[0].replace("MSG00001", "MSG00003")))
     assert (again.code, again.order) == (ACCEPT, created.order)  # idempotent
 
