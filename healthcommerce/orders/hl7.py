@@ -5,9 +5,10 @@ It runs inside the transaction that stored the message (the intake core answers 
 group (an ORC and the segments up to the next ORC) is one order: ORC-1 ``NW`` creates it (``order_from_intake``),
 ``CA`` cancels it (``order_intake_cancel``); anything else (``XO``, ``SC``, ``DC``...) is answered AE naming ORC-1
 until amendments exist. A missing segment or required field is answered AE naming it (``PID``, ``ORC-2``,
-``RQD-2``...), and then nothing of the message is kept but the stored message: the groups run in one savepoint.
-Readers are lenient (``orders.hl7read``): one bad element costs only that element, with a warning in
-``ctx.warnings``. DG1, NTE, OBX and Z-segments are never read.
+``RQD-2``...; the text says "missing", so the intake core's ERR-3 is 101 "required field missing"), and then
+nothing of the message is kept but the stored message: the groups run in one savepoint. Readers are lenient
+(``orders.hl7read``): one bad element costs only that element, with a warning in ``ctx.warnings``. DG1, NTE,
+OBX and Z-segments are never read.
 
 Sources: HL7 v2.5.1 chapter 4 (4.4.1 ORM^O01, 4.4.6 OML^O21, 4.5.1 ORC, Table 0119 order control codes), chapter 2
 (2.9.2 original acknowledgment mode: AE for content errors).
@@ -71,14 +72,14 @@ def _structure(parsed: Any, message_type: str) -> list[list[Any]]:
     """Return the order groups, or raise ``Refused`` naming the segment that is missing (PID, ORC, RQD or OBR)."""
     names = [str(segment[0]) for segment in parsed]
     if "PID" not in names:
-        raise Refused("PID", "The PID segment (the patient) is required.")
+        raise Refused("PID", "The PID segment (the patient) is missing.")
     groups = _groups(parsed)
     if not groups:
-        raise Refused("ORC", "An ORC segment (the common order) is required.")
+        raise Refused("ORC", "The ORC segment (the common order) is missing.")
     wanted = DETAIL_SEGMENTS.get(message_type, ("OBR",))
     for group in groups:
         if not any(str(segment[0]) in wanted for segment in group):
-            raise Refused(wanted[0], f"Each ORC must be followed by {' or '.join(wanted)} ({message_type}).")
+            raise Refused(wanted[0], f"{' or '.join(wanted)} after ORC is missing ({message_type}).")
     return groups
 
 
@@ -107,17 +108,17 @@ def _required(read: _Read) -> None:
     birth date, ordering provider, item code. (An unmapped code, address or email only holds the order.)"""
     values, view = read.values, read.view
     checks = (
-        ("ORC-2", values["placer_order_number"], "The placer order number (ORC-2) is required."),
-        ("PID-5", values["patient_name"], "The patient's name (PID-5) is required."),
-        ("PID-7", values["patient_birth_date"], "A full date of birth (PID-7) is required."),
-        ("ORC-12", values["practitioner_name"], "The ordering provider (ORC-12, with a name) is required."),
+        ("ORC-2", values["placer_order_number"], "ORC-2 (the placer order number) is missing."),
+        ("PID-5", values["patient_name"], "PID-5 (the patient's name) is missing."),
+        ("PID-7", values["patient_birth_date"], "PID-7 (a full date of birth) is missing or incomplete."),
+        ("ORC-12", values["practitioner_name"], "ORC-12 (the ordering provider, with a name) is missing."),
     )
     for location, value, text in checks:
         if not value:
             raise Refused(location, text)
     if not values["request_code"]:
         location = "RQD-2" if view.has("RQD") else "OBR-4"
-        raise Refused(location, f"The item code ({location}: code^text^coding system) is required.")
+        raise Refused(location, f"{location} (the item: code^text^coding system) is missing.")
 
 
 def _intake_order(read: _Read, ctx: Hl7Context) -> IntakeOrder:
@@ -156,7 +157,7 @@ def _group_handle(parsed: Any, group: list[Any], ctx: Hl7Context) -> Order | str
     if read.control == CANCEL:
         placer = read.values["placer_order_number"]
         if not placer:
-            raise Refused("ORC-2", "The placer order number (ORC-2) is required to cancel.")
+            raise Refused("ORC-2", "ORC-2 (the placer order number) is missing: CA needs it.")
         outcome = order_intake_cancel(site=ctx.settings.site, placer_order_number=placer, actor=_actor(ctx))
         if outcome.code != ACCEPT:
             raise Refused(outcome.location, outcome.text)

@@ -212,6 +212,7 @@ def test_a_missing_segment_or_required_field_is_ae_naming_it_and_creates_nothing
 
     assert (outcome.code, outcome.location) == (ERROR, location), outcome
     assert location.split("-")[0] in outcome.text
+    assert "missing" in outcome.text  # ERR-3 101, required field missing
     assert not Order.objects.exists()
     assert IntakeMessage.objects.filter(pk=ctx.message.pk).exists()  # the message itself stays
     assert AuditEvent.objects.filter(action="order.hl7_refused", outcome=location).exists()
