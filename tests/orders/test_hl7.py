@@ -338,3 +338,27 @@ def test_the_field_table_lists_each_hl7_element_read() -> None:
 
 def test_segment_helper_places_fields() -> None:
     assert segment("IN1", {1: "1", 4: "X"}) == "IN1|1|||X"
+
+
+def test_a_bad_address_is_skipped_for_the_next_usable_one_and_no_in1_means_no_payer(site: EHRSite) -> None:
+    pid = (
+        "PID|1||E1^^^EPIC^MR||DOE^JANE^^^^^L||19800101|F|||9 OLD RD^^NORFOLK^VA^23510^USA^BA~"
+        "1 MAIN ST^^RICHMOND^VA^23219^USA^M||^NET^Internet^jane@example.org"
+    )
+    lines = [line for line in replace(ORM_CPAP, "PID", pid) if not line.startswith("IN1")]
+    outcome, ctx = handle(site, lines)
+
+    order = Order.objects.get(reference=outcome.order)
+    assert order.ship_to["line"] == ["1 MAIN ST"] and order.ship_to["city"] == "RICHMOND"
+    assert (order.payer_name, order.payer_member_id) == ("", "")
+    assert not any(w.startswith("IN1") for w in ctx.warnings)
+
+
+def test_an_ordering_provider_without_a_usable_npi_is_kept_by_its_own_id_with_a_warning(site: EHRSite) -> None:
+    orc = ORC_CPAP.replace("1234567893^HALE^ANN^^^DR^MD^^NPI^L^^^NPI", "12345^HALE^ANN^^^^^^NPI")
+    outcome, ctx = handle(site, replace(ORM_CPAP, "ORC", orc))
+
+    order = Order.objects.get(reference=outcome.order)
+    assert (order.practitioner_npi, order.practitioner_name) == ("", "ANN HALE")
+    assert order.signed_by == "NPI|12345"
+    assert "ORC-12 (XCN-1 when XCN-9 or XCN-13 is NPI): NPI is not ten digits and was not used" in ctx.warnings
