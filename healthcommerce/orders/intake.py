@@ -50,6 +50,7 @@ HOLD_LABELS = {
     "patient_birth_date": "the patient's date of birth: cancel it here and re-order in the EHR",
     "quantity": "a quantity of at least 1: cancel it here and re-order in the EHR",
 }
+UNSIGNED = "the ordering provider's signature in the EHR: it is released when the EHR signs it"
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ class IntakeOrder:
     table (``orders.fields.hl7_values`` or ``prefill_values``: ``patient_name``, ``patient_birth_date``,
     ``ship_to``, ``contact_email``, ``contact_phone``, ``patient_fhir_id``, ``payer_name``, ``payer_member_id``,
     ``patient_language``; other keys are ignored); ``intake_message`` the stored message it came in;
-    ``warnings`` (element-level, no PHI).
+    ``warnings`` (element-level, no PHI); ``signed_in_ehr``: False when the EHR has not signed it yet (a FHIR
+    request that is not ``active``): the order is then held, unsigned, and no staff release can sign it; a later
+    intake of the same placer number signed in the EHR signs it (``order_from_intake``).
     """
 
     site: EHRSite
@@ -99,6 +102,7 @@ class IntakeOrder:
     values: dict[str, Any] = field(default_factory=dict)
     intake_message: IntakeMessage | None = None
     warnings: list[str] = field(default_factory=list)
+    signed_in_ehr: bool = True
 
 
 # Columns ``values`` may fill: the patient's and payer's (the request, signer and placer come from their own fields).
@@ -158,7 +162,57 @@ def hold_reasons(order: Order) -> list[str]:
         if row.name == "product" and order.request_code:
             reason = f"{reason} ({order.request_system}|{order.request_code})"
         reasons.append(reason)
+    if not order.signed_by and order.practitioner_reference and order.practitioner_name:
+        reasons.append(UNSIGNED)  # the requester is known, the EHR has not signed yet
     return list(dict.fromkeys(reasons))
+
+
+def _hold_or_sign(order: Order, signed_at: datetime.datetime, actor: str) -> list[str]:
+    """Sign ``order`` (locked, ``draft`` or ``held``) when nothing lacks, else hold it with its reasons; return
+    the reasons (``[]``: signed)."""
+    reasons = hold_reasons(order)
+    if reasons:
+        order.hold_reasons = reasons
+        order.save(update_fields=["hold_reasons", "updated_at"])
+        order_transition(order_id=order.pk, to_status=Order.Status.HELD, actor=ACTOR, detail={"reasons": reasons})
+        order.status = Order.Status.HELD
+        return reasons
+    if order.hold_reasons:
+        order.hold_reasons = []
+        order.save(update_fields=["hold_reasons", "updated_at"])
+    order_signature_record(order=order, signed_by=order.signed_by, signed_at=signed_at, actor=actor)
+    return []
+
+
+def _signed_later(existing: Order, incoming: IntakeOrder) -> bool:
+    """Whether ``incoming`` brings the EHR's signature of an order held unsigned."""
+    return (
+        existing.status == Order.Status.HELD
+        and not existing.signed_by
+        and incoming.signed_in_ehr
+        and bool(incoming.signer.reference)
+    )
+
+
+def _existing(existing: Order, incoming: IntakeOrder, actor: str) -> Order:
+    """A repeat of ``existing``'s placer number: unchanged, unless it brings the EHR's signature of an order held
+    unsigned (then the signer and time are recorded and it is signed, or held for what else it lacks)."""
+    site = incoming.site
+    outcome = "duplicate"
+    if _signed_later(existing, incoming):
+        existing = Order.objects.select_for_update(of=("self",)).select_related("product", "site").get(pk=existing.pk)
+        signed_at = incoming.signed_at or timezone.now()
+        existing.signed_by, existing.signed_at = incoming.signer.reference[:500], signed_at
+        existing.practitioner_reference = incoming.signer.reference[:500]
+        existing.practitioner_name = incoming.signer.name[:300] or existing.practitioner_name
+        existing.practitioner_npi = incoming.signer.npi[:20] or existing.practitioner_npi
+        names = ["signed_by", "signed_at", "practitioner_reference", "practitioner_name", "practitioner_npi"]
+        existing.save(update_fields=[*names, "updated_at"])
+        outcome = "signed_in_ehr_" + ("held" if _hold_or_sign(existing, signed_at, actor) else "signed")
+    _message_mark(incoming, existing)
+    audit_record(actor=actor, action="order.intake", target=f"Order/{existing.pk}", where=site.iss,
+                 outcome=outcome, site=site.iss, detail={"source": incoming.source})  # fmt: skip
+    return existing
 
 
 def _message_mark(incoming: IntakeOrder, order: Order) -> None:
@@ -169,21 +223,21 @@ def _message_mark(incoming: IntakeOrder, order: Order) -> None:
 @transaction.atomic
 def order_from_intake(incoming: IntakeOrder) -> Order:
     """Create the order ``incoming`` describes and return it: ``signed`` when complete, else ``held`` with
-    ``hold_reasons`` (``hold_reasons()``). Idempotent on the placer number: a repeat for the same
-    ``placer_order_number`` at the site returns the order that exists, changing nothing (a placer number that is
-    empty creates every time). The signer and signing time are the EHR's (``signed_at`` None: now); the intake
-    message, when given, gets the order's reference. Writes one ``order.intake`` audit row (outcome ``signed``,
-    ``held`` or ``duplicate``; no PHI). Raises nothing of its own; database errors propagate.
+    ``hold_reasons`` (``hold_reasons()``). The signer and signing time are the EHR's (``signed_at`` None: now);
+    the intake message, when given, gets the order's reference.
+
+    Idempotent on the placer number: a repeat for the same ``placer_order_number`` at the site returns the order
+    that exists, changing nothing (an empty placer number creates every time), except that an order held unsigned
+    (``signed_in_ehr`` False) takes the EHR's signature from a repeat that brings it, and is then signed (or held
+    for what else it lacks). Writes one ``order.intake`` audit row (outcome ``signed``, ``held``, ``duplicate``,
+    or ``signed_in_ehr_signed``/``_held``; no PHI). Raises nothing of its own; database errors propagate.
     """
     site = incoming.site
     _placer_lock(site, incoming.placer_order_number)
     existing = intake_existing(site, incoming.placer_order_number)
     actor = incoming.signer.reference or ACTOR
     if existing is not None:
-        _message_mark(incoming, existing)
-        audit_record(actor=actor, action="order.intake", target=f"Order/{existing.pk}", where=site.iss,
-                     outcome="duplicate", site=site.iss, detail={"source": incoming.source})  # fmt: skip
-        return existing
+        return _existing(existing, incoming, actor)
     signed_at = incoming.signed_at or timezone.now()
     values = {name: value for name, value in incoming.values.items() if name in VALUE_COLUMNS}
     order = Order.objects.create(
@@ -195,20 +249,13 @@ def order_from_intake(incoming: IntakeOrder) -> Order:
         practitioner_reference=incoming.signer.reference[:500],
         practitioner_name=incoming.signer.name[:300],
         practitioner_npi=incoming.signer.npi[:20],
-        signed_by=incoming.signer.reference[:500],
-        signed_at=signed_at,
+        signed_by=incoming.signer.reference[:500] if incoming.signed_in_ehr else "",
+        signed_at=signed_at if incoming.signed_in_ehr else None,
         **_request_columns(site, incoming.request),
         **values,
     )
     order = Order.objects.select_for_update(of=("self",)).select_related("product", "site").get(pk=order.pk)
-    reasons = hold_reasons(order)
-    if reasons:
-        order.hold_reasons = reasons
-        order.save(update_fields=["hold_reasons", "updated_at"])
-        order_transition(order_id=order.pk, to_status=Order.Status.HELD, actor=ACTOR, detail={"reasons": reasons})
-        order.status = Order.Status.HELD
-    else:
-        order_signature_record(order=order, signed_by=order.signed_by, signed_at=signed_at, actor=actor)
+    reasons = _hold_or_sign(order, signed_at, actor)
     _message_mark(incoming, order)
     detail = {"source": incoming.source, "hold_reasons": reasons, "warnings": len(incoming.warnings)}
     audit_record(actor=actor, action="order.intake", target=f"Order/{order.pk}", where=site.iss,

@@ -262,3 +262,29 @@ def test_the_phi_purge_blanks_the_raw_message_of_purged_orders_only(site: EHRSit
     assert purged.order_reference == order.reference  # the record of what came stays
     kept = IntakeMessage.objects.get(pk=other_ctx.message.pk)
     assert kept.raw.startswith("MSH|") and kept.raw_purged_at is None
+
+
+def test_a_request_not_signed_in_the_ehr_is_held_unsigned_until_a_repeat_brings_the_signature(site: EHRSite) -> None:
+    held_order = order_from_intake(fhir_incoming(site, signed_in_ehr=False))
+
+    assert held_order.status == Order.Status.HELD
+    assert (held_order.signed_by, held_order.signed_at) == ("", None)
+    assert held_order.practitioner_name == "Dr. Ann Hale"  # the requester, kept
+    assert held_order.hold_reasons == [
+        "the ordering provider's signature in the EHR: it is released when the EHR signs it"
+    ]
+    with pytest.raises(OrderIncomplete):
+        order_intake_release(order=held_order, actor="admin:ops")
+    assert order_from_intake(fhir_incoming(site, signed_in_ehr=False)).status == Order.Status.HELD
+
+    signed = order_from_intake(fhir_incoming(site))
+
+    assert signed.pk == held_order.pk
+    assert (signed.status, signed.signed_by, signed.signed_at) == (
+        Order.Status.SIGNED,
+        "Practitioner/pra1234",
+        SIGNED_AT,
+    )
+    assert signed.hold_reasons == []
+    assert OutboxMessage.objects.filter(topic="order.signed", subject=f"Order/{signed.pk}").count() == 1
+    assert AuditEvent.objects.filter(action="order.intake", outcome="signed_in_ehr_signed").exists()
