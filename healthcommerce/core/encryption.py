@@ -83,9 +83,12 @@ class EncryptedJSONField(_SettingsKeys, fernet.EncryptedTextField, models.TextFi
 
 
 def encrypted_fields() -> list[tuple[type[models.Model], list[fernet.EncryptedField]]]:
-    """Return every installed model with encrypted fields, and those fields (concrete ones, in model order)."""
+    """Return every installed model with encrypted fields, and those fields (concrete ones, in model order).
+    A proxy model (``orders.HeldOrder``) is left out: its rows and columns are its concrete model's."""
     found = []
     for model in global_apps.get_models():
+        if model._meta.proxy:
+            continue
         fields = [f for f in model._meta.concrete_fields if isinstance(f, fernet.EncryptedField)]
         if fields:
             found.append((model, fields))

@@ -173,3 +173,7 @@ class OrderAdmin(AuditedAdminMixin, PhiMaskedAdmin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+# The intake queue (held orders) is its own admin, registered with the site's admin on import.
+from healthcommerce.orders import intake_admin  # noqa: E402, F401

@@ -10,15 +10,18 @@ class OrdersConfig(AppConfig):
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
         write-back to ``order.writeback`` (ADR 0022); add the scopes pre-fill's reads need to a new site's default
         (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``);
-        register the per-site orders settings (``ehr.sitefeatures``)."""
+        register the per-site orders settings (``ehr.sitefeatures``); handle HL7 v2 order messages (ORM^O01,
+        OML^O21: ``orders.hl7``, registered with ``intake.registry``)."""
         from django.core import checks
 
         from healthcommerce.audit.selectors import patient_resolver_add
         from healthcommerce.ehr.scopes import scope_register
         from healthcommerce.ehr.sitefeatures import site_feature_register
+        from healthcommerce.intake.registry import intake_handler_register
         from healthcommerce.orders.checks import order_fields_check
         from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
         from healthcommerce.orders.fields import scopes
+        from healthcommerce.orders.hl7 import MESSAGE_TYPES, order_hl7_handle
         from healthcommerce.orders.models import OrderSite
         from healthcommerce.orders.readiness import order_patient_readiness
         from healthcommerce.orders.selectors import patient_audit_scope
@@ -41,3 +44,5 @@ class OrdersConfig(AppConfig):
             backend_needs=lambda site: OrderSite.of(site).backend_needs(),
             patient_checks=order_patient_readiness,
         )
+        for message_type in MESSAGE_TYPES:
+            intake_handler_register(message_type, order_hl7_handle)

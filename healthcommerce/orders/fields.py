@@ -8,11 +8,14 @@ values a read fills (``prefill_values``, checked against the column's ``max_leng
 (``orders.forms.OrderForm``) and its cards in ``templates/orders/form.html``, the editable columns (``editable``),
 what signing still needs (``orders.services.order_missing_fields``), the signed content (``order_content``), the
 purge's blanking (``phi_blank``), the support role's masking (``orders.admin.OrderAdmin.phi_fields``) and the extra
-lines of the signed order's page (``shown``). ``orders.checks`` fails ``manage.py check`` when a PHI row's column is
+lines of the signed order's page (``shown``), and, for orders that arrive by themselves, the HL7 v2 element each
+column is read from (``hl7``: ``hl7_values`` reads a message, ``hl7_fields`` lists them for the interface
+specification; readers in ``orders.hl7read``). ``orders.checks`` fails ``manage.py check`` when a PHI row's column is
 not encrypted or an encrypted column has no PHI row. Adding a field: docs/extending.md "Add a pre-fill field".
 
-Sources: FHIR R4 search ``_elements``; SMART App Launch 2.2 "Scopes and Launch Context"; CMS Standard Written Order
-elements; HIPAA 164.312(a)(2)(iv) (encryption) and 164.514(d) (minimum necessary).
+Sources: FHIR R4 search ``_elements``; HL7 v2.5.1 chapters 2-4 and 6 (the ``hl7`` column); SMART App Launch 2.2
+"Scopes and Launch Context"; CMS Standard Written Order elements; HIPAA
+164.312(a)(2)(iv) (encryption) and 164.514(d) (minimum necessary).
 """
 
 import datetime
@@ -26,7 +29,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Field
 
 from healthcommerce.core.validators import validate_birth_date
-from healthcommerce.orders import extract
+from healthcommerce.orders import extract, hl7read
 from healthcommerce.orders.models import Order
 
 
@@ -76,6 +79,16 @@ class Prefilled:
 
 
 @dataclass(frozen=True)
+class Hl7Source:
+    """Where an HL7 v2 order message carries a column: ``element`` as an interface analyst reads it (``"PID-5"``,
+    ``"RQD-2 or OBR-4"``) and ``read``, which returns the value from an ``orders.hl7read.Hl7View`` and an
+    ``extract.Notes`` (lenient: a warning naming the element, never an exception)."""
+
+    element: str
+    read: Callable[[hl7read.Hl7View, extract.Notes], Any]
+
+
+@dataclass(frozen=True)
 class Edit:
     """How the clinician edits a column on the order form: the ``card`` it sits on (``item``: drawn by hand with
     the product's checks; ``patient``, ``ship_to``, ``contact``: looped), and either ``form`` (one form field named
@@ -103,6 +116,7 @@ class Required:
 class OrderField:
     """One row: the ``Order`` column ``name`` and what each part of the app does with it.
 
+    ``hl7`` is where an HL7 v2 order message carries it (``Hl7Source``; None: not read from one).
     ``signed`` is its dotted key in ``order_content`` ("" when the signature does not cover it; keep existing keys,
     or already-signed orders' ``content_hash`` changes), ``signed_as`` its value there when not the column's own
     (dates as ISO text). ``shown`` labels its own line on the signed order's page.
@@ -110,6 +124,7 @@ class OrderField:
 
     name: str
     prefill: Prefilled | None = None
+    hl7: Hl7Source | None = None
     edit: Edit | None = None
     required: Required | None = None
     signed: str = ""
@@ -211,11 +226,21 @@ FIELDS: tuple[OrderField, ...] = (
     OrderField("reference", signed="reference"),
     OrderField("version", signed="version"),
     OrderField("site", signed="site", signed_as=lambda order: order.site.iss),
-    OrderField("patient_fhir_id", signed="patient.fhir_id", phi=Phi.IDENTIFIER),
+    OrderField(
+        "patient_fhir_id",
+        hl7=Hl7Source("PID-3 (the CX-5 type FHIR repetition)", hl7read.patient_fhir_id),
+        signed="patient.fhir_id",
+        phi=Phi.IDENTIFIER,
+    ),
+    OrderField("placer_order_number", hl7=Hl7Source("ORC-2 or OBR-2", hl7read.placer_order_number)),
     OrderField("request_reference", signed="request.reference"),
-    OrderField("request_system", signed="request.system"),
-    OrderField("request_code", signed="request.code"),
-    OrderField("request_display"),
+    OrderField(
+        "request_system",
+        hl7=Hl7Source("RQD-2 or OBR-4 (coding system)", hl7read.request_system),
+        signed="request.system",
+    ),
+    OrderField("request_code", hl7=Hl7Source("RQD-2 or OBR-4", hl7read.request_code), signed="request.code"),
+    OrderField("request_display", hl7=Hl7Source("RQD-2 or OBR-4 (text)", hl7read.request_display)),
     OrderField(
         "product",
         edit=Edit("item", form=_product_field, initial=lambda order: {"product": order.product_id}),
@@ -225,6 +250,7 @@ FIELDS: tuple[OrderField, ...] = (
     ),
     OrderField(
         "quantity",
+        hl7=Hl7Source("RQD-5, TQ1-2, ORC-7 or OBR-27", hl7read.quantity),
         edit=Edit("item", form=lambda: forms.IntegerField(min_value=1, max_value=99)),
         required=Required(
             "a quantity of at least 1", lacks=lambda order: "a quantity of at least 1" if order.quantity < 1 else ""
@@ -235,6 +261,7 @@ FIELDS: tuple[OrderField, ...] = (
     OrderField(
         "patient_name",
         prefill=Prefilled("Patient", ("name",), extract.resource_name),
+        hl7=Hl7Source("PID-5", hl7read.patient_name),
         edit=Edit("patient", form=lambda: forms.CharField(max_length=300, label="Patient name")),
         required=Required("the patient's name"),
         signed="patient.name",
@@ -243,6 +270,7 @@ FIELDS: tuple[OrderField, ...] = (
     OrderField(
         "patient_birth_date",
         prefill=Prefilled("Patient", ("birthDate",), extract.birth_date),
+        hl7=Hl7Source("PID-7", hl7read.birth_date),
         edit=Edit(
             "patient",
             form=lambda: forms.DateField(
@@ -256,6 +284,7 @@ FIELDS: tuple[OrderField, ...] = (
     OrderField(
         "ship_to",
         prefill=Prefilled("Patient", ("address",), extract.patient_address),
+        hl7=Hl7Source("PID-11", hl7read.ship_to),
         edit=Edit("ship_to", parts=_ship_to_parts, initial=_ship_to_initial, value=_ship_to_value),
         required=Required(
             "a complete ship-to address",
@@ -269,6 +298,7 @@ FIELDS: tuple[OrderField, ...] = (
     OrderField(
         "contact_email",
         prefill=Prefilled("Patient", ("telecom",), extract.email),
+        hl7=Hl7Source("PID-13 (the site's email repetition)", hl7read.contact_email),
         edit=Edit("contact", form=lambda: forms.EmailField(label="Patient email (the purchase link goes here)")),
         required=Required("the patient's email for the purchase link"),
         signed="contact.email",
@@ -277,6 +307,7 @@ FIELDS: tuple[OrderField, ...] = (
     OrderField(
         "contact_phone",
         prefill=Prefilled("Patient", ("telecom",), extract.phone),
+        hl7=Hl7Source("PID-13 or PID-14", hl7read.contact_phone),
         edit=Edit("contact", form=lambda: forms.CharField(max_length=40, required=False, label="Patient phone")),
         signed="contact.phone",
         phi=Phi.ENCRYPTED,
@@ -285,28 +316,37 @@ FIELDS: tuple[OrderField, ...] = (
     OrderField(
         "payer_name",
         prefill=Prefilled("Coverage", ("payor", "class"), extract.payer_name),
+        hl7=Hl7Source("IN1-4 (else IN1-3)", hl7read.payer_name),
         edit=Edit("contact", form=lambda: forms.CharField(max_length=300, required=False, label="Payer")),
         signed="payer.name",
     ),
     OrderField(
         "payer_member_id",
         prefill=Prefilled("Coverage", ("subscriberId",), extract.member_id),
+        hl7=Hl7Source("IN1-36 (else IN1-49)", hl7read.member_id),
         edit=Edit("contact", form=lambda: forms.CharField(max_length=100, required=False, label="Member ID")),
         signed="payer.member_id",
         phi=Phi.ENCRYPTED,
     ),
-    OrderField("practitioner_reference", signed="practitioner.reference"),
+    OrderField(
+        "practitioner_reference",
+        hl7=Hl7Source("ORC-12 (XCN-1 with XCN-9)", hl7read.practitioner_reference),
+        signed="practitioner.reference",
+    ),
     OrderField(
         "practitioner_name",
         prefill=Prefilled("Practitioner", ("name",), extract.resource_name),
+        hl7=Hl7Source("ORC-12", hl7read.practitioner_name),
         required=Required("the signing practitioner (launch as a practitioner)", lacks=_signer_lacks, fix=""),
         signed="practitioner.name",
     ),
     OrderField(
         "practitioner_npi",
         prefill=Prefilled("Practitioner", ("identifier",), extract.npi),
+        hl7=Hl7Source("ORC-12 (XCN-1 when XCN-9 or XCN-13 is NPI)", hl7read.practitioner_npi),
         signed="practitioner.npi",
     ),
+    OrderField("signed_at", hl7=Hl7Source("ORC-9 or MSH-7", hl7read.signed_at)),
     OrderField("patient_ship_to", phi=Phi.ENCRYPTED),
     OrderField("ehr_ship_to", phi=Phi.ENCRYPTED),
 )
@@ -366,6 +406,31 @@ def prefill_values(resource: str, data: dict[str, Any], notes: extract.Notes) ->
     for row in prefilled():
         if row.prefill is not None and row.prefill.resource == resource:
             values[row.name] = _fitting(row.name, row.prefill.read(data, notes), notes)
+    return values
+
+
+def hl7_fields() -> list[tuple[str, str]]:
+    """Return ``[(column, HL7 v2 element)]`` of every row an order message fills, in table order (the interface
+    specification prints it: ``[("patient_name", "PID-5"), ...]``)."""
+    return [(row.name, row.hl7.element) for row in FIELDS if row.hl7 is not None]
+
+
+def hl7_values(view: hl7read.Hl7View, warnings: list[str]) -> dict[str, Any]:
+    """Return ``{column: value}`` for every row with an ``hl7`` source, read from ``view`` in table order, each
+    value fitted to its column as ``prefill_values`` does; appends each warning once to ``warnings``, prefixed
+    with the element (``"PID-7: birth date could not be read"``). A reader that fails outright costs only its
+    column (its empty value, warning ``"<element> could not be read"``)."""
+    values = {}
+    for row in FIELDS:
+        if row.hl7 is None:
+            continue
+        notes = extract.Notes(row.hl7.element)
+        try:
+            values[row.name] = _fitting(row.name, row.hl7.read(view, notes), notes)
+        except extract.PARSE_ERRORS:
+            notes.warn("could not be read")
+            values[row.name] = blank(row.name)
+        warnings.extend(warning for warning in notes.warnings if warning not in warnings)
     return values
 
 

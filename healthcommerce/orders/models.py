@@ -308,3 +308,13 @@ class OrderSite(SiteSettings):
         if self.writeback not in WRITEBACK_SCOPES:
             return {}
         return {f"write-back ({self.get_writeback_display()})": WRITEBACK_SCOPES[Writeback(self.writeback)]}
+
+
+class HeldOrder(Order):
+    """The admin's intake queue: ``Order`` rows in status ``held`` (signed in the EHR, incomplete), where staff fix
+    contact, ship-to or the site's code mapping and release them (``orders.intake_admin``; ADR 0024)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "held order (intake queue)"
+        verbose_name_plural = "intake queue"

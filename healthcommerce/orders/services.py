@@ -6,7 +6,7 @@ Sign-off writes the order and its outbox row in one transaction (docs/reliabilit
 import hashlib
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +20,7 @@ from healthcommerce.catalog.selectors import mapping_for_codes, request_orderabi
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
+from healthcommerce.intake.purge import intake_raw_purge
 from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.errors import (
     EHRUnavailable,
@@ -309,6 +310,25 @@ def content_hash(order: Order) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def order_signature_record(*, order: Order, signed_by: str, signed_at: datetime, actor: str) -> Order:
+    """Sign ``order`` (locked by the caller, inside its transaction; a draft or a held order, complete): record who
+    (``signed_by``) and when (``signed_at``, aware) and the SHA-256 of its content (``content_hash``), move it to
+    ``signed`` (``actor`` on the timeline), and publish ``order.signed`` (the outbox hands it to fulfillment) and,
+    where the site writes a record back and the order names the patient's FHIR id, ``order.writeback``
+    (``orders.writeback``, ADR 0022). Returns ``order``, updated. Used by ``order_sign`` (the app) and the
+    intake (``orders.intake``: signed in the EHR); raises ``InvalidTransition`` from any other status.
+    """
+    order.signed_by, order.signed_at = signed_by, signed_at
+    order.content_hash = content_hash(order)
+    order.save(update_fields=["signed_by", "signed_at", "content_hash", "updated_at"])
+    order_transition(order_id=order.pk, to_status=Order.Status.SIGNED, actor=actor, detail={"hash": order.content_hash})
+    order.status = Order.Status.SIGNED
+    outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(order), subject=order_subject(order))
+    if writeback_wanted(order.site) and order.patient_fhir_id:
+        outbox_publish(topic=TOPIC_ORDER_WRITEBACK, key=order_event_key(order), subject=order_subject(order))
+    return order
+
+
 @transaction.atomic
 def order_sign(*, order: Order, launch: Launch, mismatch_confirmed: bool = False) -> Order:
     """Sign a complete draft as the launch's practitioner (``fhirUser``); publish ``order.signed`` in the same
@@ -339,22 +359,13 @@ def order_sign(*, order: Order, launch: Launch, mismatch_confirmed: bool = False
     mismatch = order_product_mismatch(locked)
     if mismatch and not mismatch_confirmed:
         raise ProductMismatch(mismatch + " Confirm that it fulfils the request, or pick another item.")
-    locked.signed_by, locked.signed_at = launch.fhir_user, timezone.now()
-    locked.content_hash = content_hash(locked)
-    locked.save(update_fields=["signed_by", "signed_at", "content_hash", "updated_at"])
-    order_transition(
-        order_id=locked.pk, to_status=Order.Status.SIGNED, actor=launch.fhir_user, detail={"hash": locked.content_hash}
-    )
-    locked.status = Order.Status.SIGNED
+    order_signature_record(order=locked, signed_by=launch.fhir_user, signed_at=timezone.now(), actor=launch.fhir_user)
     product = locked.product
     confirmed = (
         {"request_code": locked.request_code, "sku": product.sku, "hcpcs": product.hcpcs_code} if product else {}
     )
     if mismatch:
         order_event_add(order=locked, kind="product_mismatch_confirmed", actor=launch.fhir_user, detail=confirmed)
-    outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(locked), subject=order_subject(locked))
-    if writeback_wanted(locked.site):
-        outbox_publish(topic=TOPIC_ORDER_WRITEBACK, key=order_event_key(locked), subject=order_subject(locked))
     audit_record(
         actor=launch.fhir_user,
         action="order.sign",
@@ -367,17 +378,17 @@ def order_sign(*, order: Order, launch: Launch, mismatch_confirmed: bool = False
     return locked
 
 
-CANCELLABLE = (Order.Status.DRAFT, Order.Status.SIGNED, Order.Status.SUBMITTED)
+CANCELLABLE = (Order.Status.DRAFT, Order.Status.HELD, Order.Status.SIGNED, Order.Status.SUBMITTED)
 
 
 @transaction.atomic
 def order_cancel(*, order: Order, actor: str, reason: str = "") -> Order:
-    """Cancel an order that has not shipped: ``draft``, ``signed`` or ``submitted`` becomes ``cancelled``.
+    """Cancel an order that has not shipped: ``draft``, ``held``, ``signed`` or ``submitted`` becomes ``cancelled``.
 
     In the same transaction: a hand-over to fulfillment that no worker has taken is cancelled
-    (``outbox_cancel``), and a signed order publishes ``order.cancelled`` so fulfillment cancels it at the
-    backend. Links of a cancelled order stop working (``purchaselinks`` refuses them). Raises
-    ``InvalidTransition`` once the order is fulfilled, failed or already cancelled.
+    (``outbox_cancel``), and an order signed (here, or in the EHR: ``held`` too) publishes ``order.cancelled`` so
+    fulfillment cancels it at the backend. Links of a cancelled order stop working (``purchaselinks`` refuses
+    them). Raises ``InvalidTransition`` once the order is fulfilled, failed or already cancelled.
     """
     locked = Order.objects.select_for_update().get(pk=order.pk)
     if locked.status not in CANCELLABLE:
@@ -410,14 +421,17 @@ def orders_phi_purge() -> int:
     """Blank the PHI columns (``orders.fields.phi_blank``: each ``Phi.ENCRYPTED`` row of the order's field table)
     of orders closed more than ``ORDER_PHI_RETENTION_DAYS`` ago (``orders_closed_before``) and
     set ``phi_purged_at``; return how many. Ids, reference, product, status, timestamps and ``content_hash`` stay.
-    The links and the local backend's copy follow in their own purges, which key on ``phi_purged_at``. One
-    ``retention.purge`` audit row with the count (docs/reliability.md "Retention"). Run daily by beat
-    (``healthcommerce.orders.tasks.purge``); idempotent (a purged order is not purged again).
+    The raw intake messages those orders came in (HL7 v2, kept encrypted for audit) are blanked with them
+    (``intake_raw_purge``). The links and the local backend's copy follow in their own purges, which key on
+    ``phi_purged_at``. One ``retention.purge`` audit row with the count (docs/reliability.md "Retention"). Run
+    daily by beat (``healthcommerce.orders.tasks.purge``); idempotent (a purged order is not purged again).
     """
     now = timezone.now()
     cutoff = now - timedelta(days=settings.ORDER_PHI_RETENTION_DAYS)
     due = Order.objects.filter(orders_closed_before(cutoff), phi_purged_at__isnull=True)
+    messages = list(due.exclude(intake_message=None).values_list("intake_message_id", flat=True))
     purged = due.update(**phi_blank(), phi_purged_at=now)
+    intake_raw_purge(messages)
     audit_retention(target="Order", counts={"orders": purged, "retention_days": settings.ORDER_PHI_RETENTION_DAYS})
     if purged:
         logger.info("retention: purged the PHI of %d closed order(s)", purged)

@@ -193,14 +193,15 @@ def _complete(order: Order, actor: str) -> Order:
     return order_update_draft(order=order, actor=actor, changes=changes) if changes else order
 
 
-def _clinical(case: BoundaryCase, order: Order, key: str) -> list[str]:
-    """The values of ``case`` and ``order`` that must not cross, minus those indistinguishable from allowed ones."""
+def _clinical(planted: tuple[str, ...], order: Order, key: str) -> list[str]:
+    """The values ``planted`` and those of ``order`` that must not cross, minus those indistinguishable from allowed
+    ones."""
     try:
         allowed = [str(v) for v in _leaves(commerce_order_build(order=order, idempotency_key=key).to_dict())]
     except OrderIncomplete:
         allowed = []
     values = [
-        *case.planted,
+        *planted,
         *clinical_values(order),
         CANARY,
         order.signed_by,
@@ -228,9 +229,12 @@ def _deliver(message: OutboxMessage, backend: Backend) -> tuple[list[Sent], str]
     return [*sent, *backend.received()], f"{backend.name}:{result}"
 
 
-def _fulfil(case: BoundaryCase, order: Order, backends: list[Backend], outcome: Outcome) -> None:
+def fulfil(planted: tuple[str, ...], order: Order, backends: list[Backend], outcome: Outcome) -> None:
+    """Deliver ``order``'s ``order.signed`` row to each backend (each in a savepoint rolled back after) and add to
+    ``outcome`` what crossed and every problem: a key outside the backend's allowlist, or a value of ``planted``
+    or of the order's clinical values in what it sent."""
     message = OutboxMessage.objects.get(subject=order_subject(order), subscriber="fulfillment.submit")
-    clinical = _clinical(case, order, message.idempotency_key)
+    clinical = _clinical(planted, order, message.idempotency_key)
     outcome.values += len(clinical)
     for backend in backends:
         try:
@@ -262,7 +266,33 @@ def exercise(case: BoundaryCase, ehr: FuzzEHR, backends: list[Backend]) -> Outco
             outcome.results.append(f"unsigned:{exc.code}")
             continue
         outcome.signed += 1
-        _fulfil(case, order, backends, outcome)
+        fulfil(case.planted, order, backends, outcome)
+    return outcome
+
+
+def hl7_exercise(lines: list[str], planted: tuple[str, ...], site: Any, backends: list[Backend]) -> Outcome:
+    """Store the HL7 v2 message ``lines`` for ``site`` and hand it to the intake handler (``order_hl7_handle``), in
+    a savepoint always rolled back; deliver the order it signs to every backend and check; also check that the
+    order's own columns keep none of ``planted`` (DG1, NTE, OBX ... are never stored beyond the raw copy)."""
+    from healthcommerce.orders.hl7 import order_hl7_handle
+    from tests.orders.hl7_samples import intake_context
+
+    outcome = Outcome()
+    try:
+        with transaction.atomic():
+            parsed, ctx = intake_context(site, "\r".join(lines))
+            answer = order_hl7_handle(parsed, ctx)
+            order = Order.objects.filter(reference=answer.order, status=Order.Status.SIGNED).first()
+            if order is None:
+                outcome.results.append(f"hl7:{answer.code}:{answer.location}")
+                raise _Rollback()
+            outcome.signed += 1
+            kept = " ".join(str(getattr(order, f.attname)) for f in Order._meta.concrete_fields)
+            outcome.problems += [f"[{order.reference}] the order keeps {v!r}" for v in leaks(kept, list(planted))]
+            fulfil(planted, order, backends, outcome)
+            raise _Rollback()
+    except _Rollback:
+        pass
     return outcome
 
 

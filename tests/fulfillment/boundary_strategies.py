@@ -170,3 +170,74 @@ def boundary_cases(
     ignore_elements = draw(st.sampled_from([True, True, True, False]))  # mostly: let the clinical elements in
     fuzz = FuzzCase(patient, request, (*noise, *(m for m, _ in plants)), ignore_elements)
     return BoundaryCase(fuzz, tuple(value for _, values in plants for value in values))
+
+
+# --- HL7 v2 input ----------------------------------------------------------------------------------------------
+
+# Items the seeded catalog maps (catalog migration 0002): (code, HL7 coding system, text, detail segment for ORM).
+HL7_ITEMS = (
+    ("E0601", "HCPCS", "CPAP device", "RQD"),
+    ("E0424", "HCPCS", "Stationary oxygen", "RQD"),
+    ("E0607", "HCPCS", "Glucose monitor", "OBR"),
+    ("29771-3", "LN", "FIT kit", "OBR"),
+    ("4548-4", "LN", "HbA1c kit", "OBR"),
+)
+_LETTERS = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=3, max_size=12)
+Z_SEGMENTS = ("ZPV", "ZOR", "ZXX", "ZDX")
+
+
+@dataclass
+class Hl7BoundaryCase:
+    """An HL7 v2 order message (``lines``, one segment each) with clinical content planted in DG1, NTE, OBX, AL1,
+    Z-segments and the clinical fields of the segments the order reads (OBR-13, OBR-31, ORC-16), and the values
+    that must never cross or be kept on the order (``planted``)."""
+
+    lines: list[str]
+    planted: tuple[str, ...]
+
+
+@st.composite
+def _noise(draw: st.DrawFn) -> tuple[str, tuple[str, ...]]:
+    """One clinical segment: a diagnosis (DG1, ICD-10), a note (NTE), an observation (OBX), an allergy (AL1) or a
+    site's Z-segment, each with a sentinel."""
+    text, icd = draw(sentinel("hl7")), draw(st.sampled_from(ICD10_CODES))
+    choices = [
+        (f"DG1|1|I10|{icd}^{text}^I10||20261201|A", (icd, text)),
+        (f"NTE|1|P|{text}", (text,)),
+        (f"OBX|1|ST|8302-2^Body height^LN||{text}||||||F", (text,)),
+        (f"OBX|2|CE|29463-7^Body weight^LN||{icd}^{text}^I10||||||F", (icd, text)),
+        (f"AL1|1|DA|^{text}", (text,)),
+        (f"{draw(st.sampled_from(Z_SEGMENTS))}|1|{text}|{icd}", (text, icd)),
+    ]
+    return draw(st.sampled_from(choices))
+
+
+@st.composite
+def hl7_boundary_cases(draw: st.DrawFn) -> Hl7BoundaryCase:
+    """An ORM^O01 (RQD or OBR) or OML^O21 (OBR) for a mapped item, a complete patient, and 1-8 clinical plantings
+    at random places after MSH."""
+    code, system, text, detail = draw(st.sampled_from(HL7_ITEMS))
+    oml = detail == "OBR" and draw(st.booleans())
+    family, given = draw(_LETTERS), draw(_LETTERS)
+    born = draw(BIRTH_DATES).strftime("%Y%m%d")
+    reason, clinical_info, control_reason = draw(sentinel("obr")), draw(sentinel("obr")), draw(sentinel("orc"))
+    icd = draw(st.sampled_from(ICD10_CODES))
+    orc = f"ORC|NW|PLC-{draw(st.integers(1, 10**6))}|||||||20261206101200|||1234567893^HALE^ANN^^^^^^NPI||||"
+    orc += f"{control_reason}"
+    if detail == "RQD" and not oml:
+        item = f"RQD|1|{code}^{text}^{system}|||1|EA"
+        planted: tuple[str, ...] = (control_reason,)
+    else:
+        item = f"OBR|1|PLC-1||{code}^{text}^{system}|||||||||{clinical_info}|||||||||||||||||||{icd}^{reason}^I10"
+        planted = (control_reason, clinical_info, reason, icd)
+    lines = [
+        f"MSH|^~\\&|EPIC|SANDBOXHOSP|HC|HC|20261206101500||{'OML^O21' if oml else 'ORM^O01'}|M1|P|2.5.1",
+        f"PID|1||E1^^^EPIC^MR||{family}^{given}^^^^^L||{born}|F|||1 MAIN ST^^RICHMOND^VA^23219^USA^H||"
+        f"^PRN^CP^^1^804^5551234~^NET^Internet^{given.lower()}@example.org",
+        orc,
+        item,
+    ]
+    for segment, values in draw(st.lists(_noise(), min_size=1, max_size=8)):
+        lines.insert(draw(st.integers(min_value=1, max_value=len(lines))), segment)
+        planted += values
+    return Hl7BoundaryCase(lines, planted)

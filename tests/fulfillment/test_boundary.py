@@ -1,7 +1,8 @@
 """The commerce boundary, proven for ``local`` and ``webhook``: arbitrary FHIR input with clinical content planted
 (tests/fulfillment/boundary_strategies.py) goes through launch, pre-fill, sign-off and fulfillment through the
 outbox, and every outbound payload holds only allowlisted keys and none of the clinical values
-(tests/fulfillment/boundary.py).
+(tests/fulfillment/boundary.py). HL7 v2 input too: an order message with clinical segments (DG1, NTE, OBX ...)
+through the orders stage's intake handler (``hl7_exercise``).
 
 ``HC_FUZZ_EXAMPLES=<n>`` changes the number of examples (default 100); totals go to ``var/fuzz-boundary.json``
 and stdout (``-s``).
@@ -17,7 +18,7 @@ from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
 from tests.fulfillment.backends.webhook import conftest as webhook_conftest
 from tests.fulfillment.backends.webhook.conftest import Receiver
-from tests.fulfillment.boundary import Backend, Sent, Tally, check_for, run_examples
+from tests.fulfillment.boundary import Backend, Sent, Tally, check_for, hl7_exercise, run_examples
 from tests.fulfillment.conftest import backend_options_set
 from tests.orders.test_fuzz_prefill import FuzzEHR
 
@@ -81,3 +82,40 @@ def test_the_checks_catch_clinical_values_and_keys_headers_queries_and_routes_ou
         "medusa POST /admin/customers: a route outside the allowlist",
         "medusa POST /admin/customers: body keys outside the allowlist: ['note']",
     ]
+
+
+@pytest.mark.django_db
+def test_hl7_input_with_diagnoses_notes_and_observations_reaches_no_backend_and_is_not_kept(
+    webhook_settings: Receiver,
+) -> None:
+    """HL7 v2 input: a random ORM^O01/OML^O21 with DG1, NTE, OBX, AL1 and Z-segment noise (and clinical fields of
+    OBR and ORC) becomes a signed order whose CommerceOrder, as each backend got it, carries no diagnosis, note or
+    observation text, and whose own columns keep none of them either."""
+    import hypothesis
+    from hypothesis import HealthCheck, given
+
+    from tests.fulfillment.boundary_strategies import Hl7BoundaryCase, hl7_boundary_cases
+
+    hook = webhook_settings
+    backends = [Backend("local"), Backend("webhook", received=lambda: _as_sent(hook), reset=hook.reset)]
+    site = EHRSite.objects.create(name="HL7 boundary", iss="https://ehr.hl7.example/fhir", client_id="hc")
+    crossed: dict[str, int] = {}
+
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(case=hl7_boundary_cases())
+    def check(case: Hl7BoundaryCase) -> None:
+        outcome = hl7_exercise(case.lines, case.planted, site, backends)
+        for result in outcome.results:
+            crossed[result] = crossed.get(result, 0) + 1
+        assert outcome.signed == 1, outcome
+        assert not outcome.problems, "\n".join(outcome.problems)
+
+    check()
+    assert crossed.get("local:crossed", 0) >= MAX_EXAMPLES // 2, crossed
+    assert crossed.get("webhook:crossed", 0) >= MAX_EXAMPLES // 2, crossed
