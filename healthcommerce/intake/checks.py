@@ -1,7 +1,8 @@
 """Django system checks for the intake (``manage.py check --deploy``; ``make deploy-check`` and ``make release`` run
 it): production's HL7 v2 listener speaks MLLP over TLS with client certificates only (issue 20 "HL7 v2 intake"), so
-``HL7_TLS_CERT``, ``HL7_TLS_KEY`` and ``HL7_TLS_CLIENT_CA`` must be set and name readable files. ``hl7_listen`` itself
-refuses to start without them outside embedded mode."""
+once any of ``HL7_TLS_CERT``, ``HL7_TLS_KEY`` and ``HL7_TLS_CLIENT_CA`` is set, all three must be, naming readable
+files. With none set, HL7 v2 intake is off: ``hl7_listen`` says so and listens on nothing (a health system that
+takes no HL7 feed deploys without certificates)."""
 
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,11 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
 TLS_SETTINGS = ("HL7_TLS_CERT", "HL7_TLS_KEY", "HL7_TLS_CLIENT_CA")
+
+
+def tls_configured() -> bool:
+    """Return whether any ``HL7_TLS_*`` setting is set (HL7 v2 intake is then on in production)."""
+    return any(getattr(settings, name, "") for name in TLS_SETTINGS)
 
 
 def tls_problems() -> list[str]:
@@ -26,9 +32,10 @@ def tls_problems() -> list[str]:
 
 @register(Tags.security, deploy=True)
 def hl7_tls_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Return ``intake.E001`` per missing or unreadable ``HL7_TLS_*`` setting in production (``PRODUCTION``);
-    nothing in embedded mode, where the demo listens on loopback without TLS."""
-    if not getattr(settings, "PRODUCTION", False):
+    """Return ``intake.E001`` per missing or unreadable ``HL7_TLS_*`` setting in production (``PRODUCTION``) once any
+    of them is set; nothing when none is (intake off) or in embedded mode, where the demo listens on loopback without
+    TLS."""
+    if not getattr(settings, "PRODUCTION", False) or not tls_configured():
         return []
     return [
         Error(problem, hint="Set HL7_TLS_CERT, HL7_TLS_KEY and HL7_TLS_CLIENT_CA (docs/deploy.md).", id="intake.E001")

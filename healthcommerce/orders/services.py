@@ -20,7 +20,7 @@ from healthcommerce.catalog.selectors import mapping_for_codes, request_orderabi
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
-from healthcommerce.intake.purge import intake_raw_purge
+from healthcommerce.intake.services import intake_raw_purge
 from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.errors import (
     EHRUnavailable,

@@ -62,20 +62,43 @@ def _hl7_tls_env(folder: Path) -> dict[str, str]:
     return {"HL7_TLS_CERT": str(tls.certfile), "HL7_TLS_KEY": str(tls.keyfile), "HL7_TLS_CLIENT_CA": str(tls.certfile)}
 
 
-def test_a_production_environment_passes_the_deploy_check_at_warning_level(tmp_path: Path) -> None:
-    done = _manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV, **_hl7_tls_env(tmp_path))
+@pytest.mark.parametrize("hl7", ["without HL7 intake", "with HL7 intake over TLS"])
+def test_a_production_environment_passes_the_deploy_check_at_warning_level(tmp_path: Path, hl7: str) -> None:
+    tls = _hl7_tls_env(tmp_path) if hl7.endswith("TLS") else {}
+    done = _manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV, **tls)
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues" in done.stdout
 
 
-def test_the_deploy_check_fails_without_tls_for_the_hl7_listener() -> None:
-    """Issue 20: production's MLLP listener speaks TLS with client certificates only."""
-    done = _manage("check", "--deploy", **PRODUCTION_ENV)
+def test_the_deploy_check_fails_when_the_hl7_listeners_tls_is_half_set(tmp_path: Path) -> None:
+    """Issue 20: production's MLLP listener speaks TLS with client certificates only: once one HL7_TLS_* is set, the
+    others must be, naming readable files."""
+    tls = _hl7_tls_env(tmp_path)
+    done = _manage("check", "--deploy", **PRODUCTION_ENV, HL7_TLS_CERT=tls["HL7_TLS_CERT"], HL7_TLS_KEY="/nonexistent")
 
     assert done.returncode != 0
-    assert all(f"{name} is not set" in done.stderr for name in ("HL7_TLS_CERT", "HL7_TLS_KEY", "HL7_TLS_CLIENT_CA"))
-    assert done.stderr.count("intake.E001") == 3
+    assert "HL7_TLS_CLIENT_CA is not set" in done.stderr and "HL7_TLS_KEY names no readable file" in done.stderr
+    assert done.stderr.count("intake.E001") == 2
+
+
+def test_hl7_listen_in_production_without_tls_says_intake_is_off_and_listens_on_nothing() -> None:
+    """Issue 20: no certificates, no HL7 feed: the Procfile's hl7 process waits, so `make serve` runs the rest."""
+    import signal
+    import time
+
+    env = {name: value for name, value in base_env(**PRODUCTION_ENV).items() if not name.startswith("HL7_TLS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "hl7_listen", "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert "HL7 v2 intake is off" in line and "HL7_TLS_CERT" in line
+        time.sleep(0.3)
+        assert proc.poll() is None  # still running, listening on nothing
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
 
 
 @pytest.mark.parametrize(

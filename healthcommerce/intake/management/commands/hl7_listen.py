@@ -4,7 +4,9 @@ certificate required)``; with ``--port 0`` the line gives the port it got), runs
 finishes the messages being answered and exits 0.
 
 TLS from ``HL7_TLS_CERT``, ``HL7_TLS_KEY`` and ``HL7_TLS_CLIENT_CA``; without them it runs plain TCP only in
-embedded mode on a loopback address, and otherwise refuses to start (exit 78, EX_CONFIG) naming what is missing.
+embedded mode on a loopback address. In production with none of the three set, HL7 v2 intake is off: it prints
+one line saying so and waits for SIGTERM without listening (so ``make serve`` runs where no feed is wanted); with
+only some set it refuses to start (exit 78, EX_CONFIG) naming what is missing.
 """
 
 import asyncio
@@ -19,6 +21,7 @@ from django.db import connections
 
 from healthcommerce.core import metrics
 from healthcommerce.core.deploy import EX_CONFIG
+from healthcommerce.intake.checks import tls_configured
 from healthcommerce.intake.mllp import Hl7Listener, listen, listener_ssl_context
 
 
@@ -30,6 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=None, help="Port (default HL7_LISTEN_PORT, 2575; 0: any).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PRODUCTION and not tls_configured():
+            self._off()
+            return
         host = options["host"] or settings.HL7_LISTEN_HOST
         port = settings.HL7_LISTEN_PORT if options["port"] is None else options["port"]
         try:
@@ -58,4 +64,22 @@ class Command(BaseCommand):
         except OSError as exc:  # the port is taken, the address is not ours
             raise CommandError(f"hl7_listen cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         metrics.flush(force=True)  # the last integration-health counts
+        self.stdout.write("hl7_listen: stopped")
+
+    def _off(self) -> None:
+        """Say that HL7 v2 intake is off, then wait for SIGTERM or SIGINT (exit 0) without listening."""
+        self.stdout.write(
+            "hl7_listen: HL7 v2 intake is off: set HL7_TLS_CERT, HL7_TLS_KEY and HL7_TLS_CLIENT_CA to listen "
+            "(docs/deploy.md)"
+        )
+        self.stdout.flush()
+
+        async def wait() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+
+        asyncio.run(wait())
         self.stdout.write("hl7_listen: stopped")
