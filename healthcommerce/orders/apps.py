@@ -39,6 +39,7 @@ class OrdersConfig(AppConfig):
                 topic=topic,
                 handler="healthcommerce.orders.hl7status.hl7_status_send",
                 on_dead="healthcommerce.orders.hl7status.hl7_status_dead",
+                wants="healthcommerce.orders.hl7status.hl7_status_subjects",
             )
         for scope in scopes():
             scope_register(scope)

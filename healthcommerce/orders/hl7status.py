@@ -2,8 +2,9 @@
 submitted, shipped, delivered or cancelled, with an ORM^O01 whose ORC-1 is ``SC`` (status changed) sent over MLLP
 to the site's inbound interface (``IntakeSite.hl7_status_endpoint``).
 
-Only orders that came as HL7 v2 (``Order.Source.HL7V2``) at a site with an endpoint get one; every other row of
-these subscribers is done at once (result ``skipped:<why>``). The subscribers (``STATUS_SUBSCRIBERS``, registered in
+Only orders that came as HL7 v2 (``Order.Source.HL7V2``) at a site with an endpoint get one: the subscribers get
+outbox rows for those orders only (``hl7_status_subjects``, their ``wants``), and a row whose order or site changed
+since is done at once (result ``skipped:<why>``). The subscribers (``STATUS_SUBSCRIBERS``, registered in
 ``orders/apps.py``) follow ``order.submitted``, ``order.status_changed`` (payload ``{"status": ...}``) and
 ``order.cancelled`` through the outbox, so a peer that is down or answers AE/AR is retried with backoff and
 dead-lettered after ``FULFILLMENT_MAX_ATTEMPTS`` (``hl7_status_dead``: an order event "Status not delivered to the
@@ -39,6 +40,7 @@ from healthcommerce.orders.events import (
     TOPIC_ORDER_STATUS_CHANGED,
     TOPIC_ORDER_SUBMITTED,
     order_for_subject,
+    orders_for_subjects,
 )
 from healthcommerce.orders.models import Order, OrderEvent
 from healthcommerce.orders.transitions import order_event_add
@@ -162,6 +164,15 @@ def _segments(msh: list[str], *others: list[str]) -> str:
     lines = ["MSH|" + "|".join(msh[1:])]
     lines.extend("|".join(fields) for fields in others)
     return "\r".join(lines) + "\r"
+
+
+def hl7_status_subjects(subjects: list[str]) -> list[str]:
+    """Return the subjects (``Order/<id>``) among ``subjects`` whose order came as HL7 v2 at a site with a status
+    endpoint: the only ones these subscribers get outbox rows for (``Subscriber.wants``). One query."""
+    orders = orders_for_subjects(subjects).filter(
+        source=Order.Source.HL7V2, site__intakesite__hl7_status_endpoint__gt=""
+    )
+    return [f"Order/{pk}" for pk in orders.values_list("pk", flat=True)]
 
 
 def _status(message: OutboxMessage) -> str:

@@ -310,17 +310,33 @@ def test_a_status_that_arrives_after_a_later_one_was_sent_is_not_sent(
     assert len(receiver.messages) == 1
 
 
-def test_orders_from_the_app_and_sites_without_an_endpoint_send_nothing(
+def test_orders_from_the_app_and_sites_without_an_endpoint_get_no_status_row(
     site: EHRSite, make_order: Callable[..., Order], receiver: MllpReceiver
 ) -> None:
     from_app = make_order(source=Order.Source.APP, status=Order.Status.SUBMITTED)
     no_endpoint = make_order(status=Order.Status.SUBMITTED)  # the site's IntakeSite has no status endpoint
 
-    first = deliver_now(publish(from_app, TOPIC_ORDER_STATUS_CHANGED, {"status": "shipped"}))
-    second = deliver_now(publish(no_endpoint, TOPIC_ORDER_STATUS_CHANGED, {"status": "shipped"}))
+    with transaction.atomic():
+        for order in (from_app, no_endpoint):
+            key = order_event_key(order) + ":shipped"
+            rows = outbox_publish(
+                topic=TOPIC_ORDER_STATUS_CHANGED, key=key, subject=order_subject(order), payload={"status": "shipped"}
+            )
+            assert [row.subscriber for row in rows] == ["purchaselinks.notify_status"]
 
-    assert (first.status, first.result) == (OutboxMessage.Status.DONE, "skipped:not_hl7v2")
-    assert (second.status, second.result) == (OutboxMessage.Status.DONE, "skipped:no_endpoint")
+    assert not OutboxMessage.objects.filter(subscriber__startswith="orders.hl7_status").exists()
+
+
+def test_a_row_whose_site_lost_its_endpoint_since_is_done_without_sending(
+    hl7_site: EHRSite, make_order: Callable[..., Order], receiver: MllpReceiver
+) -> None:
+    order = make_order(status=Order.Status.SUBMITTED)
+    row = publish(order, TOPIC_ORDER_STATUS_CHANGED, {"status": "shipped"})
+    IntakeSite.objects.filter(site=hl7_site).update(hl7_status_endpoint="")
+
+    done = deliver_now(row)
+
+    assert (done.status, done.result) == (OutboxMessage.Status.DONE, "skipped:no_endpoint")
     assert receiver.messages == []
     assert counted("ok") == 0
 
@@ -469,3 +485,17 @@ def test_over_tls_we_present_our_client_certificate_and_check_the_peer(
         assert len(peer.messages) == 1
     finally:
         peer.stop()
+
+
+def test_should_the_subject_filter_break_the_event_still_publishes_and_the_handler_skips(
+    site: EHRSite, make_order: Callable[..., Order], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(subjects: list[str]) -> list[str]:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("healthcommerce.orders.hl7status.hl7_status_subjects", broken)
+    from_app = make_order(source=Order.Source.APP, status=Order.Status.SUBMITTED)
+
+    row = deliver_now(publish(from_app, TOPIC_ORDER_STATUS_CHANGED, {"status": "shipped"}))
+
+    assert (row.status, row.result) == (OutboxMessage.Status.DONE, "skipped:not_hl7v2")

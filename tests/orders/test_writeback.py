@@ -45,8 +45,7 @@ def sign(client: Any, sandbox: SandboxEHR, request: str = "DeviceRequest/devreq0
 
 
 def row(order: Order, topic: str) -> OutboxMessage:
-    rows = OutboxMessage.objects.filter(subject=f"Order/{order.pk}", topic=topic)
-    return rows.exclude(subscriber__startswith="orders.hl7_status").get()  # status back: HL7 v2 orders only
+    return OutboxMessage.objects.get(subject=f"Order/{order.pk}", topic=topic)
 
 
 def deliver_now(message: OutboxMessage) -> OutboxMessage:
