@@ -219,13 +219,16 @@ def _ssl_context() -> ssl.SSLContext | None:
 
 
 def _outcome(exc: BaseException) -> str:
-    """The outcome class of a failed send: ``timeout``, ``connection`` or ``other`` (TLS, framing, anything)."""
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, ssl.SSLError) or getattr(exc, "kind", "") in ("tls", "frame"):
-        return "other"
-    if isinstance(exc, OSError):
-        return "connection"
+    """The outcome class of a failed send: ``timeout``, ``connection`` or ``other`` (TLS, framing, anything),
+    from the exception or, for a client that wraps the socket's error in its own (``intake.mllp.MllpError``), the
+    error it wraps."""
+    for error in (exc, exc.__cause__ or exc.__context__):
+        if isinstance(error, ssl.SSLError) or getattr(error, "kind", "") in ("tls", "frame"):
+            return "other"
+        if isinstance(error, TimeoutError):
+            return "timeout"
+        if isinstance(error, OSError):
+            return "connection"
     return "other"
 
 
