@@ -86,6 +86,19 @@ class StatusNotAcknowledged(HealthcommerceError):
     message = "The EHR's interface did not acknowledge the status message."
 
 
+class StatusNotSendable(StatusNotAcknowledged):
+    """Production refuses to send a status message in clear text to a host that is not loopback (no
+    ``HL7_STATUS_TLS_*`` set): ``hl7_status_tls_required``, permanent (dead-letters at once, "Status not delivered
+    to the EHR"); configure TLS, then retry the row from the admin."""
+
+    code = "hl7_status_tls_required"
+    temporary = False
+    message = "Status messages to the EHR need TLS in production."
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def hl7_escape(value: str) -> str:
     """Return ``value`` with the HL7 v2 delimiters ``|^&~\\`` escaped (HL7 v2.5.1 2.7.4) and line breaks as
     ``\\.br\\``; other characters as they are (the message is UTF-8, MSH-18)."""
@@ -249,10 +262,14 @@ def _ack_read(ack: str, control_id: str) -> tuple[str, str]:
 
 def _send(site: EHRSite, endpoint: str, text: str, control_id: str) -> str:
     """Send ``text`` to ``endpoint`` and return the ACK's MSA-1 when it is AA or CA; count the try for ``site``
-    (``core.metrics``). Raises ``StatusNotAcknowledged`` (temporary) for anything else."""
+    (``core.metrics``). Raises ``StatusNotAcknowledged`` (temporary) for anything else, and ``StatusNotSendable``
+    (permanent) before sending in clear text to another host than loopback in production."""
+    context = _ssl_context()
+    if context is None and settings.PRODUCTION and endpoint.rpartition(":")[0].strip("[]") not in _LOOPBACK:
+        raise StatusNotSendable()
     started = time.perf_counter()
     try:
-        ack = mllp_send(endpoint, text, timeout=settings.HL7_STATUS_TIMEOUT_SECONDS, ssl_context=_ssl_context())
+        ack = mllp_send(endpoint, text, timeout=settings.HL7_STATUS_TIMEOUT_SECONDS, ssl_context=context)
     except Exception as exc:  # the network boundary: whatever the client raises is a failed try, retried
         outcome = _outcome(exc)
         metrics.record(site=site.name[:100], endpoint=ENDPOINT_KIND, outcome=outcome, seconds=_since(started))
@@ -279,7 +296,8 @@ def hl7_status_send(message: OutboxMessage) -> None:
     Done with nothing sent (``skipped:<why>``) for an order not from HL7 v2, a site without a status endpoint, an
     unknown status, or a status already sent or superseded by a later one. Idempotent in effect: a retry sends the
     same MSH-10, which the receiver recognises. Not one transaction on purpose (the MLLP call runs outside any).
-    Raises ``StatusNotAcknowledged`` (temporary) for an AE, AR, no answer or no connection.
+    Raises ``StatusNotAcknowledged`` (temporary) for an AE, AR, no answer or no connection; ``StatusNotSendable``
+    (permanent) in production without TLS to a host that is not loopback.
     """
     order = order_for_subject(message.subject).select_related("site").get()
     status = _status(message)

@@ -236,32 +236,44 @@ def outbox_publish_many(*, topic: str, events: list[tuple[str, str, dict[str, An
     keys = [key for key, _, _ in events]
     by_subscriber: dict[str, dict[str, OutboxMessage]] = {}
     for subscriber in subscribers_of(topic):
-        wanted = _wanted(subscriber, [subject for _, subject, _ in events])
-        candidates = [
-            OutboxMessage(
-                topic=topic,
-                subscriber=subscriber.name,
-                idempotency_key=key,
-                subject=subject,
-                payload=payload or {},
-                available_at=now,
-            )
-            for key, subject, payload in events
-            if wanted is None or subject in wanted
-        ]
-        if not candidates:
-            continue
-        OutboxMessage.objects.bulk_create(candidates, ignore_conflicts=True)
-        stored = {
-            m.idempotency_key: m
-            for m in OutboxMessage.objects.filter(subscriber=subscriber.name, idempotency_key__in=keys)
-        }
-        for candidate in candidates:
-            message = stored[candidate.idempotency_key]
-            if message.pk == candidate.pk:  # ours: new in this transaction
-                _fast_path_register(message)
-        by_subscriber[subscriber.name] = stored
+        stored = _subscriber_rows(topic, subscriber, events, now)
+        if stored:
+            by_subscriber[subscriber.name] = stored
     return [stored[key] for key in keys for stored in by_subscriber.values() if key in stored]
+
+
+def _subscriber_rows(
+    topic: str, subscriber: Subscriber, events: list[tuple[str, str, dict[str, Any] | None]], now: Any
+) -> dict[str, OutboxMessage]:
+    """Write ``subscriber``'s rows of ``events`` (those it wants) and return its rows of them by key (``{}`` when
+    it wants none); a new row is noted for the fast path (``outbox_publish_many``)."""
+    wanted = _wanted(subscriber, [subject for _, subject, _ in events])
+    candidates = [
+        OutboxMessage(
+            topic=topic,
+            subscriber=subscriber.name,
+            idempotency_key=key,
+            subject=subject,
+            payload=payload or {},
+            available_at=now,
+        )
+        for key, subject, payload in events
+        if wanted is None or subject in wanted
+    ]
+    if not candidates:
+        return {}
+    OutboxMessage.objects.bulk_create(candidates, ignore_conflicts=True)
+    stored = {
+        m.idempotency_key: m
+        for m in OutboxMessage.objects.filter(
+            subscriber=subscriber.name, idempotency_key__in=[c.idempotency_key for c in candidates]
+        )
+    }
+    for candidate in candidates:
+        message = stored[candidate.idempotency_key]
+        if message.pk == candidate.pk:  # ours: new in this transaction
+            _fast_path_register(message)
+    return stored
 
 
 def outbox_cancel(*, subject: str, topic: str, actor: str) -> int:

@@ -217,17 +217,27 @@ def _coverage(request: dict[str, Any], patient_id: str) -> dict[str, Any]:
     return next((row.data for row in rows if row.data.get("status") in ("active", "", None)), {})
 
 
+def _payer(coverage: dict[str, Any]) -> tuple[str, str]:
+    """Return ``(payer id, payer name)`` of a Coverage's first ``payor`` (the Organization's id and name, or the
+    reference's display)."""
+    payors = [p for p in coverage.get("payor") or [] if isinstance(p, dict)]
+    if not payors:
+        return "", ""
+    payer = _data(payors[0])
+    return str(payors[0].get("reference") or "").rsplit("/", 1)[-1], str(
+        payer.get("name") or payors[0].get("display") or ""
+    )
+
+
 def _in1(coverage: dict[str, Any]) -> str | None:
-    """Return IN1 (IN1-2 plan, IN1-3 payer id, IN1-4 payer name, IN1-17 relationship, IN1-36 member id)."""
+    """Return IN1 (IN1-2 plan, IN1-3 payer id, IN1-4 payer name, IN1-17 relationship, IN1-36 member id), or None
+    without a Coverage."""
     if not coverage:
         return None
-    payors = [p for p in coverage.get("payor") or [] if isinstance(p, dict)]
-    payor_ref = str(payors[0].get("reference") or "") if payors else ""
-    payer = _data(payors[0]) if payors else {}
-    payer_name = payer.get("name") or (payors[0].get("display") if payors else "") or ""
+    payer_id, payer_name = _payer(coverage)
     classes = [c for c in coverage.get("class") or [] if isinstance(c, dict)]
     plan = str(classes[0].get("value") or "") if classes else ""
-    fields = ["IN1", "1", f"^{esc(plan)}" if plan else "", esc(payor_ref.rsplit("/", 1)[-1]), esc(payer_name)]
+    fields = ["IN1", "1", f"^{esc(plan)}" if plan else "", esc(payer_id), esc(payer_name)]
     fields += [""] * 12 + ["SEL^Self^HL70063"] + [""] * 18 + [esc(coverage.get("subscriberId"))]
     return "|".join(fields)
 

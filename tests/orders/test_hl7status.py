@@ -499,3 +499,19 @@ def test_should_the_subject_filter_break_the_event_still_publishes_and_the_handl
     row = deliver_now(publish(from_app, TOPIC_ORDER_STATUS_CHANGED, {"status": "shipped"}))
 
     assert (row.status, row.result) == (OutboxMessage.Status.DONE, "skipped:not_hl7v2")
+
+
+def test_production_sends_nothing_in_clear_text_to_another_host(
+    site: EHRSite, make_order: Callable[..., Order], settings: Any
+) -> None:
+    settings.PRODUCTION = True
+    intake = IntakeSite.of(site)
+    intake.hl7_status_endpoint = "ehr-interface.example:2575"
+    intake.save()
+    order = make_order(status=Order.Status.SUBMITTED)
+
+    row = deliver_now(publish(order, TOPIC_ORDER_STATUS_CHANGED, {"status": "shipped"}))
+
+    assert (row.status, row.last_error) == (OutboxMessage.Status.DEAD, "hl7_status_tls_required")
+    assert OrderEvent.objects.get(order=order, kind="hl7_status_failed").detail["code"] == "hl7_status_tls_required"
+    assert counted("connection") == counted("other") == 0  # nothing was even tried
