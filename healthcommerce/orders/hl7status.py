@@ -12,7 +12,8 @@ EHR"). Each try is counted per site as endpoint kind ``hl7_status`` (``core.metr
 ``hl7_status`` alerts "<site>: HL7 status peer not acknowledging".
 
 The message (HL7 v2.5.1 chapter 4, ORM^O01; ``hl7_status_message``) carries what identifies the order and its status,
-nothing else: MSH, a PID with PID-3 (the patient identifier the order came with) only, and an ORC with ORC-1 ``SC``,
+nothing else: MSH, a PID with PID-3 only (the patient's FHIR id, CX-5 ``FHIR``, when the order came with one; no
+PID otherwise), and an ORC with ORC-1 ``SC``,
 ORC-2 the placer order number, ORC-3 our reference, ORC-5 the order status (HL7 Table 0038, ``ORDER_STATUS``),
 ORC-9 when it changed and ORC-16 our own status (``submitted^Sent to the supplier^L``...). No name, birth date,
 address, item, payer or tracking number. MSH-10 is ``<reference>.<SUB|SHP|DLV|CAN>``: the same for a retry of the
@@ -124,7 +125,8 @@ def hl7_status_message(*, order: Order, status: str, intake: IntakeSite, at: dat
     ``status`` (``submitted``, ``shipped``, ``delivered`` or ``cancelled``) as of ``at`` (an aware datetime).
 
     MSH-3/4 ours (``HL7_STATUS_SENDING_APPLICATION``/``_FACILITY``), MSH-5/6 the site's MSH-3/4, MSH-11 ``P`` in
-    production else ``T``; PID-3 and the ORC as the module says. Raises ``KeyError`` for another status.
+    production else ``T``; PID-3 (when the order has the patient's FHIR id) and the ORC as the module says. Raises
+    ``KeyError`` for another status.
     """
     app, facility = settings.HL7_STATUS_SENDING_APPLICATION, settings.HL7_STATUS_SENDING_FACILITY
     processing = "P" if settings.APP_ENVIRONMENT == "production" else "T"
@@ -168,7 +170,9 @@ def hl7_status_message(*, order: Order, status: str, intake: IntakeSite, at: dat
         "",
         f"{status}^{STATUS_TEXT[status]}^L",
     ]
-    pid = ["PID", "1", "", hl7_escape(order.patient_fhir_id)]
+    if not order.patient_fhir_id:
+        return _segments(msh, orc)  # the PATIENT group is optional in ORM_O01
+    pid = ["PID", "1", "", f"{hl7_escape(order.patient_fhir_id)}^^^^FHIR"]
     return _segments(msh, pid, orc)
 
 

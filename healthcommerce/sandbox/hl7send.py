@@ -186,13 +186,26 @@ def _telecom(patient: dict[str, Any]) -> str:
     return "~".join(found)
 
 
+def _identifiers(patient: dict[str, Any]) -> str:
+    """Return PID-3 (CX repetitions): the medical record number (the identifier typed ``MR``) when there is one,
+    then the patient's FHIR id with identifier type ``FHIR``, as Epic lists them."""
+    found = []
+    for identifier in patient.get("identifier") or []:
+        types = _coding(identifier.get("type")) if isinstance(identifier, dict) else {}
+        if types.get("code") == "MR" and identifier.get("value"):
+            found.append(f"{esc(identifier['value'])}^^^{SENDING_FACILITY}^MR")
+            break
+    found.append(f"{esc(patient.get('id'))}^^^{SENDING_FACILITY}^FHIR")
+    return "~".join(found)
+
+
 def _pid(patient: dict[str, Any]) -> str:
     family, given, middle, _ = _name(patient)
     fields = [
         "PID",
         "1",
         "",
-        f"{esc(patient.get('id'))}^^^{SENDING_FACILITY}^MR",
+        _identifiers(patient),
         "",
         f"{esc(family)}^{esc(given)}^{esc(middle)}".rstrip("^"),
         "",

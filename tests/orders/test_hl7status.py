@@ -44,7 +44,7 @@ pytestmark = pytest.mark.django_db
 
 START, END = b"\x0b", b"\x1c\x0d"
 PLACER = "ORD-77123"
-PATIENT_ID = "E1234567"
+PATIENT_ID = "eX7Yw2n8Qk"
 PATIENT_NAME = "Camila Lopez"
 
 
@@ -247,7 +247,7 @@ def test_a_submitted_hl7_order_tells_the_ehr_in_process_and_is_done_on_aa(
         f"{order.reference}^HEALTHCOMMERCE",
         "IP",
     ]
-    assert str(msg.segment("PID")[3]) == PATIENT_ID
+    assert str(msg.segment("PID")[3]) == f"{PATIENT_ID}^^^^FHIR"
     event = OrderEvent.objects.get(order=order, kind="hl7_status_sent")
     assert event.detail == {
         "status": "submitted",
@@ -272,6 +272,16 @@ def test_the_message_names_the_order_and_nothing_else_about_the_patient(
     for value in ("Camila", "Lopez", "1987", "Colshire", "22102", "camila", "Blue Ridge", "BRH987654321", "E0601",
                   "CPAP", "Hale", "1234567893"):  # fmt: skip
         assert value not in text
+
+
+def test_an_order_without_the_patients_fhir_id_sends_no_pid(
+    hl7_site: EHRSite, make_order: Callable[..., Order], receiver: MllpReceiver
+) -> None:
+    order = make_order(status=Order.Status.SUBMITTED, patient_fhir_id="")
+
+    deliver_now(publish(order, TOPIC_ORDER_STATUS_CHANGED, {"status": "shipped"}))
+
+    assert [line.split("|", 1)[0] for line in receiver.messages[0].strip("\r").split("\r")] == ["MSH", "ORC"]
 
 
 def test_shipped_delivered_and_cancelled_map_to_table_0038_each_with_its_own_control_id(

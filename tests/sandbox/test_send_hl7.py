@@ -35,7 +35,7 @@ def test_a_dme_request_becomes_an_orm_o01_with_rqd_and_the_noise_of_a_real_feed(
     ]
     assert str(msg.segment("MSH")[18]) == "UNICODE UTF-8"
     assert fields(msg, "PID", 3, 5, 7, 8) == [
-        "pat014^^^SANDBOXHOSP^MR",
+        "0M846129001NF^^^SANDBOXHOSP^MR~pat014^^^SANDBOXHOSP^FHIR",
         "Roosevelt^Theodor^Alan Roosevelt",
         "19460704",
         "M",
@@ -64,7 +64,11 @@ def test_a_loinc_kit_becomes_an_oml_o21_with_obr_and_its_note(sandbox_data: dict
     assert built.message_type == "OML^O21"
     assert built.segments == ["MSH", "PID", "PV1", "ORC", "OBR", "NTE", "DG1"]  # Koepp has no Coverage
     assert str(msg.segment("MSH")[9]) == "OML^O21^OML_O21"
-    assert fields(msg, "PID", 3, 5, 7) == [f"{KOEPP}^^^SANDBOXHOSP^MR", "Koepp^Abdul", "19560803"]
+    assert fields(msg, "PID", 3, 5, 7) == [
+        f"e925b0f3-8006-43f6-aa31-94bd215e55e7^^^SANDBOXHOSP^MR~{KOEPP}^^^SANDBOXHOSP^FHIR",
+        "Koepp^Abdul",
+        "19560803",
+    ]
     assert str(msg.segment("PID")[13]) == "555-978-4581^PRN^PH^^^555^9784581"
     assert fields(msg, "OBR", 2, 4) == [
         "kit-sr-fit-koepp^EPIC",
