@@ -490,7 +490,7 @@ STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 # resends the same Idempotency-Key); each request has HTTP_TIMEOUT.
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 
-# --- HL7 v2 status back (healthcommerce.orders.hl7status; docs/interface-hl7.md) ---
+# --- HL7 v2 status back (healthcommerce.orders.hl7status; docs/interface-hl7-status.md) ---
 # What our ORM^O01 status messages say they come from (MSH-3, MSH-4), how long a peer has to answer one (seconds:
 # connect, TLS, send and ACK), and our TLS client certificate, its key and the CA that signed the peers' server
 # certificates (PEM files). Without a certificate the messages go over plain TCP: loopback or a VPN only.

@@ -18,6 +18,7 @@ ORC-2 the placer order number, ORC-3 our reference, ORC-5 the order status (HL7 
 ORC-9 when it changed and ORC-16 our own status (``submitted^Sent to the supplier^L``...). No name, birth date,
 address, item, payer or tracking number. MSH-10 is ``<reference>.<SUB|SHP|DLV|CAN>``: the same for a retry of the
 same (order, status), so the receiver recognises a resend (HL7 v2.5.1 2.10.1 "original acknowledgment mode").
+The interface team's description, with a sample: docs/interface-hl7-status.md.
 """
 
 import logging
