@@ -56,8 +56,8 @@ class MllpReceiver:
     """An interface engine's inbound MLLP port on ``127.0.0.1:<ephemeral>``: it keeps every message it reads
     (``messages``) and answers each with the next of ``answers`` (the last one repeats): ``AA``, ``AE``, ``AR``
     (an ACK with that MSA-1 and MSA-2 echoing MSH-10), ``other_id`` (an AA for another message), ``silent`` (no
-    answer, the connection held open) or ``close`` (closed without an answer). ``peer_names`` holds the common
-    name of each client certificate a TLS receiver saw."""
+    answer, the connection held open), ``close`` (closed without an answer) or ``junk`` (bytes that are no frame).
+    ``peer_names`` holds the common name of each client certificate a TLS receiver saw."""
 
     answers: list[str] = field(default_factory=lambda: ["AA"])
     ssl_context: ssl.SSLContext | None = None
@@ -105,6 +105,9 @@ class MllpReceiver:
                         sock.recv(1)  # until the client gives up and closes
                     return
                 if kind == "close":
+                    return
+                if kind == "junk":
+                    sock.sendall(b"HELLO" + END)  # not an MLLP frame
                     return
                 sock.sendall(START + receiver.answer(message, kind).encode() + END)
 
@@ -372,6 +375,7 @@ def test_delimiters_in_the_placer_number_are_escaped(
         ("silent", "hl7_status_timeout"),
         ("close", "hl7_status_connection"),
         ("other_id", "hl7_status_other"),
+        ("junk", "hl7_status_other"),
     ],
 )
 def test_anything_but_aa_is_retried_later_with_the_same_control_id(
