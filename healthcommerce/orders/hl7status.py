@@ -268,8 +268,13 @@ def _ack_read(ack: str, control_id: str) -> tuple[str, str]:
 def _send(site: EHRSite, endpoint: str, text: str, control_id: str) -> str:
     """Send ``text`` to ``endpoint`` and return the ACK's MSA-1 when it is AA or CA; count the try for ``site``
     (``core.metrics``). Raises ``StatusNotAcknowledged`` (temporary) for anything else, and ``StatusNotSendable``
-    (permanent) before sending in clear text to another host than loopback in production."""
-    context = _ssl_context()
+    (permanent) before sending in clear text to another host than loopback in production; ``hl7_status_tls_config``
+    (temporary: fix the files, the retries pick them up) when the ``HL7_STATUS_TLS_*`` files cannot be loaded."""
+    try:
+        context = _ssl_context()
+    except (OSError, ValueError) as exc:  # a certificate, key or CA file missing or unreadable (ssl.SSLError too)
+        logger.error("hl7 status TLS files not usable (%s): check HL7_STATUS_TLS_*", type(exc).__name__)
+        raise StatusNotAcknowledged(code="hl7_status_tls_config") from exc
     if context is None and settings.PRODUCTION and endpoint.rpartition(":")[0].strip("[]") not in _LOOPBACK:
         raise StatusNotSendable()
     started = time.perf_counter()

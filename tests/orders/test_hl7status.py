@@ -529,3 +529,14 @@ def test_production_sends_nothing_in_clear_text_to_another_host(
     assert (row.status, row.last_error) == (OutboxMessage.Status.DEAD, "hl7_status_tls_required")
     assert OrderEvent.objects.get(order=order, kind="hl7_status_failed").detail["code"] == "hl7_status_tls_required"
     assert counted("connection") == counted("other") == 0  # nothing was even tried
+
+
+def test_unreadable_tls_files_retry_with_a_code_that_says_so(
+    hl7_site: EHRSite, make_order: Callable[..., Order], settings: Any, tmp_path: Path
+) -> None:
+    settings.HL7_STATUS_TLS_CERT = str(tmp_path / "missing.pem")
+    order = make_order(status=Order.Status.SUBMITTED)
+
+    row = deliver_now(publish(order, TOPIC_ORDER_STATUS_CHANGED, {"status": "shipped"}))
+
+    assert (row.status, row.last_error) == (OutboxMessage.Status.PENDING, "hl7_status_tls_config")
