@@ -364,7 +364,8 @@ INTEGRATION_FLUSH_SECONDS = env.float("INTEGRATION_FLUSH_SECONDS", default=10.0)
 INTEGRATION_RETENTION_DAYS = env.int("INTEGRATION_RETENTION_DAYS", default=8)
 # Alert rules run by beat (healthcommerce.monitoring.rules), their window and thresholds (percent of calls).
 ALERT_RULES = env.list(
-    "ALERT_RULES", default=["auth_failures", "fhir_errors", "commerce_errors", "silence", "outbox_lag", "dead_letters"]
+    "ALERT_RULES",
+    default=["auth_failures", "fhir_errors", "commerce_errors", "silence", "outbox_lag", "dead_letters", "hl7_status"],
 )
 ALERT_WINDOW_MINUTES = env.int("ALERT_WINDOW_MINUTES", default=10)
 ALERT_MIN_CALLS = env.int("ALERT_MIN_CALLS", default=5)
@@ -505,6 +506,17 @@ HL7_IDLE_TIMEOUT = env.float("HL7_IDLE_TIMEOUT", default=300.0)
 # Threads that run the messages' database work (one message at a time per connection; connections share these).
 HL7_WORKER_THREADS = env.int("HL7_WORKER_THREADS", default=8)
 
+# --- HL7 v2 status back (healthcommerce.orders.hl7status; docs/interface-hl7-status.md) ---
+# What our ORM^O01 status messages say they come from (MSH-3, MSH-4), how long a peer has to answer one (seconds:
+# connect, TLS, send and ACK), and our TLS client certificate, its key and the CA that signed the peers' server
+# certificates (PEM files). Without a certificate the messages go over plain TCP: loopback or a VPN only.
+HL7_STATUS_SENDING_APPLICATION = env.str("HL7_STATUS_SENDING_APPLICATION", default="HEALTHCOMMERCE")
+HL7_STATUS_SENDING_FACILITY = env.str("HL7_STATUS_SENDING_FACILITY", default="HEALTHCOMMERCE")
+HL7_STATUS_TIMEOUT_SECONDS = env.float("HL7_STATUS_TIMEOUT_SECONDS", default=10.0)
+HL7_STATUS_TLS_CERT = env.str("HL7_STATUS_TLS_CERT", default="")
+HL7_STATUS_TLS_KEY = env.str("HL7_STATUS_TLS_KEY", default="")
+HL7_STATUS_TLS_CA = env.str("HL7_STATUS_TLS_CA", default="")
+
 # --- Sandbox EHR ---
 # Where the sandbox's EHR launch sends the browser (default: /smart/launch on the sandbox's own host).
 SANDBOX_APP_LAUNCH_URL = env.str("SANDBOX_APP_LAUNCH_URL", default="")
@@ -519,6 +531,9 @@ if SANDBOX_ENABLED:
     MIDDLEWARE.insert(0, "healthcommerce.sandbox.latency.SandboxLatencyMiddleware")
 # The synthetic FHIR data the sandbox serves; kept in the repository (its README names sources and licences).
 FHIR_FIXTURES_DIR = Path(env.str("FHIR_FIXTURES_DIR", default=str(BASE_DIR / "healthcommerce/sandbox/fixtures")))
+# Where the sandbox EHR's "Send as HL7" sends its order messages over MLLP (plain TCP): the app's hl7 listener, as
+# make demo runs it (127.0.0.1:${DEMO_HL7_PORT:-2575}).
+SANDBOX_HL7_TARGET = env.str("SANDBOX_HL7_TARGET", default=f"127.0.0.1:{env.int('DEMO_HL7_PORT', default=2575)}")
 
 # --- Staff accounts: admin login lockout, second factor, session limits (docs/reliability.md "Accounts") ---
 # django-axes locks a username on one client address after 5 failures, and a username from any addresses after 20

@@ -13,7 +13,7 @@ A frame is ``0x0B`` + message + ``0x1C 0x0D``. The server (``Hl7Listener``):
   certificate's SHA-256 to ``intake_hl7_answer``; plain TCP only in embedded mode on a loopback address.
 
 python-hl7's own ``hl7.mllp`` server has no frame size limit and no TLS client certificate hand-over, hence this.
-``mllp_send`` is the small synchronous client (status back, the sandbox, tests).
+The client, ``mllp_send``, is ``intake/mllpclient.py`` (status back, tests).
 """
 
 import asyncio
@@ -23,7 +23,6 @@ import hashlib
 import ipaddress
 import logging
 import os
-import socket
 import ssl
 import threading
 import time
@@ -42,10 +41,6 @@ logger = logging.getLogger(__name__)
 START, END = b"\x0b", b"\x1c\x0d"
 MAX_FRAME = 1024 * 1024  # bytes between the start and end blocks (issue 20)
 _READ = 64 * 1024
-
-
-class MllpError(Exception):
-    """``mllp_send`` got no answer: connection refused or closed, timeout, TLS failure, an answer with no frame."""
 
 
 def frame(message: bytes) -> bytes:
@@ -152,17 +147,6 @@ def server_ssl_context(*, cert: str, key: str, client_ca: str) -> ssl.SSLContext
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-def client_ssl_context(*, cafile: str | None = None) -> ssl.SSLContext:
-    """Return a TLS context for ``mllp_send`` to a site's MLLP endpoint: the server verified against ``cafile``
-    (PEM; None: the system's CAs), TLS 1.2 or later, and our client certificate ``HL7_TLS_CERT`` with
-    ``HL7_TLS_KEY`` presented when they are set (the interface engine may require it)."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if settings.HL7_TLS_CERT and settings.HL7_TLS_KEY:
-        context.load_cert_chain(settings.HL7_TLS_CERT, settings.HL7_TLS_KEY)
     return context
 
 
@@ -339,50 +323,3 @@ async def listen(
         ready(listener)
     await stop.wait()
     await listener.stop()
-
-
-def mllp_send(endpoint: str, message: str, *, timeout: float, ssl_context: ssl.SSLContext | None = None) -> str:
-    """Send ``message`` (ER7 text, segments ending in CR) to ``endpoint`` (``"host:port"``) in one MLLP frame and
-    return the answer's text (the ACK), read up to its end block. ``timeout`` (seconds) bounds the connection, the
-    TLS handshake and the answer together; with ``ssl_context`` the connection is TLS (server name: the host).
-    Raises ``MllpError`` (refused, reset, closed without an answer, timeout, TLS failure, an answer over
-    ``MAX_FRAME``). Not idempotent by itself: the receiver dedupes on MSH-10."""
-    host, _, port_text = endpoint.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port_text.isdigit():
-        raise MllpError(f"endpoint {endpoint!r} is not host:port")
-    deadline = time.monotonic() + timeout
-    try:
-        with socket.create_connection((host, int(port_text)), timeout=timeout) as raw_sock:
-            sock: socket.socket = raw_sock
-            if ssl_context is not None:
-                sock = ssl_context.wrap_socket(raw_sock, server_hostname=host)
-            try:
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                sock.sendall(frame(message.encode("utf-8")))
-                return _answer_read(sock, deadline)
-            finally:
-                if sock is not raw_sock:
-                    with contextlib.suppress(OSError):
-                        sock.close()
-    except (OSError, ssl.SSLError) as exc:
-        raise MllpError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
-
-
-def _answer_read(sock: socket.socket, deadline: float) -> str:
-    buffer = bytearray()
-    while True:
-        start = buffer.find(START)
-        end = buffer.find(END, start + 1) if start >= 0 else -1
-        if end >= 0:
-            return bytes(buffer[start + 1 : end]).decode("utf-8", errors="replace")
-        if len(buffer) > MAX_FRAME + 2:
-            raise MllpError("the answer is larger than the frame limit")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise MllpError("timed out waiting for the answer")
-        sock.settimeout(remaining)
-        chunk = sock.recv(_READ)
-        if not chunk:
-            raise MllpError("the connection closed without an answer")
-        buffer += chunk

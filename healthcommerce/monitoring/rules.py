@@ -91,6 +91,27 @@ def commerce_errors(now: datetime, window: dict[tuple[str, str], Tally]) -> Eval
     )
 
 
+def hl7_status(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluation:
+    """Share of HL7 v2 status messages (``orders.hl7status``, endpoint kind ``hl7_status``) a site's interface
+    engine did not accept with AA (an AE or AR, no answer in time, no connection), per site, in percent, once the
+    site has ``ALERT_MIN_CALLS`` of them in the window (retries count: one message a peer keeps refusing is tried
+    ``FULFILLMENT_MAX_ATTEMPTS`` times within minutes)."""
+    minutes = settings.ALERT_WINDOW_MINUTES
+    threshold = settings.ALERT_ERROR_PERCENT
+    found = Evaluation()
+    for (site, kind), tally in window.items():
+        if kind != "hl7_status" or tally.total < settings.ALERT_MIN_CALLS:
+            continue
+        errors = tally.errors()
+        rate = 100.0 * errors / tally.total
+        text = (
+            f"{site}: HL7 status peer not acknowledging: {errors} of {tally.total} status messages over the last "
+            f"{minutes} minutes got no AA ({_classes(tally)}; threshold {threshold:.0f}%)"
+        )
+        found.observations.append(Observation(site, rate, threshold, text))
+    return found
+
+
 def working_hours(now: datetime) -> bool:
     """Say whether ``now`` is within ``ALERT_WORKING_HOURS`` (``[start, end)`` hours) on ``ALERT_WORKING_DAYS``
     (0 = Monday) in ``ALERT_TIMEZONE``."""
@@ -99,18 +120,23 @@ def working_hours(now: datetime) -> bool:
     return local.weekday() in settings.ALERT_WORKING_DAYS and start <= local.hour < end
 
 
+# Endpoint groups whose quiet says nothing about the site: HL7 status messages follow orders, not clinicians' use.
+UNWATCHED_FOR_SILENCE = frozenset({"hl7_status"})
+
+
 def silence(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluation:
     """A site with at least ``ALERT_SILENCE_MIN_CALLS`` calls in the ``ALERT_SILENCE_LOOKBACK_HOURS`` before the
     last ``ALERT_SILENCE_MINUTES`` and none since, in working hours: value 1 (threshold 0.5), else 0. Outside
-    working hours every site is held. Commerce backends are not watched: they are called only after a signature."""
+    working hours every site is held. Commerce backends are not watched: they are called only after a signature; nor
+    are a site's HL7 status messages (``UNWATCHED_FOR_SILENCE``)."""
     found = Evaluation()
     quiet = settings.ALERT_SILENCE_MINUTES
     recent_from = now - timedelta(minutes=quiet)
     before = tallies(since=recent_from - timedelta(hours=settings.ALERT_SILENCE_LOOKBACK_HOURS), until=recent_from)
     recent = tallies(since=recent_from)
     sites: dict[str, int] = {}
-    for (site, _), tally in before.items():
-        if not site.startswith("commerce:") and site not in {"alerts", "unknown"}:
+    for (site, kind), tally in before.items():
+        if not site.startswith("commerce:") and site not in {"alerts", "unknown"} and kind not in UNWATCHED_FOR_SILENCE:
             sites[site] = sites.get(site, 0) + tally.total
     if not working_hours(now):
         found.held |= set(sites)
@@ -118,7 +144,7 @@ def silence(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluation:
     for site, earlier in sites.items():
         if earlier < settings.ALERT_SILENCE_MIN_CALLS:
             continue
-        now_calls = sum(t.total for (s, _), t in recent.items() if s == site)
+        now_calls = sum(t.total for (s, k), t in recent.items() if s == site and k not in UNWATCHED_FOR_SILENCE)
         text = (
             f"No calls to {site} for {quiet} minutes in working hours "
             f"({earlier} calls in the {settings.ALERT_SILENCE_LOOKBACK_HOURS} hours before)"
@@ -155,4 +181,5 @@ RULES = {
     "silence": silence,
     "outbox_lag": outbox_lag,
     "dead_letters": dead_letters,
+    "hl7_status": hl7_status,
 }

@@ -8,10 +8,11 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
-        write-back to ``order.writeback`` (ADR 0022); add the scopes pre-fill's reads need to a new site's default
-        (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``);
-        register the per-site orders settings (``ehr.sitefeatures``); handle HL7 v2 order messages (ORM^O01,
-        OML^O21: ``orders.hl7``, registered with ``intake.registry``)."""
+        write-back to ``order.writeback`` (ADR 0022) and the HL7 v2 status back to ``order.submitted``,
+        ``order.status_changed`` and ``order.cancelled`` (``hl7status``); add the scopes pre-fill's reads need to a
+        new site's default (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the
+        model (``checks``); register the per-site orders settings (``ehr.sitefeatures``); handle HL7 v2 order
+        messages (ORM^O01, OML^O21: ``orders.hl7``, registered with ``intake.registry``)."""
         from django.core import checks
 
         from healthcommerce.audit.selectors import patient_resolver_add
@@ -22,6 +23,7 @@ class OrdersConfig(AppConfig):
         from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
         from healthcommerce.orders.fields import scopes
         from healthcommerce.orders.hl7 import MESSAGE_TYPES, order_hl7_handle
+        from healthcommerce.orders.hl7status import STATUS_SUBSCRIBERS
         from healthcommerce.orders.models import OrderSite
         from healthcommerce.orders.readiness import order_patient_readiness
         from healthcommerce.orders.selectors import patient_audit_scope
@@ -34,6 +36,14 @@ class OrdersConfig(AppConfig):
             handler="healthcommerce.orders.writeback.writeback_deliver",
             on_dead="healthcommerce.orders.writeback.writeback_dead",
         )
+        for name, topic in STATUS_SUBSCRIBERS.items():  # status back to the EHR over HL7 v2 (orders.hl7status)
+            subscribe(
+                name=name,
+                topic=topic,
+                handler="healthcommerce.orders.hl7status.hl7_status_send",
+                on_dead="healthcommerce.orders.hl7status.hl7_status_dead",
+                wants="healthcommerce.orders.hl7status.hl7_status_subjects",
+            )
         for scope in scopes():
             scope_register(scope)
         checks.register(order_fields_check, checks.Tags.models)

@@ -192,6 +192,8 @@ class OrderEvent(BaseModel):
         "status_notified": "Patient notified",
         "writeback_done": "Recorded in the EHR",
         "writeback_failed": "Could not be recorded in the EHR",
+        "hl7_status_sent": "Status sent to the EHR",
+        "hl7_status_failed": "Status not delivered to the EHR",
         "shipto_reread": "Ship-to re-read from the EHR",
         "shipto_reread_warning": "Ship-to not re-read: the signed address was used",
     }

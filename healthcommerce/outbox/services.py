@@ -24,7 +24,7 @@ from typing import Any
 import kombu.exceptions
 import redis.exceptions
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -32,7 +32,7 @@ from django.utils.module_loading import import_string
 from healthcommerce.audit.services import audit_record, audit_retention
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.outbox.models import OutboxMessage
-from healthcommerce.outbox.subscribers import subscriber_named, subscribers_of
+from healthcommerce.outbox.subscribers import Subscriber, subscriber_named, subscribers_of
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,8 @@ def _publish_fast_path(message_id: str) -> None:
 
 
 def outbox_publish(*, topic: str, key: str, subject: str, payload: dict[str, Any] | None = None) -> list[OutboxMessage]:
-    """Write one ``pending`` row of ``topic`` per subscriber, inside the caller's transaction, and return them.
+    """Write one ``pending`` row of ``topic`` per subscriber (that wants ``subject``: ``Subscriber.wants``),
+    inside the caller's transaction, and return them.
 
     ``key`` is the event's idempotency key (``<order id>:v<version>``): publishing the same event twice returns
     the existing rows. ``subject`` is the id the event is about and ``payload`` holds ids and codes only, never
@@ -206,12 +207,28 @@ def outbox_publish(*, topic: str, key: str, subject: str, payload: dict[str, Any
     return outbox_publish_many(topic=topic, events=[(key, subject, payload)])
 
 
+def _wanted(subscriber: Subscriber, subjects: list[str]) -> set[str] | None:
+    """Return the subjects ``subscriber`` wants rows for (its ``wants``), or None for all of them: a subscriber
+    without ``wants``, or one whose ``wants`` fails in Python (logged; its handler re-checks each row, so rows for
+    every subject are the safe default). A database error propagates: the publisher's transaction is broken."""
+    if not subscriber.wants:
+        return None
+    try:
+        return set(import_string(subscriber.wants)(subjects))
+    except DatabaseError:
+        raise
+    except Exception:  # a broken predicate must not stop the event that is being published
+        logger.warning("outbox: %s's wants failed; writing its rows for every subject", subscriber.name)
+        return None
+
+
 def outbox_publish_many(*, topic: str, events: list[tuple[str, str, dict[str, Any] | None]]) -> list[OutboxMessage]:
     """``outbox_publish`` for many events of one ``topic`` at once: ``events`` are ``(key, subject, payload)``.
 
     Two statements per subscriber whatever the number of events: ``INSERT ... ON CONFLICT DO NOTHING`` (an
-    event published before keeps its row) and one ``SELECT`` of the rows. Returns the rows, event by event and
-    subscriber by subscriber. Raises ``RuntimeError`` outside a transaction.
+    event published before keeps its row) and one ``SELECT`` of the rows; a subscriber with ``wants`` gets rows
+    only for the subjects it wants (one query more; none at all when it wants none). Returns the rows, event by
+    event and subscriber by subscriber. Raises ``RuntimeError`` outside a transaction.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_publish must run inside the transaction that makes the event true.")
@@ -219,28 +236,44 @@ def outbox_publish_many(*, topic: str, events: list[tuple[str, str, dict[str, An
     keys = [key for key, _, _ in events]
     by_subscriber: dict[str, dict[str, OutboxMessage]] = {}
     for subscriber in subscribers_of(topic):
-        candidates = [
-            OutboxMessage(
-                topic=topic,
-                subscriber=subscriber.name,
-                idempotency_key=key,
-                subject=subject,
-                payload=payload or {},
-                available_at=now,
-            )
-            for key, subject, payload in events
-        ]
-        OutboxMessage.objects.bulk_create(candidates, ignore_conflicts=True)
-        stored = {
-            m.idempotency_key: m
-            for m in OutboxMessage.objects.filter(subscriber=subscriber.name, idempotency_key__in=keys)
-        }
-        for candidate in candidates:
-            message = stored[candidate.idempotency_key]
-            if message.pk == candidate.pk:  # ours: new in this transaction
-                _fast_path_register(message)
-        by_subscriber[subscriber.name] = stored
-    return [stored[key] for key in keys for stored in by_subscriber.values()]
+        stored = _subscriber_rows(topic, subscriber, events, now)
+        if stored:
+            by_subscriber[subscriber.name] = stored
+    return [stored[key] for key in keys for stored in by_subscriber.values() if key in stored]
+
+
+def _subscriber_rows(
+    topic: str, subscriber: Subscriber, events: list[tuple[str, str, dict[str, Any] | None]], now: Any
+) -> dict[str, OutboxMessage]:
+    """Write ``subscriber``'s rows of ``events`` (those it wants) and return its rows of them by key (``{}`` when
+    it wants none); a new row is noted for the fast path (``outbox_publish_many``)."""
+    wanted = _wanted(subscriber, [subject for _, subject, _ in events])
+    candidates = [
+        OutboxMessage(
+            topic=topic,
+            subscriber=subscriber.name,
+            idempotency_key=key,
+            subject=subject,
+            payload=payload or {},
+            available_at=now,
+        )
+        for key, subject, payload in events
+        if wanted is None or subject in wanted
+    ]
+    if not candidates:
+        return {}
+    OutboxMessage.objects.bulk_create(candidates, ignore_conflicts=True)
+    stored = {
+        m.idempotency_key: m
+        for m in OutboxMessage.objects.filter(
+            subscriber=subscriber.name, idempotency_key__in=[c.idempotency_key for c in candidates]
+        )
+    }
+    for candidate in candidates:
+        message = stored[candidate.idempotency_key]
+        if message.pk == candidate.pk:  # ours: new in this transaction
+            _fast_path_register(message)
+    return stored
 
 
 def outbox_cancel(*, subject: str, topic: str, actor: str) -> int:

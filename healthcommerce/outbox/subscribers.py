@@ -20,7 +20,12 @@ class Subscriber:
     claimed messages and returning ``{message pk: exception}`` for the rows that failed (the others succeeded);
     ``batch_if`` is the dotted path of a callable with no arguments that says whether rows should be delivered
     in batches now (for example only while the configured backend stores many orders in one statement). Rows of
-    a subscriber without both are always delivered one per task."""
+    a subscriber without both are always delivered one per task.
+
+    Optional ``wants``: the dotted path of a callable taking the subjects of the events being published (a list)
+    and returning those this subscriber wants a row for; the others get none. For a subscriber that acts on a few
+    subjects of a busy topic (the HL7 v2 status back, only for orders that came as HL7 v2). It runs in the
+    publisher's transaction: one read-only query at most, whatever the number of events."""
 
     name: str
     topic: str
@@ -28,21 +33,35 @@ class Subscriber:
     on_dead: str = ""
     batch_handler: str = ""
     batch_if: str = ""
+    wants: str = ""
 
 
 _SUBSCRIBERS: dict[str, Subscriber] = {}
 
 
 def subscribe(
-    *, name: str, topic: str, handler: str, on_dead: str = "", batch_handler: str = "", batch_if: str = ""
+    *,
+    name: str,
+    topic: str,
+    handler: str,
+    on_dead: str = "",
+    batch_handler: str = "",
+    batch_if: str = "",
+    wants: str = "",
 ) -> None:
     """Register ``name`` for ``topic``. Registering the same subscriber again is a no-op; another definition
-    under a used name raises ``ImproperlyConfigured``. ``batch_handler`` and ``batch_if`` go together
-    (``Subscriber``)."""
+    under a used name raises ``ImproperlyConfigured``. ``batch_handler`` and ``batch_if`` go together;
+    ``wants`` narrows the subjects it gets rows for (``Subscriber``)."""
     if bool(batch_handler) != bool(batch_if):
         raise ImproperlyConfigured(f"Outbox subscriber {name!r} needs both batch_handler and batch_if, or neither.")
     subscriber = Subscriber(
-        name=name, topic=topic, handler=handler, on_dead=on_dead, batch_handler=batch_handler, batch_if=batch_if
+        name=name,
+        topic=topic,
+        handler=handler,
+        on_dead=on_dead,
+        batch_handler=batch_handler,
+        batch_if=batch_if,
+        wants=wants,
     )
     known = _SUBSCRIBERS.get(name)
     if known is not None and known != subscriber:

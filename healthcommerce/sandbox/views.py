@@ -21,11 +21,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, fhirwrite, keys, selectors
+from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, fhirwrite, hl7send, keys, selectors
 from healthcommerce.sandbox.errors import FhirBadRequest, FhirError, FhirFault, LaunchError
 from healthcommerce.sandbox.models import FaultKind
 from healthcommerce.sandbox.services import sandbox_fault_take, sandbox_launch_create
@@ -236,6 +237,30 @@ def cds_launch(request: HttpRequest) -> HttpResponse:
         return _error_page(request, "Launch refused", error.message)
     separator = "&" if urlsplit(url).query else "?"
     return HttpResponseRedirect(f"{url}{separator}{urlencode({'iss': urls.fhir_base, 'launch': created.value})}")
+
+
+@require_POST
+def send_hl7(request: HttpRequest) -> HttpResponse:
+    """ "Send as HL7": post ``request=<Type>/<id>&practitioner=<id>`` to send that pending request to the app's
+    HL7 v2 listener as Epic's outbound order interface would (``hl7send.sandbox_hl7_send``), and show the message
+    sent and the ACK received (MSA-1, MSA-2, MSA-3), or why none came. Answers 400 with an error page for a request
+    the sandbox does not have."""
+    practitioner = request.POST.get("practitioner", DEFAULT_PRACTITIONER)
+    try:
+        sent = hl7send.sandbox_hl7_send(
+            request_ref=request.POST.get("request", ""), practitioner_id=practitioner, now=timezone.now()
+        )
+    except hl7send.Hl7SendError as error:
+        return _error_page(request, "Send as HL7", error.message)
+    context = {
+        "sent": sent,
+        "lines": sent.order.text.strip("\r").split("\r"),
+        "ack_lines": sent.ack.text.strip("\r").split("\r") if sent.ack else [],
+        "echoed": bool(sent.ack and sent.ack.echoed == sent.order.control_id),
+        "target": str(getattr(settings, "SANDBOX_HL7_TARGET", "")),
+        "practitioner": practitioner,
+    }
+    return render(request, "sandbox/send_hl7.html", context)
 
 
 @require_GET

@@ -18,13 +18,20 @@ from tests.pipeline import deliver, downstream, rows_of
 
 def test_each_stage_subscribes_to_the_topic_of_the_stage_before_it() -> None:
     assert [s.name for s in subscribers_of("order.signed")] == ["fulfillment.submit"]
-    assert [s.name for s in subscribers_of("order.submitted")] == ["purchaselinks.deliver"]
+    # orders' HL7 v2 status back also follows the order's later events (it acts only for HL7 v2 orders).
+    assert [s.name for s in subscribers_of("order.submitted")] == [
+        "orders.hl7_status_submitted",
+        "purchaselinks.deliver",
+    ]
     assert [s.name for s in subscribers_of("order.patient_confirmed")] == [
         "fulfillment.confirm",
         "purchaselinks.notify_confirmed",
     ]
-    assert [s.name for s in subscribers_of("order.cancelled")] == ["fulfillment.cancel"]
-    assert [s.name for s in subscribers_of("order.status_changed")] == ["purchaselinks.notify_status"]
+    assert [s.name for s in subscribers_of("order.cancelled")] == ["fulfillment.cancel", "orders.hl7_status_cancelled"]
+    assert [s.name for s in subscribers_of("order.status_changed")] == [
+        "orders.hl7_status_changed",
+        "purchaselinks.notify_status",
+    ]
     # A stage may also hand work to itself later: beat's reminder sweep to the worker that sends it.
     assert [s.name for s in subscribers_of("purchase_link.reminder_due")] == ["purchaselinks.remind"]
 
