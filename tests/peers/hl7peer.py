@@ -315,7 +315,7 @@ def peer_send(
     pki: TestPki,
     messages: list[str] | None = None,
     *,
-    credentials: Credentials | None | str = "peer",
+    credentials: Credentials | str | None = "peer",
     timeout: float = 120,
     **flags: Any,
 ) -> SendResult:
