@@ -10,7 +10,7 @@
 // ER7 text, messages separated by an empty line (segments on their own lines). --generate N builds N ORM^O01 DME
 // orders (CPAP, RQD E0601) with node-hl7-client's message builder instead; MSH-10 and ORC-2 are <prefix><n>.
 //
-// Output (stdout, or --out FILE), one JSON object per line:
+// Output (stdout, or --out FILE), one JSON object per line, each with "at" (when it was written, ms since the epoch):
 //   {"type":"ack","seq":0,"control_id":"C1","msa1":"AA","msa2":"C1","msa3":"","err":"","ack":"MSH|...","ms":4.2,
 //    "attempt":1,"connection":0}
 //   {"type":"failed","seq":0,"control_id":"C1","error":"closed: ECONNRESET","attempt":1,"connection":0}
@@ -239,7 +239,8 @@ async function run() {
     process.stderr.write(`sender: ${err.message}\n`);
     return 2;
   }
-  const emit = jsonLines(opt.out);
+  const write = jsonLines(opt.out);
+  const emit = (line) => write({ ...line, at: Date.now() });
   const tls = opt.plain ? undefined : tlsOptions(opt);
   const messages = opt.input ? readMessages(opt.input) : [];
   for (let n = 0; n < opt.generate; n++) messages.push(ormO01(n, opt));
