@@ -236,4 +236,4 @@ def test_every_order_exists_exactly_once_when_the_listener_is_killed_and_the_pee
     assert set(stored) == expected and report["messages_not_aa"] == 0
     assert report["kills_between_commit_and_ack"] >= 1, report["kills"]
     for control_id in between:  # the resend got the answer stored with the message, nothing new
-        assert acks[control_id]["ack"] == stored[control_id].ack
+        assert acks[control_id]["ack"] == stored[control_id].ack.rstrip("\r")
