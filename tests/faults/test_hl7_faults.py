@@ -6,8 +6,10 @@ Real processes: the peer is node-hl7-client 3.2.0 (``tests/peers/hl7/sender.js -
 connection, as an interface engine keeps one per feed) over TLS with its client certificate; the listener is the
 Procfile's ``hl7`` line on the test database (PostgreSQL in CI, where ``.ci/run`` sets ``DATABASE_URL``; the
 SQLite file elsewhere). Kills are spread over the run by progress: at ``KILLS`` random counts of acknowledged
-messages the test waits a random 0 to 50 ms (so a kill lands anywhere in a message's handling) and SIGKILLs the
-listener, leaves it down 0.2 to 1 s (the peer's connections are refused meanwhile) and starts it again.
+messages the test SIGKILLs the listener, leaves it down 0.2 to 1 s (the peer's connections are refused meanwhile)
+and starts it again. Half the kills land at a random moment (0 to 50 ms after the count was seen: anywhere in a
+message's handling or between messages), half are aimed at the next message's commit-to-ACK window, estimated from
+the peer's latest send-to-ACK times.
 
 Some kills must land between the commit and the ACK, the case "store first, then answer" exists for. The listener's
 fault hook ``HL7_FAULT_ACK_DELAY_MS`` (intake/mllp.py, ignored in production) waits that long after the commit, which
@@ -23,9 +25,10 @@ the draw. Needs the HL7 peer (``make hl7-peer-setup``): a failure in CI, a skip 
 import json
 import os
 import random
+import statistics
 import subprocess
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,17 +60,19 @@ pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True, serial
 
 ORDERS = 500
 KILLS = 12
-ACK_DELAY_MS = 20  # the listener's wait between commit and ACK (fault hook)
+ACK_DELAY_MS = 30  # the listener's wait between commit and ACK (fault hook)
 PREFIX = "F"  # MSH-10 and ORC-2 of order n: F<n>
 SEED = int(os.environ.get("FAULTS_SEED", "20261206"))
 RUN_SECONDS = 600  # the whole run's limit
 
 
 class Progress:
-    """Reads the sender's JSON lines as they are written (a growing file): the ACKs counted so far."""
+    """Reads the sender's JSON lines as they are written (a growing file): the ACKs counted so far, when the last
+    one came (``last_at``, epoch seconds) and the latest send-to-ACK times (``recent_ms``)."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.offset, self.acks, self._partial = path, 0, 0, ""
+        self.last_at, self.recent_ms = 0.0, deque(maxlen=25)
 
     def poll(self) -> int:
         if self.path.exists():
@@ -77,8 +82,19 @@ class Progress:
                 self.offset = handle.tell()
             lines = (self._partial + chunk).split("\n")
             self._partial = lines.pop()
-            self.acks += sum('"type":"ack"' in line for line in lines)
+            for line in lines:
+                if '"type":"ack"' in line:
+                    ack = json.loads(line)
+                    self.acks += 1
+                    self.last_at = ack["at"] / 1000
+                    self.recent_ms.append(ack["ms"])
         return self.acks
+
+    def next_commit_window(self) -> float:
+        """When (epoch seconds) the message after the last ACK should be committed and waiting for its ACK: the
+        last ACK plus the median send-to-ACK time, less most of the listener's ACK delay."""
+        median = statistics.median(self.recent_ms) if self.recent_ms else 0.0
+        return self.last_at + (median - 0.6 * ACK_DELAY_MS) / 1000
 
 
 def _site(pki: TestPki) -> EHRSite:
@@ -96,23 +112,26 @@ def _site(pki: TestPki) -> EHRSite:
 
 
 def _chaos(listener: Listener, sender: subprocess.Popen, progress: Progress, rng: random.Random) -> list[dict]:
-    """Kill the listener at ``KILLS`` random points of the run (by acknowledged count), restart it each time; return
-    one record per kill (ACKs so far, how long it stayed down)."""
+    """Kill the listener at ``KILLS`` points of the run (by acknowledged count) and restart it each time; return one
+    record per kill. Every other kill lands at a random moment (0 to 50 ms after the count was seen); the others
+    aim at the next message's commit-to-ACK window (``Progress.next_commit_window``)."""
     thresholds = sorted(rng.sample(range(10, ORDERS - 10), KILLS))
     kills: list[dict[str, Any]] = []
     deadline = time.monotonic() + RUN_SECONDS
-    for threshold in thresholds:
+    for number, threshold in enumerate(thresholds):
         while progress.poll() < threshold and sender.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.002)
         if sender.poll() is not None or time.monotonic() > deadline:
             break
-        time.sleep(rng.uniform(0, 0.05))
+        aimed = number % 2 == 1
+        wait = progress.next_commit_window() - time.time() if aimed else rng.uniform(0, 0.05)
+        time.sleep(max(0.0, wait))
         killed_at = time.time()
         listener.kill()
         down = rng.uniform(0.2, 1.0)
         time.sleep(down)
         listener.start()
-        kills.append({"acks_before": progress.poll(), "at": killed_at, "down_s": round(down, 2)})
+        kills.append({"acks_before": threshold, "aimed": aimed, "at": killed_at, "down_s": round(down, 2)})
     return kills
 
 
@@ -134,6 +153,7 @@ def _table(report: dict[str, Any]) -> str:
         "orders",
         "listener_sigkills",
         "listener_starts",
+        "kills_aimed_at_commit_to_ack",
         "kills_between_commit_and_ack",
         "acknowledged",
         "attempts",
@@ -206,6 +226,7 @@ def test_every_order_exists_exactly_once_when_the_listener_is_killed_and_the_pee
         "orders": ORDERS,
         "listener_sigkills": listener.kills,
         "listener_starts": listener.starts,
+        "kills_aimed_at_commit_to_ack": sum(kill["aimed"] for kill in kills),
         "kills_between_commit_and_ack": len(between),
         "acknowledged": len(acks),
         "attempts": result.summary.get("attempts", 0),
