@@ -20,7 +20,13 @@
 // A failed attempt is one with no ACK: the connection closed or was refused, the TLS handshake failed, or no ACK came
 // within --ack-timeout. Without --resend a failed message is given up at once; with it, the same message (same
 // MSH-10) is sent again on a new connection until acknowledged, --max-attempts or --deadline. AE/AR/CR are answers,
-// never resent. --connection-per-message closes each connection after its ACK. Exit status 0 when every message was acknowledged, 1 otherwise, 2 for bad arguments.
+// never resent. --connection-per-message closes each connection after its ACK. Exit status 0 when every message was
+// acknowledged, 1 otherwise, 2 for bad arguments.
+//
+// Other options: --host (127.0.0.1), --plain (no TLS: the demo's loopback listener), --connections N (each sends one
+// message at a time; they share the queue), --ack-timeout S (10), --max-attempts N (50), --deadline S (300: no resend
+// after), --out FILE; for --generate: --sending-application (EPIC), --sending-facility (SANDBOXHOSP) for MSH-3/4,
+// --version (2.5.1), --processing-id (P), --enhanced (MSH-15 AL, MSH-16 NE).
 //
 // node-hl7-client 3.2.0, read in node_modules: Connection.sendMessage() queues a message and opens a second socket
 // when called while an ACK is awaited, and with connectionTimeout 0 a closed socket is not reported at all. So this
@@ -285,7 +291,8 @@ async function run() {
           if (link) link.close();
           link = null;
           totals.failedAttempts++;
-          emit({ type: 'failed', seq: item.seq, control_id: item.controlId, error: err.message, attempt, connection: connectionNumber });
+          const failure = { seq: item.seq, control_id: item.controlId, error: err.message, attempt };
+          emit({ type: 'failed', ...failure, connection: connectionNumber });
           if (!opt.resend || attempt >= opt.maxAttempts || Date.now() > deadline) {
             totals.gaveUp++;
             emit({ type: 'gave_up', seq: item.seq, control_id: item.controlId, attempts: attempt });
