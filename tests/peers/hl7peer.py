@@ -171,11 +171,6 @@ def pki_write(folder: Path) -> TestPki:
     )
 
 
-def fingerprint_hex(credentials: Credentials) -> str:
-    """The fingerprint as lower-case hex without colons (``hashlib``'s form)."""
-    return credentials.fingerprint.replace(":", "").lower()
-
-
 # --- HL7 v2 messages (ER7, segments separated by CR), synthetic people only ---
 
 SENDING_APPLICATION, SENDING_FACILITY = "EPIC", "SANDBOXHOSP"
