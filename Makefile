@@ -7,7 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo demo-setup test test-faults lint lock bench clean release serve deploy-check medusa-setup messages
+.PHONY: setup demo demo-setup test test-faults lint lock bench clean release serve deploy-check medusa-setup messages \
+	hl7-peer-setup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,11 @@ messages: setup
 # (commerce/medusa/README.md). Needs Node.js 20.19+, npm and PostgreSQL; a no-op when nothing changed.
 medusa-setup:
 	bash scripts/medusa.sh setup
+
+# The independent HL7 v2 peer (node-hl7-client and node-hl7-server from npm, tests/peers/hl7/README.md) that the
+# intake's peer, fault and benchmark tests run against; `npm ci` from its lock, a no-op while installed. Node.js 20.15+.
+hl7-peer-setup:
+	bash scripts/hl7peer.sh
 
 bench: setup
 	$(BIN)/python -m pytest benchmarks -q -s

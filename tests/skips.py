@@ -1,7 +1,7 @@
 """One line at the end of a test run naming every group of skipped tests and why (a pytest plugin).
 
 Outside CI a test that needs what this machine lacks (Debian's chromium, PostgreSQL and Redis, Medusa,
-localstripe) is skipped; with ``CI`` set it fails instead (tests/conftest.py, tests/e2e/conftest.py,
+the HL7 peer, localstripe) is skipped; with ``CI`` set it fails instead (tests/conftest.py, tests/e2e/conftest.py,
 tests/test_ci_services.py). So that a skip is never silent, ``make test`` ends with, for example::
 
     skipped: 15 browser tests (chromium is not installed: apt-get install chromium), 6 PostgreSQL/Redis tests
@@ -17,6 +17,7 @@ import pytest
 # (group, words any of which in a skip reason puts the test in the group, why and what to do). First match wins.
 GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("browser", ("chromium",), "chromium is not installed: apt-get install chromium"),
+    ("HL7 peer", ("HL7 peer",), "the HL7 v2 peer is not set up: make hl7-peer-setup (Node.js 20.15+ and npm)"),
     (
         "Medusa",
         ("Medusa", "medusa", "Node.js"),

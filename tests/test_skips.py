@@ -27,6 +27,7 @@ def test_a_trigger(): pass
 
 def test_scale_out(): pytest.skip("needs PostgreSQL (DATABASE_URL) and Redis (CELERY_BROKER_URL); CI runs it")
 def test_medusa(): pytest.skip("Node.js is missing; CI runs it")
+def test_hl7_peer(): pytest.skip("the HL7 peer needs Node.js 20.15+ (make hl7-peer-setup); CI runs it")
 def test_something_else(): pytest.skip("the moon is full")
 def test_that_runs(): pass
 """
@@ -49,11 +50,12 @@ def test_the_run_ends_with_one_line_naming_every_group_of_skipped_tests_and_why(
     lines = [line for line in out.splitlines() if line.startswith("skipped:")]
     assert lines == [
         "skipped: 2 browser tests (chromium is not installed: apt-get install chromium), "
+        "1 HL7 peer test (the HL7 v2 peer is not set up: make hl7-peer-setup (Node.js 20.15+ and npm)), "
         "1 Medusa test (Medusa is not set up: make medusa-setup (Node.js 20.19+, npm and PostgreSQL)), "
         "2 PostgreSQL/Redis tests (they need PostgreSQL and Redis: set DATABASE_URL and CELERY_BROKER_URL as "
         ".ci/run does), 1 test (the moon is full)"
     ], out
-    assert "1 passed, 6 skipped" in out
+    assert "1 passed, 7 skipped" in out
 
 
 def test_the_suites_own_conftest_prints_the_line() -> None:
