@@ -379,12 +379,14 @@ def test_metrics_count_each_message_per_site(handler: Recorder) -> None:
     metrics.pending_clear()
 
 
-def test_production_deploy_check_requires_the_hl7_tls_settings(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_production_deploy_check_requires_all_three_hl7_tls_settings_once_one_is_set(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings.PRODUCTION = True
     settings.HL7_TLS_CERT = settings.HL7_TLS_KEY = settings.HL7_TLS_CLIENT_CA = ""
+    assert not [m for m in run_checks(include_deployment_checks=True) if m.id == "intake.E001"]  # intake off
 
+    settings.HL7_TLS_CERT = str(tmp_path / "missing.pem")
     errors = [m for m in run_checks(include_deployment_checks=True) if m.id == "intake.E001"]
-    assert len(errors) == 3 and "HL7_TLS_CLIENT_CA" in errors[2].msg
+    assert len(errors) == 3 and "no readable file" in errors[0].msg and "HL7_TLS_CLIENT_CA" in errors[2].msg
 
     for name in ("HL7_TLS_CERT", "HL7_TLS_KEY", "HL7_TLS_CLIENT_CA"):
         (tmp_path / name).write_text("pem")

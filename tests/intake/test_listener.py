@@ -278,7 +278,7 @@ def test_mllp_send_raises_when_nothing_listens_or_nothing_answers() -> None:
         with pytest.raises(MllpError, match="in time"):
             mllp_send(endpoint(port), message(), timeout=0.5)  # accepted by the backlog, never answered
         assert time.monotonic() - started < 3
-    with pytest.raises(MllpError):
+    with pytest.raises(ValueError, match="host:port"):
         mllp_send("no-port", message(), timeout=1)
 
 
