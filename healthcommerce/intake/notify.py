@@ -48,6 +48,20 @@ _REFERENCE = re.compile(r"(?:(?P<base>.+)/)?(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id
 MAX_SUBSCRIPTION = 150  # characters of the subscription reference kept in the control id; longer ones are hashed
 
 
+# The reads the worker makes for one event (orders.notified): the request, its patient, the patient's coverage and
+# the requester (a PractitionerRole's practitioner too). SMART App Launch 2.2 "Backend Services" system/ scopes.
+NOTIFY_SCOPES = (
+    "system/DeviceRequest.rs system/ServiceRequest.rs system/Patient.rs system/Coverage.rs "
+    "system/Practitioner.rs system/PractitionerRole.rs"
+)
+
+
+def notify_backend_needs(site: EHRSite) -> dict[str, str]:
+    """Return ``{"FHIR notifications (notify-then-pull)": NOTIFY_SCOPES}`` when ``site`` has FHIR notifications on,
+    else ``{}`` (``ehr.sitefeatures.SiteFeature.backend_needs``: the readiness check's scopes)."""
+    return {"FHIR notifications (notify-then-pull)": NOTIFY_SCOPES} if IntakeSite.of(site).fhir_notify_enabled else {}
+
+
 class NotificationInvalid(ValueError):
     """The body is not a Backport IG notification the intake can use; ``where`` is the FHIRPath-like location of
     the problem (``Bundle.type``), ``str()`` a sentence naming what is wrong (no PHI: the body carries only ids)."""

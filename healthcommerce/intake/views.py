@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from healthcommerce.core.http import request_body_capped
 from healthcommerce.intake.notify import MAX_BODY, NotifyAnswer, intake_notification_receive, operation_outcome
 
 logger = logging.getLogger(__name__)
@@ -29,18 +30,6 @@ def _answer(answer: NotifyAnswer) -> HttpResponse:
     return response
 
 
-def _body(request: HttpRequest) -> bytes | None:
-    """Return the body, or None when it is longer than ``MAX_BODY`` (read no further than one byte past it)."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > MAX_BODY:
-        return None
-    body = request.read(MAX_BODY + 1)
-    return None if len(body) > MAX_BODY else body
-
-
 @csrf_exempt
 @require_POST
 def fhir_notify(request: HttpRequest, site_id: UUID) -> HttpResponse:
@@ -51,6 +40,8 @@ def fhir_notify(request: HttpRequest, site_id: UUID) -> HttpResponse:
         outcome = operation_outcome("error", "not-supported", f"Send {FHIR_JSON}.")
         return _answer(NotifyAnswer(415, outcome))
     answer = intake_notification_receive(
-        site_id=site_id, authorization=request.headers.get("Authorization", ""), body=_body(request)
+        site_id=site_id,
+        authorization=request.headers.get("Authorization", ""),
+        body=request_body_capped(request, MAX_BODY),
     )
     return _answer(answer)

@@ -8,7 +8,8 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
-        write-back to ``order.writeback`` (ADR 0022); add the scopes pre-fill's reads need to a new site's default
+        write-back to ``order.writeback`` (ADR 0022) and notify-then-pull to ``intake.fhir_notification``
+        (``notified``, issue 20); add the scopes pre-fill's reads need to a new site's default
         (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``);
         register the per-site orders settings (``ehr.sitefeatures``)."""
         from django.core import checks
@@ -16,6 +17,7 @@ class OrdersConfig(AppConfig):
         from healthcommerce.audit.selectors import patient_resolver_add
         from healthcommerce.ehr.scopes import scope_register
         from healthcommerce.ehr.sitefeatures import site_feature_register
+        from healthcommerce.intake.events import TOPIC_FHIR_NOTIFICATION
         from healthcommerce.orders.checks import order_fields_check
         from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
         from healthcommerce.orders.fields import scopes
@@ -30,6 +32,11 @@ class OrdersConfig(AppConfig):
             topic=TOPIC_ORDER_WRITEBACK,
             handler="healthcommerce.orders.writeback.writeback_deliver",
             on_dead="healthcommerce.orders.writeback.writeback_dead",
+        )
+        subscribe(
+            name="orders.fhir_notification",
+            topic=TOPIC_FHIR_NOTIFICATION,
+            handler="healthcommerce.orders.notified.notified_order_create",
         )
         for scope in scopes():
             scope_register(scope)

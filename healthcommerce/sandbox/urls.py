@@ -11,6 +11,7 @@ urlpatterns: list[URLPattern] = [
     path("frame", views.frame, name="frame"),
     path("cds", views.cds, name="cds"),
     path("cds/launch", views.cds_launch, name="cds-launch"),
+    path("notify", views.send_notification, name="send-notification"),
     path("smart-style.json", views.smart_style, name="smart-style"),
     path("oauth/authorize", views.authorize, name="authorize"),
     path("oauth/token", views.token, name="token"),
