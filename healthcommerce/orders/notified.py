@@ -57,6 +57,9 @@ REASONS = {
     "rejected": "the EHR refused the read",
     "forbidden": "the EHR refused the read (403): grant the backend client the system/ scopes of notify-then-pull",
     "unauthorized": "the EHR refused our backend token (401)",
+    "backend_token_refused": "the EHR refused our backend-services credentials or scopes: check the registration",
+    "backend_not_enabled": "backend services are off for the site: notify-then-pull needs them",
+    "backend_no_signing_key": "the site has no key to sign the backend-services assertion with",
 }
 
 

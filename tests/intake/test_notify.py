@@ -51,7 +51,9 @@ def site() -> EHRSite:
     return site
 
 
-def post(client, site: EHRSite, body: object, *, token: str | None = TOKEN, content_type: str = "application/fhir+json"):  # type: ignore[no-untyped-def]
+def post(
+    client, site: EHRSite, body: object, *, token: str | None = TOKEN, content_type: str = "application/fhir+json"
+):
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return client.post(f"/intake/fhir/{site.pk}/notify", data=data, content_type=content_type, headers=headers)
@@ -62,7 +64,7 @@ def notification_rows() -> list[OutboxMessage]:
 
 
 @pytest.mark.parametrize("name", ["handshake", "heartbeat"])
-def test_the_igs_handshake_and_heartbeat_are_answered_200_and_store_nothing(client, site: EHRSite, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_igs_handshake_and_heartbeat_are_answered_200_and_store_nothing(client, site: EHRSite, name: str) -> None:
     response = post(client, site, example(name))
 
     assert response.status_code == 200, response.content
@@ -73,7 +75,7 @@ def test_the_igs_handshake_and_heartbeat_are_answered_200_and_store_nothing(clie
     assert (audit.outcome, audit.detail["type"], audit.target) == ("success", name, f"EHRSite/{site.pk}")
 
 
-def test_the_igs_id_only_example_is_stored_as_nothing_to_order_since_it_names_an_encounter(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_the_igs_id_only_example_is_stored_as_nothing_to_order_since_it_names_an_encounter(client, site) -> None:
     response = post(client, site, example("id-only"))
 
     assert response.status_code == 200
@@ -86,7 +88,9 @@ def test_the_igs_id_only_example_is_stored_as_nothing_to_order_since_it_names_an
     assert not notification_rows()
 
 
-def test_an_event_naming_a_request_is_stored_once_and_handed_to_the_worker_in_the_same_transaction(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_naming_a_request_is_stored_once_and_handed_to_the_worker_in_the_same_transaction(
+    client, site
+) -> None:
     response = post(client, site, naming(f"{ISS}/DeviceRequest/dr-42"))
 
     assert response.status_code == 200
@@ -98,7 +102,7 @@ def test_an_event_naming_a_request_is_stored_once_and_handed_to_the_worker_in_th
     assert row.payload == {"focus": "DeviceRequest/dr-42", "site": str(site.pk)}  # ids only
 
 
-def test_a_resend_of_the_same_event_answers_200_and_creates_nothing(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_a_resend_of_the_same_event_answers_200_and_creates_nothing(client, site) -> None:
     bundle = naming("ServiceRequest/sr-1")  # a relative reference: on the site's own server
     assert post(client, site, bundle).status_code == 200
 
@@ -112,7 +116,7 @@ def test_a_resend_of_the_same_event_answers_200_and_creates_nothing(client, site
     assert IntakeMessage.objects.count() == 2 and len(notification_rows()) == 2
 
 
-def test_a_request_on_another_fhir_server_is_refused_and_not_handed_on(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_on_another_fhir_server_is_refused_and_not_handed_on(client, site) -> None:
     assert post(client, site, naming("https://elsewhere.example/fhir/DeviceRequest/dr-42")).status_code == 200
 
     assert IntakeMessage.objects.get().ack_code == "AR" and not notification_rows()
@@ -121,7 +125,7 @@ def test_a_request_on_another_fhir_server_is_refused_and_not_handed_on(client, s
 @pytest.mark.parametrize(
     "token", [None, "", "wrong-token", TOKEN + "x", TOKEN[:-1]], ids=["none", "empty", "wrong", "longer", "shorter"]
 )
-def test_a_missing_or_wrong_bearer_token_is_401_with_an_operation_outcome(client, site, token) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_or_wrong_bearer_token_is_401_with_an_operation_outcome(client, site, token) -> None:
     response = post(client, site, naming("DeviceRequest/dr-42"), token=token)
 
     assert response.status_code == 401
@@ -131,14 +135,14 @@ def test_a_missing_or_wrong_bearer_token_is_401_with_an_operation_outcome(client
     assert AuditEvent.objects.get(action="intake.fhir_notification").outcome == "unauthorized"
 
 
-def test_another_sites_token_does_not_open_this_sites_endpoint(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_another_sites_token_does_not_open_this_sites_endpoint(client, site) -> None:
     other = EHRSite.objects.create(name="Other", iss="https://other.example/fhir", client_id="o")
     site_settings_update(other, {"fhir_notify_enabled": True, "fhir_notify_token": "the-other-sites-token"})
 
     assert post(client, site, naming("DeviceRequest/dr-42"), token="the-other-sites-token").status_code == 401
 
 
-def test_an_unknown_site_or_one_with_notifications_off_is_404(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_site_or_one_with_notifications_off_is_404(client, site) -> None:
     unknown = EHRSite(pk="00000000-0000-0000-0000-000000000000", name="x", iss="https://x.example", client_id="x")
     assert post(client, unknown, example("heartbeat")).status_code == 404
 
@@ -187,7 +191,7 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
-def test_a_malformed_bundle_is_400_naming_what_is_wrong(client, site, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_bundle_is_400_naming_what_is_wrong(client, site, case: str) -> None:
     change, where = MALFORMED[case]
     response = post(client, site, change(copy.deepcopy(naming("DeviceRequest/dr-42"))))
 
@@ -199,7 +203,7 @@ def test_a_malformed_bundle_is_400_naming_what_is_wrong(client, site, case: str)
     assert AuditEvent.objects.get(action="intake.fhir_notification").detail == {"where": where}
 
 
-def test_an_unknown_notification_type_is_named(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_notification_type_is_named(client, site) -> None:
     bundle = example("heartbeat")
     bundle["entry"][0]["resource"]["parameter"][3]["valueCode"] = "poke"
 
@@ -209,7 +213,7 @@ def test_an_unknown_notification_type_is_named(client, site) -> None:  # type: i
     assert "'poke' is not one of handshake" in response.json()["issue"][0]["diagnostics"]
 
 
-def test_only_fhir_json_within_the_size_limit_is_read(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_only_fhir_json_within_the_size_limit_is_read(client, site) -> None:
     assert post(client, site, example("heartbeat"), content_type="application/json").status_code == 200
     assert post(client, site, "a=b", content_type="application/x-www-form-urlencoded").status_code == 415
 
@@ -220,7 +224,7 @@ def test_only_fhir_json_within_the_size_limit_is_read(client, site) -> None:  # 
     assert client.get(f"/intake/fhir/{site.pk}/notify").status_code == 405
 
 
-def test_the_endpoint_needs_no_csrf_token(site) -> None:  # type: ignore[no-untyped-def]
+def test_the_endpoint_needs_no_csrf_token(site) -> None:
     from django.test import Client
 
     response = post(Client(enforce_csrf_checks=True), site, example("handshake"))
@@ -228,7 +232,7 @@ def test_the_endpoint_needs_no_csrf_token(site) -> None:  # type: ignore[no-unty
     assert response.status_code == 200
 
 
-def test_no_audit_row_of_a_notification_holds_the_token_or_the_focus(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_no_audit_row_of_a_notification_holds_the_token_or_the_focus(client, site) -> None:
     post(client, site, naming(f"{ISS}/DeviceRequest/dr-42"))
     post(client, site, naming(f"{ISS}/DeviceRequest/dr-42"), token="bad")
 
@@ -237,12 +241,12 @@ def test_no_audit_row_of_a_notification_holds_the_token_or_the_focus(client, sit
         assert TOKEN not in text and "dr-42" not in text and "bad" not in text
 
 
-def test_the_token_is_encrypted_at_rest(site) -> None:  # type: ignore[no-untyped-def]
+def test_the_token_is_encrypted_at_rest(site) -> None:
     assert site_settings_secret(site, "fhir_notify_token") == TOKEN
     assert plaintext_found([TOKEN]) == []
 
 
-def test_notify_then_pull_asks_for_its_backend_scopes_only_when_on(site) -> None:  # type: ignore[no-untyped-def]
+def test_notify_then_pull_asks_for_its_backend_scopes_only_when_on(site) -> None:
     assert site_backend_needs(site)["FHIR notifications (notify-then-pull)"] == NOTIFY_SCOPES
     for scope in ("system/DeviceRequest.rs", "system/ServiceRequest.rs", "system/Patient.rs", "system/Coverage.rs"):
         assert scope in NOTIFY_SCOPES.split()
@@ -255,7 +259,7 @@ def test_notify_then_pull_asks_for_its_backend_scopes_only_when_on(site) -> None
 # --- the token in the site record: a reference to an environment variable, never the value ---------------------
 
 
-def test_the_site_record_names_the_tokens_variable_never_the_token(site) -> None:  # type: ignore[no-untyped-def]
+def test_the_site_record_names_the_tokens_variable_never_the_token(site) -> None:
     record = site_record_export(site=site)
 
     assert record["fhir_notify_enabled"] is True
@@ -271,7 +275,7 @@ def stored_token(site: EHRSite) -> str:
     return site_settings_secret(EHRSite.objects.get(pk=site.pk), "fhir_notify_token")
 
 
-def test_importing_a_record_takes_the_token_from_its_variable(site, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_importing_a_record_takes_the_token_from_its_variable(site, monkeypatch) -> None:
     record = site_record_export(site=site)
     monkeypatch.setenv("HC_SITE_HARBOR_HEALTH_FHIR_NOTIFY_TOKEN", "a-new-token-from-the-vault")
 
@@ -286,7 +290,7 @@ def test_importing_a_record_takes_the_token_from_its_variable(site, monkeypatch)
     assert stored_token(site) == ""
 
 
-def test_a_record_with_a_token_value_or_a_foreign_variable_is_refused(site) -> None:  # type: ignore[no-untyped-def]
+def test_a_record_with_a_token_value_or_a_foreign_variable_is_refused(site) -> None:
     from healthcommerce.golive.siterecord import SiteRecordInvalid
 
     record = site_record_export(site=site)
