@@ -127,7 +127,7 @@ def _next_event(subscription_id: str) -> tuple[FhirResource, int]:
     if row is None or row.status != "active":
         raise LaunchError("No active subscription: run manage.py demo_setup (or sandbox_subscription add).")
     extensions = [e for e in row.data.get("extension", []) if e.get("url") != EVENTS_EXTENSION]
-    known = next((e for e in row.data.get("extension", []) if e.get("url") == EVENTS_EXTENSION), {})
+    known: dict[str, Any] = next((e for e in row.data.get("extension", []) if e.get("url") == EVENTS_EXTENSION), {})
     number = int(known.get("valueInteger", 0)) + 1
     row.data["extension"] = [*extensions, {"url": EVENTS_EXTENSION, "valueInteger": number}]
     row.save(update_fields=["data", "updated_at"])
