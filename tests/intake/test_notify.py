@@ -303,3 +303,45 @@ def test_a_record_with_a_token_value_or_a_foreign_variable_is_refused(site) -> N
         "$.fhir_notify_token.secret_ref: for the site named 'Harbor Health' it is"
         " 'env:HC_SITE_HARBOR_HEALTH_FHIR_NOTIFY_TOKEN'"
     ]
+
+
+# --- the token in the admin: write-only, like the site's client secret ----------------------------------------
+
+
+def change_form(site: EHRSite, **secret_fields: str) -> dict:
+    from tests.site_settings import settings_form
+
+    data = {
+        "name": site.name,
+        "iss": site.iss,
+        "client_id": site.client_id,
+        "auth_method": site.auth_method,
+        "key_id": site.key_id,
+        "signing_alg": site.signing_alg,
+        "scopes": site.scopes,
+        "other_quirks": "{}",
+        "frame_origins": "",
+        "is_active": "on",
+        "vendor": site.vendor,
+        "vendor_version": site.vendor_version,
+        "backend_client_id": site.backend_client_id,
+        "backend_scopes": site.backend_scopes,
+    }
+    return data | settings_form(site) | {f"intakesite-0-{name}": value for name, value in secret_fields.items()}
+
+
+def test_the_admin_never_shows_the_token_and_can_replace_or_remove_it(admin_client, site) -> None:
+    url = f"/admin/ehr/ehrsite/{site.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert "Replace FHIR notification bearer token" in page and TOKEN not in page
+
+    response = admin_client.post(url, change_form(site))  # left empty: kept
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert stored_token(site) == TOKEN
+
+    admin_client.post(url, change_form(site, new_fhir_notify_token="a-token-typed-by-staff"))
+    assert stored_token(site) == "a-token-typed-by-staff"
+    assert "a-token-typed-by-staff" not in admin_client.get(url).content.decode()
+
+    admin_client.post(url, change_form(site, remove_fhir_notify_token="on"))
+    assert stored_token(site) == ""
