@@ -307,12 +307,13 @@ def intake_notification_receive(*, site_id: UUID, authorization: str, body: byte
     naming the element when the bundle is not a notification (``notification_parse``); else 200. Handshake,
     heartbeat and query-status store nothing. An event-notification stores each event once (``_events_store``): a
     resend answers 200 and creates nothing; an event whose focus is not a DeviceRequest or ServiceRequest of the
-    site is stored as refused (``AR``, reason in ``error_text``) and not handed on. Every answer but the 404
-    writes one audit row. Only database work: well within the Backport IG's prompt answer (the worker reads the
+    site is stored as refused (``AR``, reason in ``error_text``) and not handed on. Every answer writes one audit
+    row (ids and codes only). Only database work: well within the Backport IG's prompt answer (the worker reads the
     EHR later).
     """
     found = _notify_site(site_id)
     if found is None:
+        _audit(None, outcome="not_found", detail={"site_id": str(site_id)})
         return _refused(404, "not-found", "No FHIR notification endpoint here.")
     site, settings = found
     if not notify_token_matches(settings, authorization):

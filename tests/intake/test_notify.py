@@ -6,6 +6,7 @@ record."""
 import copy
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,13 @@ def test_an_event_naming_a_request_is_stored_once_and_handed_to_the_worker_in_th
     assert row.payload == {"focus": "DeviceRequest/dr-42", "site": str(site.pk)}  # ids only
 
 
+def test_an_event_is_answered_well_within_the_two_seconds_an_ehr_waits(client, site) -> None:
+    started = time.monotonic()
+    response = post(client, site, naming(f"{ISS}/DeviceRequest/dr-42"))
+
+    assert response.status_code == 200 and time.monotonic() - started < 2.0
+
+
 def test_a_resend_of_the_same_event_answers_200_and_creates_nothing(client, site) -> None:
     bundle = naming("ServiceRequest/sr-1")  # a relative reference: on the site's own server
     assert post(client, site, bundle).status_code == 200
@@ -150,6 +158,8 @@ def test_an_unknown_site_or_one_with_notifications_off_is_404(client, site) -> N
     response = post(client, site, example("heartbeat"))
 
     assert response.status_code == 404 and response.json()["resourceType"] == "OperationOutcome"
+    audit = AuditEvent.objects.filter(action="intake.fhir_notification").latest("created_at")
+    assert (audit.outcome, audit.detail) == ("not_found", {"site_id": str(site.pk)})
     site_settings_update(site, {"fhir_notify_enabled": True})
     site.is_active = False
     site.save(update_fields=["is_active", "updated_at"])
