@@ -355,3 +355,12 @@ def test_the_admin_never_shows_the_token_and_can_replace_or_remove_it(admin_clie
 
     admin_client.post(url, change_form(site, remove_fhir_notify_token="on"))
     assert stored_token(site) == ""
+
+
+def test_the_token_gets_no_historical_copy(site) -> None:
+    from healthcommerce.intake.models import IntakeSite
+
+    history = IntakeSite.history.model
+    assert "fhir_notify_token" not in {f.name for f in history._meta.fields}
+    assert "fhir_notify_enabled" in {f.name for f in history._meta.fields}
+    assert history.objects.filter(site=site).exists()  # the change of the flag is kept
