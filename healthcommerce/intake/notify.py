@@ -118,8 +118,8 @@ def _event(parameter: dict[str, Any], where: str) -> NotificationEvent:
     return NotificationEvent(number=str(int(text)), focus=_reference(focus) if focus else "")
 
 
-def _status_parameters(body: bytes) -> list[dict[str, Any]]:
-    """Return the ``parameter`` list of the bundle's first entry (the SubscriptionStatus ``Parameters``)."""
+def _bundle(body: bytes) -> dict[str, Any]:
+    """Return the body as a ``Bundle`` of type ``history``; raise ``NotificationInvalid`` otherwise."""
     try:
         bundle = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -128,7 +128,12 @@ def _status_parameters(body: bytes) -> list[dict[str, Any]]:
         raise NotificationInvalid("Bundle.resourceType", "not a Bundle")
     if bundle.get("type") != "history":
         raise NotificationInvalid("Bundle.type", f"{str(bundle.get('type'))[:40]!r} where 'history' is required")
-    entries = bundle.get("entry")
+    return bundle
+
+
+def _status_parameters(body: bytes) -> list[dict[str, Any]]:
+    """Return the ``parameter`` list of the bundle's first entry (the SubscriptionStatus ``Parameters``)."""
+    entries = _bundle(body).get("entry")
     first = entries[0] if isinstance(entries, list) and entries and isinstance(entries[0], dict) else None
     resource = first.get("resource") if first else None
     if not isinstance(resource, dict) or resource.get("resourceType") != "Parameters":

@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
+from fhirclient.models.coverage import Coverage
 from fhirclient.models.reference import Reference
 
 from healthcommerce.audit.services import audit_record
@@ -142,8 +143,6 @@ def _patient_id(info: extract.RequestInfo) -> str:
 def _coverage(site: EHRSite, reader: FHIRClient, patient_id: str, notes: extract.Notes) -> dict[str, Any]:
     """Return the columns of the patient's first active Coverage (``{}`` when none, or the search failed for good:
     a warning; the payer is not needed to order). A transient failure raises."""
-    from fhirclient.models.coverage import Coverage
-
     target = f"Coverage?beneficiary={patient_id}"
     try:
         result = reader.search(Coverage, {"beneficiary": patient_id}, elements=fields.elements("Coverage"))
