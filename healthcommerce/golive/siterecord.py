@@ -212,8 +212,8 @@ def site_record_schema() -> dict[str, Any]:
     model field (``ehr.sitefeatures.site_record_settings_schema``). ``manage.py ehr_site schema`` prints it."""
     schema: dict[str, Any] = json.loads(BASE_SCHEMA_PATH.read_text())
     schema["properties"] |= site_record_settings_schema()
-    for name, (feature, field) in site_feature_secrets().items():
-        about = f"{feature.title}: {field.verbose_name}. Same rules as `client_secret`. Optional: null when left out."
+    for name, (feature, setting) in site_feature_secrets().items():
+        about = f"{feature.title}: {setting.verbose_name}. Same rules as `client_secret`. Optional: null when left out."
         schema["properties"][name] = {"description": about, "$ref": "#/$defs/secret"}
     suffixes = "|".join(sorted(set(secret_suffixes().values())))
     reference = schema["$defs"]["secret"]["oneOf"][1]["properties"]["secret_ref"]
