@@ -100,7 +100,18 @@ def test_the_sandbox_fixture_is_what_demo_setup_registers(settings, tmp_path) ->
     set_by_demo_setup = ["name", "iss", "client_id", "auth_method", "private_key_pem", "key_id", "signing_alg"]
     set_by_demo_setup += ["scopes", "frame_origins", "sms_enabled", "vendor", "backend_services", "backend_scopes"]
     set_by_demo_setup += ["cds_hooks_enabled", "cds_issuers", "cds_jku_allowlist", "writeback", "shipto_reread"]
+    set_by_demo_setup += ["fhir_notify_enabled", "fhir_notify_token"]
     assert {k: registered[k] for k in set_by_demo_setup} == {k: fixture[k] for k in set_by_demo_setup}
+    # the sandbox EHR is subscribed to the app's notification endpoint with the site's token (its "Send notification")
+    from healthcommerce.ehr.sitefeatures import site_settings_secret
+    from healthcommerce.sandbox.models import FhirResource
+
+    site = EHRSite.objects.get(name="Sandbox EHR")
+    channel = FhirResource.objects.get(resource_type="Subscription").data["channel"]
+    assert channel["endpoint"] == f"http://127.0.0.1:8000/intake/fhir/{site.pk}/notify"
+    assert channel["header"] == [f"Authorization: Bearer {site_settings_secret(site, 'fhir_notify_token')}"]
+    call_command("demo_setup", stdout=io.StringIO())  # again: the same token (idempotent)
+    assert FhirResource.objects.get(resource_type="Subscription").data["channel"] == channel
 
 
 def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_client, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
