@@ -98,3 +98,10 @@ def test_a_request_that_is_not_pending_is_refused_by_the_sandbox(subscribed, san
 
     assert response.status_code == 400 and "Unknown or not pending request" in response.text
     assert not IntakeMessage.objects.exists()
+
+
+def test_the_sandbox_never_serves_a_subscription_with_its_token(subscribed, sandbox_ehr) -> None:
+    response = requests.get(f"{sandbox_ehr.fhir_base}/Subscription/healthcommerce-orders", timeout=10)
+
+    assert response.status_code == 404 and TOKEN not in response.text
+    assert "Subscription" not in requests.get(f"{sandbox_ehr.fhir_base}/metadata", timeout=10).text
