@@ -275,3 +275,43 @@ def test_backend_credentials_the_ehr_refuses_are_recorded_and_dead_lettered(
     assert (row.status, row.last_error) == ("dead", "backend_token_refused") and recorder.given == []
     message = intake_message(row)
     assert message.ack_code == "AE" and "backend-services credentials" in message.error_text
+
+
+def sandbox_request(sandbox: SandboxEHR, fhir_id: str, **changes: Any) -> str:
+    """Store in the sandbox a copy of the active kit ServiceRequest as ``fhir_id`` with ``changes``; return its
+    reference. (The sandbox's fixtures have no revoked request and none a PractitionerRole signed.)"""
+    resource = fixture_resource("ServiceRequest", "kit-sr-fit-koepp") | {"id": fhir_id} | changes
+    code = (
+        "import json; from healthcommerce.sandbox.models import FhirResource as F; "
+        f"d = json.loads({json.dumps(json.dumps(resource))}); "
+        "F.objects.update_or_create(resource_type='ServiceRequest', fhir_id=d['id'], defaults={'data': d, "
+        "'status': d['status'], 'patient_id': d['subject']['reference'].split('/')[-1]})"
+    )
+    sandbox.manage("shell", "-c", code)
+    return f"ServiceRequest/{fhir_id}"
+
+
+def test_a_revoked_request_is_recorded_as_nothing_to_order(client, notify_site, sandbox_ehr, recorder) -> None:
+    focus = sandbox_request(sandbox_ehr, "kit-sr-revoked-notify", status="revoked")
+
+    row = deliver(notify(client, notify_site, sandbox_ehr, focus))
+
+    assert (row.status, row.result) == ("done", "failed") and recorder.given == []
+    assert intake_message(row).error_text == f"{focus}: the request is revoked in the EHR; nothing to order"
+
+
+def test_a_request_signed_by_a_practitioner_role_names_the_roles_practitioner(
+    client, notify_site, sandbox_ehr, recorder
+) -> None:
+    focus = sandbox_request(sandbox_ehr, "kit-sr-role-notify", requester={"reference": "PractitionerRole/prarol1234"})
+
+    deliver(notify(client, notify_site, sandbox_ehr, focus))
+
+    [incoming] = recorder.given
+    practitioner = fixture_resource("Practitioner", "pra1234")
+    expected = fields.prefill_values("Practitioner", practitioner, extract.Notes("Practitioner"))
+    assert incoming.signer == {
+        "reference": "PractitionerRole/prarol1234",
+        "name": expected["practitioner_name"],
+        "npi": expected["practitioner_npi"],
+    }
