@@ -18,6 +18,8 @@ urlpatterns = [
     path("smart/", include("healthcommerce.ehr.urls")),
     path("o/", include("healthcommerce.orders.urls")),
     path("p/", include("healthcommerce.purchaselinks.urls")),
+    # Notifications an EHR posts (FHIR Subscriptions Backport IG), authenticated per site by a bearer token.
+    path("intake/", include("healthcommerce.intake.urls")),
     # Before the commerce backends' /webhooks/<backend>/, which would take "stripe" for a backend's name.
     path("webhooks/stripe/", stripe_webhook, name="stripe_webhook"),
     path("webhooks/", include("healthcommerce.fulfillment.urls")),

@@ -339,13 +339,54 @@ class SiteFeatureInline(admin.StackedInline):
         return False
 
 
+class SettingsSecretsForm(forms.ModelForm):
+    """A feature's form whose secret settings (``SiteFeature.secrets``) are write-only, as the site's own secrets are
+    (``EHRSiteForm``): each has an empty "Replace" field and a "Remove" box, so a stored secret never reaches a
+    browser. ``feature_inline`` adds the two fields per secret (``secret_form_fields``)."""
+
+    feature: SiteFeature
+
+    def save(self, commit: bool = True) -> Any:
+        row = super().save(commit=False)
+        for field in self.feature.secrets:
+            new = self.cleaned_data.get(f"new_{field.name}")
+            if self.cleaned_data.get(f"remove_{field.name}"):
+                setattr(row, field.name, "")
+            elif new:
+                setattr(row, field.name, new)
+        if commit:
+            row.save()
+        return row
+
+
+def secret_form_fields(feature: SiteFeature) -> dict[str, forms.Field]:
+    """Return ``{"new_<name>": ..., "remove_<name>": ...}`` for each secret setting of ``feature``."""
+    found: dict[str, forms.Field] = {}
+    for field in feature.secrets:
+        label = str(field.verbose_name)
+        found[f"new_{field.name}"] = forms.CharField(
+            required=False,
+            strip=True,
+            max_length=field.max_length,
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+            label=f"Replace {label}",
+            help_text=f"{field.help_text} Leave empty to keep the stored value (never shown).",
+        )
+        found[f"remove_{field.name}"] = forms.BooleanField(required=False, label=f"Remove the {label}")
+    return found
+
+
 def feature_inline(feature: SiteFeature) -> type[SiteFeatureInline]:
-    """Return the inline of ``feature``: its model, its settings (``SiteFeature.field_names``) and its title."""
+    """Return the inline of ``feature``: its model, its settings (``SiteFeature.field_names``), a write-only
+    replace field and a remove box per secret setting (``SettingsSecretsForm``), and its title."""
     model: type[SiteSettings] = feature.model
+    extra = secret_form_fields(feature)
+    form = type(f"{model.__name__}Form", (SettingsSecretsForm,), {"feature": feature, **extra})
     attrs = {
         "model": model,
         "feature": feature,
-        "fields": feature.field_names,
+        "form": form,
+        "fields": feature.field_names + list(extra),
         "verbose_name": feature.title,
         "verbose_name_plural": feature.title,
     }

@@ -145,6 +145,15 @@ class URLListField(models.JSONField):
         return name, path, args, kwargs
 
 
+class SettingsHistory(HistoricalRecords):
+    """django-simple-history's ``HistoricalRecords`` for stage settings: an encrypted setting (a secret, e.g. a
+    bearer token the site sends us; ``sitefeatures.setting_is_secret``) never gets a historical copy, as the site's
+    own secrets do not (``SECRET_FIELDS``, docs/adr/0016, 0019)."""
+
+    def fields_included(self, model: Any) -> list[models.Field]:
+        return [f for f in super().fields_included(model) if not isinstance(f, EncryptedCharField | EncryptedTextField)]
+
+
 class SiteSettings(BaseModel):
     """A stage's own settings for one EHR site: one row per site, registered with ``ehr.sitefeatures``
     (``site_feature_register``) in the stage's ``AppConfig.ready()``.
@@ -155,7 +164,7 @@ class SiteSettings(BaseModel):
     """
 
     site = models.OneToOneField(EHRSite, on_delete=models.CASCADE, related_name="%(class)s")
-    history = HistoricalRecords(inherit=True)
+    history = SettingsHistory(inherit=True)
 
     class Meta:
         abstract = True

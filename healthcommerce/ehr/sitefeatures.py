@@ -17,6 +17,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from healthcommerce.core.encryption import EncryptedCharField, EncryptedTextField
 from healthcommerce.ehr.models import EHRSite, SiteSettings, URLListField
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -72,10 +73,7 @@ class SiteFeature:
     backend_needs: Callable[[EHRSite], dict[str, str]] | None = None
     patient_checks: Callable[[EHRSite, PatientReads], Iterable[Check]] | None = None
 
-    @property
-    def fields(self) -> list[models.Field]:
-        """Return the settings: the model's concrete, editable fields other than the key, site and timestamps,
-        in declaration order."""
+    def _settings(self) -> list[models.Field]:
         return [
             f
             for f in self.model._meta.get_fields()
@@ -83,9 +81,28 @@ class SiteFeature:
         ]
 
     @property
+    def fields(self) -> list[models.Field]:
+        """Return the settings: the model's concrete, editable fields other than the key, site, timestamps and
+        secrets (``secrets``), in declaration order."""
+        return [f for f in self._settings() if not setting_is_secret(f)]
+
+    @property
+    def secrets(self) -> list[models.Field]:
+        """Return the secret settings: the encrypted ones (``setting_is_secret``), in declaration order. They are
+        never in the site record, its flags or the admin's section as values: the record holds a reference to an
+        environment variable instead (``golive.siterecord``, like the site's ``client_secret``)."""
+        return [f for f in self._settings() if setting_is_secret(f)]
+
+    @property
     def field_names(self) -> list[str]:
         """Return the names of ``fields`` (each is also its key in the site record and its ``ehr_site`` flag)."""
         return [f.name for f in self.fields]
+
+
+def setting_is_secret(field: models.Field) -> bool:
+    """Return whether a stage's setting is a secret: an encrypted field (``core.encryption``), e.g. a bearer token
+    the site sends us."""
+    return isinstance(field, EncryptedCharField | EncryptedTextField)
 
 
 _FEATURES: dict[str, SiteFeature] = {}
@@ -116,8 +133,8 @@ def site_feature_register(
         if known != feature:
             raise ImproperlyConfigured(f"Site feature {name!r} is already registered differently.")
         return
-    taken = {f.name for f in EHRSite._meta.get_fields()} | set(site_feature_fields())
-    for field in feature.fields:
+    taken = {f.name for f in EHRSite._meta.get_fields()} | set(site_feature_fields()) | set(site_feature_secrets())
+    for field in feature.fields + feature.secrets:
         if field.name in taken:
             raise ImproperlyConfigured(f"Site feature {name!r}: the setting {field.name!r} is already used.")
         if not field.has_default() and not field.null:
@@ -140,6 +157,11 @@ def site_feature_fields() -> dict[str, tuple[SiteFeature, models.Field]]:
     return {field.name: (feature, field) for feature in site_features() for field in feature.fields}
 
 
+def site_feature_secrets() -> dict[str, tuple[SiteFeature, models.Field]]:
+    """Return ``{secret setting name: (its feature, its model field)}`` over every registered feature."""
+    return {field.name: (feature, field) for feature in site_features() for field in feature.secrets}
+
+
 def site_settings_create(sender: Any, instance: EHRSite, created: bool, raw: bool = False, **kwargs: Any) -> None:
     """``post_save`` receiver of ``EHRSite``: give a new site each feature's row with the defaults."""
     if created and not raw:
@@ -159,11 +181,18 @@ def site_settings_values(site: EHRSite) -> dict[str, Any]:
     return values
 
 
+def site_settings_secret(site: EHRSite, name: str) -> str:
+    """Return the value of the secret setting ``name`` for ``site`` ("" when not set); ``KeyError`` for a name
+    that is no registered secret."""
+    feature, _ = site_feature_secrets()[name]
+    return str(getattr(feature.model.of(site), name) or "")
+
+
 def site_settings_update(site: EHRSite, values: dict[str, Any], *, user: Any = None, reason: str = "") -> list[str]:
-    """Set the given settings (``{name: value}``; unknown names raise ``KeyError``) on the saved ``site``'s rows
-    and save each row that changed with ``update_fields``; ``user`` and ``reason`` name the history row
-    (docs/adr/0019). Returns the names of the settings that changed. Idempotent."""
-    fields = site_feature_fields()
+    """Set the given settings (``{name: value}``, secrets too; unknown names raise ``KeyError``) on the saved
+    ``site``'s rows and save each row that changed with ``update_fields``; ``user`` and ``reason`` name the history
+    row (docs/adr/0019). Returns the names of the settings that changed. Idempotent."""
+    fields = site_feature_fields() | site_feature_secrets()
     changed: dict[SiteFeature, list[str]] = {}
     rows: dict[str, SiteSettings] = {}
     for name, value in values.items():

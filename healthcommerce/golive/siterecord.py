@@ -34,8 +34,10 @@ from healthcommerce.core.http import url_problem
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
 from healthcommerce.ehr.sitefeatures import (
     site_feature_fields,
+    site_feature_secrets,
     site_record_settings_schema,
     site_settings_defaults,
+    site_settings_secret,
     site_settings_update,
     site_settings_urls,
     site_settings_values,
@@ -62,7 +64,9 @@ PLAIN_FIELDS = (
     "backend_client_id",
 )
 SCOPE_FIELDS = ("scopes", "scopes_granted", "backend_scopes")
-# Record key -> (model field, suffix of its environment variable).
+# The site's own secrets: record key (its EHRSite field) -> suffix of its environment variable. Each stage's secret
+# settings (encrypted fields, ``ehr.sitefeatures.SiteFeature.secrets``) follow the same rule, their suffix the
+# setting's name in capitals (``fhir_notify_token`` -> ``FHIR_NOTIFY_TOKEN``): ``secret_suffixes``.
 SECRETS = {"client_secret": "CLIENT_SECRET", "private_key_pem": "PRIVATE_KEY"}
 
 
@@ -88,12 +92,25 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def secret_suffixes() -> dict[str, str]:
+    """Return ``{record key: suffix of its environment variable}`` of every secret: the site's own (``SECRETS``)
+    and each registered stage's secret settings (the name in capitals)."""
+    return SECRETS | {name: name.upper() for name in site_feature_secrets()}
+
+
 def secret_env_name(site_name: str, secret: str) -> str:
-    """Return the environment variable holding ``secret`` (``client_secret`` or ``private_key_pem``) of the site
-    named ``site_name``: ``HC_SITE_<NAME>_CLIENT_SECRET`` or ``..._PRIVATE_KEY``, ``<NAME>`` the name in capitals
-    with each run of other characters one underscore ("Example Health (prod)" -> ``EXAMPLE_HEALTH_PROD``)."""
+    """Return the environment variable holding ``secret`` (``client_secret``, ``private_key_pem`` or a stage's
+    secret setting such as ``fhir_notify_token``) of the site named ``site_name``: ``HC_SITE_<NAME>_CLIENT_SECRET``,
+    ``..._PRIVATE_KEY``, ``..._FHIR_NOTIFY_TOKEN``, ``<NAME>`` the name in capitals with each run of other
+    characters one underscore ("Example Health (prod)" -> ``EXAMPLE_HEALTH_PROD``). ``KeyError`` for another
+    name."""
     slug = re.sub(r"[^A-Z0-9]+", "_", site_name.upper()).strip("_") or "SITE"
-    return f"HC_SITE_{slug}_{SECRETS[secret]}"
+    return f"HC_SITE_{slug}_{secret_suffixes()[secret]}"
+
+
+def _stored_secret(site: EHRSite, name: str) -> str:
+    """Return the stored value of secret ``name`` of ``site`` (the site's field, or a stage's setting)."""
+    return str(getattr(site, name) or "") if name in SECRETS else site_settings_secret(site, name)
 
 
 def site_by_name(*, name: str) -> EHRSite:
@@ -171,8 +188,8 @@ def site_record_export(*, site: EHRSite) -> dict[str, Any]:
     record |= site_settings_values(site)
     record |= {name: getattr(site, name).split() for name in SCOPE_FIELDS}
     record |= {"discovery": site.discovery, "discovered_at": _utc(site.discovered_at)}
-    for name in SECRETS:
-        record[name] = {"secret_ref": f"env:{secret_env_name(site.name, name)}"} if getattr(site, name) else None
+    for name in secret_suffixes():
+        record[name] = {"secret_ref": f"env:{secret_env_name(site.name, name)}"} if _stored_secret(site, name) else None
     keys = AppSigningKey.objects.filter(site=site)
     record["signing_keys"] = sorted(
         ({"kid": k.kid, "alg": k.alg, "environment": k.environment, "status": k.status} for k in keys),
@@ -195,6 +212,12 @@ def site_record_schema() -> dict[str, Any]:
     model field (``ehr.sitefeatures.site_record_settings_schema``). ``manage.py ehr_site schema`` prints it."""
     schema: dict[str, Any] = json.loads(BASE_SCHEMA_PATH.read_text())
     schema["properties"] |= site_record_settings_schema()
+    for name, (feature, setting) in site_feature_secrets().items():
+        about = f"{feature.title}: {setting.verbose_name}. Same rules as `client_secret`. Optional: null when left out."
+        schema["properties"][name] = {"description": about, "$ref": "#/$defs/secret"}
+    suffixes = "|".join(sorted(set(secret_suffixes().values())))
+    reference = schema["$defs"]["secret"]["oneOf"][1]["properties"]["secret_ref"]
+    reference["pattern"] = f"^env:HC_SITE_[A-Z0-9_]+_({suffixes})$"
     return schema
 
 
@@ -265,8 +288,8 @@ def _check_record(record: dict[str, Any]) -> list[str]:
             datetime.fromisoformat(record["discovered_at"])
         except ValueError:
             errors.append("$.discovered_at: not a date-time")
-    for name in SECRETS:
-        ref = record[name]
+    for name in secret_suffixes():
+        ref = record.get(name)
         expected = f"env:{secret_env_name(record['name'], name)}"
         if ref is not None and ref["secret_ref"] != expected:
             errors.append(f"$.{name}.secret_ref: for the site named {record['name']!r} it is {expected!r}")
@@ -338,8 +361,9 @@ def _site_values(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _secret_value(record: dict[str, Any], site: EHRSite, name: str, result: ImportResult) -> str | None:
-    """Return the new value of secret ``name`` (None: keep the stored one), reading the referenced variable."""
-    if record[name] is None:
+    """Return the new value of secret ``name`` (None: keep the stored one), reading the referenced variable; a
+    record without the key (a stage's secret added after the file was written) removes it, as null does."""
+    if record.get(name) is None:
         return ""
     variable = record[name]["secret_ref"].removeprefix("env:")
     value = os.environ.get(variable, "").strip()
@@ -350,7 +374,7 @@ def _secret_value(record: dict[str, Any], site: EHRSite, name: str, result: Impo
             raise SiteRecordInvalid([f"$.{name}: {variable} does not hold an unencrypted PEM private key"]) from exc
     if value:
         return value
-    if not getattr(site, name):
+    if not _stored_secret(site, name):
         result.warnings.append(f"{name}: {variable} is not set and nothing is stored")
     return None
 
@@ -378,12 +402,19 @@ def _require_secret(site: EHRSite, result: ImportResult) -> None:
 
 def _settings_changes(record: dict[str, Any], site: EHRSite, result: ImportResult) -> dict[str, Any]:
     """Return each stage's settings as the record gives them (a setting it leaves out: the default, so a file from
-    before the setting existed imports), noting each change from what ``site`` has."""
+    before the setting existed imports), noting each change from what ``site`` has; each stage's secret from its
+    referenced variable when that is set (``_secret_value``: not listed when the stored one is kept)."""
     stored = site_settings_values(site)
     values = {name: record.get(name, default) for name, default in site_settings_defaults().items()}
     for name, value in values.items():
         if stored[name] != value:
             result.changes.append(f"{name}: {_short(stored[name])} -> {_short(value)}")
+    for name in site_feature_secrets():
+        new = _secret_value(record, site, name, result)
+        if new is not None and new != _stored_secret(site, name):
+            variable = secret_env_name(record["name"], name)
+            result.changes.append(f"{name}: {'set from ' + variable if new else 'removed'}")
+            values[name] = new
     return values
 
 

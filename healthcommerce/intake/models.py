@@ -3,7 +3,7 @@ encrypted, with the answer given; and each site's intake settings (ADR 0024)."""
 
 from django.db import models
 
-from healthcommerce.core.encryption import EncryptedTextField
+from healthcommerce.core.encryption import EncryptedCharField, EncryptedTextField
 from healthcommerce.core.models import BaseModel
 from healthcommerce.ehr.models import EHRSite, SiteSettings
 
@@ -81,6 +81,20 @@ class IntakeSite(SiteSettings):
         blank=True,
         default="",
         help_text="host:port of the site's inbound MLLP interface for status messages; blank: none are sent.",
+    )
+
+    fhir_notify_enabled = models.BooleanField(
+        verbose_name="FHIR notifications enabled",
+        default=False,
+        help_text="The site may POST Subscriptions Backport IG notifications (id-only) to /intake/fhir/<site>/notify;"
+        " the app then reads the named request with backend services.",
+    )
+    fhir_notify_token = EncryptedCharField(
+        verbose_name="FHIR notification bearer token",
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The bearer token the site's notifications carry (encrypted; a secret of the site record).",
     )
 
     class Meta:

@@ -8,17 +8,19 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
-        write-back to ``order.writeback`` (ADR 0022) and the HL7 v2 status back to ``order.submitted``,
-        ``order.status_changed`` and ``order.cancelled`` (``hl7status``); add the scopes pre-fill's reads need to a
-        new site's default (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the
-        model (``checks``); register the per-site orders settings (``ehr.sitefeatures``); handle HL7 v2 order
-        messages (ORM^O01, OML^O21: ``orders.hl7``, registered with ``intake.registry``)."""
+        write-back to ``order.writeback`` (ADR 0022), the HL7 v2 status back to ``order.submitted``,
+        ``order.status_changed`` and ``order.cancelled`` (``hl7status``) and notify-then-pull to
+        ``intake.fhir_notification`` (``notified``); add the scopes pre-fill's reads need to a new site's default
+        (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``);
+        register the per-site orders settings (``ehr.sitefeatures``); handle HL7 v2 order messages (ORM^O01,
+        OML^O21: ``orders.hl7``, registered with ``intake.registry``)."""
         from django.core import checks
 
         from healthcommerce.audit.selectors import patient_resolver_add
         from healthcommerce.ehr.scopes import scope_register
         from healthcommerce.ehr.sitefeatures import site_feature_register
         from healthcommerce.intake.registry import intake_handler_register
+        from healthcommerce.intake.events import TOPIC_FHIR_NOTIFICATION
         from healthcommerce.orders.checks import order_fields_check
         from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
         from healthcommerce.orders.fields import scopes
@@ -44,6 +46,11 @@ class OrdersConfig(AppConfig):
                 on_dead="healthcommerce.orders.hl7status.hl7_status_dead",
                 wants="healthcommerce.orders.hl7status.hl7_status_subjects",
             )
+        subscribe(
+            name="orders.fhir_notification",
+            topic=TOPIC_FHIR_NOTIFICATION,
+            handler="healthcommerce.orders.notified.notified_order_create",
+        )
         for scope in scopes():
             scope_register(scope)
         checks.register(order_fields_check, checks.Tags.models)

@@ -63,7 +63,9 @@ def elements_subset(resource: dict[str, Any], elements: Sequence[str]) -> dict[s
     return kept
 
 
-_STORED_TYPES = RESOURCE_TYPES - {"Bundle", "CapabilityStatement", "OperationOutcome"}
+# Stored but not served: a subscriber's Subscription carries its bearer token in channel.header (sandbox/notify.py).
+NOT_SERVED = frozenset({"Subscription"})
+_STORED_TYPES = RESOURCE_TYPES - {"Bundle", "CapabilityStatement", "OperationOutcome"} - NOT_SERVED
 TEST_HOOK = ("SandboxTestHook", "fuzz")  # (resource_type, fhir_id) of the row ``test_hook`` reads
 
 
@@ -309,5 +311,6 @@ def malformed_body(resource_type: str, *, search: bool) -> dict[str, Any]:
 
 
 def stored_resource_types() -> list[str]:
-    """Return the resource types present in the sandbox, sorted."""
-    return list(FhirResource.objects.order_by("resource_type").values_list("resource_type", flat=True).distinct())
+    """Return the resource types present in the sandbox and served (not ``NOT_SERVED``), sorted."""
+    rows = FhirResource.objects.exclude(resource_type__in=NOT_SERVED).order_by("resource_type")
+    return list(rows.values_list("resource_type", flat=True).distinct())

@@ -12,6 +12,7 @@ urlpatterns: list[URLPattern] = [
     path("cds", views.cds, name="cds"),
     path("cds/launch", views.cds_launch, name="cds-launch"),
     path("hl7/send", views.send_hl7, name="send-hl7"),
+    path("notify", views.send_notification, name="send-notification"),
     path("smart-style.json", views.smart_style, name="smart-style"),
     path("oauth/authorize", views.authorize, name="authorize"),
     path("oauth/token", views.token, name="token"),

@@ -27,6 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, fhirwrite, hl7send, keys, selectors
+from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, fhirwrite, keys, notify, selectors
 from healthcommerce.sandbox.errors import FhirBadRequest, FhirError, FhirFault, LaunchError
 from healthcommerce.sandbox.models import FaultKind
 from healthcommerce.sandbox.services import sandbox_fault_take, sandbox_launch_create
@@ -430,3 +431,35 @@ def fhir_create(request: HttpRequest, resource_type: str) -> HttpResponse:
     response["Location"] = created.location
     response["ETag"] = f'W/"{created.resource["meta"]["versionId"]}"'
     return response
+
+
+# --- FHIR Subscriptions: "Send notification" -----------------------------------------------------------------
+
+
+@require_POST
+def send_notification(request: HttpRequest) -> HttpResponse:
+    """Post a Subscriptions Backport IG ``event-notification`` (id-only) naming the pending request ``request``
+    (``Type/id``, form field) to the subscription's endpoint (``notify.sandbox_notification_send``) and show the
+    bundle sent and the answer; ``format=json`` answers ``{"endpoint", "status", "body", "error", "bundle"}``.
+    Answers 400 with an error page for an unknown request or when no subscription is set up."""
+    urls = discovery.SandboxUrls.from_request(request)
+    try:
+        result = notify.sandbox_notification_send(request_ref=request.POST.get("request", ""), fhir_base=urls.fhir_base)
+    except LaunchError as error:
+        return _error_page(request, "Notification not sent", error.message)
+    if request.POST.get("format") == "json":
+        return _json(
+            {
+                "endpoint": result.endpoint,
+                "status": result.status,
+                "body": result.body,
+                "error": result.error,
+                "bundle": result.bundle,
+            }
+        )
+    context = {
+        "result": result,
+        "bundle": json.dumps(result.bundle, indent=2),
+        "practitioner": request.POST.get("practitioner", DEFAULT_PRACTITIONER),
+    }
+    return render(request, "sandbox/notify.html", context)

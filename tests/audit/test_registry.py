@@ -40,6 +40,7 @@ AUDITED = {
     "purchaselinks:language": "purchase_link.language",
     "golive:readiness": "readiness.run",  # and a readiness.read row per FHIR read of the test patient
     "cdshooks:service": "cds.call",  # driven in tests/cdshooks (every call and every refusal)
+    "intake:fhir-notify": "intake.fhir_notification",  # driven in tests/intake/test_notify.py
 }
 # URL name (or namespace followed by ":*") -> why it writes no audit row.
 EXEMPT = {
@@ -78,6 +79,7 @@ FHIR_READERS = {
     "healthcommerce/orders/prefill.py": "prefill_gather writes one fhir.read row per read",
     "healthcommerce/golive/readiness.py": "site_readiness writes one readiness.read row per read (test_readiness)",
     "healthcommerce/ehr/backend.py": "backend_read and backend_create write one fhir.read / fhir.create row each",
+    "healthcommerce/orders/notified.py": "notified_intake_order writes one fhir.read row per read (test_notified)",
 }
 ROOT = Path(__file__).resolve().parents[2]
 

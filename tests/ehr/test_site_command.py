@@ -80,7 +80,7 @@ def test_re_adding_a_site_without_epic_clears_the_epic_quirks_and_says_what_chan
 
 
 def test_each_stage_setting_has_a_flag_and_a_flag_left_out_keeps_the_stored_value(capsys):
-    from healthcommerce.ehr.sitefeatures import site_settings_values
+    from healthcommerce.ehr.sitefeatures import site_settings_defaults, site_settings_values
 
     base = ["ehr_site", "add", "--name", "Flags", "--iss", "https://flags.example/fhir", "--client-id", "f"]
     call_command(
@@ -107,6 +107,7 @@ def test_each_stage_setting_has_a_flag_and_a_flag_left_out_keeps_the_stored_valu
         "cds_issuers": ["https://flags.example/fhir"],
         "cds_jku_allowlist": ["https://flags.example/jwks"],
     }
+    expected = site_settings_defaults() | expected  # the settings no flag was given for (intake's...) keep defaults
     assert site_settings_values(site) == expected
 
     capsys.readouterr()

@@ -171,6 +171,8 @@ OUTSIDE_THE_ORDER = {
     "ehr.AppSigningKey.private_jwk",
     "purchaselinks.PurchaseLink.sent_to",
     "purchaselinks.PurchaseLink.sms_sent_to",
+    "intake.IntakeMessage.raw",  # the inbound message as received (issue 20)
+    "intake.IntakeSite.fhir_notify_token",  # the bearer token of a site's FHIR notifications (issue 20)
 }
 
 

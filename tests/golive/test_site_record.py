@@ -18,8 +18,8 @@ from django.core.management.base import CommandError
 from healthcommerce.audit.models import AuditEvent
 from healthcommerce.catalog.models import HCPCS, CodeMapping, OrderableRule, PayerRule, Product
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
-from healthcommerce.ehr.sitefeatures import site_feature_fields, site_settings_defaults
-from healthcommerce.golive.siterecord import secret_env_name, site_record_dumps, site_record_schema
+from healthcommerce.ehr.sitefeatures import site_feature_fields, site_feature_secrets, site_settings_defaults
+from healthcommerce.golive.siterecord import secret_env_name, secret_suffixes, site_record_dumps, site_record_schema
 from healthcommerce.purchaselinks.models import PatientLinkSite
 from tests.fulfillment.test_encryption_at_rest import plaintext_found
 from tests.site_settings import settings_form
@@ -49,10 +49,11 @@ def import_file(path: Path | str, *args: str) -> str:
 
 
 def set_secrets(monkeypatch, record: dict) -> None:  # type: ignore[no-untyped-def]
-    """Put a fresh value in each secret variable the record references."""
-    for name, value in (("client_secret", SECRET), ("private_key_pem", new_pem())):
-        if record[name]:
-            monkeypatch.setenv(record[name]["secret_ref"].removeprefix("env:"), value)
+    """Put a fresh value in each secret variable the record references (a stage's secret settings too)."""
+    values = {"client_secret": SECRET, "private_key_pem": new_pem()}
+    for name in secret_suffixes():
+        if record.get(name):
+            monkeypatch.setenv(record[name]["secret_ref"].removeprefix("env:"), values.get(name, f"{SECRET}-{name}"))
 
 
 def write(tmp_path: Path, record: dict, name: str = "site.json") -> Path:
@@ -99,7 +100,18 @@ def test_the_sandbox_fixture_is_what_demo_setup_registers(settings, tmp_path) ->
     set_by_demo_setup = ["name", "iss", "client_id", "auth_method", "private_key_pem", "key_id", "signing_alg"]
     set_by_demo_setup += ["scopes", "frame_origins", "sms_enabled", "vendor", "backend_services", "backend_scopes"]
     set_by_demo_setup += ["cds_hooks_enabled", "cds_issuers", "cds_jku_allowlist", "writeback", "shipto_reread"]
+    set_by_demo_setup += ["fhir_notify_enabled", "fhir_notify_token"]
     assert {k: registered[k] for k in set_by_demo_setup} == {k: fixture[k] for k in set_by_demo_setup}
+    # the sandbox EHR is subscribed to the app's notification endpoint with the site's token (its "Send notification")
+    from healthcommerce.ehr.sitefeatures import site_settings_secret
+    from healthcommerce.sandbox.models import FhirResource
+
+    site = EHRSite.objects.get(name="Sandbox EHR")
+    channel = FhirResource.objects.get(resource_type="Subscription").data["channel"]
+    assert channel["endpoint"] == f"http://127.0.0.1:8000/intake/fhir/{site.pk}/notify"
+    assert channel["header"] == [f"Authorization: Bearer {site_settings_secret(site, 'fhir_notify_token')}"]
+    call_command("demo_setup", stdout=io.StringIO())  # again: the same token (idempotent)
+    assert FhirResource.objects.get(resource_type="Subscription").data["channel"] == channel
 
 
 def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_client, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -469,7 +481,7 @@ def test_the_schema_is_draft_2020_12_and_describes_every_field() -> None:
     assert undescribed(schema, "$") == []
     # every field is required but what export observed at the EHR (a hand-written file leaves it out) and each
     # stage's settings (a file from before a setting existed imports with its default)
-    stage_settings = set(site_feature_fields())
+    stage_settings = set(site_feature_fields()) | set(site_feature_secrets())
     assert {"cds_issuers", "shipto_reread", "writeback", "sms_enabled"} <= stage_settings
     assert set(schema["properties"]) - set(schema["required"]) == {"discovery", "discovered_at"} | stage_settings
     for path in FIXTURES:

@@ -13,19 +13,21 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from healthcommerce.core.http import origin
 from healthcommerce.ehr.keys import published_jwks, signing_key_activate, signing_key_create, signing_key_for
 from healthcommerce.ehr.models import EHRSite, Vendor
 from healthcommerce.ehr.scopes import default_scopes
 from healthcommerce.ehr.services import redirect_uri
-from healthcommerce.ehr.sitefeatures import site_settings_update
+from healthcommerce.ehr.sitefeatures import site_settings_secret, site_settings_update
 
 CLIENT_ID = "healthcommerce-demo"
-# What the readiness check reads (ehr_site check "Sandbox EHR" --patient pat015), the ship-to re-read and write-back.
+# What the readiness check reads (ehr_site check "Sandbox EHR" --patient pat015), the ship-to re-read, write-back and
+# notify-then-pull (the requester too: intake.notify.NOTIFY_SCOPES).
 BACKEND_SCOPES = (
     "system/Patient.rs system/Coverage.rs system/DeviceRequest.rs system/ServiceRequest.rs "
-    "system/Communication.c system/DocumentReference.c"
+    "system/Communication.c system/DocumentReference.c system/Practitioner.rs system/PractitionerRole.rs"
 )
 # The sandbox's default client scope (sandbox.services.DEFAULT_CLIENT_SCOPE: the ehr app does not import the
 # sandbox) plus the backend-services scopes.
@@ -98,6 +100,7 @@ class Command(BaseCommand):
                 "patient_support_phone": "(207) 555-0100",
             },
         )
+        self._notifications(site)
         self.stdout.write(
             f"EHR site registered: {iss} (client {CLIENT_ID}, private_key_jwt RS384, backend services {BACKEND_SCOPES})"
         )
@@ -116,3 +119,11 @@ class Command(BaseCommand):
             "The admin asks for a TOTP code too: scan an otpauth URI above into an authenticator app, or print the "
             "current code with  SANDBOX_ENABLED=true .venv/bin/python manage.py staff_totp code admin"
         )
+
+    def _notifications(self, site: EHRSite) -> None:
+        """Turn on FHIR notifications for the sandbox site with a bearer token (kept when it has one) and subscribe
+        the app's endpoint in the sandbox EHR (its "Send notification" button posts there with that token)."""
+        token = site_settings_secret(site, "fhir_notify_token") or secrets.token_urlsafe(32)
+        site_settings_update(site, {"fhir_notify_enabled": True, "fhir_notify_token": token})
+        endpoint = settings.APP_BASE_URL.rstrip("/") + reverse("intake:fhir-notify", args=[site.pk])
+        call_command("sandbox_subscription", "add", "--endpoint", endpoint, "--token", token, stdout=self.stdout)
