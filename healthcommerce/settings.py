@@ -505,6 +505,9 @@ HL7_TLS_CLIENT_CA = env.str("HL7_TLS_CLIENT_CA", default="")
 HL7_IDLE_TIMEOUT = env.float("HL7_IDLE_TIMEOUT", default=300.0)
 # Threads that run the messages' database work (one message at a time per connection; connections share these).
 HL7_WORKER_THREADS = env.int("HL7_WORKER_THREADS", default=8)
+# Seconds between the listener's seals of its audit rows into the hash chain (it seals on a timer, not after each
+# message's commit: healthcommerce.intake.mllp.listen; ADR 0015).
+AUDIT_SEAL_INTERVAL = env.float("AUDIT_SEAL_INTERVAL", default=1.0)
 
 # --- HL7 v2 status back (healthcommerce.orders.hl7status; docs/interface-hl7-status.md) ---
 # What our ORM^O01 status messages say they come from (MSH-3, MSH-4), how long a peer has to answer one (seconds:

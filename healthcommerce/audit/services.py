@@ -279,8 +279,24 @@ def _seal_now() -> None:
         logger.warning("audit seal after commit failed: %s", type(exc).__name__)
 
 
+# Whether this process seals after each commit that wrote audit rows (the default). A process that writes many small
+# transactions and seals on a timer of its own turns it off (``audit_seal_after_commit``).
+_SEAL_AFTER_COMMIT = True
+
+
+def audit_seal_after_commit(enabled: bool) -> None:
+    """Turn this process's seal after each commit on or off. Off, the process must run ``audit_seal`` on a timer of its
+    own (``manage.py hl7_listen`` seals every ``AUDIT_SEAL_INTERVAL`` seconds): the rows are the same, only when they
+    are chained moves, and beat's ``seal`` still runs every minute (ADR 0015)."""
+    global _SEAL_AFTER_COMMIT
+    _SEAL_AFTER_COMMIT = enabled
+
+
 def _seal_after_commit() -> None:
-    """Seal once the current transaction commits (at once in autocommit); once per transaction."""
+    """Seal once the current transaction commits (at once in autocommit); once per transaction. Nothing when this
+    process seals on its own timer (``audit_seal_after_commit``)."""
+    if not _SEAL_AFTER_COMMIT:
+        return
     conn = transaction.get_connection()
     if conn.in_atomic_block and any(func is _seal_now for _sids, func, _robust in conn.run_on_commit):
         return

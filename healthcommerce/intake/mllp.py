@@ -32,8 +32,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 
+from healthcommerce.audit.services import audit_seal, audit_seal_after_commit
 from healthcommerce.intake.hl7msg import ack_build, header_read, hl7_decode
 
 logger = logging.getLogger(__name__)
@@ -316,10 +317,33 @@ async def listen(
     stop: asyncio.Event,
     ready: Callable[[Hl7Listener], None] | None = None,
 ) -> None:
-    """Run an ``Hl7Listener`` until ``stop`` is set; call ``ready(listener)`` once it listens."""
+    """Run an ``Hl7Listener`` until ``stop`` is set; call ``ready(listener)`` once it listens.
+
+    The audit rows of the messages are chained by a timer (``audit_seal`` every ``AUDIT_SEAL_INTERVAL`` seconds, on a
+    thread of its own, and once more on the way out) instead of after each message's commit: one sealer for the
+    process, off the ACK's path (ADR 0015, ADR 0024)."""
     listener = Hl7Listener(host=host, port=port, ssl_context=ssl_context)
     await listener.start()
     if ready is not None:
         ready(listener)
-    await stop.wait()
-    await listener.stop()
+    audit_seal_after_commit(False)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.AUDIT_SEAL_INTERVAL)
+            await asyncio.to_thread(_seal)
+    finally:
+        await listener.stop()
+        await asyncio.to_thread(_seal)
+        audit_seal_after_commit(True)
+
+
+def _seal() -> None:
+    """Chain the committed audit rows (``audit_seal``) on this thread, then close its database connection; a
+    database error is logged and left to the next run (beat seals within a minute too)."""
+    try:
+        audit_seal()
+    except DatabaseError as exc:
+        logger.warning("hl7 listener: audit seal failed: %s", type(exc).__name__)
+    finally:
+        connections.close_all()

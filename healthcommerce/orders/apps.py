@@ -19,10 +19,10 @@ class OrdersConfig(AppConfig):
         from healthcommerce.audit.selectors import patient_resolver_add
         from healthcommerce.ehr.scopes import scope_register
         from healthcommerce.ehr.sitefeatures import site_feature_register
-        from healthcommerce.intake.registry import intake_handler_register
         from healthcommerce.intake.events import TOPIC_FHIR_NOTIFICATION
+        from healthcommerce.intake.registry import intake_handler_register
         from healthcommerce.orders.checks import order_fields_check
-        from healthcommerce.orders.events import TOPIC_ORDER_WRITEBACK
+        from healthcommerce.orders.events import TOPIC_HL7_ORDER, TOPIC_ORDER_WRITEBACK
         from healthcommerce.orders.fields import scopes
         from healthcommerce.orders.hl7 import MESSAGE_TYPES, order_hl7_handle
         from healthcommerce.orders.hl7status import STATUS_SUBSCRIBERS
@@ -46,6 +46,11 @@ class OrdersConfig(AppConfig):
                 on_dead="healthcommerce.orders.hl7status.hl7_status_dead",
                 wants="healthcommerce.orders.hl7status.hl7_status_subjects",
             )
+        subscribe(  # an accepted HL7 v2 NW order group becomes its order on a worker (orders.hl7)
+            name="orders.hl7_order",
+            topic=TOPIC_HL7_ORDER,
+            handler="healthcommerce.orders.hl7.order_hl7_create",
+        )
         subscribe(
             name="orders.fhir_notification",
             topic=TOPIC_FHIR_NOTIFICATION,

@@ -20,6 +20,10 @@ TOPIC_PATIENT_CONFIRMED = "order.patient_confirmed"
 TOPIC_ORDER_CANCELLED = "order.cancelled"
 TOPIC_ORDER_STATUS_CHANGED = "order.status_changed"
 TOPIC_ORDER_WRITEBACK = "order.writeback"
+# An HL7 v2 NW order group accepted at intake (subject ``HL7Placer/<digest of site and placer number>``, payload
+# ``{"message": IntakeMessage id, "group", "reference"}``): orders' own ``orders.hl7_order`` subscriber creates the
+# order from the stored message (ADR 0024).
+TOPIC_HL7_ORDER = "order.hl7_received"
 
 
 def order_subject(order: Order) -> str:

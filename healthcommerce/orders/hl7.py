@@ -2,9 +2,14 @@
 OML^O21 (ORC with OBR), registered in ``orders.apps`` (``intake.registry``; ADR 0024).
 
 It runs inside the transaction that stored the message (the intake core answers with what it returns). Each order
-group (an ORC and the segments up to the next ORC) is one order: ORC-1 ``NW`` creates it (``order_from_intake``),
-``CA`` cancels it (``order_intake_cancel``); anything else (``XO``, ``SC``, ``DC``...) is answered AE naming ORC-1
-until amendments exist. A missing segment or required field is answered AE naming it (``PID``, ``ORC-2``,
+group (an ORC and the segments up to the next ORC) is one order. ORC-1 ``NW``: the group is read and checked here
+(what it cannot be without is answered AE), given its order reference, and handed over through the outbox
+(``order.hl7_received``, in the same transaction): the ``orders.hl7_order`` subscriber (``order_hl7_create``)
+creates the order from the stored message on a worker, signed or held (``order_from_intake``). So the ACK waits
+for one commit of the message and its outbox row, never for the order's own writes, and a message acknowledged is
+never lost. ``CA`` cancels through ``order_intake_cancel`` at once (creating first an order whose ``NW`` is still
+waiting for its worker); anything else (``XO``, ``SC``, ``DC``...) is answered AE naming ORC-1 until amendments
+exist. A missing segment or required field is answered AE naming it (``PID``, ``ORC-2``,
 ``RQD-2``...; the text says "missing", so the intake core's ERR-3 is 101 "required field missing"), and then
 nothing of the message is kept but the stored message: the groups run in one savepoint. Readers are lenient
 (``orders.hl7read``): one bad element costs only that element, with a warning in ``ctx.warnings``. DG1, NTE,
@@ -14,25 +19,32 @@ Sources: HL7 v2.5.1 chapter 4 (4.4.1 ORM^O01, 4.4.6 OML^O21, 4.5.1 ORC, Table 01
 (2.9.2 original acknowledgment mode: AE for content errors).
 """
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from healthcommerce.audit.services import audit_record
-from healthcommerce.intake.models import IntakeMessage
+from healthcommerce.intake.hl7msg import hl7_parse
+from healthcommerce.intake.models import IntakeMessage, IntakeSite
 from healthcommerce.intake.registry import ACCEPT, ERROR, Hl7Context, Outcome
 from healthcommerce.orders import extract, hl7read
+from healthcommerce.orders.events import TOPIC_HL7_ORDER
 from healthcommerce.orders.fields import hl7_values
 from healthcommerce.orders.intake import (
     IntakeOrder,
     IntakeRequest,
     IntakeSigner,
+    intake_existing,
     order_from_intake,
     order_intake_cancel,
 )
-from healthcommerce.orders.models import Order
+from healthcommerce.orders.models import Order, new_reference
+from healthcommerce.outbox.models import OutboxMessage
+from healthcommerce.outbox.services import message_done, outbox_publish
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +133,7 @@ def _required(read: _Read) -> None:
         raise Refused(location, f"{location} (the item: code^text^coding system) is missing.")
 
 
-def _intake_order(read: _Read, ctx: Hl7Context) -> IntakeOrder:
+def _intake_order(read: _Read, ctx: Hl7Context, reference: str = "") -> IntakeOrder:
     values, notes = read.values, extract.Notes("item")
     codings = tuple((system, code) for system, code, _ in hl7read.item_codings(read.view, notes))
     request = IntakeRequest(
@@ -144,20 +156,66 @@ def _intake_order(read: _Read, ctx: Hl7Context) -> IntakeOrder:
         values=values,
         intake_message=ctx.message,
         warnings=list(ctx.warnings),
+        reference=reference,
     )
 
 
-def _group_handle(parsed: Any, group: list[Any], ctx: Hl7Context) -> Order | str:
-    """Handle one order group: the order created (NW) or the reference of the one cancelled (CA); raises
-    ``Refused``."""
+def _hand_over(read: _Read, ctx: Hl7Context, index: int) -> str:
+    """Give the NW group ``index`` its order reference and publish ``order.hl7_received`` for it in the current
+    transaction; return the reference (the ACK names it; the worker creates the order under it). A repeat of a
+    placer number the site already sent gets that order's reference (``_known_reference``)."""
+    placer = read.values["placer_order_number"]
+    reference = _known_reference(ctx, placer) or new_reference()
+    payload = {"message": str(ctx.message.pk), "group": index, "reference": reference}
+    outbox_publish(
+        topic=TOPIC_HL7_ORDER, key=f"{ctx.message.pk}:{index}", subject=_placer_subject(ctx, placer), payload=payload
+    )
+    return reference
+
+
+def _placer_subject(ctx: Hl7Context, placer: str) -> str:
+    """The outbox subject of an NW group: ``HL7Placer/<sha256 of site id and placer number, 32 hex>``, indexed, so a
+    CA or a repeat finds the group still waiting for its worker in one lookup (no PHI: a digest)."""
+    digest = hashlib.sha256(f"{ctx.settings.site_id}|{placer}".encode()).hexdigest()[:32]
+    return f"HL7Placer/{digest}"
+
+
+def _waiting(ctx: Hl7Context, placer: str) -> "QuerySet[OutboxMessage]":
+    """The ``order.hl7_received`` rows for ``placer`` at the site still waiting for their worker."""
+    return OutboxMessage.objects.filter(
+        subject=_placer_subject(ctx, placer), topic=TOPIC_HL7_ORDER, status=OutboxMessage.Status.PENDING
+    )
+
+
+def _known_reference(ctx: Hl7Context, placer: str) -> str:
+    """The reference of the order the site sent ``placer`` for before (made, or waiting for its worker); "" when
+    none."""
+    existing = intake_existing(ctx.settings.site, placer)
+    if existing is not None:
+        return existing.reference
+    waiting = _waiting(ctx, placer).values_list("payload", flat=True).first()
+    return str(waiting.get("reference") or "") if waiting else ""
+
+
+def _waiting_create(ctx: Hl7Context, placer: str) -> None:
+    """Create now the orders of NW groups for ``placer`` at the site that are still waiting for their worker (a CA
+    right behind its NW); the worker later finds each one made (``order_from_intake`` is idempotent on the placer
+    number)."""
+    for row in _waiting(ctx, placer):
+        _create(row.payload)
+
+
+def _group_handle(parsed: Any, group: list[Any], ctx: Hl7Context, index: int) -> str:
+    """Handle one order group: the reference of the order handed over (NW) or cancelled (CA); raises ``Refused``."""
     read = _read(parsed, group, ctx)
     if read.control == NEW:
         _required(read)
-        return order_from_intake(_intake_order(read, ctx))
+        return _hand_over(read, ctx, index)
     if read.control == CANCEL:
         placer = read.values["placer_order_number"]
         if not placer:
             raise Refused("ORC-2", "ORC-2 (the placer order number) is missing: CA needs it.")
+        _waiting_create(ctx, placer)
         outcome = order_intake_cancel(site=ctx.settings.site, placer_order_number=placer, actor=_actor(ctx))
         if outcome.code != ACCEPT:
             raise Refused(outcome.location, outcome.text)
@@ -171,24 +229,17 @@ def _actor(ctx: Hl7Context) -> str:
     return f"hl7:{ctx.message.sender}"[:300]
 
 
-def _accepted(results: list[Order | str]) -> Outcome:
-    references = [result.reference if isinstance(result, Order) else result for result in results]
-    held = [result.reference for result in results if isinstance(result, Order) and result.status == Order.Status.HELD]
-    text = f"Held for completion at intake: {', '.join(held)}." if held else ""
-    return Outcome(ACCEPT, text, order=references[0] if references else "")
-
-
 def order_hl7_handle(parsed: Any, ctx: Hl7Context) -> Outcome:
     """Handle an ORM^O01 or OML^O21 (python-hl7 ``parsed``) for ``ctx.settings``' site; return the ``Outcome``:
-    ``AA`` with the (first) order's reference (``text`` lists the held ones), or ``AE`` with the segment and field
-    and what to fix, having changed nothing (one savepoint for all groups) but an ``order.hl7_refused`` audit row.
-    Element-level warnings go to ``ctx.warnings``. Raises only what the database raises (the intake core then
-    answers AE "internal error")."""
+    ``AA`` with the (first) order's reference (NW: handed over to ``order_hl7_create`` through the outbox; CA:
+    cancelled), or ``AE`` with the segment and field and what to fix, having changed nothing (one savepoint for all
+    groups) but an ``order.hl7_refused`` audit row. Element-level warnings go to ``ctx.warnings``. Raises only what
+    the database raises (the intake core then answers AE "internal error")."""
     message_type = _message_type(parsed)
     try:
         groups = _structure(parsed, message_type)
         with transaction.atomic():
-            results = [_group_handle(parsed, group, ctx) for group in groups]
+            results = [_group_handle(parsed, group, ctx, index) for index, group in enumerate(groups)]
     except Refused as refused:
         # after the rollback, so the refusal stays on record (nothing else of the message does)
         detail = {"message_type": message_type, "text": refused.text[:300]}
@@ -198,4 +249,27 @@ def order_hl7_handle(parsed: Any, ctx: Hl7Context) -> Outcome:
         )
         logger.info("hl7 %s control=%s refused at %s", message_type, ctx.message.control_id, refused.location)
         return Outcome(ERROR, refused.text, refused.location)
-    return _accepted(results)
+    return Outcome(ACCEPT, order=results[0] if results else "")
+
+
+def _create(payload: dict[str, Any]) -> Order | None:
+    """Create (or find) the order of NW group ``payload["group"]`` of the stored message ``payload["message"]`` under
+    ``payload["reference"]``; None when the message's raw copy was purged meanwhile (nothing left to read)."""
+    message = IntakeMessage.objects.select_related("site").get(pk=payload["message"])
+    if message.raw_purged_at is not None or not message.raw or message.site is None:
+        return None
+    parsed = hl7_parse(message.raw)
+    ctx = Hl7Context(message=message, settings=IntakeSite.of(message.site), warnings=[])
+    group = _groups(parsed)[int(payload["group"])]
+    read = _read(parsed, group, ctx)
+    return order_from_intake(_intake_order(read, ctx, reference=str(payload.get("reference") or "")))
+
+
+def order_hl7_create(message: OutboxMessage) -> None:
+    """The ``orders.hl7_order`` subscriber of ``order.hl7_received``: create the order of one accepted NW group from
+    the stored message (signed, or held for staff: ``order_from_intake``) and mark the row done with its reference,
+    in one transaction. Idempotent: a repeat (a re-drive, or a CA that created it first) finds the order by its
+    placer number. Database errors propagate (the outbox retries)."""
+    with transaction.atomic():
+        order = _create(message.payload)
+        message_done(message, result=order.reference if order is not None else "skipped:purged")

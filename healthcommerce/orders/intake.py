@@ -27,7 +27,7 @@ from healthcommerce.intake.registry import ACCEPT, ERROR, Outcome
 from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.errors import InvalidTransition, OrderImmutable, OrderIncomplete
 from healthcommerce.orders.forward import SHIPPING
-from healthcommerce.orders.models import Order
+from healthcommerce.orders.models import Order, new_reference
 from healthcommerce.orders.services import order_cancel, order_signature_record
 from healthcommerce.orders.transitions import order_transition
 
@@ -90,7 +90,9 @@ class IntakeOrder:
     ``patient_language``; other keys are ignored); ``intake_message`` the stored message it came in;
     ``warnings`` (element-level, no PHI); ``signed_in_ehr``: False when the EHR has not signed it yet (a FHIR
     request that is not ``active``): the order is then held, unsigned, and no staff release can sign it; a later
-    intake of the same placer number signed in the EHR signs it (``order_from_intake``).
+    intake of the same placer number signed in the EHR signs it (``order_from_intake``); ``reference``: the order
+    reference to create it under (the HL7 path gives it in the ACK before the worker creates the order; "": a new
+    one).
     """
 
     site: EHRSite
@@ -103,6 +105,7 @@ class IntakeOrder:
     intake_message: IntakeMessage | None = None
     warnings: list[str] = field(default_factory=list)
     signed_in_ehr: bool = True
+    reference: str = ""
 
 
 # Columns ``values`` may fill: the patient's and payer's (the request, signer and placer come from their own fields).
@@ -241,6 +244,7 @@ def order_from_intake(incoming: IntakeOrder) -> Order:
     signed_at = incoming.signed_at or timezone.now()
     values = {name: value for name, value in incoming.values.items() if name in VALUE_COLUMNS}
     order = Order.objects.create(
+        reference=incoming.reference or new_reference(),
         site=site,
         source=incoming.source,
         placer_order_number=incoming.placer_order_number[:200],

@@ -26,8 +26,17 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, fhirwrite, hl7send, keys, selectors
-from healthcommerce.sandbox import authserver, cdsclient, discovery, fhirapi, fhirwrite, keys, notify, selectors
+from healthcommerce.sandbox import (
+    authserver,
+    cdsclient,
+    discovery,
+    fhirapi,
+    fhirwrite,
+    hl7send,
+    keys,
+    notify,
+    selectors,
+)
 from healthcommerce.sandbox.errors import FhirBadRequest, FhirError, FhirFault, LaunchError
 from healthcommerce.sandbox.models import FaultKind
 from healthcommerce.sandbox.services import sandbox_fault_take, sandbox_launch_create

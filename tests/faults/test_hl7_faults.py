@@ -42,6 +42,7 @@ from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.orders.models import Order
 from tests.conftest import IN_CI
+from tests.orders.hl7_samples import hl7_orders_deliver
 from tests.peers.hl7peer import (
     PEER_DIR,
     SENDING_APPLICATION,
@@ -211,6 +212,7 @@ def test_every_order_exists_exactly_once_when_the_listener_is_killed_and_the_pee
         listener.stop()
     run_seconds = time.monotonic() - started
     result = parse_sender_output(out, sender.returncode, stderr)
+    hl7_orders_deliver()  # the orders.hl7_order worker's part: each accepted NW group becomes its order
 
     placers = Counter(
         number.split("^")[0] for number in Order.objects.filter(site=site).values_list("placer_order_number", flat=True)

@@ -275,13 +275,14 @@ def hl7_exercise(lines: list[str], planted: tuple[str, ...], site: Any, backends
     a savepoint always rolled back; deliver the order it signs to every backend and check; also check that the
     order's own columns keep none of ``planted`` (DG1, NTE, OBX ... are never stored beyond the raw copy)."""
     from healthcommerce.orders.hl7 import order_hl7_handle
-    from tests.orders.hl7_samples import intake_context
+    from tests.orders.hl7_samples import hl7_orders_deliver, intake_context
 
     outcome = Outcome()
     try:
         with transaction.atomic():
             parsed, ctx = intake_context(site, "\r".join(lines))
             answer = order_hl7_handle(parsed, ctx)
+            hl7_orders_deliver()
             order = Order.objects.filter(reference=answer.order, status=Order.Status.SIGNED).first()
             if order is None:
                 outcome.results.append(f"hl7:{answer.code}:{answer.location}")

@@ -21,6 +21,7 @@ from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.orders.models import Order
 from healthcommerce.outbox.models import OutboxMessage
+from tests.orders.hl7_samples import hl7_orders_deliver
 from tests.peers.hl7peer import (
     NPI,
     SENDING_APPLICATION,
@@ -75,9 +76,11 @@ def site(pki: TestPki) -> EHRSite:
 
 def send(listener: Listener, pki: TestPki, tmp_path: Path, *messages: str, **flags: Any) -> list[dict[str, Any]]:
     """Send ``messages`` with the peer, one connection, in order; return one ACK per message (fails if one got
-    none)."""
+    none). Then the ``orders.hl7_order`` worker's part: the accepted NW groups become orders
+    (``hl7_orders_deliver``)."""
     result = peer_send(tmp_path, listener.port, pki, list(messages), **flags)
     assert len(result.acks) == len(messages), (result.failed, result.stderr[-2000:], listener.log_tail())
+    hl7_orders_deliver()
     return result.acks
 
 

@@ -90,3 +90,17 @@ def intake_context(site: EHRSite, text: str, **settings: Any) -> tuple[Any, Hl7C
         raw=text,
     )
     return parsed, Hl7Context(message=message, settings=intake_site(site, **settings), warnings=[])
+
+
+def hl7_orders_deliver() -> int:
+    """Deliver every waiting ``order.hl7_received`` row as the ``orders.hl7_order`` worker does (``order_hl7_create``
+    creates each accepted NW group's order); return how many rows were delivered."""
+    from healthcommerce.orders.events import TOPIC_HL7_ORDER
+    from healthcommerce.outbox.models import OutboxMessage
+    from healthcommerce.outbox.services import outbox_deliver
+
+    waiting = OutboxMessage.objects.filter(topic=TOPIC_HL7_ORDER, status=OutboxMessage.Status.PENDING)
+    pks = list(waiting.order_by("created_at").values_list("pk", flat=True))
+    for pk in pks:
+        outbox_deliver(message_id=pk)
+    return len(pks)

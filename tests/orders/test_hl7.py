@@ -12,13 +12,22 @@ from healthcommerce.catalog.models import HCPCS, LOINC, CodeMapping, Product
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.intake.registry import ACCEPT, ERROR, intake_handler_for, intake_message_types
+from healthcommerce.orders.events import TOPIC_HL7_ORDER
 from healthcommerce.orders.fields import hl7_fields
 from healthcommerce.orders.hl7 import order_hl7_handle
 from healthcommerce.orders.hl7read import local_system
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.services import content_hash
 from healthcommerce.outbox.models import OutboxMessage
-from tests.orders.hl7_samples import OML_FIT, ORM_CPAP, intake_context, message_text, replace, segment
+from tests.orders.hl7_samples import (
+    OML_FIT,
+    ORM_CPAP,
+    hl7_orders_deliver,
+    intake_context,
+    message_text,
+    replace,
+    segment,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +40,12 @@ def site() -> EHRSite:
 
 
 def handle(site: EHRSite, lines: list[str], **settings: object):  # type: ignore[no-untyped-def]
+    """Run the handler on a stored message, then deliver its ``order.hl7_received`` rows as a worker does
+    (``order_hl7_create`` creates each NW group's order)."""
     parsed, ctx = intake_context(site, message_text(lines), **settings)
-    return order_hl7_handle(parsed, ctx), ctx
+    outcome = order_hl7_handle(parsed, ctx)
+    hl7_orders_deliver()
+    return outcome, ctx
 
 
 def test_orm_and_oml_are_registered_to_the_orders_handler() -> None:
@@ -126,7 +139,7 @@ def test_an_unmapped_code_holds_the_order_with_a_reason_naming_it(site: EHRSite)
         "a catalog mapping of the requested code at this site: add the site's code mapping "
         f"({local_system(site.pk, '99EPIC')}|DME-77)"
     ]
-    assert "Held" in outcome.text
+    assert outcome.text == ""  # the ACK comes before the worker made the order: the intake queue shows it held
     assert not OutboxMessage.objects.filter(topic="order.signed").exists()
 
 
@@ -245,6 +258,28 @@ def test_ca_cancels_the_order_through_the_cancel_path(site: EHRSite) -> None:
     assert ctx.message.order_reference == order.reference
     again, _ = handle(site, replace(cancel_lines(), "MSH", ORM_CPAP[0].replace("MSG00001", "MSG00003")))
     assert (again.code, again.order) == (ACCEPT, created.order)  # idempotent
+
+
+def test_an_nw_is_acknowledged_before_its_order_is_made_and_a_ca_right_behind_it_still_cancels_it(
+    site: EHRSite,
+) -> None:
+    """The ACK waits only for the stored message and its ``order.hl7_received`` row (ADR 0024); a CA that arrives
+    before the worker ran makes the order first, then cancels it, and the worker later changes nothing."""
+    parsed, ctx = intake_context(site, message_text(ORM_CPAP))
+    accepted = order_hl7_handle(parsed, ctx)
+    assert accepted.code == ACCEPT and accepted.order.startswith("HC-")
+    assert not Order.objects.exists()
+    waiting = OutboxMessage.objects.get(topic=TOPIC_HL7_ORDER)
+    assert waiting.status == OutboxMessage.Status.PENDING and "1001" not in waiting.subject  # a digest, no number
+
+    cancelled, _ = handle(site, cancel_lines())
+
+    assert (cancelled.code, cancelled.order) == (ACCEPT, accepted.order)
+    order = Order.objects.get()
+    assert (order.reference, order.status) == (accepted.order, Order.Status.CANCELLED)
+    waiting.refresh_from_db()
+    assert waiting.status == OutboxMessage.Status.DONE  # delivered after: found the order, made nothing
+    assert Order.objects.count() == 1 and order.events.filter(to_status=Order.Status.CANCELLED).count() == 1
 
 
 def test_ca_of_a_held_order_cancels_it(site: EHRSite) -> None:

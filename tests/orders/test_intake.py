@@ -27,7 +27,7 @@ from healthcommerce.orders.intake import (
 from healthcommerce.orders.models import Order, OrderSite, Writeback
 from healthcommerce.orders.services import content_hash, orders_phi_purge
 from healthcommerce.outbox.models import OutboxMessage
-from tests.orders.hl7_samples import ORM_CPAP, intake_context, message_text, replace
+from tests.orders.hl7_samples import ORM_CPAP, hl7_orders_deliver, intake_context, message_text, replace
 from tests.staff import staff_login, staff_user
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +46,7 @@ def site() -> EHRSite:
 def held(site: EHRSite, lines: list[str]) -> Order:
     parsed, ctx = intake_context(site, message_text(lines))
     outcome = order_hl7_handle(parsed, ctx)
+    hl7_orders_deliver()
     order = Order.objects.get(reference=outcome.order)
     assert order.status == Order.Status.HELD
     return order
@@ -247,11 +248,14 @@ def test_support_sees_the_queue_with_phi_masked_and_no_contact_fields(site: EHRS
 
 def test_the_phi_purge_blanks_the_raw_message_of_purged_orders_only(site: EHRSite, settings: object) -> None:
     parsed, ctx = intake_context(site, message_text(ORM_CPAP))
-    order = Order.objects.get(reference=order_hl7_handle(parsed, ctx).order)
+    reference = order_hl7_handle(parsed, ctx).order
+    hl7_orders_deliver()
+    order = Order.objects.get(reference=reference)
     other_lines = replace(ORM_CPAP, "MSH", ORM_CPAP[0].replace("MSG00001", "MSG00002"))
     other_lines = replace(other_lines, "ORC", next(x for x in ORM_CPAP if x.startswith("ORC|")).replace("1001", "9"))
     parsed, other_ctx = intake_context(site, message_text(other_lines))
     order_hl7_handle(parsed, other_ctx)
+    hl7_orders_deliver()
     long_ago = timezone.now() - datetime.timedelta(days=3650)
     Order.objects.filter(pk=order.pk).update(status=Order.Status.CANCELLED, updated_at=long_ago)
 
