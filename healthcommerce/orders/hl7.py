@@ -229,6 +229,18 @@ def _actor(ctx: Hl7Context) -> str:
     return f"hl7:{ctx.message.sender}"[:300]
 
 
+def _z_segments_note(parsed: Any, ctx: Hl7Context) -> None:
+    """Add a warning per Z-segment (site-defined, HL7 v2.5.1 2.5.1 "Z segments") the site's settings do not list in
+    ``hl7_ignore_segments``: none is ever read, and the warning tells the interface analyst which ones to list (or to
+    ask us to read). Listed ones pass silently."""
+    ignored = ctx.settings.ignored_segments()
+    for name in dict.fromkeys(str(segment[0]) for segment in parsed):
+        if name.startswith("Z") and name not in ignored:
+            warning = f"{name}: a Z-segment not in this site's segments to ignore; it was not read."
+            if warning not in ctx.warnings:
+                ctx.warnings.append(warning)
+
+
 def order_hl7_handle(parsed: Any, ctx: Hl7Context) -> Outcome:
     """Handle an ORM^O01 or OML^O21 (python-hl7 ``parsed``) for ``ctx.settings``' site; return the ``Outcome``:
     ``AA`` with the (first) order's reference (NW: handed over to ``order_hl7_create`` through the outbox; CA:
@@ -236,6 +248,7 @@ def order_hl7_handle(parsed: Any, ctx: Hl7Context) -> Outcome:
     groups) but an ``order.hl7_refused`` audit row. Element-level warnings go to ``ctx.warnings``. Raises only what
     the database raises (the intake core then answers AE "internal error")."""
     message_type = _message_type(parsed)
+    _z_segments_note(parsed, ctx)
     try:
         groups = _structure(parsed, message_type)
         with transaction.atomic():

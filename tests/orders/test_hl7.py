@@ -397,3 +397,15 @@ def test_an_ordering_provider_without_a_usable_npi_is_kept_by_its_own_id_with_a_
     assert (order.practitioner_npi, order.practitioner_name) == ("", "ANN HALE")
     assert order.signed_by == "NPI|12345"
     assert "ORC-12 (XCN-1 when XCN-9 or XCN-13 is NPI): NPI is not ten digits and was not used" in ctx.warnings
+
+
+def test_a_z_segment_the_site_does_not_list_is_named_in_a_warning_and_a_listed_one_passes_silently(
+    site: EHRSite,
+) -> None:
+    lines = [*ORM_CPAP, "ZPV|1|something local", "ZOR|1|other"]
+    outcome, ctx = handle(site, lines, hl7_ignore_segments="zor")
+
+    assert outcome.code == ACCEPT
+    assert [w for w in ctx.warnings if w.startswith("Z")] == [
+        "ZPV: a Z-segment not in this site's segments to ignore; it was not read."
+    ]
