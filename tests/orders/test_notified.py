@@ -10,13 +10,17 @@ sandbox a copy of a fixture patient with an email and a copy of a fixture reques
 (``sandbox_store``), under ids of their own.
 """
 
+import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from django.conf import settings
+from django.core.management import call_command
 from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
@@ -31,6 +35,8 @@ from healthcommerce.orders.models import Order
 from healthcommerce.orders.services import content_hash
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_deliver
+from healthcommerce.sandbox.loader import default_fixture_dirs, sandbox_resources_load
+from healthcommerce.sandbox.models import FhirResource
 from healthcommerce.sandbox.notify import notification_bundle
 from tests.backend_site import backend_site_enable
 from tests.conftest import SandboxEHR
@@ -381,3 +387,34 @@ def test_a_request_signed_by_a_practitioner_role_names_the_roles_practitioner(cl
         expected["practitioner_npi"],
     )
     assert order.hold_reasons == [EMAIL_LACKING]  # signed in the EHR; the fixture patient has no email
+
+
+def press_send_notification(base: str, request: str) -> dict[str, Any]:
+    """Open the sandbox EHR's page and press "Send notification" on ``request``'s row; return its JSON answer."""
+    session = requests.Session()
+    page = session.get(f"{base}/sandbox/", timeout=10).text
+    form = next(f for f in re.findall(r'<form class="ehr-notify".*?</form>', page, flags=re.S) if request in f)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert csrf is not None
+    data = {"csrfmiddlewaretoken": csrf.group(1), "request": request, "format": "json"}
+    return session.post(f"{base}/sandbox/notify", data=data, timeout=20).json()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_demo_sandbox_sites_send_notification_makes_the_order(live_server, settings) -> None:
+    """The demo's path (``make demo``): ``demo_setup`` registers the sandbox site (golive/sites/sandbox.json) and
+    subscribes the embedded sandbox EHR; its "Send notification" posts to the app, the worker reads and orders."""
+    if not FhirResource.objects.filter(resource_type="Patient").exists():
+        sandbox_resources_load(dirs=default_fixture_dirs())  # make demo-setup's sandbox_load
+    settings.APP_BASE_URL = live_server.url
+    call_command("demo_setup", stdout=io.StringIO())
+    site = EHRSite.objects.get(name="Sandbox EHR", iss=f"{live_server.url}/sandbox/fhir")
+
+    answer = press_send_notification(live_server.url, KIT)
+    row = deliver(OutboxMessage.objects.get(topic="intake.fhir_notification", payload__focus=KIT))
+
+    assert answer["status"] == 200 and row.status == "done"
+    order = Order.objects.get(site=site)
+    assert (order.source, order.placer_order_number, order.signed_by) == ("fhir_notification", KIT, PRESCRIBER)
+    assert (order.status, order.hold_reasons) == ("held", [EMAIL_LACKING])  # the fixture patient has no email
+    assert IntakeMessage.objects.get(site=site).order_reference == order.reference
