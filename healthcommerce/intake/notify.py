@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -347,24 +348,32 @@ def intake_notification_receive(*, site_id: UUID, authorization: str, body: byte
 
 
 @transaction.atomic
-def intake_notification_settle(*, message: IntakeMessage, order_reference: str = "", error: str = "") -> bool:
-    """Record on the stored event what the worker made of it: the order it created (``order_reference``,
-    ``HC-...``: ack code ``AA``) or why it made none (``error``, a sentence without PHI: ``AE``). Idempotent: a
-    message that already names an order is left alone (returns False). Writes an ``intake.fhir_notification_done``
-    audit row."""
+def intake_notification_settle(
+    *, message: IntakeMessage, order_reference: str = "", error: str = "", warnings: Sequence[str] = ()
+) -> bool:
+    """Record on the stored event what the worker made of it: the order it created or found (``order_reference``,
+    ``HC-...``: ack code ``AA``) or why it made none (``error``, a sentence without PHI: ``AE``). Returns whether it
+    recorded it: a message that already names another order is left alone (False), as is one that names an order
+    when called with an ``error``; one that names this very order (``orders.intake.order_from_intake`` marks the
+    message an order came in) is settled. Writes an ``intake.fhir_notification_done`` audit row with the
+    element-level ``warnings`` of the reads (at most 20; no PHI)."""
     changes = {"order_reference": order_reference[:20], "ack_code": ACCEPT if order_reference else ERROR}
     changes["error_text"] = "" if order_reference else error[:500]
-    updated = IntakeMessage.objects.filter(pk=message.pk, order_reference="").update(**changes)
+    unsettled = ("", changes["order_reference"]) if order_reference else ("",)
+    updated = IntakeMessage.objects.filter(pk=message.pk, order_reference__in=unsettled).update(**changes)
     if updated:
         for name, value in changes.items():
             setattr(message, name, value)
+        detail: dict[str, Any] = {"order": order_reference} if order_reference else {"reason": error[:200]}
+        if warnings:
+            detail["warnings"] = [warning[:200] for warning in warnings[:20]]
         audit_record(
             actor="system:intake",
             action="intake.fhir_notification_done",
             target=f"IntakeMessage/{message.pk}",
             where=message.site.iss if message.site else "",
             outcome="success" if order_reference else "failed",
-            detail={"order": order_reference} if order_reference else {"reason": error[:200]},
+            detail=detail,
             site=message.site.iss if message.site else "",
         )
     return bool(updated)

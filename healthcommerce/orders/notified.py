@@ -9,18 +9,20 @@ or a PractitionerRole's practitioner). Each read writes one ``fhir.read`` audit 
 The values come from the same table and extractors as pre-fill (``orders.fields.prefill_values``,
 ``orders.extract``), leniently: a bad element is a warning naming it.
 
-A request that is ``active`` with a requester was signed in the EHR: the ``IntakeOrder`` names the signer and when
-(``authoredOn``). Anything else (``draft``, ``on-hold``, no requester) carries no signer and a warning, so the
-order waits in the intake queue. A ``completed``, ``revoked`` or ``entered-in-error`` request, a 404 or a resource
-that cannot be used records the notification as failed with the reason (``intake.notify.intake_notification_settle``)
-and ends the row: no retry storm. A transient failure (5xx, 429, timeout, no connection, no token for now) raises
-for the outbox's retry with backoff; a refusal that staff must fix (403, a refused backend token, backend services
-off) is recorded and raised as permanent, so the row is dead-lettered with an alert and can be retried from the
-admin once fixed.
+A request that is ``active`` with a Practitioner or PractitionerRole requester was signed in the EHR by that requester:
+the ``IntakeOrder`` names the signer and when (``authoredOn``), and the order is signed when complete. Anything else
+(``draft``, ``on-hold``, no such requester, a requester whose name cannot be read) is ``signed_in_ehr=False`` with a
+warning saying why: the order is held unsigned (its hold reasons say so) and a later notification of the same request,
+once active, signs it (``orders.intake.order_from_intake``). The placer order number is the request's ``Type/id`` (a
+DeviceRequest and a ServiceRequest may share an id). A ``completed``, ``revoked`` or ``entered-in-error`` request, a 404
+or a resource that cannot be used records the notification as failed with the reason
+(``intake.notify.intake_notification_settle``) and ends the row: no retry storm. A transient failure (5xx, 429, timeout,
+no connection, no token for now) raises for the outbox's retry with backoff; a refusal that staff must fix (403, a
+refused backend token, backend services off) is recorded and raised as permanent, so the row is dead-lettered with an
+alert and can be retried from the admin once fixed.
 """
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +32,6 @@ from fhirclient.models.coverage import Coverage
 from fhirclient.models.reference import Reference
 
 from healthcommerce.audit.services import audit_record
-from healthcommerce.catalog.selectors import mapping_for_codes
 from healthcommerce.ehr.backend import backend_client, backend_client_id
 from healthcommerce.ehr.errors import BackendServicesError, FHIRError
 from healthcommerce.ehr.fhir import FHIRClient
@@ -39,7 +40,7 @@ from healthcommerce.intake.events import intake_message_for_subject
 from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.intake.notify import intake_notification_settle
 from healthcommerce.orders import extract, fields
-from healthcommerce.orders.intake import IntakeOrder, order_from_intake
+from healthcommerce.orders.intake import IntakeOrder, IntakeRequest, IntakeSigner, order_from_intake
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import REQUEST_MODELS, _practitioner_role, user_reference
 from healthcommerce.outbox.models import OutboxMessage
@@ -70,19 +71,6 @@ class Unusable(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
-
-
-@dataclass(frozen=True)
-class _Signer:
-    """Who signed the request in the EHR: ``reference`` (``Practitioner/<id>``), ``name``, ``npi``; empty when the
-    request does not count as signed."""
-
-    reference: str = ""
-    name: str = ""
-    npi: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return {"reference": self.reference, "name": self.name, "npi": self.npi} if self.reference else {}
 
 
 def _read(site: EHRSite, reader: FHIRClient, kind: str, fhir_id: str, *, elements: str = "") -> dict[str, Any]:
@@ -202,33 +190,43 @@ def _signed_at(data: dict[str, Any], notes: extract.Notes) -> datetime | None:
 
 def _signer(
     site: EHRSite, reader: FHIRClient, info: extract.RequestInfo, data: dict[str, Any], notes: extract.Notes
-) -> tuple[_Signer, datetime | None]:
-    """Return the signer and signing time when the request counts as signed in the EHR (``active`` with a
-    Practitioner or PractitionerRole requester), else an empty signer with a warning saying why."""
+) -> tuple[IntakeSigner, datetime | None, bool]:
+    """Return ``(signer, signed_at, signed_in_ehr)``: the requester (a Practitioner or PractitionerRole, read for
+    its name and NPI) and ``authoredOn`` when the request counts as signed in the EHR (``active`` with such a
+    requester whose name could be read); else the requester as known (or an empty signer), None and False, with a
+    warning saying why. A transient failure reading the requester raises."""
     requester = _requester(data, notes)
-    if info.status != "active":
-        notes.warn(f"the request is {info.status or 'without a status'} in the EHR, not active: it was not signed")
-        return _Signer(), None
     if requester is None:
-        notes.warn("the request names no practitioner as its requester: nobody signed it")
-        return _Signer(), None
-    values = _practitioner(site, reader, requester, notes)
-    if not values or not values.get("practitioner_name"):
-        notes.warn("the requester's name could not be read: the signer must be confirmed")
-        return _Signer(), None
+        notes.warn("the request names no Practitioner or PractitionerRole as its requester: nobody signed it")
+        return IntakeSigner(reference="", name=""), None, False
+    values = _practitioner(site, reader, requester, notes) or {}
     reference = "/".join(requester)
-    signer = _Signer(reference=reference, name=values["practitioner_name"], npi=values.get("practitioner_npi", ""))
-    return signer, _signed_at(data, notes)
+    signer = IntakeSigner(
+        reference=reference, name=values.get("practitioner_name") or "", npi=values.get("practitioner_npi") or ""
+    )
+    if info.status != "active":
+        status = info.status or "without a status"
+        notes.warn(f"the request is {status} in the EHR, not active: it is held until the EHR signs it")
+        return signer, None, False
+    if not signer.name:
+        notes.warn(f"the requester {reference}'s name could not be read: it is held until the signer is known")
+        return signer, None, False
+    return signer, _signed_at(data, notes), True
 
 
-def _request_item(site: EHRSite, info: extract.RequestInfo) -> dict[str, Any]:
-    """Return ``{"system", "code", "display", "quantity"}``: the first coding the site's catalog maps
-    (``catalog.selectors.mapping_for_codes``), else the first coding; quantity as the request gives it (None)."""
-    codings = info.codings
-    mapping = mapping_for_codes(site=site, codings=[(system, code) for system, code, _ in codings])
-    chosen = next(((s, c, d) for s, c, d in codings if mapping and (s, c) == (mapping.system, mapping.code)), None)
-    system, code, display = chosen or (codings[0] if codings else ("", "", ""))
-    return {"system": system, "code": code, "display": display or info.display, "quantity": info.quantity}
+def _intake_request(info: extract.RequestInfo) -> IntakeRequest:
+    """Return what the request asks for: its first coding, its display (the text, else a coding's display), the
+    quantity as the request gives it (None: the catalog's default), its ``Type/id`` and every coding of its code,
+    so the site's code mapping may match any of them (``catalog.selectors.mapping_for_codes``)."""
+    system, code, _ = info.codings[0] if info.codings else ("", "", "")
+    return IntakeRequest(
+        system=system,
+        code=code,
+        display=info.display,
+        quantity=info.quantity,
+        reference=info.reference,
+        codings=tuple((s, c) for s, c, _ in info.codings if s and c),
+    )
 
 
 def notified_intake_order(message: IntakeMessage, focus: str) -> IntakeOrder:
@@ -247,18 +245,19 @@ def notified_intake_order(message: IntakeMessage, focus: str) -> IntakeOrder:
     patient = _read(site, reader, "Patient", patient_id, elements=fields.elements("Patient"))
     values = fields.prefill_values("Patient", patient, extract.Notes("Patient", notes.warnings))
     values |= _coverage(site, reader, patient_id, notes)
-    signer, signed_at = _signer(site, reader, info, data, notes)
-    values |= {"patient_fhir_id": patient_id, "request_reference": info.reference}
+    signer, signed_at, signed_in_ehr = _signer(site, reader, info, data, notes)
+    values["patient_fhir_id"] = patient_id
     return IntakeOrder(
         site=site,
         source=Order.Source.FHIR_NOTIFICATION,
         placer_order_number=info.reference,
-        intake_message=message,
-        values=values,
-        request=_request_item(site, info),
-        signer=signer.as_dict(),
+        request=_intake_request(info),
+        signer=signer,
         signed_at=signed_at,
+        values=values,
+        intake_message=message,
         warnings=notes.warnings,
+        signed_in_ehr=signed_in_ehr,
     )
 
 
@@ -272,13 +271,16 @@ def _failed(outbox: OutboxMessage, message: IntakeMessage, reason: str) -> None:
 
 def notified_order_create(message: OutboxMessage) -> None:
     """Handle ``intake.fhir_notification``: read the named request (``notified_intake_order``) and create its order
-    (``orders.intake.order_from_intake``); record the order on the stored notification and mark the row done, in
-    one transaction.
+    (``orders.intake.order_from_intake``: signed when complete, else held with its hold reasons); the order names
+    the stored notification (``Order.intake_message``) and the notification the order (``order_reference``, as
+    for an HL7 v2 message), recorded with the reads' warnings (``intake_notification_settle``), and the row is
+    marked done, in one transaction.
 
     Idempotent: a notification that already names an order is done at once, and ``order_from_intake`` returns the
-    existing order for the same request at the site. Not one transaction on purpose: the EHR reads come first,
-    outside any transaction (docs/style.md 2). Raises the backend error for the outbox: transient ones retry,
-    permanent ones (403, a refused token, backend services off) are recorded on the notification and dead-letter.
+    existing order for the same request at the site (another notification of the same request names that order).
+    Not one transaction on purpose: the EHR reads come first, outside any transaction (docs/style.md 2). Raises
+    the backend error for the outbox: transient ones retry, permanent ones (403, a refused token, backend services
+    off) are recorded on the notification and dead-letter.
     """
     intake = intake_message_for_subject(message.subject).select_related("site").first()
     if intake is None or intake.order_reference:
@@ -296,6 +298,6 @@ def notified_order_create(message: OutboxMessage) -> None:
         raise
     with transaction.atomic():
         order = order_from_intake(incoming)
-        intake_notification_settle(message=intake, order_reference=order.reference)
+        intake_notification_settle(message=intake, order_reference=order.reference, warnings=incoming.warnings)
         message_done(message, result=f"Order/{order.pk}")
     logger.info("FHIR notification %s -> order %s (%s)", intake.pk, order.reference, order.status)
