@@ -349,7 +349,8 @@ CELERY_BEAT_SCHEDULE = {
     "purge-intake-raw": {"task": "healthcommerce.intake.tasks.purge", "schedule": crontab(hour=3, minute=33)},
     # Remind patients whose purchase link is about to expire (healthcommerce.purchaselinks.reminders), hourly.
     "remind-purchase-links": {"task": "healthcommerce.purchaselinks.tasks.remind", "schedule": crontab(minute=41)},
-    # Seal the audit rows into the hash chain (healthcommerce.audit.services.audit_seal; also after each commit).
+    # Seal the audit rows into the hash chain (healthcommerce.audit.services.audit_seal; also after each commit, and on
+    # the HL7 listener's own timer, AUDIT_SEAL_INTERVAL).
     "seal-audit": {"task": "healthcommerce.audit.tasks.seal", "schedule": 60.0},
     # Integration health (docs/reliability.md "Integration health"): the alert rules every minute, old buckets daily.
     "evaluate-alerts": {"task": "healthcommerce.monitoring.tasks.evaluate", "schedule": 60.0},

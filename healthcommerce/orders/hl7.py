@@ -262,7 +262,7 @@ def order_hl7_handle(parsed: Any, ctx: Hl7Context) -> Outcome:
         )
         logger.info("hl7 %s control=%s refused at %s", message_type, ctx.message.control_id, refused.location)
         return Outcome(ERROR, refused.text, refused.location)
-    return Outcome(ACCEPT, order=results[0] if results else "")
+    return Outcome(ACCEPT, f"Order {', '.join(dict.fromkeys(results))}.", order=results[0] if results else "")
 
 
 def _create(payload: dict[str, Any]) -> Order | None:

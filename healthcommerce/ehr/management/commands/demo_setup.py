@@ -98,6 +98,11 @@ class Command(BaseCommand):
                 "sms_enabled": True,
                 # Printed in the patient's emails and pages (a reserved 555-01xx number).
                 "patient_support_phone": "(207) 555-0100",
+                # The sandbox EHR's "Send as HL7" sends as Epic's outbound interface would (MSH-3/4 EPIC/SANDBOXHOSP)
+                # to the demo's hl7 process on loopback (plain TCP in embedded mode; docs/interface-hl7.md).
+                "hl7_enabled": True,
+                "hl7_sending_application": "EPIC",
+                "hl7_sending_facility": "SANDBOXHOSP",
             },
         )
         self._notifications(site)
