@@ -318,5 +318,5 @@ class HeldOrder(Order):
 
     class Meta:
         proxy = True
-        verbose_name = "held order (intake queue)"
-        verbose_name_plural = "intake queue"
+        verbose_name = "held order"
+        verbose_name_plural = "held orders"
