@@ -26,19 +26,17 @@ from django.db import connection
 
 from benchmarks.results import machine, percentiles, save
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.orders.models import Order
 from tests.orders.hl7_samples import hl7_orders_deliver
 from tests.peers.hl7peer import (
-    SENDING_APPLICATION,
-    SENDING_FACILITY,
     Listener,
     SendResult,
     TestPki,
     hl7_listener,
     installed_versions,
     peer_send,
+    peer_site,
     pki_write,
     require_hl7_peer,
 )
@@ -54,17 +52,7 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def _site(pki: TestPki) -> EHRSite:
-    site = EHRSite.objects.create(name="Bench hospital", iss="https://fhir.bench-hl7.example/R4", client_id="bench")
-    site_settings_update(
-        site,
-        {
-            "hl7_enabled": True,
-            "hl7_sending_application": SENDING_APPLICATION,
-            "hl7_sending_facility": SENDING_FACILITY,
-            "hl7_client_certificate": pki.peer.fingerprint,
-        },
-    )
-    return site
+    return peer_site(pki, "Bench hospital")
 
 
 def _run(listener: Listener, pki: TestPki, tmp: Path, *, prefix: str, count: int, connections: int) -> SendResult:

@@ -38,19 +38,17 @@ from django.conf import settings
 from django.db import connection
 
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.orders.models import Order
 from tests.conftest import IN_CI
 from tests.orders.hl7_samples import hl7_orders_deliver
 from tests.peers.hl7peer import (
     PEER_DIR,
-    SENDING_APPLICATION,
-    SENDING_FACILITY,
     Listener,
     TestPki,
     listener_env,
     parse_sender_output,
+    peer_site,
     pki_write,
     require_hl7_peer,
     sender_command,
@@ -99,17 +97,7 @@ class Progress:
 
 
 def _site(pki: TestPki) -> EHRSite:
-    site = EHRSite.objects.create(name="Faults hospital", iss="https://fhir.faults-hl7.example/R4", client_id="faults")
-    site_settings_update(
-        site,
-        {
-            "hl7_enabled": True,
-            "hl7_sending_application": SENDING_APPLICATION,
-            "hl7_sending_facility": SENDING_FACILITY,
-            "hl7_client_certificate": pki.peer.fingerprint,
-        },
-    )
-    return site
+    return peer_site(pki, "Faults hospital")
 
 
 def _chaos(listener: Listener, sender: subprocess.Popen, progress: Progress, rng: random.Random) -> list[dict]:

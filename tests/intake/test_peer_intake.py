@@ -33,6 +33,7 @@ from tests.peers.hl7peer import (
     oml_o21,
     orm_o01,
     peer_send,
+    peer_site,
     pki_write,
     require_hl7_peer,
 )
@@ -61,17 +62,7 @@ def listener(
 @pytest.fixture
 def site(pki: TestPki) -> EHRSite:
     """The hospital whose interface engine is the peer: MSH-3/MSH-4 EPIC/SANDBOXHOSP, the peer's certificate."""
-    site = EHRSite.objects.create(name="Peer hospital", iss="https://fhir.peer-hospital.example/R4", client_id="peer")
-    site_settings_update(
-        site,
-        {
-            "hl7_enabled": True,
-            "hl7_sending_application": SENDING_APPLICATION,
-            "hl7_sending_facility": SENDING_FACILITY,
-            "hl7_client_certificate": pki.peer.fingerprint,  # as openssl prints it: AB:CD:...
-        },
-    )
-    return site
+    return peer_site(pki, "Peer hospital")
 
 
 def send(listener: Listener, pki: TestPki, tmp_path: Path, *messages: str, **flags: Any) -> list[dict[str, Any]]:

@@ -479,3 +479,22 @@ def hl7_listener(tmp: Path, pki: TestPki, *, database_url: str, **extra: str) ->
         yield listener
     finally:
         listener.stop()
+
+
+def peer_site(pki: TestPki, name: str) -> Any:
+    """Create the hospital whose interface engine is the peer: an ``EHRSite`` named ``name`` with HL7 v2 intake on,
+    MSH-3/MSH-4 ``SENDING_APPLICATION``/``SENDING_FACILITY`` and the peer's certificate pinned (as openssl prints its
+    SHA-256: ``AB:CD:...``); return it."""
+    from healthcommerce.ehr.models import EHRSite
+    from healthcommerce.ehr.sitefeatures import site_settings_update
+
+    slug = name.lower().replace(" ", "-")
+    site = EHRSite.objects.create(name=name, iss=f"https://fhir.{slug}.example/R4", client_id=slug)
+    settings = {
+        "hl7_enabled": True,
+        "hl7_sending_application": SENDING_APPLICATION,
+        "hl7_sending_facility": SENDING_FACILITY,
+        "hl7_client_certificate": pki.peer.fingerprint,
+    }
+    site_settings_update(site, settings)
+    return site
