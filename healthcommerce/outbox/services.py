@@ -311,7 +311,7 @@ def outbox_relay(*, limit: int = 100) -> int:
         due = list(
             OutboxMessage.objects.select_for_update(skip_locked=True)
             .filter(status=OutboxMessage.Status.PENDING, available_at__lte=now)
-            .order_by("available_at")
+            .order_by("available_at", "created_at")  # oldest first, also among rows due at the same instant
             .values_list("pk", "publish_count", "available_at", "published_at", "subscriber")[:limit]
         )
         by_count: dict[int, list[Any]] = {}

@@ -205,7 +205,7 @@ def test_a_killed_batch_leaves_its_rows_to_be_claimed_again_after_the_lease(
     OutboxMessage.objects.filter(pk__in=ids).update(locked_until=past, available_at=past)  # the lease ran out
     publications.clear()
     assert outbox_relay() == 3
-    assert publications == [[str(i) for i in ids]]  # republished as one batch
+    assert len(publications) == 1 and sorted(publications[0]) == sorted(str(i) for i in ids)  # as one batch
     outbox_deliver_batch(message_ids=publications[0])
     assert CALLS["batch"] == [["S/0", "S/1", "S/2"]]
     assert {(r.status, r.attempts) for r in refreshed(rows)} == {("done", 2)}
