@@ -218,10 +218,13 @@ def test_200_orders_signed_through_both_instances_are_each_fulfilled_exactly_onc
         f"{pk}:v1" for pk in Order.objects.values_list("pk", flat=True)
     }
     # Every order went through both hand-overs: order.signed -> fulfillment, order.submitted -> purchase links.
+    # A link exists before its row is marked done (the handler sends it first): wait for both.
     links_deadline = time.monotonic() + 60
-    while PurchaseLink.objects.count() < ORDERS and time.monotonic() < links_deadline:
-        time.sleep(0.5)
     done = OutboxMessage.objects.filter(status=OutboxMessage.Status.DONE)
+    while (
+        PurchaseLink.objects.count() < ORDERS or done.filter(subscriber="purchaselinks.deliver").count() < ORDERS
+    ) and time.monotonic() < links_deadline:
+        time.sleep(0.5)
     assert done.filter(subscriber="fulfillment.submit").count() == ORDERS
     assert done.filter(subscriber="purchaselinks.deliver").count() == ORDERS
     assert PurchaseLink.objects.count() == ORDERS
