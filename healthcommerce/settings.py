@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "healthcommerce.ehr",
     "healthcommerce.catalog",
     "healthcommerce.intake",
+    "healthcommerce.coverage",
     "healthcommerce.orders",
     "healthcommerce.outbox",
     "healthcommerce.fulfillment",
