@@ -367,7 +367,16 @@ INTEGRATION_RETENTION_DAYS = env.int("INTEGRATION_RETENTION_DAYS", default=8)
 # Alert rules run by beat (healthcommerce.monitoring.rules), their window and thresholds (percent of calls).
 ALERT_RULES = env.list(
     "ALERT_RULES",
-    default=["auth_failures", "fhir_errors", "commerce_errors", "silence", "outbox_lag", "dead_letters", "hl7_status"],
+    default=[
+        "auth_failures",
+        "fhir_errors",
+        "commerce_errors",
+        "silence",
+        "outbox_lag",
+        "dead_letters",
+        "hl7_status",
+        "eligibility",
+    ],
 )
 ALERT_WINDOW_MINUTES = env.int("ALERT_WINDOW_MINUTES", default=10)
 ALERT_MIN_CALLS = env.int("ALERT_MIN_CALLS", default=5)

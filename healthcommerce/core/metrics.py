@@ -30,8 +30,24 @@ from prometheus_client import Counter, Histogram
 logger = logging.getLogger(__name__)
 
 # Outcome classes (docs/reliability.md "Integration health"): the statuses a caller must tell apart, the rest.
-# HL7 v2 calls (``hl7_status``) add the ACK codes a peer refuses with: AE (error), AR (reject).
-OUTCOMES = ("ok", "401", "403", "404", "422", "429", "4xx", "5xx", "timeout", "connection", "other", "AE", "AR")
+# HL7 v2 calls (``hl7_status``) add the ACK codes a peer refuses with: AE (error), AR (reject); eligibility checks
+# (``eligibility``) add ``unavailable``: the payer answered through the clearinghouse that it cannot answer now.
+OUTCOMES = (
+    "ok",
+    "401",
+    "403",
+    "404",
+    "422",
+    "429",
+    "4xx",
+    "5xx",
+    "timeout",
+    "connection",
+    "other",
+    "AE",
+    "AR",
+    "unavailable",
+)
 ERROR_OUTCOMES = frozenset(OUTCOMES) - {"ok"}
 # Endpoint kinds: fixed, so a label's values stay few. FHIR reads are ``fhir:<ResourceType>``.
 KINDS = (
@@ -48,6 +64,9 @@ KINDS = (
     "sign_to_ack",
     "hl7_receive",  # inbound: one HL7 v2 message received over MLLP (healthcommerce.intake.services)
     "hl7_status",  # outbound: one HL7 v2 status message to a site's MLLP endpoint (healthcommerce.orders.hl7status)
+    # outbound: one X12 270/271 eligibility check through a clearinghouse (healthcommerce.coverage.services), labelled
+    # "<site>: <clearinghouse kind:host> <payer id>"
+    "eligibility",
     "other",
 )
 # Upper bounds (seconds) of the latency buckets, Prometheus's and the stored rows' (``le_*`` columns).

@@ -112,6 +112,27 @@ def hl7_status(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluatio
     return found
 
 
+def eligibility(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluation:
+    """Share of eligibility checks (``coverage.services``, endpoint kind ``eligibility``) that got no answer from the
+    payer (timeout, refused, 429, 5xx, 4xx, the payer "unable to respond", an unreadable 271), per site,
+    clearinghouse and payer (the label ``<site>: <clearinghouse> <payer id>``), in percent, once there are
+    ``ALERT_MIN_CALLS`` in the window. A rejection (member not found, coverage inactive) is an answer, not an error."""
+    minutes = settings.ALERT_WINDOW_MINUTES
+    threshold = settings.ALERT_ERROR_PERCENT
+    found = Evaluation()
+    for (label, kind), tally in window.items():
+        if kind != "eligibility" or tally.total < settings.ALERT_MIN_CALLS:
+            continue
+        errors = tally.errors()
+        rate = 100.0 * errors / tally.total
+        text = (
+            f"{label}: eligibility checks not answered: {errors} of {tally.total} over the last {minutes} minutes "
+            f"({_classes(tally)}; threshold {threshold:.0f}%); patients see unconfirmed estimates meanwhile"
+        )
+        found.observations.append(Observation(label, rate, threshold, text))
+    return found
+
+
 def working_hours(now: datetime) -> bool:
     """Say whether ``now`` is within ``ALERT_WORKING_HOURS`` (``[start, end)`` hours) on ``ALERT_WORKING_DAYS``
     (0 = Monday) in ``ALERT_TIMEZONE``."""
@@ -120,8 +141,9 @@ def working_hours(now: datetime) -> bool:
     return local.weekday() in settings.ALERT_WORKING_DAYS and start <= local.hour < end
 
 
-# Endpoint groups whose quiet says nothing about the site: HL7 status messages follow orders, not clinicians' use.
-UNWATCHED_FOR_SILENCE = frozenset({"hl7_status"})
+# Endpoint groups whose quiet says nothing about the site: HL7 status messages and eligibility checks follow orders,
+# not clinicians' use.
+UNWATCHED_FOR_SILENCE = frozenset({"hl7_status", "eligibility"})
 
 
 def silence(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluation:
@@ -182,4 +204,5 @@ RULES = {
     "outbox_lag": outbox_lag,
     "dead_letters": dead_letters,
     "hl7_status": hl7_status,
+    "eligibility": eligibility,
 }

@@ -8,7 +8,7 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
-        write-back to ``order.writeback`` (ADR 0022), the HL7 v2 status back to ``order.submitted``,
+        write-back to ``order.writeback`` (ADR 0022), the eligibility check to ``order.eligibility`` (ADR 0025), the HL7 v2 status back to ``order.submitted``,
         ``order.status_changed`` and ``order.cancelled`` (``hl7status``) and notify-then-pull to
         ``intake.fhir_notification`` (``notified``); add the scopes pre-fill's reads need to a new site's default
         (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``);
@@ -22,7 +22,7 @@ class OrdersConfig(AppConfig):
         from healthcommerce.intake.events import TOPIC_FHIR_NOTIFICATION
         from healthcommerce.intake.registry import intake_handler_register
         from healthcommerce.orders.checks import order_fields_check
-        from healthcommerce.orders.events import TOPIC_HL7_ORDER, TOPIC_ORDER_WRITEBACK
+        from healthcommerce.orders.events import TOPIC_HL7_ORDER, TOPIC_ORDER_ELIGIBILITY, TOPIC_ORDER_WRITEBACK
         from healthcommerce.orders.fields import scopes
         from healthcommerce.orders.hl7 import MESSAGE_TYPES, order_hl7_handle
         from healthcommerce.orders.hl7status import STATUS_SUBSCRIBERS
@@ -50,6 +50,12 @@ class OrdersConfig(AppConfig):
             name="orders.hl7_order",
             topic=TOPIC_HL7_ORDER,
             handler="healthcommerce.orders.hl7.order_hl7_create",
+        )
+        subscribe(  # the coverage of a signed order checked with its payer (orders.eligibility, ADR 0025)
+            name="orders.eligibility",
+            topic=TOPIC_ORDER_ELIGIBILITY,
+            handler="healthcommerce.orders.eligibility.eligibility_deliver",
+            on_dead="healthcommerce.orders.eligibility.eligibility_dead",
         )
         subscribe(
             name="orders.fhir_notification",

@@ -196,6 +196,11 @@ class OrderEvent(BaseModel):
         "hl7_status_failed": "Status not delivered to the EHR",
         "shipto_reread": "Ship-to re-read from the EHR",
         "shipto_reread_warning": "Ship-to not re-read: the signed address was used",
+        "coverage_confirmed": "Coverage confirmed active with the payer",
+        "coverage_inactive": "Coverage NOT active per the payer: the patient is offered self-pay",
+        "coverage_not_found": "The payer did not find the member: check the member ID and name",
+        "coverage_rejected": "The payer rejected the eligibility check",
+        "coverage_unconfirmed": "Coverage could not be confirmed with the payer: the patient sees an estimate",
     }
     # ``kind="status"`` entries, by the status reached.
     STATUS_LABELS = {

@@ -32,6 +32,7 @@ from healthcommerce.orders.errors import (
 from healthcommerce.orders.events import (
     TOPIC_ORDER_CANCELLED,
     TOPIC_ORDER_SIGNED,
+    TOPIC_ORDER_ELIGIBILITY,
     TOPIC_ORDER_WRITEBACK,
     order_event_key,
     order_subject,
@@ -41,6 +42,7 @@ from healthcommerce.orders.fields import blank, editable, order_content, phi_bla
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.prefill import TRANSIENT, Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_event_add, order_transition
+from healthcommerce.orders.eligibility import order_eligibility_wanted
 from healthcommerce.orders.writeback import writeback_wanted
 from healthcommerce.outbox.services import outbox_cancel, outbox_publish
 
@@ -315,7 +317,8 @@ def order_signature_record(*, order: Order, signed_by: str, signed_at: datetime,
     (``signed_by``) and when (``signed_at``, aware) and the SHA-256 of its content (``content_hash``), move it to
     ``signed`` (``actor`` on the timeline), and publish ``order.signed`` (the outbox hands it to fulfillment) and,
     where the site writes a record back and the order names the patient's FHIR id, ``order.writeback``
-    (``orders.writeback``, ADR 0022). Returns ``order``, updated. Used by ``order_sign`` (the app) and the
+    (``orders.writeback``, ADR 0022), and, where its coverage is checked with the payer, ``order.eligibility``
+    (``orders.eligibility``, ADR 0025). Returns ``order``, updated. Used by ``order_sign`` (the app) and the
     intake (``orders.intake``: signed in the EHR); raises ``InvalidTransition`` from any other status.
     """
     order.signed_by, order.signed_at = signed_by, signed_at
@@ -326,6 +329,8 @@ def order_signature_record(*, order: Order, signed_by: str, signed_at: datetime,
     outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(order), subject=order_subject(order))
     if writeback_wanted(order.site) and order.patient_fhir_id:
         outbox_publish(topic=TOPIC_ORDER_WRITEBACK, key=order_event_key(order), subject=order_subject(order))
+    if order_eligibility_wanted(order):
+        outbox_publish(topic=TOPIC_ORDER_ELIGIBILITY, key=order_event_key(order), subject=order_subject(order))
     return order
 
 
