@@ -122,9 +122,10 @@ def reason_text(code: str) -> str:
 
 
 def x12_clean(value: str, max_length: int) -> str:
-    """Return ``value`` as an X12 data element: accents folded to ASCII (NFKD), the delimiters ``* ~ : ^`` and every
-    other character outside printable ASCII replaced by a space, runs of spaces collapsed, trimmed, and cut to
-    ``max_length`` characters. X12 has no escape character, so a delimiter cannot be sent as data."""
+    """Return ``value`` as an X12 data element: accents folded to ASCII (NFKD) and other non-ASCII characters dropped,
+    the delimiters ``* ~ : ^`` and ASCII control characters replaced by a space, runs of spaces collapsed, trimmed,
+    cut to ``max_length`` characters and trimmed again. X12 has no escape character, so a delimiter cannot be sent
+    as data. Idempotent."""
     folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
     text = "".join(" " if ch in "*~:^" or not (" " <= ch <= "~") else ch for ch in folded)
     return " ".join(text.split())[:max_length].strip()
@@ -197,8 +198,9 @@ def x12_270_build(inquiry: EligibilityInquiry) -> str:
     originating company id, NM1*IL with member id qualifier MI, DMG birth date, DTP*291 service date, EQ service
     type), on one line, delimiters ``*`` ``^`` ``:`` ``~``.
 
-    Only the inquiry's fields go out. Data elements pass through ``x12_clean``: delimiter and non-ASCII characters
-    become spaces (X12 has no escape character), and each element is cut to its X279A1 maximum length. ISA06/ISA08
+    Only the inquiry's fields go out. Data elements pass through ``x12_clean``: delimiters and control characters
+    become spaces (X12 has no escape character), accents fold to ASCII, other non-ASCII characters are dropped, and
+    each element is cut to its X279A1 maximum length (names 60, first name 35, ids 80, trace 50). ISA06/ISA08
     are padded to 15 characters. Control numbers: ISA13 (9 digits, zero-padded), GS06 and ST02 (at least 4 digits)
     all derive from ``control_number``. Raises ``ValueError`` (naming the field, never its value) for an NPI that is
     not ten digits, a control number outside 1-999999999, a service type that is not a code, a usage other than
