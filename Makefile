@@ -6,9 +6,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# The independent X12 validator (linuxforhealth-x12, pydantic 1) in a venv of its own (ADR 0025).
+X12_VENV := .venv-x12
+X12_REQUIREMENTS := tests/peers/x12validator/requirements.txt
+X12_STAMP := $(X12_VENV)/.installed-$(shell cksum < $(X12_REQUIREMENTS) | cut -d' ' -f1)
 
 .PHONY: setup demo demo-setup test test-faults lint lock bench clean release serve deploy-check medusa-setup messages \
-	hl7-peer-setup
+	hl7-peer-setup x12-validator-setup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,8 +84,17 @@ medusa-setup:
 hl7-peer-setup:
 	bash scripts/hl7peer.sh
 
+# A no-op, without the network, while the installed venv matches the requirements file.
+$(X12_STAMP): $(X12_REQUIREMENTS)
+	$(PYTHON) -m venv $(X12_VENV)
+	$(X12_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $(X12_REQUIREMENTS)
+	rm -f $(X12_VENV)/.installed-*
+	touch $(X12_STAMP)
+
+x12-validator-setup: $(X12_STAMP)
+
 bench: setup
 	$(BIN)/python -m pytest benchmarks -q -s
 
 clean:
-	rm -rf var $(VENV)
+	rm -rf var $(VENV) $(X12_VENV)

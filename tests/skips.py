@@ -1,8 +1,9 @@
 """One line at the end of a test run naming every group of skipped tests and why (a pytest plugin).
 
 Outside CI a test that needs what this machine lacks (Debian's chromium, PostgreSQL and Redis, Medusa,
-the HL7 peer, localstripe) is skipped; with ``CI`` set it fails instead (tests/conftest.py, tests/e2e/conftest.py,
-tests/test_ci_services.py). So that a skip is never silent, ``make test`` ends with, for example::
+the HL7 peer, the X12 validator, localstripe) is skipped; with ``CI`` set it fails instead (tests/conftest.py,
+tests/e2e/conftest.py, tests/test_ci_services.py). So that a skip is never silent, ``make test`` ends with, for
+example::
 
     skipped: 15 browser tests (chromium is not installed: apt-get install chromium), 6 PostgreSQL/Redis tests
     (they need PostgreSQL and Redis: set DATABASE_URL and CELERY_BROKER_URL as .ci/run does)
@@ -18,6 +19,7 @@ import pytest
 GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("browser", ("chromium",), "chromium is not installed: apt-get install chromium"),
     ("HL7 peer", ("HL7 peer",), "the HL7 v2 peer is not set up: make hl7-peer-setup (Node.js 20.15+ and npm)"),
+    ("X12 validator", ("X12 validator",), "the X12 validator is not set up: make x12-validator-setup"),
     (
         "Medusa",
         ("Medusa", "medusa", "Node.js"),
