@@ -407,15 +407,20 @@ def _stedi_errors(data: dict[str, Any], warnings: list[str]) -> list[tuple[str, 
             continue
         match = _LOOP.search(str(error.get("location") or ""))
         found.append((str(error["code"]).strip(), match.group(0) if match else "", _follow_up(error)))
-    if found:
-        return found
+    return found or _nested_errors(data, warnings)
+
+
+def _nested_errors(data: dict[str, Any], warnings: list[str]) -> list[tuple[str, str, str]]:
+    """Return the ``aaaErrors`` under ``payer`` (2100A), ``provider`` (2100B), ``subscriber`` (2100C) and each of
+    ``dependents`` (2100D) as ``(code, loop, follow-up letter)``."""
     parties = [(data.get(party), loop) for party, loop in _NESTED_LOOPS]
     parties += [(dependent, "2100D") for dependent in _list(data, "dependents", warnings)]
+    found = []
     for party, loop in parties:
-        if isinstance(party, dict) and isinstance(party.get("aaaErrors"), list):
-            for error in party["aaaErrors"]:
-                if isinstance(error, dict) and error.get("code"):
-                    found.append((str(error["code"]).strip(), loop, _follow_up(error)))
+        errors = party.get("aaaErrors") if isinstance(party, dict) else None
+        for error in errors if isinstance(errors, list) else []:
+            if isinstance(error, dict) and error.get("code"):
+                found.append((str(error["code"]).strip(), loop, _follow_up(error)))
     return found
 
 
@@ -477,10 +482,17 @@ def _coverage(
     1); with no status row at all, ``planStatus`` decides. The plan is the active row's ``planCoverage``."""
     codes = [str(row.get("code") or "") for _, row in rows]
     plan = next((str(row.get("planCoverage") or "") for _, row in rows if row.get("code") == "1"), "")
+    active_plan = _active_status_plan(statuses, service_type, warnings)
     if "1" in codes:
-        return ACTIVE, plan or _status_plan(statuses, service_type)
-    if any(code in ("6", "7", "8") for code in codes):
+        return ACTIVE, plan or active_plan or ""
+    if any(code in ("6", "7", "8") for code in codes) or active_plan is None:
         return INACTIVE, plan
+    return ACTIVE, active_plan
+
+
+def _active_status_plan(statuses: list[Any], service_type: str, warnings: list[str]) -> str | None:
+    """Return the ``planDetails`` of the first active (``statusCode`` 1) ``planStatus`` entry for ``service_type``
+    (or 30, or none named); None when no entry is active."""
     for index, status in enumerate(statuses):
         if not isinstance(status, dict):
             warnings.append(f"planStatus[{index}]: not an object")
@@ -489,16 +501,8 @@ def _coverage(
         if types and service_type not in types and "30" not in types:
             continue
         if str(status.get("statusCode") or "") == "1":
-            return ACTIVE, str(status.get("planDetails") or "")
-    return INACTIVE, plan
-
-
-def _status_plan(statuses: list[Any], service_type: str) -> str:
-    """Return the ``planDetails`` of the first active ``planStatus`` entry ("" when none)."""
-    for status in statuses:
-        if isinstance(status, dict) and str(status.get("statusCode") or "") == "1":
             return str(status.get("planDetails") or "")
-    return ""
+    return None
 
 
 _SHARE_FIELDS = {"C": "deductible_remaining_cents", "G": "out_of_pocket_remaining_cents"}
