@@ -36,12 +36,19 @@ from healthcommerce.coverage.types import (
     PAYER_UNAVAILABLE,
     PROVIDER_REJECTED,
     REJECTED,
+    SERVICE_TYPE_PLAN,
     UNREADABLE,
     EligibilityAnswer,
     EligibilityInquiry,
     Share,
 )
-from healthcommerce.coverage.x12 import x12_270_build, x12_271_parse
+from healthcommerce.coverage.x12 import (
+    PROVIDER_REASONS,
+    SUBSCRIBER_REASONS,
+    UNAVAILABLE_REASONS,
+    x12_270_build,
+    x12_271_parse,
+)
 
 KINDS = ("x12_https", "stedi_json")
 ERROR_OUTCOMES = ("timeout", "connection", "429", "5xx", "4xx", "unreadable")
@@ -138,8 +145,9 @@ class Clearinghouse:
 
         Returns an ``Exchange`` for a 2xx answer (an answer the adapter cannot read comes back with outcome
         ``UNREADABLE`` where the adapter says so). Raises ``ClearinghouseError`` (timeout, connection, 429, 5xx,
-        4xx, unreadable) and ``core.errors.OutboundRefused`` (permanent) for a URL the outbound rules refuse,
-        before any byte is sent. Idempotent at the payer (an inquiry changes nothing).
+        4xx, unreadable); before any byte is sent, ``core.errors.OutboundRefused`` (permanent) for a URL the
+        outbound rules refuse and ``ValueError`` (naming the field, from ``x12_270_build``) for an inquiry no 270
+        can carry. Idempotent at the payer (an inquiry changes nothing).
         """
         body = self._body(inquiry)
         check_url(self.config.url)
@@ -247,7 +255,7 @@ class X12HttpsClearinghouse(Clearinghouse):
         return {"Authorization": f"Bearer {self.config.api_key}"}
 
     def _answer(self, text: str, *, inquiry: EligibilityInquiry, request: str, seconds: float) -> EligibilityAnswer:
-        return x12_271_parse(text)
+        return x12_271_parse(text, service_type=inquiry.service_type)
 
 
 class StediJsonClearinghouse(Clearinghouse):
@@ -347,41 +355,50 @@ _FOLLOW_UP = {
     "please wait 10 days and resubmit": "X",
     "do not resubmit; we will hold your request and respond again shortly": "Y",
 }
-_UNAVAILABLE_REASONS = {"42", "80"}
+_STATUS_CODES = ("1", "6", "7", "8")
+_SHARE_FIELDS = {
+    "C": "deductible_remaining_cents",
+    "G": "out_of_pocket_remaining_cents",
+    "A": "coinsurance_percent",
+    "B": "copay_cents",
+}
 
 
 def stedi_answer(data: dict[str, Any], *, service_type: str) -> EligibilityAnswer:
-    """Read Stedi's eligibility response ``data`` to the rules of the 271 parser (``coverage.x12``), for the
-    inquiry's ``service_type``.
+    """Read Stedi's eligibility response ``data`` for the inquiry's ``service_type`` to the rules of the 271 parser
+    (``coverage.x12.x12_271_parse``; its reason code sets are reused).
 
-    Errors first: AAA 42 or 80 anywhere -> ``PAYER_UNAVAILABLE``; else the first error's loop decides: 2100C or
-    2100D -> ``NOT_FOUND``, 2100B -> ``PROVIDER_REJECTED``, any other -> ``REJECTED`` (``reason_code``,
-    ``reason_loop``, ``follow_up`` from it). Otherwise ``benefitsInformation`` for the service type (rows naming
-    it, or 30, or none): ``code`` 1 -> ``ACTIVE``, else 6/7/8 (or no 1 at all) -> ``INACTIVE``, with ``planStatus``
-    as a fallback; the shares per network tier (``Share``). A response with none of ``errors``,
-    ``benefitsInformation`` and ``planStatus`` is ``UNREADABLE``. Never raises: one bad element costs only that
-    element, with a warning naming it.
+    Errors (``errors``, else the ``aaaErrors`` nested under payer 2100A, provider 2100B, subscriber 2100C,
+    dependents 2100D): AAA03 42 or 80 anywhere -> ``PAYER_UNAVAILABLE``; else the first decides: 2100B, or
+    2100C/2100D with a provider reason -> ``PROVIDER_REJECTED``; 2100C/2100D with a subscriber reason ->
+    ``NOT_FOUND``; any other -> ``REJECTED``. Without errors, ``benefitsInformation`` rows naming the service type
+    win over those that apply generally (``serviceTypeCodes`` empty or 30): ``code`` 1 -> ``ACTIVE``, else
+    ``INACTIVE`` (6, 7, 8 or none; with no status row at all an active ``planStatus`` entry counts). Shares:
+    ``inPlanNetworkIndicatorCode`` Y and N give the tiers (W, U or none counts for both), individual before family;
+    deductible (C) and out-of-pocket (G) only with ``timeQualifierCode`` 29, ``benefitAmount`` dollars -> cents;
+    coinsurance (A) ``benefitPercent`` fraction -> 0-100; copay (B). A response with no errors, benefits or plan
+    status is ``UNREADABLE``. Never raises: one bad element costs only that element, with a warning naming it.
     """
     warnings: list[str] = []
     errors = _stedi_errors(data, warnings)
     if errors:
-        return _rejected(errors, service_type=service_type, warnings=warnings)
-    rows = _list(data, "benefitsInformation", warnings)
+        return _rejected(errors, trace=_trace(data), warnings=warnings)
+    rows = _rows(data, warnings)
     statuses = _list(data, "planStatus", warnings)
     if not rows and not statuses:
         warnings.append("response: no benefitsInformation, planStatus or errors")
-        return EligibilityAnswer(outcome=UNREADABLE, service_type=service_type, warnings=tuple(warnings))
-    relevant = _relevant_rows(rows, service_type, warnings)
-    outcome, plan = _coverage(relevant, statuses, service_type, warnings)
-    in_network, out_of_network = _shares(relevant, warnings)
+        return EligibilityAnswer(outcome=UNREADABLE, warnings=tuple(warnings))
+    status_rows = _for_service([item for item in rows if item[1].get("code") in _STATUS_CODES], service_type)
+    outcome, plan = _coverage(status_rows, statuses, service_type, warnings)
+    money = _for_service([item for item in rows if item[1].get("code") in _SHARE_FIELDS], service_type)
     return EligibilityAnswer(
         outcome=outcome,
         plan_name=plan,
-        service_type=service_type,
-        in_network=in_network,
-        out_of_network=out_of_network,
+        service_type=_answered_service(rows, service_type),
+        in_network=_share(money, "Y", warnings),
+        out_of_network=_share(money, "N", warnings),
         trace=_trace(data),
-        warnings=tuple(warnings),
+        warnings=tuple(dict.fromkeys(warnings)),  # a row read for both tiers warns once
     )
 
 
@@ -394,6 +411,17 @@ def _list(data: dict[str, Any], key: str, warnings: list[str]) -> list[Any]:
         warnings.append(f"{key}: not a list")
         return []
     return value
+
+
+def _rows(data: dict[str, Any], warnings: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """Return ``(index, row)`` for each ``benefitsInformation`` item that is an object (others warned)."""
+    rows = []
+    for index, row in enumerate(_list(data, "benefitsInformation", warnings)):
+        if isinstance(row, dict):
+            rows.append((index, row))
+        else:
+            warnings.append(f"benefitsInformation[{index}]: not an object")
+    return rows
 
 
 def _stedi_errors(data: dict[str, Any], warnings: list[str]) -> list[tuple[str, str, str]]:
@@ -432,61 +460,77 @@ def _follow_up(error: dict[str, Any]) -> str:
     return _FOLLOW_UP.get(value.lower(), "")
 
 
-def _rejected(errors: list[tuple[str, str, str]], *, service_type: str, warnings: list[str]) -> EligibilityAnswer:
-    """Return the answer for a rejection: payer unavailable (42, 80) wins, else the first error's loop decides."""
-    chosen = next((error for error in errors if error[0] in _UNAVAILABLE_REASONS), None)
+def _rejected(errors: list[tuple[str, str, str]], *, trace: str, warnings: list[str]) -> EligibilityAnswer:
+    """Return the answer for a rejection, decided as ``coverage.x12`` decides an AAA (see ``stedi_answer``)."""
+    chosen = next((error for error in errors if error[0] in UNAVAILABLE_REASONS), None)
     if chosen is not None:
         outcome = PAYER_UNAVAILABLE
     else:
         chosen = errors[0]
-        loop = chosen[1]
-        outcome = NOT_FOUND if loop in ("2100C", "2100D") else PROVIDER_REJECTED if loop == "2100B" else REJECTED
+        code, loop, _ = chosen
+        person = loop in ("2100C", "2100D")
+        if loop == "2100B" or (person and code in PROVIDER_REASONS):
+            outcome = PROVIDER_REJECTED
+        elif person and code in SUBSCRIBER_REASONS:
+            outcome = NOT_FOUND
+        else:
+            outcome = REJECTED
     code, loop, follow_up = chosen
     return EligibilityAnswer(
         outcome=outcome,
         reason_code=code,
         reason_loop=loop,
         follow_up=follow_up,
-        service_type=service_type,
+        trace=trace,
         warnings=tuple(warnings),
     )
 
 
 def _types(row: dict[str, Any]) -> list[str]:
-    """Return a benefit row's service type codes (``[]`` when it names none)."""
+    """Return a row's ``serviceTypeCodes`` (``[]`` when it names none)."""
     value = row.get("serviceTypeCodes")
     return [str(code) for code in value] if isinstance(value, list) else []
 
 
-def _relevant_rows(rows: list[Any], service_type: str, warnings: list[str]) -> list[tuple[int, dict[str, Any]]]:
-    """Return ``(index, row)`` for the benefit rows about ``service_type``: those naming it first, then those
-    naming 30 (health benefit plan coverage) or no type; individual coverage before family within each."""
-    picked = []
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            warnings.append(f"benefitsInformation[{index}]: not an object")
-            continue
-        types = _types(row)
-        if types and service_type not in types and "30" not in types:
-            continue
-        specific = 0 if service_type in types else 1
-        family = 1 if str(row.get("coverageLevelCode") or "IND") not in ("IND", "EMP") else 0
-        picked.append(((specific, family, index), row))
-    return [(key[2], row) for key, row in sorted(picked, key=lambda item: item[0])]
+def _general(row: dict[str, Any]) -> bool:
+    """Whether a row applies to every service type (names none, or 30)."""
+    types = _types(row)
+    return not types or SERVICE_TYPE_PLAN in types
+
+
+def _for_service(rows: list[tuple[int, dict[str, Any]]], service_type: str) -> list[tuple[int, dict[str, Any]]]:
+    """Return the rows naming ``service_type`` when there are any, else the general ones (``_general``)."""
+    specific = [item for item in rows if service_type and service_type in _types(item[1])]
+    return specific or [item for item in rows if _general(item[1])]
+
+
+def _answered_service(rows: list[tuple[int, dict[str, Any]]], service_type: str) -> str:
+    """Return ``service_type`` when a row names it, else 30 when a row applies generally, else ``""``."""
+    if any(service_type and service_type in _types(row) for _, row in rows):
+        return service_type
+    return SERVICE_TYPE_PLAN if any(_general(row) for _, row in rows) else ""
+
+
+def _level_rank(row: dict[str, Any]) -> int:
+    """``coverageLevelCode``: individual first, then unstated, then other levels, family last."""
+    return {"IND": 0, "": 1, "FAM": 3}.get(str(row.get("coverageLevelCode") or ""), 2)
 
 
 def _coverage(
     rows: list[tuple[int, dict[str, Any]]], statuses: list[Any], service_type: str, warnings: list[str]
 ) -> tuple[str, str]:
-    """Return ``(outcome, plan name)``: ``ACTIVE`` when a row has code 1, else ``INACTIVE`` (code 6, 7, 8, or no
-    1); with no status row at all, ``planStatus`` decides. The plan is the active row's ``planCoverage``."""
-    codes = [str(row.get("code") or "") for _, row in rows]
-    plan = next((str(row.get("planCoverage") or "") for _, row in rows if row.get("code") == "1"), "")
+    """Return ``(outcome, plan name)`` from the status rows for the service: ``ACTIVE`` with a code 1 (its
+    ``planCoverage``, individual first), else ``INACTIVE``; with no status row, an active ``planStatus`` entry."""
+    active = sorted((row for _, row in rows if row.get("code") == "1"), key=_level_rank)
+    if active:
+        plan = next((str(row["planCoverage"]) for row in active if row.get("planCoverage")), "")
+        return ACTIVE, plan or _active_status_plan(statuses, service_type, warnings) or ""
+    if rows:
+        return INACTIVE, ""
     active_plan = _active_status_plan(statuses, service_type, warnings)
-    if "1" in codes:
-        return ACTIVE, plan or active_plan or ""
-    if any(code in ("6", "7", "8") for code in codes) or active_plan is None:
-        return INACTIVE, plan
+    if active_plan is None:
+        warnings.append(f"no status (code 1/6) for service type {service_type or SERVICE_TYPE_PLAN}: read as inactive")
+        return INACTIVE, ""
     return ACTIVE, active_plan
 
 
@@ -497,45 +541,37 @@ def _active_status_plan(statuses: list[Any], service_type: str, warnings: list[s
         if not isinstance(status, dict):
             warnings.append(f"planStatus[{index}]: not an object")
             continue
-        types = _types(status)
-        if types and service_type not in types and "30" not in types:
-            continue
-        if str(status.get("statusCode") or "") == "1":
+        if (service_type in _types(status) or _general(status)) and str(status.get("statusCode") or "") == "1":
             return str(status.get("planDetails") or "")
     return None
 
 
-_SHARE_FIELDS = {"C": "deductible_remaining_cents", "G": "out_of_pocket_remaining_cents"}
+def _share(rows: list[tuple[int, dict[str, Any]]], tier: str, warnings: list[str]) -> Share | None:
+    """Return the share in network tier ``tier`` (Y or N): rows naming the tier first, then those for both (W, U or
+    no indicator), each individual before family; the first readable value of each kind wins. None when the
+    answer gives no value for the tier."""
+    exact = [item for item in rows if item[1].get("inPlanNetworkIndicatorCode") == tier]
+    both = [item for item in rows if item[1].get("inPlanNetworkIndicatorCode") not in ("Y", "N")]
+    ordered = sorted(exact, key=lambda item: _level_rank(item[1])) + sorted(both, key=lambda item: _level_rank(item[1]))
+    values: dict[str, Any] = {}
+    for index, row in ordered:
+        code = str(row.get("code") or "")
+        if code in ("C", "G") and str(row.get("timeQualifierCode") or "") != "29":
+            continue  # a total, not what remains
+        if _SHARE_FIELDS[code] not in values:
+            value = _row_value(index, row, warnings)
+            if value is not None:
+                values[_SHARE_FIELDS[code]] = value
+    return Share(**values) if values else None
 
 
-def _shares(rows: list[tuple[int, dict[str, Any]]], warnings: list[str]) -> tuple[Share | None, Share | None]:
-    """Return the in-network and out-of-network shares: for each tier (``inPlanNetworkIndicatorCode`` Y, N; W, U or
-    none counts for both) the first value of each kind in ``rows``' order: deductible and out-of-pocket remaining
-    (code C, G with ``timeQualifierCode`` 29), coinsurance (A, ``benefitPercent`` fraction -> 0-100), copay (B)."""
-    tiers: dict[str, dict[str, Any]] = {"Y": {}, "N": {}}
-    for index, row in rows:
-        values = _row_values(index, row, warnings)
-        network = str(row.get("inPlanNetworkIndicatorCode") or "")
-        for tier in ("Y", "N") if network not in ("Y", "N") else (network,):
-            for key, value in values.items():
-                tiers[tier].setdefault(key, value)
-    return (Share(**tiers["Y"]) if tiers["Y"] else None, Share(**tiers["N"]) if tiers["N"] else None)
-
-
-def _row_values(index: int, row: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
-    """Return the ``Share`` fields one benefit row gives (``{}`` for a row of another kind or a bad value)."""
-    code = str(row.get("code") or "")
+def _row_value(index: int, row: dict[str, Any], warnings: list[str]) -> int | Decimal | None:
+    """Return the value one money row gives: cents of ``benefitAmount`` (C, G, B) or the percent of
+    ``benefitPercent`` (A); None when absent or unreadable (warned, naming the element)."""
     where = f"benefitsInformation[{index}]"
-    if code in _SHARE_FIELDS and str(row.get("timeQualifierCode") or "") == "29":
-        cents = _cents(row.get("benefitAmount"), f"{where}.benefitAmount", warnings)
-        return {} if cents is None else {_SHARE_FIELDS[code]: cents}
-    if code == "B":
-        cents = _cents(row.get("benefitAmount"), f"{where}.benefitAmount", warnings)
-        return {} if cents is None else {"copay_cents": cents}
-    if code == "A":
-        percent = _percent(row.get("benefitPercent"), f"{where}.benefitPercent", warnings)
-        return {} if percent is None else {"coinsurance_percent": percent}
-    return {}
+    if row.get("code") == "A":
+        return _percent(row.get("benefitPercent"), f"{where}.benefitPercent", warnings)
+    return _cents(row.get("benefitAmount"), f"{where}.benefitAmount", warnings)
 
 
 def _decimal(value: Any, where: str, warnings: list[str]) -> Decimal | None:
@@ -557,6 +593,9 @@ def _cents(value: Any, where: str, warnings: list[str]) -> int | None:
     """Return dollars ``value`` in integer cents (half up); None when absent or unreadable (warned)."""
     number = _decimal(value, where, warnings)
     if number is None:
+        return None
+    if number < 0:
+        warnings.append(f"{where}: a negative amount")
         return None
     return int((number * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
