@@ -29,6 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from healthcommerce.sandbox import (
     authserver,
     cdsclient,
+    clearinghouse,
     discovery,
     fhirapi,
     fhirwrite,
@@ -472,3 +473,40 @@ def send_notification(request: HttpRequest) -> HttpResponse:
         "practitioner": request.POST.get("practitioner", DEFAULT_PRACTITIONER),
     }
     return render(request, "sandbox/notify.html", context)
+
+
+# --- Stand-in clearinghouse: real-time eligibility (270/271) ---------------------------------------------------
+
+
+def _clearinghouse_key_ok(request: HttpRequest, *, scheme: str) -> bool:
+    """Whether ``request`` carries the stand-in's credential (``Authorization: <scheme>sandbox-clearinghouse``)."""
+    return request.headers.get("Authorization", "") == f"{scheme}{clearinghouse.SANDBOX_CLEARINGHOUSE_KEY}"
+
+
+@csrf_exempt
+@require_POST
+def clearinghouse_x12(request: HttpRequest) -> HttpResponse:
+    """A clearinghouse's X12 real-time endpoint: the body is a 270, the answer a 271
+    (``clearinghouse.answer_x12``, ``Content-Type: application/EDI-X12``). Answers 401 without
+    ``Authorization: Bearer sandbox-clearinghouse``, 400 for a body that is not a 270."""
+    if not _clearinghouse_key_ok(request, scheme="Bearer "):
+        return HttpResponse("Unauthorized.", status=401, content_type="text/plain")
+    status, text = clearinghouse.answer_x12(request.body.decode("utf-8", "replace"))
+    content_type = "application/EDI-X12" if status == 200 else "text/plain"
+    return HttpResponse(text, status=status, content_type=content_type)
+
+
+@csrf_exempt
+@require_POST
+def clearinghouse_eligibility(request: HttpRequest) -> HttpResponse:
+    """Stedi's real-time eligibility JSON endpoint (``.../eligibility/v3``), answered by
+    ``clearinghouse.answer_json``. Answers 401 without ``Authorization: sandbox-clearinghouse``, 400 for a body
+    that is not a JSON eligibility request."""
+    if not _clearinghouse_key_ok(request, scheme=""):
+        return _json({"message": "Unauthorized."}, status=401)
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return _json({"errors": [{"code": "33", "description": "Input Errors"}], "status": "ERROR"}, status=400)
+    status, answer = clearinghouse.answer_json(body)
+    return _json(answer, status=status)
