@@ -2,6 +2,7 @@
 
 import django.db.models.deletion
 from django.db import migrations, models
+from django.db.models import Q
 
 
 def _key(text):
@@ -18,13 +19,14 @@ def _site_matcher(apps, site_id):
     site's rules first, then by priority)."""
     Payer = apps.get_model("catalog", "Payer")
     PayerRule = apps.get_model("catalog", "PayerRule")
-    payers = sorted(Payer.objects.filter(is_active=True, site_id__in=[site_id, None]), key=lambda p: p.site_id is None)
+    here = Q(site_id=site_id) | Q(site_id__isnull=True)
+    payers = sorted(Payer.objects.filter(here, is_active=True), key=lambda p: p.site_id is None)
     by_name = {}
     for payer in payers:
         for name in [payer.name, *_lines(payer.aliases)]:
             by_name.setdefault(_key(name), payer)
     patterns = []
-    rules = PayerRule.objects.filter(site_id__in=[site_id, None], match__in=["payer", "plan_type"]).exclude(pattern="")
+    rules = PayerRule.objects.filter(here, match__in=["payer", "plan_type"]).exclude(pattern="")
     for rule in sorted(rules, key=lambda r: (r.site_id is None, r.priority, r.created_at)):
         payer = rule.payer if rule.match == "payer" else by_name.get(_key(rule.pattern))
         if payer is not None:
