@@ -233,23 +233,21 @@ def _payer_field() -> forms.Field:
 
 
 def _payer_choices(order: Order) -> list[tuple[str, str]]:
-    """The payer picker's options at the order's site: a prompt, the site's active payers (``site_payers``; the
-    order's own payer too when it is no longer offered), then self-pay."""
+    """The payer picker's options at the order's site: the site's active payers (``site_payers``; the order's own
+    payer too when it is no longer offered), then self-pay; a prompt first only while the chart's coverage is not
+    recognised and nothing was picked (signing then needs a choice)."""
     from healthcommerce.catalog.selectors import site_payers
 
     payers = site_payers(order.site)
     if order.payer is not None and order.payer not in payers:
         payers.append(order.payer)
-    return [
-        ("", "— pick the patient's payer —"),
-        *((str(p.pk), p.name) for p in payers),
-        (SELF_PAY, "No insurance: self-pay"),
-    ]
+    prompt = [("", "— pick the patient's payer —")] if _payer_lacks(order) or not payers else []
+    return [*prompt, *((str(p.pk), p.name) for p in payers), (SELF_PAY, "No insurance: self-pay")]
 
 
 def _payer_initial(order: Order) -> dict[str, Any]:
     """Pre-select the matched or picked payer; self-pay when the chart has no coverage or the clinician chose it;
-    the prompt when the chart's coverage was not recognised (signing then needs a choice)."""
+    the prompt when the chart's coverage was not recognised."""
     if order.payer_id is not None:
         return {"payer": str(order.payer_id)}
     if order.coverage_status in ("", "self_pay"):
@@ -258,25 +256,25 @@ def _payer_initial(order: Order) -> dict[str, Any]:
 
 
 def _payer_value(data: dict[str, Any], order: Order) -> Any:
-    """The payer record the picker names (None: self-pay or no choice)."""
+    """The payer record the picker names: None for self-pay; no choice (the prompt) changes nothing."""
     from healthcommerce.catalog.models import Payer
 
     chosen = data.get("payer") or ""
-    if chosen in ("", SELF_PAY):
-        return None
-    return Payer.objects.get(pk=chosen)
+    if not chosen:
+        return order.payer
+    return None if chosen == SELF_PAY else Payer.objects.get(pk=chosen)
 
 
 def _coverage_value(data: dict[str, Any], order: Order) -> str:
     """The coverage status the picker makes: ``self_pay``; ``matched`` when it keeps the matched payer, else
-    ``picked``; with no choice, ``not_recognised`` when the chart has a payer, else "" (no coverage)."""
+    ``picked``; no choice (the prompt) changes nothing (``not_recognised`` stays, and signing needs a choice)."""
     chosen = data.get("payer") or ""
+    if not chosen:
+        return order.coverage_status
     if chosen == SELF_PAY:
         return "self_pay"
-    if chosen:
-        kept = order.coverage_status == "matched" and str(order.payer_id) == chosen
-        return "matched" if kept else "picked"
-    return "not_recognised" if order.payer_name or order.payer_keys else ""
+    kept = order.coverage_status == "matched" and str(order.payer_id) == chosen
+    return "matched" if kept else "picked"
 
 
 def _payer_lacks(order: Order) -> str:
@@ -287,13 +285,12 @@ def _payer_lacks(order: Order) -> str:
 
 
 def _payer_signed(order: Order) -> dict[str, str]:
-    """``payer.name``: the payer record's name, else the chart's payer text ("" for self-pay); ``payer.payer_id``:
-    the record's clearinghouse payer id."""
+    """``payer.name``: the payer record's name, else the chart's payer text ("" for self-pay); ``payer.payer_id``,
+    only when the record has a clearinghouse payer id (so an order without one signs the content it always did)."""
     payer = order.payer
-    if payer is not None:
-        return {"name": payer.name, "payer_id": payer.payer_id}
-    return {"name": "" if order.coverage_status == "self_pay" else order.payer_name, "payer_id": ""}
-
+    if payer is None:
+        return {"name": "" if order.coverage_status == "self_pay" else order.payer_name}
+    return {"name": payer.name} | ({"payer_id": payer.payer_id} if payer.payer_id else {})
 
 FIELDS: tuple[OrderField, ...] = (
     OrderField("reference", signed="reference"),
