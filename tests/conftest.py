@@ -147,7 +147,7 @@ def ehr_site(db: None, sandbox_ehr: SandboxEHR, settings) -> EHRSite:  # type: i
         "sandbox_client", "add", "--client-id", "test-app", "--redirect-uri", "http://testserver/smart/callback"
     )
     site = EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id="test-app")
-    sandbox_payers_add(site.name, stdout=io.StringIO())  # Medicare (Organization/org1234), Medicaid, Private, as the demo
+    sandbox_payers_add(site.name, stdout=io.StringIO())  # Medicare, Medicaid, Private, as the demo
     return site
 
 

@@ -267,7 +267,7 @@ class PayerRule(BaseModel):
         Payer,
         null=True,
         blank=True,
-        on_delete=models.PROTECT,
+        on_delete=models.RESTRICT,  # a payer a rule names is not deleted alone; with its site, both go
         related_name="rules",
         help_text="For 'this payer'. A site's rule may name its own payers or those of every site.",
     )

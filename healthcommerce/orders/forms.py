@@ -13,7 +13,8 @@ class OrderForm(forms.Form):
 
     Its fields come from the order's field table (``orders.fields.FIELDS``: each editable row's form fields, in
     table order), read when the form is made, then ``confirm_product``; ``order`` gives a choice field its options
-    for that order (the payer picker: the site's payers, ``orders.fields`` ``_payer_choices``). ``cards`` groups them for the template.
+    for that order (the payer picker: the site's payers, ``orders.fields`` ``_payer_choices``). ``cards`` groups
+    them for the template.
     Required fields render with ``required`` (the form has ``novalidate``: the server's messages are the ones the
     clinician reads) and a field with an error with ``aria-invalid`` and ``aria-describedby`` naming its error
     (Django's ``BoundField``). ``error_summary`` lists every error with the id of the field to fix.

@@ -22,7 +22,8 @@ class QuoteUnavailable(HealthcommerceError):
 
 def patient_quote(*, order: Order) -> Quote:
     """Return what the patient and the payer pay for ``order`` (``catalog.pricing.price_quote`` for its site,
-    product, quantity, payer record and coverage status). A ``Quote`` may name the payer: shown to the verified patient only, never logged.
+    product, quantity, payer record and coverage status). A ``Quote`` may name the payer: shown to the verified
+    patient only, never logged.
 
     Raises ``QuoteUnavailable`` when the order has no product.
     """

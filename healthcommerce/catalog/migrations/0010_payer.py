@@ -299,7 +299,7 @@ class Migration(migrations.Migration):
                 blank=True,
                 help_text="For 'this payer'. A site's rule may name its own payers or those of every site.",
                 null=True,
-                on_delete=django.db.models.deletion.PROTECT,
+                on_delete=django.db.models.deletion.RESTRICT,
                 related_name="rules",
                 to="catalog.payer",
             ),
