@@ -319,7 +319,7 @@ class PayerRule(BaseModel):
         """Return what the rule matches in a few words: ``no payer``, ``any payer``, ``payer 'Medicare'``,
         ``plan type medicaid`` or ``retired regex 'part c'``."""
         if self.match == self.Match.PAYER:
-            return f"payer {self.payer.name if self.payer_id else '?'!r}"
+            return f"payer {self.payer.name if self.payer is not None else '?'!r}"
         if self.match == self.Match.PLAN_TYPE:
             return f"plan type {self.plan_type}"
         if self.match == self.Match.REGEX:
@@ -329,21 +329,32 @@ class PayerRule(BaseModel):
     def clean(self) -> None:
         """Refuse a rule that cannot work: a payer or plan type missing, a payer of another site, a retired match
         on an active rule, or the copay or percentage missing."""
+        errors = self._match_errors() | self._amount_errors()
+        if errors:
+            raise ValidationError(errors)
+
+    def _match_errors(self) -> dict[str, str]:
+        """What is wrong with ``match`` and what it names (``{field: message}``)."""
         errors: dict[str, str] = {}
-        if self.match == self.Match.PAYER and self.payer_id is None:
+        payer = self.payer if self.payer_id else None
+        if self.match == self.Match.PAYER and payer is None:
             errors["payer"] = "Pick the payer this rule is for."
-        if self.match == self.Match.PAYER and self.payer_id and self.payer.site_id not in (None, self.site_id):
+        if self.match == self.Match.PAYER and payer is not None and payer.site_id not in (None, self.site_id):
             errors["payer"] = "This payer belongs to another site."
         if self.match == self.Match.PLAN_TYPE and not self.plan_type:
             errors["plan_type"] = "Pick the plan type this rule is for."
         if self.match == self.Match.REGEX and self.is_active:
             errors["match"] = "Text patterns are retired: match a payer or a plan type instead."
+        return errors
+
+    def _amount_errors(self) -> dict[str, str]:
+        """What is missing for ``kind`` (``{field: message}``)."""
+        errors: dict[str, str] = {}
         if self.kind == self.Kind.COPAY and self.copay_cents is None:
             errors["copay_cents"] = "A copay rule needs the amount."
         if self.kind == self.Kind.COINSURANCE and self.coinsurance_percent is None:
             errors["coinsurance_percent"] = "A coinsurance rule needs the percentage."
-        if errors:
-            raise ValidationError(errors)
+        return errors
 
     def matches(self, payer: "Payer | None") -> bool:
         """Whether this rule's ``match`` fits an order whose payer record is ``payer`` (None: no payer). A retired

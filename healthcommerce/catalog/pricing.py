@@ -135,7 +135,7 @@ def price_quote(*, site: EHRSite, product: Product, quantity: int, payer: Payer 
     subtotal = product.unit_price_cents * quantity
     if payer is None and coverage_status == NOT_RECOGNISED:
         rule = None
-        kind, patient_pays = Kind.SELF_PAY, subtotal
+        kind, patient_pays = str(Kind.SELF_PAY), subtotal
         reason = _(
             "We could not match your insurance to a plan we know, so the full price is shown for now. "
             "Your clinic will confirm your coverage and what you pay."

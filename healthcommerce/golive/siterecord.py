@@ -150,7 +150,7 @@ def _payer_rule(rule: PayerRule) -> dict[str, Any]:
     return {
         "priority": rule.priority,
         "match": rule.match,
-        "payer": rule.payer.name if rule.payer_id else "",
+        "payer": rule.payer.name if rule.payer is not None else "",
         "plan_type": rule.plan_type,
         "pattern": rule.pattern,
         "product_kind": rule.product_kind,

@@ -292,6 +292,7 @@ def _payer_signed(order: Order) -> dict[str, str]:
         return {"name": "" if order.coverage_status == "self_pay" else order.payer_name}
     return {"name": payer.name} | ({"payer_id": payer.payer_id} if payer.payer_id else {})
 
+
 FIELDS: tuple[OrderField, ...] = (
     OrderField("reference", signed="reference"),
     OrderField("version", signed="version"),

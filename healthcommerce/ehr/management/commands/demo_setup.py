@@ -38,7 +38,7 @@ ACTOR = "command:demo_setup"
 # The sandbox site's payer records (catalog.Payer, made through ``manage.py payer add``: the ehr app does not import
 # the catalog), matching the sandbox's fixture data: the Da Vinci coverages name payor Organization/org1234 (CMS,
 # class "Medicare Part A/B/D"), the Synthea claims' coverage display is "medicaid" or "private".
-SANDBOX_PAYERS = (
+SANDBOX_PAYERS: tuple[tuple[str, str, str, list[str], list[str]], ...] = (
     ("Medicare", "medicare", "CMS", ["Organization/org1234"], ["Centers for Medicare and Medicaid Services"]),
     ("Medicaid", "medicaid", "SKCO0", [], ["medicaid"]),
     ("Private insurance", "commercial", "62308", [], ["private"]),
