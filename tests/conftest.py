@@ -7,6 +7,7 @@ tests ends with one line naming each group and why (tests/skips.py).
 """
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 import requests
 from django.conf import settings
 
+from healthcommerce.ehr.management.commands.demo_setup import sandbox_payers_add
 from healthcommerce.ehr.models import EHRSite
 from tests.servers import ROOT, base_env, free_port, gunicorn_command, running, web_env
 from tests.skips import pytest_terminal_summary  # noqa: F401  (the hook: one line naming every skipped group)
@@ -138,12 +140,15 @@ def sandbox_faults(sandbox_ehr: SandboxEHR) -> Iterator[SandboxEHR]:
 
 @pytest.fixture
 def ehr_site(db: None, sandbox_ehr: SandboxEHR, settings) -> EHRSite:  # type: ignore[no-untyped-def]
-    """An EHR site for the sandbox, registered on both sides as the public client ``test-app``."""
+    """An EHR site for the sandbox, registered on both sides as the public client ``test-app``, with the sandbox's
+    payer records (``demo_setup.SANDBOX_PAYERS``)."""
     settings.APP_BASE_URL = "http://testserver"
     sandbox_ehr.manage(
         "sandbox_client", "add", "--client-id", "test-app", "--redirect-uri", "http://testserver/smart/callback"
     )
-    return EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id="test-app")
+    site = EHRSite.objects.create(name="Sandbox", iss=sandbox_ehr.fhir_base, client_id="test-app")
+    sandbox_payers_add(site.name, stdout=io.StringIO())  # Medicare, Medicaid, Private, as the demo
+    return site
 
 
 @dataclass

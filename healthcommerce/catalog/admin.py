@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, Payer, PayerRule, Product
 from healthcommerce.ehr.admin import ReadOnlyHistoryAdmin
 
 
@@ -37,18 +37,37 @@ class OrderableRuleAdmin(ReadOnlyHistoryAdmin):
     search_fields = ["system", "code_prefix", "reason"]
 
 
+@admin.register(Payer)
+class PayerAdmin(ReadOnlyHistoryAdmin):
+    """Payer records: who pays, as the chart names them. An order's payer is the record its Coverage's payor
+    reference or identifier lists, else the one whose name or an alias equals the chart's payer name exactly; a
+    site's own record wins over one for every site (``catalog.selectors.payer_for_coverage``)."""
+
+    list_display = ["name", "site", "plan_type", "payer_id", "supplier_in_network", "is_active"]
+    list_filter = ["plan_type", "is_active", "supplier_in_network", "site"]
+    search_fields = ["name", "payer_id", "identifiers", "aliases"]
+    fieldsets = [
+        (None, {"fields": ["site", "name", "plan_type", "is_active"]}),
+        ("How the chart names it", {"fields": ["identifiers", "aliases"]}),
+        ("Eligibility", {"fields": ["payer_id", "supplier_in_network"]}),
+    ]
+
+
 @admin.register(PayerRule)
 class PayerRuleAdmin(ReadOnlyHistoryAdmin):
-    """Per-site (or global) rules for who pays: covered, copay, coinsurance or self-pay, by the order's payer.
+    """Per-site (or global) rules for who pays: covered, copay, coinsurance or self-pay, by the order's payer record
+    or its plan type.
 
-    The first active rule wins, site rules before global ones, then by ascending priority (``PayerRule``).
+    The first active rule wins, site rules before global ones, then by ascending priority (``PayerRule``). A retired
+    text rule (match "regex") shows its old pattern: re-point it to a payer or plan type.
     """
 
     list_display = [
         "priority",
         "site",
         "match",
-        "pattern",
+        "payer",
+        "plan_type",
         "product_kind",
         "kind",
         "copay_cents",
@@ -56,6 +75,8 @@ class PayerRuleAdmin(ReadOnlyHistoryAdmin):
         "is_active",
     ]
     list_display_links = ["priority", "match"]
-    list_filter = ["kind", "match", "is_active", "site"]
-    search_fields = ["pattern", "patient_message"]
+    list_filter = ["kind", "match", "plan_type", "is_active", "site"]
+    search_fields = ["payer__name", "pattern", "patient_message"]
+    readonly_fields = ["pattern"]
+    autocomplete_fields = ["payer"]
     ordering = ["site", "priority"]

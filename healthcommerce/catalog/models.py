@@ -1,7 +1,5 @@
-"""The catalog: products (DME devices, specimen-collection kits) with prices, per-site code mappings, and per-site
-rules for who pays."""
-
-import re
+"""The catalog: products (DME devices, specimen-collection kits) with prices, per-site code mappings, payer records
+(who pays, as the chart names them) and per-site rules for what the patient pays."""
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -131,28 +129,130 @@ class OrderableRule(BaseModel):
         return f"{self.resource_type or 'Any'} {self.system or '*'}|{self.code_prefix}* {verdict}"
 
 
+def lines(text: str) -> list[str]:
+    """Return the non-blank lines of ``text``, each stripped (an admin's one-per-line list)."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def name_key(text: str) -> str:
+    """Return ``text`` as names are compared: case-folded, runs of whitespace one space, trimmed
+    (``"  Centers for  MEDICARE "`` -> ``"centers for medicare"``)."""
+    return " ".join(text.split()).casefold()
+
+
+class PlanType(models.TextChoices):
+    """The kind of health plan a payer record is (what a ``PayerRule`` of match ``plan_type`` names)."""
+
+    MEDICARE = "medicare", "Medicare (Original, Parts A/B)"
+    MEDICARE_ADVANTAGE = "medicare_advantage", "Medicare Advantage (Part C)"
+    MEDICAID = "medicaid", "Medicaid"
+    COMMERCIAL = "commercial", "Commercial (employer or private plan)"
+    TRICARE = "tricare", "TRICARE"
+    OTHER = "other", "Other"
+
+
+class Payer(BaseModel):
+    """A health plan that pays for orders: who the chart's Coverage names, recognised by identifier or exact name.
+
+    ``site`` null: every site; a site's own record wins over a global one (``catalog.selectors.payer_for_coverage``).
+    ``name`` is what the clinician and the patient read; ``payer_id`` the clearinghouse's payer id for an
+    eligibility check (X12 270 loop 2100A NM109; blank: none possible). ``identifiers`` (one per line) are keys the
+    chart's Coverage carries: a ``payor`` reference (``Organization/org1234``), a payor identifier as
+    ``system|value``, or a bare value (the payer id an HL7 v2 IN1-3 carries). ``aliases`` (one per line) are exact
+    payer names as the chart writes them, compared without regard to case or spacing (``name_key``), never by
+    "contains". ``supplier_in_network``: whether our supplier is in this payer's network (eligibility reads it).
+    An inactive record never matches. FHIR R4 Coverage.payor; HL7 v2.5.1 IN1-3, IN1-4.
+    """
+
+    site = models.ForeignKey(
+        EHRSite,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="payers",
+        help_text="Empty: every site. A site's own record wins over a record for every site.",
+    )
+    name = models.CharField(
+        max_length=200, help_text="The plan's name as the clinician and the patient read it, e.g. Medicare."
+    )
+    payer_id = models.CharField(
+        verbose_name="payer ID",
+        max_length=80,
+        blank=True,
+        help_text="The clearinghouse's payer id used to check eligibility, e.g. CMS. Empty: no check is possible.",
+    )
+    plan_type = models.CharField(
+        max_length=20, choices=PlanType.choices, help_text="Payer rules can apply to every plan of a type."
+    )
+    identifiers = models.TextField(
+        blank=True,
+        help_text=(
+            "How the chart names this payer, one per line: the Coverage payor reference (Organization/org1234), "
+            "the payor's identifier as system|value, or a bare value such as the payer id in an HL7 IN1-3. "
+            "These are exact; they win over a name."
+        ),
+    )
+    aliases = models.TextField(
+        blank=True,
+        help_text=(
+            "Other names the chart writes for this payer, one per line, exactly (case and extra spaces do not "
+            "matter; a name that only contains an alias does not match)."
+        ),
+    )
+    supplier_in_network = models.BooleanField(
+        default=True, help_text="Whether our supplier is in this payer's network (the eligibility check uses it)."
+    )
+    is_active = models.BooleanField(default=True, help_text="An inactive payer is never matched nor offered.")
+    history = HistoricalRecords()  # who changed it and when (docs/adr/0019)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "name"], name="uniq_payer_per_site"),
+            models.UniqueConstraint(fields=["name"], condition=models.Q(site__isnull=True), name="uniq_global_payer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.site or 'all sites'})"
+
+    def identifier_list(self) -> list[str]:
+        """Return ``identifiers`` as a list, one key each (``["Organization/org1234", "CMS"]``)."""
+        return lines(self.identifiers)
+
+    def alias_list(self) -> list[str]:
+        """Return ``aliases`` as a list, one name each."""
+        return lines(self.aliases)
+
+    def names(self) -> set[str]:
+        """Return the ``name_key`` of the name and of each alias."""
+        return {name_key(text) for text in [self.name, *self.alias_list()]}
+
+
 class PayerRule(BaseModel):
-    """Who pays for an order at a site, decided by the order's payer (``Order.payer_name``).
+    """Who pays for an order at a site, decided by the order's payer record (``Order.payer``, a ``Payer``).
 
     Rules are tried site rules first (``site`` null means every site), then by ascending ``priority``; the first
     active rule whose ``match`` and ``product_kind`` fit decides (``catalog.selectors.payer_rule_for``):
 
-    - ``match``: ``no_payer`` (the order names no payer), ``any_payer`` (it names one), ``contains`` (the payer
-      name contains ``pattern``, case-insensitive) or ``regex`` (``pattern`` is a Python regular expression
-      searched case-insensitively in the payer name).
+    - ``match``: ``no_payer`` (the order has no payer record: no coverage, or the clinician chose self-pay),
+      ``any_payer`` (it has one), ``payer`` (it is ``payer``) or ``plan_type`` (its payer's ``plan_type`` is
+      ``plan_type``). Free-text matching is gone (a typo made the patient self-pay): ``regex`` survives only on old
+      rules the payer records migration could not convert; they are inactive, keep their ``pattern`` and are
+      listed by ``manage.py check`` (``catalog.W001``) until an admin re-points them.
     - ``kind``: ``covered`` (the patient pays nothing), ``copay`` (the patient pays ``copay_cents`` per order,
       at most the price), ``coinsurance`` (the patient pays ``coinsurance_percent`` of the price, half-up to the
       cent) or ``self_pay`` (the patient pays the full price). Amounts are in the product's currency.
 
     ``patient_message``, when set, replaces the standard explanation the patient reads next to the amount. The
-    seeded rules are examples (migration 0006): check them against each health system's contracts.
+    seeded rules are examples (migrations 0006, 0011): check them against each health system's contracts.
     """
 
     class Match(models.TextChoices):
-        NO_PAYER = "no_payer", "The order names no payer"
-        ANY_PAYER = "any_payer", "The order names any payer"
-        CONTAINS = "contains", "The payer name contains the pattern (any case)"
-        REGEX = "regex", "The payer name matches the regular expression (any case)"
+        NO_PAYER = "no_payer", "The order has no payer (no coverage, or self-pay)"
+        ANY_PAYER = "any_payer", "The order has any payer"
+        PAYER = "payer", "The order's payer is this payer"
+        PLAN_TYPE = "plan_type", "The order's payer is of this plan type"
+        REGEX = "regex", "Retired: a regular expression on the payer name (never matches; re-point it)"
 
     class Kind(models.TextChoices):
         COVERED = "covered", "Covered: the patient pays nothing"
@@ -163,7 +263,21 @@ class PayerRule(BaseModel):
     site = models.ForeignKey(EHRSite, null=True, blank=True, on_delete=models.CASCADE, related_name="payer_rules")
     priority = models.PositiveIntegerField(default=100, help_text="Lower is tried first (after site over global).")
     match = models.CharField(max_length=20, choices=Match.choices)
-    pattern = models.CharField(max_length=200, blank=True, help_text="For 'contains' and 'regex'.")
+    payer = models.ForeignKey(
+        Payer,
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,  # a payer a rule names is not deleted alone; with its site, both go
+        related_name="rules",
+        help_text="For 'this payer'. A site's rule may name its own payers or those of every site.",
+    )
+    plan_type = models.CharField(max_length=20, blank=True, choices=PlanType.choices, help_text="For 'this plan type'.")
+    pattern = models.CharField(
+        max_length=200,
+        blank=True,
+        editable=False,
+        help_text="Kept from a retired text rule, for the record only: it matches nothing.",
+    )
     product_kind = models.CharField(
         max_length=10, blank=True, choices=[("", "Any"), *Product.Kind.choices], help_text="Blank: every product."
     )
@@ -199,41 +313,60 @@ class PayerRule(BaseModel):
         ]
 
     def __str__(self) -> str:
-        what = {"no_payer": "no payer", "any_payer": "any payer"}.get(self.match, f"{self.match} {self.pattern!r}")
-        return f"{what} -> {self.kind} ({self.site or 'all sites'}, priority {self.priority})"
+        return f"{self.match_text()} -> {self.kind} ({self.site or 'all sites'}, priority {self.priority})"
+
+    def match_text(self) -> str:
+        """Return what the rule matches in a few words: ``no payer``, ``any payer``, ``payer 'Medicare'``,
+        ``plan type medicaid`` or ``retired regex 'part c'``."""
+        if self.match == self.Match.PAYER:
+            return f"payer {self.payer.name if self.payer is not None else '?'!r}"
+        if self.match == self.Match.PLAN_TYPE:
+            return f"plan type {self.plan_type}"
+        if self.match == self.Match.REGEX:
+            return f"retired regex {self.pattern!r}"
+        return {"no_payer": "no payer", "any_payer": "any payer"}.get(self.match, self.match)
 
     def clean(self) -> None:
-        """Refuse a rule that cannot work: a pattern missing or invalid, or the copay or percentage missing."""
+        """Refuse a rule that cannot work: a payer or plan type missing, a payer of another site, a retired match
+        on an active rule, or the copay or percentage missing."""
+        errors = self._match_errors() | self._amount_errors()
+        if errors:
+            raise ValidationError(errors)
+
+    def _match_errors(self) -> dict[str, str]:
+        """What is wrong with ``match`` and what it names (``{field: message}``)."""
         errors: dict[str, str] = {}
-        if self.match in (self.Match.CONTAINS, self.Match.REGEX) and not self.pattern:
-            errors["pattern"] = "This match needs a pattern."
-        if self.match == self.Match.REGEX and self.pattern:
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                errors["pattern"] = f"Not a valid regular expression: {exc}."
+        payer = self.payer if self.payer_id else None
+        if self.match == self.Match.PAYER and payer is None:
+            errors["payer"] = "Pick the payer this rule is for."
+        if self.match == self.Match.PAYER and payer is not None and payer.site_id not in (None, self.site_id):
+            errors["payer"] = "This payer belongs to another site."
+        if self.match == self.Match.PLAN_TYPE and not self.plan_type:
+            errors["plan_type"] = "Pick the plan type this rule is for."
+        if self.match == self.Match.REGEX and self.is_active:
+            errors["match"] = "Text patterns are retired: match a payer or a plan type instead."
+        return errors
+
+    def _amount_errors(self) -> dict[str, str]:
+        """What is missing for ``kind`` (``{field: message}``)."""
+        errors: dict[str, str] = {}
         if self.kind == self.Kind.COPAY and self.copay_cents is None:
             errors["copay_cents"] = "A copay rule needs the amount."
         if self.kind == self.Kind.COINSURANCE and self.coinsurance_percent is None:
             errors["coinsurance_percent"] = "A coinsurance rule needs the percentage."
-        if errors:
-            raise ValidationError(errors)
+        return errors
 
-    def matches(self, payer_name: str) -> bool:
-        """Whether this rule's ``match`` and ``pattern`` fit ``payer_name`` (blank or whitespace: no payer).
-
-        An invalid regular expression matches nothing (``clean`` refuses one in the admin).
-        """
-        payer = payer_name.strip()
+    def matches(self, payer: "Payer | None") -> bool:
+        """Whether this rule's ``match`` fits an order whose payer record is ``payer`` (None: no payer). A retired
+        ``regex`` rule matches nothing."""
         if self.match == self.Match.NO_PAYER:
-            return not payer
-        if not payer:
+            return payer is None
+        if payer is None:
             return False
         if self.match == self.Match.ANY_PAYER:
             return True
-        if self.match == self.Match.CONTAINS:
-            return bool(self.pattern) and self.pattern.casefold() in payer.casefold()
-        try:
-            return bool(self.pattern) and re.search(self.pattern, payer, re.IGNORECASE) is not None
-        except re.error:
-            return False
+        if self.match == self.Match.PAYER:
+            return self.payer_id == payer.pk
+        if self.match == self.Match.PLAN_TYPE:
+            return bool(self.plan_type) and self.plan_type == payer.plan_type
+        return False

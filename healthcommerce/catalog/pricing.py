@@ -1,4 +1,5 @@
-"""What the patient pays for an item, and why: the catalog price and the site's payer rules (``catalog.PayerRule``).
+"""What the patient pays for an item, and why: the catalog price and the site's payer rules (``catalog.PayerRule``)
+for the order's payer record (``catalog.Payer``).
 
 One computation for both stages that show it: the clinician's order form (``orders.views``, before signing) and
 the patient's purchase pages (``purchaselinks.pricing.patient_quote``). Pure: reads the product and the rules,
@@ -16,7 +17,7 @@ from uuid import UUID
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
-from healthcommerce.catalog.models import PayerRule, Product
+from healthcommerce.catalog.models import Payer, PayerRule, Product
 from healthcommerce.catalog.selectors import payer_rule_for
 from healthcommerce.ehr.models import EHRSite
 
@@ -30,7 +31,7 @@ class Quote:
 
     ``kind`` is a ``PayerRule.Kind`` value (``covered``, ``copay``, ``coinsurance``, ``self_pay``); ``reason``
     explains ``patient_pays_cents`` to the patient; ``rule_id`` is the deciding ``PayerRule`` (None: no rule
-    matched, so self-pay).
+    matched, or the coverage was not recognised: self-pay).
     """
 
     unit_price_cents: int
@@ -98,6 +99,9 @@ def _split(rule: PayerRule | None, subtotal: int) -> tuple[str, int]:
     return Kind.COINSURANCE, min(share_cents(subtotal, rule.coinsurance_percent or Decimal(0)), subtotal)
 
 
+NOT_RECOGNISED = "not_recognised"  # Order.coverage_status: the chart's coverage matched no payer record
+
+
 def _reason(rule: PayerRule | None, kind: str, payer: str, patient_pays: int, currency: str) -> str:
     """The sentence the patient reads next to the amount (the rule's own message when it has one)."""
     if rule is not None and rule.patient_message:
@@ -118,14 +122,28 @@ def _reason(rule: PayerRule | None, kind: str, payer: str, patient_pays: int, cu
     return _("Your plan %(payer)s does not pay for this item here: you pay the full price.") % {"payer": payer}
 
 
-def price_quote(*, site: EHRSite, product: Product, quantity: int, payer_name: str) -> Quote:
-    """Return what the patient and the payer pay for ``quantity`` of ``product`` at ``site`` with the payer named
-    ``payer_name`` (free text, as on the order): the product's price times the quantity, split by the payer rule
-    for the site, payer and product kind (``catalog.selectors.payer_rule_for``; no rule: self-pay)."""
-    payer = payer_name.strip()
-    rule = payer_rule_for(site=site, payer_name=payer, product_kind=product.kind)
+def price_quote(*, site: EHRSite, product: Product, quantity: int, payer: Payer | None, coverage_status: str) -> Quote:
+    """Return what the patient and the payer pay for ``quantity`` of ``product`` at ``site`` for an order whose
+    payer record is ``payer`` (None: none) and whose ``coverage_status`` is ``Order.coverage_status``: the
+    product's price times the quantity, split by the payer rule for the site, payer and product kind
+    (``catalog.selectors.payer_rule_for``; no rule: self-pay).
+
+    ``not_recognised`` (the chart has coverage that matched no payer record) applies no rule: the full price is
+    shown with a reason saying the coverage could not be matched to a plan and the clinic will confirm, never a
+    plain "you pay the full price".
+    """
     subtotal = product.unit_price_cents * quantity
-    kind, patient_pays = _split(rule, subtotal)
+    if payer is None and coverage_status == NOT_RECOGNISED:
+        rule = None
+        kind, patient_pays = str(Kind.SELF_PAY), subtotal
+        reason = _(
+            "We could not match your insurance to a plan we know, so the full price is shown for now. "
+            "Your clinic will confirm your coverage and what you pay."
+        )
+    else:
+        rule = payer_rule_for(site=site, payer=payer, product_kind=product.kind)
+        kind, patient_pays = _split(rule, subtotal)
+        reason = _reason(rule, kind, payer.name if payer else "", patient_pays, product.currency)
     return Quote(
         unit_price_cents=product.unit_price_cents,
         quantity=quantity,
@@ -134,6 +152,6 @@ def price_quote(*, site: EHRSite, product: Product, quantity: int, payer_name: s
         payer_pays_cents=subtotal - patient_pays,
         currency=product.currency.upper(),
         kind=kind,
-        reason=_reason(rule, kind, payer, patient_pays, product.currency),
+        reason=reason,
         rule_id=rule.pk if rule else None,
     )

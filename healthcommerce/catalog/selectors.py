@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
-from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, Payer, PayerRule, name_key
 from healthcommerce.ehr.models import EHRSite
 
 
@@ -79,15 +79,49 @@ def _rule_rank(rule: OrderableRule) -> tuple[bool, int, bool]:
     return (rule.site_id is not None, len(rule.code_prefix) + bool(rule.system), bool(rule.resource_type))
 
 
-def payer_rule_for(*, site: EHRSite, payer_name: str, product_kind: str) -> PayerRule | None:
-    """Return the ``PayerRule`` that decides who pays for a ``product_kind`` order at ``site``, or None.
+def payer_rule_for(*, site: EHRSite, payer: Payer | None, product_kind: str) -> PayerRule | None:
+    """Return the ``PayerRule`` that decides who pays for a ``product_kind`` order at ``site`` whose payer record is
+    ``payer`` (None: no payer), or None.
 
     Active rules for ``site`` come before global ones (``site`` null); within each, ascending ``priority``, then
-    the oldest first; the first whose ``match`` fits ``payer_name`` and whose ``product_kind`` is blank or equal
-    wins (``PayerRule.matches``).
+    the oldest first; the first whose ``match`` fits ``payer`` and whose ``product_kind`` is blank or equal wins
+    (``PayerRule.matches``).
     """
     rules = PayerRule.objects.filter(
         Q(site=site) | Q(site__isnull=True), is_active=True, product_kind__in=["", product_kind]
     )
     ordered = sorted(rules, key=lambda r: (r.site_id is None, r.priority, r.created_at))
-    return next((rule for rule in ordered if rule.matches(payer_name)), None)
+    return next((rule for rule in ordered if rule.matches(payer)), None)
+
+
+def site_payers(site: EHRSite) -> list[Payer]:
+    """Return the active payers the clinician may pick at ``site``: its own and those of every site, by name (a
+    site's record hides a global one of the same name)."""
+    rows = Payer.objects.filter(Q(site=site) | Q(site__isnull=True), is_active=True)
+    chosen: dict[str, Payer] = {}
+    for payer in sorted(rows, key=lambda p: p.site_id is None):
+        chosen.setdefault(name_key(payer.name), payer)
+    return sorted(chosen.values(), key=lambda p: name_key(p.name))
+
+
+def payer_for_coverage(*, site: EHRSite, keys: list[str], name: str) -> Payer | None:
+    """Return the active payer record the chart's coverage names at ``site``, or None when none is recognised.
+
+    ``keys`` are the Coverage's ``payor`` references (``Organization/org1234``), its payors' identifiers as
+    ``system|value`` and their bare values, or an HL7 v2 IN1-3 company id; ``name`` is the chart's payer text
+    (FHIR R4 Coverage.payor display or class; IN1-4). A key listed in a record's ``identifiers`` beats a name; a
+    name must equal the record's name or one of its ``aliases`` (case and spacing aside; never "contains"). Within
+    each, a site's own record beats one for every site. Inactive records never match.
+    """
+    wanted = {key.strip() for key in keys if key and key.strip()}
+    candidates = sorted(site_payers_all(site), key=lambda p: p.site_id is None)
+    by_key = [payer for payer in candidates if wanted & set(payer.identifier_list())]
+    if by_key:
+        return by_key[0]
+    text = name_key(name)
+    return next((payer for payer in candidates if text and text in payer.names()), None)
+
+
+def site_payers_all(site: EHRSite) -> list[Payer]:
+    """Return every active payer record that applies at ``site`` (its own and those of every site)."""
+    return list(Payer.objects.filter(Q(site=site) | Q(site__isnull=True), is_active=True))

@@ -2,7 +2,8 @@
 JSON file (docs/adr/0019).
 
 ``site_record_export`` turns an ``EHRSite`` (with each registered stage's settings, ``ehr.sitefeatures``, and its
-code mappings, orderable and payer rules) into a dict that ``site_record_dumps`` writes deterministically;
+code mappings, orderable rules, payer records and payer rules) into a dict that ``site_record_dumps`` writes
+deterministically;
 ``site_record_import`` validates such a dict against ``site_record_schema()`` (``manage.py ehr_site schema``: the
 base ``site-record.base.schema.json`` beside this module plus each stage's settings) and semantically, then
 makes the database match it in one transaction, keeping history (django-simple-history) with the importing user and
@@ -28,7 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record
-from healthcommerce.catalog.models import CodeMapping, OrderableRule, PayerRule, Product
+from healthcommerce.catalog.models import CodeMapping, OrderableRule, Payer, PayerRule, PlanType, Product
 from healthcommerce.core.errors import HealthcommerceError, NotFound
 from healthcommerce.core.http import url_problem
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
@@ -133,10 +134,24 @@ def _percent(value: Decimal | None) -> str | None:
     return None if value is None else str(Decimal(value).quantize(Decimal("0.01")))
 
 
+def _payer(payer: Payer) -> dict[str, Any]:
+    return {
+        "name": payer.name,
+        "payer_id": payer.payer_id,
+        "plan_type": payer.plan_type,
+        "identifiers": payer.identifier_list(),
+        "aliases": payer.alias_list(),
+        "supplier_in_network": payer.supplier_in_network,
+        "is_active": payer.is_active,
+    }
+
+
 def _payer_rule(rule: PayerRule) -> dict[str, Any]:
     return {
         "priority": rule.priority,
         "match": rule.match,
+        "payer": rule.payer.name if rule.payer is not None else "",
+        "plan_type": rule.plan_type,
         "pattern": rule.pattern,
         "product_kind": rule.product_kind,
         "kind": rule.kind,
@@ -150,7 +165,9 @@ def _payer_rule(rule: PayerRule) -> dict[str, Any]:
 def _catalog(site: EHRSite) -> dict[str, Any]:
     mappings = CodeMapping.objects.filter(site=site).select_related("product")
     rules = OrderableRule.objects.filter(site=site)
-    payer_rules = sorted(PayerRule.objects.filter(site=site), key=lambda r: (r.priority, r.created_at, str(r.pk)))
+    payer_rules = sorted(
+        PayerRule.objects.filter(site=site).select_related("payer"), key=lambda r: (r.priority, r.created_at, str(r.pk))
+    )
     return {
         "code_mappings": sorted(
             (
@@ -172,6 +189,7 @@ def _catalog(site: EHRSite) -> dict[str, Any]:
             ),
             key=lambda r: (r["resource_type"], r["system"], r["code_prefix"]),
         ),
+        "payers": [_payer(payer) for payer in Payer.objects.filter(site=site).order_by("name")],
         "payer_rules": [_payer_rule(rule) for rule in payer_rules],
     }
 
@@ -181,8 +199,9 @@ def site_record_export(*, site: EHRSite) -> dict[str, Any]:
     registered stage's settings included.
 
     Secrets appear only as ``{"secret_ref": "env:<secret_env_name>"}`` when stored (else null); our signing keys
-    only by kid, alg, environment and status. Lists the app builds are sorted (mappings, rules, keys); payer rules
-    are in the order they are tried; lists the site holds (scopes, origins, issuers) keep their order.
+    only by kid, alg, environment and status. Lists the app builds are sorted (mappings, rules, keys, payers by
+    name); payer rules are in the order they are tried and name their payer by name; lists the site holds (scopes,
+    origins, issuers) keep their order.
     """
     record: dict[str, Any] = {"format": FORMAT} | {name: getattr(site, name) for name in PLAIN_FIELDS}
     record |= site_settings_values(site)
@@ -272,9 +291,15 @@ def _check_catalog(record: dict[str, Any]) -> list[str]:
     ]
     errors += _duplicates(mappings, ("system", "code"), "$.code_mappings")
     errors += _duplicates(record["orderable_rules"], ("resource_type", "system", "code_prefix"), "$.orderable_rules")
+    errors += _duplicates(record["payers"], ("name",), "$.payers")
+    known = {item["name"] for item in record["payers"]}
+    known |= set(Payer.objects.filter(site=None).values_list("name", flat=True))
     for i, item in enumerate(record["payer_rules"]):
+        if item["match"] == PayerRule.Match.PAYER and item["payer"] and item["payer"] not in known:
+            errors.append(f"$.payer_rules[{i}].payer: no payer named {item['payer']!r} in $.payers nor for every site")
         try:
-            _payer_rule_model(item).clean()
+            stand_in = Payer(name=item["payer"]) if item["payer"] else None  # resolved by name at import
+            _payer_rule_model(item, stand_in).clean()
         except ValidationError as exc:
             for name, messages in exc.message_dict.items():
                 errors.extend(f"$.payer_rules[{i}].{name}: {message}" for message in messages)
@@ -296,15 +321,60 @@ def _check_record(record: dict[str, Any]) -> list[str]:
     return errors
 
 
-def site_record_validate(record: object) -> dict[str, Any]:
-    """Return ``record`` when it is a valid site record. Raises ``SiteRecordInvalid`` naming the JSON path of each
-    problem: the schema first (``site_record_schema()``, draft 2020-12), then what the schema cannot say (URLs
-    https outside localhost, known product SKUs, no duplicate mapping or rule, payer rules complete, secret
+def _plan_type_of(pattern: str) -> str:
+    """Guess a converted text rule's plan type from its words (as catalog migration 0011 does)."""
+    text = pattern.casefold()
+    if "advantage" in text or "part c" in text:
+        return PlanType.MEDICARE_ADVANTAGE
+    return next((word for word in ("medicaid", "medicare", "tricare") if word in text), PlanType.OTHER)
+
+
+def _upgrade_rule(item: dict[str, Any], payers: list[dict[str, Any]], i: int, notes: list[str]) -> dict[str, Any]:
+    """Return payer rule ``item`` in today's shape: ``payer`` and ``plan_type`` present; a ``contains`` rule made
+    a rule for a payer record (appended to ``payers`` when new); an active ``regex`` rule made inactive."""
+    item = {"payer": "", "plan_type": ""} | item
+    if item["match"] == "contains":
+        pattern = item["pattern"].strip()
+        name = " ".join(pattern.split()).title()[:200]
+        if pattern and not any(payer["name"] == name for payer in payers):
+            payers.append({"name": name, "payer_id": "", "plan_type": _plan_type_of(pattern), "identifiers": [],
+                           "aliases": [pattern], "supplier_in_network": True, "is_active": True})  # fmt: skip
+        item |= {"match": "payer", "payer": name} if pattern else {"match": "any_payer"}
+        notes.append(
+            f"$.payer_rules[{i}]: contains {pattern!r} became a rule for the payer {name!r} (alias {pattern!r})"
+        )
+    elif item["match"] == "regex" and item["is_active"]:
+        item["is_active"] = False
+        notes.append(
+            f"$.payer_rules[{i}]: the regular expression {item['pattern']!r} cannot match payer records: imported"
+            " inactive; re-point it to a payer or a plan type"
+        )
+    return item
+
+
+def site_record_upgrade(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Return a schema-valid ``record`` in today's shape, and a line per change made: a file from before payer
+    records (issue 21) gets ``payers`` (empty) and each rule ``payer``/``plan_type``; its ``contains`` rules become
+    payer records and rules for them, its active ``regex`` rules inactive (``_upgrade_rule``). A record in today's
+    shape comes back equal, with no lines."""
+    notes: list[str] = []
+    payers = [dict(item) for item in record.get("payers", [])]
+    rules = [_upgrade_rule(item, payers, i, notes) for i, item in enumerate(record["payer_rules"])]
+    return record | {"payers": sorted(payers, key=lambda p: p["name"]), "payer_rules": rules}, notes
+
+
+def site_record_validate(record: object, notes: list[str] | None = None) -> dict[str, Any]:
+    """Return ``record`` in today's shape (``site_record_upgrade``) when it is a valid site record; its upgrade's
+    lines are appended to ``notes``. Raises ``SiteRecordInvalid`` naming the JSON path of each problem: the schema
+    first (``site_record_schema()``, draft 2020-12), then what the schema cannot say (URLs https outside localhost,
+    known product SKUs, no duplicate mapping, rule or payer, payer rules complete and naming a known payer, secret
     references named after the site)."""
     errors = _schema_errors(record)
     if errors:
         raise SiteRecordInvalid(errors)
-    valid = cast(dict[str, Any], record)  # the schema says it is an object
+    valid, upgraded = site_record_upgrade(cast(dict[str, Any], record))  # the schema says it is an object
+    if notes is not None:
+        notes.extend(upgraded)
     errors = _check_record(valid)
     if errors:
         raise SiteRecordInvalid(errors)
@@ -314,9 +384,11 @@ def site_record_validate(record: object) -> dict[str, Any]:
 # --- import ---------------------------------------------------------------------------------------------------
 
 
-def _payer_rule_model(item: dict[str, Any]) -> PayerRule:
+def _payer_rule_model(item: dict[str, Any], payer: Payer | None) -> PayerRule:
+    """Return an unsaved ``PayerRule`` of ``item`` (today's shape) for ``payer`` (its ``payer`` resolved)."""
     percent = item["coinsurance_percent"]
-    return PayerRule(**(item | {"coinsurance_percent": None if percent is None else Decimal(percent)}))
+    values = item | {"coinsurance_percent": None if percent is None else Decimal(percent), "payer": payer}
+    return PayerRule(**values)
 
 
 def _short(value: Any) -> str:
@@ -337,8 +409,12 @@ def _change_text(name: str, old: Any, new: Any) -> str:
 
 
 def _payer_text(item: dict[str, Any]) -> str:
-    """One payer rule in a line: ``priority 5: contains 'Plan' (device) -> copay 1500 cents``."""
-    what = {"no_payer": "no payer", "any_payer": "any payer"}.get(item["match"], f"{item['match']} {item['pattern']!r}")
+    """One payer rule in a line: ``priority 5: payer 'Harbor' (device) -> copay 1500 cents``."""
+    match = item["match"]
+    what = {"no_payer": "no payer", "any_payer": "any payer", "payer": f"payer {item['payer']!r}"}.get(match)
+    what = what or (
+        f"plan type {item['plan_type']}" if match == "plan_type" else f"retired {match} {item['pattern']!r}"
+    )
     kind = item["kind"]
     if kind == "copay":
         kind += f" {item['copay_cents']} cents"
@@ -486,10 +562,64 @@ def _sync_orderable_rules(record: dict[str, Any], site: EHRSite, user: Any, reas
         result.changes.append(f"orderable_rules: - {rule}")
 
 
+PAYER_FIELDS = ("payer_id", "plan_type", "identifiers", "aliases", "supplier_in_network", "is_active")
+
+
+def _payer_values(item: dict[str, Any]) -> dict[str, Any]:
+    """A ``payers`` item as ``Payer`` field values (lists one per line)."""
+    values = {name: item[name] for name in PAYER_FIELDS}
+    return values | {"identifiers": "\n".join(item["identifiers"]), "aliases": "\n".join(item["aliases"])}
+
+
+def _sync_payers(record: dict[str, Any], site: EHRSite, user: Any, reason: str, result: ImportResult) -> list[Payer]:
+    """Create or update the site's payers to the file's (by name); return those the file does not list, for
+    ``_payers_remove`` once the rules no longer name them."""
+    existing = {payer.name: payer for payer in Payer.objects.filter(site=site)}
+    for item in record["payers"]:
+        values = _payer_values(item)
+        payer = existing.pop(item["name"], None)
+        if payer is None:
+            _mark(Payer(site=site, name=item["name"], **values), user, reason).save()
+            result.changes.append(f"payers: + {item['name']} ({item['plan_type']})")
+            continue
+        changed = [name for name, value in values.items() if getattr(payer, name) != value]
+        for name in changed:
+            setattr(payer, name, values[name])
+        if changed:
+            _mark(payer, user, reason).save(update_fields=[*changed, "updated_at"])
+            result.changes.append(f"payers: ~ {item['name']} ({', '.join(changed)})")
+    return sorted(existing.values(), key=lambda p: p.name)
+
+
+def _payers_remove(payers: list[Payer], user: Any, reason: str, result: ImportResult) -> None:
+    """Delete each payer the file no longer lists; one that orders (or another site's rules) refer to is
+    deactivated instead (``Order.payer`` is PROTECT: the record that priced an order stays)."""
+    for payer in payers:
+        if payer.orders.exists() or payer.rules.exists():
+            if payer.is_active:
+                payer.is_active = False
+                _mark(payer, user, reason).save(update_fields=["is_active", "updated_at"])
+                result.changes.append(f"payers: ~ {payer.name} deactivated (orders refer to it)")
+            continue
+        _mark(payer, user, reason).delete()
+        result.changes.append(f"payers: - {payer.name}")
+
+
+def _rule_payer(site: EHRSite, name: str) -> Payer | None:
+    """The payer a rule names: the site's own record of that name, else the one for every site."""
+    if not name:
+        return None
+    found = Payer.objects.filter(site=site, name=name).first() or Payer.objects.filter(site=None, name=name).first()
+    if found is None:  # the check refused this before (site_record_validate)
+        raise SiteRecordInvalid([f"$.payer_rules: no payer named {name!r}"])
+    return found
+
+
 def _sync_payer_rules(record: dict[str, Any], site: EHRSite, user: Any, reason: str, result: ImportResult) -> None:
     """Keep rows equal to an item, delete the rest, create the missing; then make the order among equal
     priorities (decided by ``created_at``) the file's."""
-    existing = sorted(PayerRule.objects.filter(site=site), key=lambda r: (r.priority, r.created_at, str(r.pk)))
+    rows_now = PayerRule.objects.filter(site=site).select_related("payer")
+    existing = sorted(rows_now, key=lambda r: (r.priority, r.created_at, str(r.pk)))
     wanted = sorted(record["payer_rules"], key=lambda item: item["priority"])
     rows: list[PayerRule] = []
     for item in wanted:
@@ -497,7 +627,7 @@ def _sync_payer_rules(record: dict[str, Any], site: EHRSite, user: Any, reason: 
         if rule is not None:
             existing.remove(rule)
         else:
-            rule = _mark(_payer_rule_model(item), user, reason)
+            rule = _mark(_payer_rule_model(item, _rule_payer(site, item["payer"])), user, reason)
             rule.site = site
             rule.save()
             result.changes.append(f"payer_rules: + {_payer_text(item)}")
@@ -527,7 +657,8 @@ def site_record_import(*, record: object, source: str, user: Any = None, dry_run
     The site is found by ``iss`` (created when none has it). Its fields, each stage's settings (a setting the record
     leaves out gets its default), its secrets (from the referenced
     environment variables when set, else the stored ones kept; a null reference removes the stored secret) and its
-    code mappings, orderable rules and payer rules are made the file's. Our signing keys are not touched (a kid the
+    code mappings, orderable rules, payers and payer rules are made the file's (a file from before payer records is
+    upgraded first, each change a warning: ``site_record_upgrade``). Our signing keys are not touched (a kid the
     database lacks is a warning). Each change writes a history row with ``user`` and the reason
     ``import from <source>``, and the import one ``site.import`` audit row. ``dry_run`` rolls everything back.
 
@@ -535,13 +666,14 @@ def site_record_import(*, record: object, source: str, user: Any = None, dry_run
     ``client_secret_basic`` has a secret neither in the environment nor in the database (a ``private_key_jwt`` site
     without any key is a warning: ``ehr_keys new --site`` can make its key only once it exists).
     """
-    valid = site_record_validate(record)
+    upgraded: list[str] = []
+    valid = site_record_validate(record, upgraded)
     reason = f"import from {source}"[:100]
     with transaction.atomic():
         site = EHRSite.objects.select_for_update().filter(iss=valid["iss"]).first()
         created = site is None
         site = site or EHRSite()
-        result = ImportResult(site=site, created=created)
+        result = ImportResult(site=site, created=created, warnings=upgraded)
         changed = _apply_site(valid, site, result)
         stage_settings = _settings_changes(valid, site, result)
         _require_secret(site, result)
@@ -552,7 +684,9 @@ def site_record_import(*, record: object, source: str, user: Any = None, dry_run
         site_settings_update(site, stage_settings, user=user, reason=reason)
         _sync_mappings(valid, site, user, reason, result)
         _sync_orderable_rules(valid, site, user, reason, result)
+        unlisted = _sync_payers(valid, site, user, reason, result)
         _sync_payer_rules(valid, site, user, reason, result)
+        _payers_remove(unlisted, user, reason, result)
         _warn_missing_keys(valid, site, result)
         actor = f"admin:{user.get_username()}" if user is not None else "command:ehr_site"
         detail = {"source": source[:200], "changes": len(result.changes), "created": created, "dry_run": dry_run}

@@ -60,7 +60,7 @@ USED = {
     "ContactPoint": {"system", "value", "use", "rank"},
     "Coding": {"system", "code", "display"},
     "Identifier": {"system", "value"},
-    "Reference": {"reference", "display"},
+    "Reference": {"reference", "display", "identifier"},
     "Quantity": {"value"},
     "PatientCommunication": {"language", "preferred"},
 }
@@ -463,6 +463,34 @@ def payer_name(coverage: dict[str, Any], notes: Notes) -> str:
     if not payer:
         notes.warn("payer name missing")
     return payer or "Coverage on file"
+
+
+MAX_PAYER_KEYS = 10
+PAYER_KEY_LIMIT = 200
+
+
+def payer_keys(coverage: dict[str, Any], notes: Notes) -> list[str]:
+    """Return the keys that identify Coverage JSON's payors (FHIR R4 Coverage.payor, a Reference): each
+    ``reference`` (an absolute one also as its last ``Type/id``), each ``identifier`` as ``system|value`` and as its
+    bare ``value``; in order, each once, at most ``MAX_PAYER_KEYS`` of at most ``PAYER_KEY_LIMIT`` characters
+    (a longer one is dropped with a warning). Not PHI: they name the payer, not the patient."""
+    keys: list[str] = []
+    for payor in notes.elements(Reference, coverage.get("payor"), "payor"):
+        reference = payor.reference.strip() if isinstance(payor.reference, str) else ""
+        if reference:
+            keys.append(reference)
+            parts = reference.rstrip("/").split("/")
+            if "://" in reference and len(parts) >= 2:
+                keys.append("/".join(parts[-2:]))
+        identifier = payor.identifier
+        if identifier is not None and isinstance(identifier.value, str) and identifier.value.strip():
+            value = identifier.value.strip()
+            keys += [f"{identifier.system}|{value}"] if identifier.system else []
+            keys.append(value)
+    usable = [key for key in dict.fromkeys(keys) if len(key) <= PAYER_KEY_LIMIT]
+    if len(usable) < len(dict.fromkeys(keys)):
+        notes.warn(f"a payor key longer than {PAYER_KEY_LIMIT} characters was not used")
+    return usable[:MAX_PAYER_KEYS]
 
 
 def member_id(coverage: dict[str, Any], notes: Notes) -> str:

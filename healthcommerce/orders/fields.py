@@ -92,13 +92,15 @@ class Hl7Source:
 class Edit:
     """How the clinician edits a column on the order form: the ``card`` it sits on (``item``: drawn by hand with
     the product's checks; ``patient``, ``ship_to``, ``contact``: looped), and either ``form`` (one form field named
-    like the column) or ``parts`` (several form fields, with ``initial`` and ``value`` to convert)."""
+    like the column) or ``parts`` (several form fields, with ``initial`` and ``value`` to convert); ``choices``, for a
+    choice field, gives its options for one order (the site's payers)."""
 
     card: str
     form: Callable[[], forms.Field] | None = None
     parts: Callable[[], dict[str, forms.Field]] | None = None
     initial: Callable[[Order], dict[str, Any]] | None = None
     value: Callable[[dict[str, Any], Order], Any] | None = None
+    choices: Callable[[Order], list[tuple[str, str]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,75 @@ def _signer_lacks(order: Order) -> str:
     return "the signing practitioner (launch as a practitioner)" if lacking else ""
 
 
+PAYER_REQUIRED = "the patient's payer (the chart's coverage was not recognised)"
+SELF_PAY = "self_pay"  # the payer picker's "No insurance: self-pay"
+
+
+def _payer_field() -> forms.Field:
+    return forms.ChoiceField(choices=[], required=False, label="Payer")
+
+
+def _payer_choices(order: Order) -> list[tuple[str, str]]:
+    """The payer picker's options at the order's site: the site's active payers (``site_payers``; the order's own
+    payer too when it is no longer offered), then self-pay; a prompt first only while the chart's coverage is not
+    recognised and nothing was picked (signing then needs a choice)."""
+    from healthcommerce.catalog.selectors import site_payers
+
+    payers = site_payers(order.site)
+    if order.payer is not None and order.payer not in payers:
+        payers.append(order.payer)
+    prompt = [("", "— pick the patient's payer —")] if _payer_lacks(order) or not payers else []
+    return [*prompt, *((str(p.pk), p.name) for p in payers), (SELF_PAY, "No insurance: self-pay")]
+
+
+def _payer_initial(order: Order) -> dict[str, Any]:
+    """Pre-select the matched or picked payer; self-pay when the chart has no coverage or the clinician chose it;
+    the prompt when the chart's coverage was not recognised."""
+    if order.payer_id is not None:
+        return {"payer": str(order.payer_id)}
+    if order.coverage_status in ("", "self_pay"):
+        return {"payer": SELF_PAY}
+    return {"payer": ""}
+
+
+def _payer_value(data: dict[str, Any], order: Order) -> Any:
+    """The payer record the picker names: None for self-pay; no choice (the prompt) changes nothing."""
+    from healthcommerce.catalog.models import Payer
+
+    chosen = data.get("payer") or ""
+    if not chosen:
+        return order.payer
+    return None if chosen == SELF_PAY else Payer.objects.get(pk=chosen)
+
+
+def _coverage_value(data: dict[str, Any], order: Order) -> str:
+    """The coverage status the picker makes: ``self_pay``; ``matched`` when it keeps the matched payer, else
+    ``picked``; no choice (the prompt) changes nothing (``not_recognised`` stays, and signing needs a choice)."""
+    chosen = data.get("payer") or ""
+    if not chosen:
+        return order.coverage_status
+    if chosen == SELF_PAY:
+        return "self_pay"
+    kept = order.coverage_status == "matched" and str(order.payer_id) == chosen
+    return "matched" if kept else "picked"
+
+
+def _payer_lacks(order: Order) -> str:
+    """A clinician's order whose chart coverage was not recognised needs a payer picked (or self-pay); an order
+    signed in the EHR (intake) goes on, and the patient's quote says the clinic will confirm."""
+    lacking = order.source == Order.Source.APP and order.coverage_status == "not_recognised" and order.payer_id is None
+    return PAYER_REQUIRED if lacking else ""
+
+
+def _payer_signed(order: Order) -> dict[str, str]:
+    """``payer.name``: the payer record's name, else the chart's payer text ("" for self-pay); ``payer.payer_id``,
+    only when the record has a clearinghouse payer id (so an order without one signs the content it always did)."""
+    payer = order.payer
+    if payer is None:
+        return {"name": "" if order.coverage_status == "self_pay" else order.payer_name}
+    return {"name": payer.name} | ({"payer_id": payer.payer_id} if payer.payer_id else {})
+
+
 FIELDS: tuple[OrderField, ...] = (
     OrderField("reference", signed="reference"),
     OrderField("version", signed="version"),
@@ -317,9 +388,20 @@ FIELDS: tuple[OrderField, ...] = (
         "payer_name",
         prefill=Prefilled("Coverage", ("payor", "class"), extract.payer_name),
         hl7=Hl7Source("IN1-4 (else IN1-3)", hl7read.payer_name),
-        edit=Edit("contact", form=lambda: forms.CharField(max_length=300, required=False, label="Payer")),
-        signed="payer.name",
     ),
+    OrderField(
+        "payer_keys",
+        prefill=Prefilled("Coverage", ("payor",), extract.payer_keys),
+        hl7=Hl7Source("IN1-3", hl7read.payer_keys),
+    ),
+    OrderField(
+        "payer",
+        edit=Edit("contact", form=_payer_field, initial=_payer_initial, value=_payer_value, choices=_payer_choices),
+        required=Required(PAYER_REQUIRED, lacks=_payer_lacks),
+        signed="payer",
+        signed_as=_payer_signed,
+    ),
+    OrderField("coverage_status", edit=Edit("contact", parts=dict, initial=lambda order: {}, value=_coverage_value)),
     OrderField(
         "payer_member_id",
         prefill=Prefilled("Coverage", ("subscriberId",), extract.member_id),

@@ -274,6 +274,20 @@ def payer_name(view: Hl7View, notes: extract.Notes) -> str:
     return notes.text(name, "payer name", extract.COLUMN_LIMITS["payer_name"])
 
 
+def payer_keys(view: Hl7View, notes: extract.Notes) -> list[str]:
+    """IN1-3 (CX): the insurance company id of the first IN1 (CX-1), then ``<CX-4 assigning authority>|<id>`` when
+    it names one; ``[]`` when there is no IN1 or no id (HL7 v2.5.1 6.5.6.3). Matched against payer records'
+    identifiers (``catalog.selectors.payer_for_coverage``)."""
+    company = view.first("IN1", 3)
+    value, authority = company.c(1), company.c(4)
+    if not value:
+        return []
+    if len(value) + len(authority) >= extract.PAYER_KEY_LIMIT:
+        notes.warn("the insurance company id is too long and was not used")
+        return []
+    return [value] + ([f"{authority}|{value}"] if authority else [])
+
+
 def member_id(view: Hl7View, notes: extract.Notes) -> str:
     """IN1-36 (policy number), else IN1-49 (insured's ID number, CX-1): the member id of the first IN1."""
     value = view.value("IN1", 36) or view.value("IN1", 49)

@@ -28,7 +28,7 @@ from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.errors import InvalidTransition, OrderImmutable, OrderIncomplete
 from healthcommerce.orders.forward import SHIPPING
 from healthcommerce.orders.models import Order, new_reference
-from healthcommerce.orders.services import order_cancel, order_signature_record
+from healthcommerce.orders.services import order_cancel, order_signature_record, payer_columns
 from healthcommerce.orders.transitions import order_transition
 
 if TYPE_CHECKING:  # pragma: no cover - types only
@@ -86,8 +86,9 @@ class IntakeOrder:
     request's FHIR id: with the site it identifies the order, so a repeat finds it); ``request``; ``signer``;
     ``signed_at`` (aware; None: now); ``values``: the patient's and payer's ``Order`` columns read by the field
     table (``orders.fields.hl7_values`` or ``prefill_values``: ``patient_name``, ``patient_birth_date``,
-    ``ship_to``, ``contact_email``, ``contact_phone``, ``patient_fhir_id``, ``payer_name``, ``payer_member_id``,
-    ``patient_language``; other keys are ignored); ``intake_message`` the stored message it came in;
+    ``ship_to``, ``contact_email``, ``contact_phone``, ``patient_fhir_id``, ``payer_name``, ``payer_keys``,
+    ``payer_member_id``, ``patient_language``; other keys are ignored; the payer record follows from the payer's,
+    ``orders.services.payer_columns``); ``intake_message`` the stored message it came in;
     ``warnings`` (element-level, no PHI); ``signed_in_ehr``: False when the EHR has not signed it yet (a FHIR
     request that is not ``active``): the order is then held, unsigned, and no staff release can sign it; a later
     intake of the same placer number signed in the EHR signs it (``order_from_intake``); ``reference``: the order
@@ -118,6 +119,7 @@ VALUE_COLUMNS = (
     "contact_phone",
     "patient_language",
     "payer_name",
+    "payer_keys",
     "payer_member_id",
 )
 
@@ -227,7 +229,9 @@ def _message_mark(incoming: IntakeOrder, order: Order) -> None:
 def order_from_intake(incoming: IntakeOrder) -> Order:
     """Create the order ``incoming`` describes and return it: ``signed`` when complete, else ``held`` with
     ``hold_reasons`` (``hold_reasons()``). The signer and signing time are the EHR's (``signed_at`` None: now);
-    the intake message, when given, gets the order's reference.
+    the intake message, when given, gets the order's reference. Its payer is the record the message's coverage
+    names (``payer_columns``); coverage no record matches is ``not_recognised`` and does not hold the order (the
+    patient's quote says the clinic will confirm).
 
     Idempotent on the placer number: a repeat for the same ``placer_order_number`` at the site returns the order
     that exists, changing nothing (an empty placer number creates every time), except that an order held unsigned
@@ -257,6 +261,7 @@ def order_from_intake(incoming: IntakeOrder) -> Order:
         signed_at=signed_at if incoming.signed_in_ehr else None,
         **_request_columns(site, incoming.request),
         **values,
+        **payer_columns(site=site, values=values),
     )
     order = Order.objects.select_for_update(of=("self",)).select_related("product", "site").get(pk=order.pk)
     reasons = _hold_or_sign(order, signed_at, actor)

@@ -43,6 +43,16 @@ class DeliveryPreference(models.TextChoices):
     SIGNATURE = "signature", _("Hand it to me (signature)")
 
 
+class CoverageStatus(models.TextChoices):
+    """How the order's payer record (``Order.payer``) was decided."""
+
+    NONE = "", "No coverage in the chart"
+    MATCHED = "matched", "Matched from the chart's coverage"
+    PICKED = "picked", "Picked by the clinician"
+    NOT_RECOGNISED = "not_recognised", "The chart's coverage matched no payer record"
+    SELF_PAY = "self_pay", "Self-pay, chosen by the clinician"
+
+
 class Order(BaseModel):
     """One order for one product for one patient.
 
@@ -108,7 +118,19 @@ class Order(BaseModel):
     # The language to write to the patient in: a code of settings.LANGUAGES ("es"), "" for the default (English).
     # From Patient.communication at pre-fill, then the patient's own choice on the purchase pages (ADR 0013).
     patient_language = models.CharField(max_length=35, blank=True, help_text="e.g. es; blank: English")
+    # The chart's own payer text (Coverage payor display or class; HL7 IN1-4), read-only; who pays is ``payer``, a
+    # payer record matched from the chart's coverage (``payer_keys``, ``payer_name``) or picked by the clinician.
     payer_name = models.CharField(max_length=300, blank=True)
+    payer = models.ForeignKey(
+        "catalog.Payer",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,  # a payer that priced orders is deactivated, never deleted
+        related_name="orders",
+    )
+    coverage_status = models.CharField(max_length=20, choices=CoverageStatus.choices, blank=True, default="")
+    # The Coverage's payor keys (references, system|value identifiers, bare values; HL7 IN1-3): not PHI.
+    payer_keys = models.JSONField(default=list, blank=True)
     payer_member_id = EncryptedCharField(verbose_name="payer member ID", max_length=100, blank=True)
     # Sign-off.
     signed_by = models.CharField(max_length=500, blank=True)

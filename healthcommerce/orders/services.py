@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from healthcommerce.audit.services import audit_record, audit_retention
 from healthcommerce.catalog.models import HCPCS, Product
-from healthcommerce.catalog.selectors import mapping_for_codes, request_orderability
+from healthcommerce.catalog.selectors import mapping_for_codes, payer_for_coverage, request_orderability
 from healthcommerce.core.errors import HealthcommerceError
-from healthcommerce.ehr.models import Launch
+from healthcommerce.ehr.models import EHRSite, Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
 from healthcommerce.intake.services import intake_raw_purge
 from healthcommerce.orders import fields as order_fields
@@ -39,7 +39,7 @@ from healthcommerce.orders.events import (
 )
 from healthcommerce.orders.extract import RequestInfo
 from healthcommerce.orders.fields import blank, editable, order_content, phi_blank, prefilled
-from healthcommerce.orders.models import Order
+from healthcommerce.orders.models import CoverageStatus, Order
 from healthcommerce.orders.prefill import TRANSIENT, Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_event_add, order_transition
 from healthcommerce.orders.eligibility import order_eligibility_wanted
@@ -65,13 +65,27 @@ def _request_fields(request: RequestInfo, mapping: Any) -> dict[str, Any]:
     }
 
 
+def payer_columns(*, site: EHRSite, values: dict[str, Any]) -> dict[str, Any]:
+    """Return ``payer`` and ``coverage_status`` for an order at ``site`` whose chart coverage gave ``values`` (the
+    field table's ``payer_keys`` and ``payer_name``): the payer record they name (``payer_for_coverage``) as
+    ``matched``; ``not_recognised`` when the chart has coverage that no record matches; "" with no coverage."""
+    keys, name = list(values.get("payer_keys") or []), str(values.get("payer_name") or "")
+    if not keys and not name:
+        return {"payer": None, "coverage_status": CoverageStatus.NONE}
+    payer = payer_for_coverage(site=site, keys=keys, name=name)
+    status = CoverageStatus.MATCHED if payer is not None else CoverageStatus.NOT_RECOGNISED
+    return {"payer": payer, "coverage_status": status}
+
+
 def _draft_fields(launch: Launch, found: Prefill, request: RequestInfo | None, mapping: Any) -> dict[str, Any]:
     """Return a draft's columns: each pre-filled row's value (its empty value when its read found nothing), the
-    launch's user as the practitioner, and the request's columns."""
+    launch's user as the practitioner, the payer record the chart's coverage names (``payer_columns``), and the
+    request's columns."""
     fields: dict[str, Any] = {row.name: blank(row.name) for row in prefilled()}
     for values in found.values.values():
         fields |= values
     fields["practitioner_reference"] = launch.fhir_user
+    fields |= payer_columns(site=launch.site, values=fields)
     return fields | (_request_fields(request, mapping) if request is not None else {})
 
 

@@ -26,7 +26,7 @@ from healthcommerce.ehr.services import launch_access
 from healthcommerce.orders import fields as order_fields
 from healthcommerce.orders.errors import ProductMismatch
 from healthcommerce.orders.forms import OrderForm
-from healthcommerce.orders.models import Order
+from healthcommerce.orders.models import CoverageStatus, Order
 from healthcommerce.orders.prefill import REQUEST_MODELS, can_sign, named_requests
 from healthcommerce.orders.selectors import (
     order_access,
@@ -155,7 +155,7 @@ def order_page(request: HttpRequest, launch_id: UUID, order_id: UUID) -> HttpRes
         return render(request, "orders/detail.html", _context(launch, **_detail(order)))
     if request.method == "POST" and request.POST.get("action") == "reread":
         return _reread(request, launch)
-    form = OrderForm(request.POST or None, initial=OrderForm.initial_for(order))
+    form = OrderForm(request.POST or None, initial=OrderForm.initial_for(order), order=order)
     if request.method == "POST" and form.is_valid():
         sign = request.POST.get("action") == "sign"
         try:
@@ -198,8 +198,9 @@ def _form(order: Order, form: OrderForm) -> dict[str, Any]:
     quote: Quote | None = None
     if product is not None:
         quantity = form.chosen("quantity", order.quantity)
-        payer = form.chosen("payer_name", order.payer_name)
-        quote = price_quote(site=order.site, product=product, quantity=quantity, payer_name=payer)
+        payer = form.chosen_column("payer", order)
+        status = form.chosen_column("coverage_status", order)
+        quote = price_quote(site=order.site, product=product, quantity=quantity, payer=payer, coverage_status=status)
     missing = order_missing_fields(order)
     if form.is_bound:  # what the clinician just typed counts; what failed to validate is still needed
         missing = [
@@ -216,6 +217,7 @@ def _form(order: Order, form: OrderForm) -> dict[str, Any]:
         "quote": quote,
         "product": product,
         "mismatch": order_product_mismatch(order, product),
+        "coverage_not_recognised": order.coverage_status == CoverageStatus.NOT_RECOGNISED,
     }
 
 

@@ -22,10 +22,17 @@ class QuoteUnavailable(HealthcommerceError):
 
 def patient_quote(*, order: Order) -> Quote:
     """Return what the patient and the payer pay for ``order`` (``catalog.pricing.price_quote`` for its site,
-    product, quantity and payer). A ``Quote`` may name the payer: shown to the verified patient only, never logged.
+    product, quantity, payer record and coverage status). A ``Quote`` may name the payer: shown to the verified
+    patient only, never logged.
 
     Raises ``QuoteUnavailable`` when the order has no product.
     """
     if order.product is None:
         raise QuoteUnavailable()
-    return price_quote(site=order.site, product=order.product, quantity=order.quantity, payer_name=order.payer_name)
+    return price_quote(
+        site=order.site,
+        product=order.product,
+        quantity=order.quantity,
+        payer=order.payer,
+        coverage_status=order.coverage_status,
+    )

@@ -240,7 +240,10 @@ def _review_page(
         "quantity": order.quantity,
         "ship_to_lines": _ship_to_lines(link),
         "ship_to_changed": bool(order.patient_ship_to),
-        "payer_name": order.payer_name,
+        # the payer record's name, else the chart's text when no record matched it; nothing for self-pay
+        "payer_name": order.payer.name
+        if order.payer
+        else ("" if order.coverage_status == "self_pay" else order.payer_name),
     }
     return render(request, "purchaselinks/confirm.html", context, status=status)
 

@@ -2,11 +2,13 @@
 purchase link email -> patient confirms. The app runs under gunicorn with a worker and beat, as in production;
 against PostgreSQL and Redis in CI (.ci/run)."""
 
+import io
 import re
 import time
 
 import pytest
 
+from healthcommerce.ehr.management.commands.demo_setup import sandbox_payers_add
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
@@ -45,6 +47,7 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
     ):
         ehr.manage("sandbox_client", "add", "--client-id", "e2e-app", "--redirect-uri", f"{app_url}/smart/callback")
         EHRSite.objects.create(name="Sandbox EHR", iss=ehr.fhir_base, client_id="e2e-app")
+        sandbox_payers_add("Sandbox EHR", stdout=io.StringIO())  # as demo_setup: Medicare is Organization/org1234
         page = browser.new_page()
 
         # The clinician, signed in to the EHR as pra1234, launches the app on pat014's CPAP request.
@@ -56,7 +59,9 @@ def test_a_clinician_signs_the_prefilled_cpap_order_and_the_patient_completes_th
         body = page.inner_text("body")
         assert "E0601" in body and "Theodor Alan Roosevelt" in body
         assert page.input_value("#id_city") == "McLean" and page.input_value("#id_line1") == "7525 Colshire Dr"
-        assert page.input_value("#id_payer_name") == "Medicare Part B"
+        # the chart's coverage (payor Organization/org1234, class "Medicare Part B") is the Medicare record, picked
+        assert page.eval_on_selector("#id_payer", "s => s.selectedOptions[0].textContent") == "Medicare"
+        assert "The chart's coverage: Medicare Part B" in body
         assert "1122334455" in body  # practitioner NPI
         assert "$139.80" in page.inner_text("#patient-pays")  # what the patient will owe, before signing
         screenshot(page, "1-order-form")

@@ -16,7 +16,7 @@ from django.core.management import call_command, execute_from_command_line
 from django.core.management.base import CommandError
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.catalog.models import HCPCS, CodeMapping, OrderableRule, PayerRule, Product
+from healthcommerce.catalog.models import HCPCS, CodeMapping, OrderableRule, Payer, PayerRule, Product
 from healthcommerce.ehr.models import AppSigningKey, EHRSite
 from healthcommerce.ehr.sitefeatures import site_feature_fields, site_feature_secrets, site_settings_defaults
 from healthcommerce.golive.siterecord import secret_env_name, secret_suffixes, site_record_dumps, site_record_schema
@@ -100,7 +100,7 @@ def test_the_sandbox_fixture_is_what_demo_setup_registers(settings, tmp_path) ->
     set_by_demo_setup = ["name", "iss", "client_id", "auth_method", "private_key_pem", "key_id", "signing_alg"]
     set_by_demo_setup += ["scopes", "frame_origins", "sms_enabled", "vendor", "backend_services", "backend_scopes"]
     set_by_demo_setup += ["cds_hooks_enabled", "cds_issuers", "cds_jku_allowlist", "writeback", "shipto_reread"]
-    set_by_demo_setup += ["fhir_notify_enabled", "fhir_notify_token"]
+    set_by_demo_setup += ["fhir_notify_enabled", "fhir_notify_token", "payers"]
     assert {k: registered[k] for k in set_by_demo_setup} == {k: fixture[k] for k in set_by_demo_setup}
     # the sandbox EHR is subscribed to the app's notification endpoint with the site's token (its "Send notification")
     from healthcommerce.ehr.sitefeatures import site_settings_secret
@@ -154,8 +154,12 @@ def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_
         ("/admin/catalog/codemapping/add/", {"site": site.pk, "system": HCPCS, "code": "E0601", "product": cpap.pk}),
         ("/admin/catalog/orderablerule/add/", {"site": site.pk, "system": HCPCS, "code_prefix": "K", "reason": "no"}),
         (
+            "/admin/catalog/payer/add/",
+            {"site": site.pk, "name": "Harbor", "plan_type": "commercial", "identifiers": "Organization/h1\nHRB"},
+        ),
+        (
             "/admin/catalog/payerrule/add/",
-            {"site": site.pk, "priority": 7, "match": "contains", "pattern": "Harbor", "kind": "covered"},
+            {"site": site.pk, "priority": 7, "match": "payer", "payer": "Harbor", "kind": "covered"},
         ),
         (
             "/admin/catalog/payerrule/add/",
@@ -169,6 +173,8 @@ def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_
         ),
     ]:
         data = {"default_quantity": 1, "is_active": "on", **data}
+        if data.get("payer"):
+            data["payer"] = Payer.objects.get(site=site, name=data["payer"]).pk
         assert admin_client.post(url, data).status_code == 302, admin_client.post(url, data).content.decode()[:3000]
     first = export("Harbor Health")
     exported = tmp_path / "harbor.json"
@@ -182,7 +188,8 @@ def test_export_import_export_is_identical_for_a_site_edited_in_the_admin(admin_
     monkeypatch.setenv(secret_env_name("Harbor Health", "client_secret"), SECRET)
     import_file(exported)
     assert export("Harbor Health") == first
-    assert json.loads(first)["payer_rules"][0]["pattern"] == "Harbor"  # equal priorities keep the admin's order
+    assert json.loads(first)["payer_rules"][0]["payer"] == "Harbor"  # equal priorities keep the admin's order
+    assert json.loads(first)["payers"][0]["identifiers"] == ["Organization/h1", "HRB"]
 
 
 def test_secrets_never_appear_in_an_export(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -276,7 +283,9 @@ def mutate(record: dict, path: str, value: object) -> dict:
             "$.orderable_rules[1]: duplicate of $.orderable_rules[0] (ServiceRequest|urn:oid:",
         ),
         ("payer_rules[0].copay_cents", None, "$.payer_rules[0].copay_cents: A copay rule needs the amount."),
-        ("payer_rules[1].pattern", "(unclosed", "$.payer_rules[1].pattern: Not a valid regular expression"),
+        ("payer_rules[0].payer", "No Such Plan", "$.payer_rules[0].payer: no payer named 'No Such Plan' in $.payers"),
+        ("payer_rules[1].plan_type", "", "$.payer_rules[1].plan_type: Pick the plan type this rule is for."),
+        ("payers[0].plan_type", "hmo", "$.payers[0].plan_type: 'hmo' is not one of"),
         ("iss", "http://fhir.example.org/r4", "$.iss: 'http://fhir.example.org/r4' must be https"),
         ("iss", "https://fhir.example.org/r4/", "$.iss: drop the trailing slash"),
         (
@@ -339,8 +348,8 @@ def test_import_replaces_the_sites_mappings_and_rules_and_prints_what_changed(tm
         f"code_mappings: + {HCPCS}|E0424 -> DME-O2-STAT x1",
         "code_mappings: - urn:oid:1.2.840.114350.1.13.0.1.7.2.696580|LAB8830 -> KIT-FIT",
         "orderable_rules: - ServiceRequest urn:oid:1.2.840.114350.1.13.0.1.7.2.696580|NUR* not orderable",
-        "payer_rules: - priority 5: contains 'Example Health Plan' -> copay 1500 cents",
-        "payer_rules: + priority 5: contains 'Example Health Plan' -> copay 2000 cents",
+        "payer_rules: - priority 5: payer 'Example Health Plan' -> copay 1500 cents",
+        "payer_rules: + priority 5: payer 'Example Health Plan' -> copay 2000 cents",
     ]:
         assert line in out
     assert CodeMapping.objects.filter(site=site).count() == 4
@@ -479,11 +488,13 @@ def test_the_schema_is_draft_2020_12_and_describes_every_field() -> None:
         return missing
 
     assert undescribed(schema, "$") == []
-    # every field is required but what export observed at the EHR (a hand-written file leaves it out) and each
-    # stage's settings (a file from before a setting existed imports with its default)
+    # every field is required but what export observed at the EHR (a hand-written file leaves it out), each
+    # stage's settings (a file from before a setting existed imports with its default) and the payers (a file from
+    # before payer records, issue 21, has none)
     stage_settings = set(site_feature_fields()) | set(site_feature_secrets())
     assert {"cds_issuers", "shipto_reread", "writeback", "sms_enabled"} <= stage_settings
-    assert set(schema["properties"]) - set(schema["required"]) == {"discovery", "discovered_at"} | stage_settings
+    optional = {"discovery", "discovered_at", "payers"}
+    assert set(schema["properties"]) - set(schema["required"]) == optional | stage_settings
     for path in FIXTURES:
         jsonschema.validate(json.loads(path.read_text()), schema, cls=jsonschema.Draft202012Validator)
 

@@ -62,9 +62,30 @@ def test_a_site_record_exported_before_issue_19_imports_unchanged_into_each_stag
     for name, model in MOVED.items():
         assert getattr(model.objects.get(site=site), name) == record[name], name
     exported = site_record_export(site=site)
-    assert {k: v for k, v in exported.items() if k in record and k not in ("client_secret", "private_key_pem")} == {
-        k: v for k, v in record.items() if k not in ("client_secret", "private_key_pem")
+    kept = ("client_secret", "private_key_pem", "payer_rules")  # the payer rules are upgraded (issue 21), below
+    assert {k: v for k, v in exported.items() if k in record and k not in kept} == {
+        k: v for k, v in record.items() if k not in kept
     }
+    _assert_payer_rules_upgraded(record["payer_rules"], exported, result.warnings)
+
+
+def _assert_payer_rules_upgraded(old: list[dict], exported: dict, warnings: list[str]) -> None:
+    """A ``contains`` rule became a rule for a payer record of the site (name: the pattern title-cased, alias: the
+    pattern), as catalog migration 0011 does; a ``regex`` rule is inactive with its pattern; the rest is as it was."""
+    assert len(exported["payer_rules"]) == len(old)
+    payers = {payer["name"]: payer for payer in exported["payers"]}
+    for before, after in zip(old, exported["payer_rules"], strict=True):
+        same = ("priority", "product_kind", "kind", "copay_cents", "coinsurance_percent", "patient_message")
+        assert {k: after[k] for k in same} == {k: before[k] for k in same}
+        if before["match"] == "contains":
+            name = before["pattern"].title()
+            assert (after["match"], after["payer"], payers[name]["aliases"]) == ("payer", name, [before["pattern"]])
+            assert any(f"contains {before['pattern']!r} became a rule for the payer" in w for w in warnings)
+        elif before["match"] == "regex":
+            assert (after["match"], after["pattern"], after["is_active"]) == ("regex", before["pattern"], False)
+            assert any("cannot match payer records: imported inactive" in w for w in warnings)
+        else:
+            assert (after["match"], after["is_active"]) == (before["match"], before["is_active"])
 
 
 @pytest.mark.django_db

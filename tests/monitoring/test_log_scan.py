@@ -21,6 +21,7 @@ from django.core import mail
 from django.test import Client
 from django.utils.module_loading import import_string
 
+from healthcommerce.catalog.models import Payer
 from healthcommerce.core import metrics
 from healthcommerce.ehr.models import EHRSite, Launch
 from healthcommerce.monitoring.services import alerts_evaluate
@@ -100,8 +101,10 @@ def test_a_whole_order_logs_no_phi_and_no_token(client, ehr_site: EHRSite, sandb
     client.get(f"/o/{result.launch_id}/")
     order = Order.objects.get(launch_id=result.launch_id)
     url = f"/o/{result.launch_id}/orders/{order.pk}/"
-    # A Medicaid plan covers it (catalog migration 0006), so the patient confirms without paying (payments are off).
-    form = FORM | {"contact_phone": PHONE, "payer_name": "Casco Bay Medicaid"}
+    # The clinician picks the Medicaid record, which covers it (the seeded plan-type rule, catalog migrations 0006 and
+    # 0011), so the patient confirms without paying (payments are off).
+    medicaid = Payer.objects.get(site=ehr_site, name="Medicaid")
+    form = FORM | {"contact_phone": PHONE, "payer": str(medicaid.pk)}
     signed = client.post(url, form | {"product": str(order.product_id), "action": "sign"})
     assert signed.status_code == 302
     # The workers' side: submit, then the link by email.

@@ -8,7 +8,7 @@ import datetime
 import pytest
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.catalog.models import HCPCS, LOINC, CodeMapping, Product
+from healthcommerce.catalog.models import HCPCS, LOINC, CodeMapping, Payer, Product
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.intake.registry import ACCEPT, ERROR, intake_handler_for, intake_message_types
@@ -89,6 +89,19 @@ def test_an_orm_with_rqd_for_a_cpap_becomes_a_signed_order_with_what_the_message
     ctx.message.refresh_from_db()
     assert ctx.message.order_reference == order.reference
     assert AuditEvent.objects.filter(action="order.intake", target=f"Order/{order.pk}", outcome="signed").exists()
+
+
+def test_the_payer_is_the_record_listing_the_in1_3_company_id(site: EHRSite) -> None:
+    medicare = Payer.objects.create(site=site, name="Medicare", plan_type="medicare", identifiers="12345")
+
+    outcome, _ctx = handle(site, ORM_CPAP)  # IN1-3 12345, IN1-4 MEDICARE PART B
+    other, _ctx = handle(site, OML_FIT)  # IN1-3 BRHP01: no record
+
+    order = Order.objects.get(reference=outcome.order)
+    assert (order.payer, order.coverage_status, order.payer_keys) == (medicare, "matched", ["12345"])
+    assert order.payer_name == "MEDICARE PART B"  # the chart's own text is kept
+    unmatched = Order.objects.get(reference=other.order)
+    assert (unmatched.payer, unmatched.coverage_status, unmatched.payer_keys) == (None, "not_recognised", ["BRHP01"])
 
 
 def test_an_oml_with_obr_loinc_for_a_fit_kit_becomes_a_signed_order(site: EHRSite) -> None:

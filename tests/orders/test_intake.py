@@ -9,10 +9,11 @@ from django.test import Client
 from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.catalog.models import HCPCS, CodeMapping, Product
+from healthcommerce.catalog.models import HCPCS, CodeMapping, Payer, Product
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.intake.models import IntakeMessage
 from healthcommerce.orders.errors import OrderImmutable, OrderIncomplete
+from healthcommerce.orders.fields import order_content
 from healthcommerce.orders.hl7 import order_hl7_handle
 from healthcommerce.orders.hl7read import local_system
 from healthcommerce.orders.intake import (
@@ -88,6 +89,24 @@ def test_a_complete_fhir_intake_is_signed_with_the_ehrs_signer_and_time_and_sent
     assert order.payer_name == "Medicare Part B"
     rows = OutboxMessage.objects.filter(subject=f"Order/{order.pk}")
     assert set(rows.values_list("topic", flat=True)) == {"order.signed"}  # write-back is off at this site
+
+
+def test_an_intake_order_takes_the_payer_its_coverage_names_or_says_it_was_not_recognised(site: EHRSite) -> None:
+    cms = Payer.objects.create(site=site, name="Medicare", plan_type="medicare", payer_id="CMS", identifiers="CMS")
+    keyed = fhir_incoming(site, values={**fhir_incoming(site).values, "payer_keys": ["CMS"]})
+
+    matched = order_from_intake(keyed)
+    typo = order_from_intake(fhir_incoming(site, placer_order_number="typo", values={
+        **fhir_incoming(site).values, "payer_name": "Medicar"}))  # fmt: skip
+
+    assert (matched.payer, matched.coverage_status, matched.payer_keys) == (cms, "matched", ["CMS"])
+    assert order_content(matched)["payer"] | {"member_id": ""} == {
+        "name": "Medicare",
+        "payer_id": "CMS",
+        "member_id": "",
+    }
+    # signed in the EHR, so not held for it: the patient's quote says the clinic will confirm the coverage
+    assert (typo.status, typo.payer, typo.coverage_status) == (Order.Status.SIGNED, None, "not_recognised")
 
 
 def test_a_site_that_writes_back_gets_the_writeback_only_when_the_patient_is_known(site: EHRSite) -> None:

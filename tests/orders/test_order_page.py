@@ -8,8 +8,9 @@ import re
 import pytest
 
 from healthcommerce.audit.models import AuditEvent
-from healthcommerce.catalog.models import CodeMapping, Product
+from healthcommerce.catalog.models import CodeMapping, Payer, Product
 from healthcommerce.catalog.pricing import money_format, price_quote
+from healthcommerce.orders.fields import order_content
 from healthcommerce.orders.models import Order, OrderEvent
 from tests.conftest import complete_launch
 from tests.orders.test_sign import FORM
@@ -111,7 +112,10 @@ def test_a_refused_sign_lists_each_problem_at_the_top_and_marks_the_fields(clien
 
 def test_the_form_shows_what_the_plan_and_the_patient_will_pay_before_signing(client, cpap_draft):
     url, order = cpap_draft
-    quote = price_quote(site=order.site, product=order.product, quantity=1, payer_name="Medicare Part B")
+    assert (order.payer.name, order.coverage_status) == ("Medicare", "matched")  # by Organization/org1234
+    quote = price_quote(
+        site=order.site, product=order.product, quantity=1, payer=order.payer, coverage_status="matched"
+    )
 
     page = client.get(url).content.decode()
 
@@ -122,7 +126,61 @@ def test_the_form_shows_what_the_plan_and_the_patient_will_pay_before_signing(cl
     assert plan_pays and money_format(quote.payer_pays_cents, "USD") in plan_pays.group(1)
     assert "$699.00" in page and "Coinsurance" in patient_pays.group(1)
 
-    client.post(url, FORM | {"product": str(order.product_id), "payer_name": "", "quantity": "2", "action": "save"})
+    client.post(url, FORM | {"product": str(order.product_id), "payer": "self_pay", "quantity": "2", "action": "save"})
     self_pay = re.search(r'id="patient-pays">(.*?)</td>', client.get(url).content.decode(), re.S)
 
     assert self_pay and "$1,398.00" in self_pay.group(1) and "Self-pay" in self_pay.group(1)
+
+
+def test_the_payer_is_picked_from_the_sites_payers_pre_selected_with_the_charts_match(client, cpap_draft):
+    url, _ = cpap_draft
+
+    page = client.get(url).content.decode()
+
+    select = re.search(r'<select name="payer"[^>]*>(.*?)</select>', page, re.S)
+    assert select, "no payer picker"
+    options = re.findall(r'<option value="([^"]*)"( selected)?>([^<]*)</option>', select.group(1))
+    assert [(label, bool(chosen)) for _, chosen, label in options] == [
+        ("Medicaid", False),
+        ("Medicare", True),
+        ("Private insurance", False),
+        ("No insurance: self-pay", False),
+    ]
+    assert "The chart's coverage: Medicare Part B" in page and 'id="coverage-not-recognised"' not in page
+
+
+def test_coverage_no_payer_record_matches_is_shown_and_signing_needs_a_choice(client, ehr_site, sandbox_ehr):
+    Payer.objects.filter(site=ehr_site).delete()  # the chart's Organization/org1234 names no record now
+    url, order = _draft(client, sandbox_ehr)
+    assert (order.payer, order.coverage_status, order.payer_name) == (None, "not_recognised", "Medicare Part B")
+
+    page = client.get(url).content.decode()
+    assert "Coverage not recognised: Medicare Part B" in page
+    assert "We could not match your insurance to a plan we know" in page  # the quote says so, not "full price"
+    refused = client.post(url, FORM | {"product": str(order.product_id), "action": "sign"})
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.DRAFT
+    body = refused.content.decode()
+    assert "the patient&#x27;s payer (the chart&#x27;s coverage was not recognised)" in body
+    assert 'href="#id_payer"' in body
+
+    medicare = Payer.objects.get(site=None, name="Medicare")
+    signed = client.post(url, FORM | {"product": str(order.product_id), "payer": str(medicare.pk), "action": "sign"})
+
+    assert signed.status_code == 302
+    order.refresh_from_db()
+    assert (order.status, order.payer, order.coverage_status) == (Order.Status.SIGNED, medicare, "picked")
+    assert order_content(order)["payer"]["name"] == "Medicare"
+
+
+def test_self_pay_is_a_choice_the_clinician_makes_and_signs(client, ehr_site, sandbox_ehr):
+    Payer.objects.filter(site=ehr_site).delete()
+    url, order = _draft(client, sandbox_ehr)
+
+    signed = client.post(url, FORM | {"product": str(order.product_id), "payer": "self_pay", "action": "sign"})
+
+    assert signed.status_code == 302
+    order.refresh_from_db()
+    assert (order.status, order.payer, order.coverage_status) == (Order.Status.SIGNED, None, "self_pay")
+    assert order_content(order)["payer"] == {"name": "", "member_id": order.payer_member_id}

@@ -23,7 +23,6 @@ FORM = {
     "postal_code": "22102",
     "contact_email": "teddy@example.org",
     "contact_phone": "",
-    "payer_name": "Medicare Part B",
     "payer_member_id": "10A3D58WH1600",
 }
 

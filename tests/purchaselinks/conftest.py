@@ -9,9 +9,10 @@ import sms
 from django.core.cache import cache
 from django.utils import timezone
 
-from healthcommerce.catalog.models import HCPCS, Product
+from healthcommerce.catalog.models import HCPCS, Payer, PlanType, Product
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
+from healthcommerce.orders.services import payer_columns
 from healthcommerce.outbox import tasks
 from healthcommerce.purchaselinks.models import PurchaseLink
 from healthcommerce.purchaselinks.services import purchase_link_issue
@@ -48,6 +49,7 @@ def make_order(db: None) -> Callable[..., Order]:
 def order_factory() -> Callable[..., Order]:
     """A site and a product, and a function making submitted orders for them (``make(**overrides)``)."""
     site = EHRSite.objects.create(name="Harbor clinic", iss="https://ehr.harbor.example/fhir/r4", client_id="hc-links")
+    Payer.objects.create(site=site, name="Casco Bay Medicaid", plan_type=PlanType.MEDICAID)  # the seeded rule covers it
     product = Product.objects.create(sku="SLEEP-KIT-9", name="Home sleep test kit", kind=Product.Kind.KIT)
 
     def make(**overrides: Any) -> Order:
@@ -73,6 +75,8 @@ def order_factory() -> Callable[..., Order]:
             "signed_at": timezone.now(),
         }
         fields.update(overrides)
+        if "payer" not in overrides:  # the payer record the payer name names, as pre-fill and intake set it
+            fields |= payer_columns(site=fields["site"], values=fields)
         return Order.objects.create(**fields)
 
     return make

@@ -1,6 +1,7 @@
 """``manage.py demo_setup``: register the app with the sandbox EHR (as Epic recommends: private_key_jwt, for the
 launch and for backend services, with our shared active RS384 key, its JWKS registered inline so the demo needs no
-network) and the sandbox as an EHR site, and create the staff users ``admin`` (sees PHI) and ``support`` (PHI
+network) and the sandbox as an EHR site with payer records matching its fixture data (``SANDBOX_PAYERS``), and
+create the staff users ``admin`` (sees PHI) and ``support`` (PHI
 masked), each with a new password and TOTP device (the admin's second factor, core/adminsite.py). Idempotent; used by
 ``make demo``."""
 
@@ -34,6 +35,23 @@ BACKEND_SCOPES = (
 LAUNCH_SCOPE = "launch openid fhirUser online_access patient/*.read patient/*.rs user/*.read user/*.rs"
 CLIENT_SCOPE = f"{LAUNCH_SCOPE} {BACKEND_SCOPES}"
 ACTOR = "command:demo_setup"
+# The sandbox site's payer records (catalog.Payer, made through ``manage.py payer add``: the ehr app does not import
+# the catalog), matching the sandbox's fixture data: the Da Vinci coverages name payor Organization/org1234 (CMS,
+# class "Medicare Part A/B/D"), the Synthea claims' coverage display is "medicaid" or "private".
+SANDBOX_PAYERS: tuple[tuple[str, str, str, list[str], list[str]], ...] = (
+    ("Medicare", "medicare", "CMS", ["Organization/org1234"], ["Centers for Medicare and Medicaid Services"]),
+    ("Medicaid", "medicaid", "SKCO0", [], ["medicaid"]),
+    ("Private insurance", "commercial", "62308", [], ["private"]),
+)
+
+
+def sandbox_payers_add(site_name: str, stdout: Any = None) -> None:
+    """Give the site named ``site_name`` the sandbox's payer records (``SANDBOX_PAYERS``); idempotent."""
+    for name, plan_type, payer_id, identifiers, aliases in SANDBOX_PAYERS:
+        args = ["--site", site_name, "--name", name, "--plan-type", plan_type, "--payer-id", payer_id]
+        args += [part for identifier in identifiers for part in ("--identifier", identifier)]
+        args += [part for alias in aliases for part in ("--alias", alias)]
+        call_command("payer", "add", *args, stdout=stdout)
 
 
 class Command(BaseCommand):
@@ -106,6 +124,7 @@ class Command(BaseCommand):
             },
         )
         self._notifications(site)
+        sandbox_payers_add(site.name, stdout=self.stdout)
         self.stdout.write(
             f"EHR site registered: {iss} (client {CLIENT_ID}, private_key_jwt RS384, backend services {BACKEND_SCOPES})"
         )
