@@ -527,6 +527,9 @@ AUDIT_SEAL_INTERVAL = env.float("AUDIT_SEAL_INTERVAL", default=1.0)
 HL7_STATUS_SENDING_APPLICATION = env.str("HL7_STATUS_SENDING_APPLICATION", default="HEALTHCOMMERCE")
 HL7_STATUS_SENDING_FACILITY = env.str("HL7_STATUS_SENDING_FACILITY", default="HEALTHCOMMERCE")
 HL7_STATUS_TIMEOUT_SECONDS = env.float("HL7_STATUS_TIMEOUT_SECONDS", default=10.0)
+# Eligibility (docs/interface-eligibility.md): at the patient's checkout an answer older than the site's
+# ``answer_max_age_hours`` is asked for again, waiting at most this many seconds (the estimate stands otherwise).
+ELIGIBILITY_CHECKOUT_TIMEOUT_SECONDS = env.float("ELIGIBILITY_CHECKOUT_TIMEOUT_SECONDS", default=5.0)
 HL7_STATUS_TLS_CERT = env.str("HL7_STATUS_TLS_CERT", default="")
 HL7_STATUS_TLS_KEY = env.str("HL7_STATUS_TLS_KEY", default="")
 HL7_STATUS_TLS_CA = env.str("HL7_STATUS_TLS_CA", default="")

@@ -31,7 +31,11 @@ class Quote:
 
     ``kind`` is a ``PayerRule.Kind`` value (``covered``, ``copay``, ``coinsurance``, ``self_pay``); ``reason``
     explains ``patient_pays_cents`` to the patient; ``rule_id`` is the deciding ``PayerRule`` (None: no rule
-    matched, or the coverage was not recognised: self-pay).
+    matched, or the coverage was not recognised: self-pay). ``basis`` says where the split comes from: ``rules``
+    (the site's payer rules, this module), or, set by ``coverage.quote.coverage_quote``, ``confirmed`` (the payer's
+    eligibility answer), ``active`` (the payer confirmed the coverage, the rules' amounts), ``inactive`` (the payer
+    says the coverage is not active) or ``unconfirmed`` (the rules' estimate, not yet confirmed with the plan);
+    ``basis_note`` is the sentence that tells the patient which.
     """
 
     unit_price_cents: int
@@ -43,6 +47,8 @@ class Quote:
     kind: str
     reason: str
     rule_id: UUID | None = None
+    basis: str = "rules"
+    basis_note: str = ""
 
     @property
     def needs_payment(self) -> bool:

@@ -120,7 +120,9 @@ class EligibilityCheck(BaseModel):
     payer = models.ForeignKey(
         "catalog.Payer", null=True, blank=True, on_delete=models.SET_NULL, related_name="eligibility_checks"
     )
-    payer_id = models.CharField(verbose_name="payer id", max_length=80, help_text="The id asked (2100A NM109).")
+    clearinghouse_payer_id = models.CharField(
+        verbose_name="payer id", max_length=80, help_text="The clearinghouse payer id asked (2100A NM109)."
+    )
     clearinghouse = models.CharField(max_length=120, help_text="Kind and host, e.g. x12_https:ch.example.com.")
     control_number = models.PositiveIntegerField(help_text="ISA13 / ST02 / the JSON controlNumber.")
     service_type = models.CharField(max_length=4, help_text="EQ01: 12 DME, 5 diagnostic lab.")
@@ -138,7 +140,7 @@ class EligibilityCheck(BaseModel):
         indexes = [models.Index(fields=["site", "member_digest", "created_at"], name="eligibility_member_latest")]
 
     def __str__(self) -> str:
-        return f"{self.payer_id} {self.outcome} ({self.get_trigger_display()})"
+        return f"{self.clearinghouse_payer_id} {self.outcome} ({self.get_trigger_display()})"
 
     def parsed(self) -> types.EligibilityAnswer | None:
         """Return the stored answer (None when none came or it cannot be read back)."""

@@ -26,6 +26,7 @@ from prometheus_client import Counter
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.models import Payer
 from healthcommerce.core import metrics
+from healthcommerce.core.errors import OutboundRefused
 from healthcommerce.coverage import types
 from healthcommerce.coverage.clearinghouse import ClearinghouseConfig, ClearinghouseError, clearinghouse_for
 from healthcommerce.coverage.models import ControlNumber, CoverageSite, EligibilityCheck
@@ -109,7 +110,8 @@ def eligibility_check(
     site names no supplier NPI; ``trigger`` an ``EligibilityCheck.Trigger``; ``timeout`` (seconds) overrides the
     site's for a caller that cannot wait (checkout).
 
-    Raises ``EligibilityNotPossible`` (permanent) when it cannot be asked, and ``ClearinghouseError`` when no answer
+    Raises ``EligibilityNotPossible`` (permanent) when it cannot be asked (settings or data missing, an element the
+    270 cannot carry such as an NPI that is not ten digits, a clearinghouse URL the outbound rules refuse), and ``ClearinghouseError`` when no answer
     came (timeout, refused, 429, 5xx, 4xx: ``temporary`` says whether to retry); the failed check is stored first
     (outcome ``failed``). Source: ASC X12N 005010X279A1; HIPAA 164.312(b) (the audit row).
     """
@@ -135,7 +137,7 @@ def eligibility_check(
         subject=subject,
         member_digest=member_digest(site=site, payer_id=payer.payer_id, member_id=subscriber.member_id),
         payer=payer,
-        payer_id=payer.payer_id,
+        clearinghouse_payer_id=payer.payer_id,
         clearinghouse=config.name[:120],
         control_number=_control_number(),
         service_type=service_type,
@@ -161,6 +163,8 @@ def eligibility_check(
     started = time.monotonic()
     try:
         exchange = adapter.eligibility(inquiry)
+    except (ValueError, OutboundRefused) as exc:  # an inquiry a 270 cannot carry, a URL the outbound rules refuse
+        raise EligibilityNotPossible(str(exc)) from exc
     except ClearinghouseError as exc:
         check.outcome, check.error, check.request = EligibilityCheck.FAILED, exc.outcome, exc.request
         check.seconds = time.monotonic() - started
@@ -184,20 +188,20 @@ def _record(check: EligibilityCheck, *, bucket: str, label: str) -> None:
             target=check.subject,
             where=check.clearinghouse,
             outcome="success" if check.outcome != EligibilityCheck.FAILED else "failure",
-            detail={"payer_id": check.payer_id, "outcome": check.outcome, "error": check.error},
+            detail={"payer_id": check.clearinghouse_payer_id, "outcome": check.outcome, "error": check.error},
             site=check.site.name[:100],
         )
     metrics.record(
-        site=f"{check.site.name}: {check.clearinghouse} {check.payer_id}"[:100],
+        site=f"{check.site.name}: {check.clearinghouse} {check.clearinghouse_payer_id}"[:100],
         endpoint=ENDPOINT_KIND,
         outcome=bucket if bucket in metrics.OUTCOMES else "other",
         seconds=check.seconds,
     )
-    ANSWERS.labels(check.clearinghouse.split(":")[0], check.payer_id[:40], label).inc()
+    ANSWERS.labels(check.clearinghouse.split(":")[0], check.clearinghouse_payer_id[:40], label).inc()
     logger.info(
         "eligibility site=%s payer=%s outcome=%s error=%s seconds=%.2f",
         check.site_id,
-        check.payer_id,
+        check.clearinghouse_payer_id,
         check.outcome,
         check.error,
         check.seconds,

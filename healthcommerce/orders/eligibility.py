@@ -16,16 +16,19 @@ id or name may be wrong), ``coverage_rejected``; ``coverage_confirmed`` for an a
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 
-from healthcommerce.catalog.models import Product
+from healthcommerce.catalog.models import Payer, Product
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.coverage import types
 from healthcommerce.coverage.clearinghouse import ClearinghouseError
 from healthcommerce.coverage.models import EligibilityCheck
+from healthcommerce.coverage.x12 import reason_text
 from healthcommerce.coverage.services import (
     EligibilityNotPossible,
     Subscriber,
     eligibility_check,
+    eligibility_fresh,
     eligibility_latest,
     eligibility_wanted,
 )
@@ -154,7 +157,7 @@ def eligibility_deliver(message: OutboxMessage) -> None:
 
 def _detail(check: EligibilityCheck) -> dict[str, str]:
     """The timeline entry's detail: the payer id, outcome, AAA reason code and check id (no member data)."""
-    return {"payer_id": check.payer_id, "outcome": check.outcome, "reason": check.reason_code, "check": str(check.pk)}
+    return {"payer_id": check.clearinghouse_payer_id, "outcome": check.outcome, "reason": check.reason_code, "check": str(check.pk)}
 
 
 def eligibility_dead(*, message: OutboxMessage, code: str) -> str:
@@ -163,3 +166,35 @@ def eligibility_dead(*, message: OutboxMessage, code: str) -> str:
     order = order_for_subject(message.subject).select_related("site").get()
     order_event_add(order=order, kind="coverage_unconfirmed", actor=ACTOR, detail={"code": code})
     return f"order={order.reference} site={order.site_id}"
+
+
+# What the clinician reads about the member's coverage, by the last answer's outcome.
+_CLINICIAN_TEXT = {
+    types.ACTIVE: "Active: {payer} confirmed the coverage on {date}.",
+    types.INACTIVE: "NOT active: {payer} said on {date} that this coverage is not active. The patient will be offered "
+    "self-pay; check the chart's coverage or pick another payer.",
+    types.NOT_FOUND: "{payer} did not find this member on {date} ({reason}): check the member ID and the name.",
+    types.PROVIDER_REJECTED: "{payer} refused the check on {date} ({reason}): ask your billing office.",
+    types.REJECTED: "{payer} rejected the check on {date} ({reason}).",
+}
+
+
+def order_coverage_summary(order: Order, payer: Payer | None) -> tuple[str, str]:
+    """Return ``(tone, sentence)`` about the coverage of ``order`` with ``payer`` (the one on the clinician's form)
+    for the order page: the last eligibility answer for the member (``ok``, ``warning``), or whether one will be
+    asked after signing (``info``). Tones are CSS classes; no member data is in the sentence."""
+    if payer is None:
+        return "info", "No payer: no eligibility check."
+    if not eligibility_wanted(site=order.site, payer=payer):
+        return "info", f"Coverage is not checked with {payer.name} at this site: the amount is the site's estimate."
+    check = eligibility_latest(
+        site=order.site, payer=payer, member_id=order.payer_member_id, service_type=service_type_for(order.product)
+    )
+    if check is None or check.outcome not in _CLINICIAN_TEXT:
+        if not order.payer_member_id.strip():
+            return "warning", f"Add the member ID to check the coverage with {payer.name}."
+        return "info", f"Not checked yet: {payer.name} is asked when the order is signed; the amount is an estimate."
+    reason = f"AAA {check.reason_code}: {reason_text(check.reason_code)}" if check.reason_code else ""
+    when = timezone.localtime(check.created_at).strftime("%Y-%m-%d %H:%M")
+    tone = "ok" if check.outcome == types.ACTIVE else "warning"
+    return tone, _CLINICIAN_TEXT[check.outcome].format(payer=payer.name, date=when, reason=reason)

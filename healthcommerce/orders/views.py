@@ -17,13 +17,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from healthcommerce.audit.services import audit_record
-from healthcommerce.catalog.pricing import Quote, price_quote
+from healthcommerce.catalog.pricing import Quote
+from healthcommerce.coverage.quote import coverage_quote
+from healthcommerce.coverage.services import eligibility_fresh, eligibility_latest
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.views import render_error
 from healthcommerce.ehr.fhir import fhir_error
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.services import launch_access
 from healthcommerce.orders import fields as order_fields
+from healthcommerce.orders.eligibility import order_coverage_summary, service_type_for
 from healthcommerce.orders.errors import ProductMismatch
 from healthcommerce.orders.forms import OrderForm
 from healthcommerce.orders.models import CoverageStatus, Order
@@ -196,11 +199,22 @@ def _form(order: Order, form: OrderForm) -> dict[str, Any]:
     the quote for the product, quantity and payer on screen, and whether that product fulfils the EHR request."""
     product = form.chosen("product", order.product)
     quote: Quote | None = None
+    payer = form.chosen_column("payer", order)
     if product is not None:
         quantity = form.chosen("quantity", order.quantity)
-        payer = form.chosen_column("payer", order)
         status = form.chosen_column("coverage_status", order)
-        quote = price_quote(site=order.site, product=product, quantity=quantity, payer=payer, coverage_status=status)
+        check = eligibility_latest(
+            site=order.site, payer=payer, member_id=order.payer_member_id, service_type=service_type_for(product)
+        )
+        quote = coverage_quote(
+            site=order.site,
+            product=product,
+            quantity=quantity,
+            payer=payer,
+            coverage_status=status,
+            check=check if eligibility_fresh(check) else None,
+        )
+    coverage_tone, coverage_text = order_coverage_summary(order, payer)
     missing = order_missing_fields(order)
     if form.is_bound:  # what the clinician just typed counts; what failed to validate is still needed
         missing = [
@@ -215,6 +229,8 @@ def _form(order: Order, form: OrderForm) -> dict[str, Any]:
         "errors": form.error_summary() if form.is_bound else [],
         "missing": [(f"id_{name}" if name else "", label) for name, label in missing],
         "quote": quote,
+        "coverage_tone": coverage_tone,
+        "coverage_text": coverage_text,
         "product": product,
         "mismatch": order_product_mismatch(order, product),
         "coverage_not_recognised": order.coverage_status == CoverageStatus.NOT_RECOGNISED,

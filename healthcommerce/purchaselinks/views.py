@@ -228,7 +228,7 @@ def _review_page(
 ) -> HttpResponse:
     order = link.order
     product = order.product
-    quote = patient_quote(order=order)
+    quote = patient_quote(order=order, refresh=True)  # the moment it matters: an old answer is asked again
     context = {
         "quote": quote,
         "image": product.image if product else "",
@@ -267,7 +267,7 @@ def link_confirm(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _review_page(request, link, form)
     _language_keep(request, link)  # the confirmation email goes out in the language the patient confirmed in
-    quote = patient_quote(order=link.order)
+    quote = patient_quote(order=link.order, refresh=True)
     if quote.needs_payment:
         try:
             payment_start(order=link.order, quote=quote)

@@ -35,6 +35,9 @@ BACKEND_SCOPES = (
 LAUNCH_SCOPE = "launch openid fhirUser online_access patient/*.read patient/*.rs user/*.read user/*.rs"
 CLIENT_SCOPE = f"{LAUNCH_SCOPE} {BACKEND_SCOPES}"
 ACTOR = "command:demo_setup"
+# The sandbox stand-in clearinghouse's API key (sandbox.clearinghouse.SANDBOX_CLEARINGHOUSE_KEY: the ehr app does not
+# import the sandbox).
+SANDBOX_CLEARINGHOUSE_KEY = "sandbox-clearinghouse"
 # The sandbox site's payer records (catalog.Payer, made through ``manage.py payer add``: the ehr app does not import
 # the catalog), matching the sandbox's fixture data: the Da Vinci coverages name payor Organization/org1234 (CMS,
 # class "Medicare Part A/B/D"), the Synthea claims' coverage display is "medicaid" or "private".
@@ -121,6 +124,17 @@ class Command(BaseCommand):
                 "hl7_enabled": True,
                 "hl7_sending_application": "EPIC",
                 "hl7_sending_facility": "SANDBOXHOSP",
+                # Coverage is checked with the payer after sign-off and at checkout: X12 270/271 over HTTPS to the
+                # sandbox's stand-in clearinghouse (its Da Vinci members answer active, deductible and coinsurance for
+                # pat013, a copay for pat014, not active for pat015; docs/interface-eligibility.md).
+                "eligibility_enabled": True,
+                "clearinghouse": "x12_https",
+                "clearinghouse_url": settings.APP_BASE_URL.rstrip("/") + "/sandbox/clearinghouse/x12",
+                "clearinghouse_api_key": SANDBOX_CLEARINGHOUSE_KEY,
+                "submitter_id": "HEALTHCOMMERCE",
+                "receiver_id": "SANDBOXCH",
+                "provider_npi": "1234567893",
+                "provider_name": "HEALTHCOMMERCE DEMO SUPPLY",
             },
         )
         self._notifications(site)
