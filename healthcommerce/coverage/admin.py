@@ -16,7 +16,16 @@ class EligibilityCheckAdmin(AuditedAdminMixin, ServiceOnlyAdmin):
     """Eligibility checks as stored: when, for which order and payer, through which clearinghouse, the outcome and,
     for a rejection, the AAA reason in words. Rows are written by the checks only."""
 
-    list_display = ["created_at", "subject", "clearinghouse_payer_id", "outcome", "reason", "error", "trigger", "clearinghouse"]
+    list_display = [
+        "created_at",
+        "subject",
+        "clearinghouse_payer_id",
+        "outcome",
+        "reason",
+        "error",
+        "trigger",
+        "clearinghouse",
+    ]
     list_filter = ["outcome", "trigger", "site"]
     search_fields = ["subject", "clearinghouse_payer_id"]
     exclude = ["request", "response", "answer", "member_digest"]

@@ -66,9 +66,7 @@ class CoverageSite(SiteSettings):
     provider_name = models.CharField(
         verbose_name="provider name (2100B)", max_length=60, blank=True, default="", help_text="The supplier's name."
     )
-    usage = models.CharField(
-        verbose_name="usage (ISA15)", max_length=1, choices=Usage.choices, default=Usage.TEST
-    )
+    usage = models.CharField(verbose_name="usage (ISA15)", max_length=1, choices=Usage.choices, default=Usage.TEST)
     answer_max_age_hours = models.PositiveIntegerField(
         verbose_name="answer kept for (hours)",
         default=24,
@@ -157,3 +155,6 @@ class ControlNumber(models.Model):
     sender for far longer than any clearinghouse remembers (X12 005010 ISA13)."""
 
     id = models.BigAutoField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"control number {self.pk}"

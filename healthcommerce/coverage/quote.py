@@ -81,9 +81,7 @@ def coverage_quote(
     """Return the quote for ``quantity`` of ``product`` at ``site`` for ``payer``: the payer's answer in ``check``
     where it has one (see the module), else the site's rules marked as an estimate. ``Quote.basis`` and
     ``Quote.basis_note`` say which, in the active language."""
-    quote = price_quote(
-        site=site, product=product, quantity=quantity, payer=payer, coverage_status=coverage_status
-    )
+    quote = price_quote(site=site, product=product, quantity=quantity, payer=payer, coverage_status=coverage_status)
     answer = check.parsed() if check is not None else None
     plan = (answer.plan_name if answer else "") or (payer.name if payer else "")
     if answer is None or payer is None or coverage_status == "self_pay":

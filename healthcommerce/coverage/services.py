@@ -111,9 +111,10 @@ def eligibility_check(
     site's for a caller that cannot wait (checkout).
 
     Raises ``EligibilityNotPossible`` (permanent) when it cannot be asked (settings or data missing, an element the
-    270 cannot carry such as an NPI that is not ten digits, a clearinghouse URL the outbound rules refuse), and ``ClearinghouseError`` when no answer
-    came (timeout, refused, 429, 5xx, 4xx: ``temporary`` says whether to retry); the failed check is stored first
-    (outcome ``failed``). Source: ASC X12N 005010X279A1; HIPAA 164.312(b) (the audit row).
+    270 cannot carry such as an NPI that is not ten digits, a clearinghouse URL the outbound rules refuse), and
+    ``ClearinghouseError`` when no answer came (timeout, refused, 429, 5xx, 4xx: ``temporary`` says whether to
+    retry); the failed check is stored first (outcome ``failed``). Source: ASC X12N 005010X279A1; HIPAA
+    164.312(b) (the audit row).
     """
     site_settings = CoverageSite.of(site)
     npi = site_settings.provider_npi or provider_npi

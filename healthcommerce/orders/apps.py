@@ -8,8 +8,9 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
-        write-back to ``order.writeback`` (ADR 0022), the eligibility check to ``order.eligibility`` (ADR 0025), the HL7 v2 status back to ``order.submitted``,
-        ``order.status_changed`` and ``order.cancelled`` (``hl7status``) and notify-then-pull to
+        write-back to ``order.writeback`` (ADR 0022), the eligibility check to ``order.eligibility`` (ADR 0025),
+        the HL7 v2 status back to ``order.submitted``, ``order.status_changed`` and ``order.cancelled``
+        (``hl7status``) and notify-then-pull to
         ``intake.fhir_notification`` (``notified``); add the scopes pre-fill's reads need to a new site's default
         (``ehr.scopes``, from ``fields.SOURCES``); check the order's field table against the model (``checks``);
         register the per-site orders settings (``ehr.sitefeatures``); handle HL7 v2 order messages (ORM^O01,

@@ -23,15 +23,14 @@ from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.coverage import types
 from healthcommerce.coverage.clearinghouse import ClearinghouseError
 from healthcommerce.coverage.models import EligibilityCheck
-from healthcommerce.coverage.x12 import reason_text
 from healthcommerce.coverage.services import (
     EligibilityNotPossible,
     Subscriber,
     eligibility_check,
-    eligibility_fresh,
     eligibility_latest,
     eligibility_wanted,
 )
+from healthcommerce.coverage.x12 import reason_text
 from healthcommerce.orders.events import order_for_subject, order_subject
 from healthcommerce.orders.models import Order
 from healthcommerce.orders.transitions import order_event_add
@@ -157,7 +156,12 @@ def eligibility_deliver(message: OutboxMessage) -> None:
 
 def _detail(check: EligibilityCheck) -> dict[str, str]:
     """The timeline entry's detail: the payer id, outcome, AAA reason code and check id (no member data)."""
-    return {"payer_id": check.clearinghouse_payer_id, "outcome": check.outcome, "reason": check.reason_code, "check": str(check.pk)}
+    return {
+        "payer_id": check.clearinghouse_payer_id,
+        "outcome": check.outcome,
+        "reason": check.reason_code,
+        "check": str(check.pk),
+    }
 
 
 def eligibility_dead(*, message: OutboxMessage, code: str) -> str:

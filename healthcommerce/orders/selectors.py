@@ -1,5 +1,6 @@
 """Order look-ups for clinician pages and the admin."""
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -106,19 +107,38 @@ def order_clinician_status(order: Order, events: Iterable[OrderEvent] | None = N
 
     ``events`` are the order's timeline (oldest first); read from the database when not given. The furthest stage
     wins: cancelled or failed, then delivered, shipped, refunded, paid, patient confirmed, awaiting patient (a
-    link went out), sent to supplier, signed.
+    link went out), sent to supplier, signed. A coverage answer the clinic must act on (``COVERAGE_NOTES``: not
+    active, member not found, rejected; from ``orders.eligibility``) is added to the detail.
     """
     if order.status == Order.Status.DRAFT:
         return ClinicianStatus("draft", "Draft", "Not signed yet.")
     timeline = list(order.events.all() if events is None else events)
     latest = {event.kind: event for event in timeline}
-    return (
+    status = (
         _stopped(order, latest)
         or _shipping(order, latest)
         or _payment(order, timeline)
         or _patient(order, latest)
         or _handed_over(order, latest)
     )
+    return _with_coverage(status, timeline)
+
+
+# The coverage answers (``orders.eligibility``) the clinician must act on, added to the status's detail.
+COVERAGE_NOTES = {
+    "coverage_inactive": "The payer says the coverage is NOT active: the patient was offered self-pay.",
+    "coverage_not_found": "The payer did not find the member: check the member ID and the name.",
+    "coverage_rejected": "The payer rejected the eligibility check: ask your billing office.",
+}
+
+
+def _with_coverage(status: ClinicianStatus, timeline: list[OrderEvent]) -> ClinicianStatus:
+    """``status`` with the last coverage answer's note appended when it needs the clinic (``COVERAGE_NOTES``)."""
+    answers = [event.kind for event in timeline if event.kind.startswith("coverage_")]
+    note = COVERAGE_NOTES.get(answers[-1]) if answers else None
+    if not note or status.key in ("cancelled", "failed"):
+        return status
+    return dataclasses.replace(status, detail=f"{status.detail} {note}".strip())
 
 
 def _stopped(order: Order, latest: dict[str, OrderEvent]) -> ClinicianStatus | None:

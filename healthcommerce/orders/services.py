@@ -22,6 +22,7 @@ from healthcommerce.ehr.models import EHRSite, Launch
 from healthcommerce.ehr.tokens import launch_access_token, launch_token_refresh
 from healthcommerce.intake.services import intake_raw_purge
 from healthcommerce.orders import fields as order_fields
+from healthcommerce.orders.eligibility import order_eligibility_wanted
 from healthcommerce.orders.errors import (
     EHRUnavailable,
     InvalidTransition,
@@ -31,8 +32,8 @@ from healthcommerce.orders.errors import (
 )
 from healthcommerce.orders.events import (
     TOPIC_ORDER_CANCELLED,
-    TOPIC_ORDER_SIGNED,
     TOPIC_ORDER_ELIGIBILITY,
+    TOPIC_ORDER_SIGNED,
     TOPIC_ORDER_WRITEBACK,
     order_event_key,
     order_subject,
@@ -42,7 +43,6 @@ from healthcommerce.orders.fields import blank, editable, order_content, phi_bla
 from healthcommerce.orders.models import CoverageStatus, Order
 from healthcommerce.orders.prefill import TRANSIENT, Prefill, can_sign, prefill_gather
 from healthcommerce.orders.transitions import order_event_add, order_transition
-from healthcommerce.orders.eligibility import order_eligibility_wanted
 from healthcommerce.orders.writeback import writeback_wanted
 from healthcommerce.outbox.services import outbox_cancel, outbox_publish
 

@@ -18,10 +18,10 @@ from django.views.decorators.http import require_http_methods
 
 from healthcommerce.audit.services import audit_record
 from healthcommerce.catalog.pricing import Quote
-from healthcommerce.coverage.quote import coverage_quote
-from healthcommerce.coverage.services import eligibility_fresh, eligibility_latest
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.views import render_error
+from healthcommerce.coverage.quote import coverage_quote
+from healthcommerce.coverage.services import eligibility_fresh, eligibility_latest
 from healthcommerce.ehr.fhir import fhir_error
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.services import launch_access

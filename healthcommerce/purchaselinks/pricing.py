@@ -4,9 +4,8 @@ shows too) for the order's product, quantity, site and payer, and the error the 
 reads when the order has nothing to price. ``Quote`` and ``money_format`` live in ``catalog.pricing``; they are
 named here too so the patient stage imports its pricing from one module."""
 
-from django.utils.translation import gettext_noop
-
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from healthcommerce.catalog.pricing import Quote, money_format, share_cents
 from healthcommerce.core.errors import HealthcommerceError
@@ -14,7 +13,11 @@ from healthcommerce.coverage.clearinghouse import ClearinghouseError
 from healthcommerce.coverage.models import EligibilityCheck
 from healthcommerce.coverage.quote import coverage_quote
 from healthcommerce.coverage.services import EligibilityNotPossible, eligibility_fresh
-from healthcommerce.orders.eligibility import order_eligibility_check, order_eligibility_latest, order_eligibility_wanted
+from healthcommerce.orders.eligibility import (
+    order_eligibility_check,
+    order_eligibility_latest,
+    order_eligibility_wanted,
+)
 from healthcommerce.orders.models import Order
 
 __all__ = ["Quote", "QuoteUnavailable", "money_format", "patient_quote", "share_cents"]

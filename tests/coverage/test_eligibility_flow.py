@@ -59,13 +59,17 @@ def site(clearinghouse: StandIn) -> EHRSite:
 @pytest.fixture
 def medicare(site: EHRSite) -> Payer:
     payer = Payer.objects.create(site=site, name="Medicare", payer_id="CMS", plan_type="medicare")
-    PayerRule.objects.create(site=site, priority=1, match="payer", payer=payer, kind="coinsurance", coinsurance_percent=Decimal("20"))
+    PayerRule.objects.create(
+        site=site, priority=1, match="payer", payer=payer, kind="coinsurance", coinsurance_percent=Decimal("20")
+    )
     return payer
 
 
 @pytest.fixture
 def make_signed(site: EHRSite, medicare: Payer) -> Callable[..., Order]:
-    product = Product.objects.create(sku="CPAP-1", name="CPAP", kind=Product.Kind.DEVICE, unit_price_cents=100_000, hcpcs_code="E0601")
+    product = Product.objects.create(
+        sku="CPAP-1", name="CPAP", kind=Product.Kind.DEVICE, unit_price_cents=100_000, hcpcs_code="E0601"
+    )
 
     def make(**overrides: Any) -> Order:
         fields: dict[str, Any] = {
@@ -118,7 +122,12 @@ def test_an_active_answer_confirms_the_coverage_and_the_patient_pays_the_deducti
 
     assert row.status == OutboxMessage.Status.DONE
     check = EligibilityCheck.objects.get(subject=f"Order/{order.pk}")
-    assert (check.outcome, check.trigger, check.clearinghouse_payer_id, check.service_type) == ("active", "signed", "CMS", "12")
+    assert (check.outcome, check.trigger, check.clearinghouse_payer_id, check.service_type) == (
+        "active",
+        "signed",
+        "CMS",
+        "12",
+    )
     assert "coverage_confirmed" in kinds(order)
     quote = patient_quote(order=order)
     # $1,000: $240 deductible left, then 20% of $760 = $152: the patient pays $392, the plan $608.
@@ -138,7 +147,12 @@ def test_an_inactive_answer_offers_self_pay_and_tells_the_clinic(make_signed: Ca
     event = OrderEvent.objects.get(order=order, kind="coverage_inactive")
     assert "NOT active" in event.label
     quote = patient_quote(order=order)
-    assert (quote.basis, quote.kind, quote.patient_pays_cents, quote.payer_pays_cents) == ("inactive", "self_pay", 100_000, 0)
+    assert (quote.basis, quote.kind, quote.patient_pays_cents, quote.payer_pays_cents) == (
+        "inactive",
+        "self_pay",
+        100_000,
+        0,
+    )
     assert "not active" in quote.reason
 
 
@@ -162,7 +176,14 @@ def test_a_member_the_payer_does_not_know_keeps_the_estimate_and_asks_the_clinic
     assert quote.basis_note == "Estimate: not yet confirmed with your plan."
 
 
-@pytest.mark.parametrize(("fault", "code"), [({"status": 503}, "eligibility_5xx"), ({"delay": 3.0}, "eligibility_timeout"), ({"status": 429}, "eligibility_429")])
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        ({"status": 503}, "eligibility_5xx"),
+        ({"delay": 3.0}, "eligibility_timeout"),
+        ({"status": 429}, "eligibility_429"),
+    ],
+)
 def test_a_clearinghouse_that_fails_retries_and_the_order_goes_on(
     make_signed: Callable[..., Order], clearinghouse: StandIn, fault: dict[str, Any], code: str
 ) -> None:
@@ -272,3 +293,42 @@ def test_at_checkout_an_old_answer_is_asked_again_and_a_clearinghouse_that_is_do
     # Fresh now: a second page view asks nothing more.
     patient_quote(order=order, refresh=True)
     assert EligibilityCheck.objects.filter(trigger="checkout").count() == 2
+
+
+# --- integration health: counted per site, clearinghouse and payer; the alert says what broke where -----------------
+
+
+def test_a_clearinghouse_that_stops_answering_opens_an_alert_naming_the_site_clearinghouse_and_payer(
+    make_signed: Callable[..., Order], clearinghouse: StandIn, settings: Any
+) -> None:
+    from healthcommerce.core import metrics
+    from healthcommerce.monitoring.models import Alert, IntegrationMinute
+    from healthcommerce.monitoring.services import alerts_evaluate
+
+    settings.ALERT_RULES = ["eligibility"]
+    settings.ALERT_EMAILS = ["oncall@example-health.org"]
+    clearinghouse.status = 503
+    for _ in range(6):
+        deliver_now(eligibility_row(make_signed()))
+    assert metrics.flush(force=True) >= 1
+    label = "Casco clinic: x12_https:127.0.0.1 CMS"
+    assert IntegrationMinute.objects.get(site=label, endpoint="eligibility", outcome="5xx").count == 6
+
+    assert alerts_evaluate() == []  # the first breach is pending (hysteresis)
+    (opened,) = alerts_evaluate()
+    assert (opened.rule, opened.site, opened.status) == ("eligibility", label, Alert.Status.OPEN)
+    assert opened.text.startswith(f"{label}: eligibility checks not answered: 6 of 6 over the last")
+    assert "(5xx 6;" in opened.text
+
+
+def test_answers_that_reject_the_member_are_answers_not_errors(
+    make_signed: Callable[..., Order], settings: Any
+) -> None:
+    from healthcommerce.core import metrics
+    from healthcommerce.monitoring.services import alerts_evaluate
+
+    settings.ALERT_RULES = ["eligibility"]
+    for member in (ACTIVE_MEMBER, INACTIVE_MEMBER, "NOTFOUND", "NOBODY", COPAY_MEMBER, ACTIVE_MEMBER):
+        deliver_now(eligibility_row(make_signed(payer_member_id=member)))
+    metrics.flush(force=True)
+    assert alerts_evaluate() == [] and alerts_evaluate() == []

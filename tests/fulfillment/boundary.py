@@ -236,6 +236,7 @@ def fulfil(planted: tuple[str, ...], order: Order, backends: list[Backend], outc
     message = OutboxMessage.objects.get(subject=order_subject(order), subscriber="fulfillment.submit")
     clinical = _clinical(planted, order, message.idempotency_key)
     outcome.values += len(clinical)
+    _eligibility(planted, order, outcome)
     for backend in backends:
         try:
             with transaction.atomic():
@@ -246,6 +247,31 @@ def fulfil(planted: tuple[str, ...], order: Order, backends: list[Backend], outc
                 raise _Rollback()
         except _Rollback:
             pass
+
+
+def _eligibility(planted: tuple[str, ...], order: Order, outcome: Outcome) -> None:
+    """Deliver ``order``'s ``order.eligibility`` row, when the site checks its coverage (in a savepoint rolled back
+    after), and add what crossed to the clearinghouse and every problem (tests/coverage/boundary270.py): a 270
+    carries the member's name, birth date and member id, and nothing else of the chart."""
+    from tests.coverage.boundary270 import problems, sent_270
+
+    message = OutboxMessage.objects.filter(subject=order_subject(order), topic="order.eligibility").first()
+    if message is None:
+        outcome.results.append("clearinghouse:not asked")
+        return
+    clinical = [*planted, *clinical_values(order), CANARY]
+    try:
+        with transaction.atomic():
+            with outbound_capture() as sent:
+                outbox_deliver(message_id=message.pk)
+            message.refresh_from_db()
+            result = "crossed" if sent_270(sent) else message.last_error or message.result or message.status
+            outcome.results.append(f"clearinghouse:{result}")
+            outcome.requests += len(sent)
+            outcome.problems += [f"[{order.reference}] {p}" for p in problems(order, sent, clinical)]
+            raise _Rollback()
+    except _Rollback:
+        pass
 
 
 def exercise(case: BoundaryCase, ehr: FuzzEHR, backends: list[Backend]) -> Outcome:

@@ -15,6 +15,7 @@ from healthcommerce.outbox import tasks
 from healthcommerce.outbox.models import OutboxMessage
 from tests.fulfillment.fakes import FAKE_BACKENDS, RecordingBackend
 from tests.pipeline import signed
+from tests.peers.clearinghouse import StandIn, clearinghouse  # noqa: F401  (clearinghouse: a fixture)
 
 PATIENT_NAME = "Camila Lopez"
 BIRTH_DATE = date(1987, 9, 12)
@@ -171,12 +172,29 @@ def boundary_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-def boundary_site(db: None, boundary_ehr: Any, settings: Any) -> EHRSite:
-    """An EHR site registered for ``boundary_ehr``, discovered."""
+def boundary_site(db: None, boundary_ehr: Any, settings: Any, clearinghouse: StandIn) -> EHRSite:
+    """An EHR site registered for ``boundary_ehr``, discovered, that checks coverage with the loopback stand-in
+    clearinghouse (X12 270/271) for its Medicare payer record (the Da Vinci coverages' payor
+    ``Organization/org1234``), so every example's 270 is checked too (tests/coverage/boundary270.py)."""
+    from healthcommerce.catalog.models import Payer
     from healthcommerce.ehr.discovery import discover
+    from healthcommerce.ehr.sitefeatures import site_settings_update
     from tests.orders.test_fuzz_prefill import CLIENT_ID
 
     settings.APP_BASE_URL = "http://testserver"
     site = EHRSite.objects.create(name="Boundary sandbox", iss=boundary_ehr.sandbox.fhir_base, client_id=CLIENT_ID)
     discover(site)
+    Payer.objects.create(
+        site=site, name="Medicare", payer_id="CMS", plan_type="medicare", identifiers="Organization/org1234"
+    )
+    eligibility = {
+        "eligibility_enabled": True,
+        "clearinghouse_url": clearinghouse.x12_url,
+        "clearinghouse_api_key": "sandbox-clearinghouse",
+        "submitter_id": "HEALTHCOMMERCE",
+        "receiver_id": "STANDIN",
+        "provider_npi": "1234567893",
+        "provider_name": "BOUNDARY SUPPLY",
+    }
+    site_settings_update(site, eligibility)
     return site

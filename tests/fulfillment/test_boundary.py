@@ -1,7 +1,7 @@
-"""The commerce boundary, proven for ``local`` and ``webhook``: arbitrary FHIR input with clinical content planted
-(tests/fulfillment/boundary_strategies.py) goes through launch, pre-fill, sign-off and fulfillment through the
-outbox, and every outbound payload holds only allowlisted keys and none of the clinical values
-(tests/fulfillment/boundary.py). HL7 v2 input too: an order message with clinical segments (DG1, NTE, OBX ...)
+"""The commerce boundary, proven for ``local`` and ``webhook``, and the clearinghouse boundary: arbitrary FHIR input
+with clinical content planted (tests/fulfillment/boundary_strategies.py) goes through launch, pre-fill, sign-off,
+the eligibility check and fulfillment through the outbox, and every outbound payload holds only allowlisted keys and
+none of the clinical values (tests/fulfillment/boundary.py; the 270's allowlist: tests/coverage/boundary270.py). HL7 v2 input too: an order message with clinical segments (DG1, NTE, OBX ...)
 through the orders stage's intake handler (``hl7_exercise``).
 
 ``HC_FUZZ_EXAMPLES=<n>`` changes the number of examples (default 100); totals go to ``var/fuzz-boundary.json``
@@ -42,9 +42,10 @@ def test_no_clinical_value_or_key_outside_the_allowlist_reaches_the_local_or_web
     tally = Tally("fuzz-boundary", MAX_EXAMPLES)
 
     run_examples(boundary_ehr, backends, tally, MAX_EXAMPLES)
-    # Not vacuous: most examples reach both backends.
+    # Not vacuous: most examples reach both backends, and the clearinghouse (a 270 per signed order).
     assert tally.crossed("local") >= MAX_EXAMPLES // 2, tally.results
     assert tally.crossed("webhook") >= MAX_EXAMPLES // 2, tally.results
+    assert tally.crossed("clearinghouse") >= MAX_EXAMPLES // 3, tally.results  # patients with a member id
 
 
 def test_the_checks_catch_clinical_values_and_keys_headers_queries_and_routes_outside_the_allowlists(
