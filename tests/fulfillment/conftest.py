@@ -14,9 +14,12 @@ from healthcommerce.orders.models import Order
 from healthcommerce.outbox import tasks
 from healthcommerce.outbox.models import OutboxMessage
 from tests.fulfillment.fakes import FAKE_BACKENDS, RecordingBackend
+from tests.peers import clearinghouse as clearinghouse_peer
+from tests.peers.clearinghouse import StandIn
 from tests.pipeline import signed
-from tests.peers.clearinghouse import StandIn, clearinghouse  # noqa: F401  (clearinghouse: a fixture)
 
+# The loopback stand-in clearinghouse, as a fixture of these tests (the boundary site checks eligibility with it).
+clearinghouse = clearinghouse_peer.clearinghouse
 PATIENT_NAME = "Camila Lopez"
 BIRTH_DATE = date(1987, 9, 12)
 SHIP_TO = {

@@ -1,7 +1,8 @@
 """The commerce boundary, proven for ``local`` and ``webhook``, and the clearinghouse boundary: arbitrary FHIR input
 with clinical content planted (tests/fulfillment/boundary_strategies.py) goes through launch, pre-fill, sign-off,
 the eligibility check and fulfillment through the outbox, and every outbound payload holds only allowlisted keys and
-none of the clinical values (tests/fulfillment/boundary.py; the 270's allowlist: tests/coverage/boundary270.py). HL7 v2 input too: an order message with clinical segments (DG1, NTE, OBX ...)
+none of the clinical values (tests/fulfillment/boundary.py; the 270's allowlist: tests/coverage/boundary270.py).
+HL7 v2 input too: an order message with clinical segments (DG1, NTE, OBX ...)
 through the orders stage's intake handler (``hl7_exercise``).
 
 ``HC_FUZZ_EXAMPLES=<n>`` changes the number of examples (default 100); totals go to ``var/fuzz-boundary.json``
