@@ -1,4 +1,4 @@
-"""Clearinghouse adapters for real-time eligibility (ADR 0025): send one ``EligibilityInquiry`` and return what
+"""Clearinghouse adapters for real-time eligibility (ADR 0026; the X12 it speaks: ADR 0025): send one ``EligibilityInquiry`` and return what
 came back as an ``Exchange`` (the ``EligibilityAnswer`` with the exact text sent and received), or raise
 ``ClearinghouseError`` saying whether a retry can help.
 

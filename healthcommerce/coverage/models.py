@@ -1,5 +1,5 @@
 """Coverage: each site's eligibility settings (which clearinghouse, with which ids) and every eligibility check made,
-with what was sent and what came back, encrypted (ADR 0025)."""
+with what was sent and what came back, encrypted (ADR 0026)."""
 
 from django.db import models
 

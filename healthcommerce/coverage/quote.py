@@ -1,4 +1,4 @@
-"""What the patient pays, with the payer's own answer where there is one (ADR 0025).
+"""What the patient pays, with the payer's own answer where there is one (ADR 0026).
 
 ``coverage_quote`` starts from the site's rules (``catalog.pricing.price_quote``) and, when an eligibility answer
 for the member is at hand, replaces the split with the one the payer gave: the deductible still to meet, then

@@ -1,4 +1,4 @@
-"""Eligibility checks (ADR 0025): ask the payer, through the site's clearinghouse, whether a member's coverage is
+"""Eligibility checks (ADR 0026): ask the payer, through the site's clearinghouse, whether a member's coverage is
 active and what they will pay for the service type, and keep the answer.
 
 ``eligibility_check`` is the one way to ask. It takes what the 270 needs and nothing else (``Subscriber``: name,

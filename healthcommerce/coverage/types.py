@@ -1,4 +1,4 @@
-"""The shapes an eligibility check passes between its parts (ADR 0025): what is asked (``EligibilityInquiry``, the
+"""The shapes an eligibility check passes between its parts (ADR 0026; the X12 layer: ADR 0025): what is asked (``EligibilityInquiry``, the
 only data a clearinghouse receives), what the payer answered (``EligibilityAnswer`` with a ``Share`` per network
 tier) and the outcome codes both carry. Pure data, no Django: the X12 layer (``coverage.x12``), the clearinghouse
 adapters (``coverage.clearinghouse``) and the stored check (``coverage.models.EligibilityCheck``) share them.

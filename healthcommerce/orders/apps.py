@@ -8,7 +8,7 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         """Tell the audit export which rows belong to a patient (``selectors.patient_audit_scope``); subscribe the
-        write-back to ``order.writeback`` (ADR 0022), the eligibility check to ``order.eligibility`` (ADR 0025),
+        write-back to ``order.writeback`` (ADR 0022), the eligibility check to ``order.eligibility`` (ADR 0026),
         the HL7 v2 status back to ``order.submitted``, ``order.status_changed`` and ``order.cancelled``
         (``hl7status``) and notify-then-pull to
         ``intake.fhir_notification`` (``notified``); add the scopes pre-fill's reads need to a new site's default
@@ -52,7 +52,7 @@ class OrdersConfig(AppConfig):
             topic=TOPIC_HL7_ORDER,
             handler="healthcommerce.orders.hl7.order_hl7_create",
         )
-        subscribe(  # the coverage of a signed order checked with its payer (orders.eligibility, ADR 0025)
+        subscribe(  # the coverage of a signed order checked with its payer (orders.eligibility, ADR 0026)
             name="orders.eligibility",
             topic=TOPIC_ORDER_ELIGIBILITY,
             handler="healthcommerce.orders.eligibility.eligibility_deliver",

@@ -1,4 +1,4 @@
-"""Eligibility after sign-off (issue 21, ADR 0025): a signed order whose payer record has a clearinghouse payer id,
+"""Eligibility after sign-off (issue 21, ADR 0026): a signed order whose payer record has a clearinghouse payer id,
 at a site with checks on, publishes ``order.eligibility``; orders' own ``orders.eligibility`` subscriber asks the
 payer through ``coverage.services.eligibility_check`` and tells the clinic what it means for the order.
 

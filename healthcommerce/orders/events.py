@@ -24,7 +24,7 @@ TOPIC_ORDER_WRITEBACK = "order.writeback"
 # ``{"message": IntakeMessage id, "group", "reference"}``): orders' own ``orders.hl7_order`` subscriber creates the
 # order from the stored message (ADR 0024).
 TOPIC_HL7_ORDER = "order.hl7_received"
-# A signed order whose coverage is checked with its payer (issue 21, ADR 0025): orders' own ``orders.eligibility``
+# A signed order whose coverage is checked with its payer (issue 21, ADR 0026): orders' own ``orders.eligibility``
 # subscriber asks through the site's clearinghouse (``orders.eligibility``); only at a site with checks on, for a
 # payer record with a payer id and an order with a member id.
 TOPIC_ORDER_ELIGIBILITY = "order.eligibility"

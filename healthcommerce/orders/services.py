@@ -332,7 +332,7 @@ def order_signature_record(*, order: Order, signed_by: str, signed_at: datetime,
     ``signed`` (``actor`` on the timeline), and publish ``order.signed`` (the outbox hands it to fulfillment) and,
     where the site writes a record back and the order names the patient's FHIR id, ``order.writeback``
     (``orders.writeback``, ADR 0022), and, where its coverage is checked with the payer, ``order.eligibility``
-    (``orders.eligibility``, ADR 0025). Returns ``order``, updated. Used by ``order_sign`` (the app) and the
+    (``orders.eligibility``, ADR 0026). Returns ``order``, updated. Used by ``order_sign`` (the app) and the
     intake (``orders.intake``: signed in the EHR); raises ``InvalidTransition`` from any other status.
     """
     order.signed_by, order.signed_at = signed_by, signed_at
