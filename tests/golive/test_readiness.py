@@ -14,8 +14,8 @@ from django.core.management.base import CommandError
 from django.test import Client
 from joserfc.jwk import RSAKey
 
-from healthcommerce.catalog.models import Payer
 from healthcommerce.audit.models import AuditEvent
+from healthcommerce.catalog.models import Payer
 from healthcommerce.ehr.backend import backend_tokens_forget
 from healthcommerce.ehr.keys import signing_key_activate, signing_key_create
 from healthcommerce.ehr.models import EHRSite
