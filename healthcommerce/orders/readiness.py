@@ -13,7 +13,7 @@ from fhirclient.models.devicerequest import DeviceRequest
 from fhirclient.models.patient import Patient
 from fhirclient.models.servicerequest import ServiceRequest
 
-from healthcommerce.catalog.selectors import request_orderability
+from healthcommerce.catalog.selectors import payer_for_coverage, request_orderability
 from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.ehr.sitefeatures import FAIL, FIX_READ, PASS, WARN, Check, PatientReads
@@ -94,7 +94,7 @@ def _patient(site: EHRSite, reads: PatientReads) -> Iterator[Check]:
         )
 
 
-def _coverage(reads: PatientReads) -> Check:
+def _coverage(site: EHRSite, reads: PatientReads) -> Check:
     patient_id, record = reads.patient_id, reads.record
     try:
         result = reads.reader.search(Coverage, {"patient": patient_id})
@@ -114,7 +114,18 @@ def _coverage(reads: PatientReads) -> Check:
         )
     if not info.payer_name:
         return Check("coverage", WARN, "Active Coverage without a payer name.", "Fill Coverage.payor (display).")
-    return Check("coverage", PASS, "Active Coverage with a payer name" + (" and member id." if info.member_id else "."))
+    coverage = extract.coverage_active(result.matches) or {}
+    payer = payer_for_coverage(site=site, keys=extract.payer_keys(coverage, notes), name=info.payer_name)
+    if payer is None:
+        return Check(
+            "coverage",
+            WARN,
+            f"The test patient's coverage ({info.payer_name}) matches no payer record here: clinicians must pick one.",
+            "Add a payer record for this site (Catalog > Payers) listing its payor reference or identifier, or an"
+            " alias equal to the chart's payer name.",
+        )
+    member = " and member id" if info.member_id else ""
+    return Check("coverage", PASS, f"Active Coverage{member}, matched to the payer record {payer.name}.")
 
 
 def _code_check(site: EHRSite, reference: str, kind: str, codings: list[tuple[str, str]]) -> Check:
@@ -218,5 +229,5 @@ def order_patient_readiness(site: EHRSite, reads: PatientReads) -> Iterator[Chec
     recorded through ``reads.record``. Raises nothing for what the EHR answers: every problem is a failing
     check."""
     yield from _patient(site, reads)
-    yield _coverage(reads)
+    yield _coverage(site, reads)
     yield from _requests(site, reads)

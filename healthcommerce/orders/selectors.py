@@ -29,7 +29,7 @@ PAYMENT_STATES = (
 def order_access(*, launch: Launch, order_id: Any) -> Order:
     """Return the order if it belongs to the launch's site and patient; ``NotFound`` for missing and foreign alike."""
     order = (
-        Order.objects.select_related("product", "site")
+        Order.objects.select_related("product", "site", "payer")
         .filter(pk=order_id, site=launch.site, patient_fhir_id=launch.patient_id)
         .first()
     )

@@ -10,6 +10,7 @@ Needs PostgreSQL and Redis (``DATABASE_URL``, ``CELERY_BROKER_URL``): skipped wi
 failure in CI. Prints the figures (orders, duplicates, lost, time to drain).
 """
 
+import io
 import json
 import re
 import threading
@@ -28,6 +29,7 @@ from django.db.models import Sum
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from healthcommerce.ehr.management.commands.demo_setup import sandbox_payers_add
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.orders.models import Order
@@ -107,7 +109,9 @@ def cluster(transactional_db, scale_ehr_database: Path, tmp_path: Path) -> Itera
 
 @pytest.fixture
 def site(cluster: Cluster) -> EHRSite:
-    return EHRSite.objects.create(name="Sandbox EHR", iss=cluster.ehr.fhir_base, client_id=CLIENT_ID)
+    site = EHRSite.objects.create(name="Sandbox EHR", iss=cluster.ehr.fhir_base, client_id=CLIENT_ID)
+    sandbox_payers_add(site.name, stdout=io.StringIO())  # as demo_setup
+    return site
 
 
 @dataclass

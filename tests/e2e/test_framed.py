@@ -7,9 +7,12 @@ cookies reach it only as ``SameSite=None; Secure``, and, since this Chromium blo
 pre-filled order inside the frame.
 """
 
+import io
+
 import pytest
 import requests
 
+from healthcommerce.ehr.management.commands.demo_setup import sandbox_payers_add
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
 from tests.conftest import sandbox_server
@@ -32,6 +35,7 @@ def test_a_clinician_signs_the_order_inside_the_ehr_frame(browser, tmp_path):
         EHRSite.objects.create(
             name="Sandbox EHR", iss=f"{ehr_origin}/sandbox/fhir", client_id="framed-app", frame_origins=[ehr_origin]
         )
+        sandbox_payers_add("Sandbox EHR", stdout=io.StringIO())  # as demo_setup
         # Playwright's default context: third-party cookies blocked, as in this Chromium and in Safari.
         context = browser.new_context(ignore_https_errors=True)
         page = context.new_page()

@@ -2,8 +2,11 @@
 on the error summary at the top, which links to the field to fix; the form shows what the patient will pay; an item
 the EHR request does not map to is signed only once the clinician ticks the confirmation."""
 
+import io
+
 import pytest
 
+from healthcommerce.ehr.management.commands.demo_setup import sandbox_payers_add
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
 from tests.conftest import sandbox_server
@@ -36,6 +39,7 @@ def test_a_refused_sign_puts_the_focus_on_the_error_summary_which_leads_to_the_f
     ):
         ehr.manage("sandbox_client", "add", "--client-id", "form-app", "--redirect-uri", f"{app_url}/smart/callback")
         EHRSite.objects.create(name="Sandbox EHR", iss=ehr.fhir_base, client_id="form-app")
+        sandbox_payers_add("Sandbox EHR", stdout=io.StringIO())  # as demo_setup
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{ehr.base}/sandbox/?practitioner=pra1234")
         page.click("a.ehr-launch[href*='devreq021']")

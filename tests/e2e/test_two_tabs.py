@@ -2,8 +2,11 @@
 own launch (its id is in the URL, not only in the session), shows only its own patient, and signing in one tab
 leaves the other tab's draft as it was."""
 
+import io
+
 import pytest
 
+from healthcommerce.ehr.management.commands.demo_setup import sandbox_payers_add
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.orders.models import Order
 from tests.conftest import sandbox_server
@@ -30,6 +33,7 @@ def test_two_tabs_keep_their_own_patient_and_draft(browser, tmp_path):
     ):
         ehr.manage("sandbox_client", "add", "--client-id", "tabs-app", "--redirect-uri", f"{app_url}/smart/callback")
         EHRSite.objects.create(name="Sandbox EHR", iss=ehr.fhir_base, client_id="tabs-app")
+        sandbox_payers_add("Sandbox EHR", stdout=io.StringIO())  # as demo_setup
         context = browser.new_context()  # one clinician: both tabs share the cookies
         roosevelt_tab, quinton_tab = context.new_page(), context.new_page()
         try:

@@ -2,6 +2,7 @@
 EHR (the sandbox, over HTTP, with SMART Backend Services) and the commerce backend gets the current one; the signed
 order is never changed, and a refused read or a missing address ships to the signed address with a warning."""
 
+import io
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from healthcommerce.audit.models import AuditEvent
+from healthcommerce.ehr.management.commands.demo_setup import sandbox_payers_add
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.fulfillment.backends.local.models import LocalCommerceOrder
 from healthcommerce.fulfillment.models import FulfillmentSite
@@ -72,6 +74,9 @@ def site(db: None, reread_ehr_clean: SandboxEHR, settings: Any, tmp_path: Path) 
         "sandbox_client", "add", "--client-id", "reread-app", "--redirect-uri", "http://testserver/smart/callback"
     )
     site = EHRSite.objects.create(name="Re-read sandbox", iss=reread_ehr_clean.fhir_base, client_id="reread-app")
+    sandbox_payers_add(
+        site.name, stdout=io.StringIO()
+    )  # the chart's Medicare coverage is a payer record, as in the demo
     return backend_site_enable(site, reread_ehr_clean, scopes="system/Patient.rs", shipto_reread=True)
 
 

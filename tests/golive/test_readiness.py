@@ -15,6 +15,7 @@ from django.test import Client
 from joserfc.jwk import RSAKey
 
 from healthcommerce.audit.models import AuditEvent
+from healthcommerce.catalog.models import Payer
 from healthcommerce.ehr.backend import backend_tokens_forget
 from healthcommerce.ehr.keys import signing_key_activate, signing_key_create
 from healthcommerce.ehr.models import EHRSite
@@ -91,6 +92,11 @@ def test_a_good_sandbox_site_is_ready(client, ehr_site: EHRSite, sandbox_ehr: Sa
     reads = AuditEvent.objects.filter(action="readiness.read")
     assert {r.target.split("?")[0] for r in reads} >= {"Patient/pat015", "Coverage", "DeviceRequest", "ServiceRequest"}
     assert "Billy" not in text and "Ohio" not in text.lower()
+    assert "matched to the payer record Medicare" in text  # payor Organization/org1234
+
+    Payer.objects.filter(site=ehr_site).delete()  # nothing here names the chart's payor any more
+    code, text = _check("Sandbox", "--patient", "pat015")
+    assert "coverage" in _statuses(text)[WARN] and "matches no payer record here" in text
 
 
 @pytest.fixture
