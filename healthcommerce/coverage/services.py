@@ -220,6 +220,7 @@ def eligibility_latest(
     return (
         EligibilityCheck.objects.filter(site=site, member_digest=digest, service_type=service_type)
         .exclude(outcome=EligibilityCheck.FAILED)
+        .defer("request", "response")
         .order_by("-created_at")
         .first()
     )

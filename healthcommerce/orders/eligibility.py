@@ -183,17 +183,15 @@ _CLINICIAN_TEXT = {
 }
 
 
-def order_coverage_summary(order: Order, payer: Payer | None) -> tuple[str, str]:
+def order_coverage_summary(order: Order, payer: Payer | None, check: EligibilityCheck | None) -> tuple[str, str]:
     """Return ``(tone, sentence)`` about the coverage of ``order`` with ``payer`` (the one on the clinician's form)
-    for the order page: the last eligibility answer for the member (``ok``, ``warning``), or whether one will be
-    asked after signing (``info``). Tones are CSS classes; no member data is in the sentence."""
+    for the order page, given ``check``, the member's last answer from ``coverage.services.eligibility_latest``:
+    that answer (``ok``, ``warning``), or whether one will be asked after signing (``info``). Tones are CSS
+    classes; no member data is in the sentence."""
     if payer is None:
         return "info", "No payer: no eligibility check."
-    if not eligibility_wanted(site=order.site, payer=payer):
+    if check is None and not eligibility_wanted(site=order.site, payer=payer):
         return "info", f"Coverage is not checked with {payer.name} at this site: the amount is the site's estimate."
-    check = eligibility_latest(
-        site=order.site, payer=payer, member_id=order.payer_member_id, service_type=service_type_for(order.product)
-    )
     if check is None or check.outcome not in _CLINICIAN_TEXT:
         if not order.payer_member_id.strip():
             return "warning", f"Add the member ID to check the coverage with {payer.name}."

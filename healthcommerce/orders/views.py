@@ -200,12 +200,12 @@ def _form(order: Order, form: OrderForm) -> dict[str, Any]:
     product = form.chosen("product", order.product)
     quote: Quote | None = None
     payer = form.chosen_column("payer", order)
+    check = eligibility_latest(
+        site=order.site, payer=payer, member_id=order.payer_member_id, service_type=service_type_for(product)
+    )
     if product is not None:
         quantity = form.chosen("quantity", order.quantity)
         status = form.chosen_column("coverage_status", order)
-        check = eligibility_latest(
-            site=order.site, payer=payer, member_id=order.payer_member_id, service_type=service_type_for(product)
-        )
         quote = coverage_quote(
             site=order.site,
             product=product,
@@ -214,7 +214,7 @@ def _form(order: Order, form: OrderForm) -> dict[str, Any]:
             coverage_status=status,
             check=check if eligibility_fresh(check) else None,
         )
-    coverage_tone, coverage_text = order_coverage_summary(order, payer)
+    coverage_tone, coverage_text = order_coverage_summary(order, payer, check)
     missing = order_missing_fields(order)
     if form.is_bound:  # what the clinician just typed counts; what failed to validate is still needed
         missing = [
