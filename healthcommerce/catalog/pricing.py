@@ -35,7 +35,8 @@ class Quote:
     (the site's payer rules, this module), or, set by ``coverage.quote.coverage_quote``, ``confirmed`` (the payer's
     eligibility answer), ``active`` (the payer confirmed the coverage, the rules' amounts), ``inactive`` (the payer
     says the coverage is not active) or ``unconfirmed`` (the rules' estimate, not yet confirmed with the plan);
-    ``basis_note`` is the sentence that tells the patient which.
+    ``basis_note`` is the sentence that tells the patient which; ``kind_label`` (optional) says for the clinician
+    what decided the split when no rule did.
     """
 
     unit_price_cents: int
@@ -49,6 +50,7 @@ class Quote:
     rule_id: UUID | None = None
     basis: str = "rules"
     basis_note: str = ""
+    kind_label: str = ""
 
     @property
     def needs_payment(self) -> bool:
@@ -75,8 +77,9 @@ class Quote:
 
     @property
     def kind_display(self) -> str:
-        """The payer rule kind's label ("Coinsurance: a percentage of the price")."""
-        return str(PayerRule.Kind(self.kind).label)
+        """What decided the split, for the clinician: ``kind_label`` when set (a payer's answer: "Deductible $240.00
+        left, then 20% coinsurance"), else the payer rule kind's label ("Coinsurance: a percentage of the price")."""
+        return self.kind_label or str(PayerRule.Kind(self.kind).label)
 
 
 def money_format(cents: int, currency: str) -> str:

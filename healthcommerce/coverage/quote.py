@@ -117,6 +117,7 @@ def coverage_quote(
     return dataclasses.replace(
         quote,
         kind=kind,
+        kind_label=share_label(share, quote.currency),
         patient_pays_cents=patient,
         payer_pays_cents=quote.subtotal_cents - patient,
         rule_id=None,
@@ -124,6 +125,21 @@ def coverage_quote(
         basis=BASIS_CONFIRMED,
         basis_note=checked,
     )
+
+
+def share_label(share: types.Share, currency: str) -> str:
+    """The clinician's one-line summary of a payer's ``share`` ("The payer's answer: deductible $240.00 left, then
+    20% coinsurance, out-of-pocket $1,500.00 left"), in English like the clinician's pages."""
+    parts = []
+    if share.deductible_remaining_cents is not None:
+        parts.append(f"deductible {money_format(share.deductible_remaining_cents, currency)} left")
+    if share.coinsurance_percent is not None:
+        parts.append(f"{format(share.coinsurance_percent.normalize(), 'f')}% coinsurance")
+    elif share.copay_cents is not None:
+        parts.append(f"{money_format(share.copay_cents, currency)} copay")
+    if share.out_of_pocket_remaining_cents is not None:
+        parts.append(f"out-of-pocket {money_format(share.out_of_pocket_remaining_cents, currency)} left")
+    return "The payer's answer: " + (", then ".join(parts[:2]) + "".join(f", {p}" for p in parts[2:]) or "covered")
 
 
 def _unconfirmed(payer: Payer | None) -> str:
