@@ -1,6 +1,6 @@
-"""Clearinghouse adapters for real-time eligibility (ADR 0026; the X12 it speaks: ADR 0025): send one ``EligibilityInquiry`` and return what
-came back as an ``Exchange`` (the ``EligibilityAnswer`` with the exact text sent and received), or raise
-``ClearinghouseError`` saying whether a retry can help.
+"""Clearinghouse adapters for real-time eligibility (ADR 0026; the X12 it speaks: ADR 0025): send one
+``EligibilityInquiry`` and return what came back as an ``Exchange`` (the ``EligibilityAnswer`` with the exact text
+sent and received), or raise ``ClearinghouseError`` saying whether a retry can help.
 
 Two adapters (docs/style.md 4), picked by ``ClearinghouseConfig.kind`` in ``clearinghouse_for``:
 

@@ -1,7 +1,8 @@
-"""The shapes an eligibility check passes between its parts (ADR 0026; the X12 layer: ADR 0025): what is asked (``EligibilityInquiry``, the
-only data a clearinghouse receives), what the payer answered (``EligibilityAnswer`` with a ``Share`` per network
-tier) and the outcome codes both carry. Pure data, no Django: the X12 layer (``coverage.x12``), the clearinghouse
-adapters (``coverage.clearinghouse``) and the stored check (``coverage.models.EligibilityCheck``) share them.
+"""The shapes an eligibility check passes between its parts (ADR 0026; the X12 layer: ADR 0025): what is asked
+(``EligibilityInquiry``, the only data a clearinghouse receives), what the payer answered (``EligibilityAnswer`` with
+a ``Share`` per network tier) and the outcome codes both carry. Pure data, no Django: the X12 layer
+(``coverage.x12``), the clearinghouse adapters (``coverage.clearinghouse``) and the stored check
+(``coverage.models.EligibilityCheck``) share them.
 
 Source: ASC X12N 005010X279A1 (Health Care Eligibility Benefit Inquiry and Response), loops 2000A-2000C,
 2100A-2100C, 2110C; AAA reject reason codes (AAA03) and follow-up action codes (AAA04) from its code lists.

@@ -46,7 +46,7 @@ def test_missing_settings_fail_naming_them(site: EHRSite, clearinghouse: StandIn
 def test_payers_without_a_payer_id_fail(site: EHRSite, clearinghouse: StandIn) -> None:
     _on(site, clearinghouse)
     Payer.objects.create(site=site, name="Medicare", payer_id="", plan_type="medicare")
-    ((name, status, detail),) = _report(site)
+    ((name, status, _detail),) = _report(site)
     assert (name, status) == ("eligibility payers", "fail")
 
 
