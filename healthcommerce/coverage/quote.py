@@ -84,7 +84,7 @@ def coverage_quote(
     quote = price_quote(site=site, product=product, quantity=quantity, payer=payer, coverage_status=coverage_status)
     answer = check.parsed() if check is not None else None
     plan = (answer.plan_name if answer else "") or (payer.name if payer else "")
-    if answer is None or payer is None or coverage_status == "self_pay":
+    if check is None or answer is None or payer is None or coverage_status == "self_pay":
         return dataclasses.replace(quote, basis=BASIS_UNCONFIRMED, basis_note=_unconfirmed(payer))
     if answer.outcome == types.INACTIVE:
         subtotal = quote.subtotal_cents
