@@ -28,7 +28,7 @@ from healthcommerce.orders.services import order_signature_record
 from healthcommerce.outbox.models import OutboxMessage
 from healthcommerce.outbox.services import outbox_deliver
 from healthcommerce.purchaselinks.pricing import patient_quote
-from tests.peers.clearinghouse import StandIn
+from tests.peers.clearinghouse import StandIn, eligibility_on
 
 pytestmark = pytest.mark.django_db
 
@@ -40,19 +40,7 @@ COPAY_MEMBER = "10A3D58WH1600"
 @pytest.fixture
 def site(clearinghouse: StandIn) -> EHRSite:
     site = EHRSite.objects.create(name="Casco clinic", iss="https://ehr.casco.example/fhir", client_id="hc")
-    site_settings_update(
-        site,
-        {
-            "eligibility_enabled": True,
-            "clearinghouse": "x12_https",
-            "clearinghouse_url": clearinghouse.x12_url,
-            "clearinghouse_api_key": "sandbox-clearinghouse",
-            "submitter_id": "HEALTHCOMMERCE",
-            "receiver_id": "STANDIN",
-            "provider_name": "CASCO SUPPLY",
-            "timeout_seconds": 2,
-        },
-    )
+    eligibility_on(site, clearinghouse.x12_url, provider_npi="", timeout_seconds=2)
     return site
 
 
@@ -305,6 +293,8 @@ def test_a_clearinghouse_that_stops_answering_opens_an_alert_naming_the_site_cle
     from healthcommerce.monitoring.models import Alert, IntegrationMinute
     from healthcommerce.monitoring.services import alerts_evaluate
 
+    metrics.flush(force=True)  # what earlier tests of this process counted is not this test's
+    IntegrationMinute.objects.all().delete()
     settings.ALERT_RULES = ["eligibility"]
     settings.ALERT_EMAILS = ["oncall@example-health.org"]
     clearinghouse.status = 503
@@ -327,6 +317,10 @@ def test_answers_that_reject_the_member_are_answers_not_errors(
     from healthcommerce.core import metrics
     from healthcommerce.monitoring.services import alerts_evaluate
 
+    from healthcommerce.monitoring.models import IntegrationMinute
+
+    metrics.flush(force=True)
+    IntegrationMinute.objects.all().delete()
     settings.ALERT_RULES = ["eligibility"]
     for member in (ACTIVE_MEMBER, INACTIVE_MEMBER, "NOTFOUND", "NOBODY", COPAY_MEMBER, ACTIVE_MEMBER):
         deliver_now(eligibility_row(make_signed(payer_member_id=member)))

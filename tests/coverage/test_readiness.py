@@ -6,8 +6,7 @@ import pytest
 from healthcommerce.catalog.models import Payer
 from healthcommerce.coverage.readiness import coverage_readiness
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.ehr.sitefeatures import site_settings_update
-from tests.peers.clearinghouse import StandIn
+from tests.peers.clearinghouse import StandIn, eligibility_on
 
 pytestmark = pytest.mark.django_db
 
@@ -18,16 +17,7 @@ def site() -> EHRSite:
 
 
 def _on(site: EHRSite, clearinghouse: StandIn, **changes: object) -> None:
-    values = {
-        "eligibility_enabled": True,
-        "clearinghouse_url": clearinghouse.x12_url,
-        "clearinghouse_api_key": "sandbox-clearinghouse",
-        "submitter_id": "HEALTHCOMMERCE",
-        "receiver_id": "STANDIN",
-        "provider_name": "CASCO SUPPLY",
-        "timeout_seconds": 2,
-    }
-    site_settings_update(site, values | changes)
+    eligibility_on(site, clearinghouse.x12_url, provider_npi="", timeout_seconds=2, **changes)
 
 
 def _report(site: EHRSite) -> list[tuple[str, str, str]]:

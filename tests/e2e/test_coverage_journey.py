@@ -4,28 +4,20 @@ sign-off; the patient, on a phone, is told plainly that the insurance will not p
 the clinician relaunching from the EHR is told too. The app runs under gunicorn with a worker and beat."""
 
 import io
-import re
 
 import pytest
 
 from healthcommerce.coverage.models import EligibilityCheck
 from healthcommerce.ehr.management.commands.demo_setup import sandbox_payers_add
 from healthcommerce.ehr.models import EHRSite
-from healthcommerce.ehr.sitefeatures import site_settings_update
 from healthcommerce.orders.models import Order, OrderEvent
 from tests.conftest import sandbox_server
 from tests.e2e.conftest import screenshot, wait_for
+from tests.e2e.test_order_journey import _purchase_link
+from tests.peers.clearinghouse import eligibility_on
 from tests.servers import app_cluster, free_port, isolated_broker_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-
-
-def _purchase_link(mail_dir, base_url: str) -> str:  # type: ignore[no-untyped-def]
-    for path in sorted(mail_dir.glob("*.log")) if mail_dir.exists() else []:
-        found = re.search(re.escape(base_url) + r"/p/[A-Za-z0-9_\-]+/", path.read_text())
-        if found:
-            return found.group(0)
-    return ""
 
 
 def test_an_inactive_coverage_offers_the_patient_self_pay_and_tells_the_clinician(browser, tmp_path):  # type: ignore[no-untyped-def]
@@ -38,16 +30,7 @@ def test_an_inactive_coverage_offers_the_patient_self_pay_and_tells_the_clinicia
         ehr.manage("sandbox_client", "add", "--client-id", "e2e-app", "--redirect-uri", f"{app_url}/smart/callback")
         site = EHRSite.objects.create(name="Sandbox EHR", iss=ehr.fhir_base, client_id="e2e-app")
         sandbox_payers_add("Sandbox EHR", stdout=io.StringIO())
-        eligibility = {
-            "eligibility_enabled": True,
-            "clearinghouse_url": f"{ehr.base}/sandbox/clearinghouse/x12",
-            "clearinghouse_api_key": "sandbox-clearinghouse",
-            "submitter_id": "HEALTHCOMMERCE",
-            "receiver_id": "SANDBOXCH",
-            "provider_npi": "1234567893",
-            "provider_name": "E2E SUPPLY",
-        }
-        site_settings_update(site, eligibility)
+        eligibility_on(site, f"{ehr.base}/sandbox/clearinghouse/x12")
         page = browser.new_page()
 
         # William Oster (pat015), bi-level RAD E0470: Medicare from the chart's coverage, not asked yet.

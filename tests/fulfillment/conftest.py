@@ -15,7 +15,7 @@ from healthcommerce.outbox import tasks
 from healthcommerce.outbox.models import OutboxMessage
 from tests.fulfillment.fakes import FAKE_BACKENDS, RecordingBackend
 from tests.peers import clearinghouse as clearinghouse_peer
-from tests.peers.clearinghouse import StandIn
+from tests.peers.clearinghouse import StandIn, eligibility_on
 from tests.pipeline import signed
 
 # The loopback stand-in clearinghouse, as a fixture of these tests (the boundary site checks eligibility with it).
@@ -181,7 +181,6 @@ def boundary_site(db: None, boundary_ehr: Any, settings: Any, clearinghouse: Sta
     ``Organization/org1234``), so every example's 270 is checked too (tests/coverage/boundary270.py)."""
     from healthcommerce.catalog.models import Payer
     from healthcommerce.ehr.discovery import discover
-    from healthcommerce.ehr.sitefeatures import site_settings_update
     from tests.orders.test_fuzz_prefill import CLIENT_ID
 
     settings.APP_BASE_URL = "http://testserver"
@@ -190,14 +189,5 @@ def boundary_site(db: None, boundary_ehr: Any, settings: Any, clearinghouse: Sta
     Payer.objects.create(
         site=site, name="Medicare", payer_id="CMS", plan_type="medicare", identifiers="Organization/org1234"
     )
-    eligibility = {
-        "eligibility_enabled": True,
-        "clearinghouse_url": clearinghouse.x12_url,
-        "clearinghouse_api_key": "sandbox-clearinghouse",
-        "submitter_id": "HEALTHCOMMERCE",
-        "receiver_id": "STANDIN",
-        "provider_npi": "1234567893",
-        "provider_name": "BOUNDARY SUPPLY",
-    }
-    site_settings_update(site, eligibility)
+    eligibility_on(site, clearinghouse.x12_url)
     return site

@@ -129,3 +129,21 @@ def clearinghouse() -> Iterator[StandIn]:
     """A fresh stand-in clearinghouse for one test (``clearinghouse_stand_in``)."""
     with clearinghouse_stand_in() as stand_in:
         yield stand_in
+
+
+def eligibility_on(site: object, url: str, **changes: object) -> None:
+    """Turn eligibility checks on for ``site`` against the stand-in (or the sandbox's) X12 endpoint ``url``, with the
+    stand-in's key and test ids; ``changes`` override single settings (``timeout_seconds=2``, ``receiver_id=""``)."""
+    from healthcommerce.ehr.sitefeatures import site_settings_update
+
+    values: dict[str, object] = {
+        "eligibility_enabled": True,
+        "clearinghouse": "x12_https",
+        "clearinghouse_url": url,
+        "clearinghouse_api_key": SANDBOX_CLEARINGHOUSE_KEY,
+        "submitter_id": "HEALTHCOMMERCE",
+        "receiver_id": "STANDIN",
+        "provider_npi": "1234567893",
+        "provider_name": "CASCO SUPPLY",
+    }
+    site_settings_update(site, values | changes)  # type: ignore[arg-type]
