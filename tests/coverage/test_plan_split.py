@@ -25,7 +25,7 @@ from healthcommerce.coverage.types import Share
         (
             Share(deductible_remaining_cents=500_000, coinsurance_percent=Decimal("20")),
             100_000,
-            (Kind.COINSURANCE, 100_000),
+            (Kind.SELF_PAY, 100_000),
         ),
         # deductible only, larger than the price and no coinsurance/copay: all of it, self-pay in effect
         (Share(deductible_remaining_cents=500_000), 100_000, (Kind.SELF_PAY, 100_000)),
