@@ -64,6 +64,7 @@ ADMIN_EXEMPT = {
     "ehr.appsigningkey": "our keys' public metadata, read-only (private key never shown); ehr_keys audits changes",
     "catalog.codemapping": "catalog configuration, no PHI",
     "catalog.orderablerule": "catalog configuration, no PHI",
+    "catalog.payer": "payer records (plan names and ids), no PHI",
     "catalog.payerrule": "pricing configuration, no PHI",
     "auth.user": "Django's own; logins, lockouts and changes are audited by signal receivers",
     "auth.group": "Django's own; changes are audited through LogEntry",

@@ -9,8 +9,11 @@
 - A ``regex`` rule cannot be turned into records safely: it is deactivated with its pattern kept, and
   ``manage.py check`` lists it (``catalog.W001``) until an admin re-points it.
 Converted rules keep their ``pattern`` as a record of what they matched (orders 0014 reads it to migrate orders).
+The staff roles (core/roles.py) get the payer records' permissions: ``support`` views them, ``admin`` may do
+everything (permissions created first, as core's 0001_staff_roles does).
 """
 
+from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 SEEDED = {"medicaid": "medicaid", "medicare": "medicare"}
@@ -70,6 +73,20 @@ def revert(apps, schema_editor):
     apps.get_model("catalog", "Payer").objects.all().delete()
 
 
+def roles_grant(apps, schema_editor):
+    catalog = apps.get_app_config("catalog")
+    catalog.models_module = True
+    create_permissions(catalog, apps=apps, verbosity=0)
+    catalog.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    payer = Permission.objects.filter(content_type__app_label="catalog", content_type__model="payer")
+    for group in Group.objects.filter(name="support"):
+        group.permissions.add(*payer.filter(codename="view_payer"))
+    for group in Group.objects.filter(name="admin"):
+        group.permissions.add(*payer)
+
+
 class Migration(migrations.Migration):
-    dependencies = [("catalog", "0010_payer")]
-    operations = [migrations.RunPython(convert, revert)]
+    dependencies = [("catalog", "0010_payer"), ("core", "0001_staff_roles")]
+    operations = [migrations.RunPython(convert, revert), migrations.RunPython(roles_grant, migrations.RunPython.noop)]
