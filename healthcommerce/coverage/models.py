@@ -43,14 +43,14 @@ class CoverageSite(SiteSettings):
         help_text="Sent as the Authorization header (encrypted; a secret of the site record).",
     )
     submitter_id = models.CharField(
-        verbose_name="submitter id (ISA06)",
+        verbose_name="submitter ID (ISA06)",
         max_length=15,
         blank=True,
         default="",
         help_text="Our interchange sender id at the clearinghouse, e.g. HEALTHCOMMERCE.",
     )
     receiver_id = models.CharField(
-        verbose_name="receiver id (ISA08)",
+        verbose_name="receiver ID (ISA08)",
         max_length=15,
         blank=True,
         default="",
@@ -87,8 +87,8 @@ class CoverageSite(SiteSettings):
         wanted = {
             "clearinghouse URL": self.clearinghouse_url,
             "clearinghouse API key": self.clearinghouse_api_key,
-            "submitter id (ISA06)": self.submitter_id or self.clearinghouse == self.Kind.STEDI_JSON,
-            "receiver id (ISA08)": self.receiver_id or self.clearinghouse == self.Kind.STEDI_JSON,
+            "submitter ID (ISA06)": self.submitter_id or self.clearinghouse == self.Kind.STEDI_JSON,
+            "receiver ID (ISA08)": self.receiver_id or self.clearinghouse == self.Kind.STEDI_JSON,
             "provider name (2100B)": self.provider_name,
         }
         return [label for label, value in wanted.items() if not value]
@@ -119,7 +119,7 @@ class EligibilityCheck(BaseModel):
         "catalog.Payer", null=True, blank=True, on_delete=models.SET_NULL, related_name="eligibility_checks"
     )
     clearinghouse_payer_id = models.CharField(
-        verbose_name="payer id", max_length=80, help_text="The clearinghouse payer id asked (2100A NM109)."
+        verbose_name="payer ID", max_length=80, help_text="The clearinghouse payer ID asked (2100A NM109)."
     )
     clearinghouse = models.CharField(max_length=120, help_text="Kind and host, e.g. x12_https:ch.example.com.")
     control_number = models.PositiveIntegerField(help_text="ISA13 / ST02 / the JSON controlNumber.")

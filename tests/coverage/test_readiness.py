@@ -30,7 +30,7 @@ def test_off_says_nothing(site: EHRSite) -> None:
 
 def test_missing_settings_fail_naming_them(site: EHRSite, clearinghouse: StandIn) -> None:
     _on(site, clearinghouse, clearinghouse_api_key="", receiver_id="")
-    assert _report(site) == [("eligibility settings", "fail", "Missing: clearinghouse API key, receiver id (ISA08).")]
+    assert _report(site) == [("eligibility settings", "fail", "Missing: clearinghouse API key, receiver ID (ISA08).")]
 
 
 def test_payers_without_a_payer_id_fail(site: EHRSite, clearinghouse: StandIn) -> None:

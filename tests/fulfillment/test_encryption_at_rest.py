@@ -173,6 +173,10 @@ OUTSIDE_THE_ORDER = {
     "purchaselinks.PurchaseLink.sms_sent_to",
     "intake.IntakeMessage.raw",  # the inbound message as received (issue 20)
     "intake.IntakeSite.fhir_notify_token",  # the bearer token of a site's FHIR notifications (issue 20)
+    "coverage.CoverageSite.clearinghouse_api_key",  # a site's clearinghouse API key (issue 21)
+    "coverage.EligibilityCheck.request",  # the 270 (or JSON) sent: the member's name, birth date, member id
+    "coverage.EligibilityCheck.response",  # the 271 received
+    "coverage.EligibilityCheck.answer",  # what was read from it (plan, amounts)
 }
 
 
