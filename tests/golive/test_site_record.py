@@ -101,6 +101,8 @@ def test_the_sandbox_fixture_is_what_demo_setup_registers(settings, tmp_path) ->
     set_by_demo_setup += ["scopes", "frame_origins", "sms_enabled", "vendor", "backend_services", "backend_scopes"]
     set_by_demo_setup += ["cds_hooks_enabled", "cds_issuers", "cds_jku_allowlist", "writeback", "shipto_reread"]
     set_by_demo_setup += ["fhir_notify_enabled", "fhir_notify_token", "payers"]
+    set_by_demo_setup += ["eligibility_enabled", "clearinghouse_url", "clearinghouse_api_key", "submitter_id"]
+    set_by_demo_setup += ["receiver_id", "provider_npi", "provider_name"]
     assert {k: registered[k] for k in set_by_demo_setup} == {k: fixture[k] for k in set_by_demo_setup}
     # the sandbox EHR is subscribed to the app's notification endpoint with the site's token (its "Send notification")
     from healthcommerce.ehr.sitefeatures import site_settings_secret
