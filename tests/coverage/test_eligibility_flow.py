@@ -315,9 +315,8 @@ def test_answers_that_reject_the_member_are_answers_not_errors(
     make_signed: Callable[..., Order], settings: Any
 ) -> None:
     from healthcommerce.core import metrics
-    from healthcommerce.monitoring.services import alerts_evaluate
-
     from healthcommerce.monitoring.models import IntegrationMinute
+    from healthcommerce.monitoring.services import alerts_evaluate
 
     metrics.flush(force=True)
     IntegrationMinute.objects.all().delete()
