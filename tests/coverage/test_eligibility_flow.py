@@ -325,3 +325,19 @@ def test_answers_that_reject_the_member_are_answers_not_errors(
         deliver_now(eligibility_row(make_signed(payer_member_id=member)))
     metrics.flush(force=True)
     assert alerts_evaluate() == [] and alerts_evaluate() == []
+
+
+def test_a_site_on_the_json_clearinghouse_gets_the_same_answer(
+    site: EHRSite, make_signed: Callable[..., Order], clearinghouse: StandIn
+) -> None:
+    """The other adapter (Stedi's JSON eligibility API) through the same outbox path: the same confirmed split."""
+    site_settings_update(site, {"clearinghouse": "stedi_json", "clearinghouse_url": clearinghouse.json_url})
+    order = make_signed()
+    deliver_now(eligibility_row(order))
+
+    check = EligibilityCheck.objects.get(subject=f"Order/{order.pk}")
+    assert (check.outcome, check.clearinghouse) == ("active", "stedi_json:127.0.0.1")
+    (sent,) = clearinghouse.requests_seen
+    assert '"memberId": "10A3D58WH22"' in sent or '"memberId":"10A3D58WH22"' in sent
+    quote = patient_quote(order=order)
+    assert (quote.basis, quote.patient_pays_cents) == ("confirmed", 39_200)
