@@ -1,6 +1,7 @@
 """Coverage: each site's eligibility settings (which clearinghouse, with which ids) and every eligibility check made,
 with what was sent and what came back, encrypted (ADR 0026)."""
 
+from django.core.validators import RegexValidator
 from django.db import models
 
 from healthcommerce.core.encryption import EncryptedCharField, EncryptedJSONField, EncryptedTextField
@@ -14,13 +15,11 @@ class CoverageSite(SiteSettings):
     coverage is checked with the payer (X12 270/271 005010X279A1) after sign-off and at checkout, through which
     clearinghouse, and the ids that clearinghouse knows us by. ``clearinghouse_api_key`` is a site-record secret."""
 
-    class Kind(models.TextChoices):
-        X12_HTTPS = "x12_https", "X12 270/271 over HTTPS"
-        STEDI_JSON = "stedi_json", "JSON eligibility API (Stedi's shape)"
+    LIST_COLUMNS = ()  # the site list stays narrow: eligibility on/off is one of its filters
 
-    class Usage(models.TextChoices):
-        TEST = "T", "Test (ISA15 T)"
-        PRODUCTION = "P", "Production (ISA15 P)"
+    class Kind(models.TextChoices):
+        X12_HTTPS = "x12_https", "X12 over HTTPS"
+        STEDI_JSON = "stedi_json", "Stedi JSON"
 
     eligibility_enabled = models.BooleanField(
         verbose_name="eligibility checks enabled",
@@ -66,7 +65,13 @@ class CoverageSite(SiteSettings):
     provider_name = models.CharField(
         verbose_name="provider name (2100B)", max_length=60, blank=True, default="", help_text="The supplier's name."
     )
-    usage = models.CharField(verbose_name="usage (ISA15)", max_length=1, choices=Usage.choices, default=Usage.TEST)
+    usage = models.CharField(
+        verbose_name="usage (ISA15)",
+        max_length=1,
+        default="T",
+        validators=[RegexValidator(r"^[TP]$", "T (test) or P (production).")],
+        help_text="T: test interchanges; P: production.",
+    )
     answer_max_age_hours = models.PositiveIntegerField(
         verbose_name="answer kept for (hours)",
         default=24,

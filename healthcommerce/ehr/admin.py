@@ -432,8 +432,13 @@ class EHRSiteAdmin(AuditedAdminMixin, PhiMaskedAdmin, ReadOnlyHistoryAdmin):
         return [feature_inline(feature) for feature in site_features()]
 
     def get_list_display(self, request: HttpRequest) -> list[Any]:
-        """The site's columns, then each stage's choice settings (the orders stage's write-back)."""
-        shown = [_setting_column(f, field) for f, field in site_feature_fields().values() if field.choices]
+        """The site's columns, then each stage's choice settings (the orders stage's write-back) that its settings
+        model lists (``SiteSettings.LIST_COLUMNS``)."""
+        shown = [
+            _setting_column(f, field)
+            for f, field in site_feature_fields().values()
+            if field.choices and (f.model.LIST_COLUMNS is None or field.name in f.model.LIST_COLUMNS)
+        ]
         return [*super().get_list_display(request), *shown]
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:

@@ -165,6 +165,9 @@ class SiteSettings(BaseModel):
 
     site = models.OneToOneField(EHRSite, on_delete=models.CASCADE, related_name="%(class)s")
     history = SettingsHistory(inherit=True)
+    # The choice settings shown as columns of the admin's site list (None: every one); a stage with several sites'
+    # worth of detail lists none and leaves its on/off settings to the list's filters.
+    LIST_COLUMNS: tuple[str, ...] | None = None
 
     class Meta:
         abstract = True
