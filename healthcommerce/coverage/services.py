@@ -17,9 +17,11 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists
 from django.utils import timezone
 from prometheus_client import Counter
 
@@ -76,6 +78,13 @@ def eligibility_wanted(*, site: EHRSite, payer: Payer | None) -> bool:
     """Whether a check can be asked for at ``site`` for ``payer``: the site has checks on and the payer record has
     a clearinghouse payer id."""
     return bool(payer is not None and payer.payer_id and CoverageSite.of(site).eligibility_enabled)
+
+
+def payer_checkable(*, site: EHRSite, payer_pk: UUID | str) -> bool:
+    """``eligibility_wanted`` for a payer record known by its key, in one statement: the record has a clearinghouse
+    payer id and ``site`` has checks on (for sign-off, where the payer is not loaded)."""
+    enabled = CoverageSite.objects.filter(site=site, eligibility_enabled=True)
+    return Payer.objects.filter(pk=payer_pk).exclude(payer_id="").filter(Exists(enabled)).exists()
 
 
 def _config(site_settings: CoverageSite, *, timeout: float | None) -> ClearinghouseConfig:

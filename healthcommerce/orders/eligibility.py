@@ -29,6 +29,7 @@ from healthcommerce.coverage.services import (
     eligibility_check,
     eligibility_latest,
     eligibility_wanted,
+    payer_checkable,
 )
 from healthcommerce.coverage.x12 import reason_text
 from healthcommerce.orders.events import order_for_subject, order_subject
@@ -89,12 +90,10 @@ def order_subscriber(order: Order) -> Subscriber:
 
 def order_eligibility_wanted(order: Order) -> bool:
     """Whether ``order`` gets a check after sign-off: its site checks eligibility, its payer record has a payer id,
-    it names a member id, and the clinician did not choose self-pay."""
-    return (
-        order.coverage_status != "self_pay"
-        and bool(order.payer_member_id.strip())
-        and eligibility_wanted(site=order.site, payer=order.payer)
-    )
+    it names a member id, and the clinician did not choose self-pay (at most one statement: it runs at sign-off)."""
+    if order.coverage_status == "self_pay" or order.payer_id is None or not order.payer_member_id.strip():
+        return False
+    return payer_checkable(site=order.site, payer_pk=order.payer_id)
 
 
 def order_eligibility_latest(order: Order) -> EligibilityCheck | None:
