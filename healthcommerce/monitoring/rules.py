@@ -91,25 +91,34 @@ def commerce_errors(now: datetime, window: dict[tuple[str, str], Tally]) -> Eval
     )
 
 
+def _unanswered(window: dict[tuple[str, str], Tally], kind: str, sentence: str) -> Evaluation:
+    """Share of the calls of endpoint ``kind`` that got no good answer, per label, in percent, against
+    ``ALERT_ERROR_PERCENT``, once a label has ``ALERT_MIN_CALLS`` in the window. ``sentence`` is the alert's text
+    with ``{label}``, ``{errors}``, ``{total}``, ``{minutes}``, ``{classes}`` and ``{threshold}`` to fill."""
+    minutes = settings.ALERT_WINDOW_MINUTES
+    threshold = settings.ALERT_ERROR_PERCENT
+    found = Evaluation()
+    for (label, group), tally in window.items():
+        if group != kind or tally.total < settings.ALERT_MIN_CALLS:
+            continue
+        errors = tally.errors()
+        values = {"label": label, "errors": errors, "total": tally.total, "minutes": minutes}
+        text = sentence.format(**values, classes=_classes(tally), threshold=f"{threshold:.0f}")
+        found.observations.append(Observation(label, 100.0 * errors / tally.total, threshold, text))
+    return found
+
+
 def hl7_status(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluation:
     """Share of HL7 v2 status messages (``orders.hl7status``, endpoint kind ``hl7_status``) a site's interface
     engine did not accept with AA (an AE or AR, no answer in time, no connection), per site, in percent, once the
     site has ``ALERT_MIN_CALLS`` of them in the window (retries count: one message a peer keeps refusing is tried
     ``FULFILLMENT_MAX_ATTEMPTS`` times within minutes)."""
-    minutes = settings.ALERT_WINDOW_MINUTES
-    threshold = settings.ALERT_ERROR_PERCENT
-    found = Evaluation()
-    for (site, kind), tally in window.items():
-        if kind != "hl7_status" or tally.total < settings.ALERT_MIN_CALLS:
-            continue
-        errors = tally.errors()
-        rate = 100.0 * errors / tally.total
-        text = (
-            f"{site}: HL7 status peer not acknowledging: {errors} of {tally.total} status messages over the last "
-            f"{minutes} minutes got no AA ({_classes(tally)}; threshold {threshold:.0f}%)"
-        )
-        found.observations.append(Observation(site, rate, threshold, text))
-    return found
+    return _unanswered(
+        window,
+        "hl7_status",
+        "{label}: HL7 status peer not acknowledging: {errors} of {total} status messages over the last {minutes} "
+        "minutes got no AA ({classes}; threshold {threshold}%)",
+    )
 
 
 def eligibility(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluation:
@@ -117,20 +126,12 @@ def eligibility(now: datetime, window: dict[tuple[str, str], Tally]) -> Evaluati
     payer (timeout, refused, 429, 5xx, 4xx, the payer "unable to respond", an unreadable 271), per site,
     clearinghouse and payer (the label ``<site>: <clearinghouse> <payer id>``), in percent, once there are
     ``ALERT_MIN_CALLS`` in the window. A rejection (member not found, coverage inactive) is an answer, not an error."""
-    minutes = settings.ALERT_WINDOW_MINUTES
-    threshold = settings.ALERT_ERROR_PERCENT
-    found = Evaluation()
-    for (label, kind), tally in window.items():
-        if kind != "eligibility" or tally.total < settings.ALERT_MIN_CALLS:
-            continue
-        errors = tally.errors()
-        rate = 100.0 * errors / tally.total
-        text = (
-            f"{label}: eligibility checks not answered: {errors} of {tally.total} over the last {minutes} minutes "
-            f"({_classes(tally)}; threshold {threshold:.0f}%); patients see unconfirmed estimates meanwhile"
-        )
-        found.observations.append(Observation(label, rate, threshold, text))
-    return found
+    return _unanswered(
+        window,
+        "eligibility",
+        "{label}: eligibility checks not answered: {errors} of {total} over the last {minutes} minutes ({classes}; "
+        "threshold {threshold}%); patients see unconfirmed estimates meanwhile",
+    )
 
 
 def working_hours(now: datetime) -> bool:
