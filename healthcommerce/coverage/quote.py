@@ -52,7 +52,7 @@ def plan_split(subtotal_cents: int, share: types.Share) -> tuple[str, int]:
     return (Kind.COVERED if patient == 0 else kind), patient
 
 
-def _confirmed_reason(answer: types.EligibilityAnswer, share: types.Share, patient: int, currency: str) -> str:
+def _confirmed_reason(share: types.Share, currency: str) -> str:
     parts = []
     if share.deductible_remaining_cents:
         parts.append(
@@ -121,7 +121,7 @@ def coverage_quote(
         patient_pays_cents=patient,
         payer_pays_cents=quote.subtotal_cents - patient,
         rule_id=None,
-        reason=_confirmed_reason(answer, share, patient, quote.currency),
+        reason=_confirmed_reason(share, quote.currency),
         basis=BASIS_CONFIRMED,
         basis_note=checked,
     )

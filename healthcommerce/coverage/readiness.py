@@ -6,10 +6,12 @@ it proves the channel, the credentials and the payer id."""
 import datetime
 from collections.abc import Iterator
 
+from healthcommerce.catalog.models import Payer
 from healthcommerce.catalog.selectors import site_payers
 from healthcommerce.coverage import types
-from healthcommerce.coverage.clearinghouse import ClearinghouseConfig, ClearinghouseError, clearinghouse_for
+from healthcommerce.coverage.clearinghouse import ClearinghouseError, clearinghouse_for
 from healthcommerce.coverage.models import CoverageSite
+from healthcommerce.coverage.services import clearinghouse_config
 from healthcommerce.ehr.models import EHRSite
 from healthcommerce.ehr.sitefeatures import Check
 
@@ -38,20 +40,15 @@ def coverage_readiness(site: EHRSite) -> Iterator[Check]:
     yield _probe(site, settings, payers[0])
 
 
-def _probe(site: EHRSite, settings: CoverageSite, payer: object) -> Check:
-    config = ClearinghouseConfig(
-        kind=settings.clearinghouse,
-        url=settings.clearinghouse_url,
-        api_key=settings.clearinghouse_api_key,
-        timeout_seconds=float(settings.timeout_seconds),
-    )
+def _probe(site: EHRSite, settings: CoverageSite, payer: Payer) -> Check:
+    config = clearinghouse_config(settings)
     inquiry = types.EligibilityInquiry(
         control_number=1,
         trace="READINESS",
         submitter_id=settings.submitter_id or "HEALTHCOMMERCE",
         receiver_id=settings.receiver_id or "CLEARINGHOUSE",
-        payer_id=payer.payer_id,  # type: ignore[attr-defined]
-        payer_name=payer.name,  # type: ignore[attr-defined]
+        payer_id=payer.payer_id,
+        payer_name=payer.name,
         provider_npi=settings.provider_npi or "1234567893",
         provider_name=settings.provider_name or site.name,
         member_id=TEST_MEMBER,
@@ -72,8 +69,8 @@ def _probe(site: EHRSite, settings: CoverageSite, payer: object) -> Check:
         return Check(
             name,
             "fail",
-            f"The test 270 for payer {payer.payer_id} was answered {outcome}"  # type: ignore[attr-defined]
+            f"The test 270 for payer {payer.payer_id} was answered {outcome}"
             f" (AAA {exchange.answer.reason_code or '-'}).",
             "Check the submitter, receiver and provider ids with the clearinghouse.",
         )
-    return Check(name, "pass", f"A test 270 for payer {payer.payer_id} was answered ({outcome}).")  # type: ignore[attr-defined]
+    return Check(name, "pass", f"A test 270 for payer {payer.payer_id} was answered ({outcome}).")

@@ -87,7 +87,9 @@ def payer_checkable(*, site: EHRSite, payer_pk: UUID | str) -> bool:
     return Payer.objects.filter(pk=payer_pk).exclude(payer_id="").filter(Exists(enabled)).exists()
 
 
-def _config(site_settings: CoverageSite, *, timeout: float | None) -> ClearinghouseConfig:
+def clearinghouse_config(site_settings: CoverageSite, *, timeout: float | None = None) -> ClearinghouseConfig:
+    """Return the clearinghouse adapter's configuration from a site's eligibility settings; ``timeout`` (seconds)
+    overrides the site's ``timeout_seconds``."""
     return ClearinghouseConfig(
         kind=site_settings.clearinghouse,
         url=site_settings.clearinghouse_url,
@@ -140,7 +142,7 @@ def eligibility_check(
     ] + site_settings.needs()
     if missing:
         raise EligibilityNotPossible("; ".join(missing))
-    config = _config(site_settings, timeout=timeout)
+    config = clearinghouse_config(site_settings, timeout=timeout)
     adapter = clearinghouse_for(config)
     check = EligibilityCheck(
         site=site,

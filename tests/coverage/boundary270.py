@@ -8,7 +8,6 @@ values planted in the chart (diagnoses, notes, request text, extensions ...) may
 own identifying values, which are what the transaction needs (``allowed_values``)."""
 
 import re
-from typing import Any
 
 from healthcommerce.orders.models import Order
 from tests.fulfillment.boundary import Sent, distinctive, leaks
@@ -65,6 +64,3 @@ def problems(order: Order, sent: list[Sent], clinical: list[str]) -> list[str]:
 def sent_270(sent: list[Sent]) -> list[Sent]:
     """The requests of ``sent`` that went to a clearinghouse's X12 endpoint (the stand-in's ``/x12``)."""
     return [request for request in sent if request.url.endswith("/x12")]
-
-
-__all__: list[Any] = ["allowed_values", "problems", "sent_270"]
