@@ -21,9 +21,13 @@ Also: the first launch of each site (discovery and the EHR's JWKS fetched), SQL 
 (``tests/orders/test_query_counts.py``, which bounds them in ``make test``), and the peak resident memory
 (``VmHWM``) of each gunicorn worker and Celery process after every launch and 40 signed orders went through.
 
-Targets (issue 11) at 150 ms and 5 concurrent launches: p95 at most 3 x 150 + 100 = 550 ms; app / baseline at
-most 0.5; app overhead from 1 to 20 concurrent launches growing no worse than linearly (p50 overhead at 20 at
-most 20 x that at 1). They are reported, not asserted: ``make bench`` is a measurement.
+Targets (issue 22, "the launch path close to its limit"), judged and printed one per line (``judge``): CPU per
+launch in the app's web processes at most 30 ms and its own time at most 50 ms p50; at 150 ms one launch at a time
+p50 at most 510 ms, five at a time p95 at most 550 ms and app / naive at most 0.5 (p50 and p95); at 0 ms app / naive
+at most 1.5; at most 30 SQL statements from launch to form and 15 to sign; a site's first launch in 4 EHR rounds and
+at most 4 x 150 + 100 ms; gunicorn workers' peak memory at most 100 MiB. They are reported, not asserted:
+``make bench`` is a measurement. ``BENCH_PROFILE=1`` runs the workers under pyinstrument
+(``benchmarks/profiled_wsgi.py``; ``benchmarks/profile_summary.py`` summarises it).
 
 Printed as a table and saved as ``launch-<UTC>.json`` (``benchmarks/results.py``); ``python benchmarks/compare.py
 OLD.json NEW.json`` flags regressions over 10%. Needs PostgreSQL and Redis (``DATABASE_URL``,
@@ -85,8 +89,11 @@ APP_CLIENT, NAIVE_CLIENT = "bench-app", "bench-naive"
 NAIVE_REDIRECT = "http://127.0.0.1:9/naive/callback"  # never followed: the code is read from the Location header
 SCOPES = "launch openid fhirUser patient/*.read user/*.read"
 TEMPLATE = Path(settings.FHIR_FIXTURES_DIR) / "davinci" / "o2teddy_05_device-request-cpap-e0601.json"
-TARGET_CONCURRENCY, TARGET_LATENCY_MS = 5, 150
+TARGET_LATENCY_MS = 150
 TARGET_RATIO = 0.5
+# BENCH_PROFILE=1: the workers run benchmarks/profiled_wsgi.py (pyinstrument per clinician page, written under
+# BENCH_PROFILE_DIR); the sampling costs CPU, so a profiled run's times are not the figures to compare.
+PROFILE = os.environ.get("BENCH_PROFILE") == "1"
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -146,7 +153,7 @@ def app(transactional_db, tmp_path: Path) -> Iterator[App]:  # type: ignore[no-u
     with ExitStack() as stack:
         web = stack.enter_context(
             running(
-                gunicorn_command(),
+                web_command(),
                 web_env(env, port=port, workers=WEB_WORKERS, threads=WEB_THREADS),
                 log=logs / "web.log",
                 ready_url=f"{url}/healthz",
@@ -156,6 +163,14 @@ def app(transactional_db, tmp_path: Path) -> Iterator[App]:  # type: ignore[no-u
             running(procfile_command("worker"), env | {"PORT": "1", "WORKER_CONCURRENCY": "2"}, log=logs / "worker.log")
         )
         yield App(url=url, web_pid=web.pid, worker_pid=worker.pid, logs=logs)
+
+
+def web_command() -> list[str]:
+    """The Procfile's web command, or with ``BENCH_PROFILE=1`` the same serving ``benchmarks.profiled_wsgi``."""
+    command = gunicorn_command()
+    if PROFILE:
+        command[-1] = command[-1].replace("healthcommerce.wsgi", "benchmarks.profiled_wsgi:application")
+    return command
 
 
 def _browser() -> requests.Session:
@@ -356,6 +371,7 @@ def test_launch_to_form_under_load_against_the_ehr_and_a_naive_baseline(app: App
 
     result_rows: list[dict[str, object]] = []
     first_launch: dict[str, float] = {}
+    first_rounds: dict[str, int] = {}
     kept: list[Draft] = []
     started_at = machine()
     for latency in LATENCIES:
@@ -370,8 +386,10 @@ def test_launch_to_form_under_load_against_the_ehr_and_a_naive_baseline(app: App
             EHRSite.objects.create(name=f"Bench {latency} ms", iss=ehr.fhir_base, client_id=APP_CLIENT)
             sandbox_payers_add(f"Bench {latency} ms", stdout=io.StringIO())  # as demo_setup
             warm = Phase()
+            before = len(ehr_log(log))
             app_launch(app, ehr, request_id(), warm)  # the site's first launch: discovery and the EHR's JWKS
             first_launch[str(latency)] = round(warm.seconds[0] * 1000, 1)
+            first_rounds[str(latency)] = rounds(ehr_log(log)[before:])
             app_launch(app, ehr, request_id(), warm)  # and each gunicorn worker's first
             naive_launch(ehr, "bench-0001", warm)
             for level in LEVELS:
@@ -420,7 +438,7 @@ def test_launch_to_form_under_load_against_the_ehr_and_a_naive_baseline(app: App
     to_sign = kept[-SIGN_ORDERS:]
     signed = sign_orders(app, to_sign)
     memory = {"web": peak_memory_mib(app.web_pid), "worker": peak_memory_mib(app.worker_pid)}
-    targets = judge(result_rows)
+    targets = judge(result_rows, queries, first_launch, first_rounds, memory)
     result = {
         "benchmark": "launch",
         "machine": started_at | {"load_average_at_end": list(os.getloadavg())},
@@ -435,14 +453,15 @@ def test_launch_to_form_under_load_against_the_ehr_and_a_naive_baseline(app: App
             "scopes_naive": SCOPES,
         },
         "first_launch_ms": first_launch,
+        "first_launch_rounds": first_rounds,
         "rows": result_rows,
         "queries_per_page": queries,
         "signed_orders": signed,
         "peak_memory_mib": memory,
-        "targets": targets,
+        "targets": [{"name": t.name, "measured": t.measured, "limit": t.limit, "met": t.met} for t in targets],
     }
     path = save("launch", result)
-    print_table(result, path)
+    print_table(result, path, targets)
     # Structure, not speed: authorize, token and one concurrent read round (docs/architecture.md, step 3).
     # Without injected latency requests barely overlap, so rounds are counted only where the EHR takes time.
     timed = [r for r in result_rows if r["critical_path_rounds"] is not None and r["ehr_latency_ms"] >= 50]
@@ -460,6 +479,7 @@ def clinician_queries(app: App) -> dict[str, int]:
             "sandbox_client", "add", "--client-id", "bench-queries", "--redirect-uri", f"{app.url}/smart/callback"
         )
         EHRSite.objects.create(name="Bench queries", iss=ehr.fhir_base, client_id="bench-queries")
+        sandbox_payers_add("Bench queries", stdout=io.StringIO())  # pat014's Coverage is recognised, as in the demo
         saved = settings.APP_BASE_URL
         settings.APP_BASE_URL = app.url  # the redirect_uri registered; the test client ignores the host
         try:
@@ -493,35 +513,70 @@ def sign_orders(app: App, drafts: list[Draft]) -> int:
     return PurchaseLink.objects.filter(order_id__in=ids, sent_at__isnull=False).count()
 
 
-def judge(rows: list[dict[str, object]]) -> dict[str, object]:
-    """The issue's targets, each with the figure it was judged on (``None`` when the run lacked that row)."""
+@dataclass(frozen=True)
+class Target:
+    """One target of issue 22: what it bounds, the figure measured (``None`` when the run lacked it), the limit,
+    and whether lower (``"max"``) or higher (``"min"``) is better."""
+
+    name: str
+    measured: float | None
+    limit: float
+    kind: str = "max"
+
+    @property
+    def met(self) -> bool:
+        if self.measured is None:
+            return False
+        return self.measured <= self.limit if self.kind == "max" else self.measured >= self.limit
+
+    def line(self) -> str:
+        sign = "<=" if self.kind == "max" else ">="
+        shown = "not measured in this run" if self.measured is None else f"{self.measured:g}"
+        return f"{'met' if self.met else 'NOT MET':>7}  {self.name}: {shown} (target {sign} {self.limit:g})"
+
+
+def judge(
+    rows: list[dict[str, object]],
+    queries: dict[str, int],
+    first_launch: dict[str, float],
+    first_rounds: dict[str, int],
+    memory: dict[str, dict[str, float]],
+) -> list[Target]:
+    """The targets of issue 22 ("the launch path close to its limit"), each with the figure it is judged on."""
 
     def row(latency: int, level: int) -> dict | None:  # type: ignore[type-arg]
         return next((r for r in rows if r["ehr_latency_ms"] == latency and r["concurrency"] == level), None)
 
-    at = row(TARGET_LATENCY_MS, TARGET_CONCURRENCY)
-    p95_limit = 3 * TARGET_LATENCY_MS + 100
-    low, high = row(TARGET_LATENCY_MS, min(LEVELS)), row(TARGET_LATENCY_MS, max(LEVELS))
-    growth = None
-    if low and high and low is not high:
-        base = max(low["app_overhead_ms"]["p50"], 1.0)  # type: ignore[index]
-        growth = round(high["app_overhead_ms"]["p50"] / base, 2)  # type: ignore[index]
-    allowed_growth = max(LEVELS) / min(LEVELS)
-    return {
-        "p95_ms_at_150ms_x5": at["launch_to_form_ms"]["p95"] if at else None,  # type: ignore[index]
-        "p95_limit_ms": p95_limit,
-        "p95_met": bool(at and at["launch_to_form_ms"]["p95"] <= p95_limit),  # type: ignore[index]
-        "ratio_p50_at_150ms_x5": at["ratio_app_to_naive"]["p50"] if at else None,  # type: ignore[index]
-        "ratio_p95_at_150ms_x5": at["ratio_app_to_naive"]["p95"] if at else None,  # type: ignore[index]
-        "ratio_limit": TARGET_RATIO,
-        "ratio_met": bool(at and at["ratio_app_to_naive"]["p95"] <= TARGET_RATIO),  # type: ignore[index]
-        "overhead_growth_1_to_20": growth,
-        "overhead_growth_limit": allowed_growth,
-        "overhead_growth_met": growth is not None and growth <= allowed_growth,
-    }
+    def figure(latency: int, level: int, *path: str) -> float | None:
+        found: object = row(latency, level)
+        for key in path:
+            if not isinstance(found, dict):
+                return None
+            found = found.get(key)
+        return float(found) if isinstance(found, int | float) else None
+
+    cpu = [r["cpu_ms_per_launch"]["app"] for r in rows]  # type: ignore[index]
+    own = [r["app_own_ms"]["p50"] for r in rows if r["app_own_ms"]]  # type: ignore[index]
+    slow = str(TARGET_LATENCY_MS)
+    workers = [mib for name, mib in memory["web"].items() if name != "main"]
+    to_form = ("launch", "callback", "prefill", "order_form")
+    return [
+        Target("CPU ms per launch in the app's web processes (worst row)", max(cpu) if cpu else None, 30),
+        Target("app's own time p50 ms, one launch at a time (worst latency)", max(own) if own else None, 50),
+        Target("launch-to-form p50 ms at 150 ms x1", figure(150, 1, "launch_to_form_ms", "p50"), 510),
+        Target("launch-to-form p95 ms at 150 ms x5", figure(150, 5, "launch_to_form_ms", "p95"), 550),
+        Target("app / naive p50 at 150 ms x5", figure(150, 5, "ratio_app_to_naive", "p50"), TARGET_RATIO),
+        Target("app / naive p95 at 150 ms x5", figure(150, 5, "ratio_app_to_naive", "p95"), TARGET_RATIO),
+        Target("app / naive p50 at 0 ms x1", figure(0, 1, "ratio_app_to_naive", "p50"), 1.5),
+        Target("SQL statements launch to form", sum(queries[p] for p in to_form) if queries else None, 30),
+        Target("SQL statements to sign", queries.get("sign"), 15),
+        Target("EHR rounds of a site's first launch at 150 ms", first_rounds.get(slow), 4),
+        Target("a site's first launch ms at 150 ms", first_launch.get(slow), 4 * TARGET_LATENCY_MS + 100),
+        Target("gunicorn worker peak memory MiB", max(workers) if workers else None, 100),
+    ]
 
 
-def print_table(result: dict[str, object], path: Path) -> None:
+def print_table(result: dict[str, object], path: Path, targets: list[Target]) -> None:
     m = result["machine"]
     lines = [
         "",
@@ -558,6 +613,7 @@ def print_table(result: dict[str, object], path: Path) -> None:
     lines.append(f"first launch of a site (discovery, JWKS), ms by EHR latency: {result['first_launch_ms']}")
     lines.append(f"SQL statements per clinician page: {result['queries_per_page']}")
     lines.append(f"peak memory (VmHWM, MiB) after {result['signed_orders']} signed orders: {result['peak_memory_mib']}")
-    lines.append(f"targets: {result['targets']}")
+    lines.append("targets (issue 22):")
+    lines.extend(f"  {target.line()}" for target in targets)
     lines.append(f"saved {path}")
     print("\n".join(lines))

@@ -61,3 +61,24 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+_seal_timer: Any = None
+
+
+def post_worker_init(worker: Any) -> None:
+    """Seal the worker's audit rows on a timer (``AuditSealTimer``, every ``AUDIT_SEAL_INTERVAL`` seconds) instead
+    of after each commit: the hash chain's sealing is off the request path (ADR 0015, issue 22)."""
+    global _seal_timer
+    from django.conf import settings
+
+    from healthcommerce.audit.services import AuditSealTimer
+
+    _seal_timer = AuditSealTimer(settings.AUDIT_SEAL_INTERVAL)
+    _seal_timer.start()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Seal what the worker wrote since the timer's last run before it exits."""
+    if _seal_timer is not None:
+        _seal_timer.stop()

@@ -197,6 +197,11 @@ SECURE_PROXY_SSL_HEADER = (_PROXY_SSL[0], _PROXY_SSL[1]) if len(_PROXY_SSL) == 2
 # Addresses or CIDR networks of the proxies whose X-Forwarded-For is believed (healthcommerce.core.clientip).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
+# Sessions (the clinician's browser binding and launches, the staff login, the patient's verification) live in a
+# shared cache of their own (SESSION_CACHE_URL, below): no SQL on any page for them (issue 22). They hold no PHI.
+# Losing that cache (a Redis restart without persistence) ends every session: clinicians launch again from the EHR,
+# staff and patients sign in again. SESSION_ENGINE=django.contrib.sessions.backends.db keeps them in PostgreSQL.
+SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.cache")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -350,8 +355,8 @@ CELERY_BEAT_SCHEDULE = {
     "purge-intake-raw": {"task": "healthcommerce.intake.tasks.purge", "schedule": crontab(hour=3, minute=33)},
     # Remind patients whose purchase link is about to expire (healthcommerce.purchaselinks.reminders), hourly.
     "remind-purchase-links": {"task": "healthcommerce.purchaselinks.tasks.remind", "schedule": crontab(minute=41)},
-    # Seal the audit rows into the hash chain (healthcommerce.audit.services.audit_seal; also after each commit, and on
-    # the HL7 listener's own timer, AUDIT_SEAL_INTERVAL).
+    # Seal the audit rows into the hash chain (healthcommerce.audit.services.audit_seal; also after each commit in the
+    # worker, and on the web workers' and the HL7 listener's own timers, AUDIT_SEAL_INTERVAL).
     "seal-audit": {"task": "healthcommerce.audit.tasks.seal", "schedule": 60.0},
     # Integration health (docs/reliability.md "Integration health"): the alert rules every minute, old buckets daily.
     "evaluate-alerts": {"task": "healthcommerce.monitoring.tasks.evaluate", "schedule": 60.0},
@@ -458,10 +463,13 @@ OUTBOUND_PRIVATE_HOSTS = [
     ),
 ]
 
-# --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery lives on the site row ---
+# --- Cache: shared on Redis (rate limits, JWKS) whenever Redis is there; discovery is on the site row ---
 # CACHE_URL, else the broker's Redis server on the next database number; in embedded mode a folder under
 # HC_VAR_DIR, shared by the processes of one machine (the demo's web, worker and beat: /readyz sees the relay).
+# The sessions (SESSION_ENGINE above) have a cache of their own, SESSION_CACHE_URL (else the next database number
+# after the cache's; in embedded mode a folder of their own): clearing the cache never ends a session.
 CACHE_URL = env.str("CACHE_URL", default="") or redis_cache_url(CELERY_BROKER_URL)
+SESSION_CACHE_URL = env.str("SESSION_CACHE_URL", default="") or redis_cache_url(CACHE_URL)
 if CACHE_URL:
     CACHES = {"default": environ.Env.cache_url_config(CACHE_URL) | {"KEY_PREFIX": "hc"}}
 else:
@@ -471,6 +479,16 @@ else:
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
+if SESSION_CACHE_URL:
+    CACHES["sessions"] = environ.Env.cache_url_config(SESSION_CACHE_URL) | {"KEY_PREFIX": "hcs"}
+else:
+    CACHES["sessions"] = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "sessions"),
+        # Never cull a live session (Django's default culls a third of the entries past 300).
+        "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+    }
+SESSION_CACHE_ALIAS = "sessions"
 
 # --- Purchase links ---
 # Days a patient link stays valid: 7 unless set, never more than 30 (a link is a bearer credential).
@@ -516,8 +534,9 @@ HL7_TLS_CLIENT_CA = env.str("HL7_TLS_CLIENT_CA", default="")
 HL7_IDLE_TIMEOUT = env.float("HL7_IDLE_TIMEOUT", default=300.0)
 # Threads that run the messages' database work (one message at a time per connection; connections share these).
 HL7_WORKER_THREADS = env.int("HL7_WORKER_THREADS", default=8)
-# Seconds between the listener's seals of its audit rows into the hash chain (it seals on a timer, not after each
-# message's commit: healthcommerce.intake.mllp.listen; ADR 0015).
+# Seconds between the seals of a web worker's or the HL7 listener's audit rows into the hash chain (they seal on a
+# timer, not after each commit: healthcommerce.audit.services.AuditSealTimer, healthcommerce.intake.mllp.listen;
+# ADR 0015).
 AUDIT_SEAL_INTERVAL = env.float("AUDIT_SEAL_INTERVAL", default=1.0)
 
 # --- HL7 v2 status back (healthcommerce.orders.hl7status; docs/interface-hl7-status.md) ---
@@ -616,6 +635,7 @@ if PRODUCTION:
             database_engine=DATABASES["default"]["ENGINE"],
             broker_url=CELERY_BROKER_URL,
             cache_backend=CACHES["default"]["BACKEND"],
+            session_cache_backend=CACHES["sessions"]["BACKEND"] if SESSION_ENGINE.endswith(".cache") else "",
             sms_backend=SMS_BACKEND,
             sms_from=SMS_FROM,
             twilio_account_sid=TWILIO_ACCOUNT_SID,

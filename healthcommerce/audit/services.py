@@ -6,13 +6,15 @@ unknown ``iss``, a bad ``state``, a failed admin login) go through ``audit_refus
 
 Rows are inserted unsealed (no lock between writers). ``audit_seal`` then chains them under a PostgreSQL advisory
 lock: ``seq`` 1, 2, ..., ``prev_hash`` the previous row's ``hash``, ``hash`` = SHA-256 of ``audit_canonical``. It
-runs after each commit that wrote a row and from beat every minute; ``audit_verify`` recomputes the chain.
+runs after each commit that wrote a row (in the web and HL7 processes on a timer of their own instead,
+``AuditSealTimer``) and from beat every minute; ``audit_verify`` recomputes the chain.
 """
 
 import hashlib
 import ipaddress
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -280,27 +282,71 @@ def _seal_now() -> None:
 
 
 # Whether this process seals after each commit that wrote audit rows (the default). A process that writes many small
-# transactions and seals on a timer of its own turns it off (``audit_seal_after_commit``).
+# transactions, or serves requests, seals on a timer of its own instead (``audit_seal_after_commit``,
+# ``AuditSealTimer``); then a commit that wrote rows only sets ``_PENDING``.
 _SEAL_AFTER_COMMIT = True
+_PENDING = threading.Event()
 
 
 def audit_seal_after_commit(enabled: bool) -> None:
     """Turn this process's seal after each commit on or off. Off, the process must run ``audit_seal`` on a timer of its
-    own (``manage.py hl7_listen`` seals every ``AUDIT_SEAL_INTERVAL`` seconds): the rows are the same, only when they
-    are chained moves, and beat's ``seal`` still runs every minute (ADR 0015)."""
+    own (``manage.py hl7_listen`` seals every ``AUDIT_SEAL_INTERVAL`` seconds, a gunicorn worker runs an
+    ``AuditSealTimer``): the rows are the same, only when they are chained moves, and beat's ``seal`` still runs
+    every minute (ADR 0015)."""
     global _SEAL_AFTER_COMMIT
     _SEAL_AFTER_COMMIT = enabled
 
 
 def _seal_after_commit() -> None:
-    """Seal once the current transaction commits (at once in autocommit); once per transaction. Nothing when this
-    process seals on its own timer (``audit_seal_after_commit``)."""
-    if not _SEAL_AFTER_COMMIT:
-        return
+    """Seal once the current transaction commits (at once in autocommit); once per transaction. When this process
+    seals on its own timer (``audit_seal_after_commit``), only mark a seal as due once the transaction commits."""
     conn = transaction.get_connection()
-    if conn.in_atomic_block and any(func is _seal_now for _sids, func, _robust in conn.run_on_commit):
+    func = _seal_now if _SEAL_AFTER_COMMIT else _PENDING.set
+    if conn.in_atomic_block and any(queued is func for _sids, queued, _robust in conn.run_on_commit):
         return
-    transaction.on_commit(_seal_now)
+    transaction.on_commit(func)
+
+
+class AuditSealTimer:
+    """A daemon thread that runs ``audit_seal`` every ``interval`` seconds when this process committed audit rows
+    since the last run, so sealing is off the request path (issue 22); the process's seal after each commit is
+    off while it runs. ``start()`` once per process (gunicorn's ``post_worker_init``), ``stop()`` on the way out
+    (``worker_exit``): it seals what is left. A database error is logged and left to the next run (and to beat,
+    every minute). Its database connection is its own (Django's are per thread)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-seal", daemon=True)
+
+    def start(self) -> None:
+        """Turn the seal after commit off and start the thread."""
+        audit_seal_after_commit(False)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread after one last seal (waiting at most ``timeout`` seconds); seal after commit again."""
+        self._stop.set()
+        self._thread.join(timeout)
+        audit_seal_after_commit(True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._seal_if_pending()
+        self._seal_if_pending()
+        connection.close()
+
+    def _seal_if_pending(self) -> None:
+        if not _PENDING.is_set():
+            return
+        _PENDING.clear()
+        try:
+            connection.close_if_unusable_or_obsolete()
+            audit_seal()
+        except DatabaseError as exc:
+            _PENDING.set()
+            connection.close()
+            logger.warning("audit seal on the timer failed: %s", type(exc).__name__)
 
 
 @dataclass(frozen=True)

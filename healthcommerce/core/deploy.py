@@ -68,6 +68,7 @@ class ProductionConfig:
     database_engine: str
     broker_url: str
     cache_backend: str
+    session_cache_backend: str = ""
     sms_backend: str = ""
     sms_from: str = ""
     twilio_account_sid: str = ""
@@ -116,6 +117,11 @@ def production_problems(config: ProductionConfig) -> list[str]:
         problems.append(
             "CACHE_URL is not set and the broker is not Redis: set CACHE_URL (redis://host:6379/1) so rate limits "
             "and caches hold across processes."
+        )
+    elif config.session_cache_backend.endswith(("LocMemCache", "FileBasedCache")):
+        problems.append(
+            "CACHE_URL is not Redis, so the sessions have no shared cache: set SESSION_CACHE_URL "
+            "(redis://host:6379/2), or SESSION_ENGINE=django.contrib.sessions.backends.db."
         )
     if not config.field_encryption_keys:
         problems.append(

@@ -58,14 +58,24 @@ def _http_origin(url: Any) -> str:
     return origin if parts.scheme in ("http", "https") and _ORIGIN.match(origin) else ""
 
 
+def framing_site(request: HttpRequest, site: EHRSite) -> None:
+    """Tell the framing rules which site this clinician request belongs to, when the view has already loaded it
+    (``launch_access``, ``launch_start``, ``launch_complete``): the response then needs no query for it."""
+    request._hc_site = site  # type: ignore[attr-defined]
+
+
 def _site_fields(request: HttpRequest) -> Mapping[str, Any] | None:
     """Return ``frame_origins`` (and ``discovery`` for ``/smart/launch``) of the site this clinician request
-    belongs to, with one query; ``None`` for other pages and unknown sites.
+    belongs to: the one the view named (``framing_site``), else with one query; ``None`` for other pages and
+    unknown or inactive sites.
 
     The site comes from the URL's ``launch_id`` (``/o/<launch_id>/...``), ``iss`` (``/smart/launch``) or
     ``state`` (``/smart/callback``). Ownership of the launch is not checked here: the view does that
     (``launch_access``), and knowing which EHR may frame a launch tells nothing about it.
     """
+    known = getattr(request, "_hc_site", None)
+    if known is not None:
+        return {"frame_origins": known.frame_origins, "discovery": known.discovery} if known.is_active else None
     launch_id = getattr(request, "_hc_launch_id", None)
     sites = EHRSite.objects.filter(is_active=True)
     try:

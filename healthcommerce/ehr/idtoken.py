@@ -50,6 +50,21 @@ def _key_set(jwks_uri: str, session: requests.Session, *, refresh: bool = False)
     return KeySet.import_key_set(data)
 
 
+def jwks_warm(site: EHRSite) -> bool:
+    """Fetch and cache the site's JWKS when discovery named its ``jwks_uri`` and the cache lacks it; return whether it
+    fetched. Run beside the token exchange (``ehr.services``), so a site's first launch spends no round on it after
+    the token arrives (issue 22). Never raises: a failure here is left to ``id_token_validate``, which fetches
+    again and says what failed."""
+    uri = (site.discovery or {}).get("jwks_uri")
+    if not isinstance(uri, str) or not uri or cache.get(f"jwks:{uri}") is not None:
+        return False
+    try:
+        _key_set(uri, outbound_session(site=site_label(site), kind="jwks"))
+    except (requests.RequestException, ValueError, OutboundRefused, JoseError):
+        return False
+    return True
+
+
 def _issuer(site: EHRSite, token_issuer: str) -> str:
     expected = (site.discovery or {}).get("issuer")
     return str(expected) if expected else token_issuer

@@ -4,10 +4,12 @@ Source: SMART App Launch 2.2 "App Launch: Launch and Authorization" steps 1-5 (E
 authorization request with PKCE S256 and ``aud``, state validation, token exchange) and "Best practices".
 """
 
+import contextvars
 import hashlib
 import logging
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
@@ -27,7 +29,7 @@ from healthcommerce.core.errors import NotFound
 from healthcommerce.core.requestid import new_request_id, request_id
 from healthcommerce.ehr.discovery import discover
 from healthcommerce.ehr.errors import AuthorizationFailed, EHRSetupError, LaunchInvalid, UnknownIssuer
-from healthcommerce.ehr.idtoken import id_token_validate
+from healthcommerce.ehr.idtoken import id_token_validate, jwks_warm
 from healthcommerce.ehr.models import EHRSite, Launch
 from healthcommerce.ehr.oauth import oauth_session
 
@@ -59,6 +61,8 @@ SETUP_ERRORS = {
     "unsupported_response_type",
 }
 TEMPORARY_ERRORS = {"server_error", "temporarily_unavailable"}  # the same launch may work in a moment
+# Runs the JWKS fetch beside a token exchange (``_exchange``); one per process, its threads made as needed.
+_BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jwks")
 
 
 @dataclass(frozen=True)
@@ -186,9 +190,14 @@ def _temporary(code: str) -> AuthorizationFailed:
 
 
 def _exchange(record: Launch, code: str) -> dict[str, Any]:
+    """Exchange ``code`` for the token response; the site's JWKS (for the id_token) is fetched at the same time when
+    it is not cached yet (``idtoken.jwks_warm``), so a site's first launch takes no extra round for it."""
     site = record.site
     config = discover(site)
     client = oauth_session(site, redirect_uri=redirect_uri())
+    warm = None
+    if "openid" in site.scopes.split():
+        warm = _BESIDE.submit(contextvars.copy_context().run, jwks_warm, site)
     try:
         token = client.fetch_token(
             config["token_endpoint"], grant_type="authorization_code", code=code, code_verifier=record.code_verifier
@@ -204,6 +213,9 @@ def _exchange(record: Launch, code: str) -> dict[str, Any]:
     except (RequestException, ValueError) as exc:
         message = "The EHR's token service could not be reached. Please launch again."
         raise AuthorizationFailed(message, code="token_unreachable") from exc
+    finally:
+        if warm is not None:
+            wait([warm], timeout=sum(settings.HTTP_TIMEOUT))  # so the id_token check finds the keys cached
     return dict(token)
 
 
@@ -343,10 +355,12 @@ def launch_complete(*, params: dict[str, str], session: Any) -> Launch:
         )
         raise
     record.save(update_fields=[*TOKEN_FIELDS, "updated_at"])
-    # What the EHR granted, for the readiness check (one statement, only when it changed).
-    EHRSite.objects.filter(pk=record.site_id).exclude(scopes_granted=record.scope_granted).update(
-        scopes_granted=record.scope_granted
-    )
+    # What the EHR granted, for the readiness check: one statement, only when it differs from what the site row
+    # said when this launch's state was claimed (and then only if it still differs).
+    if record.site.scopes_granted != record.scope_granted:
+        EHRSite.objects.filter(pk=record.site_id).exclude(scopes_granted=record.scope_granted).update(
+            scopes_granted=record.scope_granted
+        )
     session[SESSION_LAUNCHES] = [*session.get(SESSION_LAUNCHES, [])[-19:], str(record.pk)]
     missing = scopes_missing(requested=record.site.scopes, granted=record.scope_granted)
     if missing:

@@ -17,6 +17,7 @@ from healthcommerce.core.errors import HealthcommerceError
 from healthcommerce.core.metrics import integration
 from healthcommerce.core.views import render_error
 from healthcommerce.ehr.errors import EHRSetupError, LaunchThrottled
+from healthcommerce.ehr.framing import framing_site
 from healthcommerce.ehr.keys import published_jwks
 from healthcommerce.ehr.oauth import site_label
 from healthcommerce.ehr.services import launch_access, launch_complete, launch_start
@@ -55,9 +56,10 @@ def launch(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = "60"
         return response
     try:
-        _record, authorize = launch_start(
+        record, authorize = launch_start(
             iss=request.GET.get("iss", ""), launch=request.GET.get("launch", ""), session=request.session
         )
+        framing_site(request, record.site)
     except HealthcommerceError as exc:
         logger.info("SMART launch refused: %s", exc.code)
         return render_error(request, exc, title="The app could not start")
@@ -77,6 +79,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     """
     try:
         record = launch_complete(params=request.GET.dict(), session=request.session)
+        framing_site(request, record.site)
     except EHRSetupError as exc:
         logger.warning("SMART callback refused: %s (the EHR's set-up; reference %s)", exc.code, exc.reference)
         return render_error(request, exc, title="The app is not set up correctly for this EHR")

@@ -260,7 +260,7 @@ def _payer_value(data: dict[str, Any], order: Order) -> Any:
     from healthcommerce.catalog.models import Payer
 
     chosen = data.get("payer") or ""
-    if not chosen:
+    if not chosen or chosen == str(order.payer_id):
         return order.payer
     return None if chosen == SELF_PAY else Payer.objects.get(pk=chosen)
 

@@ -27,7 +27,7 @@ from fhirclient.models.practitionerrole import PractitionerRole
 from fhirclient.models.reference import Reference
 from fhirclient.models.servicerequest import ServiceRequest
 
-from healthcommerce.audit.services import audit_record
+from healthcommerce.audit.services import audit_record_many
 from healthcommerce.ehr.errors import FHIRError
 from healthcommerce.ehr.fhir import FHIRReader, SearchResult
 from healthcommerce.ehr.models import Launch
@@ -272,7 +272,8 @@ def _run(label: str, read: _Read) -> tuple[str, Any, list[str], str]:
 
 
 def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefill:
-    """Read everything the order form needs in one round of concurrent reads; audit each read (one row each).
+    """Read everything the order form needs in one round of concurrent reads; audit each read (one row each, all
+    inserted in one statement).
 
     ``access_token`` overrides the launch's stored token (after a refresh). Never raises for an EHR failure
     or bad data: each failed read is an outcome code, each unusable element a warning.
@@ -287,16 +288,21 @@ def prefill_gather(*, launch: Launch, access_token: str | None = None) -> Prefil
     with ThreadPoolExecutor(max_workers=min(MAX_READERS, len(reads))) as pool:
         results = list(pool.map(lambda ctx, item: ctx.run(_run, *item), contexts, reads.items()))
     found = Prefill(seconds=time.monotonic() - started)
+    audit_record_many(
+        records=[
+            {
+                "actor": launch.fhir_user or "unknown",
+                "action": "fhir.read",
+                "target": reads[label].target,
+                "where": launch.site.iss,
+                "outcome": outcome,
+                "site": launch.site.iss,
+                "launch_id": launch.pk,
+            }
+            for label, _value, _warnings, outcome in results
+        ]
+    )
     for label, value, warnings, outcome in results:
-        audit_record(
-            actor=launch.fhir_user or "unknown",
-            action="fhir.read",
-            target=reads[label].target,
-            where=launch.site.iss,
-            outcome=outcome,
-            site=launch.site.iss,
-            launch_id=launch.pk,
-        )
         found.outcomes[label] = outcome
         found.warnings.extend(warnings)
         if value is None:

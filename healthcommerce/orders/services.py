@@ -6,6 +6,7 @@ Sign-off writes the order and its outbox row in one transaction (docs/reliabilit
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,7 +43,7 @@ from healthcommerce.orders.extract import RequestInfo
 from healthcommerce.orders.fields import blank, editable, order_content, phi_blank, prefilled
 from healthcommerce.orders.models import CoverageStatus, Order
 from healthcommerce.orders.prefill import TRANSIENT, Prefill, can_sign, prefill_gather
-from healthcommerce.orders.transitions import order_event_add, order_transition
+from healthcommerce.orders.transitions import order_event_add, order_transition, order_transition_many
 from healthcommerce.orders.writeback import writeback_wanted
 from healthcommerce.outbox.services import outbox_cancel, outbox_publish
 
@@ -95,7 +96,7 @@ def _set_aside(request: RequestInfo, reason: str) -> dict[str, str]:
     return {"reference": request.reference, "display": request.display[:300], "code": code, "reason": reason}
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def order_drafts_create(*, launch: Launch, found: Prefill) -> list[dict[str, str]]:
     """Create (or refresh) one draft order per pending, orderable request found; one blank draft when none was found.
 
@@ -121,16 +122,23 @@ def order_drafts_create(*, launch: Launch, found: Prefill) -> list[dict[str, str
             set_aside.append(_set_aside(found_request, verdict.reason))
     for request, mapping in drafts:
         reference = request.reference if request else ""
-        existing = Order.objects.filter(
-            site=launch.site, patient_fhir_id=launch.patient_id, request_reference=reference
-        ).exclude(status=Order.Status.CANCELLED)
-        if reference and existing.exclude(status=Order.Status.DRAFT).exists():
+        # The request's orders at this site, in one statement: a signed (or later) one means no new draft.
+        existing = (
+            list(
+                Order.objects.filter(site=launch.site, patient_fhir_id=launch.patient_id, request_reference=reference)
+                .exclude(status=Order.Status.CANCELLED)
+                .order_by("pk")
+            )
+            if reference
+            else []
+        )
+        if any(order.status != Order.Status.DRAFT for order in existing):
             continue
         fields = _draft_fields(launch, found, request, mapping)
         # A draft of another launch (earlier, or open in another browser now) for the same request is shared, not
         # taken: refreshed with what the EHR holds now and listed by both launches, so neither page loses it and
         # the request still has one draft to sign.
-        draft = existing.filter(status=Order.Status.DRAFT).first() if reference else None
+        draft = existing[0] if existing else None
         if draft is None:
             draft = Order.objects.create(
                 site=launch.site,
@@ -176,8 +184,13 @@ def _record_prefill(launch: Launch, found: Prefill, set_aside: list[dict[str, st
     name = found.values.get("Patient", {}).get("patient_name")
     if name:
         launch.patient_name = name[:300]
-    fields = ["prefilled_at", "prefill_outcomes", "prefill_seconds", "prefill_warnings", "prefill_set_aside"]
-    launch.save(update_fields=[*fields, "patient_name", "updated_at"])
+    launch.save(update_fields=[*PREFILL_FIELDS, "updated_at"])
+
+
+# The launch's columns a pre-fill writes (``_record_prefill``).
+PREFILL_FIELDS = (
+    "prefilled_at", "prefill_outcomes", "prefill_seconds", "prefill_warnings", "prefill_set_aside", "patient_name",
+)  # fmt: skip
 
 
 def launch_prefill(*, launch: Launch) -> bool:
@@ -198,7 +211,8 @@ def launch_prefill(*, launch: Launch) -> bool:
         if locked.prefilled_at is not None:
             return False
         _record_prefill(locked, found, order_drafts_create(launch=locked, found=found))
-    launch.refresh_from_db()
+    for name in PREFILL_FIELDS:  # what was just saved, without reading the row again
+        setattr(launch, name, getattr(locked, name))
     return True
 
 
@@ -218,7 +232,8 @@ def launch_reread(*, launch: Launch) -> None:
     with transaction.atomic():
         locked = Launch.objects.select_for_update().select_related("site").get(pk=launch.pk)
         _record_prefill(locked, found, order_drafts_create(launch=locked, found=found))
-    launch.refresh_from_db()
+    for name in PREFILL_FIELDS:
+        setattr(launch, name, getattr(locked, name))
 
 
 def order_missing_fields(order: Order) -> list[tuple[str, str]]:
@@ -261,6 +276,12 @@ def order_product_mismatch(order: Order, product: Product | None = None) -> str:
     return f"The EHR requested {requested}; the catalog does not say {product.name} fulfils it."
 
 
+def _lock(order: Order) -> Order:
+    """Return ``order`` read again under a row lock (``SELECT ... FOR UPDATE OF`` the order), with its product,
+    site and payer."""
+    return Order.objects.select_for_update(of=("self",)).select_related("product", "site", "payer").get(pk=order.pk)
+
+
 @transaction.atomic
 def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any], launch: Launch | None = None) -> Order:
     """Apply the clinician's edits (keys from ``orders.fields.editable()``) to a draft. Raises ``OrderImmutable``
@@ -269,14 +290,22 @@ def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any], lau
     Writes one ``order.edit`` audit row naming the changed fields (names only, never values; HIPAA 164.312(b))
     when any changed; ``launch`` adds its site and id to the row.
     """
-    locked = Order.objects.select_for_update().get(pk=order.pk)
+    return _draft_update(_lock(order), actor=actor, changes=changes, launch=launch)
+
+
+def _draft_update(
+    locked: Order, *, actor: str, changes: dict[str, Any], launch: Launch | None, save: bool = True
+) -> Order:
+    """``order_update_draft`` on an order its caller locked (``_lock``), inside the caller's transaction; without
+    ``save`` the edits are only set on ``locked`` (the caller's signature saves them in its own UPDATE)."""
     if locked.status != Order.Status.DRAFT:
         raise OrderImmutable()
     allowed = editable()
     fields = [name for name in changes if name in allowed]
     for name in fields:
         setattr(locked, name, changes[name])
-    locked.save(update_fields=[*fields, "updated_at"])
+    if save:
+        locked.save(update_fields=[*fields, "updated_at"])
     if fields:
         audit_record(
             actor=actor or "unknown",
@@ -296,18 +325,21 @@ def order_edit(
     click); return the order. ``mismatch_confirmed`` is passed to ``order_sign``.
 
     Not one transaction on purpose: the edits and the signature commit or roll back together in an inner
-    transaction, and a refusal (any ``HealthcommerceError`` from ``order_update_draft`` or ``order_sign``) is then
-    audited after that rollback, so the failed attempt is kept (HIPAA 164.312(b)): ``order.sign`` (or ``order.edit``
-    when the edit itself was refused) with the error's ``code`` as outcome. Re-raises the error.
+    transaction (one row lock for both), and a refusal (any ``HealthcommerceError`` from ``order_update_draft`` or
+    ``order_sign``) is then audited after that rollback, so the failed attempt is kept (HIPAA 164.312(b)):
+    ``order.sign`` (or ``order.edit`` when the edit itself was refused) with the error's ``code`` as outcome.
+    Re-raises the error.
     """
     step = "order.edit"
     try:
         with transaction.atomic():
-            edited = order_update_draft(order=order, actor=launch.fhir_user, changes=changes, launch=launch)
+            # Signing in the same click saves the edits in the signature's UPDATE: one UPDATE of the row, not two.
+            edited = _draft_update(_lock(order), actor=launch.fhir_user, changes=changes, launch=launch, save=not sign)
             if not sign:
                 return edited
             step = "order.sign"
-            return order_sign(order=edited, launch=launch, mismatch_confirmed=mismatch_confirmed)
+            edits = [name for name in changes if name in editable()]
+            return _sign(edited, launch=launch, mismatch_confirmed=mismatch_confirmed, edits=edits)
     except HealthcommerceError as exc:
         audit_record(
             actor=launch.fhir_user or "unknown",
@@ -326,19 +358,25 @@ def content_hash(order: Order) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def order_signature_record(*, order: Order, signed_by: str, signed_at: datetime, actor: str) -> Order:
+def order_signature_record(
+    *, order: Order, signed_by: str, signed_at: datetime, actor: str, edits: Sequence[str] = ()
+) -> Order:
     """Sign ``order`` (locked by the caller, inside its transaction; a draft or a held order, complete): record who
     (``signed_by``) and when (``signed_at``, aware) and the SHA-256 of its content (``content_hash``), move it to
     ``signed`` (``actor`` on the timeline), and publish ``order.signed`` (the outbox hands it to fulfillment) and,
     where the site writes a record back and the order names the patient's FHIR id, ``order.writeback``
     (``orders.writeback``, ADR 0022), and, where its coverage is checked with the payer, ``order.eligibility``
     (``orders.eligibility``, ADR 0026). Returns ``order``, updated. Used by ``order_sign`` (the app) and the
-    intake (``orders.intake``: signed in the EHR); raises ``InvalidTransition`` from any other status.
+    intake (``orders.intake``: signed in the EHR); raises ``InvalidTransition`` from any other status. ``edits``
+    names columns the caller set on ``order`` and did not save yet: they are saved in the same UPDATE.
     """
     order.signed_by, order.signed_at = signed_by, signed_at
     order.content_hash = content_hash(order)
-    order.save(update_fields=["signed_by", "signed_at", "content_hash", "updated_at"])
-    order_transition(order_id=order.pk, to_status=Order.Status.SIGNED, actor=actor, detail={"hash": order.content_hash})
+    order.save(update_fields=[*dict.fromkeys(edits), "signed_by", "signed_at", "content_hash", "updated_at"])
+    # The caller holds the row lock and read the status under it: one conditional UPDATE and the event's INSERT.
+    order_transition_many(
+        changes=[(order.pk, order.status, {"hash": order.content_hash})], to_status=Order.Status.SIGNED, actor=actor
+    )
     order.status = Order.Status.SIGNED
     outbox_publish(topic=TOPIC_ORDER_SIGNED, key=order_event_key(order), subject=order_subject(order))
     if writeback_wanted(order.site) and order.patient_fhir_id:
@@ -362,7 +400,12 @@ def order_sign(*, order: Order, launch: Launch, mismatch_confirmed: bool = False
     Raises ``OrderIncomplete`` (listing what is missing), ``ProductMismatch`` or ``OrderImmutable`` when it is
     not a draft.
     """
-    locked = Order.objects.select_for_update(of=("self",)).select_related("product", "site").get(pk=order.pk)
+    return _sign(_lock(order), launch=launch, mismatch_confirmed=mismatch_confirmed)
+
+
+def _sign(locked: Order, *, launch: Launch, mismatch_confirmed: bool, edits: Sequence[str] = ()) -> Order:
+    """``order_sign`` on an order its caller locked (``_lock``), inside the caller's transaction; ``edits`` are
+    columns set on ``locked`` and not saved yet (``order_edit``), saved with the signature."""
     if locked.status != Order.Status.DRAFT:
         raise OrderImmutable()
     if not can_sign(launch.fhir_user):
@@ -378,7 +421,9 @@ def order_sign(*, order: Order, launch: Launch, mismatch_confirmed: bool = False
     mismatch = order_product_mismatch(locked)
     if mismatch and not mismatch_confirmed:
         raise ProductMismatch(mismatch + " Confirm that it fulfils the request, or pick another item.")
-    order_signature_record(order=locked, signed_by=launch.fhir_user, signed_at=timezone.now(), actor=launch.fhir_user)
+    order_signature_record(
+        order=locked, signed_by=launch.fhir_user, signed_at=timezone.now(), actor=launch.fhir_user, edits=edits
+    )
     product = locked.product
     confirmed = (
         {"request_code": locked.request_code, "sku": product.sku, "hcpcs": product.hcpcs_code} if product else {}

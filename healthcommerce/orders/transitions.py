@@ -38,15 +38,15 @@ def order_transition(*, order_id: Any, to_status: str, actor: str, detail: dict[
     return order
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def order_transition_many(*, changes: Sequence[tuple[Any, str, dict[str, Any]]], to_status: str, actor: str) -> int:
     """Move many orders to ``to_status`` at once: ``changes`` are ``(order id, status now, event detail)``, the
     status as the caller read it with the rows locked (it updated them earlier in its transaction). One
     conditional UPDATE per starting status and one INSERT of the ``OrderEvent`` rows; returns how many moved.
 
     Idempotent like ``order_transition``: an order already in ``to_status`` is left alone. Raises
-    ``InvalidTransition`` (rolling back the caller's transaction) for a move the state machine does not allow
-    or when an order is no longer in the status given.
+    ``InvalidTransition`` (rolling back the caller's transaction: no savepoint of its own) for a move the state
+    machine does not allow or when an order is no longer in the status given.
     """
     groups: dict[str, list[Any]] = {}
     events = []

@@ -23,6 +23,7 @@ from healthcommerce.core.views import render_error
 from healthcommerce.coverage.quote import coverage_quote
 from healthcommerce.coverage.services import eligibility_fresh, eligibility_latest
 from healthcommerce.ehr.fhir import fhir_error
+from healthcommerce.ehr.framing import framing_site
 from healthcommerce.ehr.models import Launch
 from healthcommerce.ehr.services import launch_access
 from healthcommerce.orders import fields as order_fields
@@ -68,14 +69,18 @@ def _requests_unread(launch: Launch) -> bool:
     )
 
 
+def _drafts(launch: Launch) -> QuerySet[Order]:
+    """This launch's drafts, with their products."""
+    return _launch_orders(launch).filter(status=Order.Status.DRAFT).select_related("product")
+
+
 def _context(launch: Launch, **extra: Any) -> dict[str, Any]:
-    drafts = _launch_orders(launch).filter(status=Order.Status.DRAFT).select_related("product")
     return {
         "launch": launch,
-        "drafts": drafts,
+        "drafts": _drafts(launch),
         "set_aside": launch.prefill_set_aside,
         "warnings": _warnings(launch),
-        "banner": _banner(launch),
+        "banner": _banner(launch, extra.get("order")),
         "can_sign": can_sign(launch.fhir_user),
         "requests_unread": _requests_unread(launch),
         **extra,
@@ -95,13 +100,15 @@ def _audit_view(launch: Launch, target: str, page: str) -> None:
     )
 
 
-def _banner(launch: Launch) -> dict[str, Any] | None:
+def _banner(launch: Launch, shown: Order | None = None) -> dict[str, Any] | None:
     """The patient banner: the name pre-fill kept on the launch (whether or not it made a draft), the birth date
-    from one of its orders when it has one; None when the EHR shows its own banner."""
+    from the order on screen (``shown``), else from one of the launch's orders when it has one; None when the EHR
+    shows its own banner."""
     if not launch.need_patient_banner:
         return None
     # patient_name is encrypted (no lookups): a launch has a handful of drafts, so pick in Python.
-    order = next((o for o in _launch_orders(launch) if o.patient_name), None)
+    order = shown if shown is not None and shown.patient_name else None
+    order = order or next((o for o in _launch_orders(launch) if o.patient_name), None)
     name = launch.patient_name or (order.patient_name if order else "")
     return {"name": name, "birth_date": order.patient_birth_date if order else None}
 
@@ -119,6 +126,7 @@ def launch_home(request: HttpRequest, launch_id: UUID) -> HttpResponse:
     """
     try:
         launch = launch_access(launch_id=launch_id, session=request.session)
+        framing_site(request, launch.site)
         first_visit = launch_prefill(launch=launch)
     except HealthcommerceError as exc:
         title = "The EHR could not be reached" if exc.temporary else "We could not continue"
@@ -127,13 +135,13 @@ def launch_home(request: HttpRequest, launch_id: UUID) -> HttpResponse:
             response["Retry-After"] = "5"
         return response
     _audit_view(launch, f"Patient/{launch.patient_id}", "orders:launch")
-    context = _context(launch, previous=orders_for_patient(launch=launch))
-    drafts = list(context["drafts"])
+    drafts = list(_drafts(launch))
     named = named_requests(launch)
     if first_visit and len(named) == 1 and not request.GET.get("all"):
         chosen = [draft for draft in drafts if draft.request_reference == named[0]]
         if chosen:
             return _open(launch, chosen[0])
+    context = _context(launch, previous=orders_for_patient(launch=launch), drafts=drafts)
     alone = not (context["previous"] or context["warnings"] or context["set_aside"] or request.GET.get("all"))
     if len(drafts) == 1 and alone:
         return _open(launch, drafts[0])
@@ -150,6 +158,7 @@ def order_page(request: HttpRequest, launch_id: UUID, order_id: UUID) -> HttpRes
     """Show the pre-filled order (GET); save edits and, with ``action=sign``, sign it in the same click (POST)."""
     try:
         launch = launch_access(launch_id=launch_id, session=request.session)
+        framing_site(request, launch.site)
         order = order_access(launch=launch, order_id=order_id)
     except HealthcommerceError as exc:
         return render_error(request, exc)

@@ -65,7 +65,8 @@ def test_an_empty_limit_turns_the_throttle_off(client, site: EHRSite, settings) 
     assert {launch(client, ip="198.51.100.9").status_code for _ in range(6)} == {302}
 
 
-def test_beat_purges_launches_ended_a_day_ago_and_expired_sessions_and_audits_it(site: EHRSite) -> None:
+def test_beat_purges_launches_ended_a_day_ago_and_expired_sessions_and_audits_it(site: EHRSite, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"  # the database engine, where purge deletes rows
     now = timezone.now()
     old = Launch.objects.create(site=site, state="s-old", expires_at=now - timedelta(hours=25), access_token="t-old")
     recent = Launch.objects.create(site=site, state="s-new", expires_at=now - timedelta(hours=23))
