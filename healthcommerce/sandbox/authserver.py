@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -186,6 +187,11 @@ class SandboxClientAssertion(JWTBearerClientAssertion):
         return bool(cache.add(key, 1, timeout=ASSERTION_MAX_LIFETIME * 2))
 
 
+# The key signing the id_token being encoded on this thread (``SandboxOpenIDCode.encode_id_token``): the extension
+# object is shared by every request, the thread is this request's own (gunicorn gthread, the dev server).
+_this_token = threading.local()
+
+
 class SandboxOpenIDCode(OpenIDCode):
     """OpenID Connect for the code flow: RS256 ``id_token`` signed with the sandbox key, ``iss`` = FHIR base,
     ``aud`` = client id, ``sub`` = practitioner id, ``fhirUser`` (absolute) when ``fhirUser`` is granted."""
@@ -201,8 +207,22 @@ class SandboxOpenIDCode(OpenIDCode):
         ).exists()
 
     def resolve_client_private_key(self, client: SandboxClient) -> RSAKey:
-        """Return the sandbox signing key."""
-        return keys.signing_key()
+        """Return the sandbox signing key: the same one whose ``kid`` the header names (``_signing_key``)."""
+        return self._signing_key()
+
+    def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
+        """authlib's id_token, with the signing key read once for it (``_signing_key``)."""
+        _this_token.key = keys.signing_key()
+        try:
+            return str(super().encode_id_token(token, request))
+        finally:
+            _this_token.key = None
+
+    def _signing_key(self) -> RSAKey:
+        """The signing key of the id_token being encoded on this thread, read once: while the first keys are being
+        created by two requests at once (the app fetches the JWKS beside its token request), a second read could
+        return the other request's key, and the header would name a key that did not sign it."""
+        return getattr(_this_token, "key", None) or keys.signing_key()
 
     def get_client_algorithm(self, client: SandboxClient) -> str:
         """Always RS256."""
@@ -210,7 +230,7 @@ class SandboxOpenIDCode(OpenIDCode):
 
     def get_encode_header(self, client: SandboxClient) -> dict[str, str]:
         """Return the JWS header with the signing key's ``kid``."""
-        return {"alg": keys.ID_TOKEN_ALG, "kid": str(keys.signing_key().kid), "typ": "JWT"}
+        return {"alg": keys.ID_TOKEN_ALG, "kid": str(self._signing_key().kid), "typ": "JWT"}
 
     def get_client_claims(self, client: SandboxClient) -> dict[str, Any]:
         """Return ``iss`` (the FHIR base, as in the OpenID configuration) and ``aud`` (the client id)."""
