@@ -68,14 +68,17 @@ _seal_timer: Any = None
 
 def post_worker_init(worker: Any) -> None:
     """Seal the worker's audit rows on a timer (``AuditSealTimer``, every ``AUDIT_SEAL_INTERVAL`` seconds) instead
-    of after each commit: the hash chain's sealing is off the request path (ADR 0015, issue 22)."""
+    of after each commit: the hash chain's sealing is off the request path (ADR 0015, issue 22). Then do what the
+    first request would otherwise pay for (``core.warmup``)."""
     global _seal_timer
     from django.conf import settings
 
     from healthcommerce.audit.services import AuditSealTimer
+    from healthcommerce.core.warmup import warm
 
     _seal_timer = AuditSealTimer(settings.AUDIT_SEAL_INTERVAL)
     _seal_timer.start()
+    worker.log.info("warmed up in %.2f s", warm())
 
 
 def worker_exit(server: Any, worker: Any) -> None:
