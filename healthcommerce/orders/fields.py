@@ -206,10 +206,24 @@ def _ship_to_value(data: dict[str, Any], order: Order) -> dict[str, Any]:
     return {"line": lines, **parts, "country": order.ship_to.get("country") or "US"}
 
 
+class ProductChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    """The product picker: a ``ModelChoiceField`` over the active products that takes the draft's own product
+    (``known``, loaded with the order) without a query when that is the one submitted (issue 22: sign)."""
+
+    known: Any = None
+
+    def to_python(self, value: Any) -> Any:
+        """Return ``known`` when ``value`` is its primary key and it is still active; else look it up."""
+        known = self.known
+        if known is not None and known.is_active and value not in self.empty_values and str(value) == str(known.pk):
+            return known
+        return super().to_python(value)
+
+
 def _product_field() -> forms.Field:
     from healthcommerce.catalog.models import Product
 
-    return forms.ModelChoiceField(
+    return ProductChoiceField(
         queryset=Product.objects.filter(is_active=True), required=True, empty_label="— pick a product —"
     )
 

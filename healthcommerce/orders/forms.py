@@ -30,6 +30,9 @@ class OrderForm(forms.Form):
         for row in order_fields.FIELDS:
             if order is not None and row.edit is not None and row.edit.choices is not None:
                 cast(forms.ChoiceField, self.fields[row.name]).choices = row.edit.choices(order)
+        product = self.fields.get("product")
+        if order is not None and isinstance(product, order_fields.ProductChoiceField):
+            product.known = order.product
 
     @property
     def cards(self) -> dict[str, list[forms.BoundField]]:

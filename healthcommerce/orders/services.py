@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from healthcommerce.audit.services import audit_record, audit_retention
+from healthcommerce.audit.services import audit_record, audit_record_many, audit_retention
 from healthcommerce.catalog.models import HCPCS, Product
 from healthcommerce.catalog.selectors import mapping_for_codes, payer_for_coverage, request_orderability
 from healthcommerce.core.errors import HealthcommerceError
@@ -293,29 +293,37 @@ def order_update_draft(*, order: Order, actor: str, changes: dict[str, Any], lau
     return _draft_update(_lock(order), actor=actor, changes=changes, launch=launch)
 
 
-def _draft_update(
-    locked: Order, *, actor: str, changes: dict[str, Any], launch: Launch | None, save: bool = True
-) -> Order:
-    """``order_update_draft`` on an order its caller locked (``_lock``), inside the caller's transaction; without
-    ``save`` the edits are only set on ``locked`` (the caller's signature saves them in its own UPDATE)."""
+def _draft_update(locked: Order, *, actor: str, changes: dict[str, Any], launch: Launch | None) -> Order:
+    """``order_update_draft`` on an order its caller locked (``_lock``), inside the caller's transaction."""
+    fields = _edits_set(locked, changes)
+    locked.save(update_fields=[*fields, "updated_at"])
+    if fields:
+        audit_record(**_edit_audit(locked, fields, actor=actor, launch=launch))
+    return locked
+
+
+def _edits_set(locked: Order, changes: dict[str, Any]) -> list[str]:
+    """Set the editable ``changes`` on the locked draft (not saved); return their names. Raises ``OrderImmutable``
+    once signed."""
     if locked.status != Order.Status.DRAFT:
         raise OrderImmutable()
     allowed = editable()
     fields = [name for name in changes if name in allowed]
     for name in fields:
         setattr(locked, name, changes[name])
-    if save:
-        locked.save(update_fields=[*fields, "updated_at"])
-    if fields:
-        audit_record(
-            actor=actor or "unknown",
-            action="order.edit",
-            target=f"Order/{locked.pk}",
-            detail={"fields": sorted(fields)},
-            site=launch.site.iss if launch is not None else "",
-            launch_id=launch.pk if launch is not None else "",
-        )
-    return locked
+    return fields
+
+
+def _edit_audit(order: Order, fields: Sequence[str], *, actor: str, launch: Launch | None) -> dict[str, Any]:
+    """The ``order.edit`` audit row's arguments: the changed fields' names, never their values."""
+    return {
+        "actor": actor or "unknown",
+        "action": "order.edit",
+        "target": f"Order/{order.pk}",
+        "detail": {"fields": sorted(fields)},
+        "site": launch.site.iss if launch is not None else "",
+        "launch_id": launch.pk if launch is not None else "",
+    }
 
 
 def order_edit(
@@ -333,13 +341,14 @@ def order_edit(
     step = "order.edit"
     try:
         with transaction.atomic():
-            # Signing in the same click saves the edits in the signature's UPDATE: one UPDATE of the row, not two.
-            edited = _draft_update(_lock(order), actor=launch.fhir_user, changes=changes, launch=launch, save=not sign)
+            locked = _lock(order)
             if not sign:
-                return edited
+                return _draft_update(locked, actor=launch.fhir_user, changes=changes, launch=launch)
+            # Signing in the same click saves the edits with the signature: one UPDATE of the row, and the edit's
+            # audit row in the same INSERT as the signature's.
+            edits = _edits_set(locked, changes)
             step = "order.sign"
-            edits = [name for name in changes if name in editable()]
-            return _sign(edited, launch=launch, mismatch_confirmed=mismatch_confirmed, edits=edits)
+            return _sign(locked, launch=launch, mismatch_confirmed=mismatch_confirmed, edits=edits)
     except HealthcommerceError as exc:
         audit_record(
             actor=launch.fhir_user or "unknown",
@@ -405,7 +414,8 @@ def order_sign(*, order: Order, launch: Launch, mismatch_confirmed: bool = False
 
 def _sign(locked: Order, *, launch: Launch, mismatch_confirmed: bool, edits: Sequence[str] = ()) -> Order:
     """``order_sign`` on an order its caller locked (``_lock``), inside the caller's transaction; ``edits`` are
-    columns set on ``locked`` and not saved yet (``order_edit``), saved with the signature."""
+    columns set on ``locked`` and not saved yet (``order_edit``): saved with the signature, and their ``order.edit``
+    audit row written with the ``order.sign`` row."""
     if locked.status != Order.Status.DRAFT:
         raise OrderImmutable()
     if not can_sign(launch.fhir_user):
@@ -430,15 +440,17 @@ def _sign(locked: Order, *, launch: Launch, mismatch_confirmed: bool, edits: Seq
     )
     if mismatch:
         order_event_add(order=locked, kind="product_mismatch_confirmed", actor=launch.fhir_user, detail=confirmed)
-    audit_record(
-        actor=launch.fhir_user,
-        action="order.sign",
-        target=f"Order/{locked.pk}",
-        where=launch.site.iss,
-        site=launch.site.iss,
-        launch_id=launch.pk,
-        detail={"product_mismatch_confirmed": confirmed} if mismatch else None,
-    )
+    signed = {
+        "actor": launch.fhir_user,
+        "action": "order.sign",
+        "target": f"Order/{locked.pk}",
+        "where": launch.site.iss,
+        "site": launch.site.iss,
+        "launch_id": launch.pk,
+        "detail": {"product_mismatch_confirmed": confirmed} if mismatch else None,
+    }
+    edited = [_edit_audit(locked, edits, actor=launch.fhir_user, launch=launch)] if edits else []
+    audit_record_many(records=[*edited, signed])
     return locked
 
 
