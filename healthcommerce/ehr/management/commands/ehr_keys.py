@@ -33,6 +33,12 @@ def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value else "-"
 
 
+def kid_argument(kid: str) -> str:
+    """``kid`` as it must be typed after ``activate`` or ``remove``: a thumbprint is base64url and may start with
+    ``-``, which the argument parser would take for an option, so such a kid follows ``--``."""
+    return f"-- {kid}" if kid.startswith("-") else kid
+
+
 class Command(BaseCommand):
     help = "List, create, activate, remove or rotate our signing keys (published at /.well-known/jwks.json)."
 
@@ -89,7 +95,7 @@ class Command(BaseCommand):
         row = self._new(options)
         self.stdout.write(
             f"Activate it after {_when(activation_time(row))} (published {MIN_PUBLISHED_HOURS:g} h; Epic caches a "
-            f"JWKS up to 29 h):  manage.py ehr_keys activate {row.kid}"
+            f"JWKS up to 29 h):  manage.py ehr_keys activate {kid_argument(row.kid)}"
         )
 
     def _activate(self, options: dict[str, Any]) -> None:
@@ -100,7 +106,7 @@ class Command(BaseCommand):
         if old is not None:
             self.stdout.write(
                 f"Retired {old.kid}: no longer signing, still published. Remove it once no EHR can hold an assertion "
-                f"signed with it:  manage.py ehr_keys remove {old.kid}"
+                f"signed with it:  manage.py ehr_keys remove {kid_argument(old.kid)}"
             )
 
     def _remove(self, options: dict[str, Any]) -> None:
