@@ -144,8 +144,10 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# Seconds a connection is kept between requests (0: one per request). Each gunicorn thread holds its own.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# Seconds a connection is kept between requests (0: one per request). Each gunicorn thread holds its own (2 x 8 by
+# default). A new one per request cost a clinician's launch four backend starts (issue 22: ~3 ms of the web worker's
+# CPU and ~15 ms of PostgreSQL's each); a pooler in transaction mode (PgBouncer) wants 0.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # Seconds a Celery pool process keeps its connection between tasks (healthcommerce.celery; 0: a new one per task).
 # A new connection costs ~3 ms of worker CPU and ~15 ms of PostgreSQL CPU (a backend start), twice per order.
 WORKER_CONN_MAX_AGE = env.int("WORKER_CONN_MAX_AGE", default=60)
