@@ -35,8 +35,7 @@ def warm() -> float:
     """Populate the URL resolver and compile ``TEMPLATES``; return the seconds it took. A template that is missing
     is skipped with a warning: warming never stops a worker from starting."""
     started = time.monotonic()
-    get_resolver().url_patterns  # noqa: B018 - reading it imports every urls module
-    get_resolver()._populate()
+    get_resolver().reverse_dict  # noqa: B018 - reading it imports every urls module and builds the reverse map
     for name in TEMPLATES:
         try:
             get_template(name)

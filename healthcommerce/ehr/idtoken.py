@@ -39,8 +39,12 @@ def _jwks_uri(site: EHRSite, issuer: str, session: requests.Session) -> str:
     return str(response.json()["jwks_uri"])
 
 
+def _cache_key(jwks_uri: str) -> str:
+    return f"jwks:{jwks_uri}"
+
+
 def _key_set(jwks_uri: str, session: requests.Session, *, refresh: bool = False) -> KeySet:
-    key = f"jwks:{jwks_uri}"
+    key = _cache_key(jwks_uri)
     data = None if refresh else cache.get(key)
     if data is None:
         response = session.get(jwks_uri, headers={"Accept": "application/json"})
@@ -56,7 +60,7 @@ def jwks_warm(site: EHRSite) -> bool:
     the token arrives (issue 22). Never raises: a failure here is left to ``id_token_validate``, which fetches
     again and says what failed."""
     uri = (site.discovery or {}).get("jwks_uri")
-    if not isinstance(uri, str) or not uri or cache.get(f"jwks:{uri}") is not None:
+    if not isinstance(uri, str) or not uri or cache.get(_cache_key(uri)) is not None:
         return False
     try:
         _key_set(uri, outbound_session(site=site_label(site), kind="jwks"))
