@@ -19,9 +19,14 @@ HTTP_TIMEOUT = (3.05, 2.0)
 SANDBOX_TIMEOUT_SLEEP = 3
 AXES_ENABLED = False
 
-# The test process keeps its cache in memory (no state across runs); app processes the tests start use their own.
-if _base.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The test process keeps its caches in memory (no state across runs), the sessions' apart from the default one as in
+# the app (clearing the cache ends no session); app processes the tests start use their own.
+CACHES = {
+    alias: {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": alias}
+    if config["BACKEND"].endswith("FileBasedCache")
+    else config
+    for alias, config in _base.CACHES.items()
+}
 
 # The suite launches hundreds of times from 127.0.0.1 within a minute; tests of the throttle set their own limit.
 LAUNCH_RATE_LIMIT = ""
